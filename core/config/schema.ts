@@ -1,0 +1,82 @@
+import { isIPv4 } from 'node:net';
+import { z } from 'zod';
+import { LOG_LEVELS } from '../logger.js';
+import { isPluginSpec } from '../plugins/define.js';
+import type { PluginSpec } from '../plugins/types.js';
+
+export const BACKEND_KINDS = ['iptables', 'nftables', 'dry-run'] as const;
+export type BackendKind = (typeof BACKEND_KINDS)[number];
+
+const port = z.number().int().min(1).max(65535);
+const interfaceName = z.string().regex(/^[\w.@:-]{1,15}$/, 'must be a network interface name (at most 15 characters)');
+const ipv4 = z.string().refine((v) => isIPv4(v), 'must be an IPv4 address');
+
+const pluginEntry = z.custom<PluginSpec | false | null | undefined | 0 | ''>(
+  (v) => v === false || v === null || v === undefined || v === 0 || v === '' || isPluginSpec(v),
+  'must be a plugin factory call such as iptables({...}), or a falsy value',
+);
+
+export const leaseSchema = z
+  .object({
+    defaultSeconds: z.number().int().min(1).max(604800).default(3600),
+    maxSeconds: z.number().int().min(1).max(604800).default(604800),
+    allowPermanent: z.boolean().default(true),
+  })
+  .strict();
+
+/** UPnP IGD front-end settings. */
+export const upnpSchema = z
+  .object({
+    /** Which IGD version the description advertises ('both' serves IGD:2 and an IGD:1 view). */
+    igdVersion: z.union([z.literal(1), z.literal(2), z.literal('both')]).default('both'),
+    friendlyName: z.string().min(1).max(64).default('upnpd Internet Gateway'),
+    /** Seconds between SSDP alive announcements (jittered). */
+    notifyIntervalSeconds: z.number().int().min(10).max(900).default(300),
+    /** Ports AddAnyPortMapping may pick. */
+    addAnyPortRange: z.tuple([port, port]).default([1024, 65535]),
+    /** GENA: most subscriptions one client may hold. */
+    maxSubscriptionsPerClient: z.number().int().min(1).max(1000).default(8),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** LAN interfaces upnpd serves (SSDP, HTTP). */
+    lan: z.array(interfaceName).default([]),
+    /** WAN interface: external address and counters come from it; DNAT rules match it. */
+    wan: interfaceName.optional(),
+    /** External IPv4 address to report instead of the WAN interface's own. */
+    externalIp: ipv4.optional(),
+    /** Firewall backend used when `plugins` lists none. */
+    backend: z.enum(BACKEND_KINDS).optional(),
+    /** Touch no firewall: log what the backend would do, listen on loopback unless --lan is given. */
+    dryRun: z.boolean().default(false),
+    /** HTTP port for descriptions, control and events (0: any free port). */
+    httpPort: z.number().int().min(0).max(65535).default(0),
+    stateDir: z.string().min(1).optional(),
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** A client may map only to itself and delete only its own mappings. */
+    secureMode: z.boolean().default(true),
+    /** Leave the firewall rules in place at shutdown. */
+    keepRulesOnShutdown: z.boolean().default(false),
+    lease: leaseSchema.default(leaseSchema.parse({})),
+    upnp: upnpSchema.default(upnpSchema.parse({})),
+    plugins: z.array(pluginEntry).default([]),
+  })
+  .strict();
+
+export type UserConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/** The configuration the daemon runs with. `source` names where it came from, for messages. */
+export interface ResolvedConfig extends Omit<ParsedConfig, 'plugins'> {
+  readonly source: string;
+  /** True when LAN interfaces were named on the command line (dry-run then uses them). */
+  readonly lanFromCommandLine: boolean;
+  readonly plugins: readonly PluginSpec[];
+}
+
+/** Typed identity helper for upnpd.config.js. */
+export function defineConfig(config: UserConfig): UserConfig {
+  return config;
+}

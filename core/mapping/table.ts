@@ -1,0 +1,131 @@
+import type { MappingView } from '../plugins/types.js';
+import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type PortMapping, type RuleSpec } from './types.js';
+
+/**
+ * The mappings, in a stable order (the order GetGenericPortMappingEntry indexes). Lookup by key
+ * and by index are O(1); a replace keeps its index; a removal shifts later entries down by one.
+ */
+export class MappingTable implements MappingView {
+  private readonly byKey = new Map<string, PortMapping>();
+  private ordered: PortMapping[] = [];
+
+  get size(): number {
+    return this.ordered.length;
+  }
+
+  get(key: MappingKey): PortMapping | undefined {
+    return this.byKey.get(keyString(key));
+  }
+
+  at(index: number): PortMapping | undefined {
+    return Number.isInteger(index) && index >= 0 ? this.ordered[index] : undefined;
+  }
+
+  values(): IterableIterator<PortMapping> {
+    return this.ordered.values();
+  }
+
+  /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
+  commit(upserts: Iterable<PortMapping>, removals: Iterable<string>): void {
+    const removed = new Set<string>();
+    for (const k of removals) {
+      if (this.byKey.delete(k)) removed.add(k);
+    }
+    if (removed.size > 0) this.ordered = this.ordered.filter((m) => !removed.has(keyString(m)));
+    for (const mapping of upserts) {
+      const k = keyString(mapping);
+      const previous = this.byKey.get(k);
+      this.byKey.set(k, mapping);
+      if (previous) this.ordered[this.ordered.indexOf(previous)] = mapping;
+      else this.ordered.push(mapping);
+    }
+  }
+}
+
+/**
+ * Staged changes on top of a table: what one batch of requests would do. Reads see the staged
+ * state; nothing reaches the table until `commit`. `changeSet` derives the firewall work from the
+ * difference, so a renewal that changes only the lease or description costs no firewall call.
+ */
+export class MappingDraft implements MappingView {
+  /** keyString → staged mapping, or null for a staged removal. Insertion order is kept. */
+  private staged = new Map<string, PortMapping | null>();
+
+  constructor(private readonly table: MappingTable) {}
+
+  get(key: MappingKey): PortMapping | undefined {
+    const k = keyString(key);
+    if (this.staged.has(k)) return this.staged.get(k) ?? undefined;
+    return this.table.get(key);
+  }
+
+  get size(): number {
+    let size = this.table.size;
+    for (const [k, m] of this.staged) {
+      const inTable = this.table.get(keyFromString(k)) !== undefined;
+      if (m && !inTable) size++;
+      if (!m && inTable) size--;
+    }
+    return size;
+  }
+
+  *values(): IterableIterator<PortMapping> {
+    for (const m of this.table.values()) {
+      const k = keyString(m);
+      if (!this.staged.has(k)) yield m;
+      else if (this.staged.get(k)) yield this.staged.get(k)!;
+    }
+    for (const [k, m] of this.staged) if (m && !this.table.get(keyFromString(k))) yield m;
+  }
+
+  put(mapping: PortMapping): void {
+    this.staged.set(keyString(mapping), mapping);
+  }
+
+  remove(key: MappingKey): void {
+    this.staged.set(keyString(key), null);
+  }
+
+  savepoint(): Map<string, PortMapping | null> {
+    return new Map(this.staged);
+  }
+
+  rollbackTo(savepoint: Map<string, PortMapping | null>): void {
+    this.staged = new Map(savepoint);
+  }
+
+  changeSet(): ChangeSet {
+    const remove: RuleSpec[] = [];
+    const add: RuleSpec[] = [];
+    for (const [k, after] of this.staged) {
+      const before = this.table.get(keyFromString(k));
+      const beforeRule = before && before.enabled ? ruleOf(before) : undefined;
+      const afterRule = after && after.enabled ? ruleOf(after) : undefined;
+      if (beforeRule && afterRule && sameRule(beforeRule, afterRule)) continue;
+      if (beforeRule) remove.push(beforeRule);
+      if (afterRule) add.push(afterRule);
+    }
+    return { remove, add };
+  }
+
+  commit(): void {
+    const upserts: PortMapping[] = [];
+    const removals: string[] = [];
+    for (const [k, m] of this.staged) {
+      if (m) upserts.push(m);
+      else removals.push(k);
+    }
+    this.table.commit(upserts, removals);
+    this.staged.clear();
+  }
+}
+
+function keyFromString(k: string): MappingKey {
+  const first = k.indexOf('/');
+  const second = k.indexOf('/', first + 1);
+  return {
+    protocol: k.slice(0, first) as MappingKey['protocol'],
+    externalPort: Number(k.slice(first + 1, second)),
+    remoteHost: k.slice(second + 1),
+  };
+}

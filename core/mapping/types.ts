@@ -1,0 +1,86 @@
+/** Transport protocols a port mapping can forward. */
+export type Protocol = 'TCP' | 'UDP';
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP'];
+
+/**
+ * The identity of a mapping, as UPnP defines it: (RemoteHost, ExternalPort, Protocol).
+ * `remoteHost` is '' for "any remote host" (the wildcard).
+ */
+export interface MappingKey {
+  readonly remoteHost: string;
+  readonly externalPort: number;
+  readonly protocol: Protocol;
+}
+
+/** What a client asks for. `leaseSeconds` 0 asks for a permanent lease. */
+export interface MappingRequest extends MappingKey {
+  readonly internalClient: string;
+  readonly internalPort: number;
+  readonly enabled: boolean;
+  readonly description: string;
+  readonly leaseSeconds: number;
+}
+
+/** Who asked, and through which front-end ('upnp-igd:1', 'upnp-igd:2', 'cli', ...). */
+export interface Requester {
+  readonly address: string;
+  readonly via: string;
+}
+
+/** A mapping as the table holds it. `expiresAt` is on the monotonic clock (ms); null = permanent. */
+export interface PortMapping extends MappingRequest {
+  readonly expiresAt: number | null;
+  readonly createdBy: Requester;
+}
+
+/** The fields that decide which firewall rules a mapping needs (lease and description do not). */
+export interface RuleSpec {
+  readonly remoteHost: string;
+  readonly externalPort: number;
+  readonly protocol: Protocol;
+  readonly internalClient: string;
+  readonly internalPort: number;
+}
+
+export function keyOf(k: MappingKey): MappingKey {
+  return { remoteHost: k.remoteHost, externalPort: k.externalPort, protocol: k.protocol };
+}
+
+export function keyString(k: MappingKey): string {
+  return `${k.protocol}/${k.externalPort}/${k.remoteHost}`;
+}
+
+export function ruleOf(m: RuleSpec): RuleSpec {
+  return {
+    remoteHost: m.remoteHost,
+    externalPort: m.externalPort,
+    protocol: m.protocol,
+    internalClient: m.internalClient,
+    internalPort: m.internalPort,
+  };
+}
+
+export function sameRule(a: RuleSpec, b: RuleSpec): boolean {
+  return (
+    a.remoteHost === b.remoteHost &&
+    a.externalPort === b.externalPort &&
+    a.protocol === b.protocol &&
+    a.internalClient === b.internalClient &&
+    a.internalPort === b.internalPort
+  );
+}
+
+/**
+ * What a firewall backend is asked to do in one atomic step. Removals are applied before
+ * additions, so a replace (same key, new target) is one change set with one of each.
+ */
+export interface ChangeSet {
+  readonly remove: readonly RuleSpec[];
+  readonly add: readonly RuleSpec[];
+}
+
+export const EMPTY_CHANGE_SET: ChangeSet = Object.freeze({ remove: [], add: [] });
+
+export function isEmptyChangeSet(c: ChangeSet): boolean {
+  return c.remove.length === 0 && c.add.length === 0;
+}

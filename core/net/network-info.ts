@@ -1,0 +1,99 @@
+import { networkInterfaces } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { BlockList, isIPv4 } from 'node:net';
+
+export interface InterfaceAddress {
+  readonly interface: string;
+  readonly address: string;
+  /** Prefix length, e.g. 24. */
+  readonly prefixLength: number;
+}
+
+export interface WanCounters {
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+  readonly packetsSent: number;
+  readonly packetsReceived: number;
+}
+
+/** What the daemon knows of the host's interfaces. Injectable so tests can describe any network. */
+export interface NetworkInfo {
+  /** IPv4 addresses of a named interface (empty when it does not exist or has none). */
+  ipv4Addresses(iface: string): InterfaceAddress[];
+  /** Counters of an interface from /sys/class/net/IFACE/statistics; null when unavailable. */
+  counters(iface: string): Promise<WanCounters | null>;
+}
+
+export class OsNetworkInfo implements NetworkInfo {
+  ipv4Addresses(iface: string): InterfaceAddress[] {
+    const entries = networkInterfaces()[iface] ?? [];
+    return entries
+      .filter((a) => a.family === 'IPv4')
+      .map((a) => ({ interface: iface, address: a.address, prefixLength: prefixLengthOf(a.cidr, a.netmask) }));
+  }
+
+  async counters(iface: string): Promise<WanCounters | null> {
+    if (!/^[\w.@:-]{1,15}$/.test(iface)) return null;
+    const read = async (name: string) => Number((await readFile(`/sys/class/net/${iface}/statistics/${name}`, 'utf8')).trim());
+    try {
+      const [bytesSent, bytesReceived, packetsSent, packetsReceived] = await Promise.all(
+        ['tx_bytes', 'rx_bytes', 'tx_packets', 'rx_packets'].map(read),
+      );
+      return { bytesSent: bytesSent!, bytesReceived: bytesReceived!, packetsSent: packetsSent!, packetsReceived: packetsReceived! };
+    } catch {
+      return null;
+    }
+  }
+}
+
+function prefixLengthOf(cidr: string | null, netmask: string): number {
+  if (cidr) return Number(cidr.split('/')[1]);
+  return netmask.split('.').reduce((bits, octet) => bits + popcount(Number(octet)), 0);
+}
+
+function popcount(n: number): number {
+  let count = 0;
+  for (let v = n; v; v >>= 1) count += v & 1;
+  return count;
+}
+
+/** Peers may appear as ::ffff:a.b.c.d on dual-stack sockets. */
+export function normalizeAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+/** Set membership test for the LAN subnets. */
+export class SubnetSet {
+  private readonly blocks = new BlockList();
+  constructor(readonly subnets: readonly InterfaceAddress[]) {
+    for (const s of subnets) this.blocks.addSubnet(networkAddress(s.address, s.prefixLength), s.prefixLength, 'ipv4');
+  }
+  contains(address: string): boolean {
+    const a = normalizeAddress(address);
+    return isIPv4(a) && this.blocks.check(a, 'ipv4');
+  }
+  /** The LAN subnet an address is in, if any. */
+  find(address: string): InterfaceAddress | undefined {
+    const a = normalizeAddress(address);
+    if (!isIPv4(a)) return undefined;
+    return this.subnets.find((s) => ipv4ToInt(networkAddress(a, s.prefixLength)) === ipv4ToInt(networkAddress(s.address, s.prefixLength)));
+  }
+}
+
+export function ipv4ToInt(address: string): number {
+  return address.split('.').reduce((acc, octet) => ((acc << 8) | Number(octet)) >>> 0, 0);
+}
+
+export function intToIpv4(n: number): string {
+  return [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join('.');
+}
+
+export function networkAddress(address: string, prefixLength: number): string {
+  const mask = prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
+  return intToIpv4((ipv4ToInt(address) & mask) >>> 0);
+}
+
+export function broadcastAddress(address: string, prefixLength: number): string {
+  const mask = prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
+  return intToIpv4(((ipv4ToInt(address) & mask) | (~mask >>> 0)) >>> 0);
+}

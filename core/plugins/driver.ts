@@ -1,0 +1,156 @@
+import { PluginHookError, PluginRegistrationError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ChangeSet } from '../mapping/types.js';
+import { HOOK_KINDS, type FirewallBackend, type HookName, type Hooks, type HooksOfKind, type Plugin } from './types.js';
+
+const ORDER_RANK = { pre: 0, normal: 1, post: 2 } as const;
+
+/**
+ * Runs plugins' hooks by kind. Registration is validated when the driver is built (unknown hook,
+ * non-function handler, duplicate name, zero or several backends) and frozen from then on.
+ */
+export class PluginDriver {
+  readonly plugins: readonly Plugin[];
+  private readonly backendPlugin: Plugin;
+  private readonly provisioned: Plugin[] = [];
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(
+    plugins: readonly Plugin[],
+    private readonly logger: Logger,
+  ) {
+    validatePlugins(plugins);
+    this.plugins = Object.freeze(
+      plugins
+        .map((plugin, index) => ({ plugin, index }))
+        .sort((a, b) => rank(a.plugin) - rank(b.plugin) || a.index - b.index)
+        .map(({ plugin }) => plugin),
+    );
+    this.backendPlugin = this.plugins.find((p) => p.hooks?.applyRule)!;
+  }
+
+  get backend(): FirewallBackend | undefined {
+    return this.backendPlugin.backend;
+  }
+
+  get backendName(): string {
+    return this.backendPlugin.name;
+  }
+
+  /** Provisions plugins in order. On failure, cleans up everything provisioned so far (including the one that failed). */
+  async provision(): Promise<void> {
+    for (const plugin of this.plugins) {
+      this.provisioned.push(plugin);
+      try {
+        await plugin.provision?.();
+      } catch (err) {
+        const error = new PluginHookError(plugin.name, 'provision', err);
+        await this.cleanup();
+        throw error;
+      }
+    }
+  }
+
+  /** Cleans up provisioned plugins in reverse order; every plugin gets its turn even if one fails. */
+  async cleanup(): Promise<void> {
+    await this.settleNotifications();
+    while (this.provisioned.length > 0) {
+      const plugin = this.provisioned.pop()!;
+      try {
+        await plugin.cleanup?.();
+      } catch (err) {
+        this.logger.error({ err, plugin: plugin.name }, `plugin "${plugin.name}" failed to clean up: ${messageOf(err)}`);
+      }
+    }
+  }
+
+  /** Runs a sequential hook: each handler may return a replacement value; a throw vetoes. */
+  async hookSeq<H extends 'beforeMap'>(hook: H, value: Parameters<Hooks[H]>[0], context: Parameters<Hooks[H]>[1]): Promise<Parameters<Hooks[H]>[0]>;
+  async hookSeq<H extends 'beforeUnmap'>(hook: H, value: Parameters<Hooks[H]>[0], context: Parameters<Hooks[H]>[1]): Promise<void>;
+  async hookSeq(hook: HooksOfKind<'sequential'>, value: unknown, context: unknown): Promise<unknown> {
+    let current = value;
+    for (const plugin of this.plugins) {
+      const handler = plugin.hooks?.[hook] as ((v: unknown, c: unknown) => unknown) | undefined;
+      if (!handler) continue;
+      let result: unknown;
+      try {
+        result = await handler.call(plugin.hooks, current, context);
+      } catch (err) {
+        throw new PluginHookError(plugin.name, hook, err);
+      }
+      if (result !== undefined && result !== null) current = result;
+    }
+    return current;
+  }
+
+  /** The exclusive hook: the one backend applies the change set. Throws PluginHookError on failure. */
+  async applyRule(changes: ChangeSet): Promise<void> {
+    try {
+      await this.backendPlugin.hooks!.applyRule!(changes);
+    } catch (err) {
+      throw new PluginHookError(this.backendPlugin.name, 'applyRule', err);
+    }
+  }
+
+  /** Runs a notification hook in every plugin at once; failures are logged, never thrown. */
+  hookParallel<H extends HooksOfKind<'parallel'>>(hook: H, event: Parameters<Hooks[H]>[0]): Promise<void> {
+    const runs = this.plugins
+      .filter((plugin) => plugin.hooks?.[hook])
+      .map(async (plugin) => {
+        try {
+          await (plugin.hooks![hook] as (e: unknown) => unknown).call(plugin.hooks, event);
+        } catch (err) {
+          const error = new PluginHookError(plugin.name, hook, err);
+          this.logger.warn({ err: error, plugin: plugin.name, hook }, error.message);
+        }
+      });
+    const all = Promise.all(runs).then(() => undefined);
+    this.pending.add(all);
+    void all.finally(() => this.pending.delete(all));
+    return all;
+  }
+
+  /** Waits for notifications still running (used before cleanup so none is cut off). */
+  async settleNotifications(): Promise<void> {
+    await Promise.all([...this.pending]);
+  }
+}
+
+function rank(plugin: Plugin): number {
+  return ORDER_RANK[plugin.order ?? 'normal'];
+}
+
+const KNOWN_HOOKS = new Set<string>(Object.keys(HOOK_KINDS));
+
+export function validatePlugins(plugins: readonly Plugin[]): void {
+  const names = new Set<string>();
+  for (const [index, plugin] of plugins.entries()) {
+    if (!plugin || typeof plugin !== 'object') throw new PluginRegistrationError(`plugin #${index} is not an object`);
+    if (typeof plugin.name !== 'string' || plugin.name === '') throw new PluginRegistrationError(`plugin #${index} has no name`);
+    if (names.has(plugin.name)) throw new PluginRegistrationError(`plugin "${plugin.name}" is registered twice`);
+    names.add(plugin.name);
+    if (plugin.order !== undefined && plugin.order !== 'pre' && plugin.order !== 'post') {
+      throw new PluginRegistrationError(`plugin "${plugin.name}": order must be "pre" or "post", not ${JSON.stringify(plugin.order)}`);
+    }
+    for (const [hook, handler] of Object.entries(plugin.hooks ?? {})) {
+      if (!KNOWN_HOOKS.has(hook)) {
+        throw new PluginRegistrationError(`plugin "${plugin.name}" has an unknown hook "${hook}" (known hooks: ${[...KNOWN_HOOKS].join(', ')})`);
+      }
+      if (typeof handler !== 'function') throw new PluginRegistrationError(`plugin "${plugin.name}": hook "${hook}" is not a function`);
+    }
+    for (const lifecycle of ['provision', 'cleanup'] as const) {
+      if (plugin[lifecycle] !== undefined && typeof plugin[lifecycle] !== 'function') {
+        throw new PluginRegistrationError(`plugin "${plugin.name}": ${lifecycle} is not a function`);
+      }
+    }
+  }
+  const backends = plugins.filter((p) => p.hooks?.applyRule).map((p) => p.name);
+  if (backends.length === 0) {
+    throw new PluginRegistrationError('no firewall backend: add one of iptables(), nftables() or dryRun() to plugins, or pass --backend / --dry-run');
+  }
+  if (backends.length > 1) {
+    throw new PluginRegistrationError(`only one firewall backend may handle "applyRule", but ${backends.map((b) => `"${b}"`).join(' and ')} both do`);
+  }
+}
+
+export type { HookName };

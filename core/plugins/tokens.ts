@@ -1,0 +1,20 @@
+import type { InjectionToken } from 'tsyringe';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../logger.js';
+import type { CommandRunner } from '../command-runner.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import type { MappingService } from '../mapping/service.js';
+import type { NetworkInfo } from '../net/network-info.js';
+
+/**
+ * Typed tsyringe tokens. Every constructor parameter of an injectable class carries
+ * `@inject(TOKEN)`: upnpd never relies on emitted decorator metadata.
+ */
+export const LOGGER: InjectionToken<Logger> = Symbol('upnpd.Logger');
+export const CONFIG: InjectionToken<ResolvedConfig> = Symbol('upnpd.Config');
+export const CLOCK: InjectionToken<Clock> = Symbol('upnpd.Clock');
+export const COMMAND_RUNNER: InjectionToken<CommandRunner> = Symbol('upnpd.CommandRunner');
+export const NETWORK_INFO: InjectionToken<NetworkInfo> = Symbol('upnpd.NetworkInfo');
+export const MAPPINGS: InjectionToken<MappingService> = Symbol('upnpd.Mappings');
+/** Inside a plugin's own child container: its validated options. */
+export const PLUGIN_OPTIONS: InjectionToken<unknown> = Symbol('upnpd.PluginOptions');

@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+
+/**
+ * Network namespaces that a test creates for itself. Nothing here touches the root namespace:
+ * every command runs through `ip netns exec NAME`. Names start with `upnpdt-` so a leak is obvious.
+ */
+export class TestNamespace {
+  private constructor(readonly name: string) {}
+
+  static async create(role: string): Promise<TestNamespace> {
+    const name = `upnpdt-${role}-${randomBytes(3).toString('hex')}`.slice(0, 30);
+    await execa('ip', ['netns', 'add', name]);
+    const ns = new TestNamespace(name);
+    await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+    return ns;
+  }
+
+  /** Runs a command inside the namespace; rejects on non-zero exit. */
+  async exec(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+    const r = await execa('ip', ['netns', 'exec', this.name, file, ...args], {
+      input: options.input,
+      timeout: options.timeoutMs ?? 30_000,
+    });
+    return r.stdout;
+  }
+
+  /** A CommandRunner whose commands run inside this namespace (for backends under test). */
+  runner(): CommandRunner {
+    const name = this.name;
+    return {
+      async run(file, args, options = {}): Promise<CommandResult> {
+        const r = await execa('ip', ['netns', 'exec', name, file, ...args], {
+          input: options.input,
+          timeout: options.timeoutMs ?? 30_000,
+          reject: false,
+          stripFinalNewline: false,
+          env: { LC_ALL: 'C' },
+        });
+        return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+      },
+    };
+  }
+
+  async destroy(): Promise<void> {
+    // Kill anything still running in the namespace, then remove it.
+    await execa('ip', ['netns', 'pids', this.name], { reject: false }).then(async (r) => {
+      const pids = String(r.stdout).split(/\s+/).filter(Boolean);
+      if (pids.length > 0) await execa('kill', ['-9', ...pids], { reject: false });
+    });
+    await execa('ip', ['netns', 'delete', this.name], { reject: false });
+  }
+}
+
+/** Why namespace tests cannot run here, or undefined when they can (root, `ip netns` works). */
+export async function namespaceSupport(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'needs root (ip netns add)';
+  const probe = `upnpdt-probe-${randomBytes(3).toString('hex')}`;
+  const r = await execa('ip', ['netns', 'add', probe], { reject: false });
+  if (r.exitCode !== 0) return `ip netns add failed: ${String(r.stderr).trim()}`;
+  await execa('ip', ['netns', 'delete', probe], { reject: false });
+  return undefined;
+}
+
+/** Whether a program is installed (for tests that need iptables, nft, upnpc). */
+export async function haveProgram(name: string): Promise<boolean> {
+  const r = await execa('sh', ['-c', `command -v ${name}`], { reject: false });
+  return r.exitCode === 0;
+}
+
+import { describe, it } from 'vitest';
+
+/**
+ * `describe` for tests that need namespaces (and the named programs). Where they cannot run they
+ * are reported as skipped with the reason; under CI=true that is a failing test instead, because
+ * CI must prove the real-kernel behaviour.
+ */
+export function describeNetns(name: string, programs: readonly string[], body: () => void): void {
+  const reasonPromise = (async () => {
+    const missing = [];
+    for (const p of programs) if (!(await haveProgram(p))) missing.push(p);
+    if (missing.length > 0) return `missing programs: ${missing.join(', ')}`;
+    return namespaceSupport();
+  })();
+  describe(name, async () => {
+    const reason = await reasonPromise;
+    if (reason && process.env.CI === 'true') {
+      it('can run real-kernel tests in CI', () => {
+        throw new Error(`namespace tests cannot run here: ${reason}`);
+      });
+      return;
+    }
+    if (reason) {
+      describe.skipIf(true)(`skipped: ${reason}`, body);
+      return;
+    }
+    body();
+  });
+}
