@@ -67,6 +67,7 @@ export class MappingService implements MappingView {
   private expiryTimer: unknown = undefined;
   private closed = false;
   private expiryFailed = false;
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(
     private readonly driver: PluginDriver,
@@ -90,6 +91,15 @@ export class MappingService implements MappingView {
 
   values(): IterableIterator<PortMapping> {
     return this.table.values();
+  }
+
+  /**
+   * Calls `listener` after every committed change of the table (for front-ends that publish state,
+   * e.g. GENA's PortMappingNumberOfEntries). Returns a function that unsubscribes.
+   */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   /** Seconds left on a lease, 0 for a permanent one (as UPnP reports it). */
@@ -292,6 +302,7 @@ export class MappingService implements MappingView {
         return true;
       }
     }
+    const changed = draft.hasChanges();
     draft.commit();
     for (const { outcome } of outcomes) {
       for (const n of outcome?.notifications ?? []) {
@@ -299,6 +310,7 @@ export class MappingService implements MappingView {
       }
     }
     this.scheduleExpiry();
+    if (changed) for (const listener of this.changeListeners) listener();
     for (const { change, outcome, error } of outcomes) {
       if (!outcome) {
         change.reject(error);

@@ -86,6 +86,10 @@ export class MappingDraft implements MappingView {
     this.staged.set(keyString(key), null);
   }
 
+  hasChanges(): boolean {
+    return this.staged.size > 0;
+  }
+
   savepoint(): Map<string, PortMapping | null> {
     return new Map(this.staged);
   }

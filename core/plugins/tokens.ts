@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import type { CommandRunner } from '../command-runner.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { MappingService } from '../mapping/service.js';
-import type { NetworkInfo } from '../net/network-info.js';
+import type { InterfaceAddress, NetworkInfo } from '../net/network-info.js';
 
 /**
  * Typed tsyringe tokens. Every constructor parameter of an injectable class carries
@@ -15,6 +15,11 @@ export const CONFIG: InjectionToken<ResolvedConfig> = Symbol('upnpd.Config');
 export const CLOCK: InjectionToken<Clock> = Symbol('upnpd.Clock');
 export const COMMAND_RUNNER: InjectionToken<CommandRunner> = Symbol('upnpd.CommandRunner');
 export const NETWORK_INFO: InjectionToken<NetworkInfo> = Symbol('upnpd.NetworkInfo');
+/**
+ * The LAN addresses upnpd serves (and whose subnets are "the LAN"): from `lan` interfaces, or
+ * loopback (127.0.0.1/8 on 'lo') in dry-run unless --lan was given.
+ */
+export const LAN_ADDRESSES: InjectionToken<readonly InterfaceAddress[]> = Symbol('upnpd.LanAddresses');
 export const MAPPINGS: InjectionToken<MappingService> = Symbol('upnpd.Mappings');
 /** Inside a plugin's own child container: its validated options. */
 export const PLUGIN_OPTIONS: InjectionToken<unknown> = Symbol('upnpd.PluginOptions');
