@@ -72,9 +72,14 @@ export class MappingService implements MappingView {
   constructor(
     private readonly driver: PluginDriver,
     private readonly clock: Clock,
-    private readonly lease: LeasePolicy,
+    private lease: LeasePolicy,
     private readonly logger: Logger,
   ) {}
+
+  /** Applies to leases granted from now on (SIGHUP reload). */
+  setLeasePolicy(lease: LeasePolicy): void {
+    this.lease = lease;
+  }
 
   get size(): number {
     return this.table.size;

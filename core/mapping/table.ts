@@ -50,6 +50,8 @@ export class MappingTable implements MappingView {
 export class MappingDraft implements MappingView {
   /** keyString → staged mapping, or null for a staged removal. Insertion order is kept. */
   private staged = new Map<string, PortMapping | null>();
+  /** Keys removed and then added again in this draft: they move to the end, as if done in sequence. */
+  private reinserted = new Set<string>();
 
   constructor(private readonly table: MappingTable) {}
 
@@ -73,13 +75,15 @@ export class MappingDraft implements MappingView {
     for (const m of this.table.values()) {
       const k = keyString(m);
       if (!this.staged.has(k)) yield m;
-      else if (this.staged.get(k)) yield this.staged.get(k)!;
+      else if (this.staged.get(k) && !this.reinserted.has(k)) yield this.staged.get(k)!;
     }
-    for (const [k, m] of this.staged) if (m && !this.table.get(keyFromString(k))) yield m;
+    for (const [k, m] of this.staged) if (m && (this.reinserted.has(k) || !this.table.get(keyFromString(k)))) yield m;
   }
 
   put(mapping: PortMapping): void {
-    this.staged.set(keyString(mapping), mapping);
+    const k = keyString(mapping);
+    if (this.staged.get(k) === null && this.table.get(mapping)) this.reinserted.add(k);
+    this.staged.set(k, mapping);
   }
 
   remove(key: MappingKey): void {
@@ -90,12 +94,13 @@ export class MappingDraft implements MappingView {
     return this.staged.size > 0;
   }
 
-  savepoint(): Map<string, PortMapping | null> {
-    return new Map(this.staged);
+  savepoint(): DraftSavepoint {
+    return { staged: new Map(this.staged), reinserted: new Set(this.reinserted) };
   }
 
-  rollbackTo(savepoint: Map<string, PortMapping | null>): void {
-    this.staged = new Map(savepoint);
+  rollbackTo(savepoint: DraftSavepoint): void {
+    this.staged = new Map(savepoint.staged);
+    this.reinserted = new Set(savepoint.reinserted);
   }
 
   changeSet(): ChangeSet {
@@ -117,11 +122,17 @@ export class MappingDraft implements MappingView {
     const removals: string[] = [];
     for (const [k, m] of this.staged) {
       if (m) upserts.push(m);
-      else removals.push(k);
+      if (!m || this.reinserted.has(k)) removals.push(k);
     }
     this.table.commit(upserts, removals);
     this.staged.clear();
+    this.reinserted.clear();
   }
+}
+
+export interface DraftSavepoint {
+  readonly staged: ReadonlyMap<string, PortMapping | null>;
+  readonly reinserted: ReadonlySet<string>;
 }
 
 function keyFromString(k: string): MappingKey {

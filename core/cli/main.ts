@@ -1,0 +1,158 @@
+import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadConfig, type LoadConfigOptions } from '../config/load.js';
+import { BACKEND_KINDS, type UserConfig } from '../config/schema.js';
+import { Daemon } from '../daemon.js';
+import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from '../errors.js';
+import { LOG_OUTPUT, createRootLogger } from '../logging.js';
+
+const VERSION: string = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const USAGE = `Usage: upnpd [options]
+
+UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.cjs).
+
+  --config FILE         configuration file (default: upnpd.config.{js,mjs,cjs} searched from the current directory)
+  --lan IFACE           LAN interface to serve (repeatable)                       [config: lan]
+  --wan IFACE           WAN interface                                             [config: wan]
+  --external-ip ADDR    external IPv4 address to report                           [config: externalIp]
+  --backend NAME        firewall backend: ${BACKEND_KINDS.join(' | ')}              [config: backend]
+  --dry-run             change no firewall; show what would be applied; listen on
+                        loopback only unless --lan is given                       [config: dryRun]
+  --http-port N         HTTP port for descriptions/control/events (0: any free)   [config: httpPort]
+  --state-dir DIR       directory for state kept across restarts                  [config: stateDir]
+  --log-level LEVEL     fatal | error | warn | info | debug | trace | silent       [config: logLevel]
+  --help                print this help
+  --version             print the version
+
+Signals: SIGTERM/SIGINT stop cleanly (rules removed unless keepRulesOnShutdown); SIGHUP reloads the
+configuration (log level and lease policy apply at once; other changes are named as needing a restart).
+`;
+
+const OPTIONS = {
+  config: { type: 'string' },
+  lan: { type: 'string', multiple: true },
+  wan: { type: 'string' },
+  'external-ip': { type: 'string' },
+  backend: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  'http-port': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean' },
+  version: { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** Flag → config key, so that errors name the flag the user typed. */
+const FLAG_NAMES: Partial<Record<keyof UserConfig, string>> = {
+  lan: '--lan',
+  wan: '--wan',
+  externalIp: '--external-ip',
+  backend: '--backend',
+  dryRun: '--dry-run',
+  httpPort: '--http-port',
+  stateDir: '--state-dir',
+  logLevel: '--log-level',
+};
+
+export interface CommandLine {
+  readonly help: boolean;
+  readonly version: boolean;
+  readonly load: LoadConfigOptions;
+}
+
+/** Parses argv into config-loading options. Throws ConfigError for unknown or malformed flags. */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError(`command line: ${messageOf(err)}`);
+  }
+  const number = (v: string | undefined) => (v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v);
+  const overrides = {
+    lan: values.lan,
+    wan: values.wan,
+    externalIp: values['external-ip'],
+    backend: values.backend,
+    dryRun: values['dry-run'],
+    httpPort: number(values['http-port']),
+    stateDir: values['state-dir'],
+    logLevel: values['log-level'],
+  } as Partial<UserConfig>;
+  return {
+    help: values.help ?? false,
+    version: values.version ?? false,
+    load: { configFile: values.config, overrides, flagNames: FLAG_NAMES },
+  };
+}
+
+/** Runs the daemon until a signal stops it; resolves with the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let commandLine: CommandLine;
+  let config;
+  try {
+    commandLine = parseCommandLine(argv);
+    if (commandLine.help) {
+      process.stdout.write(USAGE);
+      return EXIT_OK;
+    }
+    if (commandLine.version) {
+      process.stdout.write(`upnpd ${VERSION}\n`);
+      return EXIT_OK;
+    }
+    config = await loadConfig(commandLine.load);
+  } catch (err) {
+    process.stderr.write(`upnpd: ${messageOf(err)}\n`);
+    if (err instanceof ConfigError) process.stderr.write('Run upnpd --help for the options.\n');
+    return EXIT_USAGE;
+  }
+
+  const { logger, output } = createRootLogger({ level: config.logLevel });
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) });
+  } catch (err) {
+    const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
+    logger.fatal({ err, code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
+    process.stderr.write(`upnpd: ${messageOf(err)}\n`);
+    await output.flush();
+    return usage ? EXIT_USAGE : EXIT_FAILURE;
+  }
+
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, `unhandled rejection: ${messageOf(reason)}`));
+  const exitCode = await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn(`${signal} again: exiting without finishing the cleanup`);
+        resolve(EXIT_FAILURE);
+        return;
+      }
+      stopping = true;
+      logger.info(`${signal}: shutting down`);
+      daemon.stop().then(
+        () => resolve(EXIT_OK),
+        (err) => {
+          logger.error({ err }, `shutdown failed: ${messageOf(err)}`);
+          resolve(EXIT_FAILURE);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      loadConfig(commandLine.load).then(
+        (next) => daemon.reload(next),
+        (err) => logger.error({ err }, `SIGHUP: configuration not reloaded, keeping the running one: ${messageOf(err)}`),
+      );
+    });
+  });
+  await output.flush();
+  return exitCode;
+}

@@ -1,0 +1,1 @@
+export { describeBackendConformance, type BackendUnderTest, CONFORMANCE_CLIENT, CONFORMANCE_OTHER_CLIENT, CONFORMANCE_REMOTE_HOST } from './backend-conformance.js';

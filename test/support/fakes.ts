@@ -1,0 +1,87 @@
+import type { Clock } from '../../core/clock.js';
+import { BackendError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
+import { MappingService, type LeasePolicy } from '../../core/mapping/service.js';
+import { PluginDriver } from '../../core/plugins/driver.js';
+import type { FirewallBackend, Plugin } from '../../core/plugins/types.js';
+
+/** A clock the test moves by hand; timers fire when `advance` passes them. */
+export class ManualClock implements Clock {
+  private time = 1_000;
+  private timers = new Map<number, { at: number; callback: () => void }>();
+  private nextId = 1;
+
+  now(): number {
+    return this.time;
+  }
+  setTimer(callback: () => void, delayMs: number): unknown {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.time + Math.max(0, delayMs), callback });
+    return id;
+  }
+  clearTimer(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+  /** Moves time forward, firing due timers in time order and letting the work they start finish. */
+  async advance(ms: number): Promise<void> {
+    const end = this.time + ms;
+    for (let guard = 0; guard < 10_000; guard++) {
+      const due = [...this.timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.timers.delete(due[0]);
+      this.time = Math.max(this.time, due[1].at);
+      due[1].callback();
+      await settle();
+    }
+    this.time = end;
+  }
+}
+
+/** An in-memory backend that records every change set and can be told to fail. */
+export class RecordingBackend implements FirewallBackend {
+  readonly installed = new Map<string, RuleSpec>();
+  readonly applied: ChangeSet[] = [];
+  failNext = 0;
+  failWhen: ((changes: ChangeSet) => boolean) | undefined;
+
+  async probe() {
+    return { dialect: 'memory', remoteHost: true, details: {} };
+  }
+  async init() {}
+  async apply(changes: ChangeSet): Promise<void> {
+    if (this.failNext > 0 || this.failWhen?.(changes)) {
+      if (this.failNext > 0) this.failNext--;
+      throw new BackendError('injected failure');
+    }
+    for (const r of changes.remove) if (!this.installed.has(keyString(r))) throw new BackendError(`not installed: ${keyString(r)}`);
+    for (const r of changes.remove) this.installed.delete(keyString(r));
+    for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
+    this.applied.push(changes);
+  }
+  async list() {
+    return [...this.installed.values()];
+  }
+  async shutdown() {
+    this.installed.clear();
+  }
+}
+
+export function backendPluginFor(backend: FirewallBackend, name = 'memory'): Plugin {
+  return { name, backend, hooks: { applyRule: (c) => backend.apply(c) } };
+}
+
+export const DEFAULT_LEASE: LeasePolicy = { defaultSeconds: 3600, maxSeconds: 604800, allowPermanent: true };
+
+export function makeMappings(options: { plugins?: Plugin[]; lease?: LeasePolicy; clock?: ManualClock } = {}) {
+  const backend = new RecordingBackend();
+  const clock = options.clock ?? new ManualClock();
+  const driver = new PluginDriver([backendPluginFor(backend), ...(options.plugins ?? [])], silentLogger);
+  const mappings = new MappingService(driver, clock, options.lease ?? DEFAULT_LEASE, silentLogger);
+  return { backend, clock, driver, mappings };
+}
+
+/** Lets queued work (setImmediate-started batches, notifications) run. */
+export async function settle(rounds = 5): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
+}

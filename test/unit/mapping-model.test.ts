@@ -1,0 +1,124 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { toUpnpFault } from '../../core/errors.js';
+import { keyString, ruleOf, type MappingRequest, type Protocol } from '../../core/mapping/types.js';
+import { makeMappings, settle } from '../support/fakes.js';
+
+/**
+ * Model-based property test: random sequences of add / delete / time passing / backend failure,
+ * some submitted concurrently, against a plain Map model. After every step the table must equal
+ * the model (same keys, targets and order) and the backend must hold exactly the table's rules.
+ */
+
+interface ModelEntry {
+  client: string;
+  internalPort: number;
+  expiresAt: number | null;
+}
+
+type Op =
+  | { kind: 'add'; port: number; protocol: Protocol; remoteHost: string; client: string; internalPort: number; lease: number }
+  | { kind: 'delete'; port: number; protocol: Protocol; remoteHost: string; requester: string }
+  | { kind: 'advance'; ms: number };
+
+const protocol = fc.constantFrom<Protocol>('TCP', 'UDP');
+const remoteHost = fc.constantFrom('', '203.0.113.9');
+const client = fc.constantFrom('192.168.77.10', '192.168.77.11');
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('add' as const), port: fc.integer({ min: 1, max: 4 }), protocol, remoteHost, client, internalPort: fc.integer({ min: 1, max: 3 }), lease: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200 })) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), port: fc.integer({ min: 1, max: 4 }), protocol, remoteHost, requester: client }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 150_000 }) }) },
+);
+/**
+ * Steps: a group of ops submitted at once (concurrent requests), or a single op that the backend
+ * refuses (a group could net out to no firewall change, so failures are injected one op at a time).
+ */
+const step = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 4 }), backendFails: fc.constant(false) }) },
+  { weight: 1, arbitrary: fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 1 }), backendFails: fc.constant(true) }) },
+);
+const steps = fc.array(step, { minLength: 1, maxLength: 25 });
+
+describe('mapping lifecycle against a model', () => {
+  it('keeps the table, its order and the firewall equal to the model', async () => {
+    await fc.assert(
+      fc.asyncProperty(steps, async (groups) => {
+        const { mappings, backend, clock } = makeMappings({ lease: { defaultSeconds: 60, maxSeconds: 100, allowPermanent: true } });
+        const model = new Map<string, ModelEntry>(); // insertion order = index order
+        const expectedCodes: Array<number | undefined> = [];
+        const actualCodes: Array<number | undefined> = [];
+
+        const applyToModel = (o: Op, backendFails: boolean): number | undefined => {
+          if (o.kind === 'add') {
+            const k = keyString({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost });
+            const existing = model.get(k);
+            if (existing && existing.client !== o.client) return 718;
+            const unchangedRule = existing && existing.internalPort === o.internalPort;
+            if (backendFails && !unchangedRule) return 501;
+            const expiresAt = o.lease === 0 ? null : clock.now() + Math.min(o.lease, 100) * 1000;
+            model.set(k, { client: o.client, internalPort: o.internalPort, expiresAt });
+            return undefined;
+          }
+          if (o.kind === 'delete') {
+            const k = keyString({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost });
+            if (!model.has(k)) return 714;
+            if (backendFails) return 501;
+            model.delete(k);
+            return undefined;
+          }
+          return undefined;
+        };
+
+        for (const { ops: group, backendFails: fails } of groups) {
+          const submitted: Array<Promise<number | undefined>> = [];
+          for (const o of group) {
+            if (o.kind === 'advance') continue;
+            submitted.push(
+              (o.kind === 'add'
+                ? mappings.add(request(o), { address: o.client, via: 'test' })
+                : mappings.delete({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost }, { address: o.requester, via: 'test' })
+              ).then(
+                () => undefined,
+                (err) => toUpnpFault(err).upnpCode,
+              ),
+            );
+          }
+          backend.failWhen = fails ? () => true : undefined;
+          for (const o of group) if (o.kind === 'add' || o.kind === 'delete') expectedCodes.push(applyToModel(o, fails));
+          actualCodes.push(...(await Promise.all(submitted)));
+          backend.failWhen = undefined;
+
+          for (const o of group) {
+            if (o.kind !== 'advance') continue;
+            await clock.advance(o.ms);
+            await settle();
+            for (const [k, e] of model) if (e.expiresAt !== null && e.expiresAt <= clock.now()) model.delete(k);
+          }
+
+          expect(actualCodes).toEqual(expectedCodes);
+          const table = [...mappings.values()].map((m) => [keyString(m), m.internalClient, m.internalPort, m.expiresAt]);
+          const expected = [...model.entries()].map(([k, e]) => [k, e.client, e.internalPort, e.expiresAt]);
+          expect(table).toEqual(expected);
+          const installed = [...backend.installed.values()].map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
+          const fromTable = [...mappings.values()].map((m) => ruleOf(m)).map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
+          expect(installed).toEqual(fromTable);
+          for (let i = 0; i < mappings.size; i++) expect(keyString(mappings.at(i)!)).toBe(expected[i]![0]);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+function request(o: Extract<Op, { kind: 'add' }>): MappingRequest {
+  return {
+    remoteHost: o.remoteHost,
+    externalPort: o.port,
+    protocol: o.protocol,
+    internalClient: o.client,
+    internalPort: o.internalPort,
+    enabled: true,
+    description: 'model',
+    leaseSeconds: o.lease,
+  };
+}
