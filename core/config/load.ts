@@ -77,15 +77,13 @@ function validatePluginOptions(specs: PluginSpec[], source: string): PluginSpec[
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[], sourceOf: (path: PropertyKey[]) => string, prefix?: string): string {
+  const line = (path: PropertyKey[], message: string) =>
+    `${sourceOf(path)}: ${[prefix, pathToString(path)].filter(Boolean).join('.') || '(top level)'}: ${message}`;
   return issues
-    .map((issue) => {
+    .flatMap((issue) => {
       const path = issue.path as PropertyKey[];
-      const keyPath = [prefix, pathToString(path)].filter(Boolean).join('.') || '(top level)';
-      const unknownKeys = issue.code === 'unrecognized_keys' ? issue.keys : undefined;
-      const message = unknownKeys
-        ? `unknown key${unknownKeys.length > 1 ? 's' : ''} ${unknownKeys.map((k) => `"${k}"`).join(', ')}`
-        : issue.message;
-      return `${sourceOf(path)}: ${keyPath}: ${message}`;
+      if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => line([...path, key], 'unknown key'));
+      return [line(path, issue.message)];
     })
     .join('\n');
 }
