@@ -1,0 +1,116 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const REPO = join(import.meta.dirname, '..', '..');
+const BIN = join(REPO, 'bin', 'upnpd.js');
+
+interface Run {
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  signal(sig: NodeJS.Signals): void;
+}
+
+/** Runs the installed entry point (bin/upnpd.js → dist/), as a user would after `npm ci`. */
+function upnpd(args: string[], cwd = REPO): Run {
+  if (!existsSync(join(REPO, 'dist', 'core', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  void exited.then(() => clearTimeout(killer));
+  return {
+    output: () => output,
+    exited,
+    signal: (sig) => child.kill(sig),
+    async waitFor(pattern, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const match = output.match(pattern);
+        if (match) return match[0];
+        if (child.exitCode !== null) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error(`no ${pattern} in upnpd output:\n${output}`);
+    },
+  };
+}
+
+describe('the upnpd command', () => {
+  it('starts in dry-run on loopback, prints the description URL, and stops cleanly on SIGTERM', async () => {
+    const run = upnpd(['--dry-run', '--log-level', 'info']);
+    const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/);
+    const response = await fetch(url);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('urn:schemas-upnp-org:device:InternetGatewayDevice');
+    run.signal('SIGTERM');
+    expect(await run.exited).toBe(0);
+    expect(run.output()).toMatch(/upnpd stopped/);
+  });
+
+  it('stops cleanly on SIGINT too', async () => {
+    const run = upnpd(['--dry-run']);
+    await run.waitFor(/upnpd running/);
+    run.signal('SIGINT');
+    expect(await run.exited).toBe(0);
+  });
+
+  it('exits with status 2 and names the file and key for a bad config', async () => {
+    const dir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
+    try {
+      const file = join(dir, 'upnpd.config.js');
+      await writeFile(file, 'export default { dryRun: true, lease: { maxSeconds: -1 } };\n');
+      const run = upnpd(['--config', file]);
+      expect(await run.exited).toBe(2);
+      expect(run.output()).toContain(`${file}: lease.maxSeconds:`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits with status 2 for an unknown flag or a bad flag value, naming the flag', async () => {
+    const unknown = upnpd(['--frobnicate']);
+    expect(await unknown.exited).toBe(2);
+    expect(unknown.output()).toMatch(/Unknown option '--frobnicate'/);
+    const bad = upnpd(['--dry-run', '--backend', 'pf']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toMatch(/command line --backend: backend:/);
+  });
+
+  it('refuses to run without a LAN interface unless in dry-run', async () => {
+    const run = upnpd(['--backend', 'iptables', '--wan', 'eth0']);
+    expect(await run.exited).toBe(2);
+    expect(run.output()).toMatch(/no LAN interface given/);
+  });
+
+  it('prints --help and --version', async () => {
+    const help = upnpd(['--help']);
+    expect(await help.exited).toBe(0);
+    expect(help.output()).toMatch(/--dry-run/);
+    const version = upnpd(['--version']);
+    expect(await version.exited).toBe(0);
+    expect(version.output()).toMatch(/^upnpd \d+\.\d+\.\d+/);
+  });
+
+  it('reloads on SIGHUP and says which changes need a restart', async () => {
+    const dir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
+    try {
+      const file = join(dir, 'upnpd.config.js');
+      await writeFile(file, 'export default { dryRun: true, logLevel: "info" };\n');
+      const run = upnpd(['--config', file]);
+      await run.waitFor(/upnpd running/);
+      await writeFile(file, 'export default { dryRun: true, logLevel: "debug", httpPort: 5999 };\n');
+      run.signal('SIGHUP');
+      await run.waitFor(/these changes need a restart: httpPort/);
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
