@@ -1,8 +1,7 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { LOG_LEVELS } from '../logger.js';
-import { isPluginSpec } from '../plugins/define.js';
-import type { PluginSpec } from '../plugins/types.js';
+import { isPluginSpec, type PluginSpec } from '../plugins/types.js';
 
 export const BACKEND_KINDS = ['iptables', 'nftables', 'dry-run'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];

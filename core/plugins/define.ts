@@ -44,12 +44,3 @@ export function backendPlugin(name: string, backend: FirewallBackend, container:
     },
   };
 }
-
-export function isPluginSpec(value: unknown): value is PluginSpec {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as PluginSpec).name === 'string' &&
-    typeof (value as PluginSpec).create === 'function'
-  );
-}

@@ -109,6 +109,15 @@ export interface PluginSpec<Options = unknown> {
   create(container: DependencyContainer): Plugin;
 }
 
+export function isPluginSpec(value: unknown): value is PluginSpec {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as PluginSpec).name === 'string' &&
+    typeof (value as PluginSpec).create === 'function'
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The firewall backend contract (what a third-party backend author implements)
 // ---------------------------------------------------------------------------------------------
