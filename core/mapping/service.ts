@@ -5,7 +5,7 @@ import type { PluginDriver } from '../plugins/driver.js';
 import type { MappedEvent, MappingView, PolicyContext, UnmappedEvent } from '../plugins/types.js';
 import { ExpiryQueue } from './expiry-queue.js';
 import { MappingDraft, MappingTable } from './table.js';
-import { isEmptyChangeSet, type MappingKey, type MappingRequest, type PortMapping, type Requester } from './types.js';
+import { isEmptyChangeSet, keyString, ruleOf, type MappingKey, type MappingRequest, type PortMapping, type Requester, type RuleSpec } from './types.js';
 
 export interface LeasePolicy {
   /** Lease given when a client asks for 0 ("permanent") and permanent leases are not allowed. */
@@ -283,7 +283,7 @@ export class MappingService implements MappingView {
    * Runs changes against a draft, applies the combined change set, commits. Returns false when the
    * backend refused a batch of several changes, which the caller then retries one by one.
    */
-  private async runBatch(batch: QueuedChange[]): Promise<boolean> {
+  private async runBatch(batch: QueuedChange[], repaired = false): Promise<boolean> {
     const draft = new MappingDraft(this.table);
     const outcomes: Array<{ change: QueuedChange; outcome?: Outcome<unknown>; error?: unknown }> = [];
     for (const change of batch) {
@@ -301,6 +301,7 @@ export class MappingService implements MappingView {
         await this.driver.applyRule(changes);
       } catch (err) {
         if (batch.length > 1) return false;
+        if (!repaired && (await this.repairFirewall())) return this.runBatch(batch, true);
         this.logger.error({ err, changes }, `firewall backend failed: ${messageOf(err)}`);
         const failure = new BackendError(`the firewall backend could not apply the change: ${messageOf(err)}`, { cause: err });
         for (const { change } of outcomes) change.reject(outcomes.find((o) => o.change === change)!.error ?? failure);
@@ -325,6 +326,37 @@ export class MappingService implements MappingView {
       for (const n of outcome.notifications) void this.driver.hookParallel(n.hook, n.event as never);
     }
     return true;
+  }
+
+  /**
+   * After a failed change: compares what the backend has installed with the table, and when they
+   * differ (an admin's firewall reload flushed our rules, someone deleted one by hand) applies the
+   * difference so the firewall matches the table again. Returns whether anything was repaired.
+   */
+  private async repairFirewall(): Promise<boolean> {
+    const backend = this.driver.backend;
+    if (!backend) return false;
+    try {
+      const target = (r: RuleSpec) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`;
+      const installed = await backend.list();
+      const desired = [...this.table.values()].filter((m) => m.enabled).map(ruleOf);
+      const installedTargets = new Set(installed.map(target));
+      const desiredTargets = new Set(desired.map(target));
+      const repair = {
+        remove: installed.filter((r) => !desiredTargets.has(target(r))),
+        add: desired.filter((r) => !installedTargets.has(target(r))),
+      };
+      if (isEmptyChangeSet(repair)) return false;
+      await this.driver.applyRule(repair);
+      this.logger.warn(
+        { restored: repair.add.length, removed: repair.remove.length },
+        `the firewall did not match the mapping table (rules flushed or changed outside upnpd): restored ${repair.add.length}, removed ${repair.remove.length}`,
+      );
+      return true;
+    } catch (err) {
+      this.logger.error({ err }, `could not repair the firewall rules: ${messageOf(err)}`);
+      return false;
+    }
   }
 
   private scheduleExpiry(): void {

@@ -82,7 +82,11 @@ export class MappingDraft implements MappingView {
 
   put(mapping: PortMapping): void {
     const k = keyString(mapping);
-    if (this.staged.get(k) === null && this.table.get(mapping)) this.reinserted.add(k);
+    if (this.staged.get(k) === null) {
+      // Removed earlier in this draft: added again, it goes to the end (a Map keeps a re-set key in place).
+      this.staged.delete(k);
+      if (this.table.get(mapping)) this.reinserted.add(k);
+    }
     this.staged.set(k, mapping);
   }
 

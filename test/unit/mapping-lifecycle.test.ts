@@ -181,6 +181,15 @@ describe('mapping lifecycle', () => {
     expect(mappings.size).toBe(1);
   });
 
+  it('repairs the firewall when its rules were flushed behind upnpd\'s back, then completes the change', async () => {
+    const { mappings, backend } = makeMappings();
+    for (const port of [1, 2]) await mappings.add(req({ externalPort: port }), A);
+    backend.installed.clear(); // an admin's firewall reload flushed our rules
+    await mappings.delete(req({ externalPort: 1 }), A);
+    expect([...backend.installed.values()].map((r) => r.externalPort)).toEqual([2]);
+    expect(mappings.size).toBe(1);
+  });
+
   it('removeAll clears the table and the firewall in one change set', async () => {
     const { mappings, backend } = makeMappings();
     for (const port of [1, 2, 3]) await mappings.add(req({ externalPort: port }), A);
