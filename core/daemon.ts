@@ -171,9 +171,11 @@ export class Daemon {
 
 function createPlugin(spec: PluginSpec, container: DependencyContainer, logger: Logger): Plugin {
   const child = container.createChildContainer();
-  child.register(PLUGIN_OPTIONS, { useValue: spec.options });
   child.register(LOGGER, { useValue: logger.child({ plugin: spec.name }) });
   try {
+    // Options from a config file were parsed at load; those of plugins added here (defaults,
+    // --backend, --dry-run) are parsed now, so every plugin sees its defaults filled in.
+    child.register(PLUGIN_OPTIONS, { useValue: spec.optionsSchema ? spec.optionsSchema.parse(spec.options) : spec.options });
     return spec.create(child);
   } catch (err) {
     throw new PluginRegistrationError(`plugin "${spec.name}" could not be created: ${messageOf(err)}`);

@@ -1,0 +1,151 @@
+import { execa, type ResultPromise } from 'execa';
+import type { Clock } from '../../core/clock.js';
+import type { LogRecord } from '../../core/logging.js';
+import type { DropCounter } from './drops.js';
+import type { SyslogFormat } from './options.js';
+import { priority, severityOf, type FacilityName } from './priority.js';
+import { SETTLE_TIMEOUT_MS, settleWithin, type SyslogDestination } from './syslog-destination.js';
+import { messageText, truncateUtf8 } from './text.js';
+
+/** Longest message text handed to the helper; its --size is larger, so it never splits a line. */
+const MAX_TEXT_BYTES = 2048;
+const HELPER_MAX_MESSAGE_BYTES = 4096;
+/** Bytes queued for the helper's stdin while it is not reading; beyond this, records are dropped. */
+const MAX_QUEUED_BYTES = 64 * 1024;
+/** A helper that died is started again at most this often. */
+const RESTART_DELAY_MS = 5_000;
+
+export interface UnixSyslogOptions {
+  readonly path: string;
+  readonly format: SyslogFormat;
+  readonly facility: FacilityName;
+  readonly tag: string;
+  readonly pid: number;
+  /** The util-linux `logger` program (tests may name another). */
+  readonly command?: string;
+}
+
+type Helper = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'pipe'; buffer: false; reject: false }>;
+
+/**
+ * Syslog to a local unix datagram socket (/dev/log). Node has no unix datagram sockets, and a
+ * native addon would need a compiler on the gateway, so records go through one long-lived util-linux
+ * `logger` (Essential on Debian) that reads `<PRI>text` lines on stdin and sends each as one
+ * datagram. With --socket-errors=off it drops records while the socket is missing and reconnects
+ * by itself when syslog comes back (checked with strace: it retries the connect per message).
+ *
+ * The helper writes the header: for rfc3164 the one syslog(3) writes on a local socket
+ * (`<PRI>Mmm dd hh:mm:ss TAG[PID]: `, no host name: rsyslog's imuxsock would take a host name for
+ * the tag); for rfc5424 `--rfc5424=notq`. The PRI comes from each line's prefix, the PID is ours.
+ *
+ * What we count as dropped: records the helper could not take (not running, or not reading).
+ * Records the helper itself drops while the socket is gone are not visible to us.
+ */
+export class UnixSyslogDestination implements SyslogDestination {
+  private helper: Helper | undefined;
+  private closing = false;
+  private nextStartAt = 0;
+  private lastHelperError = '';
+
+  constructor(
+    private readonly options: UnixSyslogOptions,
+    private readonly drops: DropCounter,
+    private readonly clock: Pick<Clock, 'now'>,
+  ) {}
+
+  /** Starts the helper; throws when it cannot be run at all (util-linux missing). */
+  async start(): Promise<void> {
+    const helper = this.spawn();
+    await new Promise<void>((resolve, reject) => {
+      helper.once('spawn', resolve);
+      helper.once('error', (err) => {
+        this.closing = true;
+        reject(new Error(`syslog: cannot run "${this.command}" (util-linux logger, Debian package bsdutils): ${err.message}`));
+      });
+    });
+  }
+
+  write(record: LogRecord): void {
+    if (this.closing) return;
+    const helper = this.helper ?? this.restart();
+    if (!helper) {
+      this.drops.drop(`the syslog helper "${this.command}" is not running${this.lastHelperError ? ` (${this.lastHelperError})` : ''}`);
+      return;
+    }
+    if (helper.stdin.writableLength > MAX_QUEUED_BYTES) {
+      this.drops.drop(`the syslog helper is not keeping up (${MAX_QUEUED_BYTES} bytes queued)`);
+      return;
+    }
+    const pri = priority(this.options.facility, severityOf(record.level));
+    helper.stdin.write(`<${pri}>${truncateUtf8(messageText(record), MAX_TEXT_BYTES)}\n`);
+  }
+
+  flush(): Promise<void> {
+    const stdin = this.helper?.stdin;
+    if (!stdin || stdin.writableLength === 0) return Promise.resolve();
+    return settleWithin(new Promise((resolve) => stdin.once('drain', resolve)), SETTLE_TIMEOUT_MS);
+  }
+
+  /** Ends the helper's input so that it sends what it has read and exits; kills it if it does not. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const helper = this.helper;
+    if (!helper) return;
+    helper.stdin.end();
+    await settleWithin(helper, SETTLE_TIMEOUT_MS);
+    if (helper.exitCode === null && helper.signalCode === null) {
+      helper.kill();
+      await settleWithin(helper, SETTLE_TIMEOUT_MS);
+    }
+    this.helper = undefined;
+  }
+
+  private get command(): string {
+    return this.options.command ?? 'logger';
+  }
+
+  private restart(): Helper | undefined {
+    if (this.clock.now() < this.nextStartAt) return undefined;
+    return this.spawn();
+  }
+
+  private spawn(): Helper {
+    this.nextStartAt = this.clock.now() + RESTART_DELAY_MS;
+    const args = [
+      '--socket',
+      this.options.path,
+      '--socket-errors=off',
+      '--prio-prefix',
+      '--tag',
+      this.options.tag,
+      `--id=${this.options.pid}`,
+      '--size',
+      String(HELPER_MAX_MESSAGE_BYTES),
+      ...(this.options.format === 'rfc5424' ? ['--rfc5424=notq'] : []),
+    ];
+    const helper: Helper = execa(this.command, args, {
+      stdin: 'pipe',
+      stdout: 'ignore',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      // Its own process group: a Ctrl-C meant for the daemon must not end syslog before the daemon's last words.
+      detached: true,
+      env: { LC_ALL: 'C' },
+    });
+    // A write after the helper died fails with EPIPE; the exit below already accounts for it.
+    helper.stdin.on('error', () => {});
+    helper.stderr.setEncoding('utf8');
+    helper.stderr.on('data', (chunk: string) => {
+      this.lastHelperError = chunk.trim().split('\n').at(-1) ?? '';
+    });
+    void helper.then((result) => {
+      if (this.helper === helper) this.helper = undefined;
+      if (this.closing) return;
+      const how = result.signal ? `signal ${result.signal}` : result.exitCode !== undefined ? `exit code ${result.exitCode}` : result.shortMessage?.split('\n')[0];
+      this.drops.drop(`the syslog helper exited (${how})`);
+    });
+    this.helper = helper;
+    return helper;
+  }
+}
