@@ -1,0 +1,205 @@
+import { createSocket } from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UpnpdError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import { SsdpAdvertiser, type SsdpAdvertiserOptions } from '../../core/upnp/ssdp/advertiser.js';
+
+// Everything here stays on loopback: the advertiser serves 127.0.0.1/32, so 127.0.0.2 is a
+// requester outside the LAN subnets.
+const G = 'uuid:11111111-1111-5111-8111-111111111111';
+const W = 'uuid:22222222-2222-5222-8222-222222222222';
+const C = 'uuid:33333333-3333-5333-8333-333333333333';
+const IGD = 'urn:schemas-upnp-org:device:InternetGatewayDevice';
+const REPLY_WAIT_MS = 300;
+
+interface Reply {
+  readonly text: string;
+  readonly from: string;
+  readonly at: number;
+}
+
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind({ address: '127.0.0.1', port: 0 }, resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(resolve));
+  return port;
+}
+
+function optionsFor(port: number): SsdpAdvertiserOptions {
+  return {
+    interfaces: [{ interface: 'lo', address: '127.0.0.1', prefixLength: 32 }],
+    location: (lan, igdVersion) => `http://${lan.address}:5555/rootDesc${igdVersion ?? ''}.xml`,
+    udns: { gateway: G, wan: W, wanConnection: C },
+    igdVersion: 2,
+    bootId: 17,
+    configId: 3,
+    notifyIntervalSeconds: 300,
+    serverString: 'Linux/6.1 UPnP/1.1 upnpd/0.1.0',
+    logger: silentLogger,
+    port,
+  };
+}
+
+function mSearch(...headers: string[]): string {
+  return ['M-SEARCH * HTTP/1.1', ...headers, '', ''].join('\r\n');
+}
+
+/** Sends datagrams to the advertiser from `from` and collects what comes back for a while. */
+async function exchange(port: number, datagrams: (string | Buffer)[], from = '127.0.0.1', waitMs = REPLY_WAIT_MS): Promise<Reply[]> {
+  const socket = createSocket('udp4');
+  const replies: Reply[] = [];
+  socket.on('message', (msg, peer) => replies.push({ text: msg.toString('latin1'), from: `${peer.address}:${peer.port}`, at: performance.now() }));
+  await new Promise<void>((resolve) => socket.bind({ address: from, port: 0 }, resolve));
+  for (const d of datagrams) socket.send(d, port, '127.0.0.1');
+  await sleep(waitMs);
+  await new Promise<void>((resolve) => socket.close(resolve));
+  return replies;
+}
+
+function headersOf(text: string): { statusLine: string; headers: Map<string, string> } {
+  const [statusLine, ...rest] = text.split('\r\n');
+  const headers = new Map<string, string>();
+  for (const line of rest.filter(Boolean)) {
+    const colon = line.indexOf(':');
+    headers.set(line.slice(0, colon).toUpperCase(), line.slice(colon + 1).trim());
+  }
+  return { statusLine: statusLine!, headers };
+}
+
+describe('SSDP advertiser on loopback (unicast M-SEARCH)', () => {
+  let port: number;
+  let advertiser: SsdpAdvertiser;
+
+  beforeAll(async () => {
+    port = await freeUdpPort();
+    advertiser = new SsdpAdvertiser(optionsFor(port));
+    await advertiser.start();
+  });
+  afterAll(async () => {
+    await advertiser?.stop();
+  });
+
+  it('answers a unicast search without MX at once, from the LAN address, with every required header', async () => {
+    const sentAt = performance.now();
+    const replies = await exchange(port, [mSearch(`HOST: 127.0.0.1:${port}`, 'MAN: "ssdp:discover"', `ST: ${IGD}:2`)]);
+    expect(replies).toHaveLength(1);
+    const reply = replies[0]!;
+    expect(reply.from).toBe(`127.0.0.1:${port}`);
+    expect(reply.at - sentAt).toBeLessThan(REPLY_WAIT_MS);
+    const { statusLine, headers } = headersOf(reply.text);
+    expect(statusLine).toBe('HTTP/1.1 200 OK');
+    expect(Object.fromEntries(headers)).toEqual({
+      'CACHE-CONTROL': 'max-age=1800',
+      DATE: expect.stringMatching(/GMT$/),
+      EXT: '',
+      LOCATION: 'http://127.0.0.1:5555/rootDesc.xml',
+      SERVER: 'Linux/6.1 UPnP/1.1 upnpd/0.1.0',
+      ST: `${IGD}:2`,
+      USN: `${G}::${IGD}:2`,
+      'BOOTID.UPNP.ORG': '17',
+      'CONFIGID.UPNP.ORG': '3',
+      'SEARCHPORT.UPNP.ORG': String(port),
+    });
+    expect(Math.abs(Date.parse(headers.get('DATE')!) - Date.now())).toBeLessThan(5000);
+    expect(reply.text.endsWith('\r\n\r\n')).toBe(true);
+  });
+
+  it('answers an IGD:1 search with IGD:1 and the IGD:1 view, and libtorrent\'s spaceless headers', async () => {
+    const replies = await exchange(port, [
+      mSearch('MAN: "ssdp:discover"', `ST: ${IGD}:1`, 'MX: 2'),
+      mSearch('Host:127.0.0.1', 'St:upnp:rootdevice', 'Man:"ssdp:discover"', 'Mx:3'),
+    ]);
+    const answered = replies.map((r) => {
+      const { headers } = headersOf(r.text);
+      return [headers.get('ST'), headers.get('USN'), headers.get('LOCATION')];
+    });
+    expect(answered).toEqual(
+      expect.arrayContaining([
+        [`${IGD}:1`, `${G}::${IGD}:1`, 'http://127.0.0.1:5555/rootDesc1.xml'],
+        ['upnp:rootdevice', `${G}::upnp:rootdevice`, 'http://127.0.0.1:5555/rootDesc.xml'],
+      ]),
+    );
+    expect(replies).toHaveLength(2);
+  });
+
+  it('answers ssdp:all with the whole set, paced', async () => {
+    const replies = await exchange(port, [mSearch('MAN: "ssdp:discover"', 'ST: ssdp:all')], '127.0.0.1', 600);
+    expect(replies).toHaveLength(10);
+    const sts = replies.map((r) => headersOf(r.text).headers.get('ST'));
+    expect(new Set(sts).size).toBe(10);
+    expect(sts).toEqual(expect.arrayContaining(['upnp:rootdevice', G, W, C, `${IGD}:2`]));
+    // Ten datagrams 10 ms apart: not one burst.
+    expect(replies.at(-1)!.at - replies[0]!.at).toBeGreaterThanOrEqual(80);
+  });
+
+  it('ignores a requester outside the LAN subnets', async () => {
+    const request = mSearch('MAN: "ssdp:discover"', 'ST: upnp:rootdevice');
+    expect(await exchange(port, [request], '127.0.0.2')).toHaveLength(0);
+    expect(await exchange(port, [request], '127.0.0.1')).toHaveLength(1);
+  });
+
+  it('ignores invalid requests and keeps answering', async () => {
+    const replies = await exchange(port, [
+      mSearch('MAN: ssdp:discover', 'ST: upnp:rootdevice'),
+      mSearch('MAN: "ssdp:discover"', 'ST: urn:schemas-upnp-org:service:WANPPPConnection:1'),
+      Buffer.concat([Buffer.from(mSearch('MAN: "ssdp:discover"', 'ST: upnp:rootdevice')), Buffer.alloc(2048, 0x20)]),
+      Buffer.from([0xde, 0xad, 0xbe, 0xef]),
+      mSearch('MAN: "ssdp:discover"', `ST: ${W}`),
+    ]);
+    expect(replies.map((r) => headersOf(r.text).headers.get('ST'))).toEqual([W]);
+  });
+});
+
+describe('SSDP advertiser lifecycle', () => {
+  /** Binding without SO_REUSEADDR fails while any socket still holds address:port. */
+  async function canBindExclusively(address: string, port: number): Promise<boolean> {
+    const socket = createSocket({ type: 'udp4', reuseAddr: false });
+    const bound = await new Promise<boolean>((resolve) => {
+      socket.once('error', () => resolve(false));
+      socket.bind({ address, port }, () => resolve(true));
+    });
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    return bound;
+  }
+
+  it('stops answering and closes its sockets on stop, and stop is safe to repeat', async () => {
+    const port = await freeUdpPort();
+    const advertiser = new SsdpAdvertiser(optionsFor(port));
+    await advertiser.start();
+    const request = mSearch('MAN: "ssdp:discover"', 'ST: upnp:rootdevice');
+    expect(await exchange(port, [request])).toHaveLength(1);
+    expect(await canBindExclusively('127.0.0.1', port)).toBe(false);
+    await advertiser.stop();
+    await advertiser.stop();
+    expect(await exchange(port, [request])).toHaveLength(0);
+    expect(await canBindExclusively('127.0.0.1', port)).toBe(true);
+    expect(await canBindExclusively('239.255.255.250', port)).toBe(true);
+  });
+
+  it('rejects start with a coded error when it cannot bind, closing what it opened', async () => {
+    const port = await freeUdpPort();
+    const advertiser = new SsdpAdvertiser({
+      ...optionsFor(port),
+      // TEST-NET-1: no interface of this host has it, so bind fails with EADDRNOTAVAIL.
+      interfaces: [
+        { interface: 'lo', address: '127.0.0.1', prefixLength: 32 },
+        { interface: 'none', address: '192.0.2.1', prefixLength: 24 },
+      ],
+    });
+    await expect(advertiser.start()).rejects.toMatchObject({ code: 'UPNPD_ERR_SSDP_BIND' });
+    expect(await canBindExclusively('127.0.0.1', port)).toBe(true);
+    await advertiser.stop();
+  });
+
+  it.each([
+    ['no interfaces', { interfaces: [] }],
+    ['a UDN shared by two devices', { udns: { gateway: G, wan: W, wanConnection: G } }],
+    ['max-age below 1800', { maxAgeSeconds: 1799 }],
+    ['notify interval above max-age/2', { notifyIntervalSeconds: 901 }],
+    ['notify interval 0', { notifyIntervalSeconds: 0 }],
+  ])('refuses options with %s', (_name, override) => {
+    expect(() => new SsdpAdvertiser({ ...optionsFor(1900), ...override })).toThrow(UpnpdError);
+  });
+});
