@@ -7,7 +7,9 @@ export const BACKEND_KINDS = ['iptables', 'nftables', 'dry-run'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
 
 const port = z.number().int().min(1).max(65535);
-const interfaceName = z.string().regex(/^[\w.@:-]{1,15}$/, 'must be a network interface name (at most 15 characters)');
+/** Linux interface names: at most 15 characters, no spaces or slashes. */
+export const INTERFACE_NAME = /^[\w.@:-]{1,15}$/;
+export const interfaceName = z.string().regex(INTERFACE_NAME, 'must be a network interface name (at most 15 characters)');
 const ipv4 = z.string().refine((v) => isIPv4(v), 'must be an IPv4 address');
 
 const pluginEntry = z.custom<PluginSpec | false | null | undefined | 0 | ''>(

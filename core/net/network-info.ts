@@ -1,6 +1,7 @@
 import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { BlockList, isIPv4 } from 'node:net';
+import { INTERFACE_NAME } from '../config/schema.js';
 
 export interface InterfaceAddress {
   readonly interface: string;
@@ -33,7 +34,7 @@ export class OsNetworkInfo implements NetworkInfo {
   }
 
   async counters(iface: string): Promise<WanCounters | null> {
-    if (!/^[\w.@:-]{1,15}$/.test(iface)) return null;
+    if (!INTERFACE_NAME.test(iface)) return null;
     const read = async (name: string) => Number((await readFile(`/sys/class/net/${iface}/statistics/${name}`, 'utf8')).trim());
     try {
       const [bytesSent, bytesReceived, packetsSent, packetsReceived] = await Promise.all(

@@ -40,7 +40,7 @@ export class DryRunBackend implements FirewallBackend {
     this.render =
       options.dialect === 'iptables'
         ? (changes) => renderCommands(changes, { wanInterface, ...options.iptables }).join('\n')
-        : (changes) => buildChangeScript(changes, { wanInterface, ...options.nftables });
+        : (changes) => buildChangeScript(changes, { wanInterface, ...options.nftables }, this.installed.values());
     this.dialect = options.dialect;
   }
 

@@ -1,0 +1,165 @@
+import { inject, injectable } from 'tsyringe';
+import type { CommandRunner } from '../../core/command-runner.js';
+import type { ResolvedConfig } from '../../core/config/schema.js';
+import { BackendError, messageOf } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
+import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
+import type { BackendCapabilities, FirewallBackend } from '../../core/plugins/types.js';
+import type { ForwardJump, NftablesOptions } from './options.js';
+import {
+  NO_LEFTOVERS,
+  buildChangeScript,
+  buildInitScript,
+  buildShutdownScript,
+  ownTable,
+  parseAdminTable,
+  parseInstalledRules,
+  type AdminTableState,
+  type NftablesSettings,
+} from './rules.js';
+
+/** `dnat ip to <concatenation> map @m` (NAT with concatenated maps) arrived in nftables 0.9.4. */
+const MIN_VERSION = [0, 9, 4] as const;
+/** Thousands of elements in one transaction take well under a second; this only bounds a hang. */
+const NFT_TIMEOUT_MS = 60_000;
+/** Lines of nft's error output quoted in a BackendError (it echoes the offending script lines). */
+const ERROR_LINES = 12;
+
+/**
+ * Port mappings in an nftables table of upnpd's own, as elements of maps and a set: the rule count
+ * stays constant however many mappings exist, and every change set is one `nft -f -` transaction.
+ */
+@injectable()
+export class NftablesBackend implements FirewallBackend {
+  /** The rules in effect, as last applied (the accept set's elements are shared per target). */
+  private readonly installed = new Map<string, RuleSpec>();
+  private readonly wanInterface: string | undefined;
+
+  constructor(
+    @inject(PLUGIN_OPTIONS) private readonly options: NftablesOptions,
+    @inject(COMMAND_RUNNER) private readonly runner: CommandRunner,
+    @inject(LOGGER) private readonly logger: Logger,
+    @inject(CONFIG, { isOptional: true }) config: ResolvedConfig | undefined,
+  ) {
+    this.wanInterface = options.wanInterface ?? config?.wan;
+  }
+
+  async probe(): Promise<BackendCapabilities> {
+    const version = await this.nftVersion();
+    // A check-only run of upnpd's table definition proves permissions and kernel support (nat,
+    // concatenated maps). The admin-table part is left out: init checks it with a clearer message.
+    const check = await this.nft(['-c', '-f', '-'], buildInitScript({ ...this.settings(), forwardJump: undefined }));
+    if (check.exitCode !== 0) {
+      throw new BackendError(
+        `nftables: nft cannot create table ${this.tableName()} (needs root or CAP_NET_ADMIN and the nf_tables, nft_nat, nft_ct kernel modules): ${errorText(check.stderr)}`,
+      );
+    }
+    const jump = this.options.forwardJump;
+    const forward = jump ? `accepted through a jump from ${describeJump(jump)}` : 'left to the admin (no forwardJump)';
+    return {
+      dialect: 'nftables',
+      remoteHost: true,
+      details: { program: 'nft', version, table: this.tableName(), wanInterface: this.settings().wanInterface, forward },
+    };
+  }
+
+  async init(): Promise<void> {
+    const admin = await this.adminTable('init');
+    await this.runScript(buildInitScript(this.settings(), admin?.leftovers), `create table ${this.tableName()}`);
+    this.installed.clear();
+    this.logger.info({ table: this.tableName(), forwardJump: this.options.forwardJump }, `nftables: table ${this.tableName()} created`);
+  }
+
+  async apply(changes: ChangeSet): Promise<void> {
+    const script = buildChangeScript(changes, this.options, this.installed.values());
+    if (script === '') return;
+    await this.runScript(script, `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)`);
+    for (const r of changes.remove) this.installed.delete(keyString(r));
+    for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
+  }
+
+  async list(): Promise<RuleSpec[]> {
+    const { family, table } = ownTable(this.options);
+    const result = await this.nft(['-j', 'list', 'table', family, table]);
+    if (result.exitCode !== 0) throw new BackendError(`nftables: cannot list table ${this.tableName()}: ${errorText(result.stderr)}`);
+    return parseInstalledRules(result.stdout, this.options);
+  }
+
+  async shutdown(): Promise<void> {
+    const admin = await this.adminTable('shutdown');
+    await this.runScript(buildShutdownScript(this.options, admin?.leftovers ?? NO_LEFTOVERS), `remove table ${this.tableName()}`);
+    this.installed.clear();
+  }
+
+  private settings(): NftablesSettings {
+    if (!this.wanInterface) {
+      throw new BackendError('nftables: no WAN interface: set `wan` in the config, or nftables({ wanInterface })');
+    }
+    return { ...this.options, wanInterface: this.wanInterface };
+  }
+
+  private tableName(): string {
+    return `${this.options.family} ${this.options.table}`;
+  }
+
+  /**
+   * With `forwardJump`, reads the admin's table: init needs the jump chain to exist; both
+   * init and shutdown remove what an earlier run left there. At shutdown a missing table is fine.
+   */
+  private async adminTable(purpose: 'init' | 'shutdown'): Promise<AdminTableState | undefined> {
+    const jump = this.options.forwardJump;
+    if (!jump) return undefined;
+    const result = await this.nft(['-j', 'list', 'table', jump.family, jump.table]);
+    if (result.exitCode !== 0) {
+      if (purpose === 'shutdown') return undefined;
+      throw new BackendError(`nftables: forwardJump names ${describeJump(jump)}, but its table cannot be listed: ${errorText(result.stderr)}`);
+    }
+    const state = parseAdminTable(result.stdout, { table: this.options.table, forwardJump: jump });
+    if (purpose === 'init' && !state.jumpChainExists) {
+      throw new BackendError(`nftables: forwardJump names ${describeJump(jump)}, but that chain does not exist`);
+    }
+    return state;
+  }
+
+  private async nftVersion(): Promise<string> {
+    let result;
+    try {
+      result = await this.nft(['--version']);
+    } catch (err) {
+      throw new BackendError(`nftables: cannot run nft (install the "nftables" package): ${messageOf(err)}`, { cause: err });
+    }
+    const version = /v(\d+)\.(\d+)(?:\.(\d+))?/.exec(result.stdout);
+    if (result.exitCode !== 0 || !version) {
+      throw new BackendError(`nftables: "nft --version" failed (install the "nftables" package): ${errorText(result.stderr || result.stdout)}`);
+    }
+    const found = [Number(version[1]), Number(version[2]), Number(version[3] ?? 0)] as const;
+    if (versionRank(found) < versionRank(MIN_VERSION)) {
+      throw new BackendError(`nftables: nft ${found.join('.')} is too old; upnpd needs ${MIN_VERSION.join('.')} or newer`);
+    }
+    return found.join('.');
+  }
+
+  private async runScript(script: string, what: string): Promise<void> {
+    this.logger.debug({ script }, `nftables: ${what}`);
+    const result = await this.nft(['-f', '-'], script);
+    if (result.exitCode !== 0) throw new BackendError(`nftables: could not ${what}: ${errorText(result.stderr)}`);
+  }
+
+  private nft(args: readonly string[], input?: string) {
+    return this.runner.run('nft', args, { input, timeoutMs: NFT_TIMEOUT_MS });
+  }
+}
+
+function versionRank([major, minor, patch]: readonly [number, number, number]): number {
+  return (major * 1000 + minor) * 1000 + patch;
+}
+
+function describeJump(jump: ForwardJump): string {
+  return `chain ${jump.chain} of table ${jump.family} ${jump.table}`;
+}
+
+function errorText(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  return lines.slice(0, ERROR_LINES).join('\n') + (lines.length > ERROR_LINES ? `\n... (${lines.length - ERROR_LINES} more lines)` : '');
+}

@@ -1,0 +1,358 @@
+import { isIPv4 } from 'node:net';
+import { z } from 'zod';
+import { BackendError } from '../../core/errors.js';
+import type { ChangeSet, Protocol, RuleSpec } from '../../core/mapping/types.js';
+import { INTERFACE_NAME, type ForwardJump, type NftablesOptions } from './options.js';
+
+export { nftablesOptionsSchema, type NftablesOptions } from './options.js';
+
+/**
+ * The nftables rules upnpd needs, as data: pure functions from (options, changes) to `nft -f`
+ * scripts, and from `nft -j` listings back to mappings. The rule count is constant: mappings are
+ * elements of two DNAT maps (remote-host restricted ones looked up first) and of one accept set.
+ *
+ *   table inet upnpd
+ *     map dnat-remote   ip saddr . l4proto . dport : client . port   (mappings for one remote host)
+ *     map dnat-any      l4proto . dport : client . port              (mappings for any remote host)
+ *     chain prerouting  iifname <wan> dnat ip to ... map @dnat-remote, then ... map @dnat-any
+ *   with `forwardJump`, in the admin's table (see options.ts for why there):
+ *     set upnpd-accept     client . l4proto . port                    (one element per target)
+ *     chain upnpd-forward  ct status dnat ip daddr . l4proto . dport @upnpd-accept accept
+ *     chain <theirs>       jump upnpd-forward                         (inserted first)
+ */
+
+/** Options once the WAN interface is known: the init script needs it, change scripts do not. */
+export type NftablesSettings = NftablesOptions & { readonly wanInterface: string };
+
+export interface TableRef {
+  readonly family: 'inet' | 'ip';
+  readonly table: string;
+}
+
+/** A rule in the admin's table that jumps to upnpd's forward chain (found by listing, removed by handle). */
+export interface AdminJump {
+  readonly chain: string;
+  readonly handle: number;
+}
+
+/** What an earlier run left in the admin's table (with `forwardJump`); removed before re-creating. */
+export interface ForwardLeftovers {
+  readonly jumps: readonly AdminJump[];
+  readonly chain: boolean;
+  readonly acceptSet: boolean;
+}
+
+export const NO_LEFTOVERS: ForwardLeftovers = Object.freeze({ jumps: [], chain: false, acceptSet: false });
+
+const DNAT_ANY_MAP = 'dnat-any';
+const DNAT_REMOTE_MAP = 'dnat-remote';
+const PREROUTING_CHAIN = 'prerouting';
+const DNAT_ANY_KEY = 'inet_proto . inet_service';
+const DNAT_REMOTE_KEY = 'ipv4_addr . inet_proto . inet_service';
+const DNAT_TARGET = 'ipv4_addr . inet_service';
+const ACCEPT_KEY = 'ipv4_addr . inet_proto . inet_service';
+
+/** upnpd's forward accept chain and set, in the admin's table. */
+interface AdminForward extends TableRef {
+  /** The admin's chain that jumps to ours. */
+  readonly jumpFrom: string;
+  readonly chain: string;
+  readonly acceptSet: string;
+}
+
+export function ownTable(options: NftablesOptions): TableRef {
+  return { family: options.family, table: options.table };
+}
+
+function adminForward(options: NftablesOptions): AdminForward | undefined {
+  return options.forwardJump && forwardIn(options.forwardJump, options.table);
+}
+
+/** Names derive from upnpd's table name, so two instances never collide in the admin's table. */
+function forwardIn(jump: ForwardJump, ownTableName: string): AdminForward {
+  return { family: jump.family, table: jump.table, jumpFrom: jump.chain, chain: `${ownTableName}-forward`, acceptSet: `${ownTableName}-accept` };
+}
+
+function ref(t: TableRef): string {
+  return `${t.family} ${t.table}`;
+}
+
+/** Comment on the jump rule, so that an admin reading their ruleset knows who added it. */
+function jumpComment(options: NftablesOptions): string {
+  return `upnpd: port mappings of table ${ref(ownTable(options))}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripts
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Creates upnpd's table from scratch (a restart starts clean: the old table is deleted in the same
+ * transaction) and, with `forwardJump`, replaces `leftovers` of an earlier run in the admin's table
+ * with a fresh chain, set and jump.
+ */
+export function buildInitScript(settings: NftablesSettings, leftovers: ForwardLeftovers = NO_LEFTOVERS): string {
+  if (!INTERFACE_NAME.test(settings.wanInterface)) {
+    throw new BackendError(`nftables: "${settings.wanInterface}" is not a network interface name`);
+  }
+  const own = ownTable(settings);
+  const wan = `iifname "${settings.wanInterface}"`;
+  const lines = [
+    ...deleteTable(own),
+    `table ${ref(own)} {`,
+    `\tmap ${DNAT_REMOTE_MAP} {`,
+    `\t\ttype ${DNAT_REMOTE_KEY} : ${DNAT_TARGET}`,
+    '\t}',
+    `\tmap ${DNAT_ANY_MAP} {`,
+    `\t\ttype ${DNAT_ANY_KEY} : ${DNAT_TARGET}`,
+    '\t}',
+    `\tchain ${PREROUTING_CHAIN} {`,
+    '\t\ttype nat hook prerouting priority dstnat; policy accept;',
+    `\t\t${wan} dnat ip to ip saddr . meta l4proto . th dport map @${DNAT_REMOTE_MAP}`,
+    `\t\t${wan} dnat ip to meta l4proto . th dport map @${DNAT_ANY_MAP}`,
+    '\t}',
+    '}',
+  ];
+  const forward = adminForward(settings);
+  if (forward) {
+    const table = ref(forward);
+    lines.push(
+      ...removeLeftovers(forward, leftovers),
+      `add chain ${table} ${forward.chain}`,
+      `add set ${table} ${forward.acceptSet} { type ${ACCEPT_KEY}; }`,
+      `add rule ${table} ${forward.chain} ct status dnat ip daddr . meta l4proto . th dport @${forward.acceptSet} accept`,
+      // At the top, so that a drop rule further down the admin's chain cannot shadow it.
+      `insert rule ${table} ${forward.jumpFrom} jump ${forward.chain} comment "${jumpComment(settings)}"`,
+    );
+  }
+  return script(lines);
+}
+
+/** Removes upnpd's table and, in the admin's table, the `leftovers` (jump, chain, set). Idempotent. */
+export function buildShutdownScript(options: NftablesOptions, leftovers: ForwardLeftovers = NO_LEFTOVERS): string {
+  const forward = adminForward(options);
+  return script([...deleteTable(ownTable(options)), ...(forward ? removeLeftovers(forward, leftovers) : [])]);
+}
+
+/**
+ * One transaction for a change set: element deletes, then adds, so a replace (same key, new
+ * target) is atomic. The accept set has one element per target (client . protocol . port), shared
+ * by every mapping to that target: `installed` — the rules in effect before this change — says
+ * which targets stay in use. Without it, only the removed rules are assumed to use their targets.
+ */
+export function buildChangeScript(changes: ChangeSet, options: NftablesOptions, installed: Iterable<RuleSpec> = changes.remove): string {
+  // Values go into the script verbatim: anything but a well-formed rule is refused (no injection).
+  const invalid = [...changes.remove, ...changes.add].find((r) => !isValidRule(r));
+  if (invalid) throw new BackendError(`nftables: not a valid IPv4 port mapping: ${JSON.stringify(invalid)}`);
+  const own = ownTable(options);
+  const forward = adminForward(options);
+  const accept = forward ? acceptSetChanges(changes, installed) : { remove: [], add: [] };
+  const remote = (rules: readonly RuleSpec[]) => rules.filter((r) => r.remoteHost !== '');
+  const anyHost = (rules: readonly RuleSpec[]) => rules.filter((r) => r.remoteHost === '');
+  const mapped = (r: RuleSpec) => `${dnatKey(r)} : ${dnatTarget(r)}`;
+  return script([
+    ...elements('delete', own, DNAT_REMOTE_MAP, remote(changes.remove).map(dnatKey)),
+    ...elements('delete', own, DNAT_ANY_MAP, anyHost(changes.remove).map(dnatKey)),
+    ...(forward ? elements('delete', forward, forward.acceptSet, accept.remove) : []),
+    ...elements('add', own, DNAT_REMOTE_MAP, remote(changes.add).map(mapped)),
+    ...elements('add', own, DNAT_ANY_MAP, anyHost(changes.add).map(mapped)),
+    ...(forward ? elements('add', forward, forward.acceptSet, accept.add) : []),
+  ]);
+}
+
+/** Deletes a table whether or not it exists (`add` first makes the `delete` always valid). */
+function deleteTable(t: TableRef): string[] {
+  return [`add table ${ref(t)}`, `delete table ${ref(t)}`];
+}
+
+function removeLeftovers(forward: AdminForward, leftovers: ForwardLeftovers): string[] {
+  const admin = ref(forward);
+  return [
+    ...leftovers.jumps.map((j) => `delete rule ${admin} ${j.chain} handle ${j.handle}`),
+    ...(leftovers.chain ? [`flush chain ${admin} ${forward.chain}`, `delete chain ${admin} ${forward.chain}`] : []),
+    ...(leftovers.acceptSet ? [`delete set ${admin} ${forward.acceptSet}`] : []),
+  ];
+}
+
+function elements(verb: 'add' | 'delete', t: TableRef, set: string, items: readonly string[]): string[] {
+  return items.length === 0 ? [] : [`${verb} element ${ref(t)} ${set} { ${items.join(', ')} }`];
+}
+
+function script(lines: readonly string[]): string {
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+/** Accept-set elements whose number of users goes from some to none (remove) or none to some (add). */
+function acceptSetChanges(changes: ChangeSet, installed: Iterable<RuleSpec>): { remove: string[]; add: string[] } {
+  const removed = countBy(changes.remove, acceptElement);
+  const added = countBy(changes.add, acceptElement);
+  const usersBefore = new Map<string, number>();
+  for (const rule of installed) {
+    const element = acceptElement(rule);
+    if (removed.has(element) || added.has(element)) usersBefore.set(element, (usersBefore.get(element) ?? 0) + 1);
+  }
+  const result = { remove: [] as string[], add: [] as string[] };
+  for (const element of new Set([...removed.keys(), ...added.keys()])) {
+    const before = Math.max(usersBefore.get(element) ?? 0, removed.get(element) ?? 0);
+    const after = before - (removed.get(element) ?? 0) + (added.get(element) ?? 0);
+    if (before > 0 && after === 0) result.remove.push(element);
+    if (before === 0 && after > 0) result.add.push(element);
+  }
+  return result;
+}
+
+function countBy<T>(items: readonly T[], key: (item: T) => string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1);
+  return counts;
+}
+
+function nftProtocol(protocol: Protocol): string {
+  return protocol === 'TCP' ? 'tcp' : 'udp';
+}
+
+function dnatKey(r: RuleSpec): string {
+  const key = `${nftProtocol(r.protocol)} . ${r.externalPort}`;
+  return r.remoteHost === '' ? key : `${r.remoteHost} . ${key}`;
+}
+
+function dnatTarget(r: RuleSpec): string {
+  return `${r.internalClient} . ${r.internalPort}`;
+}
+
+function acceptElement(r: RuleSpec): string {
+  return `${r.internalClient} . ${nftProtocol(r.protocol)} . ${r.internalPort}`;
+}
+
+function isValidRule(r: RuleSpec): boolean {
+  const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
+  return (
+    (r.protocol === 'TCP' || r.protocol === 'UDP') &&
+    port(r.externalPort) &&
+    port(r.internalPort) &&
+    isIPv4(r.internalClient) &&
+    (r.remoteHost === '' || isIPv4(r.remoteHost))
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings (`nft -j list table ...`)
+// ---------------------------------------------------------------------------------------------
+
+const listingSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
+const scalar = z.union([z.string(), z.number()]);
+const concat = z.object({ concat: z.array(scalar) });
+/** An element key is a bare concatenation, or wrapped in `elem` when it carries options (timeout, counter). */
+const elementKey = z.union([concat, z.object({ elem: z.object({ val: concat }) }).transform((e) => e.elem.val)]);
+const mapSchema = z.object({
+  family: z.string(),
+  table: z.string(),
+  name: z.string(),
+  elem: z.array(z.tuple([elementKey, concat])).optional(),
+});
+const namedObject = z.object({ family: z.string(), table: z.string(), name: z.string() });
+const ruleSchema = z.object({
+  family: z.string(),
+  table: z.string(),
+  chain: z.string(),
+  handle: z.number().int(),
+  expr: z.array(z.record(z.string(), z.unknown())).default([]),
+});
+
+function listingObjects(json: string, what: string): Array<Record<string, unknown>> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch (err) {
+    throw new BackendError(`nftables: cannot read the JSON listing of ${what}`, { cause: err });
+  }
+  const listing = listingSchema.safeParse(parsed);
+  if (!listing.success) throw new BackendError(`nftables: unexpected JSON listing of ${what}: ${listing.error.message}`);
+  return listing.data.nftables;
+}
+
+function objectsOf<T>(objects: Array<Record<string, unknown>>, kind: string, schema: z.ZodType<T>, what: string): T[] {
+  return objects
+    .filter((o) => kind in o)
+    .map((o) => {
+      const parsed = schema.safeParse(o[kind]);
+      if (!parsed.success) throw new BackendError(`nftables: unexpected ${kind} in the listing of ${what}: ${parsed.error.message}`);
+      return parsed.data;
+    });
+}
+
+function inTable(t: TableRef): (o: { family: string; table: string }) => boolean {
+  return (o) => o.family === t.family && o.table === t.table;
+}
+
+/** The mappings installed in upnpd's table, from `nft -j list table <family> <table>`. */
+export function parseInstalledRules(json: string, options: NftablesOptions): RuleSpec[] {
+  const own = ownTable(options);
+  const what = `table ${ref(own)}`;
+  const maps = objectsOf(listingObjects(json, what), 'map', mapSchema, what).filter(inTable(own));
+  const entries = (name: string) => maps.find((m) => m.name === name)?.elem ?? [];
+  const rules: RuleSpec[] = [];
+  for (const [key, target] of entries(DNAT_REMOTE_MAP)) {
+    const [remoteHost, protocol, externalPort] = key.concat;
+    rules.push(ruleFrom(String(remoteHost), protocol, externalPort, target.concat, what));
+  }
+  for (const [key, target] of entries(DNAT_ANY_MAP)) {
+    const [protocol, externalPort] = key.concat;
+    rules.push(ruleFrom('', protocol, externalPort, target.concat, what));
+  }
+  return rules;
+}
+
+function ruleFrom(remoteHost: string, protocol: unknown, externalPort: unknown, target: ReadonlyArray<unknown>, what: string): RuleSpec {
+  const [internalClient, internalPort] = target;
+  const nftProtocol = protocolOf(protocol);
+  const rule: RuleSpec | undefined = nftProtocol && {
+    remoteHost,
+    externalPort: Number(externalPort),
+    protocol: nftProtocol,
+    internalClient: String(internalClient),
+    internalPort: Number(internalPort),
+  };
+  if (!rule || !isValidRule(rule)) {
+    throw new BackendError(`nftables: unexpected element in ${what}: ${JSON.stringify([remoteHost, protocol, externalPort, target])}`);
+  }
+  return rule;
+}
+
+/** nft prints protocols by name; a number is accepted too (IANA: 6 TCP, 17 UDP). */
+function protocolOf(value: unknown): Protocol | undefined {
+  if (value === 'tcp' || value === 6) return 'TCP';
+  if (value === 'udp' || value === 17) return 'UDP';
+  return undefined;
+}
+
+/** What the admin's table named by `forwardJump` holds that matters to upnpd. */
+export interface AdminTableState {
+  /** Whether the chain named by `forwardJump` exists (init needs it). */
+  readonly jumpChainExists: boolean;
+  readonly leftovers: ForwardLeftovers;
+}
+
+/** Reads `nft -j list table <forwardJump.family> <forwardJump.table>`. */
+export function parseAdminTable(json: string, options: { readonly table: string; readonly forwardJump: ForwardJump }): AdminTableState {
+  const forward = forwardIn(options.forwardJump, options.table);
+  const what = `table ${ref(forward)}`;
+  const objects = listingObjects(json, what);
+  const here = inTable(forward);
+  const chains = objectsOf(objects, 'chain', namedObject, what).filter(here);
+  const sets = objectsOf(objects, 'set', namedObject, what).filter(here);
+  const jumpsToOurChain = (expr: ReadonlyArray<Record<string, unknown>>) =>
+    expr.some((e) => [e.jump, e.goto].some((v) => (v as { target?: unknown } | undefined)?.target === forward.chain));
+  const jumps = objectsOf(objects, 'rule', ruleSchema, what)
+    .filter(here)
+    .filter((r) => jumpsToOurChain(r.expr))
+    .map((r) => ({ chain: r.chain, handle: r.handle }));
+  return {
+    jumpChainExists: chains.some((c) => c.name === forward.jumpFrom),
+    leftovers: {
+      jumps,
+      chain: chains.some((c) => c.name === forward.chain),
+      acceptSet: sets.some((s) => s.name === forward.acceptSet),
+    },
+  };
+}

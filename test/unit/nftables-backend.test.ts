@@ -1,0 +1,228 @@
+import 'reflect-metadata';
+import { container } from 'tsyringe';
+import { describe, expect, it } from 'vitest';
+import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+import type { ResolvedConfig } from '../../core/config/schema.js';
+import { BackendError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
+import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
+import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
+import { GOLDEN_ADMIN_TABLE, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
+
+interface Call {
+  readonly args: readonly string[];
+  readonly input: string | undefined;
+}
+
+/** A CommandRunner that records nft calls and answers them with `respond` (default: success, empty output). */
+class FakeNft implements CommandRunner {
+  readonly calls: Call[] = [];
+  constructor(private readonly respond: (call: Call) => Partial<CommandResult> | undefined = () => undefined) {}
+
+  async run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
+    expect(file).toBe('nft');
+    const call = { args, input: options.input };
+    this.calls.push(call);
+    return { exitCode: 0, stdout: '', stderr: '', ...this.respond(call) };
+  }
+
+  scripts(): string[] {
+    return this.calls.filter((c) => c.args.join(' ') === '-f -').map((c) => c.input ?? '');
+  }
+}
+
+const VERSION = { stdout: 'nftables v1.0.6 (Lester Gooch #5)\n' };
+const WITH_JUMP = { wanInterface: 'wan0', forwardJump: GOLDEN_ADMIN_TABLE };
+
+/** `nft -j list table inet filter`: the admin's table with these chains (and extra objects). */
+function adminTable(chains: string[], extra: object[] = []): Partial<CommandResult> {
+  return {
+    stdout: JSON.stringify({
+      nftables: [...chains.map((name, handle) => ({ chain: { family: 'inet', table: 'filter', name, handle } })), ...extra],
+    }),
+  };
+}
+
+function backendWith(runner: CommandRunner, options: NftablesUserOptions = WITH_JUMP): NftablesBackend {
+  return new NftablesBackend(nftablesOptionsSchema.parse(options), runner, silentLogger, undefined);
+}
+
+const web = mapping('TCP', 8080, '192.168.1.10', 80);
+const webAlias = mapping('TCP', 8081, '192.168.1.10', 80);
+
+describe('NftablesBackend.probe', () => {
+  it('names the package when nft cannot be run', async () => {
+    const runner: CommandRunner = {
+      run: async () => {
+        throw Object.assign(new Error('cannot run nft: spawn nft ENOENT'), { code: 'ENOENT' });
+      },
+    };
+    await expect(backendWith(runner).probe()).rejects.toThrow(/install the "nftables" package/);
+  });
+
+  it('refuses an nft older than 0.9.4', async () => {
+    const runner = new FakeNft(() => ({ stdout: 'nftables v0.9.3 (Topsy)\n' }));
+    await expect(backendWith(runner).probe()).rejects.toThrow(/0\.9\.3 is too old/);
+  });
+
+  it('checks the real table definition with nft -c and reports what failed', async () => {
+    const runner = new FakeNft((call) => (call.args[0] === '-c' ? { exitCode: 1, stderr: 'Error: Could not process rule: Operation not permitted' } : VERSION));
+    await expect(backendWith(runner).probe()).rejects.toThrow(/CAP_NET_ADMIN.*\n?.*Operation not permitted/s);
+    expect(runner.calls[1]!.args).toEqual(['-c', '-f', '-']);
+    expect(runner.calls[1]!.input).toContain('dnat ip to meta l4proto . th dport map @dnat-any');
+    // The admin table part is init's to check, with a message naming forwardJump.
+    expect(runner.calls[1]!.input).not.toContain('inet filter');
+  });
+
+  it('needs a WAN interface', async () => {
+    await expect(backendWith(new FakeNft(() => VERSION), {}).probe()).rejects.toThrow(/no WAN interface/);
+  });
+
+  it('reports its dialect, remote-host support and what it found', async () => {
+    const capabilities = await backendWith(new FakeNft(() => VERSION)).probe();
+    expect(capabilities).toEqual({
+      dialect: 'nftables',
+      remoteHost: true,
+      details: {
+        program: 'nft',
+        version: '1.0.6',
+        table: 'inet upnpd',
+        wanInterface: 'wan0',
+        forward: 'accepted through a jump from chain forward of table inet filter',
+      },
+    });
+  });
+});
+
+describe('NftablesBackend.apply', () => {
+  it('runs one nft transaction per change set, none for an empty one', async () => {
+    const runner = new FakeNft();
+    const backend = backendWith(runner);
+    await backend.apply({ remove: [], add: [web, mapping('UDP', 9000, '192.168.1.11', 9000)] });
+    await backend.apply({ remove: [], add: [] });
+    expect(runner.scripts()).toEqual([
+      'add element inet upnpd dnat-any { tcp . 8080 : 192.168.1.10 . 80, udp . 9000 : 192.168.1.11 . 9000 }\n' +
+        'add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80, 192.168.1.11 . udp . 9000 }\n',
+    ]);
+  });
+
+  it('keeps the accept element of a target while another applied mapping uses it', async () => {
+    const runner = new FakeNft();
+    const backend = backendWith(runner);
+    await backend.apply({ remove: [], add: [web] });
+    await backend.apply({ remove: [], add: [webAlias] });
+    await backend.apply({ remove: [web], add: [] });
+    await backend.apply({ remove: [webAlias], add: [] });
+    expect(runner.scripts().slice(1)).toEqual([
+      'add element inet upnpd dnat-any { tcp . 8081 : 192.168.1.10 . 80 }\n',
+      'delete element inet upnpd dnat-any { tcp . 8080 }\n',
+      'delete element inet upnpd dnat-any { tcp . 8081 }\ndelete element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }\n',
+    ]);
+  });
+
+  it('throws a BackendError with nft’s message and remembers nothing of a failed change set', async () => {
+    let fail = false;
+    const runner = new FakeNft(() => (fail ? { exitCode: 1, stderr: 'Error: Could not process rule: No such file or directory\n' } : undefined));
+    const backend = backendWith(runner);
+    fail = true;
+    const failure = backend.apply({ remove: [], add: [web] });
+    await expect(failure).rejects.toBeInstanceOf(BackendError);
+    await expect(failure).rejects.toThrow(/could not apply 0 removal\(s\) and 1 addition\(s\): Error: Could not process rule/);
+    fail = false;
+    await backend.apply({ remove: [], add: [webAlias] });
+    // Had the failed addition been remembered, the target would count as in use and not be added.
+    expect(runner.scripts().at(-1)).toContain('add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }');
+  });
+});
+
+describe('NftablesBackend init, list, shutdown', () => {
+  it('init creates the table in one transaction and forgets earlier state', async () => {
+    const runner = new FakeNft((call) => (call.args[0] === '-j' ? adminTable(['forward']) : undefined));
+    const backend = backendWith(runner);
+    await backend.apply({ remove: [], add: [web] });
+    await backend.init();
+    await backend.apply({ remove: [], add: [webAlias] });
+    const [, init, afterInit] = runner.scripts();
+    expect(init).toMatch(/^add table inet upnpd\ndelete table inet upnpd\ntable inet upnpd \{.*\ninsert rule inet filter forward jump upnpd-forward/s);
+    expect(afterInit).toContain('add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }');
+  });
+
+  it('without forwardJump, init lists nothing and touches only its own table', async () => {
+    const runner = new FakeNft();
+    await backendWith(runner, { wanInterface: 'wan0' }).init();
+    expect(runner.calls.map((c) => c.args.join(' '))).toEqual(['-f -']);
+    expect(runner.scripts()[0]).not.toMatch(/inet filter|forward|upnpd-accept/);
+  });
+
+  it('list reads nft -j list table', async () => {
+    const listing = { nftables: [{ map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [[{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }]] } }] };
+    const runner = new FakeNft(() => ({ stdout: JSON.stringify(listing) }));
+    expect(await backendWith(runner).list()).toEqual([web]);
+    expect(runner.calls[0]!.args).toEqual(['-j', 'list', 'table', 'inet', 'upnpd']);
+  });
+
+  it('list fails clearly when the table is gone', async () => {
+    const runner = new FakeNft(() => ({ exitCode: 1, stderr: 'Error: No such file or directory\nlist table inet upnpd\n' }));
+    await expect(backendWith(runner).list()).rejects.toThrow(/cannot list table inet upnpd/);
+  });
+
+  describe('with a jump from the admin chain', () => {
+
+    it('init refuses a jump chain that does not exist', async () => {
+      const runner = new FakeNft((call) => (call.args[0] === '-j' ? adminTable(['input']) : undefined));
+      await expect(backendWith(runner).init()).rejects.toThrow(/chain forward of table inet filter, but that chain does not exist/);
+      expect(runner.scripts()).toEqual([]);
+    });
+
+    it('init refuses an admin table that does not exist', async () => {
+      const runner = new FakeNft((call) => (call.args[0] === '-j' ? { exitCode: 1, stderr: 'Error: No such file or directory' } : undefined));
+      await expect(backendWith(runner).init()).rejects.toThrow(/its table cannot be listed/);
+    });
+
+    it('shutdown removes the jump found by listing, by handle', async () => {
+      const jump = { rule: { family: 'inet', table: 'filter', chain: 'forward', handle: 42, expr: [{ jump: { target: 'upnpd-forward' } }] } };
+      const runner = new FakeNft((call) => (call.args[0] === '-j' ? adminTable(['forward', 'upnpd-forward'], [jump]) : undefined));
+      await backendWith(runner).shutdown();
+      expect(runner.calls[0]!.args).toEqual(['-j', 'list', 'table', 'inet', 'filter']);
+      expect(runner.scripts()).toEqual([
+        'add table inet upnpd\ndelete table inet upnpd\ndelete rule inet filter forward handle 42\n' +
+          'flush chain inet filter upnpd-forward\ndelete chain inet filter upnpd-forward\n',
+      ]);
+    });
+
+    it('shutdown still removes upnpd’s own table when the admin table is gone', async () => {
+      const runner = new FakeNft((call) => (call.args[0] === '-j' ? { exitCode: 1, stderr: 'Error: No such file or directory' } : undefined));
+      await backendWith(runner).shutdown();
+      expect(runner.scripts()).toEqual(['add table inet upnpd\ndelete table inet upnpd\n']);
+    });
+  });
+});
+
+describe('nftables plugin', () => {
+  it('resolves the backend from a container, taking the WAN interface from the daemon config', async () => {
+    const runner = new FakeNft(() => VERSION);
+    const child = container.createChildContainer();
+    const spec = nftables({ table: 'igd' });
+    child.register(PLUGIN_OPTIONS, { useValue: spec.optionsSchema!.parse(spec.options) });
+    child.register(COMMAND_RUNNER, { useValue: runner });
+    child.register(LOGGER, { useValue: silentLogger });
+    child.register(CONFIG, { useValue: { wan: 'eth9', keepRulesOnShutdown: false } as ResolvedConfig });
+    const plugin = spec.create(child);
+    expect(plugin.name).toBe('nftables');
+    expect(spec.kind).toBe('backend');
+    expect(plugin.backend).toBeInstanceOf(NftablesBackend);
+    await plugin.provision!();
+    expect(runner.scripts()[0]).toContain('iifname "eth9" dnat ip to');
+    expect(runner.scripts()[0]).toContain('table inet igd {');
+  });
+
+  it('resolves without a CONFIG registration (then wanInterface must be given)', async () => {
+    const child = container.createChildContainer();
+    child.register(PLUGIN_OPTIONS, { useValue: nftablesOptionsSchema.parse({}) });
+    child.register(COMMAND_RUNNER, { useValue: new FakeNft(() => VERSION) });
+    child.register(LOGGER, { useValue: silentLogger });
+    const backend = child.resolve(NftablesBackend);
+    await expect(backend.probe()).rejects.toThrow(/no WAN interface/);
+  });
+});
