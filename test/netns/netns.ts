@@ -13,7 +13,12 @@ export class TestNamespace {
     const name = `upnpdt-${role}-${randomBytes(3).toString('hex')}`.slice(0, 30);
     await execa('ip', ['netns', 'add', name]);
     const ns = new TestNamespace(name);
-    await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+    try {
+      await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+    } catch (err) {
+      await ns.destroy();
+      throw err;
+    }
     return ns;
   }
 

@@ -1,0 +1,212 @@
+import 'reflect-metadata';
+import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { silentLogger } from '../../core/logger.js';
+import type { RuleSpec } from '../../core/mapping/types.js';
+import { IptablesBackend } from '../../plugins/iptables/backend.js';
+import { buildRestoreScript, iptablesOptionsSchema, programsOf, type IptablesOptions } from '../../plugins/iptables/rules.js';
+import { MappingService } from '../../core/mapping/service.js';
+import { PluginDriver } from '../../core/plugins/driver.js';
+import { backendPluginFor, DEFAULT_LEASE, ManualClock } from '../support/fakes.js';
+import { describeNetns } from './netns.js';
+import { createTestbed, firewallSnapshot, tcpReachable, udpReachable, type Testbed } from './topology.js';
+
+/** A delivery that should happen gets this long; one that should not, this long. */
+const PASSES_MS = 5_000;
+const BLOCKED_MS = 1_500;
+
+for (const flavour of ['iptables', 'iptables-legacy'] as const) {
+  const programs = programsOf(flavour);
+  describeNetns(`${flavour} backend in the testbed`, [programs.iptables, programs.restore, programs.save], () => {
+    let testbed: Testbed;
+    let adminRules: string[];
+    let backend: IptablesBackend;
+    const a = () => testbed.addresses;
+    const makeBackend = (options: Partial<IptablesOptions> = {}) =>
+      new IptablesBackend(
+        iptablesOptionsSchema.parse({ flavour, wanInterface: testbed.wanInterface, ...options }),
+        testbed.gateway.runner(),
+        silentLogger,
+        undefined,
+      );
+    const save = () => testbed.gateway.exec(programs.save, []);
+    const mapping = (externalPort: number, overrides: Partial<RuleSpec> = {}): RuleSpec => ({
+      remoteHost: '',
+      externalPort,
+      protocol: 'TCP',
+      internalClient: a().lanClient,
+      internalPort: externalPort,
+      ...overrides,
+    });
+    const fromWan = {
+      tcp: (port: number, listener = testbed.lan, options = {}) => tcpReachable(testbed.wan, a().gatewayWan, port, listener, PASSES_MS, options),
+      udp: (port: number, listener = testbed.lan, options = {}) => udpReachable(testbed.wan, a().gatewayWan, port, listener, PASSES_MS, options),
+      tcpBlocked: async (port: number, listener = testbed.lan, options = {}) =>
+        !(await tcpReachable(testbed.wan, a().gatewayWan, port, listener, BLOCKED_MS, options)),
+      udpBlocked: async (port: number, listener = testbed.lan, options = {}) =>
+        !(await udpReachable(testbed.wan, a().gatewayWan, port, listener, BLOCKED_MS, options)),
+    };
+
+    beforeAll(async () => {
+      testbed = await createTestbed({ adminFlavour: flavour });
+      adminRules = await firewallSnapshot(testbed.gateway, flavour);
+    });
+    afterAll(async () => {
+      await testbed?.destroy();
+    });
+    beforeEach(async () => {
+      backend = makeBackend();
+      await backend.probe();
+      await backend.init();
+    });
+    afterEach(async () => {
+      await backend.shutdown();
+    });
+
+    it('starts from a gateway where the LAN reaches the WAN but the WAN reaches nothing in the LAN', async () => {
+      expect(await tcpReachable(testbed.lan, a().wanHost, 7000, testbed.wan, PASSES_MS)).toBe(true);
+      expect(await udpReachable(testbed.lan2, a().wanHost, 7000, testbed.wan, PASSES_MS)).toBe(true);
+      expect(await fromWan.tcpBlocked(7000)).toBe(true);
+      expect(await fromWan.udpBlocked(7000)).toBe(true);
+    });
+
+    it('forwards TCP and UDP from the WAN address to the LAN client, and stops after removal', async () => {
+      const tcp = mapping(8080, { internalPort: 80 });
+      const udp = mapping(5353, { protocol: 'UDP' });
+      expect(await fromWan.tcpBlocked(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+
+      await backend.apply({ remove: [], add: [tcp, udp] });
+      expect(await fromWan.tcp(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+      expect(await fromWan.udp(5353)).toBe(true);
+      expect(await backend.list()).toEqual([tcp, udp]);
+
+      await backend.apply({ remove: [tcp, udp], add: [] });
+      expect(await fromWan.tcpBlocked(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+      expect(await fromWan.udpBlocked(5353)).toBe(true);
+      expect(await backend.list()).toEqual([]);
+      expect(await save()).not.toContain('upnpd map');
+    });
+
+    it('needs its ACCEPT rule under a FORWARD policy of DROP (and none without filter rules under ACCEPT)', async () => {
+      const dnatOnly = makeBackend({ insertForwardRules: false });
+      await dnatOnly.init();
+      await dnatOnly.apply({ remove: [], add: [mapping(8081)] });
+      expect(await fromWan.tcpBlocked(8081)).toBe(true);
+      await testbed.gateway.exec(programs.iptables, ['-P', 'FORWARD', 'ACCEPT']);
+      try {
+        expect(await fromWan.tcp(8081)).toBe(true);
+      } finally {
+        await testbed.gateway.exec(programs.iptables, ['-P', 'FORWARD', 'DROP']);
+        await dnatOnly.shutdown();
+      }
+    });
+
+    it('admits only the remote host a mapping is restricted to', async () => {
+      await backend.apply({ remove: [], add: [mapping(9000, { remoteHost: a().wanHostAlt })] });
+      expect(await fromWan.tcp(9000, testbed.lan, { sourceAddress: a().wanHostAlt })).toBe(true);
+      expect(await fromWan.tcpBlocked(9000, testbed.lan, { sourceAddress: a().wanHost })).toBe(true);
+    });
+
+    it('sends a remote host to its own mapping before the wildcard one on the same port', async () => {
+      await backend.apply({ remove: [], add: [mapping(9001), mapping(9001, { remoteHost: a().wanHostAlt, internalClient: a().lanClient2 })] });
+      expect(await fromWan.tcp(9001, testbed.lan2, { sourceAddress: a().wanHostAlt })).toBe(true);
+      expect(await fromWan.tcp(9001, testbed.lan, { sourceAddress: a().wanHost })).toBe(true);
+    });
+
+    it('replaces a mapping leaving exactly one rule pair', async () => {
+      const first = mapping(7000);
+      const second = mapping(7000, { internalClient: a().lanClient2 });
+      await backend.apply({ remove: [], add: [first] });
+      await backend.apply({ remove: [first], add: [second] });
+      expect(await backend.list()).toEqual([second]);
+      expect((await save()).split('\n').filter((l) => l.includes('"upnpd map tcp/7000 '))).toHaveLength(2);
+      expect(await fromWan.tcp(7000, testbed.lan2)).toBe(true);
+      expect(await fromWan.tcpBlocked(7000, testbed.lan)).toBe(true);
+    });
+
+    it('init is idempotent (one jump per chain) and a restart starts clean', async () => {
+      await backend.apply({ remove: [], add: [mapping(7100)] });
+      await backend.init();
+      await makeBackend().init();
+      const rules = await save();
+      expect(rules.match(/"upnpd jump" -j UPNPD-PREROUTING/g)).toHaveLength(1);
+      expect(rules.match(/"upnpd jump" -j UPNPD-FORWARD/g)).toHaveLength(1);
+      expect(await backend.list()).toEqual([]);
+    });
+
+    it('shutdown leaves no upnpd rule or chain, and the admin rules exactly as they were', async () => {
+      await backend.apply({ remove: [], add: [mapping(7200), mapping(7201, { protocol: 'UDP', remoteHost: a().wanHostAlt })] });
+      await backend.shutdown();
+      await backend.shutdown();
+      expect(await save()).not.toMatch(/upnpd|UPNPD/);
+      expect(await firewallSnapshot(testbed.gateway, flavour)).toEqual(adminRules);
+      // Outbound traffic the admin allows still flows.
+      expect(await tcpReachable(testbed.lan, a().wanHost, 7202, testbed.wan, PASSES_MS)).toBe(true);
+    });
+
+    it('with the built-in chains (seed-compatible), shutdown removes only its tagged rules', async () => {
+      await backend.shutdown();
+      backend = makeBackend({ forwardChain: 'FORWARD', preroutingChain: 'PREROUTING' });
+      await backend.init();
+      await backend.apply({ remove: [], add: [mapping(7300)] });
+      expect(await save()).toMatch(/^-A FORWARD .*"upnpd map tcp\/7300 /m);
+      expect(await fromWan.tcp(7300)).toBe(true);
+      await backend.shutdown();
+      expect(await firewallSnapshot(testbed.gateway, flavour)).toEqual(adminRules);
+    });
+
+    it('a change set whose nat part fails changes nothing (previous mappings keep working)', async () => {
+      await backend.apply({ remove: [], add: [mapping(7400)] });
+      // Not checked by the schema here on purpose: iptables itself refuses this name.
+      const broken = new IptablesBackend({ ...iptablesOptionsSchema.parse({ flavour }), wanInterface: 'name-too-long-for-linux' }, testbed.gateway.runner(), silentLogger, undefined);
+      await expect(broken.apply({ remove: [], add: [mapping(7401)] })).rejects.toThrow(/IFNAMSIZ/);
+      expect(await backend.list()).toEqual([mapping(7400)]);
+      expect(await fromWan.tcp(7400)).toBe(true);
+    });
+
+    it('a change set whose filter part fails after nat committed is undone: previous rules intact, nothing half-applied', async () => {
+      const kept = mapping(7500);
+      const victim = mapping(7501);
+      await backend.apply({ remove: [], add: [kept, victim] });
+      // Someone else deletes the victim's ACCEPT rule: removing the victim now fails in the filter table.
+      const acceptOfVictim = buildRestoreScript({ remove: [], add: [victim] }, { ...iptablesOptionsSchema.parse({ flavour }), wanInterface: testbed.wanInterface })
+        .split('\n')
+        .find((l) => l.startsWith('-A UPNPD-FORWARD '))!
+        .replace(/^-A /, '-D ');
+      await testbed.gateway.exec(programs.restore, ['--noflush'], { input: `*filter\n${acceptOfVictim}\nCOMMIT\n` });
+
+      await expect(backend.apply({ remove: [victim], add: [mapping(7502)] })).rejects.toThrow(/line \d+.*-D UPNPD-FORWARD/);
+      // The nat part was undone (no 7502), and the victim's lone DNAT dropped, so that list() tells
+      // the truth and the core's reconciliation can put the victim back whole.
+      const dnats = () => save().then((out) => out.split('\n').filter((l) => l.startsWith('-A UPNPD-PREROUTING ')).map((l) => /--dport (\d+)/.exec(l)![1]));
+      expect(await dnats()).toEqual(['7500']);
+      expect(await backend.list()).toEqual([kept]);
+      expect(await fromWan.tcp(7500)).toBe(true);
+      expect(await fromWan.tcpBlocked(7502)).toBe(true);
+
+      await backend.apply({ remove: [], add: [victim] });
+      expect(await backend.list()).toEqual([kept, victim]);
+      await backend.apply({ remove: [victim], add: [] });
+      expect(await dnats()).toEqual(['7500']);
+    });
+
+    it('with the mapping service: after a firewall reload dropped upnpd chains, the next change restores every mapping', async () => {
+      const driver = new PluginDriver([backendPluginFor(backend, 'iptables')], silentLogger);
+      const mappings = new MappingService(driver, new ManualClock(), DEFAULT_LEASE, silentLogger);
+      const requester = { address: a().lanClient, via: 'test' };
+      const request = (port: number) => ({ ...mapping(port), enabled: true, description: 'test', leaseSeconds: 0 });
+      try {
+        await mappings.add(request(7600), requester);
+        // The admin reloads their firewall: nat and filter are replaced by their own rules only.
+        await testbed.gateway.exec(programs.restore, [], { input: `${adminRules.join('\n')}\n` });
+        expect(await save()).not.toContain('UPNPD');
+
+        await mappings.add(request(7601), requester);
+        expect(await backend.list()).toEqual([mapping(7600), mapping(7601)]);
+        expect(await fromWan.tcp(7600)).toBe(true);
+        expect(await fromWan.tcp(7601)).toBe(true);
+      } finally {
+        await mappings.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,402 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { TestNamespace } from './netns.js';
+
+/**
+ * The addresses of the testbed. The WAN side is TEST-NET-3 (203.0.113.0/24, RFC 5737) on purpose:
+ * no public address is used, not even inside namespaces. miniupnpc therefore calls the gateway's
+ * IGD "not connected" (it wants a public external address). Its commands work all the same: with
+ * discovery `upnpc` needs `-i` to carry on ("Trying to continue anyway"); with `-u <description
+ * URL>` it skips the check.
+ */
+export const TESTBED_ADDRESSES = {
+  lanClient: '192.168.77.10',
+  lanClient2: '192.168.77.11',
+  gatewayLan: '192.168.77.1',
+  lanSubnet: '192.168.77.0/24',
+  gatewayWan: '203.0.113.1',
+  wanHost: '203.0.113.2',
+  /** A second address of the `wan` namespace: a second remote host, for remote-host-restricted mappings. */
+  wanHostAlt: '203.0.113.3',
+  prefixLength: 24,
+} as const;
+
+export type IptablesFlavour = 'iptables' | 'iptables-legacy';
+
+export interface TestbedOptions {
+  /** Policy of the gateway's FORWARD chain (default DROP, so forwarded traffic needs an ACCEPT rule). */
+  readonly forwardPolicy?: 'DROP' | 'ACCEPT';
+  /**
+   * Which iptables installs the admin's own rules (default 'iptables', i.e. nf_tables). A backend
+   * under test must use the same one: a legacy ACCEPT cannot override an nf_tables DROP.
+   */
+  readonly adminFlavour?: IptablesFlavour;
+}
+
+/**
+ * Four namespaces joined only by veth pairs between them (nothing in the root namespace):
+ *
+ *   lan  (eth0 192.168.77.10) ─┐
+ *                              ├─ br-lan 192.168.77.1  gateway  wan0 203.0.113.1 ── wan (eth0 203.0.113.2, .3)
+ *   lan2 (eth0 192.168.77.11) ─┘
+ *
+ * Interface names are local to each namespace, so parallel testbeds cannot collide; namespace
+ * names carry a random suffix (TestNamespace).
+ */
+export interface Testbed {
+  readonly lan: TestNamespace;
+  readonly lan2: TestNamespace;
+  readonly gateway: TestNamespace;
+  readonly wan: TestNamespace;
+  readonly addresses: typeof TESTBED_ADDRESSES;
+  /** The gateway's LAN interface (a bridge over the two LAN veths). */
+  readonly lanInterface: string;
+  /** The gateway's WAN interface. */
+  readonly wanInterface: string;
+  /** Removes every namespace of the testbed (and whatever runs in them). Safe to call twice. */
+  destroy(): Promise<void>;
+}
+
+const LAN_INTERFACE = 'br-lan';
+const WAN_INTERFACE = 'wan0';
+/** The name of each client's or WAN host's own interface. */
+const HOST_INTERFACE = 'eth0';
+
+export async function createTestbed(options: TestbedOptions = {}): Promise<Testbed> {
+  const created: TestNamespace[] = [];
+  const destroy = async () => {
+    for (const ns of created.splice(0).reverse()) await ns.destroy();
+  };
+  const namespace = async (role: string) => {
+    const ns = await TestNamespace.create(role);
+    created.push(ns);
+    return ns;
+  };
+  try {
+    const gateway = await namespace('gw');
+    const lan = await namespace('lan');
+    const lan2 = await namespace('lan2');
+    const wan = await namespace('wan');
+    const a = TESTBED_ADDRESSES;
+    const gw = (...args: string[]) => gateway.exec('ip', args);
+
+    // Each veth pair is made inside the gateway with its peer born in the other namespace.
+    await gw('link', 'add', LAN_INTERFACE, 'type', 'bridge');
+    await gw('link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', HOST_INTERFACE, 'netns', lan.name);
+    await gw('link', 'add', 'lan1', 'type', 'veth', 'peer', 'name', HOST_INTERFACE, 'netns', lan2.name);
+    await gw('link', 'add', WAN_INTERFACE, 'type', 'veth', 'peer', 'name', HOST_INTERFACE, 'netns', wan.name);
+    for (const port of ['lan0', 'lan1']) {
+      await gw('link', 'set', port, 'master', LAN_INTERFACE);
+      await gw('link', 'set', port, 'up');
+    }
+    await gw('addr', 'add', `${a.gatewayLan}/${a.prefixLength}`, 'dev', LAN_INTERFACE);
+    await gw('addr', 'add', `${a.gatewayWan}/${a.prefixLength}`, 'dev', WAN_INTERFACE);
+    await gw('link', 'set', LAN_INTERFACE, 'up');
+    await gw('link', 'set', WAN_INTERFACE, 'up');
+    await gw('route', 'add', 'default', 'via', a.wanHost);
+    await gateway.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    // Where br_netfilter is loaded, bridged LAN-to-LAN frames would meet the FORWARD policy too;
+    // a home gateway does not filter its own LAN switch.
+    await gateway.exec('sh', ['-c', 'f=/proc/sys/net/bridge/bridge-nf-call-iptables; [ ! -e $f ] || echo 0 > $f']);
+    await installAdminFirewall(gateway, options);
+
+    await configureHost(lan, [a.lanClient], a.gatewayLan);
+    await configureHost(lan2, [a.lanClient2], a.gatewayLan);
+    await configureHost(wan, [a.wanHost, a.wanHostAlt], undefined);
+
+    return { lan, lan2, gateway, wan, addresses: a, lanInterface: LAN_INTERFACE, wanInterface: WAN_INTERFACE, destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}
+
+async function configureHost(ns: TestNamespace, addresses: readonly string[], defaultRoute: string | undefined): Promise<void> {
+  for (const address of addresses) await ns.exec('ip', ['addr', 'add', `${address}/${TESTBED_ADDRESSES.prefixLength}`, 'dev', HOST_INTERFACE]);
+  await ns.exec('ip', ['link', 'set', HOST_INTERFACE, 'up']);
+  if (defaultRoute) await ns.exec('ip', ['route', 'add', 'default', 'via', defaultRoute]);
+}
+
+/**
+ * The admin's own firewall, which upnpd must leave intact: FORWARD drops by default except
+ * replies and LAN-originated traffic, and the LAN is masqueraded behind the WAN address.
+ */
+async function installAdminFirewall(gateway: TestNamespace, options: TestbedOptions): Promise<void> {
+  const script = [
+    '*filter',
+    `:FORWARD ${options.forwardPolicy ?? 'DROP'} [0:0]`,
+    '-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    `-A FORWARD -i ${LAN_INTERFACE} -o ${WAN_INTERFACE} -j ACCEPT`,
+    'COMMIT',
+    '*nat',
+    `-A POSTROUTING -s ${TESTBED_ADDRESSES.lanSubnet} -o ${WAN_INTERFACE} -j MASQUERADE`,
+    'COMMIT',
+    '',
+  ].join('\n');
+  await gateway.exec(`${options.adminFlavour ?? 'iptables'}-restore`, [], { input: script });
+}
+
+/**
+ * The rules and chains of a namespace's nat and filter tables, without comments and counters, so
+ * that two snapshots compare equal when the rule set is the same.
+ */
+export async function firewallSnapshot(ns: TestNamespace, flavour: IptablesFlavour = 'iptables'): Promise<string[]> {
+  const out = await ns.exec(`${flavour}-save`, []);
+  return out
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => line.replace(/ \[\d+:\d+\]$/, ''));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic checks
+// ---------------------------------------------------------------------------------------------
+
+export interface ReachabilityOptions {
+  /** Binds the sending socket to this address (e.g. TESTBED_ADDRESSES.wanHostAlt, a second remote host). */
+  readonly sourceAddress?: string;
+  /** The port the listener binds, when the gateway translates it (default: `port`). */
+  readonly listenPort?: number;
+}
+
+/** How long a listener may take to start before the check fails (node start-up on a busy machine). */
+const LISTENER_START_MS = 10_000;
+
+// The listeners print one line when ready and one line with what they received, then exit. They
+// exit on their own after their lifetime, in case the test process dies before it can kill them.
+const TCP_LISTENER = `
+const [port, lifetime] = process.argv.slice(1).map(Number);
+setTimeout(() => process.exit(3), lifetime);
+require('node:net').createServer((socket) => {
+  let data = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk) => { data += chunk; if (data.length > 4096) socket.destroy(); });
+  socket.on('end', () => { console.log('RECEIVED ' + JSON.stringify(data)); process.exit(0); });
+  socket.on('error', () => {});
+}).listen(port, '0.0.0.0', () => console.log('LISTENING'));
+`;
+
+const TCP_SENDER = `
+const [host, port, payload, localAddress, timeout] = process.argv.slice(1);
+const socket = require('node:net').connect({ host, port: Number(port), localAddress: localAddress || undefined });
+socket.setTimeout(Number(timeout), () => process.exit(2));
+socket.on('connect', () => socket.end(payload));
+socket.on('close', () => process.exit(0));
+socket.on('error', () => process.exit(1));
+`;
+
+const UDP_LISTENER = `
+const [port, lifetime] = process.argv.slice(1).map(Number);
+setTimeout(() => process.exit(3), lifetime);
+const socket = require('node:dgram').createSocket('udp4');
+socket.on('message', (data) => { console.log('RECEIVED ' + JSON.stringify(data.toString('utf8'))); process.exit(0); });
+socket.bind(port, '0.0.0.0', () => console.log('LISTENING'));
+`;
+
+// Datagrams may be lost (e.g. while ARP resolves): send one every 100 ms until the time is up.
+const UDP_SENDER = `
+const [host, port, payload, localAddress, timeout] = process.argv.slice(1);
+const socket = require('node:dgram').createSocket('udp4');
+socket.on('error', () => {});
+let left = Math.max(1, Math.ceil(Number(timeout) / 100));
+socket.bind(0, localAddress || undefined, () => {
+  const send = () => {
+    if (left-- <= 0) process.exit(0);
+    socket.send(payload, Number(port), host, () => setTimeout(send, 100));
+  };
+  send();
+});
+`;
+
+/**
+ * Whether a TCP connection from `from` to host:port delivers a payload to a one-shot listener in
+ * `listenerNs` (bound to every address, on `port` unless `options.listenPort`) within `timeoutMs`.
+ */
+export function tcpReachable(
+  from: TestNamespace,
+  host: string,
+  port: number,
+  listenerNs: TestNamespace,
+  timeoutMs: number,
+  options: ReachabilityOptions = {},
+): Promise<boolean> {
+  return payloadArrives({ listener: TCP_LISTENER, sender: TCP_SENDER }, from, host, port, listenerNs, timeoutMs, options);
+}
+
+/** The same as tcpReachable for UDP datagrams. */
+export function udpReachable(
+  from: TestNamespace,
+  host: string,
+  port: number,
+  listenerNs: TestNamespace,
+  timeoutMs: number,
+  options: ReachabilityOptions = {},
+): Promise<boolean> {
+  return payloadArrives({ listener: UDP_LISTENER, sender: UDP_SENDER }, from, host, port, listenerNs, timeoutMs, options);
+}
+
+async function payloadArrives(
+  scripts: { listener: string; sender: string },
+  from: TestNamespace,
+  host: string,
+  port: number,
+  listenerNs: TestNamespace,
+  timeoutMs: number,
+  options: ReachabilityOptions,
+): Promise<boolean> {
+  const payload = `upnpd-probe-${randomBytes(6).toString('hex')}`;
+  const lifetimeMs = LISTENER_START_MS + timeoutMs + 5_000;
+  const listenPort = options.listenPort ?? port;
+  const listener = NamespaceProcess.start(listenerNs, [process.execPath, '-e', scripts.listener, String(listenPort), String(lifetimeMs)]);
+  try {
+    await listener.waitFor(/^LISTENING$/m, LISTENER_START_MS);
+    const sender = NamespaceProcess.start(from, [
+      process.execPath,
+      '-e',
+      scripts.sender,
+      host,
+      String(port),
+      payload,
+      options.sourceAddress ?? '',
+      String(timeoutMs),
+    ]);
+    try {
+      // A sender that gives up (TCP reset or timeout) ends the check early.
+      const senderFailed = sender.exited().then((code) => (code === 0 ? new Promise<never>(() => {}) : undefined));
+      const received = await Promise.race([listener.waitFor(/^RECEIVED (.*)$/m, timeoutMs).catch(() => undefined), senderFailed]);
+      return received !== undefined && JSON.parse(received[1]!) === payload;
+    } finally {
+      await sender.kill();
+    }
+  } finally {
+    await listener.kill();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes inside a namespace
+// ---------------------------------------------------------------------------------------------
+
+/** A process started with `ip netns exec` (which execs it: the pid is the program's own). */
+class NamespaceProcess {
+  private text = '';
+  private readonly exitPromise: Promise<number>;
+  private exitCode: number | undefined;
+
+  private constructor(private readonly child: ChildProcess) {
+    const append = (chunk: Buffer) => {
+      this.text += chunk.toString('utf8');
+    };
+    child.stdout?.on('data', append);
+    child.stderr?.on('data', append);
+    this.exitPromise = new Promise((resolve) => {
+      child.on('error', (err) => {
+        this.text += `\n[spawn error: ${err.message}]\n`;
+        this.exitCode = 127;
+        resolve(127);
+      });
+      child.on('close', (code, signal) => {
+        this.exitCode = code ?? 128 + (signal ? osConstants.signals[signal] : 0);
+        resolve(this.exitCode);
+      });
+    });
+  }
+
+  static start(ns: TestNamespace, command: readonly string[], cwd?: string): NamespaceProcess {
+    const child = spawn('ip', ['netns', 'exec', ns.name, ...command], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    return new NamespaceProcess(child);
+  }
+
+  /** Resolves with the exit code (128+n for signal n) once the process has exited. */
+  exited(): Promise<number> {
+    return this.exitPromise;
+  }
+
+  /** stdout and stderr so far, interleaved as they arrived. */
+  output(): string {
+    return this.text;
+  }
+
+  /** Resolves with the first match of `pattern` in the output; rejects on timeout or exit. */
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const match = this.text.match(pattern);
+        if (match) finish(() => resolve(match));
+        else if (this.exitCode !== undefined) finish(() => reject(new Error(`process exited (${this.exitCode}) before printing ${pattern}:\n${this.text}`)));
+      };
+      const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} within ${timeoutMs} ms:\n${this.text}`))), timeoutMs);
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        this.child.stdout?.off('data', check);
+        this.child.stderr?.off('data', check);
+        this.child.off('close', check);
+        settle();
+      };
+      this.child.stdout?.on('data', check);
+      this.child.stderr?.on('data', check);
+      this.child.on('close', check);
+      check();
+    });
+  }
+
+  /** Sends `signal`; if the process has not exited after `graceMs`, kills it. Resolves with the exit code. */
+  async stop(signal: NodeJS.Signals, graceMs: number): Promise<number> {
+    if (this.exitCode !== undefined) return this.exitCode;
+    this.child.kill(signal);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'grace over'>((resolve) => {
+      timer = setTimeout(() => resolve('grace over'), graceMs);
+    });
+    const first = await Promise.race([this.exitPromise, graceOver]);
+    clearTimeout(timer);
+    if (first !== 'grace over') return first;
+    this.child.kill('SIGKILL');
+    return this.exitPromise;
+  }
+
+  kill(): Promise<number> {
+    return this.stop('SIGKILL', 5_000);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon inside the gateway
+// ---------------------------------------------------------------------------------------------
+
+export interface RunningDaemon {
+  /** The first description URL the daemon printed (for `upnpc -u`). */
+  readonly url: string;
+  /** SIGTERM, then SIGKILL if it has not exited after 10 s. Resolves with the exit code (128+n for signal n). */
+  stop(): Promise<number>;
+  /** Everything the daemon printed so far (stdout and stderr). */
+  output(): string;
+}
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
+const DAEMON_START_MS = 15_000;
+const DAEMON_STOP_GRACE_MS = 10_000;
+
+/**
+ * Runs `node bin/upnpd.js ...args` inside the gateway namespace and waits until it prints its
+ * description URL. If it does not within 15 s, it is killed and the error carries its output.
+ */
+export async function startDaemonInGateway(testbed: Testbed, args: readonly string[]): Promise<RunningDaemon> {
+  const daemon = NamespaceProcess.start(testbed.gateway, [process.execPath, DAEMON_ENTRY, ...args], REPO_ROOT);
+  let url: string;
+  try {
+    // Logs may be JSON: the URL ends at whitespace or a quote.
+    [url] = await daemon.waitFor(/http:\/\/[^\s"']+/, DAEMON_START_MS);
+  } catch (err) {
+    await daemon.kill();
+    throw new Error(`upnpd did not start in the gateway namespace: ${(err as Error).message}`);
+  }
+  return {
+    url,
+    stop: () => daemon.stop('SIGTERM', DAEMON_STOP_GRACE_MS),
+    output: () => daemon.output(),
+  };
+}

@@ -1,0 +1,193 @@
+import 'reflect-metadata';
+import { container } from 'tsyringe';
+import { describe, expect, it } from 'vitest';
+import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+import type { ResolvedConfig } from '../../core/config/schema.js';
+import { BackendError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import type { RuleSpec } from '../../core/mapping/types.js';
+import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
+import { IptablesBackend, iptables } from '../../plugins/iptables/index.js';
+import { buildInitScript, buildRestoreScript, iptablesOptionsSchema, parseSave, type IptablesOptions } from '../../plugins/iptables/rules.js';
+
+interface Call {
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly input: string | undefined;
+}
+
+const ruleOptions = { ...iptablesOptionsSchema.parse({}), wanInterface: 'wan0' };
+
+/** What iptables-save prints for `table` right after init, plus `rules` (lines of a restore script). */
+function savedAfterInit(table: string, ...rules: string[]): string {
+  const init = buildInitScript(parseSave(''), ruleOptions).replace(/^-I /gm, '-A ');
+  const section = init.split('COMMIT\n').find((s) => s.startsWith(`*${table}`))!;
+  return `${section}${rules.map((r) => r.replace(/^-I /, '-A ')).join('\n')}${rules.length ? '\n' : ''}COMMIT\n`;
+}
+
+/** A CommandRunner that records calls and answers with `respond` (default: success; iptables-save shows upnpd's chains, empty). */
+class ScriptedRunner implements CommandRunner {
+  readonly calls: Call[] = [];
+  constructor(private readonly respond: (call: Call) => Partial<CommandResult> | Error = () => ({})) {}
+  async run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
+    const call = { file, args, input: options.input };
+    this.calls.push(call);
+    const answer = this.respond(call);
+    if (answer instanceof Error) throw answer;
+    const stdout = file.endsWith('-save') ? savedAfterInit(args[args.indexOf('-t') + 1]!) : '';
+    return { exitCode: 0, stdout, stderr: '', ...answer };
+  }
+  restores(): string[] {
+    return this.calls.filter((c) => c.file.endsWith('-restore')).map((c) => c.input!);
+  }
+}
+
+function backendWith(runner: CommandRunner, options: Partial<IptablesOptions> = {}): IptablesBackend {
+  return new IptablesBackend({ ...iptablesOptionsSchema.parse({}), wanInterface: 'wan0', ...options }, runner, silentLogger, undefined);
+}
+
+const rule = (externalPort: number): RuleSpec => ({ remoteHost: '', externalPort, protocol: 'TCP', internalClient: '192.168.77.10', internalPort: externalPort });
+
+describe('IptablesBackend.apply', () => {
+  it('applies a change set with one iptables-restore --noflush run that waits for the xtables lock', async () => {
+    const runner = new ScriptedRunner();
+    const changes = { remove: [rule(80)], add: [rule(81)] };
+    await backendWith(runner).apply(changes);
+    expect(runner.calls).toEqual([{ file: 'iptables-restore', args: ['-w', '10', '--noflush'], input: buildRestoreScript(changes, ruleOptions) }]);
+  });
+
+  it('runs the legacy programs for the legacy flavour', async () => {
+    const runner = new ScriptedRunner();
+    await backendWith(runner, { flavour: 'iptables-legacy' }).apply({ remove: [], add: [rule(80)] });
+    expect(runner.calls.map((c) => c.file)).toEqual(['iptables-legacy-restore']);
+  });
+
+  it('does nothing for an empty change set', async () => {
+    const runner = new ScriptedRunner();
+    await backendWith(runner).apply({ remove: [], add: [] });
+    expect(runner.calls).toEqual([]);
+  });
+
+  it('undoes the committed nat part when the filter part fails, and reports the failing line', async () => {
+    const changes = { remove: [rule(80)], add: [rule(81)] };
+    // 1 *nat, 2 -D, 3 -A, 4 COMMIT, 5 *filter, 6 -D, 7 -A, 8 COMMIT
+    let restores = 0;
+    const runner = new ScriptedRunner(() => (restores++ === 0 ? { exitCode: 1, stderr: 'iptables-restore: line 6 failed: Bad rule (does a matching rule exist in that chain?).\n' } : {}));
+    const error = await backendWith(runner).apply(changes).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    expect((error as Error).message).toMatch(/line 6 failed.*\[line 6: -D UPNPD-FORWARD .*--dport 80 /);
+    expect(runner.restores()).toEqual([
+      buildRestoreScript(changes, ruleOptions),
+      buildRestoreScript({ remove: [rule(81)], add: [rule(80)] }, { ...ruleOptions, insertForwardRules: false }),
+    ]);
+  });
+
+  it('undoes nothing when the nat part failed (iptables-restore committed nothing)', async () => {
+    const runner = new ScriptedRunner(() => ({ exitCode: 2, stderr: "iptables-restore v1.8.9 (nf_tables): interface name `x' must be shorter than IFNAMSIZ (15)\nError occurred at line: 2\n" }));
+    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/Error occurred at line: 2/);
+    expect(runner.restores()).toHaveLength(1);
+  });
+
+  it('undoes nothing when there is no filter part', async () => {
+    const runner = new ScriptedRunner(() => ({ exitCode: 1, stderr: 'iptables-restore: line 3 failed\n' }));
+    await expect(backendWith(runner, { insertForwardRules: false }).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(BackendError);
+    expect(runner.restores()).toHaveLength(1);
+  });
+
+  it('without a line number, reads the nat table back to decide whether to undo', async () => {
+    const natOnly = { ...ruleOptions, insertForwardRules: false };
+    const committedNat = savedAfterInit('nat', buildRestoreScript({ remove: [], add: [rule(81)] }, natOnly).split('\n')[1]!);
+    let restores = 0;
+    const runner = new ScriptedRunner((call) => {
+      if (call.file === 'iptables-save') return call.args.includes('nat') ? { stdout: committedNat } : {};
+      return restores++ === 0 ? { exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' } : {};
+    });
+    await expect(backendWith(runner).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
+    expect(runner.restores()[1]).toBe(buildRestoreScript({ remove: [rule(81)], add: [] }, natOnly));
+
+    const untouched = new ScriptedRunner((call) => (call.file === 'iptables-save' ? {} : { exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' }));
+    await expect(backendWith(untouched).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
+    expect(untouched.restores()).toHaveLength(1);
+  });
+
+  it('after a failure, recreates chains and jumps a firewall reload removed, so that reconciliation can re-add the mappings', async () => {
+    const reloaded = (table: string) => `*${table}\n:${table === 'nat' ? 'PREROUTING' : 'FORWARD'} ACCEPT [0:0]\nCOMMIT\n`;
+    let restores = 0;
+    const runner = new ScriptedRunner((call) => {
+      if (call.file === 'iptables-save') return { stdout: reloaded(call.args[1]!) };
+      return restores++ === 0 ? { exitCode: 1, stderr: 'iptables-restore: line 2 failed: No chain/target/match by that name.\n' } : {};
+    });
+    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/No chain/);
+    expect(runner.restores()[1]).toBe(buildInitScript(parseSave(''), ruleOptions));
+  });
+
+  it('says so when the undo fails too', async () => {
+    const runner = new ScriptedRunner(() => ({ exitCode: 1, stderr: 'iptables-restore: line 5 failed\n' }));
+    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/applying the change set.*; iptables-restore failed undoing the nat part/);
+  });
+});
+
+describe('IptablesBackend probe, init, list, shutdown', () => {
+  it('probes the three programs and lists both tables', async () => {
+    const runner = new ScriptedRunner((call) => (call.args[0] === '-V' ? { stdout: `${call.file} v1.8.9 (nf_tables)\n` } : {}));
+    const capabilities = await backendWith(runner).probe();
+    expect(capabilities).toMatchObject({ dialect: 'iptables', remoteHost: true, details: { version: 'iptables v1.8.9 (nf_tables)', wanInterface: 'wan0' } });
+    expect(runner.calls.map((c) => [c.file, ...c.args].join(' '))).toEqual([
+      'iptables -V',
+      'iptables-restore -V',
+      'iptables-save -V',
+      'iptables -w 10 -t nat -S PREROUTING',
+      'iptables -w 10 -t filter -S FORWARD',
+    ]);
+  });
+
+  it('names the missing program and the package to install', async () => {
+    const missing = Object.assign(new Error('cannot run iptables-legacy: spawn ENOENT'), { code: 'ENOENT' });
+    const runner = new ScriptedRunner(() => missing);
+    await expect(backendWith(runner, { flavour: 'iptables-legacy' }).probe()).rejects.toThrow(/iptables-legacy not found: install the "iptables" package/);
+  });
+
+  it('passes on what iptables says when it cannot list (no privileges, no kernel support)', async () => {
+    const runner = new ScriptedRunner((call) =>
+      call.args.includes('-S') ? { exitCode: 4, stderr: 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n' } : {},
+    );
+    await expect(backendWith(runner).probe()).rejects.toThrow(/listing the nat table failed .*you must be root/);
+  });
+
+  it('needs a WAN interface: from its options or the daemon config', async () => {
+    const runner = new ScriptedRunner();
+    const withoutWan = new IptablesBackend(iptablesOptionsSchema.parse({}), runner, silentLogger, undefined);
+    await expect(withoutWan.probe()).rejects.toThrow(/needs the WAN interface/);
+    await expect(withoutWan.apply({ remove: [], add: [rule(80)] })).rejects.toThrow(BackendError);
+
+    const fromConfig = new IptablesBackend(iptablesOptionsSchema.parse({}), runner, silentLogger, { wan: 'ppp0' } as ResolvedConfig);
+    await fromConfig.apply({ remove: [], add: [rule(80)] });
+    expect(runner.restores()[0]).toContain(' -i ppp0 ');
+  });
+
+  it('init and shutdown read both tables and run one restore each; shutdown skips it when nothing is left', async () => {
+    const runner = new ScriptedRunner((call) => ({ stdout: call.file === 'iptables-save' ? `*${call.args[1]}\nCOMMIT\n` : '' }));
+    const backend = backendWith(runner);
+    await backend.init();
+    expect(runner.calls.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-save -t nat', 'iptables-save -t filter', 'iptables-restore -w 10 --noflush']);
+    expect(runner.restores()[0]).toContain('-I PREROUTING -m comment --comment "upnpd jump" -j UPNPD-PREROUTING');
+    await backend.shutdown();
+    expect(runner.restores()).toHaveLength(1);
+  });
+});
+
+describe('iptables plugin', () => {
+  it('resolves the backend from a container with the plugin options, logger, runner and config', () => {
+    const child = container.createChildContainer();
+    child.register(PLUGIN_OPTIONS, { useValue: iptablesOptionsSchema.parse({}) });
+    child.register(COMMAND_RUNNER, { useValue: new ScriptedRunner() });
+    child.register(LOGGER, { useValue: silentLogger });
+    child.register(CONFIG, { useValue: { wan: 'wan0', keepRulesOnShutdown: false } as ResolvedConfig });
+    const spec = iptables({ forwardChain: 'FORWARD' });
+    expect(spec).toMatchObject({ name: 'iptables', kind: 'backend', options: { forwardChain: 'FORWARD' } });
+    const plugin = spec.create(child);
+    expect(plugin.name).toBe('iptables');
+    expect(plugin.backend).toBeInstanceOf(IptablesBackend);
+    expect(plugin.hooks?.applyRule).toBeTypeOf('function');
+  });
+});
