@@ -1,4 +1,7 @@
+import { stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { cosmiconfig } from 'cosmiconfig';
 import type { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
@@ -44,7 +47,12 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
 }
 
 async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig: Record<string, unknown>; source: string }> {
-  const explorer = cosmiconfig('upnpd', { searchPlaces: CONFIG_FILE_NAMES, searchStrategy: 'global', cache: false });
+  const explorer = cosmiconfig('upnpd', {
+    searchPlaces: CONFIG_FILE_NAMES,
+    searchStrategy: 'global',
+    cache: false,
+    loaders: { '.js': loadFresh, '.mjs': loadFresh, '.cjs': loadFresh },
+  });
   let result;
   const where = options.configFile ? resolve(options.cwd ?? process.cwd(), options.configFile) : undefined;
   try {
@@ -61,6 +69,20 @@ async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig:
     throw new ConfigError(`${result.filepath}: must export an object (export default defineConfig({...}))`);
   }
   return { fileConfig: config as Record<string, unknown>, source: result.filepath };
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * Loads a JavaScript config file as it is on disk now. cosmiconfig's own loader uses a plain
+ * `import()`, which Node caches for the life of the process, so a SIGHUP reload would see the old
+ * file: import by modification time instead (and drop CommonJS's cache entry).
+ */
+async function loadFresh(filepath: string): Promise<unknown> {
+  const { mtimeMs } = await stat(filepath);
+  delete require.cache[filepath];
+  const module = (await import(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}`)) as { default?: unknown };
+  return module.default ?? module;
 }
 
 function validatePluginOptions(specs: PluginSpec[], source: string): PluginSpec[] {
