@@ -22,6 +22,13 @@ const BACKEND_FACTORIES: Record<Exclude<BackendKind, 'dry-run'>, () => PluginSpe
   nftables: () => nftables(),
 };
 
+/**
+ * In dry-run without a WAN interface or --external-ip, the address upnpd reports as external, so
+ * that mapping actions work on a laptop (with no external address they answer 501, as the spec
+ * says). TEST-NET-3 (RFC 5737): documentation-only, never routed.
+ */
+export const DRY_RUN_EXTERNAL_IP = '203.0.113.1';
+
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
 
@@ -88,8 +95,9 @@ export class Daemon {
     readonly frontEnds: readonly FrontEnd[],
   ) {}
 
-  static async start(config: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
+  static async start(givenConfig: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
     const logger = deps.logger;
+    const config = withDryRunDefaults(givenConfig, logger);
     const network = deps.network ?? new OsNetworkInfo();
     const clock = deps.clock ?? systemClock;
     const lan = lanAddresses(config, network);
@@ -167,6 +175,12 @@ export class Daemon {
     }
     return needRestart;
   }
+}
+
+function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {
+  if (!config.dryRun || config.externalIp || config.wan) return config;
+  logger.info(`dry-run: no WAN interface given; reporting ${DRY_RUN_EXTERNAL_IP} (TEST-NET-3) as the external address`);
+  return { ...config, externalIp: DRY_RUN_EXTERNAL_IP };
 }
 
 function createPlugin(spec: PluginSpec, container: DependencyContainer, logger: Logger): Plugin {

@@ -53,6 +53,25 @@ describe('the upnpd command', () => {
     expect(run.output()).toMatch(/upnpd stopped/);
   });
 
+  it('in dry-run without a WAN reports the documentation address 203.0.113.1 as external, so mapping works on a laptop', async () => {
+    const run = upnpd(['--dry-run']);
+    try {
+      const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/);
+      const description = await (await fetch(url)).text();
+      const controlPath = description.match(/WANIPConnection:\d<\/serviceType>[\s\S]*?<controlURL>([^<]+)<\/controlURL>/)![1]!;
+      const serviceType = description.match(/urn:schemas-upnp-org:service:WANIPConnection:\d/)![0];
+      const response = await fetch(new URL(controlPath, url), {
+        method: 'POST',
+        headers: { 'Content-Type': 'text/xml; charset="utf-8"', SOAPACTION: `"${serviceType}#GetExternalIPAddress"` },
+        body: `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:GetExternalIPAddress xmlns:u="${serviceType}"/></s:Body></s:Envelope>`,
+      });
+      expect(await response.text()).toContain('<NewExternalIPAddress>203.0.113.1</NewExternalIPAddress>');
+    } finally {
+      run.signal('SIGTERM');
+      await run.exited;
+    }
+  });
+
   it('stops cleanly on SIGINT too', async () => {
     const run = upnpd(['--dry-run']);
     await run.waitFor(/upnpd running/);
