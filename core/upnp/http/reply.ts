@@ -1,0 +1,27 @@
+import type { ServerResponse } from 'node:http';
+
+/** A complete HTTP response. upnpd always knows its length up front: nothing is ever sent chunked. */
+export interface HttpReply {
+  readonly status: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+  /** Close the connection after this response (refusals of hostile or broken requests). */
+  readonly close?: boolean;
+}
+
+export const XML_CONTENT_TYPE = 'text/xml; charset="utf-8"';
+
+export function sendReply(res: ServerResponse, reply: HttpReply): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = Buffer.from(reply.body ?? '', 'utf8');
+  res.statusCode = reply.status;
+  for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+  res.setHeader('Content-Length', body.length);
+  if (reply.close) res.setHeader('Connection', 'close');
+  res.end(body);
+}
+
+/** A reply with no body, for refusals (the status says it all). */
+export function statusReply(status: number, options: { close?: boolean; headers?: Record<string, string> } = {}): HttpReply {
+  return { status, headers: options.headers, close: options.close };
+}

@@ -1,0 +1,173 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIPv4 } from 'node:net';
+import { messageOf } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
+import { sendReply, statusReply } from './reply.js';
+import type { RequestHandler } from './routes.js';
+
+export interface HttpLimits {
+  /** All request headers together (larger: 431). */
+  readonly maxHeaderBytes: number;
+  /** Headers beyond this count are ignored. */
+  readonly maxHeaderCount: number;
+  /** Request body (larger: 413). */
+  readonly maxBodyBytes: number;
+  /** Open connections per listening address; more are dropped. */
+  readonly maxConnections: number;
+  /** Time to receive all headers of a request (slowloris). */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole request. */
+  readonly requestTimeoutMs: number;
+  /** A connection with no traffic for this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** How long an idle keep-alive connection waits for its next request. */
+  readonly keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  maxHeaderBytes: 8 * 1024,
+  maxHeaderCount: 32,
+  maxBodyBytes: 16 * 1024,
+  maxConnections: 32,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  idleTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+};
+
+export interface UpnpHttpServerOptions {
+  /** The LAN addresses to listen on; their subnets are the only peers served. */
+  readonly lan: readonly InterfaceAddress[];
+  /** 0: any free port (then the same port on every address). */
+  readonly port: number;
+  readonly serverString: string;
+  readonly logger: Logger;
+  readonly handler: RequestHandler;
+  readonly limits?: Partial<HttpLimits>;
+}
+
+/**
+ * The one HTTP server for descriptions, control and events, hardened for a hostile LAN: it listens
+ * on LAN addresses only, refuses peers outside the LAN subnets (403), refuses a Host that is not
+ * our address and port (DNS rebinding), bounds headers, bodies, connections and time, and never
+ * sends a chunked response.
+ */
+export class UpnpHttpServer {
+  readonly limits: HttpLimits;
+  private readonly servers: Server[] = [];
+  private readonly lanSubnets: SubnetSet;
+  private boundPort = 0;
+
+  constructor(private readonly options: UpnpHttpServerOptions) {
+    this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
+    this.lanSubnets = new SubnetSet(options.lan);
+  }
+
+  /** The port listened on (known after start). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Listens on every LAN address: the first picks the port (if 0), the others use the same one. */
+  async start(): Promise<void> {
+    if (this.options.lan.length === 0) throw new Error('no LAN address to listen on');
+    try {
+      for (const lan of this.options.lan) {
+        const server = this.createServer();
+        this.servers.push(server);
+        await listen(server, lan.address, this.boundPort || this.options.port);
+        this.boundPort = (server.address() as { port: number }).port;
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Stops listening and closes every connection, idle or not. */
+  async stop(): Promise<void> {
+    const servers = this.servers.splice(0);
+    await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      ),
+    );
+  }
+
+  private createServer(): Server {
+    const limits = this.limits;
+    const server = createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // How often Node checks the two timeouts above; its default (30 s) would let slow clients linger.
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+      requireHostHeader: true,
+    });
+    server.maxHeadersCount = limits.maxHeaderCount;
+    server.maxConnections = limits.maxConnections;
+    server.timeout = limits.idleTimeoutMs;
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, false));
+    // Answering `Expect: 100-continue` ourselves lets an oversized or refused request get its final status first.
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
+    return server;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+    res.setHeader('Server', this.options.serverString);
+    const peer = normalizeAddress(req.socket.remoteAddress ?? '');
+    const refusal = this.refusal(req, peer);
+    if (refusal) {
+      this.options.logger.debug({ peer, method: req.method, url: req.url, status: refusal }, 'HTTP request refused');
+      return sendReply(res, statusReply(refusal, { close: true }));
+    }
+    if (expectsContinue) res.writeContinue();
+    try {
+      await this.options.handler(req, res, peer);
+    } catch (err) {
+      this.options.logger.error({ err, peer, method: req.method, url: req.url }, `HTTP request failed: ${messageOf(err)}`);
+      if (!res.headersSent) sendReply(res, statusReply(500, { close: true }));
+      else res.destroy();
+    }
+  }
+
+  /** The status that refuses this request before any handler sees it, or undefined. */
+  private refusal(req: IncomingMessage, peer: string): number | undefined {
+    if (!this.lanSubnets.contains(peer)) return 403;
+    const host = req.headers.host;
+    // HTTP/1.1 requests without Host never get here (Node answers 400); HTTP/1.0 may omit it.
+    if (host !== undefined) {
+      const target = parseHost(host);
+      if (!target) return 400;
+      const ours = this.options.lan.some((a) => a.address === target.address) && (target.port ?? 80) === this.boundPort;
+      if (!ours) return 403;
+    }
+    const length = req.headers['content-length'];
+    if (length !== undefined && Number(length) > this.limits.maxBodyBytes) return 413;
+    return undefined;
+  }
+}
+
+/** `a.b.c.d[:port]`; names are refused (a name in Host is how DNS rebinding looks). */
+function parseHost(host: string): { address: string; port: number | undefined } | undefined {
+  const match = /^([\d.]+)(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!match || !isIPv4(match[1]!)) return undefined;
+  return { address: match[1]!, port: match[2] === undefined ? undefined : Number(match[2]) };
+}
+
+function listen(server: Server, address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ host: address, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}

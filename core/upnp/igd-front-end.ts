@@ -1,0 +1,193 @@
+import { hostname } from 'node:os';
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import type { FrontEnd } from '../front-end.js';
+import type { Logger } from '../logger.js';
+import type { MappingService } from '../mapping/service.js';
+import type { InterfaceAddress, NetworkInfo } from '../net/network-info.js';
+import { DescriptionDocuments } from './description/documents.js';
+import { DEFAULT_DESCRIPTION_PATH, endpointsOf, igdViews, type IgdVersion, type IgdView } from './description/igd-views.js';
+import { renderPresentationPage } from './description/presentation.js';
+import { EventService, type EventedService } from './gena/event-service.js';
+import { readBody, BodyTooLargeError } from './http/body.js';
+import { XML_CONTENT_TYPE, sendReply, statusReply } from './http/reply.js';
+import { RouteTable } from './http/routes.js';
+import { UpnpHttpServer, type HttpLimits } from './http/server.js';
+import { serverString, upnpdVersion } from './http/server-string.js';
+import { deriveUdns, type DeviceUdns } from './identity.js';
+import { SoapControl, type ControlEndpoint } from './soap/control.js';
+import { igdControlEndpoints } from './soap/igd-services.js';
+import { WanConnection } from './soap/wan-connection.js';
+import { SsdpAdvertiser } from './ssdp/advertiser.js';
+
+export interface UpnpIgdFrontEndOptions {
+  readonly config: ResolvedConfig;
+  readonly logger: Logger;
+  readonly mappings: MappingService;
+  readonly network: NetworkInfo;
+  readonly clock: Clock;
+  /** The LAN addresses to serve (loopback in dry-run unless --lan was given). */
+  readonly lan: readonly InterfaceAddress[];
+  /** SSDP port; 1900 unless a test needs another. */
+  readonly ssdpPort?: number;
+  readonly httpLimits?: Partial<HttpLimits>;
+}
+
+/** Evented variables that change with the mapping table, and with the external address. */
+const MAPPING_VARIABLES = ['PortMappingNumberOfEntries', 'SystemUpdateID'];
+const CONNECTION_VARIABLES = ['ExternalIPAddress', 'ConnectionStatus', 'PhysicalLinkStatus'];
+
+/**
+ * The UPnP Internet Gateway Device: SSDP, descriptions, SOAP control and GENA eventing on the LAN
+ * addresses, all acting on the one MappingService. With `upnp.igdVersion: 'both'` (the default)
+ * it serves an IGD:2 and an IGD:1 view of the same gateway (see IgdView).
+ */
+export class UpnpIgdFrontEnd implements FrontEnd {
+  readonly name = 'upnp-igd';
+  private readonly log: Logger;
+  private readonly views: readonly IgdView[];
+  private readonly udns: DeviceUdns;
+  private readonly documents: DescriptionDocuments;
+  private readonly wan: WanConnection;
+  private readonly events: EventService;
+  private readonly http: UpnpHttpServer;
+  private readonly serverString: string;
+  private readonly evented: ReadonlyArray<{ readonly service: EventedService; readonly control: ControlEndpoint }>;
+  private advertiser: SsdpAdvertiser | undefined;
+  private systemUpdateId = 1;
+  private readonly unsubscribes: Array<() => void> = [];
+
+  constructor(private readonly options: UpnpIgdFrontEndOptions) {
+    const { config, mappings, network, clock, lan } = options;
+    this.log = options.logger.child({ component: 'upnp-igd' });
+    this.views = igdViews(config.upnp.igdVersion);
+    this.udns = deriveUdns(`${hostname()}/${lan.map((a) => a.interface).join(',')}`);
+    const version = upnpdVersion();
+    this.serverString = serverString(version);
+    this.documents = new DescriptionDocuments(this.views, { udns: this.udns, friendlyName: config.upnp.friendlyName, modelNumber: version });
+    this.wan = new WanConnection({ externalIp: config.externalIp, wan: config.wan, network, clock, logger: this.log });
+    this.events = new EventService({
+      logger: options.logger,
+      maxSubscriptionsPerClient: config.upnp.maxSubscriptionsPerClient,
+      serverString: this.serverString,
+    });
+
+    const controls = this.views.flatMap((view) =>
+      igdControlEndpoints(view, {
+        mappings,
+        wan: this.wan,
+        network,
+        wanInterface: config.wan,
+        addAnyPortRange: config.upnp.addAnyPortRange,
+        udns: this.udns,
+        systemUpdateId: () => this.systemUpdateId,
+      }),
+    );
+    this.evented = controls.map((control) => ({
+      control,
+      service: { eventPath: control.endpoint.eventPath, serviceType: control.endpoint.service.serviceType, variables: control.variables },
+    }));
+    const routes = new RouteTable();
+    this.addDescriptionRoutes(routes);
+    this.addControlRoutes(routes, new SoapControl(controls, this.log));
+    for (const { service } of this.evented) {
+      routes.add(service.eventPath, ['SUBSCRIBE', 'UNSUBSCRIBE'], (req, res, peer) => this.events.handle(req, res, service, peer));
+    }
+    this.http = new UpnpHttpServer({
+      lan,
+      port: config.httpPort,
+      serverString: this.serverString,
+      logger: this.log,
+      handler: routes.dispatch,
+      limits: options.httpLimits,
+    });
+  }
+
+  async start(): Promise<void> {
+    const { config, mappings, lan } = this.options;
+    this.wan.start();
+    this.unsubscribes.push(
+      mappings.onChange(() => {
+        this.systemUpdateId = (this.systemUpdateId % 0xffffffff) + 1;
+        this.publish(MAPPING_VARIABLES);
+      }),
+      this.wan.onChange(() => this.publish(CONNECTION_VARIABLES)),
+    );
+    await this.http.start();
+    this.advertiser = new SsdpAdvertiser({
+      interfaces: lan,
+      location: (address: InterfaceAddress, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
+      udns: this.udns,
+      igdVersion: this.views[0]!.version,
+      bootId: Math.floor(Date.now() / 1000) % 2 ** 31,
+      configId: this.documents.configId,
+      notifyIntervalSeconds: config.upnp.notifyIntervalSeconds,
+      serverString: this.serverString,
+      logger: this.options.logger,
+      port: this.options.ssdpPort,
+    });
+    await this.advertiser.start();
+    this.log.info({ urls: this.describe(), configId: this.documents.configId }, 'UPnP IGD listening');
+  }
+
+  async stop(): Promise<void> {
+    await this.advertiser?.stop();
+    this.advertiser = undefined;
+    for (const unsubscribe of this.unsubscribes.splice(0)) unsubscribe();
+    this.wan.stop();
+    await this.events.close();
+    await this.http.stop();
+  }
+
+  /** The description URL on each LAN address. */
+  describe(): string[] {
+    return this.options.lan.map((address) => this.descriptionUrl(address));
+  }
+
+  /**
+   * Where a client finds the description: the default path, or the view of a given IGD version
+   * (so that an SSDP answer to an IGD:1 search can point at the IGD:1 view).
+   */
+  private descriptionUrl(lan: InterfaceAddress, igdVersion?: IgdVersion): string {
+    const view = igdVersion === undefined ? undefined : this.views.find((v) => v.version === igdVersion);
+    return `http://${lan.address}:${this.http.port}${view?.descriptionPath ?? DEFAULT_DESCRIPTION_PATH}`;
+  }
+
+  private addDescriptionRoutes(routes: RouteTable): void {
+    const paths = new Set([DEFAULT_DESCRIPTION_PATH, ...this.views.flatMap((v) => [v.descriptionPath, ...endpointsOf(v).map((e) => e.scpdPath)])]);
+    for (const path of paths) {
+      routes.add(path, ['GET', 'HEAD'], (req, res) => {
+        const document = this.documents.find(path, req.headers['user-agent']);
+        sendReply(res, document === undefined ? statusReply(404) : { status: 200, headers: { 'Content-Type': XML_CONTENT_TYPE }, body: document });
+      });
+    }
+    const page = renderPresentationPage(this.options.config.upnp.friendlyName, DEFAULT_DESCRIPTION_PATH);
+    routes.add('/', ['GET', 'HEAD'], (_req, res) => sendReply(res, { status: 200, headers: { 'Content-Type': 'text/html; charset=utf-8' }, body: page }));
+  }
+
+  private addControlRoutes(routes: RouteTable, soap: SoapControl): void {
+    for (const path of soap.paths) {
+      routes.add(path, ['POST'], async (req, res, peer) => {
+        let body: string;
+        try {
+          body = await readBody(req, this.http.limits.maxBodyBytes);
+        } catch (err) {
+          // Anything else means the client went away: nobody to answer.
+          if (err instanceof BodyTooLargeError) sendReply(res, statusReply(413, { close: true }));
+          return;
+        }
+        const soapAction = req.headers['soapaction'];
+        sendReply(res, await soap.handle(path, typeof soapAction === 'string' ? soapAction : undefined, body, peer));
+      });
+    }
+  }
+
+  /** Sends the current values of `names` to the subscribers of every service that has them. */
+  private publish(names: readonly string[]): void {
+    for (const { service, control } of this.evented) {
+      const variables = control.variables();
+      const changed = Object.fromEntries(names.filter((n) => Object.hasOwn(variables, n)).map((n) => [n, variables[n]!]));
+      if (Object.keys(changed).length > 0) this.events.publish(service, changed);
+    }
+  }
+}

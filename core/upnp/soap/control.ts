@@ -1,0 +1,132 @@
+import { UpnpError, UpnpErrorCode, messageOf, toUpnpFault } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { Requester } from '../../mapping/types.js';
+import type { ServiceEndpoint } from '../description/igd-views.js';
+import { serviceAtVersion, stateVariableOf, type ActionName, type ActionSpec, type ServiceAtVersion, type ServiceSpec } from '../description/service-model.js';
+import { XML_CONTENT_TYPE, statusReply, type HttpReply } from '../http/reply.js';
+import { formatValue, invalidArgs, readArguments, type ActionArguments, type ArgumentValue } from './arguments.js';
+import { MalformedSoapError, parseSoapEnvelope, soapFault, soapResponse, type OutputValue, type SoapCall } from './envelope.js';
+import { MAX_SOAPACTION_LENGTH, parseSoapAction } from './soap-action.js';
+
+export interface ActionCall {
+  readonly args: ActionArguments;
+  /** The version of the service the client called (from SOAPACTION), ≤ the version we offer. */
+  readonly version: ServiceAtVersion['version'];
+  readonly requester: Requester;
+}
+
+export type ActionResult = Readonly<Record<string, ArgumentValue>>;
+export type ActionHandler = (call: ActionCall) => Promise<ActionResult | void> | ActionResult | void;
+
+/** A handler for every action of a service; the compiler keeps the table complete. */
+export type ActionHandlers<S extends ServiceSpec> = Readonly<Record<ActionName<S>, ActionHandler>>;
+
+/** One controlURL: the service behind it, its handlers, and the state QueryStateVariable reads. */
+export interface ControlEndpoint {
+  readonly endpoint: ServiceEndpoint;
+  readonly handlers: Readonly<Record<string, ActionHandler>>;
+  /** Current values of the state variables a client may query. */
+  readonly variables: () => Record<string, string>;
+}
+
+const QUERY_STATE_VARIABLE_TYPE = 'urn:schemas-upnp-org:control-1-0';
+
+const RESPONSE_HEADERS = { 'Content-Type': XML_CONTENT_TYPE, EXT: '' } as const;
+
+/**
+ * SOAP control (UDA 1.1 §3): finds the action a request names, checks that it belongs to the
+ * service at that controlURL in a version we offer, converts its arguments, runs its handler, and
+ * answers a response in the caller's namespace or a fault. Every error becomes a fault through
+ * toUpnpFault, here and nowhere else.
+ */
+export class SoapControl {
+  private readonly byPath = new Map<string, ControlEndpoint>();
+
+  constructor(
+    endpoints: readonly ControlEndpoint[],
+    private readonly logger: Logger,
+  ) {
+    for (const endpoint of endpoints) {
+      const missing = endpoint.endpoint.service.actions.filter((a) => typeof endpoint.handlers[a.name] !== 'function');
+      if (missing.length > 0) throw new Error(`${endpoint.endpoint.service.serviceType}: no handler for ${missing.map((a) => a.name).join(', ')}`);
+      this.byPath.set(endpoint.endpoint.controlPath, endpoint);
+    }
+  }
+
+  get paths(): string[] {
+    return [...this.byPath.keys()];
+  }
+
+  /** Answers a POST to a controlURL. `soapAction` is the raw header value, if any. */
+  async handle(path: string, soapAction: string | undefined, body: string, peer: string): Promise<HttpReply> {
+    const control = this.byPath.get(path);
+    if (!control) return statusReply(404);
+    // Required so that a browser cannot drive the gateway with a plain form POST (CSRF).
+    if (soapAction === undefined || soapAction.trim() === '' || soapAction.length > MAX_SOAPACTION_LENGTH) return statusReply(400);
+    let call: SoapCall;
+    try {
+      call = parseSoapEnvelope(body);
+    } catch (err) {
+      if (!(err instanceof MalformedSoapError)) throw err;
+      this.logger.debug({ peer, path, reason: err.message }, 'malformed SOAP request');
+      return statusReply(400, { close: true });
+    }
+    const named = parseSoapAction(soapAction);
+    const log = { peer, path, action: call.action };
+    try {
+      if (!named || (named.kind === 'action' && named.action !== call.action)) {
+        throw new UpnpError(UpnpErrorCode.InvalidAction, 'SOAPACTION does not name the action in the body');
+      }
+      if (named.kind === 'query-state-variable') {
+        if (call.action !== 'QueryStateVariable') throw new UpnpError(UpnpErrorCode.InvalidAction);
+        return this.reply(QUERY_STATE_VARIABLE_TYPE, 'QueryStateVariable', [{ name: 'return', value: queryStateVariable(control, call) }]);
+      }
+      const service = this.calledService(control, named.serviceName, named.version);
+      const action = service.actions.find((a) => a.name === named.action);
+      if (!action) throw new UpnpError(UpnpErrorCode.InvalidAction, `${service.serviceType} has no action ${named.action}`);
+      const requester: Requester = { address: peer, via: `upnp-igd:${service.version}` };
+      const result = await control.handlers[action.name]!({ args: readArguments(service, action, call.args), version: service.version, requester });
+      this.logger.debug(log, `${action.name} answered`);
+      return this.reply(service.serviceType, action.name, outputValues(service, action, result ?? {}));
+    } catch (err) {
+      return this.fault(err, log);
+    }
+  }
+
+  /** The service a SOAPACTION names, if it is the one at this controlURL in a version we offer. */
+  private calledService(control: ControlEndpoint, serviceName: string, version: number): ServiceAtVersion {
+    const offered = control.endpoint.service;
+    if (serviceName !== offered.spec.name || version < 1 || version > offered.version) {
+      throw new UpnpError(UpnpErrorCode.InvalidAction, `${serviceName}:${version} is not served at this control URL`);
+    }
+    return version === offered.version ? offered : serviceAtVersion(offered.spec, version as ServiceAtVersion['version']);
+  }
+
+  private reply(serviceType: string, action: string, values: readonly OutputValue[]): HttpReply {
+    return { status: 200, headers: RESPONSE_HEADERS, body: soapResponse(serviceType, action, values) };
+  }
+
+  private fault(err: unknown, log: Record<string, unknown>): HttpReply {
+    const fault = toUpnpFault(err);
+    if (fault.upnpCode === UpnpErrorCode.ActionFailed) this.logger.warn({ ...log, err }, `action failed: ${messageOf(err)}`);
+    else this.logger.debug({ ...log, upnpCode: fault.upnpCode, reason: messageOf(err) }, 'action refused');
+    return { status: 500, headers: RESPONSE_HEADERS, body: soapFault(fault) };
+  }
+}
+
+function outputValues(service: ServiceAtVersion, action: ActionSpec, result: ActionResult): OutputValue[] {
+  return action.out.map((argument) => {
+    const value = result[argument.name];
+    if (value === undefined) throw new Error(`${action.name} produced no ${argument.name}`);
+    return { name: argument.name, value: formatValue(value), xmlDocument: stateVariableOf(service, argument).xmlDocument };
+  });
+}
+
+/** UDA 1.0 QueryStateVariable (Windows XP still uses it): reads one of the endpoint's variables. */
+function queryStateVariable(control: ControlEndpoint, call: SoapCall): string {
+  const name = call.args['varName'];
+  if (typeof name !== 'string') throw invalidArgs('varName is missing');
+  const variables = control.variables();
+  if (!Object.hasOwn(variables, name)) throw invalidArgs(`${name} cannot be queried`);
+  return variables[name]!;
+}

@@ -1,0 +1,15 @@
+import { z } from 'zod';
+import { definePlugin } from '../../core/plugins/define.js';
+import { SecureModePolicy } from './policy.js';
+
+/**
+ * `secureMode()`: clients may map only to themselves and delete only their own mappings. The
+ * daemon adds it when `secureMode` is true (the default); see SecureModePolicy for the rules.
+ */
+export const secureMode = definePlugin({
+  name: 'secure-mode',
+  optionsSchema: z.object({}).strict(),
+  create: (container) => container.resolve(SecureModePolicy),
+});
+
+export { SecureModePolicy };

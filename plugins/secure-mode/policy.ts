@@ -1,0 +1,65 @@
+import { inject, injectable } from 'tsyringe';
+import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
+import type { MappingRequest, PortMapping, Requester } from '../../core/mapping/types.js';
+import { SubnetSet, broadcastAddress, networkAddress, type InterfaceAddress } from '../../core/net/network-info.js';
+import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
+import type { Plugin, PolicyContext } from '../../core/plugins/types.js';
+
+/**
+ * Secure mode: a client may map ports only to itself and delete only mappings that point at
+ * itself — on every state-changing action, including DeletePortMappingRange (the core skips the
+ * mappings this refuses). The internal client must also be a host of a LAN subnet: not outside
+ * it, not its network or broadcast address, and not the gateway's own LAN address.
+ *
+ * Loopback is the one exception to "not the gateway": on 127.0.0.0/8 the client and the gateway
+ * are the same host by construction, so 127.0.0.1 may map to 127.0.0.1 (a developer running
+ * `upnpc -a 127.0.0.1 ...` against a dry-run upnpd on a laptop). On a real LAN interface the
+ * gateway's address is always refused, so no LAN client can expose the router itself.
+ *
+ * Refusals of a mapping are 606 Action not authorized, except through WANIPConnection:1, whose
+ * AddPortMapping has no 606 and where clients expect 718 ConflictInMappingEntry.
+ */
+@injectable()
+export class SecureModePolicy implements Plugin {
+  readonly name = 'secure-mode';
+  readonly order = 'pre' as const;
+  readonly hooks: Plugin['hooks'];
+  private readonly lanSubnets: SubnetSet;
+  private readonly gatewayAddresses: ReadonlySet<string>;
+
+  constructor(@inject(LAN_ADDRESSES) lan: readonly InterfaceAddress[]) {
+    this.lanSubnets = new SubnetSet(lan);
+    this.gatewayAddresses = new Set(lan.map((a) => a.address));
+    this.hooks = {
+      beforeMap: (request, context) => this.checkMap(request, context),
+      beforeUnmap: (mapping, context) => this.checkUnmap(mapping, context),
+    };
+  }
+
+  private checkMap(request: MappingRequest, { requester }: PolicyContext): void {
+    const problem = this.whyNotMappable(request.internalClient, requester);
+    if (problem) throw new UpnpError(requester.via === 'upnp-igd:1' ? UpnpErrorCode.ConflictInMappingEntry : UpnpErrorCode.NotAuthorized, problem);
+  }
+
+  private checkUnmap(mapping: PortMapping, { requester }: PolicyContext): void {
+    if (mapping.internalClient !== requester.address) {
+      throw new UpnpError(UpnpErrorCode.NotAuthorized, `${requester.address} may not delete a mapping to ${mapping.internalClient}`);
+    }
+  }
+
+  private whyNotMappable(internalClient: string, requester: Requester): string | undefined {
+    if (internalClient !== requester.address) return `${requester.address} may map ports only to itself, not to ${internalClient}`;
+    const subnet = this.lanSubnets.find(internalClient);
+    if (!subnet) return `${internalClient} is not in a LAN subnet`;
+    if (subnet.prefixLength <= 30) {
+      const special = [networkAddress(subnet.address, subnet.prefixLength), broadcastAddress(subnet.address, subnet.prefixLength)];
+      if (special.includes(internalClient)) return `${internalClient} is the network or broadcast address of its subnet`;
+    }
+    if (this.gatewayAddresses.has(internalClient) && !isLoopback(internalClient)) return `${internalClient} is the gateway itself`;
+    return undefined;
+  }
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.');
+}

@@ -1,0 +1,108 @@
+import 'reflect-metadata';
+import { container } from 'tsyringe';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { toUpnpFault } from '../../core/errors.js';
+import type { MappingRequest, PortMapping, Requester } from '../../core/mapping/types.js';
+import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
+import type { PolicyContext } from '../../core/plugins/types.js';
+import { secureMode } from '../../plugins/secure-mode/index.js';
+import { addArgs, secureModeFor, soap, startIgd, type IgdFixture } from './fixture.js';
+
+/** Secure mode as a policy (its rules on a real LAN) and through SOAP on loopback (dry-run). */
+
+const LAN = [{ interface: 'br-lan', address: '192.168.1.1', prefixLength: 24 }];
+
+function request(internalClient: string): MappingRequest {
+  return { remoteHost: '', externalPort: 5000, protocol: 'TCP', internalClient, internalPort: 5000, enabled: true, description: '', leaseSeconds: 3600 };
+}
+
+function context(requester: Requester): PolicyContext {
+  return { requester, existing: undefined, mappings: { get: () => undefined, size: 0, values: () => [] } };
+}
+
+/** The UPnP code a hook refuses with, or 0 when it allows. */
+async function verdict(run: () => unknown): Promise<number> {
+  try {
+    await run();
+    return 0;
+  } catch (err) {
+    return toUpnpFault(err).upnpCode;
+  }
+}
+
+describe('secure mode policy on a LAN', () => {
+  const policy = secureModeFor(LAN);
+
+  it('runs before other policies', () => {
+    expect({ name: policy.name, order: policy.order }).toEqual({ name: 'secure-mode', order: 'pre' });
+  });
+
+  it.each([
+    ['a client mapping to itself', '192.168.1.50', '192.168.1.50', { v1: 0, v2: 0 }],
+    ['a client mapping to another host', '192.168.1.50', '192.168.1.51', { v1: 718, v2: 606 }],
+    ['a client mapping to the gateway', '192.168.1.50', '192.168.1.1', { v1: 718, v2: 606 }],
+    ['the gateway mapping to itself over its LAN address', '192.168.1.1', '192.168.1.1', { v1: 718, v2: 606 }],
+    ['a mapping to the broadcast address', '192.168.1.255', '192.168.1.255', { v1: 718, v2: 606 }],
+    ['a mapping to the network address', '192.168.1.0', '192.168.1.0', { v1: 718, v2: 606 }],
+    ['a mapping to a host outside the LAN', '10.0.0.5', '10.0.0.5', { v1: 718, v2: 606 }],
+  ] as const)('%s: v1 %j', async (_, requesterAddress, internalClient, expected) => {
+    const run = (via: string) => verdict(() => policy.hooks!.beforeMap!(request(internalClient), context({ address: requesterAddress, via })));
+    expect({ v1: await run('upnp-igd:1'), v2: await run('upnp-igd:2') }).toEqual(expected);
+  });
+
+  it('lets a client delete only mappings to itself (606 otherwise)', async () => {
+    const mapping: PortMapping = { ...request('192.168.1.50'), expiresAt: null, createdBy: { address: '192.168.1.50', via: 'upnp-igd:2' } };
+    const unmap = (address: string) => verdict(() => policy.hooks!.beforeUnmap!(mapping, context({ address, via: 'upnp-igd:2' })));
+    expect(await unmap('192.168.1.50')).toBe(0);
+    expect(await unmap('192.168.1.51')).toBe(606);
+  });
+
+  it('is built by its factory from the LAN addresses in the container', () => {
+    const child = container.createChildContainer();
+    child.register(LAN_ADDRESSES, { useValue: LAN });
+    const spec = secureMode();
+    expect(spec.optionsSchema!.safeParse({ unknown: 1 }).success).toBe(false);
+    const plugin = spec.create(child);
+    expect(plugin.name).toBe('secure-mode');
+    expect(Object.keys(plugin.hooks ?? {}).sort()).toEqual(['beforeMap', 'beforeUnmap']);
+  });
+});
+
+describe('secure mode through SOAP on loopback (dry-run)', () => {
+  let f: IgdFixture;
+  beforeAll(async () => {
+    f = await startIgd();
+  });
+  beforeEach(async () => {
+    await f.reset();
+  });
+  afterAll(async () => {
+    await f.close();
+  });
+
+  it('lets 127.0.0.1 map to itself: loopback is the gateway, but also the client', async () => {
+    expect((await soap(f, 'AddPortMapping', addArgs())).status).toBe(200);
+  });
+
+  it('lets each loopback client map to itself, and refuses deleting the other’s mapping', async () => {
+    const other = { localAddress: '127.0.0.2' };
+    expect((await soap(f, 'AddPortMapping', addArgs({ NewInternalClient: '127.0.0.2' }), other)).status).toBe(200);
+    expect((await soap(f, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' })).errorCode).toBe(606);
+    expect((await soap(f, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' }, other)).status).toBe(200);
+  });
+});
+
+describe('without secure mode', () => {
+  let f: IgdFixture;
+  beforeAll(async () => {
+    f = await startIgd({ secureMode: false });
+  });
+  afterAll(async () => {
+    await f.close();
+  });
+
+  it('lets a client map to another host and delete its mapping', async () => {
+    expect((await soap(f, 'AddPortMapping', addArgs({ NewInternalClient: '127.0.0.2' }))).status).toBe(200);
+    expect((await soap(f, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' })).status).toBe(200);
+  });
+});
