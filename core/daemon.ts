@@ -117,7 +117,17 @@ export class Daemon {
     container.register(MAPPINGS, { useValue: mappings });
 
     await driver.provision();
-    const frontEnds: FrontEnd[] = [new UpnpIgdFrontEnd({ config, logger, mappings, network, clock, lan })];
+    const frontEnds: FrontEnd[] = [
+      new UpnpIgdFrontEnd({
+        config,
+        logger,
+        mappings,
+        network,
+        clock,
+        lan,
+        onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
+      }),
+    ];
     const daemon = new Daemon(config, logger, driver, mappings, frontEnds);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();

@@ -17,6 +17,7 @@ export class UpnpdError extends Error {
 export const UpnpErrorCode = {
   InvalidAction: 401,
   InvalidArgs: 402,
+  InvalidVar: 404,
   ActionFailed: 501,
   ArgumentValueInvalid: 600,
   ArgumentValueOutOfRange: 601,
@@ -36,6 +37,8 @@ export const UpnpErrorCode = {
   PortMappingNotFound: 730,
   ReadOnly: 731,
   WildCardNotPermittedInIntPort: 732,
+  InvalidDeviceUUID: 720,
+  InvalidServiceID: 721,
   InconsistentParameters: 733,
 } as const;
 export type UpnpErrorCode = (typeof UpnpErrorCode)[keyof typeof UpnpErrorCode];
@@ -43,6 +46,7 @@ export type UpnpErrorCode = (typeof UpnpErrorCode)[keyof typeof UpnpErrorCode];
 const DESCRIPTIONS: Record<UpnpErrorCode, string> = {
   401: 'Invalid Action',
   402: 'Invalid Args',
+  404: 'Invalid Var',
   501: 'Action Failed',
   600: 'Argument Value Invalid',
   601: 'Argument Value Out of Range',
@@ -60,6 +64,8 @@ const DESCRIPTIONS: Record<UpnpErrorCode, string> = {
   728: 'NoPortMapsAvailable',
   729: 'ConflictWithOtherMechanisms',
   730: 'PortMappingNotFound',
+  720: 'InvalidDeviceUUID',
+  721: 'InvalidServiceID',
   731: 'ReadOnly',
   732: 'WildCardNotPermittedInIntPort',
   733: 'InconsistentParameters',

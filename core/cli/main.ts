@@ -1,13 +1,12 @@
 import 'reflect-metadata';
-import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, type LoadConfigOptions } from '../config/load.js';
 import { BACKEND_KINDS, type UserConfig } from '../config/schema.js';
 import { Daemon } from '../daemon.js';
 import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from '../errors.js';
 import { LOG_OUTPUT, createRootLogger } from '../logging.js';
+import { upnpdVersion } from '../upnp/http/server-string.js';
 
-const VERSION: string = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -103,7 +102,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT_OK;
     }
     if (commandLine.version) {
-      process.stdout.write(`upnpd ${VERSION}\n`);
+      process.stdout.write(`upnpd ${upnpdVersion()}\n`);
       return EXIT_OK;
     }
     config = await loadConfig(commandLine.load);

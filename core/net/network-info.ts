@@ -17,12 +17,20 @@ export interface WanCounters {
   readonly packetsReceived: number;
 }
 
+export interface LinkState {
+  readonly up: boolean;
+  /** Link speed in bits per second; null when the driver does not say (virtual links). */
+  readonly speedBitsPerSecond: number | null;
+}
+
 /** What the daemon knows of the host's interfaces. Injectable so tests can describe any network. */
 export interface NetworkInfo {
   /** IPv4 addresses of a named interface (empty when it does not exist or has none). */
   ipv4Addresses(iface: string): InterfaceAddress[];
   /** Counters of an interface from /sys/class/net/IFACE/statistics; null when unavailable. */
   counters(iface: string): Promise<WanCounters | null>;
+  /** Operational state and speed from /sys/class/net/IFACE; null when the interface does not exist. */
+  link(iface: string): Promise<LinkState | null>;
 }
 
 export class OsNetworkInfo implements NetworkInfo {
@@ -45,6 +53,25 @@ export class OsNetworkInfo implements NetworkInfo {
       return null;
     }
   }
+
+  link(iface: string): Promise<LinkState | null> {
+    return readLinkState(iface);
+  }
+}
+
+export async function readLinkState(iface: string): Promise<LinkState | null> {
+  if (!INTERFACE_NAME.test(iface)) return null;
+  const read = (name: string) => readFile(`/sys/class/net/${iface}/${name}`, 'utf8').then((v) => v.trim());
+  let operstate: string;
+  try {
+    operstate = await read('operstate');
+  } catch {
+    return null;
+  }
+  // Reading `speed` fails (EINVAL) on links that are down or have no speed; -1 means unknown.
+  const megabits = Number(await read('speed').catch(() => '-1'));
+  // 'unknown' is what loopback-like and some virtual links report while working.
+  return { up: operstate === 'up' || operstate === 'unknown', speedBitsPerSecond: megabits > 0 ? megabits * 1_000_000 : null };
 }
 
 function prefixLengthOf(cidr: string | null, netmask: string): number {

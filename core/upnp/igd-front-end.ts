@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { FrontEnd } from '../front-end.js';
+import type { ExternalAddressChangeEvent } from '../plugins/types.js';
 import type { Logger } from '../logger.js';
 import type { MappingService } from '../mapping/service.js';
 import type { InterfaceAddress, NetworkInfo } from '../net/network-info.js';
@@ -31,6 +32,8 @@ export interface UpnpIgdFrontEndOptions {
   /** SSDP port; 1900 unless a test needs another. */
   readonly ssdpPort?: number;
   readonly httpLimits?: Partial<HttpLimits>;
+  /** Told when the external address changes after start ('' while there is none): the daemon runs the plugins' hook. */
+  readonly onExternalAddressChange?: (event: ExternalAddressChangeEvent) => void;
 }
 
 /** Evented variables that change with the mapping table, and with the external address. */
@@ -111,7 +114,10 @@ export class UpnpIgdFrontEnd implements FrontEnd {
         this.systemUpdateId = (this.systemUpdateId % 0xffffffff) + 1;
         this.publish(MAPPING_VARIABLES);
       }),
-      this.wan.onChange(() => this.publish(CONNECTION_VARIABLES)),
+      this.wan.onChange((current, previous) => {
+        this.publish(CONNECTION_VARIABLES);
+        this.options.onExternalAddressChange?.({ previous: previous ?? '', current: current ?? '' });
+      }),
     );
     await this.http.start();
     this.advertiser = new SsdpAdvertiser({

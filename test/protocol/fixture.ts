@@ -6,7 +6,8 @@ import { container as rootContainer } from 'tsyringe';
 import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
 import { silentLogger } from '../../core/logger.js';
 import type { LeasePolicy } from '../../core/mapping/service.js';
-import type { InterfaceAddress, NetworkInfo, WanCounters } from '../../core/net/network-info.js';
+import type { ExternalAddressChangeEvent } from '../../core/plugins/types.js';
+import type { InterfaceAddress, LinkState, NetworkInfo, WanCounters } from '../../core/net/network-info.js';
 import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
@@ -33,6 +34,7 @@ const DEFAULT_COUNTERS: WanCounters = { bytesSent: 1234, bytesReceived: 2 ** 32 
 export class FakeNetwork implements NetworkInfo {
   wanAddresses: string[] = [];
   wanCounters: WanCounters | null = { ...DEFAULT_COUNTERS };
+  wanLink: LinkState | null = { up: true, speedBitsPerSecond: 1_000_000_000 };
 
   ipv4Addresses(iface: string): InterfaceAddress[] {
     return iface === WAN_INTERFACE ? this.wanAddresses.map((address) => ({ interface: iface, address, prefixLength: 24 })) : [];
@@ -40,6 +42,10 @@ export class FakeNetwork implements NetworkInfo {
 
   async counters(iface: string): Promise<WanCounters | null> {
     return iface === WAN_INTERFACE ? this.wanCounters : null;
+  }
+
+  async link(iface: string): Promise<LinkState | null> {
+    return iface === WAN_INTERFACE ? this.wanLink : null;
   }
 }
 
@@ -70,6 +76,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
   const policies = options.secureMode === false ? [] : [secureModeFor(lan)];
   const { mappings, backend, clock } = makeMappings({ plugins: policies, lease: options.lease });
   const ssdpPort = await freeUdpPort();
+  const externalAddressChanges: ExternalAddressChangeEvent[] = [];
   const frontEnd = new UpnpIgdFrontEnd({
     config,
     logger: silentLogger,
@@ -79,6 +86,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     lan,
     ssdpPort,
     httpLimits: options.httpLimits,
+    onExternalAddressChange: (event) => externalAddressChanges.push(event),
   });
   await frontEnd.start();
   const url = new URL(frontEnd.describe()[0]!);
@@ -94,6 +102,8 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     ssdpPort,
     host: `127.0.0.1:${port}`,
     descriptionUrl: url.href,
+    /** What the front-end reported through onExternalAddressChange (the daemon runs the plugins' hook with it). */
+    externalAddressChanges,
     /** Back to an empty table and a healthy backend and WAN, for the next test on a shared fixture. */
     async reset() {
       await mappings.removeAll();

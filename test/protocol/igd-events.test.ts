@@ -123,6 +123,7 @@ describe('eventing through the IGD front-end', () => {
     expect((await receiver.next((n) => n.path === '/ip' && n.seq === 1)).variables).toEqual({ ExternalIPAddress: '', ConnectionStatus: 'Disconnected' });
     expect((await receiver.next((n) => n.path === '/link' && n.seq === 1)).variables).toEqual({ PhysicalLinkStatus: 'Down' });
     expect((await soap(f, 'GetCommonLinkProperties', {}, { typePrefix: WANCOMMON })).values['NewPhysicalLinkStatus']).toBe('Down');
+    expect(f.externalAddressChanges.at(-1)).toEqual({ previous: '198.51.100.1', current: '' });
   });
 
   it('routes UNSUBSCRIBE: no events after it', async () => {

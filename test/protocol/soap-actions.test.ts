@@ -355,10 +355,10 @@ const CASES: readonly Case[] = [
     expect: { values: { return: 'Connected' } },
   },
   {
-    name: 'QueryStateVariable of an unknown variable is 402',
+    name: 'QueryStateVariable of an unknown variable is 404 Invalid Var',
     action: 'QueryStateVariable',
     options: { soapActionHeader: 'SOAPAction: "urn:schemas-upnp-org:control-1-0#QueryStateVariable"', rawArgs: '<varName>NoSuchThing</varName>' },
-    expect: { fault: 402 },
+    expect: { fault: 404 },
   },
 
   // --- WANCommonInterfaceConfig and Layer3Forwarding ----------------------------------------
@@ -366,7 +366,7 @@ const CASES: readonly Case[] = [
     name: 'GetCommonLinkProperties',
     action: 'GetCommonLinkProperties',
     options: { typePrefix: WANCOMMON },
-    expect: { values: { NewWANAccessType: 'Ethernet', NewLayer1UpstreamMaxBitRate: '0', NewLayer1DownstreamMaxBitRate: '0', NewPhysicalLinkStatus: 'Up' } },
+    expect: { values: { NewWANAccessType: 'Ethernet', NewLayer1UpstreamMaxBitRate: '1000000000', NewLayer1DownstreamMaxBitRate: '1000000000', NewPhysicalLinkStatus: 'Up' } },
   },
   { name: 'GetTotalBytesSent reads the WAN counter', action: 'GetTotalBytesSent', options: { typePrefix: WANCOMMON }, expect: { values: { NewTotalBytesSent: '1234' } } },
   {
@@ -384,11 +384,11 @@ const CASES: readonly Case[] = [
     expect: { values: { NewDefaultConnectionService: /^uuid:[0-9a-f-]{36}:WANConnectionDevice:[12],urn:upnp-org:serviceId:WANIPConn1$/ } },
   },
   {
-    name: 'SetDefaultConnectionService to another service is 402',
+    name: 'SetDefaultConnectionService to another device is 720 InvalidDeviceUUID',
     action: 'SetDefaultConnectionService',
     args: { NewDefaultConnectionService: 'uuid:00000000-0000-0000-0000-000000000000:WANConnectionDevice:1,urn:upnp-org:serviceId:WANPPPConn1' },
     options: { typePrefix: L3F },
-    expect: { fault: 402 },
+    expect: { fault: 720 },
   },
 ];
 
@@ -424,6 +424,25 @@ describe('SOAP control actions', () => {
       }
     }
     then?.(f, version);
+  });
+
+  it('GetCommonLinkProperties reports a WAN link that is down, and 0 ("unknown") for a link without a speed', async () => {
+    f.network.wanLink = { up: false, speedBitsPerSecond: null };
+    try {
+      const result = await soap(f, 'GetCommonLinkProperties', {}, { typePrefix: WANCOMMON });
+      expect(result.values).toMatchObject({ NewPhysicalLinkStatus: 'Down', NewLayer1UpstreamMaxBitRate: '0', NewLayer1DownstreamMaxBitRate: '0' });
+    } finally {
+      f.network.wanLink = { up: true, speedBitsPerSecond: 1_000_000_000 };
+    }
+  });
+
+  it.each([1, 2] as const)('[v%i] SetDefaultConnectionService: our device with another service is 721, our own service is accepted', async (view) => {
+    const current = (await soap(f, 'GetDefaultConnectionService', {}, { view, typePrefix: L3F })).values['NewDefaultConnectionService']!;
+    const device = current.split(',')[0]!;
+    const foreign = await soap(f, 'SetDefaultConnectionService', { NewDefaultConnectionService: `${device},urn:upnp-org:serviceId:WANPPPConn1` }, { view, typePrefix: L3F });
+    expect(foreign.errorCode).toBe(721);
+    const same = await soap(f, 'SetDefaultConnectionService', { NewDefaultConnectionService: current }, { view, typePrefix: L3F });
+    expect(same.status).toBe(200);
   });
 
   it('renders a well-formed PortMappingList whose entries parse back to the stored values', async () => {

@@ -127,6 +127,6 @@ function queryStateVariable(control: ControlEndpoint, call: SoapCall): string {
   const name = call.args['varName'];
   if (typeof name !== 'string') throw invalidArgs('varName is missing');
   const variables = control.variables();
-  if (!Object.hasOwn(variables, name)) throw invalidArgs(`${name} cannot be queried`);
+  if (!Object.hasOwn(variables, name)) throw new UpnpError(UpnpErrorCode.InvalidVar, `${name} cannot be queried`);
   return variables[name]!;
 }

@@ -10,9 +10,11 @@ export function layer3ForwardingHandlers(defaultConnectionService: string): Acti
   return {
     GetDefaultConnectionService: () => ({ NewDefaultConnectionService: defaultConnectionService }),
     SetDefaultConnectionService: ({ args }) => {
-      if (args.string('NewDefaultConnectionService').trim() !== defaultConnectionService) {
-        throw new UpnpError(UpnpErrorCode.InvalidArgs, `the only connection service is ${defaultConnectionService}`);
-      }
+      // "<device UDN>:WANConnectionDevice:<v>,<serviceId>": a wrong device is 720, a wrong service 721.
+      const [device = '', service = ''] = args.string('NewDefaultConnectionService').trim().split(',');
+      const [ourDevice, ourService] = defaultConnectionService.split(',');
+      if (device !== ourDevice) throw new UpnpError(UpnpErrorCode.InvalidDeviceUUID, `the only connection device is ${ourDevice}`);
+      if (service !== ourService) throw new UpnpError(UpnpErrorCode.InvalidServiceID, `the only connection service is ${ourService}`);
     },
   };
 }

@@ -26,13 +26,18 @@ export function wanCommonInterfaceConfigHandlers({ network, wanInterface, wan }:
   const packetsSent = counter('packetsSent');
   const packetsReceived = counter('packetsReceived');
   return {
-    GetCommonLinkProperties: () => ({
-      NewWANAccessType: 'Ethernet',
-      // The link speed is not known to upnpd; 0 is the template's "unknown".
-      NewLayer1UpstreamMaxBitRate: 0,
-      NewLayer1DownstreamMaxBitRate: 0,
-      NewPhysicalLinkStatus: physicalLinkStatus(wan),
-    }),
+    GetCommonLinkProperties: async () => {
+      const link = wanInterface === undefined ? null : await network.link(wanInterface);
+      // Without a known speed, 0 is the template's "unknown"; ui4 caps it at 2^32-1.
+      const bitRate = Math.min(link?.speedBitsPerSecond ?? 0, UI4_MODULUS - 1);
+      return {
+        NewWANAccessType: 'Ethernet',
+        NewLayer1UpstreamMaxBitRate: bitRate,
+        NewLayer1DownstreamMaxBitRate: bitRate,
+        // Down when the WAN link is down, and (as GENA reports it) while there is no external address.
+        NewPhysicalLinkStatus: link && !link.up ? 'Down' : physicalLinkStatus(wan),
+      };
+    },
     GetTotalBytesSent: async () => ({ NewTotalBytesSent: await bytesSent() }),
     GetTotalBytesReceived: async () => ({ NewTotalBytesReceived: await bytesReceived() }),
     GetTotalPacketsSent: async () => ({ NewTotalPacketsSent: await packetsSent() }),
@@ -40,7 +45,7 @@ export function wanCommonInterfaceConfigHandlers({ network, wanInterface, wan }:
   };
 }
 
-/** The WAN link counts as up while it gives us an external address. */
+/** Without a WAN interface to read (or for GENA), the WAN link counts as up while it gives us an external address. */
 export function physicalLinkStatus(wan: WanConnection): 'Up' | 'Down' {
   return wan.connected ? 'Up' : 'Down';
 }
