@@ -1,5 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
+import { interfaceName } from '../../core/config/schema.js';
 import { BackendError } from '../../core/errors.js';
 import type { ChangeSet, Protocol, RuleSpec } from '../../core/mapping/types.js';
 
@@ -37,10 +38,7 @@ export const iptablesOptionsSchema = z
     /** 'iptables' is whatever `iptables` is (nf_tables on current distributions); 'iptables-legacy' the x_tables one. */
     flavour: z.enum(['iptables', 'iptables-legacy']).default('iptables'),
     /** Interface the DNAT and ACCEPT rules match; default: the daemon's `wan`. */
-    wanInterface: z
-      .string()
-      .regex(/^[\w.@:-]{1,15}$/, 'must be a network interface name (at most 15 characters)')
-      .optional(),
+    wanInterface: interfaceName.optional(),
     /** Every rule upnpd adds carries a comment starting with this tag; it is how upnpd finds its rules. */
     comment: z
       .string()
