@@ -5,25 +5,12 @@ import type { RuleSpec } from '../../core/mapping/types.js';
 import { NftablesBackend } from '../../plugins/nftables/backend.js';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { describeNetns } from './netns.js';
-import { createTestbed, tcpReachable, udpReachable, type ReachabilityOptions, type Testbed } from './topology.js';
+import { NFT_ADMIN_FORWARD_CHAIN, createTestbed, installNftAdminFirewall, tcpReachable, udpReachable, type ReachabilityOptions, type Testbed } from './topology.js';
 
 /** A delivery that should happen gets this long; one that should not, this long. */
 const PASSES_MS = 5_000;
 const BLOCKED_MS = 1_500;
 
-/** The admin's own nftables firewall in the gateway: forwarded traffic is dropped unless it is a reply or leaves the LAN. */
-function adminNftFirewall(testbed: Testbed): string {
-  return `table inet filter {
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-		ct state established,related accept
-		iifname "${testbed.lanInterface}" oifname "${testbed.wanInterface}" accept
-	}
-}
-`;
-}
-
-const ADMIN_JUMP_NFT = { family: 'inet', table: 'filter', chain: 'forward' } as const;
 const ADMIN_JUMP_IPTABLES = { family: 'ip', table: 'filter', chain: 'FORWARD' } as const;
 
 /** Packet-flow checks from the WAN host to the gateway's WAN address, shared by the suites below. */
@@ -78,14 +65,14 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
   beforeAll(async () => {
     // The iptables-nft FORWARD chain of the testbed accepts: here the admin's drop is in nftables.
     testbed = await createTestbed({ forwardPolicy: 'ACCEPT' });
-    await testbed.gateway.exec('nft', ['-f', '-'], { input: adminNftFirewall(testbed) });
+    await installNftAdminFirewall(testbed);
   });
   afterAll(async () => {
     await testbed?.destroy();
   });
 
   it('forwards TCP and UDP from the WAN to the LAN client (with port translation), and stops after removal', async () => {
-    const backend = await startBackend({ forwardJump: ADMIN_JUMP_NFT });
+    const backend = await startBackend({ forwardJump: NFT_ADMIN_FORWARD_CHAIN });
     const tcp = mapping(8080, { internalPort: 80 });
     const udp = mapping(5353, { protocol: 'UDP' });
     expect(await fromWan.tcpBlocked(8080, testbed.lan, { listenPort: 80 })).toBe(true);
@@ -100,14 +87,14 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
   });
 
   it('admits only the remote host a mapping is restricted to', async () => {
-    const backend = await startBackend({ forwardJump: ADMIN_JUMP_NFT });
+    const backend = await startBackend({ forwardJump: NFT_ADMIN_FORWARD_CHAIN });
     await backend.apply({ remove: [], add: [mapping(8443, { remoteHost: a().wanHost })] });
     expect(await fromWan.tcp(8443, testbed.lan, { sourceAddress: a().wanHost })).toBe(true);
     expect(await fromWan.tcpBlocked(8443, testbed.lan, { sourceAddress: a().wanHostAlt })).toBe(true);
   });
 
   it('sends a restricted remote host to its own target, everyone else to the wildcard mapping of the same port', async () => {
-    const backend = await startBackend({ forwardJump: ADMIN_JUMP_NFT });
+    const backend = await startBackend({ forwardJump: NFT_ADMIN_FORWARD_CHAIN });
     await backend.apply({
       remove: [],
       add: [mapping(9000), mapping(9000, { remoteHost: a().wanHostAlt, internalClient: a().lanClient2 })],
@@ -117,7 +104,7 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
   });
 
   it('replaces a mapping in one transaction, leaving one element that points to the new client', async () => {
-    const backend = await startBackend({ forwardJump: ADMIN_JUMP_NFT });
+    const backend = await startBackend({ forwardJump: NFT_ADMIN_FORWARD_CHAIN });
     const before = mapping(7100);
     const after = mapping(7100, { internalClient: a().lanClient2 });
     await backend.apply({ remove: [], add: [before] });
@@ -133,7 +120,7 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
   });
 
   it('keeps forwarding to a target that another mapping still uses after one of them is removed', async () => {
-    const backend = await startBackend({ forwardJump: ADMIN_JUMP_NFT });
+    const backend = await startBackend({ forwardJump: NFT_ADMIN_FORWARD_CHAIN });
     const first = mapping(7200, { internalPort: 7000 });
     const second = mapping(7201, { internalPort: 7000 });
     await backend.apply({ remove: [], add: [first, second] });

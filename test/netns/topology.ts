@@ -400,3 +400,76 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
     output: () => daemon.output(),
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// miniupnpc, the real client
+// ---------------------------------------------------------------------------------------------
+
+export interface UpnpcRun {
+  /** upnpc's exit status (non-zero when the gateway refused the action); -1 when it timed out. */
+  readonly exitCode: number;
+  /** stdout and stderr: upnpc prints the UPnP error code of a refusal there. */
+  readonly output: string;
+}
+
+/** Discovery waits 2 s for answers; a whole run takes a few seconds at most. */
+const UPNPC_TIMEOUT_MS = 20_000;
+
+/** Runs `upnpc ...args` in a namespace. Resolves also when upnpc fails, so tests can check refusals. */
+export async function upnpc(ns: TestNamespace, args: readonly string[]): Promise<UpnpcRun> {
+  const r = await ns.runner().run('upnpc', args, { timeoutMs: UPNPC_TIMEOUT_MS });
+  return { exitCode: r.exitCode, output: r.stdout + r.stderr };
+}
+
+/** One line of `upnpc -l` or `upnpc -L`. */
+export interface ListedMapping {
+  readonly protocol: 'TCP' | 'UDP';
+  readonly externalPort: number;
+  readonly internalClient: string;
+  readonly internalPort: number;
+  readonly description: string;
+  /** '' for any remote host. */
+  readonly remoteHost: string;
+  readonly leaseSeconds: number;
+}
+
+// ` 0 TCP  8080->192.168.77.10:80  'libminiupnpc' '203.0.113.3' 3600`
+const UPNPC_LISTING_LINE = /^\s*\d+\s+(TCP|UDP)\s+(\d+)->(\d{1,3}(?:\.\d{1,3}){3}):(\d+)\s+'([^']*)'\s+'([^']*)'\s+(\d+)\s*$/gm;
+
+/** The mappings listed by `upnpc -l` (GetGenericPortMappingEntry) or `upnpc -L` (GetListOfPortMappings). */
+export function parseUpnpcListing(output: string): ListedMapping[] {
+  return [...output.matchAll(UPNPC_LISTING_LINE)].map((m) => ({
+    protocol: m[1] as 'TCP' | 'UDP',
+    externalPort: Number(m[2]),
+    internalClient: m[3]!,
+    internalPort: Number(m[4]),
+    description: m[5]!,
+    remoteHost: m[6]!,
+    leaseSeconds: Number(m[7]),
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// An nftables admin firewall
+// ---------------------------------------------------------------------------------------------
+
+/** The admin's nftables forward chain (installNftAdminFirewall), for the nftables backend's `forwardJump`. */
+export const NFT_ADMIN_FORWARD_CHAIN = { family: 'inet', table: 'filter', chain: 'forward' } as const;
+
+/**
+ * The admin's firewall written in nftables rather than iptables: forwarded traffic is dropped
+ * unless it is a reply or leaves the LAN. For a testbed created with `forwardPolicy: 'ACCEPT'`, so
+ * that the drop is decided in this chain alone.
+ */
+export async function installNftAdminFirewall(testbed: Testbed): Promise<void> {
+  const { family, table, chain } = NFT_ADMIN_FORWARD_CHAIN;
+  const ruleset = `table ${family} ${table} {
+	chain ${chain} {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		iifname "${testbed.lanInterface}" oifname "${testbed.wanInterface}" accept
+	}
+}
+`;
+  await testbed.gateway.exec('nft', ['-f', '-'], { input: ruleset });
+}
