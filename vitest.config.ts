@@ -24,5 +24,6 @@ export default defineConfig({
       },
     ],
     testTimeout: 15_000,
+    reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });
