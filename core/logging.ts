@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { pino } from 'pino';
-import { prettyFactory } from 'pino-pretty';
 import type { InjectionToken } from 'tsyringe';
 import type { Logger, LogLevel } from './logger.js';
 
@@ -50,8 +50,12 @@ export const LOG_OUTPUT: InjectionToken<LogOutput> = Symbol('upnpd.LogOutput');
 /** pino's JSON line, as is. */
 export const renderJson: LogRenderer = (_record, line) => line;
 
+const require = createRequire(import.meta.url);
+
 /** Readable text (pino-pretty, synchronous), coloured for terminals. */
 export function prettyRenderer(options: { colorize: boolean }): LogRenderer {
+  // Loaded on first use: only a terminal needs it, and a daemon under a service manager should not carry it.
+  const { prettyFactory } = require('pino-pretty') as typeof import('pino-pretty');
   const pretty = prettyFactory({ colorize: options.colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
   return (record) => pretty(record);
 }
