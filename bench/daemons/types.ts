@@ -1,0 +1,43 @@
+import type { Testbed } from '../../test/netns/topology.js';
+
+/** What a daemon under test needs to know about the gateway it runs on. */
+export interface GatewaySetup {
+  readonly testbed: Testbed;
+  /** A directory of the harness's own for config and state files. */
+  readonly workDir: string;
+  readonly httpPort: number;
+  readonly stun: { readonly host: string; readonly port: number };
+}
+
+/** Mappings a daemon should find persisted when it starts (for the start-up figure). */
+export interface PersistedMappings {
+  readonly count: number;
+  readonly firstPort: number;
+  readonly client: string;
+}
+
+export interface RunningDaemon {
+  /** The daemon's own process (for VmRSS). */
+  readonly pid: number;
+  readonly descriptionUrl: string;
+  /** What the daemon printed, or where to look, for error messages. */
+  diagnostics(): string;
+  /**
+   * Stops it (SIGTERM, then SIGKILL) and removes what it left in the gateway's firewall and files.
+   * Resolves with a remark when stopping took force (worth a line in the log, not a failure);
+   * rejects when the daemon failed in a way that makes its figures suspect.
+   */
+  stop(): Promise<string | undefined>;
+}
+
+export type Persistence = { readonly supported: true } | { readonly supported: false; readonly reason: string };
+
+/** One of the two daemons the benchmark compares, started the same way on the same gateway. */
+export interface DaemonUnderTest {
+  readonly name: string;
+  readonly persistence: Persistence;
+  /** Version line(s) for the results file. */
+  version(): Promise<string>;
+  /** Starts the daemon in the gateway namespace; resolves once its process runs (not yet serving). */
+  start(gateway: GatewaySetup, persisted?: PersistedMappings): Promise<RunningDaemon>;
+}

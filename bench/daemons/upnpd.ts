@@ -1,0 +1,98 @@
+import { execa } from 'execa';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { NamespaceProcess } from '../namespace-process.js';
+import { ADMIN_FORWARD, adminFirewallScript, removeTableIfPresent } from './gateway-firewall.js';
+import type { DaemonUnderTest, GatewaySetup } from './types.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
+const PACKAGE_ENTRY = pathToFileURL(join(REPO_ROOT, 'dist/core/index.js')).href;
+/** Where upnpd's nftables backend keeps its rules by default. */
+const UPNPD_TABLE = { family: 'inet', table: 'upnpd' } as const;
+/** upnpd removes every mapping at shutdown (one nft transaction); give it time with 5000. */
+const STOP_GRACE_MS = 30_000;
+
+/**
+ * upnpd from this working tree (bin/upnpd.js over dist/), with the nftables backend, secure mode on,
+ * its forward accept jumped to from the admin's forward chain (as its README recommends).
+ */
+export const upnpd: DaemonUnderTest = {
+  name: 'upnpd',
+  persistence: {
+    supported: false,
+    reason: 'upnpd keeps mappings in memory only: --state-dir is accepted, but nothing is stored there yet',
+  },
+
+  async version() {
+    const { version } = JSON.parse(readFileSync(new URL('package.json', `file://${REPO_ROOT}`), 'utf8')) as { version: string };
+    const head = await execa('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { reject: false });
+    const status = await execa('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no'], { reject: false });
+    const commit = head.exitCode === 0 ? ` (commit ${head.stdout.trim()}${status.stdout.trim() ? ' + uncommitted changes' : ''})` : '';
+    return `upnpd ${version}${commit}`;
+  },
+
+  async start(gateway: GatewaySetup, persisted) {
+    if (persisted) throw new Error(`upnpd cannot start with persisted mappings: ${upnpd.persistence.supported ? '' : upnpd.persistence.reason}`);
+    const { testbed, httpPort } = gateway;
+    const dir = join(gateway.workDir, 'upnpd');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const configFile = join(dir, 'upnpd.config.mjs');
+    writeFileSync(configFile, upnpdConfig());
+    await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
+    await testbed.gateway.exec('nft', ['-f', '-'], { input: adminFirewallScript({ lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface }) });
+
+    const daemon = NamespaceProcess.start(
+      testbed.gateway,
+      [
+        // Executed as the installed `upnpd` command is, so its shebang's V8 flags apply.
+        DAEMON_ENTRY,
+        '--config',
+        configFile,
+        '--lan',
+        testbed.lanInterface,
+        '--wan',
+        testbed.wanInterface,
+        '--backend',
+        'nftables',
+        '--http-port',
+        String(httpPort),
+        '--log-level',
+        'warn',
+      ],
+      { cwd: dir },
+    );
+    return {
+      pid: daemon.pid,
+      descriptionUrl: `http://${testbed.addresses.gatewayLan}:${httpPort}/rootDesc.xml`,
+      diagnostics: () => `upnpd output:\n${daemon.output()}`,
+      async stop() {
+        const code = await daemon.stop('SIGTERM', STOP_GRACE_MS);
+        const leftovers = [
+          (await removeTableIfPresent(testbed.gateway, UPNPD_TABLE.family, UPNPD_TABLE.table)) && `table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`,
+          (await testbed.gateway.exec('nft', ['list', 'table', ADMIN_FORWARD.family, ADMIN_FORWARD.table])).includes(UPNPD_TABLE.table) &&
+            `its chain or set in the admin's table ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}`,
+        ].filter(Boolean);
+        await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
+        rmSync(dir, { recursive: true, force: true });
+        if (code !== 0 || leftovers.length > 0) {
+          throw new Error(`upnpd did not stop cleanly (exit ${code}${leftovers.length > 0 ? `; left behind: ${leftovers.join(', ')}` : ''}):\n${daemon.output()}`);
+        }
+        return undefined;
+      },
+    };
+  },
+};
+
+/** The config file: only what the command line cannot say. */
+function upnpdConfig(): string {
+  const { family, table, chain } = ADMIN_FORWARD;
+  return [
+    `import { nftables } from '${PACKAGE_ENTRY}';`,
+    '',
+    `export default { plugins: [nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })] };`,
+    '',
+  ].join('\n');
+}

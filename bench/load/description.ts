@@ -1,0 +1,40 @@
+import { parseXml } from './soap-client.js';
+
+const WAN_IP_CONNECTION = /^urn:schemas-upnp-org:service:WANIPConnection:(\d+)$/;
+
+export interface ControlEndpoint {
+  readonly controlUrl: URL;
+  readonly serviceType: string;
+}
+
+/**
+ * The WANIPConnection service of a root description (the highest version offered), with its
+ * control URL resolved against the description's own URL (URLBase when present). Each daemon has
+ * its own paths; this is how a control point finds them.
+ */
+export function findWanIpConnection(descriptionXml: string, descriptionUrl: URL): ControlEndpoint {
+  const root = (parseXml(descriptionXml) as { root?: Record<string, unknown> }).root;
+  if (!root) throw new Error(`${descriptionUrl}: not a UPnP root description`);
+  const base = typeof root.URLBase === 'string' && root.URLBase !== '' ? new URL(root.URLBase) : descriptionUrl;
+
+  let best: { version: number; service: Record<string, unknown> } | undefined;
+  for (const service of services(root.device)) {
+    const match = WAN_IP_CONNECTION.exec(String(service.serviceType ?? '').trim());
+    if (match && (!best || Number(match[1]) > best.version)) best = { version: Number(match[1]), service };
+  }
+  if (!best) throw new Error(`${descriptionUrl}: no WANIPConnection service in the description`);
+  return { controlUrl: new URL(String(best.service.controlURL).trim(), base), serviceType: String(best.service.serviceType).trim() };
+}
+
+/** Every <service> of a device and its embedded devices. */
+function* services(device: unknown): Generator<Record<string, unknown>> {
+  for (const d of asList(device)) {
+    for (const service of asList((d.serviceList as Record<string, unknown> | undefined)?.service)) yield service;
+    yield* services((d.deviceList as Record<string, unknown> | undefined)?.device);
+  }
+}
+
+function asList(value: unknown): Record<string, unknown>[] {
+  const list = Array.isArray(value) ? value : value === undefined ? [] : [value];
+  return list.filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null);
+}

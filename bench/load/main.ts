@@ -1,0 +1,29 @@
+// The load generator, run on a LAN client: `main.ts --client ADDR --lifetime-ms N`. Reads one
+// CommandMessage per stdin line, runs them one at a time, writes one ResultMessage per stdout line.
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { stopOnSignalOrAfter } from '../lifetime.js';
+import type { CommandMessage, ResultMessage } from './protocol.js';
+import { LoadSession } from './session.js';
+
+const { values } = parseArgs({ options: { client: { type: 'string' }, 'lifetime-ms': { type: 'string' } } });
+if (!values.client || !values['lifetime-ms']) throw new Error('usage: main.ts --client ADDR --lifetime-ms N');
+
+const session = new LoadSession(values.client);
+stopOnSignalOrAfter(Number(values['lifetime-ms']), () => session.close());
+
+const reply = (message: ResultMessage) => process.stdout.write(`${JSON.stringify(message)}\n`);
+let queue = Promise.resolve();
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    const { id, command } = JSON.parse(line) as CommandMessage;
+    queue = queue.then(() =>
+      session.run(command).then(
+        (result) => void reply({ id, ok: true, result }),
+        (err: unknown) => void reply({ id, ok: false, error: err instanceof Error ? err.message : String(err) }),
+      ),
+    );
+  })
+  // The harness closed our stdin: it is done with us (or gone).
+  .on('close', () => queue.then(() => process.exit(0)));
+console.log('LOAD READY');

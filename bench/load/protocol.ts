@@ -1,0 +1,107 @@
+/**
+ * What the harness asks the load generator (one JSON line per command on its stdin) and what it
+ * answers (one JSON line per result on its stdout). Every phase is bounded by a count and a time.
+ */
+
+/**
+ * Waits until the description can be fetched, then finds the WANIPConnection control URL; with
+ * `awaitMappingPort`, also until the daemon reports that TCP mapping (one it reloads at start).
+ */
+export interface DiscoverCommand {
+  readonly kind: 'discover';
+  readonly descriptionUrl: string;
+  readonly timeoutMs: number;
+  readonly awaitMappingPort?: number;
+}
+
+/** GetExternalIPAddress from `concurrency` clients at once; every answer is checked. */
+export interface ExternalAddressCommand {
+  readonly kind: 'getExternalIp';
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly maxOps: number;
+  readonly maxMs: number;
+  readonly expectedAddress: string;
+}
+
+/** AddPortMapping then DeletePortMapping, each client on a port of its own (firstPort + client index). */
+export interface AddDeleteCyclesCommand {
+  readonly kind: 'addDeleteCycles';
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly maxOps: number;
+  readonly maxMs: number;
+  readonly firstPort: number;
+}
+
+/** One client adds TCP mappings firstPort, firstPort+1, ... (to itself) and notes when each checkpoint count was reached. */
+export interface AddMappingsCommand {
+  readonly kind: 'addMappings';
+  readonly firstPort: number;
+  readonly count: number;
+  readonly checkpoints: readonly number[];
+  readonly maxMs: number;
+}
+
+/** Lists every mapping with GetGenericPortMappingEntry, index 0 up to the first 713. */
+export interface ListByIndexCommand {
+  readonly kind: 'listByIndex';
+  readonly maxEntries: number;
+  readonly maxMs: number;
+}
+
+/** Lists every TCP mapping with GetListOfPortMappings, `pageSize` per call. */
+export interface ListInPagesCommand {
+  readonly kind: 'listInPages';
+  readonly pageSize: number;
+  readonly maxEntries: number;
+  readonly maxMs: number;
+}
+
+export type LoadCommand = DiscoverCommand | ExternalAddressCommand | AddDeleteCyclesCommand | AddMappingsCommand | ListByIndexCommand | ListInPagesCommand;
+
+export interface DiscoverResult {
+  readonly controlUrl: string;
+  readonly serviceType: string;
+}
+
+export interface ThroughputResult {
+  /** Operations completed in the measured time. */
+  readonly ops: number;
+  readonly elapsedMs: number;
+  /** Operations of the warm-up before it (they cost the daemon CPU too). */
+  readonly warmupOps: number;
+}
+
+export interface AddMappingsResult {
+  readonly added: number;
+  readonly elapsedMs: number;
+  /** Checkpoint count → ms from the first request until that many mappings were added. */
+  readonly checkpointMs: Readonly<Record<number, number>>;
+}
+
+export interface ListResult {
+  readonly entries: number;
+  readonly calls: number;
+  readonly elapsedMs: number;
+}
+
+export interface ResultOf {
+  discover: DiscoverResult;
+  getExternalIp: ThroughputResult;
+  addDeleteCycles: ThroughputResult;
+  addMappings: AddMappingsResult;
+  listByIndex: ListResult;
+  listInPages: ListResult;
+}
+
+export interface CommandMessage {
+  readonly id: number;
+  readonly command: LoadCommand;
+}
+
+export type ResultMessage = { readonly id: number; readonly ok: true; readonly result: unknown } | { readonly id: number; readonly ok: false; readonly error: string };
+
+/** The lease every benchmark mapping asks for, and its description. */
+export const BENCH_LEASE_SECONDS = 3600;
+export const BENCH_DESCRIPTION = 'bench';

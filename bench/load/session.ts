@@ -1,0 +1,230 @@
+import { Agent } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { findWanIpConnection } from './description.js';
+import {
+  BENCH_DESCRIPTION,
+  BENCH_LEASE_SECONDS,
+  type AddMappingsCommand,
+  type AddMappingsResult,
+  type DiscoverCommand,
+  type DiscoverResult,
+  type ListByIndexCommand,
+  type ListInPagesCommand,
+  type ListResult,
+  type LoadCommand,
+  type ResultOf,
+  type ThroughputResult,
+} from './protocol.js';
+import { SoapClient, SoapFault, httpRequest, objectAt, parseXml } from './soap-client.js';
+
+const SPECIFIED_ARRAY_INDEX_INVALID = 713;
+const PORT_MAPPING_NOT_FOUND = 730;
+const DISCOVER_RETRY_MS = 20;
+const HIGHEST_PORT = 65535;
+
+/**
+ * One control point's view of one daemon: discovers its control URL, then runs the phases the
+ * harness asks for. Requests go over a keep-alive agent (a daemon that closes after each
+ * response, as miniupnpd does, gets a new connection per request).
+ */
+export class LoadSession {
+  private readonly agent = new Agent({ keepAlive: true });
+  private soap: SoapClient | undefined;
+
+  /** `internalClient`: this host's own LAN address, which every mapping points to (secure mode). */
+  constructor(private readonly internalClient: string) {}
+
+  run<C extends LoadCommand>(command: C): Promise<ResultOf[C['kind']]> {
+    return this.dispatch(command) as Promise<ResultOf[C['kind']]>;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private dispatch(command: LoadCommand): Promise<ResultOf[LoadCommand['kind']]> {
+    switch (command.kind) {
+      case 'discover':
+        return this.discover(command);
+      case 'getExternalIp':
+        return this.throughput(command, async () => {
+          const { NewExternalIPAddress } = await this.client.call('GetExternalIPAddress');
+          if (NewExternalIPAddress !== command.expectedAddress) {
+            throw new Error(`GetExternalIPAddress answered "${NewExternalIPAddress}", expected ${command.expectedAddress}`);
+          }
+        });
+      case 'addDeleteCycles':
+        return this.throughput(command, async (worker) => {
+          const port = command.firstPort + worker;
+          await this.addMapping(port);
+          await this.client.call('DeletePortMapping', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' });
+        });
+      case 'addMappings':
+        return this.addMappings(command);
+      case 'listByIndex':
+        return this.listByIndex(command);
+      case 'listInPages':
+        return this.listInPages(command);
+    }
+  }
+
+  private get client(): SoapClient {
+    if (!this.soap) throw new Error('no daemon discovered yet: send a discover command first');
+    return this.soap;
+  }
+
+  private async discover({ descriptionUrl, timeoutMs, awaitMappingPort }: DiscoverCommand): Promise<DiscoverResult> {
+    const url = new URL(descriptionUrl);
+    const start = performance.now();
+    const retry = async (what: string, err: unknown) => {
+      if (performance.now() - start > timeoutMs) throw new Error(`${what} within ${timeoutMs} ms: ${err instanceof Error ? err.message : String(err)}`);
+      await sleep(DISCOVER_RETRY_MS);
+    };
+    for (;;) {
+      try {
+        const response = await httpRequest(url, this.agent, { method: 'GET' });
+        if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
+        const endpoint = findWanIpConnection(response.body, url);
+        this.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, this.agent);
+        break;
+      } catch (err) {
+        // Not listening yet: keep trying until the time is up.
+        await retry(`${descriptionUrl} not served`, err);
+      }
+    }
+    while (awaitMappingPort !== undefined) {
+      try {
+        await this.client.call('GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: awaitMappingPort, NewProtocol: 'TCP' });
+        break;
+      } catch (err) {
+        await retry(`mapping TCP ${awaitMappingPort} not reported`, err);
+      }
+    }
+    return { controlUrl: this.client.controlUrl.href, serviceType: this.client.serviceType };
+  }
+
+  private addMapping(port: number): Promise<unknown> {
+    return this.client.call('AddPortMapping', {
+      NewRemoteHost: '',
+      NewExternalPort: port,
+      NewProtocol: 'TCP',
+      NewInternalPort: port,
+      NewInternalClient: this.internalClient,
+      NewEnabled: 1,
+      NewPortMappingDescription: BENCH_DESCRIPTION,
+      NewLeaseDuration: BENCH_LEASE_SECONDS,
+    });
+  }
+
+  /** Runs `op` from `concurrency` workers: first for the warm-up time (not counted), then measured. */
+  private async throughput(
+    limits: { concurrency: number; warmupMs: number; maxOps: number; maxMs: number },
+    op: (worker: number) => Promise<void>,
+  ): Promise<ThroughputResult> {
+    const warmup = await runWorkers(limits.concurrency, Number.POSITIVE_INFINITY, limits.warmupMs, op);
+    return { ...(await runWorkers(limits.concurrency, limits.maxOps, limits.maxMs, op)), warmupOps: warmup.ops };
+  }
+
+  private async addMappings({ firstPort, count, checkpoints, maxMs }: AddMappingsCommand): Promise<AddMappingsResult> {
+    const start = performance.now();
+    const checkpointMs: Record<number, number> = {};
+    let added = 0;
+    while (added < count && performance.now() - start < maxMs) {
+      await this.addMapping(firstPort + added);
+      added += 1;
+      if (checkpoints.includes(added)) checkpointMs[added] = performance.now() - start;
+    }
+    return { added, elapsedMs: performance.now() - start, checkpointMs };
+  }
+
+  private async listByIndex({ maxEntries, maxMs }: ListByIndexCommand): Promise<ListResult> {
+    const start = performance.now();
+    let entries = 0;
+    while (entries < maxEntries && performance.now() - start < maxMs) {
+      try {
+        await this.client.call('GetGenericPortMappingEntry', { NewPortMappingIndex: entries });
+      } catch (err) {
+        if (err instanceof SoapFault && err.code === SPECIFIED_ARRAY_INDEX_INVALID) break;
+        throw err;
+      }
+      entries += 1;
+    }
+    return { entries, calls: entries + 1, elapsedMs: performance.now() - start };
+  }
+
+  /**
+   * Pages by port: the next call starts above the highest port listed so far, which assumes the
+   * daemon lists in port order (both do). Counts distinct ports, so a daemon that repeats or skips
+   * entries shows up as a wrong count rather than a wrong time.
+   */
+  private async listInPages({ pageSize, maxEntries, maxMs }: ListInPagesCommand): Promise<ListResult> {
+    const start = performance.now();
+    const seen = new Set<number>();
+    let calls = 0;
+    let startPort = 0;
+    while (seen.size < maxEntries && startPort <= HIGHEST_PORT && performance.now() - start < maxMs) {
+      calls += 1;
+      let ports: number[];
+      try {
+        const { NewPortListing } = await this.client.call('GetListOfPortMappings', {
+          NewStartPort: startPort,
+          NewEndPort: HIGHEST_PORT,
+          NewProtocol: 'TCP',
+          NewManage: 1,
+          NewNumberOfPorts: pageSize,
+        });
+        ports = listedPorts(NewPortListing ?? '');
+      } catch (err) {
+        if (err instanceof SoapFault && err.code === PORT_MAPPING_NOT_FOUND) break;
+        throw err;
+      }
+      for (const port of ports) seen.add(port);
+      if (ports.length < pageSize) break;
+      startPort = Math.max(...ports) + 1;
+    }
+    return { entries: seen.size, calls, elapsedMs: performance.now() - start };
+  }
+}
+
+/** The external ports of a PortMappingList document. */
+export function listedPorts(portListing: string): number[] {
+  const list = objectAt(parseXml(portListing), ['PortMappingList']);
+  const raw = list?.PortMappingEntry;
+  const entries = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
+  return entries.map((entry) => {
+    const port = Number((entry as Record<string, unknown>).NewExternalPort);
+    if (!Number.isInteger(port)) throw new Error(`a PortMappingEntry without a valid NewExternalPort: ${JSON.stringify(entry)}`);
+    return port;
+  });
+}
+
+/**
+ * `concurrency` workers call `op` in turn until `maxOps` calls have started or `maxMs` has passed.
+ * The first failure stops every worker and rejects.
+ */
+export async function runWorkers(
+  concurrency: number,
+  maxOps: number,
+  maxMs: number,
+  op: (worker: number) => Promise<void>,
+): Promise<{ ops: number; elapsedMs: number }> {
+  const start = performance.now();
+  let started = 0;
+  let completed = 0;
+  let failed = false;
+  const worker = async (index: number) => {
+    while (!failed && started < maxOps && performance.now() - start < maxMs) {
+      started += 1;
+      try {
+        await op(index);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+      completed += 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, index) => worker(index)));
+  return { ops: completed, elapsedMs: performance.now() - start };
+}

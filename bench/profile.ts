@@ -1,0 +1,76 @@
+import { parseArgs } from 'node:util';
+
+/** How much the benchmark measures, and within what time. */
+export interface BenchProfile {
+  readonly name: 'quick' | 'full';
+  /** The whole run, testbed and build included. */
+  readonly budgetMs: number;
+  /** Repeats per daemon (fewer if the budget runs out; the report says how many ran). */
+  readonly repeats: number;
+  /** Request-rate phases: warm-up (not counted), then measured for `measureMs` or `maxOps` operations. */
+  readonly throughput: { readonly warmupMs: number; readonly measureMs: number; readonly maxOps: number };
+  /** Mappings added, listed and connected through. */
+  readonly mappings: number;
+  /** The smaller count whose add time is reported too (linearity check). */
+  readonly firstCheckpoint: number;
+  /** Bound on adding all mappings, and on each listing. */
+  readonly phaseMaxMs: number;
+  readonly connect: { readonly samples: number; readonly warmup: number };
+  /** Bound on a daemon's start (description served; persisted mappings reloaded). */
+  readonly startTimeoutMs: number;
+}
+
+const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
+  full: {
+    name: 'full',
+    budgetMs: 10 * 60_000,
+    repeats: 3,
+    throughput: { warmupMs: 1_000, measureMs: 5_000, maxOps: 1_000_000 },
+    mappings: 5000,
+    firstCheckpoint: 1000,
+    // miniupnpd needs minutes for 5000 (each add lists its whole chain).
+    phaseMaxMs: 360_000,
+    connect: { samples: 200, warmup: 20 },
+    startTimeoutMs: 90_000,
+  },
+  quick: {
+    name: 'quick',
+    budgetMs: 2 * 60_000,
+    repeats: 1,
+    throughput: { warmupMs: 300, measureMs: 1_500, maxOps: 1_000_000 },
+    // Small enough for miniupnpd to add them within the two minutes.
+    mappings: 1000,
+    firstCheckpoint: 200,
+    phaseMaxMs: 30_000,
+    connect: { samples: 100, warmup: 10 },
+    startTimeoutMs: 30_000,
+  },
+};
+
+export const USAGE = `Usage: npm run bench -- [--quick] [--repeats N]
+
+Runs upnpd and miniupnpd one after the other on the same namespace testbed and prints a table of
+absolute figures and the ratio upnpd/miniupnpd (medians over repeats). Needs root.
+
+  --quick      1000 mappings instead of 5000, one repeat, shorter phases: at most 2 minutes
+               (default: at most 10 minutes)
+  --repeats N  repeats per daemon (default 3, quick 1); fewer run if the time budget runs out
+  --help       print this help
+`;
+
+export type CommandLine = { readonly help: true } | { readonly help: false; readonly profile: BenchProfile };
+
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, help: { type: 'boolean' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return { help: true };
+  const profile = PROFILES[values.quick ? 'quick' : 'full'];
+  if (values.repeats === undefined) return { help: false, profile };
+  const repeats = Number(values.repeats);
+  if (!Number.isInteger(repeats) || repeats < 1 || repeats > 20) throw new Error(`--repeats must be an integer from 1 to 20, not "${values.repeats}"`);
+  return { help: false, profile: { ...profile, repeats } };
+}

@@ -1,0 +1,176 @@
+// `npm run bench [-- --quick]`: upnpd against miniupnpd on a namespace testbed. See bench/README.md.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { haveProgram, namespaceSupport } from '../test/netns/netns.js';
+import { build, buildNeeded } from './build.js';
+import { miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
+import type { DaemonUnderTest } from './daemons/types.js';
+import { upnpd } from './daemons/upnpd.js';
+import type { Notes, Sample } from './figures.js';
+import { Schedule } from './schedule.js';
+import { LoadGenerator } from './load/remote.js';
+import { GROUPS, type GroupName } from './measure.js';
+import { USAGE, parseCommandLine, type BenchProfile } from './profile.js';
+import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine } from './report.js';
+import { createBenchTestbed, type BenchTestbed } from './testbed.js';
+
+/** Both daemons listen here in turn. */
+const HTTP_PORT = 49152;
+/** Kept free at the end of the budget for removing the testbed and writing the report. */
+const FINISH_RESERVE_MS = 15_000;
+/** After the budget, this long for cleanup before the run is cut short. */
+const CLEANUP_GRACE_MS = 30_000;
+const EXIT_USAGE = 2;
+
+async function main(argv: readonly string[]): Promise<number> {
+  let profile: BenchProfile;
+  try {
+    const commandLine = parseCommandLine(argv);
+    if (commandLine.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    profile = commandLine.profile;
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  const started = performance.now();
+  const deadline = started + profile.budgetMs;
+
+  const cannotRun = await preflight();
+  if (cannotRun) {
+    process.stderr.write(`bench: cannot run: ${cannotRun}\n`);
+    return EXIT_USAGE;
+  }
+  const probe = await probeMiniupnpd();
+  if (!probe.available) {
+    process.stderr.write(`bench: cannot compare: ${probe.reason}\n`);
+    return EXIT_USAGE;
+  }
+  const stale = buildNeeded();
+  if (stale) {
+    log(`building upnpd: ${stale}`);
+    await build();
+  }
+
+  const daemons = [upnpd, miniupnpd(probe.version)] as const;
+  const results = new Map<DaemonUnderTest, { samples: Sample[]; notes: Notes }>(daemons.map((d) => [d, { samples: [], notes: {} }]));
+  const errors: string[] = [];
+
+  log(`${profile.name} run: ${profile.repeats} repeat(s), ${profile.mappings} mappings, budget ${profile.budgetMs / 60_000} min`);
+  const bench = await createBenchTestbed(profile.budgetMs + CLEANUP_GRACE_MS);
+  const { lan, lan2, gateway: gw, wan } = bench.testbed;
+  log(`testbed: namespaces ${[lan, lan2, gw, wan].map((ns) => ns.name).join(', ')}`);
+  const stopOnSignal = onSignalCleanUp(bench);
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench: still running ${CLEANUP_GRACE_MS / 1000} s after the ${profile.budgetMs / 60_000}-minute budget: stopping\n`);
+    void bench.destroy().finally(() => process.exit(1));
+  }, profile.budgetMs + CLEANUP_GRACE_MS);
+  let schedule: Schedule<DaemonUnderTest, GroupName>;
+  try {
+    const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, profile.budgetMs + CLEANUP_GRACE_MS);
+    const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun };
+    // The figure exists once every daemon compared can persist mappings.
+    const groups: GroupName[] = daemons.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
+    schedule = new Schedule(profile.repeats, deadline - FINISH_RESERVE_MS);
+    for (let repeat = 1; repeat <= profile.repeats; repeat += 1) {
+      // Alternate the order so that drift (a warming machine, other load) hits both alike.
+      const order = repeat % 2 === 1 ? daemons : [...daemons].reverse();
+      for (const { daemon, group } of schedule.tasks(repeat, order, groups)) {
+        log(`${daemon.name}, ${group}, repeat ${repeat}`);
+        const measurement = await schedule.timed(daemon, group, () =>
+          GROUPS[group](daemon, { gateway, profile, generator, log: (line) => log(`  ${daemon.name} #${repeat}: ${line}`) }),
+        );
+        const result = results.get(daemon)!;
+        result.samples[repeat - 1] = { ...result.samples[repeat - 1], ...measurement.sample };
+        Object.assign(result.notes, measurement.notes);
+        for (const error of measurement.errors) log(`  ERROR ${error}`);
+        errors.push(...measurement.errors.map((e) => `repeat ${repeat}: ${e}`));
+      }
+    }
+    await generator.stop();
+  } finally {
+    clearTimeout(watchdog);
+    stopOnSignal();
+    await bench.destroy();
+  }
+
+  const daemonResults = async (daemon: DaemonUnderTest): Promise<DaemonResults> => {
+    const { samples, notes } = results.get(daemon)!;
+    return { name: daemon.name, version: await daemon.version(), samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, daemons), ...notes } };
+  };
+  const report = {
+    profile,
+    date: new Date(),
+    machine: machine(),
+    upnpd: await daemonResults(daemons[0]),
+    miniupnpd: await daemonResults(daemons[1]),
+    errors,
+    shortfall: schedule.shortfall(),
+  };
+  process.stdout.write(`\n${resultsTable(report)}\n`);
+  for (const note of notesList(report)) process.stdout.write(`- ${note}\n`);
+  for (const error of errors) process.stdout.write(`ERROR ${error}\n`);
+  const file = resultsFile(profile, report.date);
+  mkdirSync(new URL('./', file), { recursive: true });
+  writeFileSync(file, resultsMarkdown(report));
+  log(`results written to ${file.pathname} (${((performance.now() - started) / 1000).toFixed(0)} s in all)`);
+  return errors.length === 0 ? 0 : 1;
+}
+
+/** Why the benchmark cannot run here (not root, no `ip netns`, no nft), or undefined. */
+async function preflight(): Promise<string | undefined> {
+  for (const program of ['ip', 'nft']) if (!(await haveProgram(program))) return `${program} is not installed (Debian packages iproute2, nftables)`;
+  return namespaceSupport();
+}
+
+/** Why the persisted start-up figure is missing: a daemon cannot persist, so neither is measured. */
+function persistenceNote(daemon: DaemonUnderTest, daemons: readonly DaemonUnderTest[]): Notes {
+  if (!daemon.persistence.supported) return { startPersisted: daemon.persistence.reason };
+  const cannot = daemons.filter((d) => !d.persistence.supported).map((d) => d.name);
+  return cannot.length > 0 ? { startPersisted: `not measured until ${cannot.join(', ')} can persist mappings too` } : {};
+}
+
+/** Removes the testbed on Ctrl-C or SIGTERM; returns a function that uninstalls the handlers. */
+function onSignalCleanUp(bench: BenchTestbed): () => void {
+  let received = false;
+  // A Ctrl-C reaches us twice (from the terminal and relayed by tsx): act on the first only.
+  const handler = (signal: NodeJS.Signals) => {
+    if (received) return;
+    received = true;
+    process.stderr.write(`bench: ${signal}: removing the testbed\n`);
+    void bench.destroy().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+function machine(): Machine {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  return {
+    cpus: availableParallelism(),
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
+    kernel: release(),
+    node: process.version,
+  };
+}
+
+function resultsFile(profile: BenchProfile, date: Date): URL {
+  const day = [date.getFullYear(), date.getMonth() + 1, date.getDate()].map((n) => String(n).padStart(2, '0')).join('-');
+  return new URL(`./results/${day}-${profile.name}.md`, import.meta.url);
+}
+
+function log(line: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
+});

@@ -1,0 +1,95 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A minimal IGD on loopback for the load generator's tests: a description with WANIPConnection:1
+ * and :2, and the actions the generator calls, over an in-memory table. `closeEachResponse` makes
+ * it answer like miniupnpd (Connection: close).
+ */
+export class FakeIgd {
+  readonly mappings = new Map<number, { client: string; description: string }>();
+  readonly calls: string[] = [];
+  private server: Server | undefined;
+
+  constructor(private readonly options: { closeEachResponse?: boolean; externalAddress?: string; faultOn?: { action: string; code: number } } = {}) {}
+
+  async start(port = 0): Promise<string> {
+    this.server = createServer((req, res) => this.handle(req, res));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/rootDesc.xml`;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      const headers: Record<string, string> = { 'Content-Type': 'text/xml; charset="utf-8"' };
+      if (this.options.closeEachResponse) headers.Connection = 'close';
+      if (req.method === 'GET' && req.url === '/rootDesc.xml') {
+        res.writeHead(200, headers).end(DESCRIPTION);
+        return;
+      }
+      const [serviceType, action] = String(req.headers.soapaction ?? '').replace(/"/g, '').split('#');
+      this.calls.push(action!);
+      const args = Object.fromEntries([...body.matchAll(/<(New\w+)>([^<]*)<\/\1>/g)].map((m) => [m[1], m[2]]));
+      const answer = this.act(action!, args);
+      if ('fault' in answer) {
+        res.writeHead(500, headers).end(envelope(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${answer.fault}</errorCode><errorDescription>fault</errorDescription></UPnPError></detail></s:Fault>`));
+        return;
+      }
+      const out = Object.entries(answer.out).map(([name, value]) => `<${name}>${value}</${name}>`).join('');
+      res.writeHead(200, headers).end(envelope(`<u:${action}Response xmlns:u="${serviceType}">${out}</u:${action}Response>`));
+    });
+  }
+
+  private act(action: string, args: Record<string, string | undefined>): { out: Record<string, string | number> } | { fault: number } {
+    if (this.options.faultOn?.action === action) return { fault: this.options.faultOn.code };
+    const port = Number(args.NewExternalPort);
+    const sorted = [...this.mappings.keys()].sort((a, b) => a - b);
+    switch (action) {
+      case 'GetExternalIPAddress':
+        return { out: { NewExternalIPAddress: this.options.externalAddress ?? '203.0.113.1' } };
+      case 'AddPortMapping':
+        this.mappings.set(port, { client: args.NewInternalClient!, description: args.NewPortMappingDescription! });
+        return { out: {} };
+      case 'DeletePortMapping':
+        return this.mappings.delete(port) ? { out: {} } : { fault: 714 };
+      case 'GetSpecificPortMappingEntry':
+        return this.mappings.has(port) ? { out: { NewInternalPort: port } } : { fault: 714 };
+      case 'GetGenericPortMappingEntry': {
+        const found = sorted[Number(args.NewPortMappingIndex)];
+        return found === undefined ? { fault: 713 } : { out: { NewExternalPort: found } };
+      }
+      case 'GetListOfPortMappings': {
+        const listed = sorted.filter((p) => p >= Number(args.NewStartPort) && p <= Number(args.NewEndPort)).slice(0, Number(args.NewNumberOfPorts));
+        if (listed.length === 0) return { fault: 730 };
+        const entries = listed.map((p) => `<p:PortMappingEntry><p:NewExternalPort>${p}</p:NewExternalPort></p:PortMappingEntry>`).join('');
+        const document = `<?xml version="1.0"?><p:PortMappingList xmlns:p="urn:schemas-upnp-org:gw:WANIPConnection">${entries}</p:PortMappingList>`;
+        return { out: { NewPortListing: document.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;') } };
+      }
+      default:
+        return { fault: 401 };
+    }
+  }
+}
+
+function envelope(body: string): string {
+  return `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>${body}</s:Body></s:Envelope>`;
+}
+
+const DESCRIPTION = `<?xml version="1.0"?>
+<root xmlns="urn:schemas-upnp-org:device-1-0"><specVersion><major>1</major><minor>1</minor></specVersion>
+<device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:2</deviceType>
+<serviceList><service><serviceType>urn:schemas-upnp-org:service:Layer3Forwarding:1</serviceType><controlURL>/ctl/L3F</controlURL></service></serviceList>
+<deviceList><device><deviceType>urn:schemas-upnp-org:device:WANDevice:2</deviceType>
+<deviceList><device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:2</deviceType>
+<serviceList>
+<service><serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType><controlURL>/ctl/v1</controlURL></service>
+<service><serviceType>urn:schemas-upnp-org:service:WANIPConnection:2</serviceType><controlURL>/ctl/IPConn</controlURL></service>
+</serviceList></device></deviceList></device></deviceList></device></root>`;

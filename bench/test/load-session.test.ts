@@ -1,0 +1,128 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LoadSession, runWorkers } from '../load/session.js';
+import { FakeIgd } from './fake-igd.js';
+
+const CLIENT = '192.168.77.10';
+const throughputLimits = { warmupMs: 0, maxMs: 10_000 };
+
+let igd: FakeIgd | undefined;
+let session: LoadSession | undefined;
+afterEach(async () => {
+  session?.close();
+  await igd?.stop();
+  igd = session = undefined;
+});
+
+async function started(options: ConstructorParameters<typeof FakeIgd>[0] = {}): Promise<{ igd: FakeIgd; session: LoadSession }> {
+  igd = new FakeIgd(options);
+  const descriptionUrl = await igd.start();
+  session = new LoadSession(CLIENT);
+  await session.run({ kind: 'discover', descriptionUrl, timeoutMs: 5_000 });
+  return { igd, session };
+}
+
+describe.each([
+  { name: 'keep-alive', closeEachResponse: false },
+  { name: 'Connection: close (like miniupnpd)', closeEachResponse: true },
+])('load session against an IGD answering with $name', ({ closeEachResponse }) => {
+  it('discovers the highest WANIPConnection version and its control URL', async () => {
+    igd = new FakeIgd({ closeEachResponse });
+    const descriptionUrl = await igd.start();
+    session = new LoadSession(CLIENT);
+    const found = await session.run({ kind: 'discover', descriptionUrl, timeoutMs: 5_000 });
+    expect(found).toEqual({ controlUrl: descriptionUrl.replace('/rootDesc.xml', '/ctl/IPConn'), serviceType: 'urn:schemas-upnp-org:service:WANIPConnection:2' });
+  });
+
+  it('runs exactly maxOps GetExternalIPAddress calls from 8 clients', async () => {
+    const { igd, session } = await started({ closeEachResponse });
+    const result = await session.run({ kind: 'getExternalIp', concurrency: 8, maxOps: 50, ...throughputLimits, expectedAddress: '203.0.113.1' });
+    expect(result).toMatchObject({ ops: 50 });
+    expect(igd.calls.filter((c) => c === 'GetExternalIPAddress')).toHaveLength(50);
+  });
+
+  it('add/delete cycles leave the table empty, each client on its own port', async () => {
+    const { igd, session } = await started({ closeEachResponse });
+    const result = await session.run({ kind: 'addDeleteCycles', concurrency: 8, maxOps: 40, ...throughputLimits, firstPort: 40000 });
+    expect(result).toMatchObject({ ops: 40 });
+    expect(igd.mappings.size).toBe(0);
+    expect(igd.calls.filter((c) => c === 'AddPortMapping')).toHaveLength(40);
+  });
+
+  it('adds mappings to the client itself and times each checkpoint', async () => {
+    const { igd, session } = await started({ closeEachResponse });
+    const result = await session.run({ kind: 'addMappings', firstPort: 20000, count: 30, checkpoints: [10, 30], maxMs: 10_000 });
+    expect(result.added).toBe(30);
+    expect(result.checkpointMs[10]).toBeLessThanOrEqual(result.checkpointMs[30]!);
+    expect([...igd.mappings.keys()]).toEqual(Array.from({ length: 30 }, (_, i) => 20000 + i));
+    expect(new Set([...igd.mappings.values()].map((m) => m.client))).toEqual(new Set([CLIENT]));
+  });
+
+  it('lists by index up to the first 713, and in pages by port', async () => {
+    const { igd, session } = await started({ closeEachResponse });
+    for (let port = 30000; port < 30010; port += 1) igd.mappings.set(port, { client: CLIENT, description: 'x' });
+    expect(await session.run({ kind: 'listByIndex', maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 11 });
+    expect(await session.run({ kind: 'listInPages', pageSize: 3, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 4 });
+    expect(await session.run({ kind: 'listInPages', pageSize: 5, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 3 });
+  });
+});
+
+describe('load session failures', () => {
+  it('fails a phase on a wrong answer', async () => {
+    const { session } = await started({ externalAddress: '198.51.100.7' });
+    await expect(session.run({ kind: 'getExternalIp', concurrency: 2, maxOps: 10, ...throughputLimits, expectedAddress: '203.0.113.1' })).rejects.toThrow(/198\.51\.100\.7/);
+  });
+
+  it('fails a phase on a UPnP fault it does not expect, naming the action and the code', async () => {
+    const { session } = await started({ faultOn: { action: 'AddPortMapping', code: 718 } });
+    await expect(session.run({ kind: 'addMappings', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 1_000 })).rejects.toThrow(/AddPortMapping: UPnP error 718/);
+  });
+
+  it('waits for a daemon that starts late, and gives up after the timeout', async () => {
+    igd = new FakeIgd();
+    const probe = await igd.start();
+    const port = Number(new URL(probe).port);
+    await igd.stop();
+    session = new LoadSession(CLIENT);
+    const late = new FakeIgd();
+    setTimeout(() => void late.start(port), 200);
+    await expect(session.run({ kind: 'discover', descriptionUrl: probe, timeoutMs: 5_000 })).resolves.toMatchObject({ serviceType: expect.stringContaining('WANIPConnection:2') });
+    await late.stop();
+    await expect(session.run({ kind: 'discover', descriptionUrl: probe, timeoutMs: 200 })).rejects.toThrow(/not served within 200 ms/);
+  });
+
+  it('needs a discover before any phase', async () => {
+    session = new LoadSession(CLIENT);
+    await expect(session.run({ kind: 'listByIndex', maxEntries: 1, maxMs: 1_000 })).rejects.toThrow(/discover/);
+  });
+});
+
+describe('runWorkers', () => {
+  it('starts no more than maxOps operations', async () => {
+    let calls = 0;
+    const result = await runWorkers(4, 10, 10_000, async () => {
+      calls += 1;
+      await new Promise((resolve) => setImmediate(resolve));
+    });
+    expect(result.ops).toBe(10);
+    expect(calls).toBe(10);
+  });
+
+  it('stops every worker at the first failure', async () => {
+    let calls = 0;
+    const failing = runWorkers(4, 1000, 10_000, async () => {
+      calls += 1;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (calls === 5) throw new Error('boom');
+    });
+    await expect(failing).rejects.toThrow('boom');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(calls).toBeLessThan(10);
+  });
+
+  it('stops when the time is up', async () => {
+    const result = await runWorkers(2, Number.POSITIVE_INFINITY, 50, () => new Promise((resolve) => setTimeout(resolve, 5)));
+    expect(result.elapsedMs).toBeGreaterThanOrEqual(50);
+    expect(result.elapsedMs).toBeLessThan(1_000);
+    expect(result.ops).toBeGreaterThan(0);
+  });
+});

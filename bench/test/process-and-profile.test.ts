@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { cpuSeconds, parseCpuTicks, parseVmRss, processGone, residentBytes } from '../process-stats.js';
+import { parseCommandLine } from '../profile.js';
+
+describe('process memory', () => {
+  it('reads VmRSS in bytes', () => {
+    expect(parseVmRss('Name:\tnode\nVmPeak:\t  900 kB\nVmRSS:\t   84212 kB\nRssAnon:\t 1 kB\n')).toBe(84212 * 1024);
+    expect(() => parseVmRss('Name:\tkthreadd\n')).toThrow(/no VmRSS/);
+  });
+
+  it('reads this process\'s own RSS', () => {
+    expect(residentBytes(process.pid)).toBeGreaterThan(1024 * 1024);
+  });
+
+  it('adds user, system and reaped children\'s CPU ticks, whatever the command name holds', () => {
+    expect(parseCpuTicks('1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 100 200 300 400 20 0 1 0 99')).toBe(1000);
+    expect(cpuSeconds(process.pid)).toBeGreaterThan(0);
+  });
+
+  it('tells a running process from one that does not exist', () => {
+    expect(processGone(process.pid)).toBe(false);
+    // Above the kernel's pid_max (at most 2^22), so never a live process.
+    expect(processGone(2 ** 23)).toBe(true);
+  });
+});
+
+describe('bench command line', () => {
+  it('runs the full profile by default and the quick one with --quick', () => {
+    expect(parseCommandLine([])).toMatchObject({ help: false, profile: { name: 'full', repeats: 3, budgetMs: 600_000 } });
+    expect(parseCommandLine(['--quick'])).toMatchObject({ help: false, profile: { name: 'quick', repeats: 1, budgetMs: 120_000 } });
+  });
+
+  it('takes --repeats within bounds', () => {
+    expect(parseCommandLine(['--quick', '--repeats', '2'])).toMatchObject({ profile: { name: 'quick', repeats: 2 } });
+    expect(() => parseCommandLine(['--repeats', '0'])).toThrow(/--repeats/);
+    expect(() => parseCommandLine(['--repeats', 'many'])).toThrow(/--repeats/);
+  });
+
+  it('refuses unknown flags and answers --help', () => {
+    expect(() => parseCommandLine(['--fast'])).toThrow();
+    expect(parseCommandLine(['--help'])).toEqual({ help: true });
+  });
+});
