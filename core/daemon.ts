@@ -29,14 +29,6 @@ const BACKEND_FACTORIES: Record<Exclude<BackendKind, 'dry-run'>, () => PluginSpe
  */
 export const DRY_RUN_EXTERNAL_IP = '203.0.113.1';
 
-/**
- * After a burst of mapping changes, once the table has been quiet this long, the daemon asks V8
- * for one full collection (when `gc` is exposed, as the installed command does). Each change
- * leaves garbage from running the firewall program; V8's own memory reducer returns it to the
- * system only some time later, or not at all, and a gateway daemon should stay small.
- */
-const TRIM_AFTER_QUIET_MS = 5_000;
-
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
 
@@ -94,7 +86,6 @@ export function lanAddresses(config: ResolvedConfig, network: NetworkInfo): Inte
 /** The running daemon: plugins provisioned, mapping lifecycle, front-ends answering. */
 export class Daemon {
   private stopping: Promise<void> | undefined;
-  private readonly stopTrimming: () => void;
 
   private constructor(
     readonly config: ResolvedConfig,
@@ -102,10 +93,7 @@ export class Daemon {
     readonly driver: PluginDriver,
     readonly mappings: MappingService,
     readonly frontEnds: readonly FrontEnd[],
-    clock: Clock,
-  ) {
-    this.stopTrimming = trimMemoryWhenQuiet(mappings, clock);
-  }
+  ) {}
 
   static async start(givenConfig: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
     const logger = deps.logger;
@@ -140,7 +128,7 @@ export class Daemon {
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       }),
     ];
-    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, clock);
+    const daemon = new Daemon(config, logger, driver, mappings, frontEnds);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -158,7 +146,6 @@ export class Daemon {
   /** Stops answering, removes the rules (unless configured to keep them), cleans up plugins. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      this.stopTrimming();
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }
@@ -198,24 +185,6 @@ export class Daemon {
     }
     return needRestart;
   }
-}
-
-export function trimMemoryWhenQuiet(mappings: MappingService, clock: Clock): () => void {
-  const gc = (globalThis as { gc?: (options?: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void }).gc;
-  if (!gc) return () => {};
-  let timer: unknown;
-  const unsubscribe = mappings.onChange(() => {
-    if (timer !== undefined) clock.clearTimer(timer);
-    timer = clock.setTimer(() => {
-      timer = undefined;
-      // 'last-resort' is the memory-reducing collection: it compacts and gives free pages back.
-      gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-    }, TRIM_AFTER_QUIET_MS);
-  });
-  return () => {
-    unsubscribe();
-    if (timer !== undefined) clock.clearTimer(timer);
-  };
 }
 
 function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {
