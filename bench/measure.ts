@@ -92,9 +92,6 @@ async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): P
     if (sample.addFirst !== undefined) sample.addLinearity = sample.addAll / sample.addFirst;
     log(`add ${profile.firstCheckpoint}: ${sample.addFirst?.toFixed(2)} s, add ${n}: ${sample.addAll.toFixed(2)} s`);
 
-    sample.rssMapped = (await settledResidentBytes(running.pid)) / MB;
-    log(`RSS with ${n} mappings (settled): ${sample.rssMapped.toFixed(1)} MB`);
-
     const latency = await measureConnectLatency(context.gateway.testbed, { ports: [firstPort, lastPort], ...profile.connect });
     sample.connectFirst = median(latency.get(firstPort)!);
     sample.connectLast = median(latency.get(lastPort)!);
@@ -105,6 +102,11 @@ async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): P
     if (byIndex.entries !== n) throw new Error(`GetGenericPortMappingEntry listed ${byIndex.entries} mappings, expected ${n}`);
     sample.listByIndex = byIndex.elapsedMs / 1000;
     log(`list ${n} with GetGenericPortMappingEntry: ${sample.listByIndex.toFixed(2)} s`);
+
+    // After the work on the table and before the phase miniupnpd may not survive; measured after a
+    // quiet period, so that it counts what the daemon holds rather than the garbage of the last burst.
+    sample.rssMapped = (await settledResidentBytes(running.pid)) / MB;
+    log(`RSS with ${n} mappings (settled): ${sample.rssMapped.toFixed(1)} MB`);
 
     // Last: miniupnpd 2.3.1 may crash here (see bench/README.md).
     try {

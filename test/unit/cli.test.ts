@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -14,10 +14,18 @@ interface Run {
   signal(sig: NodeJS.Signals): void;
 }
 
+/** Every daemon a test started; killed after each test, so a failing test leaves none running. */
+const started = new Set<ReturnType<typeof spawn>>();
+afterEach(() => {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  started.clear();
+});
+
 /** Runs the installed entry point (bin/upnpd.js → dist/), as a user would after `npm ci`. */
 function upnpd(args: string[], cwd = REPO): Run {
   if (!existsSync(join(REPO, 'dist', 'core', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
   const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  started.add(child);
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
