@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestbed, type Testbed } from '../test/netns/topology.js';
-import { NamespaceProcess, tsEntryCommand } from './namespace-process.js';
+import { NamespaceProcess, tsEntryCommand } from '../test/netns/namespace-process.js';
 
 /** RFC 5389's default port, and the alternate one for CHANGE-REQUEST. */
 const STUN_PORTS = [3478, 3479] as const;

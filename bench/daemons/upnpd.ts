@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { NamespaceProcess } from '../namespace-process.js';
+import { NamespaceProcess } from '../../test/netns/namespace-process.js';
 import { ADMIN_FORWARD, adminFirewallScript, removeTableIfPresent } from './gateway-firewall.js';
 import type { DaemonUnderTest, GatewaySetup } from './types.js';
 

@@ -1,5 +1,5 @@
 import type { Testbed } from '../../test/netns/topology.js';
-import { NamespaceProcess, tsEntryCommand } from '../namespace-process.js';
+import { NamespaceProcess, tsEntryCommand } from '../../test/netns/namespace-process.js';
 
 const LISTENER_START_MS = 15_000;
 /** Per connect, at worst (the probe's own connect timeout is 2 s). */

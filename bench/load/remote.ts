@@ -1,5 +1,5 @@
 import type { TestNamespace } from '../../test/netns/netns.js';
-import { NamespaceProcess, tsEntryCommand } from '../namespace-process.js';
+import { NamespaceProcess, tsEntryCommand } from '../../test/netns/namespace-process.js';
 import type { LoadCommand, ResultMessage, ResultOf } from './protocol.js';
 
 const START_TIMEOUT_MS = 15_000;

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TestNamespace } from './netns.js';
+import { NamespaceProcess } from './namespace-process.js';
 
 /**
  * The addresses of the testbed. The WAN side is TEST-NET-3 (203.0.113.0/24, RFC 5737) on purpose:
@@ -279,89 +278,6 @@ async function payloadArrives(
 // Processes inside a namespace
 // ---------------------------------------------------------------------------------------------
 
-/** A process started with `ip netns exec` (which execs it: the pid is the program's own). */
-class NamespaceProcess {
-  private text = '';
-  private readonly exitPromise: Promise<number>;
-  private exitCode: number | undefined;
-
-  private constructor(private readonly child: ChildProcess) {
-    const append = (chunk: Buffer) => {
-      this.text += chunk.toString('utf8');
-    };
-    child.stdout?.on('data', append);
-    child.stderr?.on('data', append);
-    this.exitPromise = new Promise((resolve) => {
-      child.on('error', (err) => {
-        this.text += `\n[spawn error: ${err.message}]\n`;
-        this.exitCode = 127;
-        resolve(127);
-      });
-      child.on('close', (code, signal) => {
-        this.exitCode = code ?? 128 + (signal ? osConstants.signals[signal] : 0);
-        resolve(this.exitCode);
-      });
-    });
-  }
-
-  static start(ns: TestNamespace, command: readonly string[], cwd?: string): NamespaceProcess {
-    const child = spawn('ip', ['netns', 'exec', ns.name, ...command], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    return new NamespaceProcess(child);
-  }
-
-  /** Resolves with the exit code (128+n for signal n) once the process has exited. */
-  exited(): Promise<number> {
-    return this.exitPromise;
-  }
-
-  /** stdout and stderr so far, interleaved as they arrived. */
-  output(): string {
-    return this.text;
-  }
-
-  /** Resolves with the first match of `pattern` in the output; rejects on timeout or exit. */
-  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const match = this.text.match(pattern);
-        if (match) finish(() => resolve(match));
-        else if (this.exitCode !== undefined) finish(() => reject(new Error(`process exited (${this.exitCode}) before printing ${pattern}:\n${this.text}`)));
-      };
-      const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} within ${timeoutMs} ms:\n${this.text}`))), timeoutMs);
-      const finish = (settle: () => void) => {
-        clearTimeout(timer);
-        this.child.stdout?.off('data', check);
-        this.child.stderr?.off('data', check);
-        this.child.off('close', check);
-        settle();
-      };
-      this.child.stdout?.on('data', check);
-      this.child.stderr?.on('data', check);
-      this.child.on('close', check);
-      check();
-    });
-  }
-
-  /** Sends `signal`; if the process has not exited after `graceMs`, kills it. Resolves with the exit code. */
-  async stop(signal: NodeJS.Signals, graceMs: number): Promise<number> {
-    if (this.exitCode !== undefined) return this.exitCode;
-    this.child.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<'grace over'>((resolve) => {
-      timer = setTimeout(() => resolve('grace over'), graceMs);
-    });
-    const first = await Promise.race([this.exitPromise, graceOver]);
-    clearTimeout(timer);
-    if (first !== 'grace over') return first;
-    this.child.kill('SIGKILL');
-    return this.exitPromise;
-  }
-
-  kill(): Promise<number> {
-    return this.stop('SIGKILL', 5_000);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The daemon inside the gateway
 // ---------------------------------------------------------------------------------------------
@@ -385,7 +301,7 @@ const DAEMON_STOP_GRACE_MS = 10_000;
  * description URL. If it does not within 15 s, it is killed and the error carries its output.
  */
 export async function startDaemonInGateway(testbed: Testbed, args: readonly string[]): Promise<RunningDaemon> {
-  const daemon = NamespaceProcess.start(testbed.gateway, [process.execPath, DAEMON_ENTRY, ...args], REPO_ROOT);
+  const daemon = NamespaceProcess.start(testbed.gateway, [process.execPath, DAEMON_ENTRY, ...args], { cwd: REPO_ROOT });
   let url: string;
   try {
     // Logs may be JSON: the URL ends at whitespace or a quote.

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { TestNamespace } from '../test/netns/netns.js';
+import type { TestNamespace } from './netns.js';
 
 /** How much of a process's output is kept for error messages (miniupnpd can be chatty). */
 const OUTPUT_TAIL_CHARS = 64 * 1024;
@@ -115,6 +115,10 @@ export class NamespaceProcess {
     if (first !== 'grace over') return first;
     this.child.kill('SIGKILL');
     return this.exitPromise;
+  }
+
+  kill(): Promise<number> {
+    return this.stop('SIGKILL', 5_000);
   }
 
   private append(chunk: string): void {
