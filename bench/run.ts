@@ -2,7 +2,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { haveProgram, namespaceSupport } from '../test/netns/netns.js';
+import { namespaceSupport } from '../test/netns/netns.js';
+import { haveProgram } from '../test/support/requirements.js';
 import { build, buildNeeded } from './build.js';
 import { miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
 import type { DaemonUnderTest } from './daemons/types.js';

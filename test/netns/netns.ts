@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+import { describeRequiring, missingPrograms } from '../support/requirements.js';
 
 /**
  * Network namespaces that a test creates for itself. Nothing here touches the root namespace:
@@ -68,38 +69,11 @@ export async function namespaceSupport(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Whether a program is installed (for tests that need iptables, nft, upnpc). */
-export async function haveProgram(name: string): Promise<boolean> {
-  const r = await execa('sh', ['-c', `command -v ${name}`], { reject: false });
-  return r.exitCode === 0;
-}
-
-import { describe, it } from 'vitest';
-
 /**
- * `describe` for tests that need namespaces (and the named programs). Where they cannot run they
- * are reported as skipped with the reason; under CI=true that is a failing test instead, because
- * CI must prove the real-kernel behaviour.
+ * `describe` for tests that need network namespaces and the named programs: skipped with the
+ * reason where they cannot run, a failing test under CI=true (see describeRequiring).
  */
 export function describeNetns(name: string, programs: readonly string[], body: () => void): void {
-  const reasonPromise = (async () => {
-    const missing = [];
-    for (const p of programs) if (!(await haveProgram(p))) missing.push(p);
-    if (missing.length > 0) return `missing programs: ${missing.join(', ')}`;
-    return namespaceSupport();
-  })();
-  describe(name, async () => {
-    const reason = await reasonPromise;
-    if (reason && process.env.CI === 'true') {
-      it('can run real-kernel tests in CI', () => {
-        throw new Error(`namespace tests cannot run here: ${reason}`);
-      });
-      return;
-    }
-    if (reason) {
-      describe.skipIf(true)(`skipped: ${reason}`, body);
-      return;
-    }
-    body();
-  });
+  const whyNot = (async () => (await missingPrograms(programs)) ?? (await namespaceSupport()))();
+  describeRequiring(name, whyNot, body);
 }

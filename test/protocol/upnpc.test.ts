@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { haveProgram } from '../netns/netns.js';
+import { describeRequiring, missingPrograms } from '../support/requirements.js';
 import { TEST_EXTERNAL_IP, startIgd, type IgdFixture } from './fixture.js';
 
 /**
@@ -9,20 +9,12 @@ import { TEST_EXTERNAL_IP, startIgd, type IgdFixture } from './fixture.js';
  * The reported external address is TEST_EXTERNAL_IP (see fixture.ts for why).
  */
 
-const upnpcMissing = !(await haveProgram('upnpc'));
-
 async function upnpc(url: string, ...args: string[]): Promise<string> {
   const result = await execa('upnpc', ['-u', url, ...args], { reject: false, timeout: 10_000 });
   return `${result.stdout}\n${result.stderr}`;
 }
 
-if (upnpcMissing && process.env.CI === 'true') {
-  it('can run the upnpc tests in CI', () => {
-    throw new Error('upnpc (miniupnpc) is not installed');
-  });
-}
-
-describe.skipIf(upnpcMissing)(`upnpc against the IGD front-end${upnpcMissing ? ' (skipped: upnpc is not installed)' : ''}`, () => {
+describeRequiring('upnpc against the IGD front-end', missingPrograms(['upnpc']), () => {
   let f: IgdFixture;
   beforeAll(async () => {
     f = await startIgd();
