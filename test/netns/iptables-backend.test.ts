@@ -8,7 +8,7 @@ import { MappingService } from '../../core/mapping/service.js';
 import { PluginDriver } from '../../core/plugins/driver.js';
 import { backendPluginFor, DEFAULT_LEASE, ManualClock } from '../support/fakes.js';
 import { describeNetns } from './netns.js';
-import { createTestbed, firewallSnapshot, tcpReachable, udpReachable, type Testbed } from './topology.js';
+import { createTestbed, firewallSnapshot, ruleTo, tcpReachable, udpReachable, type Testbed } from './topology.js';
 
 /** A delivery that should happen gets this long; one that should not, this long. */
 const PASSES_MS = 5_000;
@@ -29,14 +29,7 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
         undefined,
       );
     const save = () => testbed.gateway.exec(programs.save, []);
-    const mapping = (externalPort: number, overrides: Partial<RuleSpec> = {}): RuleSpec => ({
-      remoteHost: '',
-      externalPort,
-      protocol: 'TCP',
-      internalClient: a().lanClient,
-      internalPort: externalPort,
-      ...overrides,
-    });
+    const mapping = (externalPort: number, overrides: Partial<RuleSpec> = {}) => ruleTo(a().lanClient, externalPort, overrides);
     const fromWan = {
       tcp: (port: number, listener = testbed.lan, options = {}) => tcpReachable(testbed.wan, a().gatewayWan, port, listener, PASSES_MS, options),
       udp: (port: number, listener = testbed.lan, options = {}) => udpReachable(testbed.wan, a().gatewayWan, port, listener, PASSES_MS, options),

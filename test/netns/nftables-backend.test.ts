@@ -5,7 +5,7 @@ import type { RuleSpec } from '../../core/mapping/types.js';
 import { NftablesBackend } from '../../plugins/nftables/backend.js';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { describeNetns } from './netns.js';
-import { NFT_ADMIN_FORWARD_CHAIN, createTestbed, installNftAdminFirewall, tcpReachable, udpReachable, type ReachabilityOptions, type Testbed } from './topology.js';
+import { NFT_ADMIN_FORWARD_CHAIN, createTestbed, installNftAdminFirewall, ruleTo, tcpReachable, udpReachable, type ReachabilityOptions, type Testbed } from './topology.js';
 
 /** A delivery that should happen gets this long; one that should not, this long. */
 const PASSES_MS = 5_000;
@@ -53,14 +53,7 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
   const a = () => testbed.addresses;
   const fromWan = wanChecks(() => testbed);
   const startBackend = backends(() => testbed);
-  const mapping = (externalPort: number, overrides: Partial<RuleSpec> = {}): RuleSpec => ({
-    remoteHost: '',
-    externalPort,
-    protocol: 'TCP',
-    internalClient: a().lanClient,
-    internalPort: externalPort,
-    ...overrides,
-  });
+  const mapping = (externalPort: number, overrides: Partial<RuleSpec> = {}) => ruleTo(a().lanClient, externalPort, overrides);
 
   beforeAll(async () => {
     // The iptables-nft FORWARD chain of the testbed accepts: here the admin's drop is in nftables.

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { TestNamespace } from './netns.js';
 import { NamespaceProcess } from './namespace-process.js';
+import type { RuleSpec } from '../../core/mapping/types.js';
 
 /**
  * The addresses of the testbed. The WAN side is TEST-NET-3 (203.0.113.0/24, RFC 5737) on purpose:
@@ -388,4 +389,9 @@ export async function installNftAdminFirewall(testbed: Testbed): Promise<void> {
 }
 `;
   await testbed.gateway.exec('nft', ['-f', '-'], { input: ruleset });
+}
+
+/** A TCP mapping's rule to `internalClient`, on the same internal port unless `overrides` say otherwise. */
+export function ruleTo(internalClient: string, externalPort: number, overrides: Partial<RuleSpec> = {}): RuleSpec {
+  return { remoteHost: '', externalPort, protocol: 'TCP', internalClient, internalPort: externalPort, ...overrides };
 }

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { XMLParser } from 'fast-xml-parser';
 import { connect } from 'node:net';
@@ -59,6 +60,24 @@ export interface IgdFixtureOptions {
 }
 
 export type IgdFixture = Awaited<ReturnType<typeof startIgd>>;
+
+/**
+ * One front-end shared by the tests of a describe block: started before them, back to an empty
+ * table before each (`reset`), closed after them. `use` receives the started fixture.
+ */
+export function useSharedIgd(use: (fixture: IgdFixture) => void, options: IgdFixtureOptions = {}): void {
+  let fixture: IgdFixture | undefined;
+  beforeAll(async () => {
+    fixture = await startIgd(options);
+    use(fixture);
+  });
+  beforeEach(async () => {
+    await fixture!.reset();
+  });
+  afterAll(async () => {
+    await fixture?.close();
+  });
+}
 
 /**
  * Starts the IGD front-end on 127.0.0.1, port 0, over a MappingService with an in-memory backend

@@ -1,12 +1,12 @@
 import 'reflect-metadata';
 import { container } from 'tsyringe';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toUpnpFault } from '../../core/errors.js';
 import type { MappingRequest, PortMapping, Requester } from '../../core/mapping/types.js';
 import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
 import type { PolicyContext } from '../../core/plugins/types.js';
 import { secureMode } from '../../plugins/secure-mode/index.js';
-import { addArgs, secureModeFor, soap, startIgd, type IgdFixture } from './fixture.js';
+import { addArgs, secureModeFor, soap, startIgd, type IgdFixture, useSharedIgd } from './fixture.js';
 
 /** Secure mode as a policy (its rules on a real LAN) and through SOAP on loopback (dry-run). */
 
@@ -70,15 +70,7 @@ describe('secure mode policy on a LAN', () => {
 
 describe('secure mode through SOAP on loopback (dry-run)', () => {
   let f: IgdFixture;
-  beforeAll(async () => {
-    f = await startIgd();
-  });
-  beforeEach(async () => {
-    await f.reset();
-  });
-  afterAll(async () => {
-    await f.close();
-  });
+  useSharedIgd((started) => (f = started));
 
   it('lets 127.0.0.1 map to itself: loopback is the gateway, but also the client', async () => {
     expect((await soap(f, 'AddPortMapping', addArgs())).status).toBe(200);

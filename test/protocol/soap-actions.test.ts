@@ -1,7 +1,7 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MappingRequest } from '../../core/mapping/types.js';
-import { L3F, TEST_EXTERNAL_IP, WANCOMMON, WANIP, addArgs, soap, startIgd, type IgdFixture, type SoapCallOptions } from './fixture.js';
+import { L3F, TEST_EXTERNAL_IP, WANCOMMON, WANIP, addArgs, soap, startIgd, type IgdFixture, type SoapCallOptions, useSharedIgd } from './fixture.js';
 
 /**
  * SOAP control, spec-style: each case is a request and the response it must get (values or the
@@ -394,15 +394,7 @@ const CASES: readonly Case[] = [
 
 describe('SOAP control actions', () => {
   let f: IgdFixture;
-  beforeAll(async () => {
-    f = await startIgd();
-  });
-  beforeEach(async () => {
-    await f.reset();
-  });
-  afterAll(async () => {
-    await f.close();
-  });
+  useSharedIgd((started) => (f = started));
 
   const runs = CASES.flatMap((c) => (c.versions ?? [1, 2]).map((version) => ({ ...c, version, title: `[v${version}] ${c.name}` })));
 

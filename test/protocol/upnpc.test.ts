@@ -1,7 +1,7 @@
 import { execa } from 'execa';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
-import { TEST_EXTERNAL_IP, startIgd, type IgdFixture } from './fixture.js';
+import { TEST_EXTERNAL_IP, type IgdFixture, useSharedIgd } from './fixture.js';
 
 /**
  * The real miniupnpc client (`upnpc`) against the front-end on loopback, as a developer would run
@@ -16,15 +16,7 @@ async function upnpc(url: string, ...args: string[]): Promise<string> {
 
 describeRequiring('upnpc against the IGD front-end', missingPrograms(['upnpc']), () => {
   let f: IgdFixture;
-  beforeAll(async () => {
-    f = await startIgd();
-  });
-  beforeEach(async () => {
-    await f.reset();
-  });
-  afterAll(async () => {
-    await f.close();
-  });
+  useSharedIgd((started) => (f = started));
 
   describe.each([
     ['IGD:2', '/rootDesc.xml', 2],
