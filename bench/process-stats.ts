@@ -1,8 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
-/** A process's resident set size in bytes (VmRSS of /proc/PID/status). */
+/**
+ * A daemon's resident set size in bytes: VmRSS of /proc/PID/status, plus that of each process it
+ * runs (upnpd's long-lived `nft -i`), since that memory is part of what the daemon costs. Pages
+ * the processes share (libc) are counted once per process, which errs against the daemon.
+ */
 export function residentBytes(pid: number): number {
-  return parseVmRss(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return processTree(pid).reduce((sum, p) => sum + (readOrUndefined(`/proc/${p}/status`, parseVmRss) ?? 0), 0);
 }
 
 /**
@@ -25,11 +29,42 @@ export function parseVmRss(status: string): number {
 const USER_HZ = 100;
 
 /**
- * CPU seconds a process has used, its reaped children's included: upnpd runs `nft` for each
- * change, and that work is part of the change's cost (miniupnpd's netlink calls are its own).
+ * CPU seconds a process has used, with its children's: those reaped (one-off `nft` runs) and those
+ * still running (upnpd's `nft -i`). That work is part of a change's cost; miniupnpd's netlink calls
+ * are its own. A child that exits between two readings moves from the second term to the first.
  */
 export function cpuSeconds(pid: number): number {
-  return parseCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) / USER_HZ;
+  const ticks = processTree(pid).reduce((sum, p) => sum + (readOrUndefined(`/proc/${p}/stat`, parseCpuTicks) ?? 0), 0);
+  return ticks / USER_HZ;
+}
+
+/** `pid` and its descendants that are alive now, found by the parent pid in each /proc/N/stat. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const parent = readOrUndefined(`/proc/${entry}/stat`, parentPid);
+    if (parent !== undefined) children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i += 1) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/** The parent pid: field 4 of /proc/PID/stat. */
+export function parentPid(stat: string): number {
+  return Number(afterCommand(stat).split(' ')[1]);
+}
+
+/** `parse` of a /proc file, or undefined when the process has exited meanwhile. */
+function readOrUndefined<T>(file: string, parse: (text: string) => T): T | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return parse(text);
 }
 
 /** utime + stime + cutime + cstime (fields 14-17 of /proc/PID/stat). */

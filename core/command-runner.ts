@@ -1,3 +1,4 @@
+import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
 
 export interface CommandResult {
@@ -6,13 +7,38 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
+/** How a long-running command ended. `error` is set when it could not be started at all. */
+export interface CommandExit {
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly error?: string;
+}
+
 /**
- * Runs an external program (iptables-restore, nft, ...). Never throws for a non-zero exit:
- * callers decide what a failure means. Throws only when the program cannot be started.
+ * A program that keeps running while upnpd talks to it over its standard streams (`nft -i`).
+ * Output is not collected: the caller reads the streams it needs (the others are drained).
+ */
+export interface RunningCommand {
+  readonly pid: number | undefined;
+  readonly stdin: Writable;
+  readonly stderr: Readable;
+  /** Settles when the process has exited or failed to start; never rejects. */
+  readonly exited: Promise<CommandExit>;
+  kill(): void;
+}
+
+/**
+ * Runs an external program (iptables-restore, nft, ...). `run` never throws for a non-zero exit:
+ * callers decide what a failure means. It throws only when the program cannot be started.
  */
 export interface CommandRunner {
   run(file: string, args: readonly string[], options?: { input?: string; timeoutMs?: number }): Promise<CommandResult>;
+  /** Starts a program that reads commands from its stdin until it is closed. `env` adds to upnpd's environment. */
+  start(file: string, args: readonly string[], options?: { env?: Readonly<Record<string, string>> }): RunningCommand;
 }
+
+/** The C locale, so that the messages upnpd parses or quotes are the same on every machine. */
+const COMMAND_ENV = { LC_ALL: 'C' };
 
 export class ExecaCommandRunner implements CommandRunner {
   async run(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
@@ -21,7 +47,7 @@ export class ExecaCommandRunner implements CommandRunner {
       timeout: options.timeoutMs ?? 30_000,
       reject: false,
       stripFinalNewline: false,
-      env: { LC_ALL: 'C' },
+      env: COMMAND_ENV,
     });
     if (result.failed && result.exitCode === undefined) {
       const err = new Error(`cannot run ${file}: ${result.shortMessage}`);
@@ -30,4 +56,29 @@ export class ExecaCommandRunner implements CommandRunner {
     }
     return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
   }
+
+  start(file: string, args: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): RunningCommand {
+    return startWithExeca(file, args, options.env);
+  }
+}
+
+/** `execa` for a long-running child: streams, not buffers; killed if upnpd exits first (execa's cleanup). */
+export function startWithExeca(file: string, args: readonly string[], env: Readonly<Record<string, string>> = {}): RunningCommand {
+  const subprocess = execa(file, args, { buffer: false, reject: false, stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', env: { ...COMMAND_ENV, ...env } });
+  const exited = subprocess.then(
+    (result): CommandExit =>
+      result.failed && result.exitCode === undefined && result.signal === undefined
+        ? { error: result.shortMessage }
+        : { exitCode: result.exitCode, signal: result.signal },
+    (err: unknown): CommandExit => ({ error: String(err) }),
+  );
+  return {
+    pid: subprocess.pid,
+    stdin: subprocess.stdin,
+    stderr: subprocess.stderr,
+    exited,
+    kill: () => {
+      subprocess.kill('SIGKILL');
+    },
+  };
 }

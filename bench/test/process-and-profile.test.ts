@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { cpuSeconds, parseCpuTicks, parseVmRss, processGone, residentBytes } from '../process-stats.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpuSeconds, parentPid, parseCpuTicks, parseVmRss, processGone, processTree, residentBytes } from '../process-stats.js';
 import { parseCommandLine } from '../profile.js';
 
 describe('process memory', () => {
@@ -15,6 +17,21 @@ describe('process memory', () => {
   it('adds user, system and reaped children\'s CPU ticks, whatever the command name holds', () => {
     expect(parseCpuTicks('1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 100 200 300 400 20 0 1 0 99')).toBe(1000);
     expect(cpuSeconds(process.pid)).toBeGreaterThan(0);
+  });
+
+  it('counts the processes a daemon runs: the tree holds its live children, and their RSS adds to its own', async () => {
+    expect(parentPid('1234 (my (odd) name) S 77 2 3')).toBe(77);
+    const alone = processTree(process.pid);
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await once(child, 'spawn');
+      expect(processTree(process.pid)).toEqual(expect.arrayContaining([process.pid, child.pid]));
+      expect(processTree(process.pid).length).toBe(alone.length + 1);
+      expect(residentBytes(process.pid)).toBeGreaterThan(residentBytes(child.pid!));
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
   });
 
   it('tells a running process from one that does not exist', () => {

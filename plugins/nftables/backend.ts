@@ -18,23 +18,33 @@ import {
   type AdminTableState,
   type NftablesSettings,
 } from './rules.js';
+import { NftSession } from './session.js';
 
 /** `dnat ip to <concatenation> map @m` (NAT with concatenated maps) arrived in nftables 0.9.4. */
 const MIN_VERSION = [0, 9, 4] as const;
 /** Thousands of elements in one transaction take well under a second; this only bounds a hang. */
 const NFT_TIMEOUT_MS = 60_000;
+/**
+ * nft's interactive mode reads `$HOME/.nft.history` at start and writes every line it has read
+ * there at exit: for upnpd, a file in root's home that grows by each change set, read back by each
+ * new session. With HOME a path that cannot be a directory, both fail and nft carries on.
+ */
+const NFT_SESSION_ENV = { HOME: '/dev/null' };
 /** Lines of nft's error output quoted in a BackendError (it echoes the offending script lines). */
 const ERROR_LINES = 12;
 
 /**
  * Port mappings in an nftables table of upnpd's own, as elements of maps and a set: the rule count
- * stays constant however many mappings exist, and every change set is one `nft -f -` transaction.
+ * stays constant however many mappings exist, and every change set is one nft transaction, run
+ * by a long-lived `nft -i` (NftSession). Set-up, listing and removal run `nft` once each.
  */
 @injectable()
 export class NftablesBackend implements FirewallBackend {
   /** The rules in effect, as last applied (the accept set's elements are shared per target). */
   private readonly installed = new Map<string, RuleSpec>();
   private readonly wanInterface: string | undefined;
+  /** Runs change sets; undefined where nft has no interactive mode, and each change set runs its own `nft -f -`. */
+  private session: NftSession | undefined;
 
   constructor(
     @inject(PLUGIN_OPTIONS) private readonly options: NftablesOptions,
@@ -43,6 +53,7 @@ export class NftablesBackend implements FirewallBackend {
     @inject(CONFIG, { isOptional: true }) config: ResolvedConfig | undefined,
   ) {
     this.wanInterface = options.wanInterface ?? config?.wan;
+    this.session = new NftSession(() => runner.start('nft', ['-i'], { env: NFT_SESSION_ENV }));
   }
 
   async probe(): Promise<BackendCapabilities> {
@@ -57,10 +68,11 @@ export class NftablesBackend implements FirewallBackend {
     }
     const jump = this.options.forwardJump;
     const forward = jump ? `accepted through a jump from ${describeJump(jump)}` : 'left to the admin (no forwardJump)';
+    const transactions = (await this.sessionWorks()) ? 'one long-lived nft -i' : 'one nft -f - per change set (this nft has no interactive mode)';
     return {
       dialect: 'nftables',
       remoteHost: true,
-      details: { program: 'nft', version, table: this.tableName(), wanInterface: this.settings().wanInterface, forward },
+      details: { program: 'nft', version, table: this.tableName(), wanInterface: this.settings().wanInterface, forward, transactions },
     };
   }
 
@@ -74,7 +86,14 @@ export class NftablesBackend implements FirewallBackend {
   async apply(changes: ChangeSet): Promise<void> {
     const script = buildChangeScript(changes, this.options, this.installed.values());
     if (script === '') return;
-    await this.runScript(script, `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)`);
+    const what = `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)`;
+    if (this.session) {
+      this.logger.debug({ script }, `nftables: ${what}`);
+      const result = await this.session.run(script);
+      if (!result.ok) throw new BackendError(`nftables: could not ${what}: ${errorText(result.output)}`);
+    } else {
+      await this.runScript(script, what);
+    }
     for (const r of changes.remove) this.installed.delete(keyString(r));
     for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
   }
@@ -88,8 +107,30 @@ export class NftablesBackend implements FirewallBackend {
 
   async shutdown(): Promise<void> {
     const admin = await this.adminTable('shutdown');
+    await this.session?.close();
     await this.runScript(buildShutdownScript(this.options, admin?.leftovers ?? NO_LEFTOVERS), `remove table ${this.tableName()}`);
     this.installed.clear();
+  }
+
+  /** The pid of the `nft -i` that runs change sets, while one runs. */
+  get sessionPid(): number | undefined {
+    return this.session?.pid;
+  }
+
+  /** Whether `nft -i` runs here (a build without its CLI refuses); without it, each change set runs `nft -f -`. */
+  private async sessionWorks(): Promise<boolean> {
+    if (!this.session) return false;
+    let failure: string | undefined;
+    try {
+      const sync = await this.session.run('');
+      if (!sync.ok) failure = errorText(sync.output);
+    } catch (err) {
+      failure = messageOf(err);
+    }
+    if (failure === undefined) return true;
+    this.logger.warn({ reason: failure }, 'nftables: nft -i does not work here; each change set runs its own nft process');
+    this.session = undefined;
+    return false;
   }
 
   private settings(): NftablesSettings {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+import { startWithExeca, type CommandResult, type CommandRunner, type RunningCommand } from '../../core/command-runner.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
 
 /**
@@ -45,6 +45,10 @@ export class TestNamespace {
           env: { LC_ALL: 'C' },
         });
         return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+      },
+      start(file, args, options = {}): RunningCommand {
+        // `ip netns exec` execs the program, so the pid is the program's own.
+        return startWithExeca('ip', ['netns', 'exec', name, file, ...args], options.env);
       },
     };
   }

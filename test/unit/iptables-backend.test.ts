@@ -37,6 +37,9 @@ class ScriptedRunner implements CommandRunner {
     const stdout = file.endsWith('-save') ? savedAfterInit(args[args.indexOf('-t') + 1]!) : '';
     return { exitCode: 0, stdout, stderr: '', ...answer };
   }
+  start(): never {
+    throw new Error('the iptables backend runs no long-lived command');
+  }
   restores(): string[] {
     return this.calls.filter((c) => c.file.endsWith('-restore')).map((c) => c.input!);
   }

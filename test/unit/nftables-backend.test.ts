@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+import type { CommandResult, CommandRunner, RunningCommand } from '../../core/command-runner.js';
 import type { ResolvedConfig } from '../../core/config/schema.js';
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
@@ -9,15 +9,21 @@ import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugi
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { GOLDEN_ADMIN_TABLE, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
+import { FakeInteractiveNft } from '../support/fake-nft-interactive.js';
 
 interface Call {
   readonly args: readonly string[];
   readonly input: string | undefined;
 }
 
-/** A CommandRunner that records nft calls and answers them with `respond` (default: success, empty output). */
+/**
+ * A CommandRunner that records nft calls and answers them with `respond` (default: success, empty
+ * output). A transaction of the `nft -i` session is recorded as a call with args ['-i'] and its
+ * line turned back into the script it came from.
+ */
 class FakeNft implements CommandRunner {
   readonly calls: Call[] = [];
+  readonly sessions: FakeInteractiveNft[] = [];
   constructor(private readonly respond: (call: Call) => Partial<CommandResult> | undefined = () => undefined) {}
 
   async run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
@@ -27,8 +33,24 @@ class FakeNft implements CommandRunner {
     return { exitCode: 0, stdout: '', stderr: '', ...this.respond(call) };
   }
 
+  start(file: string, args: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): RunningCommand {
+    expect([file, ...args]).toEqual(['nft', '-i']);
+    // nft -i would otherwise read and write root's ~/.nft.history with every change set.
+    expect(options.env).toEqual({ HOME: '/dev/null' });
+    const session = new FakeInteractiveNft(1000 + this.sessions.length, (line) => {
+      if (line === '') return {};
+      const call = { args: ['-i'], input: `${line.split('; ').join('\n')}\n` };
+      this.calls.push(call);
+      const answer = { exitCode: 0, stderr: '', ...this.respond(call) };
+      return { stderr: answer.exitCode === 0 ? answer.stderr : answer.stderr || 'Error: failed\n' };
+    });
+    this.sessions.push(session);
+    return session;
+  }
+
+  /** Scripts run by `nft -f -` and transactions run by the session, in order. */
   scripts(): string[] {
-    return this.calls.filter((c) => c.args.join(' ') === '-f -').map((c) => c.input ?? '');
+    return this.calls.filter((c) => ['-f -', '-i'].includes(c.args.join(' '))).map((c) => c.input ?? '');
   }
 }
 
@@ -53,11 +75,10 @@ const webAlias = mapping('TCP', 8081, '192.168.1.10', 80);
 
 describe('NftablesBackend.probe', () => {
   it('names the package when nft cannot be run', async () => {
-    const runner: CommandRunner = {
-      run: async () => {
-        throw Object.assign(new Error('cannot run nft: spawn nft ENOENT'), { code: 'ENOENT' });
-      },
+    const enoent = () => {
+      throw Object.assign(new Error('cannot run nft: spawn nft ENOENT'), { code: 'ENOENT' });
     };
+    const runner: CommandRunner = { run: async () => enoent(), start: enoent };
     await expect(backendWith(runner).probe()).rejects.toThrow(/install the "nftables" package/);
   });
 
@@ -90,12 +111,38 @@ describe('NftablesBackend.probe', () => {
         table: 'inet upnpd',
         wanInterface: 'wan0',
         forward: 'accepted through a jump from chain forward of table inet filter',
+        transactions: 'one long-lived nft -i',
       },
     });
   });
 });
 
 describe('NftablesBackend.apply', () => {
+  it('runs change sets through one long-lived nft -i', async () => {
+    const runner = new FakeNft(() => VERSION);
+    const backend = backendWith(runner);
+    await backend.probe();
+    for (let port = 1; port <= 3; port += 1) await backend.apply({ remove: [], add: [mapping('TCP', port, '192.168.1.10', port)] });
+    expect(runner.sessions).toHaveLength(1);
+    expect(runner.sessions[0]!.transactions()).toHaveLength(1 + 3);
+    expect(runner.calls.filter((c) => c.args.join(' ') === '-f -')).toEqual([]);
+  });
+
+  it('runs each change set with nft -f - where nft -i does not work (an nft built without its CLI)', async () => {
+    const runner = new FakeNft(() => VERSION);
+    runner.start = () => {
+      const nft = new FakeInteractiveNft(1, () => ({}));
+      // What such an nft prints before it exits.
+      nft.stderr.write('nft: interactive CLI not supported in this build\n');
+      nft.kill();
+      return nft;
+    };
+    const backend = backendWith(runner);
+    expect((await backend.probe()).details?.transactions).toBe('one nft -f - per change set (this nft has no interactive mode)');
+    await backend.apply({ remove: [], add: [web] });
+    expect(runner.calls.at(-1)).toEqual({ args: ['-f', '-'], input: expect.stringContaining('add element inet upnpd dnat-any { tcp . 8080 : 192.168.1.10 . 80 }') });
+  });
+
   it('runs one nft transaction per change set, none for an empty one', async () => {
     const runner = new FakeNft();
     const backend = backendWith(runner);

@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import type { CommandExit, RunningCommand } from '../../core/command-runner.js';
+import { BackendError } from '../../core/errors.js';
+
+/** What one transaction printed, and whether nft reported an error. */
+export interface TransactionResult {
+  readonly ok: boolean;
+  /** nft's error output for this transaction (it echoes the offending line and marks the place). */
+  readonly output: string;
+}
+
+export interface NftSessionLimits {
+  /** A transaction whose end nft has not reported by then fails, and the process is killed. */
+  readonly timeoutMs: number;
+  /**
+   * nft's interactive mode keeps every line it has read in its history (libedit's has no limit), so
+   * after this many transactions, or this much input, the process is replaced by a fresh one.
+   */
+  readonly maxTransactions: number;
+  readonly maxInputBytes: number;
+  /**
+   * After this long without a transaction the process ends (an idle gateway keeps no helper, and
+   * nft's cache of the ruleset goes with it); the next change starts a new one, a few ms.
+   */
+  readonly idleMs: number;
+}
+
+export const DEFAULT_SESSION_LIMITS: NftSessionLimits = { timeoutMs: 60_000, maxTransactions: 2000, maxInputBytes: 4 * 1024 * 1024, idleMs: 10_000 };
+
+/** The table no one has: listing it makes nft report, in order on stderr, that everything sent before has run. */
+const MARKER_PREFIX = 'upnpd_sync_';
+/** The line under an echoed command that marks the failing part (`   ^^^^~~~~`), left over from the last marker. */
+const PLACE_MARK_LINE = /^[ \t]*[\^~][\^~ \t]*\n/;
+
+/**
+ * One long-lived `nft -i` that runs transactions, instead of one `nft -f -` process per change:
+ * spawning costs far more than the netlink transaction itself (about 1.6 ms of upnpd's event loop
+ * per spawn, plus nft's start-up), and each spawn leaves garbage that keeps the daemon's heap large.
+ *
+ * nft's interactive mode runs each input line as one transaction (commands joined with `;` commit
+ * or fail together) and prints nothing on success. So after each transaction the session lists a
+ * table that does not exist, with a name unique to that transaction: nft's error for it, on the
+ * same stderr stream and therefore in order, says that the transaction has finished, and whatever
+ * stderr held before it is that transaction's own error output.
+ *
+ * Transactions run one at a time. The process is started on first use, started again after it
+ * dies, replaced after `maxTransactions`, and ended after `idleMs` without work (NftSessionLimits).
+ */
+export class NftSession {
+  private current: NftProcess | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly startNft: () => RunningCommand,
+    private readonly limits: NftSessionLimits = DEFAULT_SESSION_LIMITS,
+  ) {}
+
+  /** Runs a script (commands one per line) as one transaction. Rejects only when nft could not tell the outcome. */
+  run(script: string): Promise<TransactionResult> {
+    const line = transactionLine(script);
+    clearTimeout(this.idleTimer);
+    const result = this.queue.then(() => this.runNow(line));
+    const queued = (this.queue = result.catch(() => undefined));
+    void queued.then(() => this.armIdleTimer(queued));
+    return result;
+  }
+
+  /** Ends the process once queued transactions have run (closing its input, killing it if it lingers). A later `run` starts a new one. */
+  async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
+    await this.queue;
+    await this.retire();
+  }
+
+  /** The pid of the running nft, if one runs (for tests and the benchmark's accounting). */
+  get pid(): number | undefined {
+    return this.current?.command.pid;
+  }
+
+  private async runNow(line: string): Promise<TransactionResult> {
+    if (this.current?.hasExited) this.current = undefined;
+    const nft = (this.current ??= new NftProcess(this.startNft(), randomBytes(4).toString('hex')));
+    try {
+      return await nft.transaction(line, this.limits.timeoutMs);
+    } catch (err) {
+      this.current = undefined;
+      nft.command.kill();
+      throw err;
+    } finally {
+      if (this.current === nft && (nft.transactions >= this.limits.maxTransactions || nft.inputBytes >= this.limits.maxInputBytes)) {
+        await this.retire();
+      }
+    }
+  }
+
+  /** Ends the process `idleMs` after the last queued transaction, unless another is queued meanwhile. */
+  private armIdleTimer(last: Promise<unknown>): void {
+    if (last !== this.queue || !this.current) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (last === this.queue) this.queue = this.queue.then(() => this.retire());
+    }, this.limits.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private async retire(): Promise<void> {
+    const nft = this.current;
+    this.current = undefined;
+    await nft?.end(this.limits.timeoutMs);
+  }
+}
+
+/** One nft process and the stderr it has printed since the last transaction ended. */
+class NftProcess {
+  transactions = 0;
+  inputBytes = 0;
+  private stderr = '';
+  private exit: CommandExit | undefined;
+  private onProgress: (() => void) | undefined;
+
+  constructor(
+    readonly command: RunningCommand,
+    private readonly token: string,
+  ) {
+    command.stderr.setEncoding('utf8');
+    command.stderr.on('data', (chunk: string) => {
+      this.stderr += chunk;
+      this.onProgress?.();
+    });
+    // A write to a process that has died fails with EPIPE; its exit is reported through `exited`.
+    command.stdin.on('error', () => undefined);
+    void command.exited.then((exit) => {
+      this.exit = exit;
+      this.onProgress?.();
+    });
+  }
+
+  get hasExited(): boolean {
+    return this.exit !== undefined;
+  }
+
+  async transaction(line: string, timeoutMs: number): Promise<TransactionResult> {
+    this.transactions += 1;
+    const marker = `${MARKER_PREFIX}${this.token}_${this.transactions}`;
+    const input = `${line}\nlist table ip ${marker}\n`;
+    this.inputBytes += input.length;
+    // nft's error for the marker: its message line ("Error: ...", with a location prefix in some
+    // versions), then the line it failed on. The line marking the place follows and may arrive in
+    // a later chunk; it is dropped from the start of the next transaction's output.
+    const finished = new RegExp(`(?:^|\\n)[^\\n]*Error:[^\\n]*\\nlist table ip ${marker}\\n`);
+    return new Promise<TransactionResult>((resolve, reject) => {
+      const settle = (outcome: () => void) => {
+        clearTimeout(timer);
+        this.onProgress = undefined;
+        outcome();
+      };
+      const check = () => {
+        const found = finished.exec(this.stderr);
+        if (found) {
+          const output = this.stderr.slice(0, found.index + (found[0].startsWith('\n') ? 1 : 0)).replace(PLACE_MARK_LINE, '');
+          this.stderr = this.stderr.slice(found.index + found[0].length);
+          settle(() => resolve({ ok: !/^[^\n]*Error:/m.test(output), output }));
+        } else if (this.exit) {
+          const exit = this.exit;
+          settle(() => reject(new BackendError(`nftables: nft -i ${describeExit(exit)} during a transaction${this.stderr ? `: ${this.stderr.trim()}` : ''}`)));
+        }
+      };
+      const timer = setTimeout(
+        () => settle(() => reject(new BackendError(`nftables: nft did not finish a transaction within ${timeoutMs / 1000} s`))),
+        timeoutMs,
+      );
+      this.onProgress = check;
+      this.command.stdin.write(input);
+      check();
+    });
+  }
+
+  /** Closes nft's input, which ends it; kills it if it has not exited by `timeoutMs`. */
+  async end(timeoutMs: number): Promise<void> {
+    this.command.stdin.end();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), timeoutMs);
+    });
+    if ((await Promise.race([this.command.exited, late])) === 'late') this.command.kill();
+    clearTimeout(timer);
+  }
+}
+
+/** A script of one command per line as one input line: nft -i commits a line's `;`-joined commands together. */
+export function transactionLine(script: string): string {
+  const commands = script.split('\n').filter((command) => command.trim() !== '');
+  const joined = commands.join('; ');
+  if (/[\r\n]/.test(joined)) throw new BackendError('nftables: a transaction cannot hold a line break');
+  return joined;
+}
+
+function describeExit(exit: CommandExit): string {
+  if (exit.error) return `could not be started (${exit.error})`;
+  return exit.signal ? `was killed by ${exit.signal}` : `exited with status ${exit.exitCode}`;
+}
