@@ -1,11 +1,13 @@
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { systemClock, type Clock } from './clock.js';
 import { ExecaCommandRunner, type CommandRunner } from './command-runner.js';
+import { HeapTrimmer } from './heap-trimmer.js';
 import type { BackendKind, ResolvedConfig } from './config/schema.js';
-import { ConfigError, PluginRegistrationError, messageOf } from './errors.js';
+import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from './errors.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
 import { MappingService } from './mapping/service.js';
+import { MappingStateFile, MappingStateWriter } from './mapping/state-file.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { PluginDriver } from './plugins/driver.js';
 import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from './plugins/tokens.js';
@@ -93,6 +95,8 @@ export class Daemon {
     readonly driver: PluginDriver,
     readonly mappings: MappingService,
     readonly frontEnds: readonly FrontEnd[],
+    private readonly stateWriter: MappingStateWriter | undefined,
+    private readonly heapTrimmer: HeapTrimmer,
   ) {}
 
   static async start(givenConfig: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
@@ -117,6 +121,14 @@ export class Daemon {
     container.register(MAPPINGS, { useValue: mappings });
 
     await driver.provision();
+    let stateWriter: MappingStateWriter | undefined;
+    try {
+      stateWriter = config.stateDir ? await restoreMappings(config, config.stateDir, mappings, logger) : undefined;
+    } catch (err) {
+      await mappings.close();
+      await driver.cleanup();
+      throw err;
+    }
     const frontEnds: FrontEnd[] = [
       new UpnpIgdFrontEnd({
         config,
@@ -128,13 +140,14 @@ export class Daemon {
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       }),
     ];
-    const daemon = new Daemon(config, logger, driver, mappings, frontEnds);
+    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, stateWriter, new HeapTrimmer(clock, logger));
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
       await daemon.stop();
       throw err;
     }
+    daemon.heapTrimmer.start();
     logger.info(
       { backend: driver.backendName, plugins: driver.plugins.map((p) => p.name), lan: lan.map((a) => `${a.interface}:${a.address}`), urls: frontEnds.flatMap((f) => f.describe?.() ?? []) },
       `upnpd running: backend ${driver.backendName}${config.dryRun ? ' (dry-run: no firewall is changed)' : ''}; ` +
@@ -146,9 +159,12 @@ export class Daemon {
   /** Stops answering, removes the rules (unless configured to keep them), cleans up plugins. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.heapTrimmer.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }
+      // Saved before the rules go: the mappings are reinstalled at the next start.
+      await this.stateWriter?.flush();
       if (!this.config.keepRulesOnShutdown) {
         const removed = await this.mappings.removeAll().catch((err) => {
           this.logger.error({ err }, `removing the mappings at shutdown failed: ${messageOf(err)}`);
@@ -185,6 +201,41 @@ export class Daemon {
     }
     return needRestart;
   }
+}
+
+/**
+ * With a state directory: reinstalls the mappings saved there (leases that ended meanwhile are
+ * dropped), then keeps the file in step with the table. A directory that cannot be created or a
+ * file that cannot be read stops the start with a config error; a file that is not a mappings
+ * file is set aside (MappingStateFile.load).
+ */
+async function restoreMappings(config: ResolvedConfig, stateDir: string, mappings: MappingService, logger: Logger): Promise<MappingStateWriter> {
+  const file = new MappingStateFile(stateDir, logger);
+  let loaded;
+  try {
+    await file.prepare();
+    loaded = await file.load();
+  } catch (err) {
+    throw new ConfigError(`${config.source}: stateDir: cannot use "${stateDir}": ${messageOf(err)}`);
+  }
+  if (loaded.mappings.length > 0) {
+    let outcome;
+    try {
+      outcome = await mappings.restore(loaded.mappings);
+    } catch (err) {
+      throw new UpnpdError('UPNPD_ERR_RESTORE', `could not reinstall the ${loaded.mappings.length} mapping(s) saved in ${file.path} (the file is kept): ${messageOf(err)}`, { cause: err });
+    }
+    logger.info(
+      { file: file.path, ...outcome, expired: loaded.expired, invalid: loaded.invalid },
+      `restored ${outcome.restored} mapping(s) from ${file.path}` +
+        (outcome.refused || loaded.expired || loaded.invalid ? ` (${[`${loaded.expired} expired while upnpd was stopped`, `${outcome.refused} refused by policy`, `${loaded.invalid} invalid`].join(', ')})` : ''),
+    );
+  } else if (loaded.expired || loaded.invalid) {
+    logger.info({ file: file.path, expired: loaded.expired, invalid: loaded.invalid }, `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`);
+  }
+  const writer = new MappingStateWriter(file, () => ({ mappings: [...mappings.values()], remainingMs: (m) => mappings.leaseLeftMs(m) }), logger);
+  mappings.onChange(() => writer.changed());
+  return writer;
 }
 
 function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {

@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
 import { ADMIN_FORWARD, adminFirewallScript, removeTableIfPresent } from './gateway-firewall.js';
-import type { DaemonUnderTest, GatewaySetup } from './types.js';
+import { silentLogger } from '../../core/logger.js';
+import { MappingStateFile } from '../../core/mapping/state-file.js';
+import type { PortMapping } from '../../core/mapping/types.js';
+import { BENCH_DESCRIPTION, BENCH_LEASE_SECONDS } from '../load/protocol.js';
+import type { DaemonUnderTest, GatewaySetup, PersistedMappings } from './types.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
@@ -20,10 +24,7 @@ const STOP_GRACE_MS = 30_000;
  */
 export const upnpd: DaemonUnderTest = {
   name: 'upnpd',
-  persistence: {
-    supported: false,
-    reason: 'upnpd keeps mappings in memory only: --state-dir is accepted, but nothing is stored there yet',
-  },
+  persistence: { supported: true },
 
   async version() {
     const { version } = JSON.parse(readFileSync(new URL('package.json', `file://${REPO_ROOT}`), 'utf8')) as { version: string };
@@ -34,13 +35,14 @@ export const upnpd: DaemonUnderTest = {
   },
 
   async start(gateway: GatewaySetup, persisted) {
-    if (persisted) throw new Error(`upnpd cannot start with persisted mappings: ${upnpd.persistence.supported ? '' : upnpd.persistence.reason}`);
     const { testbed, httpPort } = gateway;
     const dir = join(gateway.workDir, 'upnpd');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const configFile = join(dir, 'upnpd.config.mjs');
     writeFileSync(configFile, upnpdConfig());
+    const stateDir = join(dir, 'state');
+    if (persisted) await writeStateFile(stateDir, persisted);
     await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
     await testbed.gateway.exec('nft', ['-f', '-'], { input: adminFirewallScript({ lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface }) });
 
@@ -61,6 +63,8 @@ export const upnpd: DaemonUnderTest = {
         String(httpPort),
         '--log-level',
         'warn',
+        '--state-dir',
+        stateDir,
       ],
       { cwd: dir },
     );
@@ -85,6 +89,26 @@ export const upnpd: DaemonUnderTest = {
     };
   },
 };
+
+/** `mappings.json` as upnpd saves it (written by upnpd's own MappingStateFile), holding the persisted mappings. */
+async function writeStateFile(stateDir: string, persisted: PersistedMappings): Promise<void> {
+  const file = new MappingStateFile(stateDir, silentLogger);
+  await file.prepare();
+  const createdBy = { address: persisted.client, via: 'upnp-igd:2' };
+  const mappings: PortMapping[] = Array.from({ length: persisted.count }, (_, i) => ({
+    remoteHost: '',
+    externalPort: persisted.firstPort + i,
+    protocol: 'TCP',
+    internalClient: persisted.client,
+    internalPort: persisted.firstPort + i,
+    enabled: true,
+    description: BENCH_DESCRIPTION,
+    leaseSeconds: BENCH_LEASE_SECONDS,
+    expiresAt: 0,
+    createdBy,
+  }));
+  await file.save(mappings, () => BENCH_LEASE_SECONDS * 1000);
+}
 
 /** The config file: only what the command line cannot say. */
 function upnpdConfig(): string {

@@ -54,7 +54,7 @@ export const configSchema = z
     dryRun: z.boolean().default(false),
     /** HTTP port for descriptions, control and events (0: any free port). */
     httpPort: z.number().int().min(0).max(65535).default(0),
-    /** Reserved for state kept across restarts (mappings, BOOTID); nothing is stored there yet. */
+    /** Where the mappings are kept across restarts (`mappings.json`); without it they live in memory only. */
     stateDir: z.string().min(1).optional(),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** A client may map only to itself and delete only its own mappings. */

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { PluginDriver } from '../plugins/driver.js';
 import type { MappedEvent, MappingView, PolicyContext, UnmappedEvent } from '../plugins/types.js';
 import { ExpiryQueue } from './expiry-queue.js';
+import type { RestoredMapping } from './state-file.js';
 import { MappingDraft, MappingTable } from './table.js';
 import { isEmptyChangeSet, keyString, ruleOf, type MappingKey, type MappingRequest, type PortMapping, type Requester, type RuleSpec } from './types.js';
 
@@ -107,6 +108,11 @@ export class MappingService implements MappingView {
     return () => this.changeListeners.delete(listener);
   }
 
+  /** Milliseconds left on a lease, null for a permanent one (what the state file keeps). */
+  leaseLeftMs(mapping: PortMapping): number | null {
+    return mapping.expiresAt === null ? null : Math.max(0, mapping.expiresAt - this.clock.now());
+  }
+
   /** Seconds left on a lease, 0 for a permanent one (as UPnP reports it). */
   remainingSeconds(mapping: PortMapping): number {
     if (mapping.expiresAt === null) return 0;
@@ -152,6 +158,36 @@ export class MappingService implements MappingView {
         }
       }
       throw new UpnpError(UpnpErrorCode.NoPortMapsAvailable);
+    });
+  }
+
+  /**
+   * Reinstalls mappings kept across a restart, all in one transaction. Each is asked of the
+   * policies again, as if its creator renewed it: one that a policy now refuses (added to the
+   * config since) is dropped and counted. Leases keep the time they had left, cut to the lease
+   * policy's maximum.
+   */
+  restore(mappings: readonly RestoredMapping[]): Promise<{ restored: number; refused: number }> {
+    return this.enqueue(async (draft) => {
+      const notifications: Notification[] = [];
+      let refused = 0;
+      for (const { remainingMs, createdBy, ...request } of mappings) {
+        const savepoint = draft.savepoint();
+        try {
+          const adjusted = await this.driver.hookSeq('beforeMap', request, this.policyContext(draft, createdBy, draft.get(request)));
+          const existing = draft.get(adjusted);
+          if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
+          const mapping: PortMapping = { ...adjusted, expiresAt: this.restoredExpiry(remainingMs), createdBy };
+          draft.put(mapping);
+          notifications.push({ hook: 'onMapped', event: { mapping, previous: undefined, requester: createdBy, restored: true } });
+        } catch (err) {
+          draft.rollbackTo(savepoint);
+          if (!isUpnpRefusal(err)) throw err;
+          refused += 1;
+          this.logger.warn({ mapping: keyString(request), internalClient: request.internalClient }, `not restoring ${keyString(request)}: ${messageOf(err)}`);
+        }
+      }
+      return { result: { restored: notifications.length, refused }, notifications };
     });
   }
 
@@ -249,6 +285,11 @@ export class MappingService implements MappingView {
     if (leaseSeconds === 0 && this.lease.allowPermanent) return null;
     const seconds = leaseSeconds === 0 ? this.lease.defaultSeconds : Math.min(leaseSeconds, this.lease.maxSeconds);
     return this.clock.now() + seconds * 1000;
+  }
+
+  private restoredExpiry(remainingMs: number | null): number | null {
+    if (remainingMs === null) return this.expiryFor(0);
+    return this.clock.now() + Math.min(remainingMs, this.lease.maxSeconds * 1000);
   }
 
   private policyContext(draft: MappingDraft, requester: Requester, existing: PortMapping | undefined): PolicyContext {

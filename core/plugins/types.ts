@@ -31,6 +31,8 @@ export interface MappedEvent {
   /** The mapping this one replaced (same key), if any. */
   readonly previous: PortMapping | undefined;
   readonly requester: Requester;
+  /** Reinstalled at start from the state directory (`requester` is then who created it). */
+  readonly restored?: boolean;
 }
 
 export type UnmapReason = 'deleted' | 'expired' | 'shutdown';

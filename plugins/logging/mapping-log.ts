@@ -3,7 +3,7 @@ import type { MappedEvent, UnmappedEvent } from '../../core/plugins/types.js';
 import { SERVICE_ID } from '../../core/upnp/identity.js';
 
 /** What happened to a mapping. */
-export type MappingChange = 'added' | 'renewed' | 'replaced' | 'deleted' | 'expired' | 'removed';
+export type MappingChange = 'added' | 'renewed' | 'replaced' | 'restored' | 'deleted' | 'expired' | 'removed';
 
 /** One mapping change as a log record: structured fields and a readable message saying the same. */
 export interface MappingLogEntry {
@@ -15,10 +15,16 @@ export interface MappingLogEntry {
  * An added mapping. `leaseSeconds` is the lease granted (0 = permanent), which policies and the
  * lease limits may have changed from what the client asked for. A mapping that replaced one with
  * the same target is a renewal (how every client keeps its mappings); with another target, a
- * replacement.
+ * replacement. One reinstalled from the state directory at start is a restore.
  */
 export function describeMapped(event: MappedEvent, leaseSeconds: number): MappingLogEntry {
   const { mapping, previous, requester } = event;
+  if (event.restored) {
+    return {
+      fields: { ...mappingFields(mapping, 'restored'), lease: leaseSeconds, ...requesterFields(requester) },
+      message: `RestorePortMap: ${target(mapping)} Lease:${leaseSeconds === 0 ? 'permanent' : leaseSeconds} (mapped ${by(requester)})`,
+    };
+  }
   const change: MappingChange = !previous ? 'added' : sameRule(previous, mapping) ? 'renewed' : 'replaced';
   const qualifier =
     change === 'renewed' ? ' (renewed)' : change === 'replaced' ? ` (replaced Int:${previous!.internalClient}:${previous!.internalPort})` : '';

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -49,6 +50,22 @@ function upnpd(args: string[], cwd = REPO): Run {
   };
 }
 
+/** Calls a WANIPConnection action of the daemon whose description is at `descriptionUrl`; returns the response body. */
+async function soap(descriptionUrl: string, action: string, args: Record<string, string | number> = {}): Promise<string> {
+  const description = await (await fetch(descriptionUrl)).text();
+  const controlPath = description.match(/WANIPConnection:\d<\/serviceType>[\s\S]*?<controlURL>([^<]+)<\/controlURL>/)![1]!;
+  const serviceType = description.match(/urn:schemas-upnp-org:service:WANIPConnection:\d/)![0];
+  const body = Object.entries(args).map(([name, value]) => `<${name}>${value}</${name}>`).join('');
+  const response = await fetch(new URL(controlPath, descriptionUrl), {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/xml; charset="utf-8"', SOAPACTION: `"${serviceType}#${action}"` },
+    body: `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:${action} xmlns:u="${serviceType}">${body}</u:${action}></s:Body></s:Envelope>`,
+  });
+  return response.text();
+}
+
+const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/;
+
 describe('the upnpd command', () => {
   it('starts in dry-run on loopback, prints the description URL, and stops cleanly on SIGTERM', async () => {
     const run = upnpd(['--dry-run', '--log-level', 'info']);
@@ -77,6 +94,59 @@ describe('the upnpd command', () => {
     } finally {
       run.signal('SIGTERM');
       await run.exited;
+    }
+  });
+
+  it('with --state-dir keeps the mappings across a restart: saved at shutdown, reinstalled at start with the lease time left', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    try {
+      const first = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir]);
+      const url = await first.waitFor(DESCRIPTION_URL);
+      const added = await soap(url, 'AddPortMapping', {
+        NewRemoteHost: '',
+        NewExternalPort: 18080,
+        NewProtocol: 'TCP',
+        NewInternalPort: 8080,
+        NewInternalClient: '127.0.0.1',
+        NewEnabled: 1,
+        NewPortMappingDescription: 'kept',
+        NewLeaseDuration: 3600,
+      });
+      expect(added).toContain('AddPortMappingResponse');
+      first.signal('SIGTERM');
+      expect(await first.exited).toBe(0);
+      const saved = JSON.parse(await readFile(join(stateDir, 'mappings.json'), 'utf8'));
+      expect(saved.mappings).toEqual([expect.objectContaining({ externalPort: 18080, internalClient: '127.0.0.1', internalPort: 8080, description: 'kept' })]);
+
+      const second = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir]);
+      try {
+        const again = await second.waitFor(DESCRIPTION_URL);
+        expect(second.output()).toMatch(/restored 1 mapping\(s\) from .*mappings\.json/);
+        // The dry-run backend shows the restored mapping's rule being installed again.
+        expect(second.output()).toMatch(/RestorePortMap: Proto:TCP ExtPort:18080 Int:127\.0\.0\.1:8080/);
+        const entry = await soap(again, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: 18080, NewProtocol: 'TCP' });
+        expect(entry).toContain('<NewPortMappingDescription>kept</NewPortMappingDescription>');
+        const lease = Number(entry.match(/<NewLeaseDuration>(\d+)<\/NewLeaseDuration>/)![1]);
+        expect(lease).toBeGreaterThan(3500);
+        expect(lease).toBeLessThanOrEqual(3600);
+      } finally {
+        second.signal('SIGTERM');
+        await second.exited;
+      }
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits with status 2 naming stateDir when the state directory cannot be created', async () => {
+    const blocker = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    try {
+      await writeFile(join(blocker, 'file'), 'not a directory');
+      const run = upnpd(['--dry-run', '--state-dir', join(blocker, 'file', 'state')]);
+      expect(await run.exited).toBe(2);
+      expect(run.output()).toMatch(/stateDir: cannot use ".*file\/state"/);
+    } finally {
+      await rm(blocker, { recursive: true, force: true });
     }
   });
 

@@ -53,4 +53,15 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
     expect(processGone(pid)).toBe(true);
     expect(await bench.testbed.gateway.exec('nft', ['list', 'tables'])).not.toMatch(/upnpd/);
   });
+
+  it('starts upnpd with persisted mappings: it reports the last one once started, and the WAN host reaches it', async () => {
+    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun };
+    daemon = await upnpd.start(gateway, { count: 50, firstPort: 21000, client: bench.testbed.addresses.lanClient });
+    await generator.run({ kind: 'discover', descriptionUrl: daemon.descriptionUrl, timeoutMs: 20_000, awaitMappingPort: 21049 });
+    expect(await generator.run({ kind: 'listByIndex', maxEntries: 60, maxMs: 10_000 })).toMatchObject({ entries: 50 });
+    const latency = await measureConnectLatency(bench.testbed, { ports: [21049], samples: 2, warmup: 1 });
+    expect(latency.get(21049)).toHaveLength(2);
+    await daemon.stop();
+    daemon = undefined;
+  });
 });

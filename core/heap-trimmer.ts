@@ -1,0 +1,101 @@
+import { getHeapStatistics } from 'node:v8';
+import type { Clock } from './clock.js';
+import type { Logger } from './logger.js';
+
+export interface HeapTrimmerOptions {
+  /** How often the heap size is looked at. */
+  readonly intervalMs: number;
+  /** Growth over the size after the last collection that is worth a collection once it stops. */
+  readonly growthBytes: number;
+}
+
+export const DEFAULT_HEAP_TRIMMING: HeapTrimmerOptions = { intervalMs: 5_000, growthBytes: 16 * 1024 * 1024 };
+
+/**
+ * Gives a burst's garbage back to the system once the burst is over.
+ *
+ * A burst of requests (thousands of mappings added or listed) grows V8's old space with garbage,
+ * and V8 collects old space only when allocation pushes it to: once the burst stops, nothing does,
+ * and the daemon keeps the garbage's pages (measured: 155 MB resident with 5000 mappings, of which
+ * 20 MB live). So every `intervalMs` this looks at the heap size; when it has grown by at least
+ * `growthBytes` since the last collection and did not grow over the last interval, it collects
+ * (two full collections, about 35 ms with 5000 mappings), after which V8 releases the emptied pages.
+ *
+ * It needs `gc`, which Node exposes with --expose-gc (the `upnpd` command's shebang passes it).
+ * Without it, it does nothing.
+ */
+export class HeapTrimmer {
+  private timer: unknown;
+  private afterLastCollection: number;
+  private lastSize: number;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly collect: (() => void) | undefined = exposedGc(),
+    private readonly heapSize: () => number = () => getHeapStatistics().total_heap_size,
+    private readonly options: HeapTrimmerOptions = DEFAULT_HEAP_TRIMMING,
+  ) {
+    this.afterLastCollection = this.lastSize = heapSize();
+  }
+
+  /** Whether it can collect at all (Node was started with --expose-gc). */
+  get enabled(): boolean {
+    return this.collect !== undefined;
+  }
+
+  start(): void {
+    if (!this.collect) {
+      this.logger.debug('heap trimming off: node runs without --expose-gc (run the upnpd command, whose shebang passes it)');
+      return;
+    }
+    this.schedule();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One look at the heap (the timer calls this). Returns whether it collected. */
+  check(): boolean {
+    const size = this.heapSize();
+    const settled = size <= this.lastSize;
+    this.lastSize = size;
+    if (!this.collect || !settled || size - this.afterLastCollection < this.options.growthBytes) return false;
+    const started = this.clock.now();
+    this.collect();
+    const after = this.heapSize();
+    this.logger.debug(
+      { heapBefore: size, heapAfter: after, ms: Math.round(this.clock.now() - started) },
+      `heap trimmed after a burst: ${mb(size)} → ${mb(after)} MB`,
+    );
+    this.afterLastCollection = this.lastSize = after;
+    return true;
+  }
+
+  private schedule(): void {
+    this.timer = this.clock.setTimer(() => {
+      this.check();
+      this.schedule();
+    }, this.options.intervalMs);
+  }
+}
+
+/**
+ * Two full collections: the first one's compaction empties fragmented pages that only the second
+ * one gives back (measured with 5000 mappings after a burst: 113.6 MB resident after one, 88.8
+ * after two).
+ */
+function exposedGc(): (() => void) | undefined {
+  const gc = (globalThis as { gc?: unknown }).gc;
+  if (typeof gc !== 'function') return undefined;
+  return () => {
+    gc();
+    gc();
+  };
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1);
+}

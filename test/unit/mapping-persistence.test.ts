@@ -1,0 +1,240 @@
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
+import { silentLogger, type Logger } from '../../core/logger.js';
+import { MappingStateFile, MappingStateWriter, type RestoredMapping } from '../../core/mapping/state-file.js';
+import type { MappedEvent, Plugin } from '../../core/plugins/types.js';
+import type { PortMapping } from '../../core/mapping/types.js';
+import { DEFAULT_LEASE, makeMappings, settle } from '../support/fakes.js';
+
+const WALL_NOW = Date.parse('2026-11-24T12:00:00Z');
+const HOUR_MS = 3_600_000;
+const client = { address: '192.168.1.10', via: 'upnp-igd:2' };
+
+function mapping(externalPort: number, expiresAt: number | null, overrides: Partial<PortMapping> = {}): PortMapping {
+  return {
+    remoteHost: '',
+    externalPort,
+    protocol: 'TCP',
+    internalClient: '192.168.1.10',
+    internalPort: externalPort,
+    enabled: true,
+    description: `game ${externalPort}`,
+    leaseSeconds: 3600,
+    expiresAt,
+    createdBy: client,
+    ...overrides,
+  };
+}
+
+function restored(externalPort: number, remainingMs: number | null, overrides: Partial<RestoredMapping> = {}): RestoredMapping {
+  const { expiresAt: _unused, ...request } = mapping(externalPort, null);
+  return { ...request, remainingMs, ...overrides };
+}
+
+/** A logger that keeps what it was told, by level. */
+function recordingLogger(): Logger & { lines: Array<{ level: string; message: string }> } {
+  const lines: Array<{ level: string; message: string }> = [];
+  const log = (level: string) => (a: unknown, b?: string) => lines.push({ level, message: typeof a === 'string' ? a : (b ?? '') });
+  const logger = { ...silentLogger, lines, info: log('info'), warn: log('warn'), error: log('error') } as unknown as Logger & { lines: typeof lines };
+  return logger;
+}
+
+describe('MappingStateFile', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = join(mkdtempSync(join(tmpdir(), 'upnpd-state-')), 'state');
+  });
+  afterEach(() => {
+    rmSync(join(dir, '..'), { recursive: true, force: true });
+  });
+
+  it('creates its directory for root alone, and reads a missing file as no mappings', async () => {
+    const file = new MappingStateFile(dir, silentLogger, () => WALL_NOW);
+    await file.prepare();
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(await file.load()).toEqual({ mappings: [], expired: 0, invalid: 0 });
+  });
+
+  it('keeps each lease as the wall-clock time it ends, and gives back the time left when read later', async () => {
+    let wall = WALL_NOW;
+    const file = new MappingStateFile(dir, silentLogger, () => wall);
+    await file.prepare();
+    const monotonicNow = 5_000;
+    const leaseLeft = (m: PortMapping) => (m.expiresAt === null ? null : m.expiresAt - monotonicNow);
+    await file.save([mapping(8080, monotonicNow + HOUR_MS), mapping(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })], leaseLeft);
+    expect(statSync(file.path).mode & 0o777).toBe(0o600);
+
+    wall += 10 * 60_000; // upnpd was down for ten minutes
+    const loaded = await file.load();
+    expect(loaded).toEqual({ mappings: [restored(8080, 50 * 60_000), restored(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })], expired: 0, invalid: 0 });
+  });
+
+  it('drops leases that ended while upnpd was stopped', async () => {
+    let wall = WALL_NOW;
+    const file = new MappingStateFile(dir, silentLogger, () => wall);
+    await file.prepare();
+    await file.save([mapping(1, 60_000), mapping(2, 2 * HOUR_MS), mapping(3, null)], (m) => m.expiresAt);
+    wall += HOUR_MS;
+    const loaded = await file.load();
+    expect(loaded.mappings.map((m) => m.externalPort)).toEqual([2, 3]);
+    expect(loaded.expired).toBe(1);
+  });
+
+  it('skips entries that are not valid mappings, naming each, and keeps the rest', async () => {
+    const logger = recordingLogger();
+    const file = new MappingStateFile(dir, logger, () => WALL_NOW);
+    await file.prepare();
+    await file.save([mapping(8080, null)], () => null);
+    const state = JSON.parse(readFileSync(file.path, 'utf8'));
+    state.mappings.push({ ...state.mappings[0], externalPort: 70000 }, { ...state.mappings[0], internalClient: 'evil; rm -rf /' }, 'junk');
+    writeFileSync(file.path, JSON.stringify(state));
+    const loaded = await file.load();
+    expect(loaded.mappings.map((m) => m.externalPort)).toEqual([8080]);
+    expect(loaded.invalid).toBe(3);
+    expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
+      expect.stringMatching(/mappings\.json: mappings\[1\] skipped: .*externalPort/),
+      expect.stringMatching(/mappings\[2\] skipped: .*internalClient/),
+      expect.stringMatching(/mappings\[3\] skipped/),
+    ]);
+  });
+
+  it('sets aside a file it cannot parse, says where, and starts empty', async () => {
+    const logger = recordingLogger();
+    const file = new MappingStateFile(dir, logger, () => WALL_NOW);
+    await file.prepare();
+    writeFileSync(file.path, '{"version": 1, "mappings": [');
+    expect(await file.load()).toEqual({ mappings: [], expired: 0, invalid: 0 });
+    expect(readdirSync(dir)).toEqual(['mappings.json.unreadable-2026-11-24T12-00-00-000Z']);
+    expect(logger.lines).toEqual([{ level: 'error', message: expect.stringMatching(/mappings\.json is not a mappings file upnpd can read .*moved it to .*unreadable-2026/) }]);
+  });
+
+  it('sets aside a file of a format version it does not know', async () => {
+    const file = new MappingStateFile(dir, recordingLogger(), () => WALL_NOW);
+    await file.prepare();
+    writeFileSync(file.path, JSON.stringify({ version: 2, savedAt: '', mappings: [] }));
+    expect((await file.load()).mappings).toEqual([]);
+    expect(readdirSync(dir)).toHaveLength(1);
+  });
+});
+
+describe('MappingStateWriter', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const savedPorts = (file: MappingStateFile) => JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort);
+
+  it('saves once for a burst of changes, after the delay', async () => {
+    const file = new MappingStateFile(dir, silentLogger);
+    let saves = 0;
+    const table = [mapping(1, null)];
+    const writer = new MappingStateWriter(
+      file,
+      () => {
+        saves += 1;
+        return { mappings: [...table], remainingMs: () => null };
+      },
+      silentLogger,
+      20,
+    );
+    for (let port = 2; port <= 50; port += 1) {
+      table.push(mapping(port, null));
+      writer.changed();
+    }
+    expect(saves).toBe(0);
+    await expect.poll(() => saves, { timeout: 2_000 }).toBe(1);
+    await writer.flush();
+    expect(saves).toBe(1); // nothing changed since
+    expect(savedPorts(file)).toHaveLength(50);
+  });
+
+  it('flush saves what changed at once, and nothing after it (the table is emptied at shutdown)', async () => {
+    const file = new MappingStateFile(dir, silentLogger);
+    const table = [mapping(1, null), mapping(2, null)];
+    const writer = new MappingStateWriter(file, () => ({ mappings: [...table], remainingMs: () => null }), silentLogger, 60_000);
+    writer.changed();
+    await writer.flush();
+    expect(savedPorts(file)).toEqual([1, 2]);
+    table.length = 0;
+    writer.changed();
+    await writer.flush();
+    expect(savedPorts(file)).toEqual([1, 2]);
+  });
+
+  it('logs a failed save and saves again with the next change', async () => {
+    const logger = recordingLogger();
+    const stateDir = join(dir, 'state');
+    writeFileSync(stateDir, 'a file where the directory should be'); // every write fails, root's too
+    const file = new MappingStateFile(stateDir, logger);
+    const writer = new MappingStateWriter(file, () => ({ mappings: [mapping(1, null)], remainingMs: () => null }), logger, 1);
+    writer.changed();
+    await expect.poll(() => logger.lines.filter((l) => l.level === 'error').length, { timeout: 2_000 }).toBe(1);
+    expect(logger.lines[0]!.message).toMatch(/could not save the mappings to .*state\/mappings\.json/);
+
+    rmSync(stateDir);
+    mkdirSync(stateDir);
+    writer.changed();
+    await writer.flush();
+    expect(savedPorts(file)).toEqual([1]);
+  });
+});
+
+describe('MappingService.restore', () => {
+  it('reinstalls the mappings in one transaction, with the lease time they had left', async () => {
+    const { mappings, backend, clock } = makeMappings();
+    const outcome = await mappings.restore([restored(1, 30 * 60_000), restored(2, null), restored(3, 5_000)]);
+    expect(outcome).toEqual({ restored: 3, refused: 0 });
+    expect(backend.applied).toHaveLength(1);
+    expect(backend.applied[0]!.add.map((r) => r.externalPort)).toEqual([1, 2, 3]);
+    expect([...mappings.values()].map((m) => mappings.remainingSeconds(m))).toEqual([1800, 0, 5]);
+    await clock.advance(5_000);
+    await settle();
+    expect([...mappings.values()].map((m) => m.externalPort)).toEqual([1, 2]);
+  });
+
+  it('cuts a restored lease to the lease policy’s maximum, and gives a permanent one the default where permanent leases are off', async () => {
+    const { mappings } = makeMappings({ lease: { ...DEFAULT_LEASE, maxSeconds: 600, allowPermanent: false, defaultSeconds: 120 } });
+    await mappings.restore([restored(1, 24 * HOUR_MS), restored(2, null)]);
+    expect([...mappings.values()].map((m) => mappings.remainingSeconds(m))).toEqual([600, 120]);
+  });
+
+  it('asks the policies again, as the mapping’s creator, and drops what they now refuse', async () => {
+    const asked: string[] = [];
+    const noLowPorts: Plugin = {
+      name: 'no-low-ports',
+      hooks: {
+        beforeMap: (request, context) => {
+          asked.push(`${request.externalPort} by ${context.requester.address}`);
+          if (request.externalPort < 1024) throw new UpnpError(UpnpErrorCode.NotAuthorized, 'ports below 1024 are not mapped');
+          return request;
+        },
+      },
+    };
+    const { mappings, backend } = makeMappings({ plugins: [noLowPorts] });
+    expect(await mappings.restore([restored(80, null), restored(8080, null)])).toEqual({ restored: 1, refused: 1 });
+    expect(asked).toEqual(['80 by 192.168.1.10', '8080 by 192.168.1.10']);
+    expect(backend.applied[0]!.add.map((r) => r.externalPort)).toEqual([8080]);
+  });
+
+  it('tells the plugins each mapping was restored', async () => {
+    const events: MappedEvent[] = [];
+    const { mappings } = makeMappings({ plugins: [{ name: 'watch', hooks: { onMapped: (e) => void events.push(e) } }] });
+    await mappings.restore([restored(8080, null)]);
+    await settle();
+    expect(events).toEqual([expect.objectContaining({ restored: true, previous: undefined, requester: client, mapping: expect.objectContaining({ externalPort: 8080 }) })]);
+  });
+
+  it('fails whole, leaving the table empty, when the backend refuses the transaction', async () => {
+    const { mappings, backend } = makeMappings();
+    backend.failNext = 2; // the transaction, and its retry after the repair pass
+    await expect(mappings.restore([restored(1, null), restored(2, null)])).rejects.toThrow(/could not apply/);
+    expect(mappings.size).toBe(0);
+  });
+});
