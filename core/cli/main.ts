@@ -114,7 +114,49 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const { logger, output } = createRootLogger({ level: config.logLevel });
-  let daemon: Daemon;
+  // Signals are handled from before the start: the HTTP server answers (and a supervisor may send
+  // SIGTERM) while the start is still finishing (SSDP announcements), and Node's default for
+  // SIGTERM would leave the rules installed. A stop asked for during the start runs after it.
+  let daemon: Daemon | undefined;
+  let stopAsked: ((daemon: Daemon) => void) | undefined;
+  let stopping = false;
+  let resolveExit!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (resolveExit = resolve));
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn(`${signal} again: exiting without finishing the cleanup`);
+      resolveExit(EXIT_FAILURE);
+      return;
+    }
+    stopping = true;
+    logger.info(`${signal}: shutting down${daemon ? '' : ' once the start has finished'}`);
+    const run = (running: Daemon) =>
+      running.stop().then(
+        () => resolveExit(EXIT_OK),
+        (err) => {
+          logger.error({ err }, `shutdown failed: ${messageOf(err)}`);
+          resolveExit(EXIT_FAILURE);
+        },
+      );
+    if (daemon) void run(daemon);
+    else stopAsked = run;
+  };
+  // SIGHUP's default would end the process too; a reload waits for a running daemon.
+  const reload = () => {
+    if (!daemon) {
+      logger.warn('SIGHUP during the start: ignored (the configuration has just been read)');
+      return;
+    }
+    const running = daemon;
+    loadConfig(commandLine.load).then(
+      (next) => running.reload(next),
+      (err) => logger.error({ err }, `SIGHUP: configuration not reloaded, keeping the running one: ${messageOf(err)}`),
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', reload);
+
   try {
     daemon = await Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) });
   } catch (err) {
@@ -123,36 +165,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     await output.flush();
     return usage ? EXIT_USAGE : EXIT_FAILURE;
+  } finally {
+    if (!daemon) for (const [signal, handler] of [['SIGTERM', stop], ['SIGINT', stop], ['SIGHUP', reload]] as const) process.off(signal, handler);
   }
+  stopAsked?.(daemon);
 
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, `unhandled rejection: ${messageOf(reason)}`));
-  const exitCode = await new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn(`${signal} again: exiting without finishing the cleanup`);
-        resolve(EXIT_FAILURE);
-        return;
-      }
-      stopping = true;
-      logger.info(`${signal}: shutting down`);
-      daemon.stop().then(
-        () => resolve(EXIT_OK),
-        (err) => {
-          logger.error({ err }, `shutdown failed: ${messageOf(err)}`);
-          resolve(EXIT_FAILURE);
-        },
-      );
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    process.on('SIGHUP', () => {
-      loadConfig(commandLine.load).then(
-        (next) => daemon.reload(next),
-        (err) => logger.error({ err }, `SIGHUP: configuration not reloaded, keeping the running one: ${messageOf(err)}`),
-      );
-    });
-  });
+  const exitCode = await exited;
   await output.flush();
   return exitCode;
 }

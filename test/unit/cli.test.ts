@@ -4,6 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../core/logger.js';
+import { MappingStateFile } from '../../core/mapping/state-file.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -133,6 +135,27 @@ describe('the upnpd command', () => {
         second.signal('SIGTERM');
         await second.exited;
       }
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops cleanly on a SIGTERM that arrives while it is still starting (reinstalling 3000 mappings)', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    try {
+      const file = new MappingStateFile(stateDir, silentLogger);
+      const createdBy = { address: '127.0.0.1', via: 'upnp-igd:2' };
+      const saved = Array.from({ length: 3000 }, (_, i) => ({
+        ...{ remoteHost: '', externalPort: 20_000 + i, protocol: 'TCP' as const, internalClient: '127.0.0.1', internalPort: 20_000 + i },
+        ...{ enabled: true, description: 'kept', leaseSeconds: 3600, expiresAt: 0, createdBy },
+      }));
+      await file.save(saved, () => 3_600_000);
+      const run = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir]);
+      await run.waitFor(/dry-run: no WAN interface given/); // logged as the start begins
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+      expect(run.output()).toMatch(/SIGTERM: shutting down once the start has finished/);
+      expect(run.output()).toMatch(/restored 3000 mapping\(s\)[\s\S]*removed 3000 mapping\(s\) at shutdown[\s\S]*upnpd stopped/);
     } finally {
       await rm(stateDir, { recursive: true, force: true });
     }
