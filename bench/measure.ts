@@ -98,10 +98,13 @@ async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): P
     sample.connectRatio = sample.connectLast / sample.connectFirst;
     log(`TCP connect via port ${firstPort}: ${sample.connectFirst.toFixed(0)} µs, via port ${lastPort}: ${sample.connectLast.toFixed(0)} µs`);
 
+    const cpuBefore = cpuSeconds(running.pid);
     const byIndex = await generator.run({ kind: 'listByIndex', maxEntries: n + 1, maxMs: profile.phaseMaxMs });
     if (byIndex.entries !== n) throw new Error(`GetGenericPortMappingEntry listed ${byIndex.entries} mappings, expected ${n}`);
     sample.listByIndex = byIndex.elapsedMs / 1000;
-    log(`list ${n} with GetGenericPortMappingEntry: ${sample.listByIndex.toFixed(2)} s`);
+    // The n entries and the fault that ends the listing.
+    sample.listCpu = ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (n + 1);
+    log(`list ${n} with GetGenericPortMappingEntry: ${sample.listByIndex.toFixed(2)} s, ${sample.listCpu.toFixed(0)} µs CPU each`);
 
     // After the work on the table and before the phase miniupnpd may not survive; measured after a
     // quiet period, so that it counts what the daemon holds rather than the garbage of the last burst.

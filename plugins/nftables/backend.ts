@@ -18,18 +18,12 @@ import {
   type AdminTableState,
   type NftablesSettings,
 } from './rules.js';
-import { NftSession } from './session.js';
+import { NFT_SESSION_ENV, NftSession } from './session.js';
 
 /** `dnat ip to <concatenation> map @m` (NAT with concatenated maps) arrived in nftables 0.9.4. */
 const MIN_VERSION = [0, 9, 4] as const;
 /** Thousands of elements in one transaction take well under a second; this only bounds a hang. */
 const NFT_TIMEOUT_MS = 60_000;
-/**
- * nft's interactive mode reads `$HOME/.nft.history` at start and writes every line it has read
- * there at exit: for upnpd, a file in root's home that grows by each change set, read back by each
- * new session. With HOME a path that cannot be a directory, both fail and nft carries on.
- */
-const NFT_SESSION_ENV = { HOME: '/dev/null' };
 /** Lines of nft's error output quoted in a BackendError (it echoes the offending script lines). */
 const ERROR_LINES = 12;
 

@@ -27,6 +27,14 @@ export interface NftSessionLimits {
 
 export const DEFAULT_SESSION_LIMITS: NftSessionLimits = { timeoutMs: 60_000, maxTransactions: 2000, maxInputBytes: 4 * 1024 * 1024, idleMs: 10_000 };
 
+/**
+ * The environment `nft -i` needs: its interactive mode reads `$HOME/.nft.history` at start and
+ * writes every line it has read there at exit, for upnpd a file in root's home that grows by each
+ * change set and is read back by each new session. With HOME a path that cannot be a directory,
+ * both fail and nft carries on.
+ */
+export const NFT_SESSION_ENV: Readonly<Record<string, string>> = { HOME: '/dev/null' };
+
 /** The table no one has: listing it makes nft report, in order on stderr, that everything sent before has run. */
 const MARKER_PREFIX = 'upnpd_sync_';
 /** The line under an echoed command that marks the failing part (`   ^^^^~~~~`), left over from the last marker. */
@@ -148,7 +156,7 @@ class NftProcess {
     // nft's error for the marker: its message line ("Error: ...", with a location prefix in some
     // versions), then the line it failed on. The line marking the place follows and may arrive in
     // a later chunk; it is dropped from the start of the next transaction's output.
-    const finished = new RegExp(`(?:^|\\n)[^\\n]*Error:[^\\n]*\\nlist table ip ${marker}\\n`);
+    const echo = `\nlist table ip ${marker}\n`;
     return new Promise<TransactionResult>((resolve, reject) => {
       const settle = (outcome: () => void) => {
         clearTimeout(timer);
@@ -156,10 +164,11 @@ class NftProcess {
         outcome();
       };
       const check = () => {
-        const found = finished.exec(this.stderr);
-        if (found) {
-          const output = this.stderr.slice(0, found.index + (found[0].startsWith('\n') ? 1 : 0)).replace(PLACE_MARK_LINE, '');
-          this.stderr = this.stderr.slice(found.index + found[0].length);
+        const at = this.stderr.indexOf(echo);
+        const messageStart = at < 0 ? -1 : this.stderr.lastIndexOf('\n', at - 1) + 1;
+        if (at >= 0 && this.stderr.slice(messageStart, at).includes('Error:')) {
+          const output = this.stderr.slice(0, messageStart).replace(PLACE_MARK_LINE, '');
+          this.stderr = this.stderr.slice(at + echo.length);
           settle(() => resolve({ ok: !/^[^\n]*Error:/m.test(output), output }));
         } else if (this.exit) {
           const exit = this.exit;

@@ -8,7 +8,7 @@ import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { NftablesBackend } from '../../plugins/nftables/backend.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
-import { NftSession, DEFAULT_SESSION_LIMITS } from '../../plugins/nftables/session.js';
+import { DEFAULT_SESSION_LIMITS, NFT_SESSION_ENV, NftSession } from '../../plugins/nftables/session.js';
 import { mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { describeNetns, TestNamespace } from './netns.js';
 
@@ -37,7 +37,7 @@ describeNetns('the nft -i session against a real kernel', ['nft'], () => {
     const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
     return stdout.split('\n').filter(Boolean).map(Number).filter((pid) => commandOf(pid) === 'nft');
   };
-  const sessionIn = (limits = {}) => new NftSession(() => ns.runner().start('nft', ['-i']), { ...DEFAULT_SESSION_LIMITS, ...limits });
+  const sessionIn = (limits = {}) => new NftSession(() => ns.runner().start('nft', ['-i'], { env: NFT_SESSION_ENV }), { ...DEFAULT_SESSION_LIMITS, ...limits });
 
   beforeEach(async () => {
     ns = await TestNamespace.create('nftsess');
