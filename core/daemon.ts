@@ -3,7 +3,7 @@ import { systemClock, type Clock } from './clock.js';
 import { ExecaCommandRunner, type CommandRunner } from './command-runner.js';
 import { HeapTrimmer } from './heap-trimmer.js';
 import type { BackendKind, ResolvedConfig } from './config/schema.js';
-import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from './errors.js';
+import { ConfigError, PluginRegistrationError, messageOf } from './errors.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
 import { MappingService } from './mapping/service.js';
@@ -163,7 +163,9 @@ export class Daemon {
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }
-      // Saved before the rules go: the mappings are reinstalled at the next start.
+      // Saved once the changes already queued have committed, and before the rules go: the
+      // mappings are reinstalled at the next start.
+      await this.mappings.settled();
       await this.stateWriter?.flush();
       if (!this.config.keepRulesOnShutdown) {
         const removed = await this.mappings.removeAll().catch((err) => {
@@ -219,17 +221,22 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
     throw new ConfigError(`${config.source}: stateDir: cannot use "${stateDir}": ${messageOf(err)}`);
   }
   if (loaded.mappings.length > 0) {
-    let outcome;
-    try {
-      outcome = await mappings.restore(loaded.mappings);
-    } catch (err) {
-      throw new UpnpdError('UPNPD_ERR_RESTORE', `could not reinstall the ${loaded.mappings.length} mapping(s) saved in ${file.path} (the file is kept): ${messageOf(err)}`, { cause: err });
-    }
+    const outcome = await mappings.restore(loaded.mappings);
+    const dropped = [
+      loaded.expired && `${loaded.expired} expired while upnpd was stopped`,
+      outcome.refused && `${outcome.refused} refused by policy`,
+      loaded.invalid && `${loaded.invalid} invalid`,
+      outcome.failed && `${outcome.failed} refused by the firewall backend`,
+    ].filter(Boolean);
     logger.info(
       { file: file.path, ...outcome, expired: loaded.expired, invalid: loaded.invalid },
-      `restored ${outcome.restored} mapping(s) from ${file.path}` +
-        (outcome.refused || loaded.expired || loaded.invalid ? ` (${[`${loaded.expired} expired while upnpd was stopped`, `${outcome.refused} refused by policy`, `${loaded.invalid} invalid`].join(', ')})` : ''),
+      `restored ${outcome.restored} mapping(s) from ${file.path}${dropped.length > 0 ? ` (${dropped.join(', ')})` : ''}`,
     );
+    if (outcome.failed > 0) {
+      // The next save leaves them out: keep what was read, for the admin.
+      const copy = await file.keepCopy('restore-failed');
+      logger.error({ file: file.path, copy }, `${outcome.failed} saved mapping(s) could not be reinstalled; the file as it was read is kept as ${copy}`);
+    }
   } else if (loaded.expired || loaded.invalid) {
     logger.info({ file: file.path, expired: loaded.expired, invalid: loaded.invalid }, `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`);
   }

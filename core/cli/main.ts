@@ -158,7 +158,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGHUP', reload);
 
   try {
-    daemon = await Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) });
+    // A second signal during the start gives up on it (the start may wait on the firewall).
+    const started = await Promise.race([
+      Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) }),
+      exited.then((code) => ({ abandoned: code })),
+    ]);
+    if ('abandoned' in started) {
+      await output.flush();
+      return started.abandoned;
+    }
+    daemon = started;
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
     logger.fatal({ err, code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);

@@ -17,6 +17,13 @@ export interface LeasePolicy {
   readonly allowPermanent: boolean;
 }
 
+/** What a restore did: mappings reinstalled, dropped by a policy, and refused by the backend. */
+export interface RestoreOutcome {
+  readonly restored: number;
+  readonly refused: number;
+  readonly failed: number;
+}
+
 export interface AddAnyOptions {
   /** Ports AddAnyPortMapping may pick from, inclusive. */
   readonly portRange: readonly [number, number];
@@ -162,33 +169,52 @@ export class MappingService implements MappingView {
   }
 
   /**
-   * Reinstalls mappings kept across a restart, all in one transaction. Each is asked of the
-   * policies again, as if its creator renewed it: one that a policy now refuses (added to the
-   * config since) is dropped and counted. Leases keep the time they had left, cut to the lease
-   * policy's maximum.
+   * Reinstalls mappings kept across a restart, in one transaction. Each is asked of the policies
+   * again, as if its creator renewed it: one a policy now refuses (added to the config since), or
+   * whose policy check fails, is dropped and counted. Leases keep the time they had left, cut to
+   * the lease policy's maximum. When the backend refuses the transaction (one bad mapping, a busy
+   * firewall at boot), each mapping is tried in a transaction of its own, and those the backend
+   * still refuses are counted as failed: a restore never stops the daemon from starting.
    */
-  restore(mappings: readonly RestoredMapping[]): Promise<{ restored: number; refused: number }> {
-    return this.enqueue(async (draft) => {
-      const notifications: Notification[] = [];
-      let refused = 0;
-      for (const { remainingMs, createdBy, ...request } of mappings) {
-        const savepoint = draft.savepoint();
-        try {
-          const adjusted = await this.driver.hookSeq('beforeMap', request, this.policyContext(draft, createdBy, draft.get(request)));
-          const existing = draft.get(adjusted);
-          if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
-          const mapping: PortMapping = { ...adjusted, expiresAt: this.restoredExpiry(remainingMs), createdBy };
-          draft.put(mapping);
-          notifications.push({ hook: 'onMapped', event: { mapping, previous: undefined, requester: createdBy, restored: true } });
-        } catch (err) {
-          draft.rollbackTo(savepoint);
-          if (!isUpnpRefusal(err)) throw err;
-          refused += 1;
-          this.logger.warn({ mapping: keyString(request), internalClient: request.internalClient }, `not restoring ${keyString(request)}: ${messageOf(err)}`);
-        }
+  async restore(mappings: readonly RestoredMapping[]): Promise<RestoreOutcome> {
+    try {
+      return await this.enqueue((draft) => this.stageRestore(draft, mappings));
+    } catch (err) {
+      if (mappings.length <= 1) {
+        this.logger.error({ err }, `could not restore ${mappings.map(keyString).join(', ')}: ${messageOf(err)}`);
+        return { restored: 0, refused: 0, failed: mappings.length };
       }
-      return { result: { restored: notifications.length, refused }, notifications };
-    });
+      this.logger.warn({ err }, `restoring ${mappings.length} mappings in one transaction failed (${messageOf(err)}); trying each on its own`);
+    }
+    const outcomes = await Promise.all(mappings.map((m) => this.restore([m])));
+    return outcomes.reduce((sum, o) => ({ restored: sum.restored + o.restored, refused: sum.refused + o.refused, failed: sum.failed + o.failed }));
+  }
+
+  private async stageRestore(draft: MappingDraft, mappings: readonly RestoredMapping[]): Promise<Outcome<RestoreOutcome>> {
+    const notifications: Notification[] = [];
+    let refused = 0;
+    for (const { remainingMs, createdBy, ...request } of mappings) {
+      const savepoint = draft.savepoint();
+      try {
+        const adjusted = await this.driver.hookSeq('beforeMap', request, this.policyContext(draft, createdBy, draft.get(request)));
+        const existing = draft.get(adjusted);
+        if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
+        const mapping: PortMapping = { ...adjusted, expiresAt: this.restoredExpiry(remainingMs), createdBy };
+        draft.put(mapping);
+        notifications.push({ hook: 'onMapped', event: { mapping, previous: undefined, requester: createdBy, restored: true } });
+      } catch (err) {
+        draft.rollbackTo(savepoint);
+        refused += 1;
+        const why = isUpnpRefusal(err) ? 'refused by policy' : 'a policy failed';
+        this.logger.warn({ err, mapping: keyString(request), internalClient: request.internalClient }, `not restoring ${keyString(request)} (${why}): ${messageOf(err)}`);
+      }
+    }
+    return { result: { restored: notifications.length, refused, failed: 0 }, notifications };
+  }
+
+  /** Resolves once every change queued so far has committed or failed (at shutdown, before the last save). */
+  async settled(): Promise<void> {
+    while (this.draining || this.queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
   }
 
   /** Deletes the mapping under a key; 714 when there is none. Policies may veto (secure mode). */
@@ -243,7 +269,7 @@ export class MappingService implements MappingView {
     this.closed = true;
     if (this.expiryTimer !== undefined) this.clock.clearTimer(this.expiryTimer);
     this.expiryTimer = undefined;
-    while (this.draining || this.queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
+    await this.settled();
   }
 
   /** Runs the expiry pass now (the timer calls this; tests may too). */

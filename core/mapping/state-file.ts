@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { z } from 'zod';
@@ -40,7 +40,7 @@ const storedMappingSchema = z
     internalClient: z.ipv4(),
     internalPort: z.number().int().min(1).max(65535),
     enabled: z.boolean(),
-    description: z.string().max(1024),
+    description: z.string(),
     leaseSeconds: z.number().int().min(0),
     expiresAtWallMs: z.number().int().nullable(),
     createdBy: z.object({ address: z.string(), via: z.string() }),
@@ -79,20 +79,21 @@ export class MappingStateFile {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { mappings: [], expired: 0, invalid: 0 };
       throw err;
     }
-    let entries: unknown[];
+    let saved: z.output<typeof stateSchema>;
     try {
-      entries = stateSchema.parse(JSON.parse(text)).mappings;
+      saved = stateSchema.parse(JSON.parse(text));
     } catch (err) {
-      const aside = `${this.path}.unreadable-${new Date(this.wallClock()).toISOString().replace(/[:.]/g, '-')}`;
+      const aside = `${this.path}.unreadable-${this.timestamp()}`;
       await rename(this.path, aside);
       this.logger.error({ file: this.path, movedTo: aside }, `${this.path} is not a mappings file upnpd can read (${firstLine(err)}); moved it to ${aside} and starting with no mappings`);
       return { mappings: [], expired: 0, invalid: 0 };
     }
     const now = this.wallClock();
+    const savedAt = Date.parse(saved.savedAt);
     const mappings: RestoredMapping[] = [];
     let expired = 0;
     let invalid = 0;
-    for (const [index, entry] of entries.entries()) {
+    for (const [index, entry] of saved.mappings.entries()) {
       const parsed = storedMappingSchema.safeParse(entry);
       if (!parsed.success) {
         invalid += 1;
@@ -104,9 +105,20 @@ export class MappingStateFile {
         expired += 1;
         continue;
       }
-      mappings.push({ ...stored, remainingMs: expiresAtWallMs === null ? null : expiresAtWallMs - now });
+      mappings.push({ ...stored, remainingMs: expiresAtWallMs === null ? null : leaseLeft(expiresAtWallMs, now, savedAt, stored.leaseSeconds) });
     }
     return { mappings, expired, invalid };
+  }
+
+  /** Copies the file next to itself as `mappings.json.<why>-<time>`; returns the copy's path. */
+  async keepCopy(why: string): Promise<string> {
+    const copy = `${this.path}.${why}-${this.timestamp()}`;
+    await copyFile(this.path, copy);
+    return copy;
+  }
+
+  private timestamp(): string {
+    return new Date(this.wallClock()).toISOString().replace(/[:.]/g, '-');
   }
 
   /** Replaces the file with these mappings; `remainingMs` gives each one's lease left now (null: permanent). */
@@ -131,6 +143,18 @@ export class MappingStateFile {
     const text = `${JSON.stringify({ version: FORMAT_VERSION, savedAt: new Date(now).toISOString(), mappings: stored }, null, 1)}\n`;
     await writeFileAtomic(this.path, text, { mode: 0o600 });
   }
+}
+
+/**
+ * The lease time left at start. The wall clock can be wrong at boot (no real-time clock, NTP not
+ * synced yet): a clock behind the save time would stretch the lease, so it is never longer than
+ * what was left when saved, nor than the lease the client asked for.
+ */
+function leaseLeft(expiresAtWallMs: number, now: number, savedAt: number, leaseSeconds: number): number {
+  const limits = [expiresAtWallMs - now];
+  if (Number.isFinite(savedAt)) limits.push(expiresAtWallMs - savedAt);
+  if (leaseSeconds > 0) limits.push(leaseSeconds * 1000);
+  return Math.min(...limits);
 }
 
 function firstLine(err: unknown): string {
@@ -177,8 +201,8 @@ export class MappingStateWriter {
     this.writing = this.writing.then(async () => {
       if (!this.dirty) return;
       this.dirty = false;
-      const { mappings, remainingMs } = this.snapshot();
       try {
+        const { mappings, remainingMs } = this.snapshot();
         await this.file.save(mappings, remainingMs);
       } catch (err) {
         this.dirty = true;

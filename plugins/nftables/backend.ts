@@ -83,7 +83,15 @@ export class NftablesBackend implements FirewallBackend {
     const what = `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)`;
     if (this.session) {
       this.logger.debug({ script }, `nftables: ${what}`);
-      const result = await this.session.run(script);
+      let result;
+      try {
+        result = await this.session.run(script);
+      } catch (err) {
+        // nft timed out or died: whether the transaction committed is unknown, so what is
+        // installed is read back (the accept set's use counts depend on it).
+        await this.rereadInstalled();
+        throw err;
+      }
       if (!result.ok) throw new BackendError(`nftables: could not ${what}: ${errorText(result.output)}`);
     } else {
       await this.runScript(script, what);
@@ -104,6 +112,16 @@ export class NftablesBackend implements FirewallBackend {
     await this.session?.close();
     await this.runScript(buildShutdownScript(this.options, admin?.leftovers ?? NO_LEFTOVERS), `remove table ${this.tableName()}`);
     this.installed.clear();
+  }
+
+  private async rereadInstalled(): Promise<void> {
+    try {
+      const rules = await this.list();
+      this.installed.clear();
+      for (const rule of rules) this.installed.set(keyString(rule), rule);
+    } catch (err) {
+      this.logger.warn({ err }, `nftables: could not read back the installed mappings: ${messageOf(err)}`);
+    }
   }
 
   /** The pid of the `nft -i` that runs change sets, while one runs. */

@@ -86,7 +86,7 @@ export class NftSession {
     return this.current?.command.pid;
   }
 
-  private async runNow(line: string): Promise<TransactionResult> {
+  private async runNow(line: string, retried = false): Promise<TransactionResult> {
     if (this.current?.hasExited) this.current = undefined;
     const nft = (this.current ??= new NftProcess(this.startNft(), randomBytes(4).toString('hex')));
     try {
@@ -94,10 +94,14 @@ export class NftSession {
     } catch (err) {
       this.current = undefined;
       nft.command.kill();
+      // An nft that had died before this transaction reached it (its exit not yet reported when
+      // the line was written) printed nothing for it: the transaction did not run, so it runs
+      // once more on a fresh process.
+      if (err instanceof NftExitedError && err.silent && !retried) return this.runNow(line, true);
       throw err;
     } finally {
       if (this.current === nft && (nft.transactions >= this.limits.maxTransactions || nft.inputBytes >= this.limits.maxInputBytes)) {
-        await this.retire();
+        this.retire({ wait: false });
       }
     }
   }
@@ -107,15 +111,30 @@ export class NftSession {
     if (last !== this.queue || !this.current) return;
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
-      if (last === this.queue) this.queue = this.queue.then(() => this.retire());
+      if (last === this.queue) this.retire({ wait: false });
     }, this.limits.idleMs);
     this.idleTimer.unref();
   }
 
-  private async retire(): Promise<void> {
+  /**
+   * Ends the current process: its input is closed, and it is killed if it has not exited within
+   * `timeoutMs`. Transactions do not wait for that (`wait: false`); only `close` does.
+   */
+  private async retire({ wait = true }: { wait?: boolean } = {}): Promise<void> {
     const nft = this.current;
     this.current = undefined;
-    await nft?.end(this.limits.timeoutMs);
+    const ended = nft?.end(this.limits.timeoutMs);
+    if (wait) await ended;
+  }
+}
+
+/** nft exited while a transaction was under way; `silent` when it had printed nothing for it. */
+class NftExitedError extends BackendError {
+  constructor(
+    message: string,
+    readonly silent: boolean,
+  ) {
+    super(message);
   }
 }
 
@@ -172,7 +191,8 @@ class NftProcess {
           settle(() => resolve({ ok: !/^[^\n]*Error:/m.test(output), output }));
         } else if (this.exit) {
           const exit = this.exit;
-          settle(() => reject(new BackendError(`nftables: nft -i ${describeExit(exit)} during a transaction${this.stderr ? `: ${this.stderr.trim()}` : ''}`)));
+          const printed = this.stderr.replace(PLACE_MARK_LINE, '').trim();
+          settle(() => reject(new NftExitedError(`nftables: nft -i ${describeExit(exit)} during a transaction${printed ? `: ${printed}` : ''}`, printed === '')));
         }
       };
       const timer = setTimeout(

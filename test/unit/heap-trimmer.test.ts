@@ -80,11 +80,14 @@ describe('HeapTrimmer', () => {
     const { readFileSync } = await import('node:fs');
     const shebang = readFileSync(new URL('../../bin/upnpd.js', import.meta.url), 'utf8').split('\n')[0];
     expect(shebang).toMatch(/^#!\/usr\/bin\/env -S .*node .*--expose-gc/);
-    const withGc = Object.assign(globalThis, { gc: () => undefined });
+    const global = globalThis as { gc?: unknown };
+    const original = global.gc;
+    global.gc = () => undefined;
     try {
       expect(new HeapTrimmer(new ManualClock(), silentLogger).enabled).toBe(true);
     } finally {
-      delete (withGc as { gc?: unknown }).gc;
+      if (original === undefined) delete global.gc;
+      else global.gc = original;
     }
   });
 });

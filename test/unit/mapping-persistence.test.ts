@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -111,6 +111,15 @@ describe('MappingStateFile', () => {
     expect(logger.lines).toEqual([{ level: 'error', message: expect.stringMatching(/mappings\.json is not a mappings file upnpd can read .*moved it to .*unreadable-2026/) }]);
   });
 
+  it('keeps a copy of the file as it was read, named for why (after a restore the backend refused in part)', async () => {
+    const file = new MappingStateFile(dir, silentLogger, () => WALL_NOW);
+    await file.prepare();
+    await file.save([mapping(8080, null)], () => null);
+    const copy = await file.keepCopy('restore-failed');
+    expect(copy).toBe(`${file.path}.restore-failed-2026-11-24T12-00-00-000Z`);
+    expect(readFileSync(copy, 'utf8')).toBe(readFileSync(file.path, 'utf8'));
+  });
+
   it('sets aside a file of a format version it does not know', async () => {
     const file = new MappingStateFile(dir, recordingLogger(), () => WALL_NOW);
     await file.prepare();
@@ -181,8 +190,63 @@ describe('MappingStateWriter', () => {
     rmSync(stateDir);
     mkdirSync(stateDir);
     writer.changed();
-    await writer.flush();
+    await expect.poll(() => existsSync(file.path), { timeout: 2_000 }).toBe(true);
     expect(savedPorts(file)).toEqual([1]);
+  });
+});
+
+describe('MappingStateWriter, when taking the snapshot fails', () => {
+  it('logs it and saves with the next change', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
+    try {
+      const logger = recordingLogger();
+      const file = new MappingStateFile(dir, logger);
+      let broken = true;
+      const writer = new MappingStateWriter(
+        file,
+        () => {
+          if (broken) throw new Error('table busy');
+          return { mappings: [mapping(7, null)], remainingMs: () => null };
+        },
+        logger,
+        1,
+      );
+      writer.changed();
+      await expect.poll(() => logger.lines.filter((l) => l.level === 'error').length, { timeout: 2_000 }).toBe(1);
+      broken = false;
+      writer.changed();
+      await writer.flush();
+      expect(JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort)).toEqual([7]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('MappingStateFile, with a wall clock that is wrong at boot', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('never gives a lease more time than it had left when saved, nor more than its client asked for', async () => {
+    let wall = WALL_NOW;
+    const file = new MappingStateFile(dir, silentLogger, () => wall);
+    // Saved with 30 minutes left of a one-hour lease, and with a stored end far away (a clock that was ahead).
+    await file.save([mapping(1, 30 * 60_000)], (m) => m.expiresAt);
+    const state = JSON.parse(readFileSync(file.path, 'utf8'));
+    state.mappings.push({ ...state.mappings[0], externalPort: 2, expiresAtWallMs: WALL_NOW + 30 * 24 * HOUR_MS });
+    writeFileSync(file.path, JSON.stringify(state));
+
+    wall = WALL_NOW - 365 * 24 * HOUR_MS; // booted with the clock a year behind
+    const loaded = await file.load();
+    expect(loaded.mappings.map((m) => [m.externalPort, m.remainingMs])).toEqual([
+      [1, 30 * 60_000],
+      [2, HOUR_MS],
+    ]);
   });
 });
 
@@ -190,7 +254,7 @@ describe('MappingService.restore', () => {
   it('reinstalls the mappings in one transaction, with the lease time they had left', async () => {
     const { mappings, backend, clock } = makeMappings();
     const outcome = await mappings.restore([restored(1, 30 * 60_000), restored(2, null), restored(3, 5_000)]);
-    expect(outcome).toEqual({ restored: 3, refused: 0 });
+    expect(outcome).toEqual({ restored: 3, refused: 0, failed: 0 });
     expect(backend.applied).toHaveLength(1);
     expect(backend.applied[0]!.add.map((r) => r.externalPort)).toEqual([1, 2, 3]);
     expect([...mappings.values()].map((m) => mappings.remainingSeconds(m))).toEqual([1800, 0, 5]);
@@ -218,9 +282,17 @@ describe('MappingService.restore', () => {
       },
     };
     const { mappings, backend } = makeMappings({ plugins: [noLowPorts] });
-    expect(await mappings.restore([restored(80, null), restored(8080, null)])).toEqual({ restored: 1, refused: 1 });
+    expect(await mappings.restore([restored(80, null), restored(8080, null)])).toEqual({ restored: 1, refused: 1, failed: 0 });
     expect(asked).toEqual(['80 by 192.168.1.10', '8080 by 192.168.1.10']);
     expect(backend.applied[0]!.add.map((r) => r.externalPort)).toEqual([8080]);
+  });
+
+  it('settled waits for the changes already queued, so the last save at shutdown holds them', async () => {
+    const { mappings } = makeMappings();
+    const requests = [1, 2, 3].map((port) => mappings.add({ ...restored(port, null), leaseSeconds: 60 }, client));
+    await mappings.settled();
+    expect(mappings.size).toBe(3);
+    await Promise.all(requests);
   });
 
   it('tells the plugins each mapping was restored', async () => {
@@ -231,10 +303,26 @@ describe('MappingService.restore', () => {
     expect(events).toEqual([expect.objectContaining({ restored: true, previous: undefined, requester: client, mapping: expect.objectContaining({ externalPort: 8080 }) })]);
   });
 
-  it('fails whole, leaving the table empty, when the backend refuses the transaction', async () => {
+  it('when the backend refuses the whole, restores each mapping on its own and counts those it still refuses', async () => {
     const { mappings, backend } = makeMappings();
-    backend.failNext = 2; // the transaction, and its retry after the repair pass
-    await expect(mappings.restore([restored(1, null), restored(2, null)])).rejects.toThrow(/could not apply/);
-    expect(mappings.size).toBe(0);
+    // The backend refuses any change set that holds port 2: the combined one, then port 2's own.
+    backend.failWhen = (changes) => changes.add.some((r) => r.externalPort === 2);
+    expect(await mappings.restore([restored(1, null), restored(2, null), restored(3, null)])).toEqual({ restored: 2, refused: 0, failed: 1 });
+    expect([...mappings.values()].map((m) => m.externalPort).sort()).toEqual([1, 3]);
+    expect([...backend.installed.values()].map((r) => r.externalPort).sort()).toEqual([1, 3]);
+  });
+
+  it('drops a mapping whose policy check throws an error that is not a UPnP refusal, and restores the rest', async () => {
+    const broken: Plugin = {
+      name: 'broken-policy',
+      hooks: {
+        beforeMap: (request) => {
+          if (request.externalPort === 2) throw new TypeError('cannot read properties of undefined');
+          return request;
+        },
+      },
+    };
+    const { mappings } = makeMappings({ plugins: [broken] });
+    expect(await mappings.restore([restored(1, null), restored(2, null)])).toEqual({ restored: 1, refused: 1, failed: 0 });
   });
 });

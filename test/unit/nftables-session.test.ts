@@ -58,10 +58,11 @@ describe('NftSession', () => {
   });
 
   it('sends a transaction only after nft has finished the one before', async () => {
-    const { session, started } = sessionWith();
+    const { session, started } = sessionWith(() => ({}), {}, { markerDelayMs: 5 });
     await Promise.all([1, 2, 3].map((port) => session.run(`add element inet upnpd dnat-any { tcp . ${port} : 192.168.1.10 . ${port} }\n`)));
     const lines = started[0]!.lines.map((line) => (line.startsWith('list table') ? 'sync' : line.replace(/.*tcp \. (\d+) .*/, 'tx $1')));
     expect(lines).toEqual(['tx 1', 'sync', 'tx 2', 'sync', 'tx 3', 'sync']);
+    expect(started[0]!.overlapped).toBe(false);
   });
 
   it('counts output without an "Error:" line as success (nft prints warnings that way)', async () => {
@@ -87,6 +88,17 @@ describe('NftSession', () => {
     await expect(session.run('delete element inet upnpd dnat-any { tcp . 9 }\n')).rejects.toThrow(/nft -i exited with status 1 during a transaction: nft: out of memory/);
     expect(await session.run('add element inet upnpd dnat-any { tcp . 8 : 192.168.1.10 . 8 }\n')).toEqual({ ok: true, output: '' });
     expect(started).toHaveLength(2);
+  });
+
+  it('runs a transaction again on a fresh nft when the old one had died unseen and printed nothing for it', async () => {
+    let vanished = false;
+    const { session, started } = sessionWith((line) => {
+      if (!line.includes('tcp . 9 ') || vanished) return {};
+      vanished = true;
+      return 'vanish';
+    });
+    expect(await session.run('add element inet upnpd dnat-any { tcp . 9 : 192.168.1.10 . 9 }\n')).toEqual({ ok: true, output: '' });
+    expect(started.map((nft) => nft.transactions())).toEqual([[expect.stringContaining('tcp . 9 ')], [expect.stringContaining('tcp . 9 ')]]);
   });
 
   it('notices an nft that died while idle, and starts another', async () => {
