@@ -242,6 +242,8 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
   }
   const writer = new MappingStateWriter(file, () => ({ mappings: [...mappings.values()], remainingMs: (m) => mappings.leaseLeftMs(m) }), logger);
   mappings.onChange(() => writer.changed());
+  // What was dropped at the restore leaves the file now, not at the next change.
+  if (mappings.size !== loaded.mappings.length + loaded.expired + loaded.invalid) writer.changed();
   return writer;
 }
 

@@ -1,0 +1,84 @@
+import 'reflect-metadata';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { configSchema, type ResolvedConfig } from '../../core/config/schema.js';
+import { Daemon } from '../../core/daemon.js';
+import { silentLogger, type Logger } from '../../core/logger.js';
+import { LOG_OUTPUT, createRootLogger } from '../../core/logging.js';
+import { MappingStateFile } from '../../core/mapping/state-file.js';
+import type { PortMapping } from '../../core/mapping/types.js';
+import { backendPlugin, definePlugin } from '../../core/plugins/define.js';
+import { RecordingBackend } from '../support/fakes.js';
+
+/** A backend that refuses any change set holding external port 20001 (as a firewall might refuse one rule). */
+function refusingPort20001(): RecordingBackend {
+  const backend = new RecordingBackend();
+  backend.failWhen = (changes) => changes.add.some((r) => r.externalPort === 20001);
+  return backend;
+}
+
+function savedMapping(externalPort: number): PortMapping {
+  return {
+    remoteHost: '',
+    externalPort,
+    protocol: 'TCP',
+    internalClient: '127.0.0.1',
+    internalPort: externalPort,
+    enabled: true,
+    description: 'kept',
+    leaseSeconds: 3600,
+    expiresAt: 0,
+    createdBy: { address: '127.0.0.1', via: 'upnp-igd:2' },
+  };
+}
+
+function recordingLogger(): Logger & { level: string; lines: string[] } {
+  const lines: string[] = [];
+  const log = (a: unknown, b?: string) => lines.push(typeof a === 'string' ? a : (b ?? ''));
+  const logger = { ...silentLogger, level: 'info', lines, info: log, warn: log, error: log, child: () => logger } as unknown as Logger & { level: string; lines: string[] };
+  return logger;
+}
+
+describe('Daemon start with a state directory', () => {
+  let stateDir: string;
+  beforeEach(() => {
+    stateDir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
+  });
+  afterEach(() => {
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('starts when the firewall refuses some saved mappings: restores the rest and keeps the file as it was read', async () => {
+    await new MappingStateFile(stateDir, silentLogger).save([20000, 20001, 20002].map(savedMapping), () => 3_600_000);
+    const original = readFileSync(join(stateDir, 'mappings.json'), 'utf8');
+    const backend = refusingPort20001();
+    const refusing = definePlugin({ name: 'refusing', kind: 'backend', optionsSchema: z.object({}), create: (c) => backendPlugin('refusing', backend, c) });
+    const config: ResolvedConfig = {
+      ...configSchema.parse({ lan: ['lo'], externalIp: '203.0.113.1', stateDir }),
+      source: 'test',
+      lanFromCommandLine: true,
+      plugins: [refusing()],
+    };
+    const logger = recordingLogger();
+    // The logging plugin writes to the root logger's output; this test reads the logger instead.
+    const { output } = createRootLogger({ level: 'silent' });
+    const daemon = await Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) });
+    try {
+      expect([...daemon.mappings.values()].map((m) => m.externalPort).sort()).toEqual([20000, 20002]);
+      expect([...backend.installed.values()].map((r) => r.externalPort).sort()).toEqual([20000, 20002]);
+      expect(logger.lines).toContainEqual(expect.stringMatching(/restored 2 mapping\(s\) from .*mappings\.json \(1 refused by the firewall backend\)/));
+      const copies = readdirSync(stateDir).filter((name) => name.startsWith('mappings.json.restore-failed-'));
+      expect(copies).toHaveLength(1);
+      expect(readFileSync(join(stateDir, copies[0]!), 'utf8')).toBe(original);
+    } finally {
+      await daemon.stop();
+    }
+    // Saved at shutdown: what was restored, not the refused one.
+    const saved = JSON.parse(readFileSync(join(stateDir, 'mappings.json'), 'utf8'));
+    expect(saved.mappings.map((m: PortMapping) => m.externalPort)).toEqual([20000, 20002]);
+    expect(existsSync(join(stateDir, 'mappings.json'))).toBe(true);
+  });
+});
