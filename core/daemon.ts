@@ -2,6 +2,7 @@ import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { systemClock, type Clock } from './clock.js';
 import { ExecaCommandRunner, type CommandRunner } from './command-runner.js';
 import { HeapTrimmer } from './heap-trimmer.js';
+import { persistedBootId } from './boot-id.js';
 import type { BackendKind, ResolvedConfig } from './config/schema.js';
 import { ConfigError, PluginRegistrationError, messageOf } from './errors.js';
 import type { FrontEnd } from './front-end.js';
@@ -129,9 +130,11 @@ export class Daemon {
       await driver.cleanup();
       throw err;
     }
+    const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const frontEnds: FrontEnd[] = [
       new UpnpIgdFrontEnd({
         config,
+        bootId,
         logger,
         mappings,
         network,

@@ -20,6 +20,7 @@ import { SoapControl, type ControlEndpoint } from './soap/control.js';
 import { igdControlEndpoints } from './soap/igd-services.js';
 import { WanConnection } from './soap/wan-connection.js';
 import { SsdpAdvertiser } from './ssdp/advertiser.js';
+import { clockBootId } from '../boot-id.js';
 
 export interface UpnpIgdFrontEndOptions {
   readonly config: ResolvedConfig;
@@ -31,6 +32,8 @@ export interface UpnpIgdFrontEndOptions {
   readonly lan: readonly InterfaceAddress[];
   /** SSDP port; 1900 unless a test needs another. */
   readonly ssdpPort?: number;
+  /** BOOTID.UPNP.ORG for this start (persisted with a state directory); from the clock when not given. */
+  readonly bootId?: number;
   readonly httpLimits?: Partial<HttpLimits>;
   /** Told when the external address changes after start ('' while there is none): the daemon runs the plugins' hook. */
   readonly onExternalAddressChange?: (event: ExternalAddressChangeEvent) => void;
@@ -125,7 +128,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       location: (address: InterfaceAddress, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
       udns: this.udns,
       igdVersion: this.views[0]!.version,
-      bootId: Math.floor(Date.now() / 1000) % 2 ** 31,
+      bootId: this.options.bootId ?? clockBootId(),
       configId: this.documents.configId,
       notifyIntervalSeconds: config.upnp.notifyIntervalSeconds,
       serverString: this.serverString,
