@@ -1,6 +1,6 @@
 import type { Clock } from '../../core/clock.js';
 import { BackendError } from '../../core/errors.js';
-import { silentLogger } from '../../core/logger.js';
+import { silentLogger, type LogFn, type Logger } from '../../core/logger.js';
 import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
 import { MappingService, type LeasePolicy } from '../../core/mapping/service.js';
 import { PluginDriver } from '../../core/plugins/driver.js';
@@ -84,4 +84,31 @@ export function makeMappings(options: { plugins?: Plugin[]; lease?: LeasePolicy;
 /** Lets queued work (setImmediate-started batches, notifications) run. */
 export async function settle(rounds = 5): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** A logger that keeps what it was told, by level (`level` as the daemon's root logger has one). */
+export class RecordingLogger implements Logger {
+  readonly level = 'info';
+  readonly lines: Array<{ level: string; message: string }> = [];
+  readonly fatal = this.record('fatal');
+  readonly error = this.record('error');
+  readonly warn = this.record('warn');
+  readonly info = this.record('info');
+  readonly debug = this.record('debug');
+  readonly trace = this.record('trace');
+
+  child(): Logger {
+    return this;
+  }
+
+  /** The messages, in order. */
+  messages(): string[] {
+    return this.lines.map((line) => line.message);
+  }
+
+  private record(level: string): LogFn {
+    return ((a: unknown, b?: string) => {
+      this.lines.push({ level, message: typeof a === 'string' ? a : (b ?? '') });
+    }) as LogFn;
+  }
 }

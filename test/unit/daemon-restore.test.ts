@@ -1,17 +1,17 @@
 import 'reflect-metadata';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { configSchema, type ResolvedConfig } from '../../core/config/schema.js';
 import { Daemon } from '../../core/daemon.js';
-import { silentLogger, type Logger } from '../../core/logger.js';
+import { silentLogger } from '../../core/logger.js';
 import { LOG_OUTPUT, createRootLogger } from '../../core/logging.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { PortMapping } from '../../core/mapping/types.js';
 import { backendPlugin, definePlugin } from '../../core/plugins/define.js';
-import { RecordingBackend } from '../support/fakes.js';
+import { RecordingBackend, RecordingLogger } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
 
 /** A backend that refuses any change set holding external port 20001 (as a firewall might refuse one rule). */
 function refusingPort20001(): RecordingBackend {
@@ -35,23 +35,11 @@ function savedMapping(externalPort: number): PortMapping {
   };
 }
 
-function recordingLogger(): Logger & { level: string; lines: string[] } {
-  const lines: string[] = [];
-  const log = (a: unknown, b?: string) => lines.push(typeof a === 'string' ? a : (b ?? ''));
-  const logger = { ...silentLogger, level: 'info', lines, info: log, warn: log, error: log, child: () => logger } as unknown as Logger & { level: string; lines: string[] };
-  return logger;
-}
-
 describe('Daemon start with a state directory', () => {
-  let stateDir: string;
-  beforeEach(() => {
-    stateDir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
-  });
-  afterEach(() => {
-    rmSync(stateDir, { recursive: true, force: true });
-  });
+  const temp = useTempDir('upnpd-state-');
 
   it('starts when the firewall refuses some saved mappings: restores the rest and keeps the file as it was read', async () => {
+    const stateDir = temp.path;
     await new MappingStateFile(stateDir, silentLogger).save([20000, 20001, 20002].map(savedMapping), () => 3_600_000);
     const original = readFileSync(join(stateDir, 'mappings.json'), 'utf8');
     const backend = refusingPort20001();
@@ -62,14 +50,14 @@ describe('Daemon start with a state directory', () => {
       lanFromCommandLine: true,
       plugins: [refusing()],
     };
-    const logger = recordingLogger();
+    const logger = new RecordingLogger();
     // The logging plugin writes to the root logger's output; this test reads the logger instead.
     const { output } = createRootLogger({ level: 'silent' });
     const daemon = await Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) });
     try {
       expect([...daemon.mappings.values()].map((m) => m.externalPort).sort()).toEqual([20000, 20002]);
       expect([...backend.installed.values()].map((r) => r.externalPort).sort()).toEqual([20000, 20002]);
-      expect(logger.lines).toContainEqual(expect.stringMatching(/restored 2 mapping\(s\) from .*mappings\.json \(1 refused by the firewall backend\)/));
+      expect(logger.messages()).toContainEqual(expect.stringMatching(/restored 2 mapping\(s\) from .*mappings\.json \(1 refused by the firewall backend\)/));
       const copies = readdirSync(stateDir).filter((name) => name.startsWith('mappings.json.restore-failed-'));
       expect(copies).toHaveLength(1);
       expect(readFileSync(join(stateDir, copies[0]!), 'utf8')).toBe(original);

@@ -1,13 +1,13 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
-import { silentLogger, type Logger } from '../../core/logger.js';
+import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile, MappingStateWriter, type RestoredMapping } from '../../core/mapping/state-file.js';
 import type { MappedEvent, Plugin } from '../../core/plugins/types.js';
 import type { PortMapping } from '../../core/mapping/types.js';
-import { DEFAULT_LEASE, makeMappings, settle } from '../support/fakes.js';
+import { DEFAULT_LEASE, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
 
 const WALL_NOW = Date.parse('2026-11-24T12:00:00Z');
 const HOUR_MS = 3_600_000;
@@ -34,21 +34,12 @@ function restored(externalPort: number, remainingMs: number | null, overrides: P
   return { ...request, remainingMs, ...overrides };
 }
 
-/** A logger that keeps what it was told, by level. */
-function recordingLogger(): Logger & { lines: Array<{ level: string; message: string }> } {
-  const lines: Array<{ level: string; message: string }> = [];
-  const log = (level: string) => (a: unknown, b?: string) => lines.push({ level, message: typeof a === 'string' ? a : (b ?? '') });
-  const logger = { ...silentLogger, lines, info: log('info'), warn: log('warn'), error: log('error') } as unknown as Logger & { lines: typeof lines };
-  return logger;
-}
-
 describe('MappingStateFile', () => {
+  const temp = useTempDir('upnpd-state-');
+  /** Not there yet: prepare creates it. */
   let dir: string;
   beforeEach(() => {
-    dir = join(mkdtempSync(join(tmpdir(), 'upnpd-state-')), 'state');
-  });
-  afterEach(() => {
-    rmSync(join(dir, '..'), { recursive: true, force: true });
+    dir = join(temp.path, 'state');
   });
 
   it('creates its directory for root alone, and reads a missing file as no mappings', async () => {
@@ -84,7 +75,7 @@ describe('MappingStateFile', () => {
   });
 
   it('skips entries that are not valid mappings, naming each, and keeps the rest', async () => {
-    const logger = recordingLogger();
+    const logger = new RecordingLogger();
     const file = new MappingStateFile(dir, logger, () => WALL_NOW);
     await file.prepare();
     await file.save([mapping(8080, null)], () => null);
@@ -102,7 +93,7 @@ describe('MappingStateFile', () => {
   });
 
   it('sets aside a file it cannot parse, says where, and starts empty', async () => {
-    const logger = recordingLogger();
+    const logger = new RecordingLogger();
     const file = new MappingStateFile(dir, logger, () => WALL_NOW);
     await file.prepare();
     writeFileSync(file.path, '{"version": 1, "mappings": [');
@@ -121,7 +112,7 @@ describe('MappingStateFile', () => {
   });
 
   it('sets aside a file of a format version it does not know', async () => {
-    const file = new MappingStateFile(dir, recordingLogger(), () => WALL_NOW);
+    const file = new MappingStateFile(dir, new RecordingLogger(), () => WALL_NOW);
     await file.prepare();
     writeFileSync(file.path, JSON.stringify({ version: 2, savedAt: '', mappings: [] }));
     expect((await file.load()).mappings).toEqual([]);
@@ -130,18 +121,12 @@ describe('MappingStateFile', () => {
 });
 
 describe('MappingStateWriter', () => {
-  let dir: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
-  });
-  afterEach(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const temp = useTempDir('upnpd-state-');
 
   const savedPorts = (file: MappingStateFile) => JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort);
 
   it('saves once for a burst of changes, after the delay', async () => {
-    const file = new MappingStateFile(dir, silentLogger);
+    const file = new MappingStateFile(temp.path, silentLogger);
     let saves = 0;
     const table = [mapping(1, null)];
     const writer = new MappingStateWriter(
@@ -165,7 +150,7 @@ describe('MappingStateWriter', () => {
   });
 
   it('flush saves what changed at once, and nothing after it (the table is emptied at shutdown)', async () => {
-    const file = new MappingStateFile(dir, silentLogger);
+    const file = new MappingStateFile(temp.path, silentLogger);
     const table = [mapping(1, null), mapping(2, null)];
     const writer = new MappingStateWriter(file, () => ({ mappings: [...table], remainingMs: () => null }), silentLogger, 60_000);
     writer.changed();
@@ -178,8 +163,8 @@ describe('MappingStateWriter', () => {
   });
 
   it('logs a failed save and saves again with the next change', async () => {
-    const logger = recordingLogger();
-    const stateDir = join(dir, 'state');
+    const logger = new RecordingLogger();
+    const stateDir = join(temp.path, 'state');
     writeFileSync(stateDir, 'a file where the directory should be'); // every write fails, root's too
     const file = new MappingStateFile(stateDir, logger);
     const writer = new MappingStateWriter(file, () => ({ mappings: [mapping(1, null)], remainingMs: () => null }), logger, 1);
@@ -196,45 +181,36 @@ describe('MappingStateWriter', () => {
 });
 
 describe('MappingStateWriter, when taking the snapshot fails', () => {
+  const temp = useTempDir('upnpd-state-');
+
   it('logs it and saves with the next change', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
-    try {
-      const logger = recordingLogger();
-      const file = new MappingStateFile(dir, logger);
-      let broken = true;
-      const writer = new MappingStateWriter(
-        file,
-        () => {
-          if (broken) throw new Error('table busy');
-          return { mappings: [mapping(7, null)], remainingMs: () => null };
-        },
-        logger,
-        1,
-      );
-      writer.changed();
-      await expect.poll(() => logger.lines.filter((l) => l.level === 'error').length, { timeout: 2_000 }).toBe(1);
-      broken = false;
-      writer.changed();
-      await writer.flush();
-      expect(JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort)).toEqual([7]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const logger = new RecordingLogger();
+    const file = new MappingStateFile(temp.path, logger);
+    let broken = true;
+    const writer = new MappingStateWriter(
+      file,
+      () => {
+        if (broken) throw new Error('table busy');
+        return { mappings: [mapping(7, null)], remainingMs: () => null };
+      },
+      logger,
+      1,
+    );
+    writer.changed();
+    await expect.poll(() => logger.lines.filter((l) => l.level === 'error').length, { timeout: 2_000 }).toBe(1);
+    broken = false;
+    writer.changed();
+    await writer.flush();
+    expect(JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort)).toEqual([7]);
   });
 });
 
 describe('MappingStateFile, with a wall clock that is wrong at boot', () => {
-  let dir: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'upnpd-state-'));
-  });
-  afterEach(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const temp = useTempDir('upnpd-state-');
 
   it('never gives a lease more time than it had left when saved, nor more than its client asked for', async () => {
     let wall = WALL_NOW;
-    const file = new MappingStateFile(dir, silentLogger, () => wall);
+    const file = new MappingStateFile(temp.path, silentLogger, () => wall);
     // Saved with 30 minutes left of a one-hour lease, and with a stored end far away (a clock that was ahead).
     await file.save([mapping(1, 30 * 60_000)], (m) => m.expiresAt);
     const state = JSON.parse(readFileSync(file.path, 'utf8'));
