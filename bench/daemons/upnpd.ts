@@ -49,8 +49,7 @@ export const upnpd: DaemonUnderTest = {
     const daemon = NamespaceProcess.start(
       testbed.gateway,
       [
-        // Executed as the installed `upnpd` command is, so its shebang's V8 flags apply.
-        DAEMON_ENTRY,
+        ...daemonCommand(),
         '--config',
         configFile,
         '--lan',
@@ -89,6 +88,21 @@ export const upnpd: DaemonUnderTest = {
     };
   },
 };
+
+/**
+ * Executed as the installed `upnpd` command is, so its shebang's settings apply. With
+ * BENCH_UPNPD_NODE_FLAGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`) it runs as the shebang
+ * says plus those flags, for profiling the daemon under the benchmark's load.
+ */
+function daemonCommand(): string[] {
+  const extraFlags = process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
+  if (extraFlags.length === 0) return [DAEMON_ENTRY];
+  const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(DAEMON_ENTRY, 'utf8').split('\n')[0] ?? '');
+  const words = shebang?.[1]?.split(/\s+/) ?? [];
+  const node = words.indexOf('node');
+  if (node < 0) throw new Error(`${DAEMON_ENTRY}: expected a "#!/usr/bin/env -S [VAR=value ...] node [flags]" line`);
+  return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, DAEMON_ENTRY];
+}
 
 /** `mappings.json` as upnpd saves it (written by upnpd's own MappingStateFile), holding the persisted mappings. */
 async function writeStateFile(stateDir: string, persisted: PersistedMappings): Promise<void> {

@@ -84,6 +84,8 @@ export interface ListResult {
   readonly entries: number;
   readonly calls: number;
   readonly elapsedMs: number;
+  /** The generator's own CPU time (user + system) over the listing. */
+  readonly cpuMs: number;
 }
 
 export interface ResultOf {

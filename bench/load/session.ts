@@ -1,4 +1,3 @@
-import { Agent } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findWanIpConnection } from './description.js';
@@ -16,7 +15,8 @@ import {
   type ResultOf,
   type ThroughputResult,
 } from './protocol.js';
-import { SoapClient, SoapFault, httpRequest, objectAt, parseXml } from './soap-client.js';
+import { HttpClient } from './http-client.js';
+import { SoapClient, SoapFault, objectAt, parseXml } from './soap-client.js';
 
 const SPECIFIED_ARRAY_INDEX_INVALID = 713;
 const PORT_MAPPING_NOT_FOUND = 730;
@@ -25,11 +25,11 @@ const HIGHEST_PORT = 65535;
 
 /**
  * One control point's view of one daemon: discovers its control URL, then runs the phases the
- * harness asks for. Requests go over a keep-alive agent (a daemon that closes after each
- * response, as miniupnpd does, gets a new connection per request).
+ * harness asks for. Connections are kept while the daemon keeps them open (a daemon that closes
+ * after each response, as miniupnpd does, gets a new connection per request).
  */
 export class LoadSession {
-  private readonly agent = new Agent({ keepAlive: true });
+  private readonly http = new HttpClient();
   private soap: SoapClient | undefined;
 
   /** `internalClient`: this host's own LAN address, which every mapping points to (secure mode). */
@@ -40,7 +40,7 @@ export class LoadSession {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.http.close();
   }
 
   private dispatch(command: LoadCommand): Promise<ResultOf[LoadCommand['kind']]> {
@@ -83,10 +83,10 @@ export class LoadSession {
     };
     for (;;) {
       try {
-        const response = await httpRequest(url, this.agent, { method: 'GET' });
+        const response = await this.http.request(url, { method: 'GET' });
         if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
         const endpoint = findWanIpConnection(response.body, url);
-        this.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, this.agent);
+        this.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, this.http);
         break;
       } catch (err) {
         // Not listening yet: keep trying until the time is up.
@@ -140,17 +140,18 @@ export class LoadSession {
 
   private async listByIndex({ maxEntries, maxMs }: ListByIndexCommand): Promise<ListResult> {
     const start = performance.now();
+    const cpuBefore = process.cpuUsage();
     let entries = 0;
     while (entries < maxEntries && performance.now() - start < maxMs) {
       try {
-        await this.client.call('GetGenericPortMappingEntry', { NewPortMappingIndex: entries });
+        await this.client.callExpecting('GetGenericPortMappingEntry', { NewPortMappingIndex: entries }, 'NewExternalPort');
       } catch (err) {
         if (err instanceof SoapFault && err.code === SPECIFIED_ARRAY_INDEX_INVALID) break;
         throw err;
       }
       entries += 1;
     }
-    return { entries, calls: entries + 1, elapsedMs: performance.now() - start };
+    return { entries, calls: entries + 1, elapsedMs: performance.now() - start, cpuMs: cpuMsSince(cpuBefore) };
   }
 
   /**
@@ -160,6 +161,7 @@ export class LoadSession {
    */
   private async listInPages({ pageSize, maxEntries, maxMs }: ListInPagesCommand): Promise<ListResult> {
     const start = performance.now();
+    const cpuBefore = process.cpuUsage();
     const seen = new Set<number>();
     let calls = 0;
     let startPort = 0;
@@ -183,8 +185,13 @@ export class LoadSession {
       if (ports.length < pageSize) break;
       startPort = Math.max(...ports) + 1;
     }
-    return { entries: seen.size, calls, elapsedMs: performance.now() - start };
+    return { entries: seen.size, calls, elapsedMs: performance.now() - start, cpuMs: cpuMsSince(cpuBefore) };
   }
+}
+
+function cpuMsSince(before: NodeJS.CpuUsage): number {
+  const { user, system } = process.cpuUsage(before);
+  return (user + system) / 1000;
 }
 
 /** The external ports of a PortMappingList document. */

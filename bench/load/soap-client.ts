@@ -1,9 +1,5 @@
-import { Agent, request } from 'node:http';
 import { XMLParser } from 'fast-xml-parser';
-
-/** Largest response the generator reads (a GetListOfPortMappings page of 1000 entries is ~400 KB). */
-const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
-const REQUEST_TIMEOUT_MS = 10_000;
+import type { HttpClient, HttpResponse } from './http-client.js';
 
 /** A UPnP fault (HTTP 500 with a UPnPError) the daemon answered. */
 export class SoapFault extends Error {
@@ -31,35 +27,6 @@ export function parseXml(text: string): unknown {
   return parser.parse(text);
 }
 
-export interface HttpResponse {
-  readonly status: number;
-  readonly body: string;
-}
-
-/** GET or POST over the given agent (keep-alive where the server allows it). */
-export function httpRequest(
-  url: URL,
-  agent: Agent,
-  options: { method: 'GET' | 'POST'; headers?: Record<string, string>; body?: string },
-): Promise<HttpResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method, agent, headers: options.headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_RESPONSE_BYTES) req.destroy(new Error(`${url}: response larger than ${MAX_RESPONSE_BYTES} bytes`));
-        else chunks.push(chunk);
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${url}: no response within ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
-
 /** Out arguments of an action response, by name, as strings. */
 export type ActionOutput = Readonly<Record<string, string>>;
 
@@ -68,12 +35,29 @@ export class SoapClient {
   constructor(
     readonly controlUrl: URL,
     readonly serviceType: string,
-    private readonly agent: Agent,
+    private readonly http: HttpClient,
   ) {}
 
   async call(action: string, args: Readonly<Record<string, string | number>> = {}): Promise<ActionOutput> {
+    return readSoapResponse(action, await this.post(action, args));
+  }
+
+  /**
+   * Calls an action and checks only what a listing needs: a 200 response that holds `element`, or
+   * a fault (its code read without parsing the document). Where one client's requests follow each
+   * other, parsing every answer in full would add the generator's time to the daemon's.
+   */
+  async callExpecting(action: string, args: Readonly<Record<string, string | number>>, element: string): Promise<void> {
+    const response = await this.post(action, args);
+    if (response.status === 200 && response.body.includes(`<${element}>`)) return;
+    const fault = response.status === 500 ? /<errorCode>\s*(\d+)\s*<\/errorCode>/.exec(response.body) : null;
+    if (fault) throw new SoapFault(action, Number(fault[1]), '');
+    throw new Error(`${action}: unexpected HTTP ${response.status} response without ${element}: ${response.body.slice(0, 300)}`);
+  }
+
+  private post(action: string, args: Readonly<Record<string, string | number>>): Promise<HttpResponse> {
     const body = soapEnvelope(this.serviceType, action, args);
-    const response = await httpRequest(this.controlUrl, this.agent, {
+    return this.http.request(this.controlUrl, {
       method: 'POST',
       headers: {
         'Content-Type': 'text/xml; charset="utf-8"',
@@ -82,7 +66,6 @@ export class SoapClient {
       },
       body,
     });
-    return readSoapResponse(action, response);
   }
 }
 

@@ -32,7 +32,7 @@ export class FakeIgd {
       const headers: Record<string, string> = { 'Content-Type': 'text/xml; charset="utf-8"' };
       if (this.options.closeEachResponse) headers.Connection = 'close';
       if (req.method === 'GET' && req.url === '/rootDesc.xml') {
-        res.writeHead(200, headers).end(DESCRIPTION);
+        send(res, 200, headers, DESCRIPTION);
         return;
       }
       const [serviceType, action] = String(req.headers.soapaction ?? '').replace(/"/g, '').split('#');
@@ -40,11 +40,11 @@ export class FakeIgd {
       const args = Object.fromEntries([...body.matchAll(/<(New\w+)>([^<]*)<\/\1>/g)].map((m) => [m[1], m[2]]));
       const answer = this.act(action!, args);
       if ('fault' in answer) {
-        res.writeHead(500, headers).end(envelope(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${answer.fault}</errorCode><errorDescription>fault</errorDescription></UPnPError></detail></s:Fault>`));
+        send(res, 500, headers, envelope(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${answer.fault}</errorCode><errorDescription>fault</errorDescription></UPnPError></detail></s:Fault>`));
         return;
       }
       const out = Object.entries(answer.out).map(([name, value]) => `<${name}>${value}</${name}>`).join('');
-      res.writeHead(200, headers).end(envelope(`<u:${action}Response xmlns:u="${serviceType}">${out}</u:${action}Response>`));
+      send(res, 200, headers, envelope(`<u:${action}Response xmlns:u="${serviceType}">${out}</u:${action}Response>`));
     });
   }
 
@@ -77,6 +77,11 @@ export class FakeIgd {
         return { fault: 401 };
     }
   }
+}
+
+/** With a Content-Length, as both daemons answer (never chunked). */
+function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string): void {
+  res.writeHead(status, { ...headers, 'Content-Length': String(Buffer.byteLength(body)) }).end(body);
 }
 
 function envelope(body: string): string {

@@ -6,7 +6,7 @@ import type { MappedEvent, MappingView, PolicyContext, UnmappedEvent } from '../
 import { ExpiryQueue } from './expiry-queue.js';
 import type { RestoredMapping } from './state-file.js';
 import { MappingDraft, MappingTable } from './table.js';
-import { isEmptyChangeSet, keyString, ruleOf, type MappingKey, type MappingRequest, type PortMapping, type Requester, type RuleSpec } from './types.js';
+import { isEmptyChangeSet, keyString, portMappingOf, ruleOf, type MappingKey, type MappingRequest, type PortMapping, type Requester, type RuleSpec } from './types.js';
 
 export interface LeasePolicy {
   /** Lease given when a client asks for 0 ("permanent") and permanent leases are not allowed. */
@@ -199,7 +199,7 @@ export class MappingService implements MappingView {
         const adjusted = await this.driver.hookSeq('beforeMap', request, this.policyContext(draft, createdBy, draft.get(request)));
         const existing = draft.get(adjusted);
         if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
-        const mapping: PortMapping = { ...adjusted, expiresAt: this.restoredExpiry(remainingMs), createdBy };
+        const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy);
         draft.put(mapping);
         notifications.push({ hook: 'onMapped', event: { mapping, previous: undefined, requester: createdBy, restored: true } });
       } catch (err) {
@@ -302,7 +302,7 @@ export class MappingService implements MappingView {
     if (existing && existing.internalClient !== adjusted.internalClient) {
       throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is mapped to another client`);
     }
-    const mapping: PortMapping = { ...adjusted, expiresAt: this.expiryFor(adjusted.leaseSeconds), createdBy: requester };
+    const mapping = portMappingOf(adjusted, this.expiryFor(adjusted.leaseSeconds), requester);
     draft.put(mapping);
     return { mapping, previous: existing };
   }

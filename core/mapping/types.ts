@@ -33,6 +33,26 @@ export interface PortMapping extends MappingRequest {
   readonly createdBy: Requester;
 }
 
+/**
+ * A mapping built field by field, in one order, so that every mapping in the table shares one
+ * object shape. (Spreading the request instead gave each of them a shape of its own in V8: 1.7 MB
+ * more with 5000 mappings.) Properties the request may carry beyond MappingRequest are dropped.
+ */
+export function portMappingOf(request: MappingRequest, expiresAt: number | null, createdBy: Requester): PortMapping {
+  return {
+    remoteHost: request.remoteHost,
+    externalPort: request.externalPort,
+    protocol: request.protocol,
+    internalPort: request.internalPort,
+    internalClient: request.internalClient,
+    enabled: request.enabled,
+    description: request.description,
+    leaseSeconds: request.leaseSeconds,
+    expiresAt,
+    createdBy,
+  };
+}
+
 /** The fields that decide which firewall rules a mapping needs (lease and description do not). */
 export interface RuleSpec {
   readonly remoteHost: string;

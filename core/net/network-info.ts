@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { BlockList, isIPv4 } from 'node:net';
+import { isIPv4 } from 'node:net';
 import { INTERFACE_NAME } from '../config/schema.js';
 
 export interface InterfaceAddress {
@@ -92,13 +92,19 @@ export function normalizeAddress(address: string): string {
 
 /** Set membership test for the LAN subnets. */
 export class SubnetSet {
-  private readonly blocks = new BlockList();
+  /** Each subnet as integers (checked on every request: no address objects). */
+  private readonly networks: readonly { readonly network: number; readonly mask: number }[];
   constructor(readonly subnets: readonly InterfaceAddress[]) {
-    for (const s of subnets) this.blocks.addSubnet(networkAddress(s.address, s.prefixLength), s.prefixLength, 'ipv4');
+    this.networks = subnets.map((s) => {
+      const mask = prefixMask(s.prefixLength);
+      return { network: (ipv4ToInt(s.address) & mask) >>> 0, mask };
+    });
   }
   contains(address: string): boolean {
     const a = normalizeAddress(address);
-    return isIPv4(a) && this.blocks.check(a, 'ipv4');
+    if (!isIPv4(a)) return false;
+    const n = ipv4ToInt(a);
+    return this.networks.some(({ network, mask }) => ((n & mask) >>> 0) === network);
   }
   /** The LAN subnet an address is in, if any. */
   find(address: string): InterfaceAddress | undefined {
@@ -117,8 +123,11 @@ export function intToIpv4(n: number): string {
 }
 
 export function networkAddress(address: string, prefixLength: number): string {
-  const mask = prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
-  return intToIpv4((ipv4ToInt(address) & mask) >>> 0);
+  return intToIpv4((ipv4ToInt(address) & prefixMask(prefixLength)) >>> 0);
+}
+
+function prefixMask(prefixLength: number): number {
+  return prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
 }
 
 export function broadcastAddress(address: string, prefixLength: number): string {

@@ -13,12 +13,13 @@ export const XML_CONTENT_TYPE = 'text/xml; charset="utf-8"';
 
 export function sendReply(res: ServerResponse, reply: HttpReply): void {
   if (res.headersSent || res.destroyed) return;
-  const body = Buffer.from(reply.body ?? '', 'utf8');
+  const body = reply.body ?? '';
   res.statusCode = reply.status;
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
-  res.setHeader('Content-Length', body.length);
+  res.setHeader('Content-Length', Buffer.byteLength(body, 'utf8'));
   if (reply.close) res.setHeader('Connection', 'close');
-  res.end(body);
+  // A string (not a Buffer) lets Node send the head and the body in one write: one packet per reply.
+  res.end(body, 'utf8');
 }
 
 /** A reply with no body, for refusals (the status says it all). */

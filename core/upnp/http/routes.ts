@@ -29,9 +29,14 @@ export class RouteTable {
   };
 }
 
+/** Nothing that URL parsing would change: no query, fragment, percent-encoding or dot segments. */
+const PLAIN_PATH = /^(?:\/[A-Za-z0-9_-]+)+$|^\/$/;
+
 /** The path of a request target (origin-form, or absolute-form from a proxy-minded client), without the query. */
 function pathOf(target: string | undefined): string | undefined {
   if (!target) return undefined;
+  // The usual case, a plain path, is its own pathname: no URL object per request for it.
+  if (PLAIN_PATH.test(target)) return target;
   try {
     return new URL(target, 'http://upnpd.invalid').pathname;
   } catch {

@@ -32,6 +32,8 @@ const parser = new XMLParser({
   ignoreDeclaration: true,
   ignorePiTags: true,
   maxNestedTags: MAX_XML_DEPTH,
+  // No callback reads the path: do not build its string for every element.
+  jPath: false,
 });
 
 /** Reads the action call out of a SOAP envelope. Throws MalformedSoapError for anything unexpected. */
