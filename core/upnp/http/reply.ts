@@ -18,7 +18,7 @@ export function sendReply(res: ServerResponse, reply: HttpReply): void {
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
   res.setHeader('Content-Length', Buffer.byteLength(body, 'utf8'));
   if (reply.close) res.setHeader('Connection', 'close');
-  // A string (not a Buffer) lets Node send the head and the body in one write: one packet per reply.
+  // As a string (not a Buffer) the body is joined to the head by Node: no Buffer copied per reply.
   res.end(body, 'utf8');
 }
 
