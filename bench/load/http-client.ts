@@ -11,6 +11,16 @@ export interface HttpResponse {
   readonly body: string;
 }
 
+/** A complete response, and whether the connection may carry the next request. */
+type ReadResponse = HttpResponse & { readonly keepAlive: boolean };
+
+interface ResponseHead {
+  readonly status: number;
+  readonly contentLength: number | undefined;
+  readonly keepAlive: boolean;
+  readonly bodyStart: number;
+}
+
 export interface HttpRequest {
   readonly method: 'GET' | 'POST';
   readonly headers?: Readonly<Record<string, string>>;
@@ -18,11 +28,12 @@ export interface HttpRequest {
 }
 
 /**
- * The generator's HTTP/1.1 client: one request per connection at a time, connections kept for the
- * next request when the server keeps them open (upnpd) and a new one per request when it closes
- * them (miniupnpd). Written on `net` rather than `node:http` because the listing phases are one
- * client's requests one after another, so whatever the generator spends per request is part of the
- * figure: `node:http`'s client and agent cost about twice what the daemons under test spend.
+ * The generator's HTTP/1.1 client. It writes Host and, for a POST, Content-Length itself; one
+ * request per connection at a time, the connection kept for the next request when the server keeps
+ * it open (upnpd) and a new one per request when it closes it (miniupnpd). Written on `net` rather
+ * than `node:http` because the listing phases are one client's requests one after another, so
+ * whatever the generator spends per request is part of the figure: `node:http`'s client and agent
+ * cost about as much per request as the daemon under test.
  * Responses must carry Content-Length or end with the connection (neither daemon sends chunked).
  */
 export class HttpClient {
@@ -78,7 +89,7 @@ export class HttpClient {
         socket.destroy();
         reject(err);
       };
-      const finish = (response: HttpResponse & { keepAlive: boolean }) => {
+      const finish = (response: ReadResponse) => {
         cleanUp();
         if (response.keepAlive && !socket.destroyed) this.keepIdle(origin, socket);
         else socket.destroy();
@@ -125,7 +136,7 @@ class ClosedBeforeResponse extends Error {
 function requestText(url: URL, { method, headers = {}, body = '' }: HttpRequest): string {
   let text = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
-  if (method === 'POST' && headers['Content-Length'] === undefined) text += `Content-Length: ${Buffer.byteLength(body)}\r\n`;
+  if (method === 'POST') text += `Content-Length: ${Buffer.byteLength(body)}\r\n`;
   return `${text}\r\n${body}`;
 }
 
@@ -133,11 +144,11 @@ function requestText(url: URL, { method, headers = {}, body = '' }: HttpRequest)
 export class ResponseReader {
   private buffered: Buffer[] = [];
   private size = 0;
-  private head: { status: number; contentLength: number | undefined; keepAlive: boolean; bodyStart: number } | undefined;
+  private head: ResponseHead | undefined;
   started = false;
 
   /** The complete response, or undefined while more is to come. */
-  push(chunk: Buffer): (HttpResponse & { keepAlive: boolean }) | undefined {
+  push(chunk: Buffer): ReadResponse | undefined {
     this.started = true;
     this.buffered.push(chunk);
     this.size += chunk.length;
@@ -158,12 +169,12 @@ export class ResponseReader {
   }
 
   /** The connection ended: the response, if it is complete (or has no length and so ends here). */
-  end(): (HttpResponse & { keepAlive: boolean }) | undefined {
+  end(): ReadResponse | undefined {
     if (!this.head || this.head.contentLength !== undefined) return undefined;
     return { ...this.response(this.size - this.head.bodyStart), keepAlive: false };
   }
 
-  private response(length: number): HttpResponse & { keepAlive: boolean } {
+  private response(length: number): ReadResponse {
     const { status, keepAlive, bodyStart } = this.head!;
     return { status, keepAlive, body: this.joined().toString('utf8', bodyStart, bodyStart + length) };
   }
@@ -174,7 +185,7 @@ export class ResponseReader {
   }
 }
 
-function parseHead(head: string, bodyStart: number): { status: number; contentLength: number | undefined; keepAlive: boolean; bodyStart: number } {
+function parseHead(head: string, bodyStart: number): ResponseHead {
   const lines = head.split('\r\n');
   const statusLine = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
   if (!statusLine) throw new Error(`not an HTTP/1.x status line: ${JSON.stringify(lines[0])}`);

@@ -62,7 +62,6 @@ export class SoapClient {
       headers: {
         'Content-Type': 'text/xml; charset="utf-8"',
         SOAPAction: `"${this.serviceType}#${action}"`,
-        'Content-Length': String(Buffer.byteLength(body)),
       },
       body,
     });
