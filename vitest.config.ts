@@ -1,6 +1,18 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const source = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+
 export default defineConfig({
+  // The shipped plugins import upnpd's public API by its package name, as third-party plugins do;
+  // tests run them against the sources (the build keeps the names, resolved to dist/ by Node).
+  resolve: {
+    alias: [
+      { find: /^upnpd$/, replacement: source('./core/index.ts') },
+      { find: /^upnpd\/backend$/, replacement: source('./core/backend-kit.ts') },
+      { find: /^upnpd\/testing$/, replacement: source('./core/testing/index.ts') },
+    ],
+  },
   test: {
     projects: [
       {

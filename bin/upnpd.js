@@ -9,7 +9,7 @@
 // - one malloc arena instead of one per thread: the threads that allocate while requests are
 //   served otherwise each keep an arena's worth of freed memory (89 MB → 80 MB).
 // They apply when the file is executed (`upnpd`, `./bin/upnpd.js`), not to `node bin/upnpd.js`.
-import { main } from '../dist/core/cli/main.js';
+import { main } from '../dist/app/cli.js';
 
 process.exitCode = await main(process.argv.slice(2));
 // Sockets and timers are closed by then; exit explicitly so a stray handle cannot keep us alive.

@@ -1,76 +1,32 @@
-import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { systemClock, type Clock } from './clock.js';
-import { ExecaCommandRunner, type CommandRunner } from './command-runner.js';
 import { HeapTrimmer } from './heap-trimmer.js';
 import { persistedBootId } from './boot-id.js';
-import type { BackendKind, ResolvedConfig } from './config/schema.js';
-import { ConfigError, PluginRegistrationError, messageOf } from './errors.js';
+import type { ResolvedConfig } from './config/schema.js';
+import { ConfigError, messageOf } from './errors.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
 import { MappingService } from './mapping/service.js';
 import { MappingStateFile, MappingStateWriter } from './mapping/state-file.js';
+import type { MappingViewSlot } from './mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { PluginDriver } from './plugins/driver.js';
-import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from './plugins/tokens.js';
-import type { Plugin, PluginSpec } from './plugins/types.js';
+import type { Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd } from './upnp/index.js';
-import { dryRun } from '../plugins/dry-run/index.js';
-import { iptables } from '../plugins/iptables/index.js';
-import { nftables } from '../plugins/nftables/index.js';
-import { logging } from '../plugins/logging/index.js';
-import { secureMode } from '../plugins/secure-mode/index.js';
-
-const BACKEND_FACTORIES: Record<Exclude<BackendKind, 'dry-run'>, () => PluginSpec> = {
-  iptables: () => iptables(),
-  nftables: () => nftables(),
-};
-
-/**
- * In dry-run without a WAN interface or --external-ip, the address upnpd reports as external, so
- * that mapping actions work on a laptop (with no external address they answer 501, as the spec
- * says). TEST-NET-3 (RFC 5737): documentation-only, never routed.
- */
-export const DRY_RUN_EXTERNAL_IP = '203.0.113.1';
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
 
+/** What the daemon runs with: the plugins, already created, and the services they were given. */
 export interface DaemonDependencies {
   readonly logger: Logger & { level: string };
+  /** Ready plugins, exactly one of which fills the firewall slot. */
+  readonly plugins: readonly Plugin[];
+  /** The LAN addresses to serve (lanAddresses()). */
+  readonly lan: readonly InterfaceAddress[];
   readonly network?: NetworkInfo;
   readonly clock?: Clock;
-  readonly commandRunner?: CommandRunner;
-  /** Extra registrations (e.g. the logging core's LOG_OUTPUT) made before plugins are created. */
-  readonly register?: (container: DependencyContainer) => void;
-}
-
-/**
- * Which plugins run, from the config: the listed ones, with the firewall backend chosen by
- * `backend`/`--backend` or replaced by the dry-run backend, plus the defaults (secure mode when
- * on, logging when none is listed).
- */
-export function assemblePlugins(config: ResolvedConfig): PluginSpec[] {
-  const listedBackend = config.plugins.find((spec) => spec.kind === 'backend');
-  let specs = config.plugins.filter((spec) => spec.kind !== 'backend');
-
-  if (config.dryRun || config.backend === 'dry-run') {
-    const imitated = config.backend === 'nftables' || (config.backend === undefined && listedBackend?.name === 'nftables') ? 'nftables' : 'iptables';
-    const listedOptions = listedBackend && listedBackend.name === imitated ? { [imitated]: listedBackend.options } : {};
-    const listedDryRun = listedBackend?.name === 'dry-run' ? listedBackend : undefined;
-    specs.push(listedDryRun ?? dryRun({ dialect: imitated, ...listedOptions }));
-  } else if (config.backend && listedBackend?.name !== config.backend) {
-    specs.push(BACKEND_FACTORIES[config.backend]());
-  } else if (listedBackend) {
-    specs.push(listedBackend);
-  }
-  const extraBackends = config.plugins.filter((spec) => spec.kind === 'backend' && spec !== listedBackend);
-  if (extraBackends.length > 0) {
-    throw new ConfigError(`${config.source}: plugins: only one firewall backend may be listed, found ${[listedBackend!, ...extraBackends].map((s) => s.name).join(', ')}`);
-  }
-
-  if (config.secureMode && !specs.some((spec) => spec.name === 'secure-mode')) specs = [secureMode(), ...specs];
-  if (!specs.some((spec) => spec.name === 'logging')) specs.push(logging());
-  return specs;
+  /** Bound to the running table, when plugins were given one (the MAPPINGS token). */
+  readonly mappingView?: MappingViewSlot;
 }
 
 /** The LAN addresses to serve: loopback in dry-run unless --lan named interfaces. */
@@ -100,26 +56,15 @@ export class Daemon {
     private readonly heapTrimmer: HeapTrimmer,
   ) {}
 
-  static async start(givenConfig: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
+  static async start(config: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
     const logger = deps.logger;
-    const config = withDryRunDefaults(givenConfig, logger);
     const network = deps.network ?? new OsNetworkInfo();
     const clock = deps.clock ?? systemClock;
-    const lan = lanAddresses(config, network);
+    const lan = deps.lan;
 
-    const container = rootContainer.createChildContainer();
-    container.register(CONFIG, { useValue: config });
-    container.register(LOGGER, { useValue: logger });
-    container.register(CLOCK, { useValue: clock });
-    container.register(NETWORK_INFO, { useValue: network });
-    container.register(COMMAND_RUNNER, { useValue: deps.commandRunner ?? new ExecaCommandRunner() });
-    container.register(LAN_ADDRESSES, { useValue: lan });
-    deps.register?.(container);
-
-    const plugins = assemblePlugins(config).map((spec) => createPlugin(spec, container, logger));
-    const driver = new PluginDriver(plugins, logger);
-    const mappings = new MappingService(driver, clock, config.lease, logger);
-    container.register(MAPPINGS, { useValue: mappings });
+    const driver = new PluginDriver(deps.plugins, logger);
+    const mappings = new MappingService(driver, driver.firewall, clock, config.lease, logger);
+    deps.mappingView?.bind(mappings.view);
 
     await driver.provision();
     let stateWriter: MappingStateWriter | undefined;
@@ -248,25 +193,6 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
   // What was dropped at the restore leaves the file now, not at the next change.
   if (mappings.size !== loaded.mappings.length + loaded.expired + loaded.invalid) writer.changed();
   return writer;
-}
-
-function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {
-  if (!config.dryRun || config.externalIp || config.wan) return config;
-  logger.info(`dry-run: no WAN interface given; reporting ${DRY_RUN_EXTERNAL_IP} (TEST-NET-3) as the external address`);
-  return { ...config, externalIp: DRY_RUN_EXTERNAL_IP };
-}
-
-function createPlugin(spec: PluginSpec, container: DependencyContainer, logger: Logger): Plugin {
-  const child = container.createChildContainer();
-  child.register(LOGGER, { useValue: logger.child({ plugin: spec.name }) });
-  try {
-    // Options from a config file were parsed at load; those of plugins added here (defaults,
-    // --backend, --dry-run) are parsed now, so every plugin sees its defaults filled in.
-    child.register(PLUGIN_OPTIONS, { useValue: spec.optionsSchema ? spec.optionsSchema.parse(spec.options) : spec.options });
-    return spec.create(child);
-  } catch (err) {
-    throw new PluginRegistrationError(`plugin "${spec.name}" could not be created: ${messageOf(err)}`);
-  }
 }
 
 function describeValue(value: unknown): string {

@@ -130,12 +130,22 @@ export interface UpnpFault {
  * wrapped by the driver); everything else (backend failures, bugs) is 501 Action Failed.
  */
 export function toUpnpFault(err: unknown): UpnpFault {
+  const refusal = upnpErrorIn(err);
+  if (refusal) return { upnpCode: refusal.upnpCode, description: refusal.description };
+  return { upnpCode: UpnpErrorCode.ActionFailed, description: DESCRIPTIONS[UpnpErrorCode.ActionFailed] };
+}
+
+/** How deep the cause chain is followed (a hook error wrapping a policy's error, and so on). */
+const MAX_CAUSE_DEPTH = 5;
+
+/** The UpnpError an error is or wraps (through `cause`), if any: a refusal a client should see. */
+export function upnpErrorIn(err: unknown): UpnpError | undefined {
   let e: unknown = err;
-  for (let depth = 0; e && depth < 5; depth++) {
-    if (e instanceof UpnpError) return { upnpCode: e.upnpCode, description: e.description };
+  for (let depth = 0; e && depth < MAX_CAUSE_DEPTH; depth++) {
+    if (e instanceof UpnpError) return e;
     e = (e as { cause?: unknown }).cause;
   }
-  return { upnpCode: UpnpErrorCode.ActionFailed, description: DESCRIPTIONS[UpnpErrorCode.ActionFailed] };
+  return undefined;
 }
 
 export function messageOf(err: unknown): string {

@@ -1,26 +1,50 @@
-/** upnpd's public API for configuration files and plugin authors. */
+/** upnpd's public API for configuration files and plugin authors (`import … from 'upnpd'`). */
+// tsyringe needs the Reflect metadata API before any plugin class is decorated.
+import 'reflect-metadata';
 export { defineConfig, type UserConfig, type ResolvedConfig } from './config/schema.js';
-export { definePlugin, backendPlugin } from './plugins/define.js';
+export { definePlugin, defineBackend, firewallPlugin } from './plugins/define.js';
 export { HOOK_KINDS } from './plugins/types.js';
 export type {
-  Plugin,
-  PluginSpec,
-  Hooks,
-  HookName,
-  HookKind,
-  PolicyContext,
-  MappingView,
-  MappedEvent,
-  UnmappedEvent,
+  AnyPluginSpec,
+  BackendCapabilities,
+  BackendContext,
+  BackendSpec,
   ExternalAddressChangeEvent,
   FirewallBackend,
-  BackendCapabilities,
+  HookKind,
+  HookName,
+  Hooks,
+  MappedEvent,
+  MappingView,
+  Plugin,
+  PluginSpec,
+  PolicyContext,
+  UnmappedEvent,
+  UnmapReason,
 } from './plugins/types.js';
 export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from './plugins/tokens.js';
 export type { ChangeSet, MappingKey, MappingRequest, PortMapping, Protocol, Requester, RuleSpec } from './mapping/types.js';
-export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError } from './errors.js';
+export {
+  UpnpError,
+  UpnpErrorCode,
+  BackendError,
+  UpnpdError,
+  ConfigError,
+  PluginHookError,
+  PluginRegistrationError,
+  messageOf,
+} from './errors.js';
+export type { Clock } from './clock.js';
 export type { CommandRunner, CommandResult } from './command-runner.js';
-export type { Logger } from './logger.js';
+export type { Logger, LogLevel } from './logger.js';
+export { SubnetSet, broadcastAddress, networkAddress, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
+export { SERVICE_ID } from './upnp/identity.js';
+// For log-output plugins: where the daemon's records go.
+export { LOG_OUTPUT, isTerminal, prettyRenderer, renderJson, streamDestination } from './logging.js';
+export type { LogDestination, LogOutput, LogRecord, LogRenderer } from './logging.js';
+
+// The shipped plugins, for config files. Last, so that the API above is complete when they load
+// (they import it from 'upnpd' as any third-party plugin does).
 export { iptables } from '../plugins/iptables/index.js';
 export { nftables } from '../plugins/nftables/index.js';
 export { dryRun } from '../plugins/dry-run/index.js';

@@ -3,16 +3,22 @@ import { pino } from 'pino';
 import type { InjectionToken } from 'tsyringe';
 import type { Logger, LogLevel } from './logger.js';
 
-/** One log record as pino wrote it (the fields of its JSON line). */
+/**
+ * One record, as a destination sees it: what pino told us about it (level, time, message) and
+ * the JSON line it wrote. Built without parsing the line; `fields()` parses it, when asked.
+ */
 export interface LogRecord {
   /** pino's numeric level: trace 10, debug 20, info 30, warn 40, error 50, fatal 60. */
   readonly level: number;
   /** Milliseconds since the epoch. */
   readonly time: number;
-  readonly msg?: string;
-  /** A logged error, as pino's standard serializer writes it. */
-  readonly err?: { readonly type?: string; readonly message?: string; readonly stack?: string };
-  readonly [field: string]: unknown;
+  readonly msg: string | undefined;
+  /** The logged error's message (`err`, causes included, as the line has it); undefined when none. */
+  readonly errorMessage: string | undefined;
+  /** pino's JSON line, newline included: what JSON output writes as is. */
+  readonly line: string;
+  /** Every field of the line, child-logger bindings included (parses the line on first call). */
+  fields(): Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -20,14 +26,13 @@ export interface LogRecord {
  * a destination that cannot deliver drops the record.
  */
 export interface LogDestination {
-  /** `line` is pino's JSON line (newline included); `record` holds its parsed fields. */
-  write(record: LogRecord, line: string): void;
+  write(record: LogRecord): void;
   /** Resolves once what was written so far has been handed on (or given up). */
   flush(): Promise<void>;
 }
 
 /** Turns a record into the exact text a stream destination writes (newline included). */
-export type LogRenderer = (record: LogRecord, line: string) => string;
+export type LogRenderer = (record: LogRecord) => string;
 
 /**
  * Routes the root logger's records. Created with the root logger, before plugins exist, writing to
@@ -48,7 +53,7 @@ export interface LogOutput {
 export const LOG_OUTPUT: InjectionToken<LogOutput> = Symbol('upnpd.LogOutput');
 
 /** pino's JSON line, as is. */
-export const renderJson: LogRenderer = (_record, line) => line;
+export const renderJson: LogRenderer = (record) => record.line;
 
 const require = createRequire(import.meta.url);
 
@@ -57,7 +62,8 @@ export function prettyRenderer(options: { colorize: boolean }): LogRenderer {
   // Loaded on first use: only a terminal needs it, and a daemon under a service manager should not carry it.
   const { prettyFactory } = require('pino-pretty') as typeof import('pino-pretty');
   const pretty = prettyFactory({ colorize: options.colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
-  return (record) => pretty(record);
+  // It parses the line itself.
+  return (record) => pretty(record.line);
 }
 
 export function isTerminal(stream: NodeJS.WritableStream): boolean {
@@ -74,8 +80,8 @@ export function streamDestination(stream: NodeJS.WritableStream, render: LogRend
     broken = true;
   });
   return {
-    write(record, line) {
-      if (!broken) stream.write(render(record, line));
+    write(record) {
+      if (!broken) stream.write(render(record));
     },
     flush: () => (broken ? Promise.resolve() : drained(stream)),
   };
@@ -92,6 +98,68 @@ function drained(stream: NodeJS.WritableStream): Promise<void> {
   });
 }
 
+/** pino's `Symbol.for('pino.metadata')` (lib/symbols.js), the flag pino.multistream sets too. */
+const PINO_METADATA: unique symbol = Symbol.for('pino.metadata');
+
+/**
+ * The stream pino writes to. With the metadata flag set, pino's `write` (lib/proto.js) stores the
+ * record's level, message, merge object and time here just before it writes the line, so routing
+ * reads them instead of parsing the line. They describe the line being written only during
+ * `write`: the next logging call (a destination may log) overwrites them.
+ */
+class PinoSink {
+  readonly [PINO_METADATA] = true;
+  /** The numeric level. */
+  lastLevel = 0;
+  /** The message after formatting, or undefined when the call gave none. */
+  lastMsg: unknown = undefined;
+  /** The object the call logged (raw: an `err` is still the Error); child bindings are not in it. */
+  lastObj: unknown = undefined;
+  /** The digits of the line's "time" field. */
+  lastTime = '';
+  /** The (child) logger that wrote. Unused; declared so that pino's assignment keeps this shape. */
+  lastLogger: unknown = undefined;
+
+  constructor(private readonly onLine: (sink: PinoSink, line: string) => void) {}
+
+  write(line: string): void {
+    this.onLine(this, line);
+  }
+}
+
+class PinoRecord implements LogRecord {
+  readonly level: number;
+  readonly time: number;
+  readonly msg: string | undefined;
+  private readonly hasError: boolean;
+  private parsed: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(
+    sink: PinoSink,
+    readonly line: string,
+  ) {
+    const obj = sink.lastObj as { readonly msg?: unknown; readonly err?: unknown } | undefined;
+    this.level = sink.lastLevel;
+    this.time = Number(sink.lastTime);
+    // pino writes the call's message after the object's own `msg`; JSON readers take the last one.
+    const msg = sink.lastMsg !== undefined ? sink.lastMsg : obj?.msg;
+    this.msg = typeof msg === 'string' ? msg : undefined;
+    // pino writes an `err` field unless it is undefined.
+    this.hasError = obj?.err !== undefined;
+  }
+
+  /** Read from the line, as pino's error serializer wrote it: records with an error are few. */
+  get errorMessage(): string | undefined {
+    if (!this.hasError) return undefined;
+    const err = this.fields().err as { readonly message?: unknown } | null | undefined;
+    return typeof err?.message === 'string' ? err.message : undefined;
+  }
+
+  fields(): Readonly<Record<string, unknown>> {
+    return (this.parsed ??= JSON.parse(this.line) as Record<string, unknown>);
+  }
+}
+
 class RoutedOutput implements LogOutput {
   private readonly defaultDestination: LogDestination;
   private destinations: readonly LogDestination[];
@@ -105,13 +173,11 @@ class RoutedOutput implements LogOutput {
   }
 
   /** What pino writes to: one JSON line per call. */
-  readonly sink = {
-    write: (line: string): void => {
-      if (this.destinations.length === 0) return;
-      const record = JSON.parse(line) as LogRecord;
-      for (const destination of this.destinations) this.deliver(destination, record, line);
-    },
-  };
+  readonly sink = new PinoSink((sink, line) => {
+    if (this.destinations.length === 0) return;
+    const record = new PinoRecord(sink, line);
+    for (const destination of this.destinations) this.deliver(destination, record);
+  });
 
   use(destinations: readonly LogDestination[]): void {
     if (!this.closed) this.destinations = [...destinations];
@@ -132,9 +198,9 @@ class RoutedOutput implements LogOutput {
   }
 
   /** A logging call must never fail the code that logs: a destination's bug is reported once, to stderr. */
-  private deliver(destination: LogDestination, record: LogRecord, line: string): void {
+  private deliver(destination: LogDestination, record: LogRecord): void {
     try {
-      destination.write(record, line);
+      destination.write(record);
     } catch (err) {
       if (this.reportedFailures.has(destination)) return;
       this.reportedFailures.add(destination);

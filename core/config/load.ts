@@ -1,19 +1,34 @@
 import { stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cosmiconfig } from 'cosmiconfig';
 import type { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
-import type { PluginSpec } from '../plugins/types.js';
+import type { AnyPluginSpec } from '../plugins/types.js';
 import { configSchema, type ResolvedConfig, type UserConfig } from './schema.js';
 
 export const CONFIG_FILE_NAMES = ['upnpd.config.js', 'upnpd.config.mjs', 'upnpd.config.cjs'];
 
+/** Where a config file is looked for after the working directory and its parents. */
+export const SYSTEM_CONFIG_DIR = '/etc/upnpd';
+
 export interface LoadConfigOptions {
-  /** `--config FILE`; otherwise upnpd.config.{js,mjs,cjs} is searched from `cwd` upwards. */
+  /**
+   * `--config FILE`; otherwise the first upnpd.config.{js,mjs,cjs} found in `cwd`, its parents up
+   * to the root, then `systemConfigDir`.
+   */
   readonly configFile?: string;
   readonly cwd?: string;
+  /** `/etc/upnpd` unless a test names another. */
+  readonly systemConfigDir?: string;
+  /**
+   * Told of each directory of the search that could not be looked into (e.g. EACCES): it is
+   * skipped, never fatal. The logger does not exist yet when the config is read.
+   */
+  readonly onSkip?: (dir: string, error: Error) => void;
+  /** How the search looks at a path; `fs.stat` unless a test injects another. */
+  readonly stat?: (path: string) => Promise<{ isFile(): boolean }>;
   /** Values from command-line flags; they win over the file. */
   readonly overrides?: Partial<UserConfig>;
   /** For messages: the flag each overridden key came from, e.g. { httpPort: '--http-port' }. */
@@ -37,38 +52,68 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
     );
   }
 
-  const plugins = validatePluginOptions(parsed.data.plugins.filter((p): p is PluginSpec => Boolean(p)), source);
+  const plugins = parsePluginOptions(parsed.data.plugins.filter((p): p is AnyPluginSpec => Boolean(p)), source);
   return {
     ...parsed.data,
     plugins,
     source,
     lanFromCommandLine: overrides.lan !== undefined && overrides.lan.length > 0,
+    flags: Object.fromEntries(Object.keys(withoutUndefined(overrides)).map((key) => [key, options.flagNames?.[key as keyof UserConfig] ?? key])),
   };
 }
 
 async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig: Record<string, unknown>; source: string }> {
+  // cosmiconfig only loads: its search cannot add /etc/upnpd and fails on an unreadable directory.
   const explorer = cosmiconfig('upnpd', {
-    searchPlaces: CONFIG_FILE_NAMES,
-    searchStrategy: 'global',
     cache: false,
     loaders: { '.js': loadFresh, '.mjs': loadFresh, '.cjs': loadFresh },
   });
+  const cwd = options.cwd ?? process.cwd();
+  const where = options.configFile ? resolve(cwd, options.configFile) : await findConfigFile(cwd, options);
+  if (!where) return { fileConfig: {}, source: '(no config file)' };
   let result;
-  const where = options.configFile ? resolve(options.cwd ?? process.cwd(), options.configFile) : undefined;
   try {
-    result = where ? await explorer.load(where) : await explorer.search(options.cwd ?? process.cwd());
+    result = await explorer.load(where);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (where && code === 'ENOENT') throw new ConfigError(`${where}: no such file`);
-    throw new ConfigError(`${where ?? 'upnpd.config.js'}: cannot load: ${messageOf(err)}`);
+    if (options.configFile && code === 'ENOENT') throw new ConfigError(`${where}: no such file`);
+    throw new ConfigError(`${where}: cannot load: ${messageOf(err)}`);
   }
-  if (!result) return { fileConfig: {}, source: '(no config file)' };
-  const config: unknown = result.config;
-  if (config === undefined || config === null) return { fileConfig: {}, source: result.filepath };
+  // An empty file loads as null.
+  const config: unknown = result?.config;
+  if (config === undefined || config === null) return { fileConfig: {}, source: where };
   if (typeof config !== 'object' || Array.isArray(config)) {
-    throw new ConfigError(`${result.filepath}: must export an object (export default defineConfig({...}))`);
+    throw new ConfigError(`${where}: must export an object (export default defineConfig({...}))`);
   }
-  return { fileConfig: config as Record<string, unknown>, source: result.filepath };
+  return { fileConfig: config as Record<string, unknown>, source: where };
+}
+
+/**
+ * The first CONFIG_FILE_NAMES file in `cwd`, each parent up to the root, then the system config
+ * directory. A directory that cannot be looked into is skipped (reported to `onSkip`).
+ */
+async function findConfigFile(cwd: string, options: LoadConfigOptions): Promise<string | undefined> {
+  const statOf = options.stat ?? stat;
+  const dirs: string[] = [];
+  // Each step drops one path component, so this ends at the root.
+  for (let dir = resolve(cwd); !dirs.includes(dir); dir = dirname(dir)) dirs.push(dir);
+  const systemDir = resolve(options.systemConfigDir ?? SYSTEM_CONFIG_DIR);
+  if (!dirs.includes(systemDir)) dirs.push(systemDir);
+
+  for (const dir of dirs) {
+    for (const name of CONFIG_FILE_NAMES) {
+      const file = join(dir, name);
+      try {
+        if ((await statOf(file)).isFile()) return file;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+        options.onSkip?.(dir, err instanceof Error ? err : new Error(String(err)));
+        break;
+      }
+    }
+  }
+  return undefined;
 }
 
 const require = createRequire(import.meta.url);
@@ -85,12 +130,17 @@ async function loadFresh(filepath: string): Promise<unknown> {
   return module.default ?? module;
 }
 
-function validatePluginOptions(specs: PluginSpec[], source: string): PluginSpec[] {
+/**
+ * Parses each listed plugin's options with its schema, here, so that a mistake stops the start with
+ * the file and key path. The schema is consumed: a spec without one holds parsed options, which is
+ * how the composition root knows not to parse them again.
+ */
+function parsePluginOptions(specs: AnyPluginSpec[], source: string): AnyPluginSpec[] {
   const problems: string[] = [];
-  const validated = specs.map((spec, index) => {
+  const validated = specs.map((spec, index): AnyPluginSpec => {
     if (!spec.optionsSchema) return spec;
     const parsed = spec.optionsSchema.safeParse(spec.options);
-    if (parsed.success) return { ...spec, options: parsed.data };
+    if (parsed.success) return { ...spec, options: parsed.data, optionsSchema: undefined };
     problems.push(formatIssues(parsed.error.issues, () => source, `plugins[${index}] (${spec.name})`));
     return spec;
   });
@@ -98,7 +148,8 @@ function validatePluginOptions(specs: PluginSpec[], source: string): PluginSpec[
   return validated;
 }
 
-function formatIssues(issues: readonly z.core.$ZodIssue[], sourceOf: (path: PropertyKey[]) => string, prefix?: string): string {
+/** Zod issues as lines naming the source and the key path. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[], sourceOf: (path: PropertyKey[]) => string, prefix?: string): string {
   const line = (path: PropertyKey[], message: string) =>
     `${sourceOf(path)}: ${[prefix, pathToString(path)].filter(Boolean).join('.') || '(top level)'}: ${message}`;
   return issues

@@ -1,18 +1,14 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { LOG_LEVELS } from '../logger.js';
-import { isPluginSpec, type PluginSpec } from '../plugins/types.js';
-
-export const BACKEND_KINDS = ['iptables', 'nftables', 'dry-run'] as const;
-export type BackendKind = (typeof BACKEND_KINDS)[number];
+import { INTERFACE_NAME } from '../net/network-info.js';
+import { isPluginSpec, type AnyPluginSpec } from '../plugins/types.js';
 
 const port = z.number().int().min(1).max(65535);
-/** Linux interface names: at most 15 characters, no spaces or slashes. */
-export const INTERFACE_NAME = /^[\w.@:-]{1,15}$/;
 export const interfaceName = z.string().regex(INTERFACE_NAME, 'must be a network interface name (at most 15 characters)');
 const ipv4 = z.string().refine((v) => isIPv4(v), 'must be an IPv4 address');
 
-const pluginEntry = z.custom<PluginSpec | false | null | undefined | 0 | ''>(
+const pluginEntry = z.custom<AnyPluginSpec | false | null | undefined | 0 | ''>(
   (v) => v === false || v === null || v === undefined || v === 0 || v === '' || isPluginSpec(v),
   'must be a plugin factory call such as iptables({...}), or a falsy value',
 );
@@ -48,8 +44,8 @@ export const configSchema = z
     wan: interfaceName.optional(),
     /** External IPv4 address to report instead of the WAN interface's own. */
     externalIp: ipv4.optional(),
-    /** Firewall backend used when `plugins` lists none. */
-    backend: z.enum(BACKEND_KINDS).optional(),
+    /** The firewall backend, by name: a shipped one (iptables, nftables, dry-run) or one listed in `plugins`. */
+    backend: z.string().regex(/^[\w.-]{1,64}$/, 'must be a backend name such as "nftables"').optional(),
     /** Touch no firewall: log what the backend would do, listen on loopback unless --lan is given. */
     dryRun: z.boolean().default(false),
     /** HTTP port for descriptions, control and events (0: any free port). */
@@ -75,7 +71,9 @@ export interface ResolvedConfig extends Omit<ParsedConfig, 'plugins'> {
   readonly source: string;
   /** True when LAN interfaces were named on the command line (dry-run then uses them). */
   readonly lanFromCommandLine: boolean;
-  readonly plugins: readonly PluginSpec[];
+  /** The keys set by a command-line flag, with the flag (e.g. `{ backend: '--backend' }`), so that messages name it. */
+  readonly flags?: Readonly<Partial<Record<keyof UserConfig, string>>>;
+  readonly plugins: readonly AnyPluginSpec[];
 }
 
 /** Typed identity helper for upnpd.config.js. */

@@ -1,13 +1,13 @@
 import { keyOf, type MappingKey } from './types.js';
 
-interface Entry {
+export interface ExpiryEntry {
   readonly at: number;
   readonly key: MappingKey;
 }
 
 /** A binary min-heap of (expiry time, key). Stale entries are skipped by the caller on pop. */
 export class ExpiryQueue {
-  private readonly heap: Entry[] = [];
+  private readonly heap: ExpiryEntry[] = [];
 
   get size(): number {
     return this.heap.length;
@@ -33,7 +33,14 @@ export class ExpiryQueue {
     while (this.heap.length > 0 && isStale(this.heap[0]!.at, this.heap[0]!.key)) this.pop();
   }
 
-  private pop(): Entry {
+  /** Removes and returns every entry due at `now` or earlier, earliest first. */
+  popDue(now: number): ExpiryEntry[] {
+    const due: ExpiryEntry[] = [];
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) due.push(this.pop());
+    return due;
+  }
+
+  private pop(): ExpiryEntry {
     const top = this.heap[0]!;
     const last = this.heap.pop()!;
     if (this.heap.length > 0) {

@@ -1,12 +1,26 @@
 import type { Clock } from '../clock.js';
-import { BackendError, UpnpError, UpnpErrorCode, messageOf } from '../errors.js';
+import { BackendError, UpnpError, UpnpErrorCode, messageOf, upnpErrorIn } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { PluginDriver } from '../plugins/driver.js';
-import type { MappedEvent, MappingView, PolicyContext, UnmappedEvent } from '../plugins/types.js';
 import { ExpiryQueue } from './expiry-queue.js';
+import type { MappingFirewall, MappingHooks } from './hooks.js';
 import type { RestoredMapping } from './state-file.js';
 import { MappingDraft, MappingTable } from './table.js';
-import { isEmptyChangeSet, keyString, portMappingOf, ruleOf, type MappingKey, type MappingRequest, type PortMapping, type Requester, type RuleSpec } from './types.js';
+import {
+  isEmptyChangeSet,
+  keyString,
+  portMappingOf,
+  ruleOf,
+  type ChangeSet,
+  type MappedEvent,
+  type MappingKey,
+  type MappingRequest,
+  type MappingView,
+  type PolicyContext,
+  type PortMapping,
+  type Requester,
+  type RuleSpec,
+  type UnmappedEvent,
+} from './types.js';
 
 export interface LeasePolicy {
   /** Lease given when a client asks for 0 ("permanent") and permanent leases are not allowed. */
@@ -46,6 +60,9 @@ interface QueuedChange {
   reject(err: unknown): void;
 }
 
+/** One change of a batch after staging: its outcome, or the error that refused it. */
+type StagedChange = { readonly change: QueuedChange } & ({ readonly outcome: Outcome<unknown> } | { readonly error: unknown });
+
 /** Changes applied in one backend transaction at most (requests arriving together are coalesced). */
 const MAX_BATCH = 512;
 
@@ -71,14 +88,16 @@ export class MappingService implements MappingView {
   private readonly table = new MappingTable();
   private readonly expiries = new ExpiryQueue();
   private queue: QueuedChange[] = [];
-  private draining = false;
+  /** The running drain of the queue, from the moment a change is queued until the queue is empty. */
+  private draining: Promise<void> | undefined;
   private expiryTimer: unknown = undefined;
   private closed = false;
   private expiryFailed = false;
   private readonly changeListeners = new Set<() => void>();
 
   constructor(
-    private readonly driver: PluginDriver,
+    private readonly hooks: MappingHooks,
+    private readonly firewall: MappingFirewall,
     private readonly clock: Clock,
     private lease: LeasePolicy,
     private readonly logger: Logger,
@@ -105,6 +124,9 @@ export class MappingService implements MappingView {
   values(): IterableIterator<PortMapping> {
     return this.table.values();
   }
+
+  /** The table as plugins may see it: read only, without the lifecycle's methods. */
+  readonly view: MappingView = readOnlyView(this.table);
 
   /**
    * Calls `listener` after every committed change of the table (for front-ends that publish state,
@@ -161,7 +183,7 @@ export class MappingService implements MappingView {
           return { result: mapping, notifications: [{ hook: 'onMapped', event: { mapping, previous, requester } }] };
         } catch (err) {
           draft.rollbackTo(savepoint);
-          if (!(err instanceof Error) || !isPortRefusal(err)) throw err;
+          if (!isPortRefusal(err)) throw err;
         }
       }
       throw new UpnpError(UpnpErrorCode.NoPortMapsAvailable);
@@ -196,7 +218,7 @@ export class MappingService implements MappingView {
     for (const { remainingMs, createdBy, ...request } of mappings) {
       const savepoint = draft.savepoint();
       try {
-        const adjusted = await this.driver.hookSeq('beforeMap', request, this.policyContext(draft, createdBy, draft.get(request)));
+        const adjusted = await this.hooks.beforeMap(request, this.policyContext(draft, createdBy, draft.get(request)));
         const existing = draft.get(adjusted);
         if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
         const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy);
@@ -205,7 +227,7 @@ export class MappingService implements MappingView {
       } catch (err) {
         draft.rollbackTo(savepoint);
         refused += 1;
-        const why = isUpnpRefusal(err) ? 'refused by policy' : 'a policy failed';
+        const why = upnpErrorIn(err) ? 'refused by policy' : 'a policy failed';
         this.logger.warn({ err, mapping: keyString(request), internalClient: request.internalClient }, `not restoring ${keyString(request)} (${why}): ${messageOf(err)}`);
       }
     }
@@ -214,7 +236,7 @@ export class MappingService implements MappingView {
 
   /** Resolves once every change queued so far has committed or failed (at shutdown, before the last save). */
   async settled(): Promise<void> {
-    while (this.draining || this.queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
+    while (this.draining) await this.draining;
   }
 
   /** Deletes the mapping under a key; 714 when there is none. Policies may veto (secure mode). */
@@ -222,7 +244,7 @@ export class MappingService implements MappingView {
     return this.enqueue(async (draft) => {
       const existing = draft.get(key);
       if (!existing) throw new UpnpError(UpnpErrorCode.NoSuchEntryInArray);
-      await this.driver.hookSeq('beforeUnmap', existing, this.policyContext(draft, requester, existing));
+      await this.hooks.beforeUnmap(existing, this.policyContext(draft, requester, existing));
       draft.remove(key);
       return { result: existing, notifications: [{ hook: 'onUnmapped', event: { mapping: existing, reason: 'deleted', requester } }] };
     });
@@ -237,9 +259,9 @@ export class MappingService implements MappingView {
       const deleted: PortMapping[] = [];
       for (const mapping of [...draft.values()].filter(matches)) {
         try {
-          await this.driver.hookSeq('beforeUnmap', mapping, this.policyContext(draft, requester, mapping));
+          await this.hooks.beforeUnmap(mapping, this.policyContext(draft, requester, mapping));
         } catch (err) {
-          if (isUpnpRefusal(err)) continue;
+          if (upnpErrorIn(err)) continue;
           throw err;
         }
         draft.remove(mapping);
@@ -272,23 +294,37 @@ export class MappingService implements MappingView {
     await this.settled();
   }
 
-  /** Runs the expiry pass now (the timer calls this; tests may too). */
+  /**
+   * Removes the mappings whose lease has ended (the timer calls this; tests may too). Only the
+   * leases due in the expiry queue are looked at; a renewed mapping's older entry is skipped.
+   */
   expireDue(): Promise<number> {
-    return this.enqueue(async (draft) => {
-      const now = this.clock.now();
-      const expired = [...draft.values()].filter((m) => m.expiresAt !== null && m.expiresAt <= now);
-      for (const mapping of expired) draft.remove(mapping);
+    const now = this.clock.now();
+    const due = this.expiries.popDue(now);
+    const run = this.enqueue(async (draft) => {
+      const expired: PortMapping[] = [];
+      for (const { key } of due) {
+        const mapping = draft.get(key);
+        if (!mapping || mapping.expiresAt === null || mapping.expiresAt > now) continue;
+        draft.remove(mapping);
+        expired.push(mapping);
+      }
       return {
         result: expired.length,
-        notifications: expired.flatMap((mapping) => {
+        notifications: expired.flatMap((mapping): Notification[] => {
           const event: UnmappedEvent = { mapping, reason: 'expired', requester: null };
           return [
-            { hook: 'onExpire' as const, event },
-            { hook: 'onUnmapped' as const, event },
+            { hook: 'onExpire', event },
+            { hook: 'onUnmapped', event },
           ];
         }),
       };
     });
+    // Not removed after all (the firewall refused): they are due again at the next pass.
+    run.catch(() => {
+      for (const { at, key } of due) this.expiries.push(at, key);
+    });
+    return run;
   }
 
   private async stageAdd(
@@ -297,7 +333,7 @@ export class MappingService implements MappingView {
     requester: Requester,
   ): Promise<{ mapping: PortMapping; previous: PortMapping | undefined }> {
     const asked = draft.get(request);
-    const adjusted = await this.driver.hookSeq('beforeMap', request, this.policyContext(draft, requester, asked));
+    const adjusted = await this.hooks.beforeMap(request, this.policyContext(draft, requester, asked));
     const existing = draft.get(adjusted);
     if (existing && existing.internalClient !== adjusted.internalClient) {
       throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is mapped to another client`);
@@ -326,11 +362,8 @@ export class MappingService implements MappingView {
     if (this.closed) return Promise.reject(new UpnpError(UpnpErrorCode.ActionFailed, 'the daemon is shutting down'));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.draining) {
-        this.draining = true;
-        // Start on the next turn so that requests arriving together share one transaction.
-        setImmediate(() => void this.drain());
-      }
+      // Started on the next turn so that requests arriving together share one transaction.
+      this.draining ??= new Promise((next) => setImmediate(next)).then(() => this.drain());
     });
   }
 
@@ -338,61 +371,95 @@ export class MappingService implements MappingView {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
-        const applied = await this.runBatch(batch);
-        if (!applied) for (const change of batch) await this.runBatch([change]);
+        const done = await this.runBatch(batch);
+        // One change the firewall refuses must not fail the others: each is run again on its own.
+        if (!done) for (const change of batch) await this.runBatch([change]);
       }
     } finally {
-      this.draining = false;
+      this.draining = undefined;
     }
   }
 
   /**
-   * Runs changes against a draft, applies the combined change set, commits. Returns false when the
-   * backend refused a batch of several changes, which the caller then retries one by one.
+   * One batch: stage every change against a draft, apply the combined change set (repairing the
+   * firewall once if it no longer matches the table), commit, publish. Returns false, with nothing
+   * applied or answered, when the firewall refused a batch of several changes.
    */
-  private async runBatch(batch: QueuedChange[], repaired = false): Promise<boolean> {
+  private async runBatch(batch: readonly QueuedChange[]): Promise<boolean> {
+    const { draft, staged } = await this.stage(batch);
+    const failure = await this.applyStaged(draft.changeSet());
+    if (failure && batch.length > 1) return false;
+    if (failure) {
+      for (const entry of staged) entry.change.reject('error' in entry ? entry.error : failure);
+      return true;
+    }
+    this.commit(draft, staged);
+    this.publish(staged);
+    return true;
+  }
+
+  private async stage(batch: readonly QueuedChange[]): Promise<{ draft: MappingDraft; staged: StagedChange[] }> {
     const draft = new MappingDraft(this.table);
-    const outcomes: Array<{ change: QueuedChange; outcome?: Outcome<unknown>; error?: unknown }> = [];
+    const staged: StagedChange[] = [];
     for (const change of batch) {
       const savepoint = draft.savepoint();
       try {
-        outcomes.push({ change, outcome: await change.run(draft) });
+        staged.push({ change, outcome: await change.run(draft) });
       } catch (error) {
         draft.rollbackTo(savepoint);
-        outcomes.push({ change, error });
+        staged.push({ change, error });
       }
     }
-    const changes = draft.changeSet();
-    if (!isEmptyChangeSet(changes)) {
-      try {
-        await this.driver.applyRule(changes);
-      } catch (err) {
-        if (batch.length > 1) return false;
-        if (!repaired && (await this.repairFirewall())) return this.runBatch(batch, true);
-        this.logger.error({ err, changes }, `firewall backend failed: ${messageOf(err)}`);
-        const failure = new BackendError(`the firewall backend could not apply the change: ${messageOf(err)}`, { cause: err });
-        for (const { change } of outcomes) change.reject(outcomes.find((o) => o.change === change)!.error ?? failure);
-        return true;
+    return { draft, staged };
+  }
+
+  /** Applies a change set; returns the error to answer with when it could not be applied, even after a repair. */
+  private async applyStaged(changes: ChangeSet): Promise<BackendError | undefined> {
+    if (isEmptyChangeSet(changes)) return undefined;
+    try {
+      await this.firewall.apply(changes);
+      return undefined;
+    } catch (err) {
+      if (await this.repairFirewall()) {
+        try {
+          await this.firewall.apply(changes);
+          return undefined;
+        } catch (retryErr) {
+          err = retryErr;
+        }
       }
+      this.logger.error({ err, changes }, `firewall backend failed: ${messageOf(err)}`);
+      return new BackendError(`the firewall backend could not apply the change: ${messageOf(err)}`, { cause: err });
     }
+  }
+
+  private commit(draft: MappingDraft, staged: readonly StagedChange[]): void {
     const changed = draft.hasChanges();
     draft.commit();
-    for (const { outcome } of outcomes) {
-      for (const n of outcome?.notifications ?? []) {
+    for (const entry of staged) {
+      if (!('outcome' in entry)) continue;
+      for (const n of entry.outcome.notifications) {
         if (n.hook === 'onMapped' && n.event.mapping.expiresAt !== null) this.expiries.push(n.event.mapping.expiresAt, n.event.mapping);
       }
     }
     this.scheduleExpiry();
     if (changed) for (const listener of this.changeListeners) listener();
-    for (const { change, outcome, error } of outcomes) {
-      if (!outcome) {
-        change.reject(error);
+  }
+
+  /** Answers each change and sends its notifications (after the commit, so they see the new table). */
+  private publish(staged: readonly StagedChange[]): void {
+    for (const entry of staged) {
+      if (!('outcome' in entry)) {
+        entry.change.reject(entry.error);
         continue;
       }
-      change.resolve(outcome.result);
-      for (const n of outcome.notifications) void this.driver.hookParallel(n.hook, n.event as never);
+      entry.change.resolve(entry.outcome.result);
+      for (const n of entry.outcome.notifications) {
+        if (n.hook === 'onMapped') this.hooks.onMapped(n.event);
+        else if (n.hook === 'onExpire') this.hooks.onExpire(n.event);
+        else this.hooks.onUnmapped(n.event);
+      }
     }
-    return true;
   }
 
   /**
@@ -401,11 +468,9 @@ export class MappingService implements MappingView {
    * difference so the firewall matches the table again. Returns whether anything was repaired.
    */
   private async repairFirewall(): Promise<boolean> {
-    const backend = this.driver.backend;
-    if (!backend) return false;
     try {
       const target = (r: RuleSpec) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`;
-      const installed = await backend.list();
+      const installed = await this.firewall.list();
       const desired = [...this.table.values()].filter((m) => m.enabled).map(ruleOf);
       const installedTargets = new Set(installed.map(target));
       const desiredTargets = new Set(desired.map(target));
@@ -414,7 +479,7 @@ export class MappingService implements MappingView {
         add: desired.filter((r) => !installedTargets.has(target(r))),
       };
       if (isEmptyChangeSet(repair)) return false;
-      await this.driver.applyRule(repair);
+      await this.firewall.apply(repair);
       this.logger.warn(
         { restored: repair.add.length, removed: repair.remove.length },
         `the firewall did not match the mapping table (rules flushed or changed outside upnpd): restored ${repair.add.length}, removed ${repair.remove.length}`,
@@ -455,20 +520,17 @@ function* candidatePorts(first: number, [low, high]: readonly [number, number]):
   for (let p = low; p < start; p++) if (p !== first) yield p;
 }
 
-function isUpnpRefusal(err: unknown): boolean {
-  let e: unknown = err;
-  for (let depth = 0; e && depth < 5; depth++) {
-    if (e instanceof UpnpError) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+function isPortRefusal(err: unknown): boolean {
+  const refusal = upnpErrorIn(err);
+  return refusal !== undefined && PORT_REFUSALS.has(refusal.upnpCode);
 }
 
-function isPortRefusal(err: Error): boolean {
-  let e: unknown = err;
-  for (let depth = 0; e && depth < 5; depth++) {
-    if (e instanceof UpnpError) return PORT_REFUSALS.has(e.upnpCode);
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+function readOnlyView(table: MappingTable): MappingView {
+  return Object.freeze({
+    get: (key: MappingKey) => table.get(key),
+    values: () => table.values(),
+    get size() {
+      return table.size;
+    },
+  });
 }

@@ -1,5 +1,4 @@
-import type { MappingView } from '../plugins/types.js';
-import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type PortMapping, type RuleSpec } from './types.js';
+import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type RuleSpec } from './types.js';
 
 /**
  * The mappings, in a stable order (the order GetGenericPortMappingEntry indexes). Lookup by key

@@ -104,3 +104,42 @@ export const EMPTY_CHANGE_SET: ChangeSet = Object.freeze({ remove: [], add: [] }
 export function isEmptyChangeSet(c: ChangeSet): boolean {
   return c.remove.length === 0 && c.add.length === 0;
 }
+
+/** A read-only view of the mapping table (what policies and plugins see). */
+export interface MappingView {
+  get(key: MappingKey): PortMapping | undefined;
+  readonly size: number;
+  values(): Iterable<PortMapping>;
+}
+
+/** What a policy sees besides the request. */
+export interface PolicyContext {
+  readonly requester: Requester;
+  /** The mapping currently held under the request's key, if any (a renewal or a conflict). */
+  readonly existing: PortMapping | undefined;
+  /** The table as it stands inside this change (read only). */
+  readonly mappings: MappingView;
+}
+
+export interface MappedEvent {
+  readonly mapping: PortMapping;
+  /** The mapping this one replaced (same key), if any. */
+  readonly previous: PortMapping | undefined;
+  readonly requester: Requester;
+  /** Reinstalled at start from the state directory (`requester` is then who created it). */
+  readonly restored?: boolean;
+}
+
+export type UnmapReason = 'deleted' | 'expired' | 'shutdown';
+
+export interface UnmappedEvent {
+  readonly mapping: PortMapping;
+  readonly reason: UnmapReason;
+  /** Who asked for the removal; null when the daemon removed it itself (expiry, shutdown). */
+  readonly requester: Requester | null;
+}
+
+export interface ExternalAddressChangeEvent {
+  readonly previous: string;
+  readonly current: string;
+}

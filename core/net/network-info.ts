@@ -1,7 +1,9 @@
 import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
-import { INTERFACE_NAME } from '../config/schema.js';
+
+/** Linux interface names: at most 15 characters, no spaces or slashes. */
+export const INTERFACE_NAME = /^[\w.@:-]{1,15}$/;
 
 export interface InterfaceAddress {
   readonly interface: string;

@@ -1,8 +1,6 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { z } from 'zod';
-import type { ResolvedConfig } from '../config/schema.js';
-import type { FirewallBackend, Plugin, PluginSpec } from './types.js';
-import { CONFIG } from './tokens.js';
+import type { BackendContext, BackendSpec, FirewallBackend, Plugin, PluginSpec } from './types.js';
 
 /**
  * Declares a plugin factory for config files: `export const quota = definePlugin({...})` lets a
@@ -11,13 +9,12 @@ import { CONFIG } from './tokens.js';
  */
 export function definePlugin<Schema extends z.ZodType>(definition: {
   name: string;
-  kind?: 'backend';
   optionsSchema: Schema;
   create(container: DependencyContainer): Plugin;
 }): (options?: z.input<Schema>) => PluginSpec<z.output<Schema>> {
   return (options) => ({
+    kind: 'plugin',
     name: definition.name,
-    kind: definition.kind,
     options: options ?? {},
     optionsSchema: definition.optionsSchema as unknown as z.ZodType<z.output<Schema>>,
     create: definition.create,
@@ -25,21 +22,40 @@ export function definePlugin<Schema extends z.ZodType>(definition: {
 }
 
 /**
- * Wraps a FirewallBackend as the plugin that handles `applyRule`: provision probes then inits,
- * cleanup shuts down (removing upnpd's rules and chains) unless the config keeps rules.
+ * Declares a firewall backend for config files and `--backend NAME`:
+ * `export const mine = defineBackend({ name: 'mine', create: ({ options, logger }) => new Mine(options, logger) })`.
+ * `create` gets the parsed options and the daemon's services (no decorators needed) and returns a
+ * FirewallBackend. The host provisions it (probe, then init), applies every change set through it,
+ * and shuts it down at exit; under `--dry-run` it only ever calls `render`.
  */
-export function backendPlugin(name: string, backend: FirewallBackend, container: DependencyContainer): Plugin {
-  const config = container.isRegistered(CONFIG, true) ? container.resolve(CONFIG) : undefined;
+export function defineBackend<Schema extends z.ZodType = z.ZodType<Record<string, never>>>(definition: {
+  name: string;
+  optionsSchema?: Schema;
+  create(context: BackendContext<z.output<Schema>>): FirewallBackend;
+}): (options?: z.input<Schema>) => BackendSpec<z.output<Schema>> {
+  return (options) => ({
+    kind: 'backend',
+    name: definition.name,
+    options: options ?? {},
+    optionsSchema: definition.optionsSchema as unknown as z.ZodType<z.output<Schema>> | undefined,
+    create: definition.create,
+  });
+}
+
+/**
+ * The plugin that fills the firewall slot with a backend: provision probes then inits, cleanup
+ * shuts down (removing upnpd's rules and chains) unless the config keeps the rules.
+ */
+export function firewallPlugin(name: string, backend: FirewallBackend, options: { readonly keepRulesOnShutdown: boolean }): Plugin {
   return {
     name,
-    backend,
-    hooks: { applyRule: (changes) => backend.apply(changes) },
+    firewall: backend,
     async provision() {
       await backend.probe();
       await backend.init();
     },
     async cleanup() {
-      if (config?.keepRulesOnShutdown) return;
+      if (options.keepRulesOnShutdown) return;
       await backend.shutdown();
     },
   };

@@ -1,17 +1,19 @@
 import { PluginHookError, PluginRegistrationError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ChangeSet } from '../mapping/types.js';
-import { HOOK_KINDS, type FirewallBackend, type HookName, type Hooks, type HooksOfKind, type Plugin } from './types.js';
+import type { MappingHooks } from '../mapping/hooks.js';
+import type { MappedEvent, MappingRequest, PolicyContext, PortMapping, UnmappedEvent } from '../mapping/types.js';
+import { HOOK_KINDS, type FirewallBackend, type Hooks, type HooksOfKind, type Plugin } from './types.js';
 
 const ORDER_RANK = { pre: 0, normal: 1, post: 2 } as const;
 
 /**
  * Runs plugins' hooks by kind. Registration is validated when the driver is built (unknown hook,
- * non-function handler, duplicate name, zero or several backends) and frozen from then on.
+ * non-function handler, duplicate name, zero or several firewalls) and frozen from then on.
  */
-export class PluginDriver {
+export class PluginDriver implements MappingHooks {
   readonly plugins: readonly Plugin[];
-  private readonly backendPlugin: Plugin;
+  /** The plugin that fills the firewall slot. */
+  private readonly firewallPlugin: Plugin & { readonly firewall: FirewallBackend };
   private readonly provisioned: Plugin[] = [];
   private readonly pending = new Set<Promise<unknown>>();
 
@@ -26,15 +28,37 @@ export class PluginDriver {
         .sort((a, b) => rank(a.plugin) - rank(b.plugin) || a.index - b.index)
         .map(({ plugin }) => plugin),
     );
-    this.backendPlugin = this.plugins.find((p) => p.hooks?.applyRule)!;
+    this.firewallPlugin = this.plugins.find((p): p is Plugin & { firewall: FirewallBackend } => p.firewall !== undefined)!;
   }
 
-  get backend(): FirewallBackend | undefined {
-    return this.backendPlugin.backend;
-  }
+  /** The firewall as the mapping lifecycle uses it; a failure names the plugin. */
+  readonly firewall = {
+    apply: (changes: Parameters<FirewallBackend['apply']>[0]) => this.callFirewall('apply', () => this.firewallPlugin.firewall.apply(changes)),
+    list: () => this.callFirewall('list', () => this.firewallPlugin.firewall.list()),
+  };
 
   get backendName(): string {
-    return this.backendPlugin.name;
+    return this.firewallPlugin.name;
+  }
+
+  beforeMap(request: MappingRequest, context: PolicyContext): Promise<MappingRequest> {
+    return this.hookSeq('beforeMap', request, context);
+  }
+
+  beforeUnmap(mapping: PortMapping, context: PolicyContext): Promise<void> {
+    return this.hookSeq('beforeUnmap', mapping, context);
+  }
+
+  onMapped(event: MappedEvent): void {
+    void this.hookParallel('onMapped', event);
+  }
+
+  onUnmapped(event: UnmappedEvent): void {
+    void this.hookParallel('onUnmapped', event);
+  }
+
+  onExpire(event: UnmappedEvent): void {
+    void this.hookParallel('onExpire', event);
   }
 
   /** Provisions plugins in order. On failure, cleans up everything provisioned so far (including the one that failed). */
@@ -83,12 +107,11 @@ export class PluginDriver {
     return current;
   }
 
-  /** The exclusive hook: the one backend applies the change set. Throws PluginHookError on failure. */
-  async applyRule(changes: ChangeSet): Promise<void> {
+  private async callFirewall<T>(method: 'apply' | 'list', call: () => Promise<T>): Promise<T> {
     try {
-      await this.backendPlugin.hooks!.applyRule!(changes);
+      return await call();
     } catch (err) {
-      throw new PluginHookError(this.backendPlugin.name, 'applyRule', err);
+      throw new PluginHookError(this.firewallPlugin.name, `firewall.${method}`, err);
     }
   }
 
@@ -138,19 +161,25 @@ export function validatePlugins(plugins: readonly Plugin[]): void {
       }
       if (typeof handler !== 'function') throw new PluginRegistrationError(`plugin "${plugin.name}": hook "${hook}" is not a function`);
     }
+    if (plugin.firewall !== undefined) validateFirewall(plugin.name, plugin.firewall);
     for (const lifecycle of ['provision', 'cleanup'] as const) {
       if (plugin[lifecycle] !== undefined && typeof plugin[lifecycle] !== 'function') {
         throw new PluginRegistrationError(`plugin "${plugin.name}": ${lifecycle} is not a function`);
       }
     }
   }
-  const backends = plugins.filter((p) => p.hooks?.applyRule).map((p) => p.name);
-  if (backends.length === 0) {
+  const firewalls = plugins.filter((p) => p.firewall !== undefined).map((p) => p.name);
+  if (firewalls.length === 0) {
     throw new PluginRegistrationError('no firewall backend: add one of iptables(), nftables() or dryRun() to plugins, or pass --backend / --dry-run');
   }
-  if (backends.length > 1) {
-    throw new PluginRegistrationError(`only one firewall backend may handle "applyRule", but ${backends.map((b) => `"${b}"`).join(' and ')} both do`);
+  if (firewalls.length > 1) {
+    throw new PluginRegistrationError(`only one plugin may fill the firewall slot, but ${firewalls.map((b) => `"${b}"`).join(' and ')} both do`);
   }
 }
 
-export type { HookName };
+const FIREWALL_METHODS = ['probe', 'init', 'apply', 'list', 'shutdown', 'render'] as const satisfies ReadonlyArray<keyof FirewallBackend>;
+
+function validateFirewall(plugin: string, firewall: FirewallBackend): void {
+  const missing = FIREWALL_METHODS.filter((method) => typeof firewall[method] !== 'function');
+  if (missing.length > 0) throw new PluginRegistrationError(`plugin "${plugin}": its firewall backend has no ${missing.join(', ')} method`);
+}

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import type { CommandRunner } from '../command-runner.js';
 import type { ResolvedConfig } from '../config/schema.js';
-import type { MappingService } from '../mapping/service.js';
+import type { MappingView } from '../mapping/types.js';
 import type { InterfaceAddress, NetworkInfo } from '../net/network-info.js';
 
 /**
@@ -20,6 +20,7 @@ export const NETWORK_INFO: InjectionToken<NetworkInfo> = Symbol('upnpd.NetworkIn
  * loopback (127.0.0.1/8 on 'lo') in dry-run unless --lan was given.
  */
 export const LAN_ADDRESSES: InjectionToken<readonly InterfaceAddress[]> = Symbol('upnpd.LanAddresses');
-export const MAPPINGS: InjectionToken<MappingService> = Symbol('upnpd.Mappings');
+/** The mapping table, read only. Available once the daemon runs: resolve it in a hook, not in a constructor. */
+export const MAPPINGS: InjectionToken<MappingView> = Symbol('upnpd.Mappings');
 /** Inside a plugin's own child container: its validated options. */
 export const PLUGIN_OPTIONS: InjectionToken<unknown> = Symbol('upnpd.PluginOptions');

@@ -1,63 +1,42 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { z } from 'zod';
-import type { ChangeSet, MappingKey, MappingRequest, PortMapping, Requester, RuleSpec } from '../mapping/types.js';
+import type { CommandRunner } from '../command-runner.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import type { Logger } from '../logger.js';
+import type {
+  ChangeSet,
+  ExternalAddressChangeEvent,
+  MappedEvent,
+  MappingRequest,
+  PolicyContext,
+  PortMapping,
+  RuleSpec,
+  UnmappedEvent,
+} from '../mapping/types.js';
+
+export type { ExternalAddressChangeEvent, MappedEvent, MappingView, PolicyContext, UnmappedEvent, UnmapReason } from '../mapping/types.js';
 
 /**
  * Hook kinds, as in Rollup's plugin driver:
  * - `sequential`: handlers run one after another in plugin order; each may veto by throwing
  *   (a UpnpError keeps its code) or adjust the value by returning a new one.
- * - `exclusive`: exactly one plugin (the firewall backend) handles it; a failure fails the change.
  * - `parallel`: notifications, run together; failures are logged and never fatal.
+ * The firewall is not a hook but a slot (`Plugin.firewall`) that exactly one plugin fills.
  */
-export type HookKind = 'sequential' | 'exclusive' | 'parallel';
-
-/** What a policy sees besides the request. */
-export interface PolicyContext {
-  readonly requester: Requester;
-  /** The mapping currently held under the request's key, if any (a renewal or a conflict). */
-  readonly existing: PortMapping | undefined;
-  /** The table as it stands inside this change (read only). */
-  readonly mappings: MappingView;
-}
-
-export interface MappingView {
-  get(key: MappingKey): PortMapping | undefined;
-  readonly size: number;
-  values(): Iterable<PortMapping>;
-}
-
-export interface MappedEvent {
-  readonly mapping: PortMapping;
-  /** The mapping this one replaced (same key), if any. */
-  readonly previous: PortMapping | undefined;
-  readonly requester: Requester;
-  /** Reinstalled at start from the state directory (`requester` is then who created it). */
-  readonly restored?: boolean;
-}
-
-export type UnmapReason = 'deleted' | 'expired' | 'shutdown';
-
-export interface UnmappedEvent {
-  readonly mapping: PortMapping;
-  readonly reason: UnmapReason;
-  /** Who asked for the removal; null when the daemon removed it itself (expiry, shutdown). */
-  readonly requester: Requester | null;
-}
-
-export interface ExternalAddressChangeEvent {
-  readonly previous: string;
-  readonly current: string;
-}
+export type HookKind = 'sequential' | 'parallel';
 
 type Awaitable<T> = T | Promise<T>;
 
 export interface Hooks {
-  /** May veto (throw) or adjust (return a changed request) a mapping before it is made. */
+  /**
+   * May veto (throw) or adjust (return a changed request) a mapping before it is made.
+   * May run more than once for one request (a batch the firewall refused is retried one change
+   * at a time): decide from the arguments alone, keep no state of your own (count from
+   * `context.mappings`, which shows the table as it stands inside the change).
+   */
   beforeMap(request: MappingRequest, context: PolicyContext): Awaitable<MappingRequest | void>;
-  /** May veto (throw) the removal of a mapping asked for by a client. */
+  /** May veto (throw) the removal of a mapping asked for by a client. May run more than once, as beforeMap. */
   beforeUnmap(mapping: PortMapping, context: PolicyContext): Awaitable<void>;
-  /** The firewall backend installs and removes rules, atomically. */
-  applyRule(changes: ChangeSet): Promise<void>;
   onMapped(event: MappedEvent): Awaitable<void>;
   onUnmapped(event: UnmappedEvent): Awaitable<void>;
   onExpire(event: UnmappedEvent): Awaitable<void>;
@@ -70,7 +49,6 @@ export type HookName = keyof Hooks;
 export const HOOK_KINDS = {
   beforeMap: 'sequential',
   beforeUnmap: 'sequential',
-  applyRule: 'exclusive',
   onMapped: 'parallel',
   onUnmapped: 'parallel',
   onExpire: 'parallel',
@@ -91,33 +69,61 @@ export interface Plugin {
   /** Position among plugins: 'pre' ones first, then unmarked, then 'post'; registration order within. */
   readonly order?: 'pre' | 'post';
   readonly hooks?: Partial<Hooks>;
-  /** Set by firewall backend plugins; the core uses it for list() and reconciliation. */
-  readonly backend?: FirewallBackend;
+  /**
+   * The firewall slot: exactly one plugin of the daemon fills it (the design's `applyRule`). The
+   * core applies every change set through it and reads it back with `list()` to repair drift.
+   */
+  readonly firewall?: FirewallBackend;
   provision?(): Promise<void> | void;
   cleanup?(): Promise<void> | void;
 }
 
 /**
- * What a config file lists: the result of a plugin factory call such as `iptables({...})`.
- * The host validates `options` with `optionsSchema` (errors name the file and key path), then
- * builds the plugin in a child tsyringe container where PLUGIN_OPTIONS holds the parsed options.
+ * What a config file lists for a plugin that is not a firewall backend: the result of a factory
+ * call such as `secureMode()`. The host validates `options` with `optionsSchema` (errors name the
+ * file and key path), then calls `create` with a child tsyringe container in which PLUGIN_OPTIONS
+ * holds the parsed options (so a class may `@inject(PLUGIN_OPTIONS)`; a plain function may
+ * `container.resolve(TOKEN)`).
  */
 export interface PluginSpec<Options = unknown> {
+  readonly kind: 'plugin';
   readonly name: string;
-  /** Marks firewall backends, so that `--backend`/`--dry-run` can replace them. */
-  readonly kind?: 'backend';
   readonly options: unknown;
   readonly optionsSchema?: z.ZodType<Options>;
   create(container: DependencyContainer): Plugin;
 }
 
-export function isPluginSpec(value: unknown): value is PluginSpec {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as PluginSpec).name === 'string' &&
-    typeof (value as PluginSpec).create === 'function'
-  );
+/** What a backend's `create` gets: its parsed options and the daemon's services, typed. */
+export interface BackendContext<Options = unknown> {
+  readonly options: Options;
+  readonly config: ResolvedConfig;
+  readonly logger: Logger;
+  readonly commands: CommandRunner;
+  /** The plugin's container, for any other token (`NETWORK_INFO`, `CLOCK`, ...). */
+  readonly container: DependencyContainer;
+  /** Builds another backend from its spec with the same services (for backends that wrap one, as dry-run does). */
+  build(spec: BackendSpec): FirewallBackend;
+}
+
+/**
+ * What a config file lists for a firewall backend: the result of a factory made by
+ * `defineBackend`, e.g. `nftables({...})`. `--backend NAME` picks one by name; `--dry-run` builds
+ * it but only ever calls its `render`.
+ */
+export interface BackendSpec<Options = unknown> {
+  readonly kind: 'backend';
+  readonly name: string;
+  readonly options: unknown;
+  readonly optionsSchema?: z.ZodType<Options>;
+  create(context: BackendContext<Options>): FirewallBackend;
+}
+
+export type AnyPluginSpec = PluginSpec | BackendSpec;
+
+export function isPluginSpec(value: unknown): value is AnyPluginSpec {
+  if (typeof value !== 'object' || value === null) return false;
+  const spec = value as Partial<AnyPluginSpec>;
+  return (spec.kind === 'plugin' || spec.kind === 'backend') && typeof spec.name === 'string' && typeof spec.create === 'function';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,11 +150,16 @@ export interface FirewallBackend {
   init(): Promise<void>;
   /**
    * Applies removals then additions as one atomic step: either all of it is in effect afterwards,
-   * or none of it (and the previous rules are intact).
+   * or none of it (and the previous rules are intact). Removing a rule that is not installed is an error.
    */
   apply(changes: ChangeSet): Promise<void>;
   /** Reads back the mappings whose rules upnpd installed (for reconciliation and tests). */
   list(): Promise<RuleSpec[]>;
   /** Removes every rule, chain and jump the backend created, and nothing else. Idempotent. */
   shutdown(): Promise<void>;
+  /**
+   * Pure: the exact commands or script `apply(changes)` would run when `installed` are the rules in
+   * effect before it. Touches nothing (no command runs); `--dry-run` logs what it returns.
+   */
+  render(changes: ChangeSet, installed: readonly RuleSpec[]): string;
 }

@@ -1,12 +1,27 @@
-import { backendPlugin, definePlugin } from '../../core/plugins/define.js';
-import { DryRunBackend, dryRunOptionsSchema } from './backend.js';
+import { z } from 'zod';
+import { defineBackend, type BackendSpec } from 'upnpd';
+import { DryRunBackend } from './backend.js';
 
-/** The dry-run backend: `plugins: [dryRun({ dialect: 'nftables' })]`, or `upnpd --dry-run`. */
-export const dryRun = definePlugin({
+function isBackendSpec(value: unknown): value is BackendSpec {
+  return typeof value === 'object' && value !== null && (value as BackendSpec).kind === 'backend' && typeof (value as BackendSpec).create === 'function';
+}
+
+export const dryRunOptionsSchema = z
+  .object({
+    /** The backend whose rules to show, e.g. `nftables({ table: 'gw' })`; any backend with `render` will do. */
+    imitate: z.custom<BackendSpec>(isBackendSpec, 'must be a backend factory call such as nftables({...})').optional(),
+  })
+  .strict();
+
+/**
+ * The dry-run backend: `plugins: [dryRun({ imitate: nftables() })]`, or `upnpd --dry-run`, which
+ * wraps whichever backend was chosen. The imitated backend is built with the same services but only
+ * its `render` is ever called.
+ */
+export const dryRun = defineBackend({
   name: 'dry-run',
-  kind: 'backend',
   optionsSchema: dryRunOptionsSchema,
-  create: (container) => backendPlugin('dry-run', container.resolve(DryRunBackend), container),
+  create: ({ options, logger, build }) => new DryRunBackend(options.imitate && { name: options.imitate.name, backend: build(options.imitate) }, logger),
 });
 
-export { DryRunBackend, dryRunOptionsSchema, type DryRunOptions } from './backend.js';
+export { DryRunBackend } from './backend.js';

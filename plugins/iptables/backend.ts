@@ -1,11 +1,5 @@
-import { inject, injectable } from 'tsyringe';
-import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
-import type { ResolvedConfig } from '../../core/config/schema.js';
-import { BackendError, messageOf } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
-import { isEmptyChangeSet, sameRule, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
-import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
-import type { BackendCapabilities, FirewallBackend } from '../../core/plugins/types.js';
+import { BackendError, messageOf, type BackendCapabilities, type ChangeSet, type FirewallBackend, type Logger, type ResolvedConfig, type RuleSpec } from 'upnpd';
+import { isEmptyChangeSet, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
 import {
   buildInitScript,
   buildRepairScript,
@@ -15,6 +9,7 @@ import {
   inverseOf,
   parseSave,
   programsOf,
+  renderCommands,
   tableAtLine,
   type IptablesOptions,
   type IptablesPrograms,
@@ -32,16 +27,15 @@ const COMMAND_TIMEOUT_MS = 30_000;
  * `iptables-restore --noflush` run. Rules carry a comment tag, which is how they are listed and
  * removed; nobody else's rules are touched.
  */
-@injectable()
 export class IptablesBackend implements FirewallBackend {
   private readonly programs: IptablesPrograms;
   private readonly wanInterface: string | undefined;
 
   constructor(
-    @inject(PLUGIN_OPTIONS) private readonly options: IptablesOptions,
-    @inject(COMMAND_RUNNER) private readonly runner: CommandRunner,
-    @inject(LOGGER) private readonly logger: Logger,
-    @inject(CONFIG, { isOptional: true }) config: ResolvedConfig | undefined,
+    private readonly options: IptablesOptions,
+    private readonly runner: CommandRunner,
+    private readonly logger: Logger,
+    config: Pick<ResolvedConfig, 'wan'> | undefined,
   ) {
     this.programs = programsOf(options.flavour);
     this.wanInterface = options.wanInterface ?? config?.wan;
@@ -108,6 +102,11 @@ export class IptablesBackend implements FirewallBackend {
     await this.repair().catch((err: unknown) => problems.push(`checking upnpd's chains afterwards failed: ${messageOf(err)}`));
     if (problems.length > 1) this.logger.error({ script }, problems.join('; '));
     throw new BackendError(problems.join('; '));
+  }
+
+  /** The commands apply would run, one iptables command line per rule change. */
+  render(changes: ChangeSet): string {
+    return renderCommands(changes, this.ruleOptions).join('\n');
   }
 
   async list(): Promise<RuleSpec[]> {

@@ -1,13 +1,12 @@
-import { backendPlugin, definePlugin } from '../../core/plugins/define.js';
+import { defineBackend } from 'upnpd';
 import { IptablesBackend } from './backend.js';
 import { iptablesOptionsSchema } from './rules.js';
 
 /** The iptables backend: `plugins: [iptables({ forwardChain: 'FORWARD' })]`, or `upnpd --backend iptables`. */
-export const iptables = definePlugin({
+export const iptables = defineBackend({
   name: 'iptables',
-  kind: 'backend',
   optionsSchema: iptablesOptionsSchema,
-  create: (container) => backendPlugin('iptables', container.resolve(IptablesBackend), container),
+  create: ({ options, commands, logger, config }) => new IptablesBackend(options, commands, logger, config),
 });
 
 export { IptablesBackend } from './backend.js';

@@ -1,8 +1,6 @@
-import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { interfaceName } from '../../core/config/schema.js';
-import { BackendError } from '../../core/errors.js';
-import type { ChangeSet, Protocol, RuleSpec } from '../../core/mapping/types.js';
+import type { ChangeSet, Protocol, RuleSpec } from 'upnpd';
+import { assertValidRules, interfaceName } from 'upnpd/backend';
 
 // Rules as data: pure functions from (change set, options) to an iptables-restore script or to the
 // equivalent iptables commands, and from iptables-save output back to the mappings it holds.
@@ -105,24 +103,12 @@ function jumpComment(tag: string): string {
   return `${tag} jump`;
 }
 
-function assertValidSpec(spec: RuleSpec): void {
-  const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
-  const valid =
-    (spec.protocol === 'TCP' || spec.protocol === 'UDP') &&
-    port(spec.externalPort) &&
-    port(spec.internalPort) &&
-    isIPv4(spec.internalClient) &&
-    (spec.remoteHost === '' || isIPv4(spec.remoteHost));
-  // The core validates requests; this guards the one place where values become iptables arguments.
-  if (!valid) throw new BackendError(`not a valid IPv4 port mapping: ${JSON.stringify(spec)}`);
-}
-
 /**
  * The rules of one mapping, arguments in the order iptables-save prints them: the DNAT in nat and,
  * with insertForwardRules, the ACCEPT in filter.
  */
 function mappingRules(spec: RuleSpec, options: IptablesRuleOptions): Omit<Edit, 'operation'>[] {
-  assertValidSpec(spec);
+  assertValidRules('iptables', [spec]);
   const protocol = spec.protocol.toLowerCase();
   const source = spec.remoteHost ? ['-s', `${spec.remoteHost}/32`] : [];
   const comment = ['-m', 'comment', '--comment', mappingComment(spec, options.comment)];

@@ -14,8 +14,7 @@ const hostName = z
 
 /**
  * `syslog: { ... }`: a unix datagram socket (`path`, default /dev/log) or UDP to `host`:`port`.
- * The output of this schema is also valid input (parsing twice changes nothing), because the
- * daemon may hand the plugin options that were not parsed yet (plugins it adds by default).
+ * Its output is also valid input: parsing twice changes nothing.
  */
 const syslogSchema = z
   .object({

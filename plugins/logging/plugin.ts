@@ -7,7 +7,7 @@ import { CLOCK, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
 import type { Hooks, MappedEvent, Plugin, UnmappedEvent } from '../../core/plugins/types.js';
 import { DropCounter } from './drops.js';
 import { describeMapped, describeUnmapped } from './mapping-log.js';
-import { describeTarget, loggingOptionsSchema, syslogTarget, type LoggingOptions, type SyslogTarget } from './options.js';
+import { describeTarget, syslogTarget, type LoggingOptions, type SyslogTarget } from './options.js';
 import { stdoutDestination } from './stdout.js';
 import type { SyslogDestination } from './syslog-destination.js';
 import { UdpSyslogDestination } from './syslog-udp.js';
@@ -23,18 +23,16 @@ export class LoggingPlugin implements Plugin {
   readonly name = 'logging';
   readonly order = 'pre';
   readonly hooks: Partial<Hooks>;
-  private readonly options: LoggingOptions;
   private stdout: LogDestination | undefined;
   private syslog: { destination: SyslogDestination; drops: DropCounter; target: SyslogTarget } | undefined;
 
   constructor(
-    @inject(PLUGIN_OPTIONS) options: unknown,
+    /** Already parsed by `loggingOptionsSchema`: the host parses every plugin's options. */
+    @inject(PLUGIN_OPTIONS) private readonly options: LoggingOptions,
     @inject(LOG_OUTPUT) private readonly output: LogOutput,
     @inject(LOGGER) private readonly logger: Logger,
     @inject(CLOCK) private readonly clock: Clock,
   ) {
-    // Idempotent: the host parses listed plugins' options, but not those of plugins it adds itself.
-    this.options = loggingOptionsSchema.parse(options);
     this.hooks = {
       onMapped: (event) => this.logMapped(event),
       // An expiry is notified to both hooks; onExpire logs it.

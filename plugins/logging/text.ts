@@ -12,8 +12,8 @@ const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\
  * let a client forge a log line of its own.
  */
 export function messageText(record: LogRecord): string {
-  const message = typeof record.msg === 'string' ? record.msg : '';
-  const errorMessage = typeof record.err?.message === 'string' ? record.err.message : '';
+  const message = record.msg ?? '';
+  const errorMessage = record.errorMessage ?? '';
   const text = errorMessage && !message.includes(errorMessage) ? (message ? `${message}: ${errorMessage}` : errorMessage) : message;
   return text.replace(CONTROL_CHARACTERS, (c) => NAMED_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

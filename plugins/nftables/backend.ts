@@ -1,11 +1,5 @@
-import { inject, injectable } from 'tsyringe';
-import type { CommandRunner } from '../../core/command-runner.js';
-import type { ResolvedConfig } from '../../core/config/schema.js';
-import { BackendError, messageOf } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
-import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
-import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
-import type { BackendCapabilities, FirewallBackend } from '../../core/plugins/types.js';
+import { BackendError, messageOf, type BackendCapabilities, type ChangeSet, type FirewallBackend, type Logger, type ResolvedConfig, type RuleSpec } from 'upnpd';
+import { keyString, ruleOf, type CommandRunner } from 'upnpd/backend';
 import type { ForwardJump, NftablesOptions } from './options.js';
 import {
   NO_LEFTOVERS,
@@ -32,7 +26,6 @@ const ERROR_LINES = 12;
  * stays constant however many mappings exist, and every change set is one nft transaction, run
  * by a long-lived `nft -i` (NftSession). Set-up, listing and removal run `nft` once each.
  */
-@injectable()
 export class NftablesBackend implements FirewallBackend {
   /** The rules in effect, as last applied (the accept set's elements are shared per target). */
   private readonly installed = new Map<string, RuleSpec>();
@@ -41,10 +34,10 @@ export class NftablesBackend implements FirewallBackend {
   private session: NftSession | undefined;
 
   constructor(
-    @inject(PLUGIN_OPTIONS) private readonly options: NftablesOptions,
-    @inject(COMMAND_RUNNER) private readonly runner: CommandRunner,
-    @inject(LOGGER) private readonly logger: Logger,
-    @inject(CONFIG, { isOptional: true }) config: ResolvedConfig | undefined,
+    private readonly options: NftablesOptions,
+    private readonly runner: CommandRunner,
+    private readonly logger: Logger,
+    config: Pick<ResolvedConfig, 'wan'> | undefined,
   ) {
     this.wanInterface = options.wanInterface ?? config?.wan;
     this.session = new NftSession(() => runner.start('nft', ['-i'], { env: NFT_SESSION_ENV }));
@@ -75,6 +68,11 @@ export class NftablesBackend implements FirewallBackend {
     await this.runScript(buildInitScript(this.settings(), admin?.leftovers), `create table ${this.tableName()}`);
     this.installed.clear();
     this.logger.info({ table: this.tableName(), forwardJump: this.options.forwardJump }, `nftables: table ${this.tableName()} created`);
+  }
+
+  /** The nft transaction apply would run, given the rules in effect before it. */
+  render(changes: ChangeSet, installed: readonly RuleSpec[]): string {
+    return buildChangeScript(changes, this.options, installed);
   }
 
   async apply(changes: ChangeSet): Promise<void> {

@@ -1,13 +1,12 @@
-import { backendPlugin, definePlugin } from '../../core/plugins/define.js';
+import { defineBackend } from 'upnpd';
 import { NftablesBackend } from './backend.js';
 import { nftablesOptionsSchema } from './options.js';
 
 /** The nftables backend: `plugins: [nftables({ wanInterface: 'eth0' })]`, or `--backend nftables`. */
-export const nftables = definePlugin({
+export const nftables = defineBackend({
   name: 'nftables',
-  kind: 'backend',
   optionsSchema: nftablesOptionsSchema,
-  create: (c) => backendPlugin('nftables', c.resolve(NftablesBackend), c),
+  create: ({ options, commands, logger, config }) => new NftablesBackend(options, commands, logger, config),
 });
 
 export { NftablesBackend } from './backend.js';

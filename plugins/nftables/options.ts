@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { INTERFACE_NAME, interfaceName } from '../../core/config/schema.js';
+import { INTERFACE_NAME, interfaceName } from 'upnpd/backend';
 
 /** Table, chain and set names upnpd writes into nft scripts: plain identifiers, never quoted. */
 const nftName = z

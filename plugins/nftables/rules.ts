@@ -1,7 +1,6 @@
-import { isIPv4 } from 'node:net';
 import { z } from 'zod';
-import { BackendError } from '../../core/errors.js';
-import type { ChangeSet, Protocol, RuleSpec } from '../../core/mapping/types.js';
+import { BackendError, type ChangeSet, type Protocol, type RuleSpec } from 'upnpd';
+import { assertValidRules, isValidRule } from 'upnpd/backend';
 import { INTERFACE_NAME, type ForwardJump, type NftablesOptions } from './options.js';
 
 export { nftablesOptionsSchema, type NftablesOptions } from './options.js';
@@ -142,8 +141,7 @@ export function buildShutdownScript(options: NftablesOptions, leftovers: Forward
  */
 export function buildChangeScript(changes: ChangeSet, options: NftablesOptions, installed: Iterable<RuleSpec> = changes.remove): string {
   // Values go into the script verbatim: anything but a well-formed rule is refused (no injection).
-  const invalid = [...changes.remove, ...changes.add].find((r) => !isValidRule(r));
-  if (invalid) throw new BackendError(`nftables: not a valid IPv4 port mapping: ${JSON.stringify(invalid)}`);
+  assertValidRules('nftables', [...changes.remove, ...changes.add]);
   const own = ownTable(options);
   const forward = adminForward(options);
   const accept = forward ? acceptSetChanges(changes, installed) : { remove: [], add: [] };
@@ -222,17 +220,6 @@ function dnatTarget(r: RuleSpec): string {
 
 function acceptElement(r: RuleSpec): string {
   return `${r.internalClient} . ${nftProtocol(r.protocol)} . ${r.internalPort}`;
-}
-
-function isValidRule(r: RuleSpec): boolean {
-  const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
-  return (
-    (r.protocol === 'TCP' || r.protocol === 'UDP') &&
-    port(r.externalPort) &&
-    port(r.internalPort) &&
-    isIPv4(r.internalClient) &&
-    (r.remoteHost === '' || isIPv4(r.remoteHost))
-  );
 }
 
 // ---------------------------------------------------------------------------------------------

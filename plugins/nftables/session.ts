@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { CommandExit, RunningCommand } from '../../core/command-runner.js';
-import { BackendError } from '../../core/errors.js';
+import { BackendError } from 'upnpd';
+import type { CommandExit, RunningCommand } from 'upnpd/backend';
 
 /** What one transaction printed, and whether nft reported an error. */
 export interface TransactionResult {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { definePlugin } from '../../core/plugins/define.js';
+import { definePlugin } from 'upnpd';
 import { SecureModePolicy } from './policy.js';
 
 /**

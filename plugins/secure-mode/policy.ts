@@ -1,9 +1,18 @@
 import { inject, injectable } from 'tsyringe';
-import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
-import type { MappingRequest, PortMapping, Requester } from '../../core/mapping/types.js';
-import { SubnetSet, broadcastAddress, networkAddress, type InterfaceAddress } from '../../core/net/network-info.js';
-import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
-import type { Plugin, PolicyContext } from '../../core/plugins/types.js';
+import {
+  LAN_ADDRESSES,
+  SubnetSet,
+  UpnpError,
+  UpnpErrorCode,
+  broadcastAddress,
+  networkAddress,
+  type InterfaceAddress,
+  type MappingRequest,
+  type Plugin,
+  type PolicyContext,
+  type PortMapping,
+  type Requester,
+} from 'upnpd';
 
 /**
  * Secure mode: a client may map ports only to itself and delete only mappings that point at

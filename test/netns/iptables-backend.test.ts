@@ -184,7 +184,7 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
 
     it('with the mapping service: after a firewall reload dropped upnpd chains, the next change restores every mapping', async () => {
       const driver = new PluginDriver([backendPluginFor(backend, 'iptables')], silentLogger);
-      const mappings = new MappingService(driver, new ManualClock(), DEFAULT_LEASE, silentLogger);
+      const mappings = new MappingService(driver, driver.firewall, new ManualClock(), DEFAULT_LEASE, silentLogger);
       const requester = { address: a().lanClient, via: 'test' };
       const request = (port: number) => ({ ...mapping(port), enabled: true, description: 'test', leaseSeconds: 0 });
       try {

@@ -65,10 +65,13 @@ export class RecordingBackend implements FirewallBackend {
   async shutdown() {
     this.installed.clear();
   }
+  render(changes: ChangeSet): string {
+    return [...changes.remove.map((r) => `remove ${keyString(r)}`), ...changes.add.map((r) => `add ${keyString(r)}`)].join('\n');
+  }
 }
 
 export function backendPluginFor(backend: FirewallBackend, name = 'memory'): Plugin {
-  return { name, backend, hooks: { applyRule: (c) => backend.apply(c) } };
+  return { name, firewall: backend };
 }
 
 export const DEFAULT_LEASE: LeasePolicy = { defaultSeconds: 3600, maxSeconds: 604800, allowPermanent: true };
@@ -77,7 +80,7 @@ export function makeMappings(options: { plugins?: Plugin[]; lease?: LeasePolicy;
   const backend = new RecordingBackend();
   const clock = options.clock ?? new ManualClock();
   const driver = new PluginDriver([backendPluginFor(backend), ...(options.plugins ?? [])], silentLogger);
-  const mappings = new MappingService(driver, clock, options.lease ?? DEFAULT_LEASE, silentLogger);
+  const mappings = new MappingService(driver, driver.firewall, clock, options.lease ?? DEFAULT_LEASE, silentLogger);
   return { backend, clock, driver, mappings };
 }
 

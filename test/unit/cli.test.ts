@@ -26,7 +26,7 @@ afterEach(() => {
 
 /** Runs the installed entry point (bin/upnpd.js → dist/), as a user would after `npm ci`. */
 function upnpd(args: string[], cwd = REPO): Run {
-  if (!existsSync(join(REPO, 'dist', 'core', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+  if (!existsSync(join(REPO, 'dist', 'app', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
   const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
   started.add(child);
   let output = '';
@@ -199,7 +199,7 @@ describe('the upnpd command', () => {
     expect(unknown.output()).toMatch(/Unknown option '--frobnicate'/);
     const bad = upnpd(['--dry-run', '--backend', 'pf']);
     expect(await bad.exited).toBe(2);
-    expect(bad.output()).toMatch(/command line --backend: backend:/);
+    expect(bad.output()).toMatch(/command line --backend: backend: unknown firewall backend "pf"; available: iptables, nftables, dry-run/);
   });
 
   it('refuses to run without a LAN interface unless in dry-run', async () => {

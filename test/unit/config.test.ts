@@ -35,7 +35,7 @@ const quota = definePlugin({
 
 describe('configuration', () => {
   it('runs with no config file at all, on defaults', async () => {
-    const config = await loadConfig({ cwd: dir });
+    const config = await loadConfig({ cwd: dir, systemConfigDir: dir });
     expect(config.source).toBe('(no config file)');
     expect(config).toMatchObject({ secureMode: true, dryRun: false, httpPort: 0, lease: { defaultSeconds: 3600, maxSeconds: 604800, allowPermanent: true } });
   });
@@ -88,7 +88,7 @@ describe('configuration', () => {
   });
 
   it('validates plugin options with the plugin schema, naming the entry and the key', async () => {
-    const message = await errorOf(loadConfig({ cwd: dir, overrides: { plugins: [quota({ maxPerClient: 0 })] } }));
+    const message = await errorOf(loadConfig({ cwd: dir, systemConfigDir: dir, overrides: { plugins: [quota({ maxPerClient: 0 })] } }));
     expect(message).toMatch(/^\(no config file\): plugins\[0\] \(quota\)\.maxPerClient: .*>=1/);
   });
 

@@ -2,14 +2,13 @@ import 'reflect-metadata';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { configSchema, type ResolvedConfig } from '../../core/config/schema.js';
-import { Daemon } from '../../core/daemon.js';
+import { startDaemon } from '../../app/compose.js';
 import { silentLogger } from '../../core/logger.js';
-import { LOG_OUTPUT, createRootLogger } from '../../core/logging.js';
+import { createRootLogger } from '../../core/logging.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { PortMapping } from '../../core/mapping/types.js';
-import { backendPlugin, definePlugin } from '../../core/plugins/define.js';
+import { defineBackend } from '../../core/plugins/define.js';
 import { RecordingBackend, RecordingLogger } from '../support/fakes.js';
 import { useTempDir } from '../support/temp-dir.js';
 
@@ -43,7 +42,7 @@ describe('Daemon start with a state directory', () => {
     await new MappingStateFile(stateDir, silentLogger).save([20000, 20001, 20002].map(savedMapping), () => 3_600_000);
     const original = readFileSync(join(stateDir, 'mappings.json'), 'utf8');
     const backend = refusingPort20001();
-    const refusing = definePlugin({ name: 'refusing', kind: 'backend', optionsSchema: z.object({}), create: (c) => backendPlugin('refusing', backend, c) });
+    const refusing = defineBackend({ name: 'refusing', create: () => backend });
     const config: ResolvedConfig = {
       ...configSchema.parse({ lan: ['lo'], externalIp: '203.0.113.1', stateDir }),
       source: 'test',
@@ -53,7 +52,7 @@ describe('Daemon start with a state directory', () => {
     const logger = new RecordingLogger();
     // The logging plugin writes to the root logger's output; this test reads the logger instead.
     const { output } = createRootLogger({ level: 'silent' });
-    const daemon = await Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) });
+    const daemon = await startDaemon(config, { logger, logOutput: output });
     try {
       expect([...daemon.mappings.values()].map((m) => m.externalPort).sort()).toEqual([20000, 20002]);
       expect([...backend.installed.values()].map((r) => r.externalPort).sort()).toEqual([20000, 20002]);

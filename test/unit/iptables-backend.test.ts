@@ -1,13 +1,12 @@
 import 'reflect-metadata';
-import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
 import type { ResolvedConfig } from '../../core/config/schema.js';
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
-import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
 import { IptablesBackend, iptables } from '../../plugins/iptables/index.js';
+import { backendContextFor } from '../support/backend-context.js';
 import { buildInitScript, buildRestoreScript, iptablesOptionsSchema, parseSave, type IptablesOptions } from '../../plugins/iptables/rules.js';
 
 interface Call {
@@ -180,17 +179,13 @@ describe('IptablesBackend probe, init, list, shutdown', () => {
 });
 
 describe('iptables plugin', () => {
-  it('resolves the backend from a container with the plugin options, logger, runner and config', () => {
-    const child = container.createChildContainer();
-    child.register(PLUGIN_OPTIONS, { useValue: iptablesOptionsSchema.parse({}) });
-    child.register(COMMAND_RUNNER, { useValue: new ScriptedRunner() });
-    child.register(LOGGER, { useValue: silentLogger });
-    child.register(CONFIG, { useValue: { wan: 'wan0', keepRulesOnShutdown: false } as ResolvedConfig });
+  it('builds the backend from its parsed options, the command runner and the config', () => {
     const spec = iptables({ forwardChain: 'FORWARD' });
     expect(spec).toMatchObject({ name: 'iptables', kind: 'backend', options: { forwardChain: 'FORWARD' } });
-    const plugin = spec.create(child);
-    expect(plugin.name).toBe('iptables');
-    expect(plugin.backend).toBeInstanceOf(IptablesBackend);
-    expect(plugin.hooks?.applyRule).toBeTypeOf('function');
+    const backend = spec.create(backendContextFor(spec, { commands: new ScriptedRunner(), config: { wan: 'wan0' } }));
+    expect(backend).toBeInstanceOf(IptablesBackend);
+    expect(backend.render({ remove: [], add: [{ remoteHost: '', externalPort: 8080, protocol: 'TCP', internalClient: '192.168.1.2', internalPort: 80 }] }, [])).toContain(
+      'iptables -t nat -A UPNPD-PREROUTING -i wan0 -p tcp -m tcp --dport 8080',
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createRootLogger, type LogRecord } from '../../core/logging.js';
+import type { Logger } from '../../core/logger.js';
+import { createRootLogger } from '../../core/logging.js';
 import { priority, severityOf, type FacilityName } from '../../plugins/logging/priority.js';
 import { chooseStdoutFormat, stdoutDestination } from '../../plugins/logging/stdout.js';
 import { bsdTimestamp, formatRfc3164, formatRfc5424, type SyslogMessage } from '../../plugins/logging/syslog-format.js';
@@ -83,17 +84,38 @@ describe('RFC 3164', () => {
 });
 
 describe('the text of a record', () => {
-  const record = (fields: Partial<LogRecord>): LogRecord => ({ level: 30, time: 0, ...fields });
+  /** The text of the record a logging call makes, as the root logger hands it to destinations. */
+  function textOf(log: (logger: Logger) => void): string {
+    const { logger, output } = createRootLogger({ level: 'info', stream: new PassThrough() });
+    const texts: string[] = [];
+    output.use([{ write: (record) => texts.push(messageText(record)), flush: async () => {} }]);
+    log(logger);
+    expect(texts).toHaveLength(1);
+    return texts[0]!;
+  }
 
   it('is the message, with the error message when the message does not say it already', () => {
-    expect(messageText(record({ msg: 'apply failed', err: { message: 'iptables-restore: exit 1' } }))).toBe('apply failed: iptables-restore: exit 1');
-    expect(messageText(record({ msg: 'apply failed: boom', err: { message: 'boom' } }))).toBe('apply failed: boom');
-    expect(messageText(record({ err: { message: 'boom' } }))).toBe('boom');
-    expect(messageText(record({}))).toBe('');
+    expect(textOf((l) => l.error({ err: new Error('iptables-restore: exit 1') }, 'apply failed'))).toBe('apply failed: iptables-restore: exit 1');
+    expect(textOf((l) => l.error({ err: new Error('boom') }, 'apply failed: boom'))).toBe('apply failed: boom');
+    expect(textOf((l) => l.error({ err: new Error('boom') }))).toBe('boom');
+    expect(textOf((l) => l.error(new Error('boom')))).toBe('boom');
+    expect(textOf((l) => l.info({ port: 1 }))).toBe('');
+  });
+
+  it("says the error's causes, as the JSON line does; a value that is not an error adds nothing", () => {
+    const err = new Error('apply failed', { cause: new Error('exit 1') });
+    expect(textOf((l) => l.error({ err }, 'rules'))).toBe('rules: apply failed: exit 1');
+    expect(textOf((l) => l.error({ err: 'a string' }, 'odd'))).toBe('odd');
+    expect(textOf((l) => l.error({ err: null }, 'odd'))).toBe('odd');
+  });
+
+  it("is the object's msg when the call gives no message, as in the JSON line", () => {
+    expect(textOf((l) => l.info({ msg: 'from the object' }))).toBe('from the object');
+    expect(textOf((l) => l.info({ msg: 'from the object' }, 'from the call'))).toBe('from the call');
   });
 
   it('escapes control characters, so that no one can forge a line', () => {
-    expect(messageText(record({ msg: 'desc "a\nDeletePortMap: forged"\r\t\x1b[31m\x7f' }))).toBe(
+    expect(textOf((l) => l.info('desc "a\nDeletePortMap: forged"\r\t\x1b[31m\x7f'))).toBe(
       'desc "a\\nDeletePortMap: forged"\\r\\t\\x1b[31m\\x7f',
     );
   });

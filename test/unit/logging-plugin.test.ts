@@ -1,12 +1,11 @@
 import 'reflect-metadata';
 import { createSocket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { container } from 'tsyringe';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOG_OUTPUT, createRootLogger } from '../../core/logging.js';
 import type { MappingRequest, PortMapping, Requester } from '../../core/mapping/types.js';
 import { CLOCK, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
@@ -15,6 +14,7 @@ import { logging } from '../../plugins/logging/index.js';
 import { loggingOptionsSchema, syslogTarget, type LoggingOptionsInput } from '../../plugins/logging/options.js';
 import { LoggingPlugin } from '../../plugins/logging/plugin.js';
 import { ManualClock, makeMappings } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
 
 const CLIENT: Requester = { address: '192.168.1.118', via: 'upnp-igd:2' };
 const WAN_IP_CONN = 'urn:upnp-org:serviceId:WANIPConn1';
@@ -37,14 +37,14 @@ function mapping(overrides: Partial<PortMapping> = {}): PortMapping {
   return { ...request(), expiresAt: 3_601_000, createdBy: CLIENT, ...overrides };
 }
 
-/** The logging plugin as the daemon builds it; its stdout is a stream the test reads. */
+/** The logging plugin as the daemon builds it (options parsed by its schema); its stdout is a stream the test reads. */
 async function loggingPlugin(clock: ManualClock, options: LoggingOptionsInput = { stdout: 'json' }) {
   const stream = new PassThrough();
   let text = '';
   stream.on('data', (chunk) => (text += chunk));
   const { logger, output } = createRootLogger({ level: 'info', stream });
   const scope = container.createChildContainer();
-  scope.register(PLUGIN_OPTIONS, { useValue: options });
+  scope.register(PLUGIN_OPTIONS, { useValue: loggingOptionsSchema.parse(options) });
   scope.register(LOG_OUTPUT, { useValue: output });
   scope.register(LOGGER, { useValue: logger.child({ plugin: 'logging' }) });
   scope.register(CLOCK, { useValue: clock });
@@ -216,13 +216,7 @@ const HOST = escapeRegExp(hostname());
 const SHORT_HOST = escapeRegExp(hostname().split('.')[0]!);
 
 describe('syslog, end to end', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'upnpd-logging-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const tmp = useTempDir('upnpd-logging-');
 
   async function logThrough(options: LoggingOptionsInput) {
     const clock = new ManualClock();
@@ -265,7 +259,7 @@ describe('syslog, end to end', () => {
   });
 
   it('to a unix datagram socket: what syslog(3) sends locally, while stdout keeps its JSON', async () => {
-    const path = join(dir, 'log.sock');
+    const path = join(tmp.path, 'log.sock');
     const receiver = await unixDatagramReceiver(path);
     try {
       const stdout = await logThrough({ stdout: 'json', syslog: { path } });
@@ -281,7 +275,7 @@ describe('syslog, end to end', () => {
   });
 
   it('to a unix datagram socket in RFC 5424', async () => {
-    const path = join(dir, 'log.sock');
+    const path = join(tmp.path, 'log.sock');
     const receiver = await unixDatagramReceiver(path);
     try {
       await logThrough({ stdout: false, syslog: { path, format: 'rfc5424', facility: 'user' } });
@@ -298,7 +292,7 @@ describe('syslog, end to end', () => {
     const closedPort = closed.address().port;
     await new Promise<void>((resolve) => closed.close(resolve));
 
-    for (const syslog of [{ path: join(dir, 'nobody-listens.sock') }, { host: '127.0.0.1', port: closedPort }]) {
+    for (const syslog of [{ path: join(tmp.path, 'nobody-listens.sock') }, { host: '127.0.0.1', port: closedPort }]) {
       const { plugin, logger, records } = await loggingPlugin(new ManualClock(), { stdout: 'json', syslog });
       const started = Date.now();
       expect(() => {
@@ -346,7 +340,7 @@ describe('logging options', () => {
     expect(remote && syslogTarget(remote)).toEqual({ transport: 'udp', host: 'loghost.lan', port: 514, format: 'rfc5424', facility: 'daemon', tag: 'upnpd' });
   });
 
-  it('parsing twice changes nothing (the daemon may pass options not parsed yet)', () => {
+  it('parsing twice changes nothing', () => {
     for (const input of [{}, { stdout: 'pretty' as const, syslog: { host: '::1', port: 5514, format: 'rfc3164' as const, facility: 'local5' as const } }]) {
       const once = loggingOptionsSchema.parse(input);
       expect(loggingOptionsSchema.parse(once)).toEqual(once);
@@ -373,13 +367,15 @@ describe('logging options', () => {
     expect(issue!.message).toContain(message);
   });
 
-  it('logging() builds the plugin from options it was not given parsed', () => {
+  it('logging() builds the plugin from the options its schema parsed, as the host does', () => {
+    const spec = logging();
     const scope = container.createChildContainer();
-    scope.register(PLUGIN_OPTIONS, { useValue: logging().options });
-    scope.register(LOG_OUTPUT, { useValue: createRootLogger({ level: 'info', stream: new PassThrough() }).output });
-    scope.register(LOGGER, { useValue: createRootLogger({ level: 'info', stream: new PassThrough() }).logger });
+    scope.register(PLUGIN_OPTIONS, { useValue: loggingOptionsSchema.parse(spec.options) });
+    const { logger, output } = createRootLogger({ level: 'info', stream: new PassThrough() });
+    scope.register(LOG_OUTPUT, { useValue: output });
+    scope.register(LOGGER, { useValue: logger });
     scope.register(CLOCK, { useValue: new ManualClock() });
-    const plugin = logging().create(scope);
+    const plugin = spec.create(scope);
     expect(plugin).toBeInstanceOf(LoggingPlugin);
     expect(plugin).toMatchObject({ name: 'logging', order: 'pre' });
   });

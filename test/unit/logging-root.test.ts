@@ -1,5 +1,7 @@
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { describe, expect, it, vi } from 'vitest';
+import type { Logger } from '../../core/logger.js';
 import { createRootLogger, type LogDestination, type LogRecord } from '../../core/logging.js';
 
 /** A stdout stand-in that remembers what was written. */
@@ -12,10 +14,9 @@ function capture(options: { isTTY?: boolean } = {}): PassThrough & { text(): str
   return stream;
 }
 
-function recorder(): LogDestination & { records: LogRecord[]; lines: string[] } {
+function recorder(): LogDestination & { records: LogRecord[] } {
   const records: LogRecord[] = [];
-  const lines: string[] = [];
-  return { records, lines, write: (record, line) => (records.push(record), lines.push(line)), flush: async () => {} };
+  return { records, write: (record) => void records.push(record), flush: async () => {} };
 }
 
 describe('the root logger', () => {
@@ -53,11 +54,16 @@ describe('the root logger', () => {
     const first = recorder();
     const second = recorder();
     output.use([first, second]);
+    const before = Date.now();
     logger.child({ plugin: 'x' }).info({ a: 1 }, 'routed');
     expect(stream.text()).toBe('');
     for (const destination of [first, second]) {
-      expect(destination.records).toEqual([expect.objectContaining({ level: 30, msg: 'routed', a: 1, plugin: 'x', time: expect.any(Number) })]);
-      expect(JSON.parse(destination.lines[0]!)).toEqual(destination.records[0]);
+      expect(destination.records).toHaveLength(1);
+      const record = destination.records[0]!;
+      expect(record).toMatchObject({ level: 30, msg: 'routed', errorMessage: undefined });
+      expect(record.time).toBeGreaterThanOrEqual(before);
+      expect(record.line.endsWith('\n')).toBe(true);
+      expect(record.fields()).toEqual({ ...JSON.parse(record.line), level: 30, time: record.time, msg: 'routed', a: 1, plugin: 'x' });
     }
     output.useDefault();
     logger.info('default again');
@@ -70,7 +76,47 @@ describe('the root logger', () => {
     const destination = recorder();
     output.use([destination]);
     logger.error({ err: new Error('boom') }, 'it failed');
-    expect(destination.records[0]!.err).toMatchObject({ type: 'Error', message: 'boom' });
+    expect(destination.records[0]!.errorMessage).toBe('boom');
+    expect(destination.records[0]!.fields().err).toMatchObject({ type: 'Error', message: 'boom' });
+  });
+
+  it('writes to the stream exactly the lines pino writes', () => {
+    const routed = capture();
+    const direct = capture();
+    const now = vi.spyOn(Date, 'now').mockReturnValue(1_700_000_000_123);
+    try {
+      const loggers: Logger[] = [createRootLogger({ level: 'debug', stream: routed }).logger, pino({ level: 'debug' }, direct)];
+      for (const logger of loggers) {
+        const child = logger.child({ plugin: 'x' });
+        child.info({ externalPort: 8080, description: 'quote " and \n' }, 'hello %s');
+        child.error({ err: new Error('boom', { cause: new Error('cause') }) }, 'failed');
+        logger.debug({ msg: 'from the object' });
+        logger.warn('é€\u0001');
+      }
+    } finally {
+      now.mockRestore();
+    }
+    expect(routed.text()).not.toBe('');
+    expect(routed.text()).toBe(direct.text());
+  });
+
+  it("gives each record its own fields even when a destination logs while writing", () => {
+    const { logger, output } = createRootLogger({ level: 'info', stream: capture() });
+    const seen: [number, string | undefined][] = [];
+    output.use([
+      {
+        write: (record) => {
+          if (record.msg === 'outer') logger.warn('inner');
+          seen.push([record.level, record.msg]);
+        },
+        flush: async () => {},
+      },
+    ]);
+    logger.info('outer');
+    expect(seen).toEqual([
+      [40, 'inner'],
+      [30, 'outer'],
+    ]);
   });
 
   it('drops records after close, and flushes every destination', async () => {

@@ -1,15 +1,16 @@
 import { createSocket } from 'node:dgram';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LogRecord } from '../../core/logging.js';
 import { DropCounter, OUTAGE_QUIET_MS } from '../../plugins/logging/drops.js';
 import { UdpSyslogDestination } from '../../plugins/logging/syslog-udp.js';
 import { UnixSyslogDestination, type UnixSyslogOptions } from '../../plugins/logging/syslog-unix.js';
 import { ManualClock } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
 
-const record = (msg: string): LogRecord => ({ level: 30, time: Date.now(), msg });
+/** A record as syslog destinations read it (level, time, text); they never look at the line. */
+const record = (msg: string): LogRecord => ({ level: 30, time: Date.now(), msg, errorMessage: undefined, line: '', fields: () => ({}) });
 
 async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -53,9 +54,9 @@ describe('DropCounter', () => {
 });
 
 describe('unix datagram syslog through util-linux logger', () => {
-  let dir: string;
+  const tmp = useTempDir('upnpd-syslog-');
   const options = (overrides: Partial<UnixSyslogOptions> = {}): UnixSyslogOptions => ({
-    path: join(dir, 'log.sock'),
+    path: join(tmp.path, 'log.sock'),
     format: 'rfc3164',
     facility: 'daemon',
     tag: 'upnpd',
@@ -63,16 +64,9 @@ describe('unix datagram syslog through util-linux logger', () => {
     ...overrides,
   });
 
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'upnpd-syslog-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   it('refuses to start, with a clear message, when the helper program is missing', async () => {
     const { drops, warnings, clock } = counter();
-    const destination = new UnixSyslogDestination(options({ command: join(dir, 'no-such-logger') }), drops, clock);
+    const destination = new UnixSyslogDestination(options({ command: join(tmp.path, 'no-such-logger') }), drops, clock);
     await expect(destination.start()).rejects.toThrow(/cannot run ".*no-such-logger" \(util-linux logger, Debian package bsdutils\)/);
     await destination.close();
     await new Promise((resolve) => setImmediate(resolve));
@@ -97,7 +91,7 @@ describe('unix datagram syslog through util-linux logger', () => {
   });
 
   it('a helper that stops reading makes records drop instead of queueing without bound, and is killed at close', async () => {
-    const stalled = join(dir, 'stalled-logger');
+    const stalled = join(tmp.path, 'stalled-logger');
     await writeFile(stalled, '#!/bin/sh\nexec sleep 30\n');
     await chmod(stalled, 0o755);
     const { drops, warnings, clock } = counter();

@@ -1,12 +1,10 @@
 import 'reflect-metadata';
-import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import type { CommandResult, CommandRunner, RunningCommand } from '../../core/command-runner.js';
-import type { ResolvedConfig } from '../../core/config/schema.js';
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
-import { COMMAND_RUNNER, CONFIG, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
+import { backendContextFor } from '../support/backend-context.js';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { GOLDEN_ADMIN_TABLE, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { FakeInteractiveNft } from '../support/fake-nft-interactive.js';
@@ -247,29 +245,21 @@ describe('NftablesBackend init, list, shutdown', () => {
 });
 
 describe('nftables plugin', () => {
-  it('resolves the backend from a container, taking the WAN interface from the daemon config', async () => {
+  it('builds the backend from its parsed options, taking the WAN interface from the daemon config', async () => {
     const runner = new FakeNft(() => VERSION);
-    const child = container.createChildContainer();
     const spec = nftables({ table: 'igd' });
-    child.register(PLUGIN_OPTIONS, { useValue: spec.optionsSchema!.parse(spec.options) });
-    child.register(COMMAND_RUNNER, { useValue: runner });
-    child.register(LOGGER, { useValue: silentLogger });
-    child.register(CONFIG, { useValue: { wan: 'eth9', keepRulesOnShutdown: false } as ResolvedConfig });
-    const plugin = spec.create(child);
-    expect(plugin.name).toBe('nftables');
     expect(spec.kind).toBe('backend');
-    expect(plugin.backend).toBeInstanceOf(NftablesBackend);
-    await plugin.provision!();
+    const backend = spec.create(backendContextFor(spec, { commands: runner, config: { wan: 'eth9' } }));
+    expect(backend).toBeInstanceOf(NftablesBackend);
+    await backend.probe();
+    await backend.init();
     expect(runner.scripts()[0]).toContain('iifname "eth9" dnat ip to');
     expect(runner.scripts()[0]).toContain('table inet igd {');
   });
 
-  it('resolves without a CONFIG registration (then wanInterface must be given)', async () => {
-    const child = container.createChildContainer();
-    child.register(PLUGIN_OPTIONS, { useValue: nftablesOptionsSchema.parse({}) });
-    child.register(COMMAND_RUNNER, { useValue: new FakeNft(() => VERSION) });
-    child.register(LOGGER, { useValue: silentLogger });
-    const backend = child.resolve(NftablesBackend);
+  it('without a WAN interface in the config, the wanInterface option must be given', async () => {
+    const spec = nftables();
+    const backend = spec.create(backendContextFor(spec, { commands: new FakeNft(() => VERSION) }));
     await expect(backend.probe()).rejects.toThrow(/no WAN interface/);
   });
 });

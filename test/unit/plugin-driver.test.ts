@@ -20,7 +20,7 @@ describe('plugin registration is validated at start', () => {
     ['a plugin registered twice', [{ name: 'p' }, { name: 'p' }], /"p" is registered twice/],
     ['a plugin without a name', [{ name: '' }], /has no name/],
     ['a bad order', [{ name: 'p', order: 'first' }], /order must be "pre" or "post"/],
-    ['a second firewall backend', [backendPluginFor(new RecordingBackend(), 'second')], /only one firewall backend.*"memory" and "second"/],
+    ['a second firewall backend', [backendPluginFor(new RecordingBackend(), 'second')], /only one plugin may fill the firewall slot.*"memory" and "second"/],
   ])('refuses %s', (_, plugins, message) => {
     expect(() => driverWith(...(plugins as unknown as Plugin[]))).toThrow(message);
     expect(() => driverWith(...(plugins as unknown as Plugin[]))).toThrow(PluginRegistrationError);
@@ -97,11 +97,16 @@ describe('hook kinds', () => {
     expect(warnings).toEqual(['plugin "fast" failed in hook "onMapped": down']);
   });
 
-  it('wraps a backend failure in applyRule as an error naming the backend', async () => {
+  it('wraps a failure of the firewall slot as an error naming the plugin', async () => {
     const backend = new RecordingBackend();
     backend.failNext = 1;
     const driver = new PluginDriver([backendPluginFor(backend, 'fw')], silentLogger);
-    await expect(driver.applyRule({ remove: [], add: [] })).rejects.toThrow(/plugin "fw" failed in hook "applyRule": injected failure/);
+    await expect(driver.firewall.apply({ remove: [], add: [] })).rejects.toThrow(/plugin "fw" failed in hook "firewall.apply": injected failure/);
+  });
+
+  it('refuses a firewall that lacks a method of the contract, naming it', () => {
+    const incomplete = { probe: async () => ({ dialect: 'x', remoteHost: false, details: {} }), init: async () => {}, apply: async () => {}, list: async () => [], shutdown: async () => {} };
+    expect(() => new PluginDriver([{ name: 'half', firewall: incomplete as never }], silentLogger)).toThrow(/plugin "half": its firewall backend has no render method/);
   });
 });
 

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { release, type } from 'node:os';
 import { systemClock, type Clock } from '../../clock.js';
 import { messageOf } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { normalizeAddress } from '../../net/network-info.js';
 import { sendReply } from '../http/reply.js';
+import { serverString } from '../http/server-string.js';
 import { parseGenaRequest, type GenaRequest } from './headers.js';
 import { deliverNotify } from './notifier.js';
 import { assertStateVariables } from './propertyset.js';
@@ -36,7 +36,7 @@ export interface EventServiceOptions {
   /** Events waiting per subscription; beyond it changes are merged into the last one waiting. */
   readonly maxQueuedEvents?: number;
   readonly clock?: Clock;
-  /** SERVER header of our responses: `OS/version UPnP/1.1 product/version`. */
+  /** SERVER header of our responses; `serverString()` by default. */
   readonly serverString?: string;
 }
 
@@ -72,7 +72,7 @@ export class EventService {
       maxQueuedEvents: options.maxQueuedEvents ?? DEFAULT_LIMITS.maxQueuedEvents,
       maxSubscriptionsPerClient: options.maxSubscriptionsPerClient,
     };
-    this.serverString = options.serverString ?? `${type()}/${release()} UPnP/1.1 upnpd`;
+    this.serverString = options.serverString ?? serverString();
     this.registry = new SubscriptionRegistry(options.clock ?? systemClock, this.logger);
   }
 

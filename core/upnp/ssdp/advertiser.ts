@@ -1,5 +1,4 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import ssdp from 'node-ssdp/lib/const.js';
 import { systemClock, type Clock } from '../../clock.js';
 import { UpnpdError, messageOf } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -7,6 +6,7 @@ import { normalizeAddress, SubnetSet, type InterfaceAddress } from '../../net/ne
 import type { DeviceUdns } from '../identity.js';
 import { parseMSearch, responseWindowSeconds } from './m-search.js';
 import { buildAlive, buildByebye, buildSearchResponse, type MessageContext } from './messages.js';
+import { SSDP_MULTICAST_ADDRESS, SSDP_PORT } from './constants.js';
 import { DEFAULT_REPLY_LIMITS, ReplyScheduler } from './reply-scheduler.js';
 import { advertisedSet, answersFor, type AdvertisedSet, type SearchAnswer } from './targets.js';
 
@@ -54,7 +54,7 @@ interface LanEndpoint {
 /**
  * SSDP for the IGD, on the LAN interfaces only.
  *
- * Sockets (why not node-ssdp's): each LAN address has a socket bound to `address:port`, which
+ * Sockets: each LAN address has a socket bound to `address:port`, which
  * receives unicast M-SEARCH and sends everything for that LAN, so answers leave from the LAN
  * address and NOTIFYs leave on the LAN (multicast interface set, TTL 2). One more socket, bound to
  * the group address, joins the group on each LAN interface and receives multicast M-SEARCH; its
@@ -62,11 +62,11 @@ interface LanEndpoint {
  * to every socket bound to the group whichever interface it came in on, so the requester's subnet,
  * not the socket, says which LAN asked — and requesters outside the LAN subnets get nothing.
  *
- * Of node-ssdp 4.0.1 this uses the message serializer and the protocol constants. Its server
- * cannot be subclassed into this: it binds 0.0.0.0 (or, with explicitSocketBind, a unicast address
- * that never receives multicast), skips loopback, sends every message from every socket, never
- * sets the multicast interface, throws from its membership handler, has one UDN, no MX delay, no
- * version echo and no request limits, and its ad loop has no jitter nor byebye before alive.
+ * Messages are written by `messages.ts`. A generic SSDP server would not do: binding 0.0.0.0
+ * (or a unicast address, which never receives multicast), sending every message from every socket
+ * or never setting the multicast interface would leak answers and NOTIFYs to the WAN, and the IGD
+ * needs three UDNs, MX delay, version echo, request limits, jittered announcements and byebye
+ * before alive.
  */
 export class SsdpAdvertiser {
   private readonly log: Logger;
@@ -98,8 +98,8 @@ export class SsdpAdvertiser {
     this.set = advertisedSet(options.udns, options.igdVersion);
     this.subnets = new SubnetSet(options.interfaces);
     this.replies = new ReplyScheduler(DEFAULT_REPLY_LIMITS, this.clock);
-    this.port = options.port ?? ssdp.SSDP_DEFAULT_PORT;
-    this.group = options.multicastAddress ?? ssdp.SSDP_DEFAULT_IP;
+    this.port = options.port ?? SSDP_PORT;
+    this.group = options.multicastAddress ?? SSDP_MULTICAST_ADDRESS;
   }
 
   /** Binds, says byebye then alive on every LAN, and answers searches until `stop`. */
@@ -198,7 +198,7 @@ export class SsdpAdvertiser {
       bootId: this.options.bootId,
       configId: this.options.configId,
       host: `${this.group}:${this.port}`,
-      searchPort: this.port === ssdp.SSDP_DEFAULT_PORT ? undefined : this.port,
+      searchPort: this.port === SSDP_PORT ? undefined : this.port,
     };
   }
 

@@ -1,5 +1,4 @@
-import SsdpHeader from 'node-ssdp/lib/ssdpHeader.js';
-import ssdp from 'node-ssdp/lib/const.js';
+import { NTS_ALIVE, NTS_BYEBYE } from './constants.js';
 import type { NotificationTarget, SearchAnswer } from './targets.js';
 
 /** What every message of one LAN interface carries. */
@@ -16,53 +15,66 @@ export interface MessageContext {
   readonly searchPort?: number;
 }
 
+/** One header line; an undefined value leaves the header out. */
+export type SsdpHeader = readonly [name: string, value: string | number | undefined];
+
+/**
+ * One SSDP datagram as text: the start line, then `Name: value` per header in the order given,
+ * each line ending in CRLF, then the empty line that ends the head (SSDP messages have no body).
+ */
+export function serializeSsdp(startLine: string, headers: readonly SsdpHeader[]): string {
+  let text = `${startLine}\r\n`;
+  for (const [name, value] of headers) if (value !== undefined) text += `${name}: ${value}\r\n`;
+  return `${text}\r\n`;
+}
+
 /** The response to an M-SEARCH; the status line is exactly `HTTP/1.1 200 OK` (nat-port-mapper checks). */
 export function buildSearchResponse(answer: SearchAnswer, context: MessageContext, date: Date): string {
-  return new SsdpHeader(
-    '200 OK',
-    {
-      'CACHE-CONTROL': `max-age=${context.maxAgeSeconds}`,
-      DATE: date.toUTCString(),
-      EXT: '',
-      LOCATION: context.location,
-      SERVER: context.serverString,
-      ST: answer.st,
-      USN: answer.usn,
-      ...bootHeaders(context),
-      ...searchPortHeader(context),
-    },
-    true,
-  ).toString();
+  return serializeSsdp('HTTP/1.1 200 OK', [
+    cacheControl(context),
+    ['DATE', date.toUTCString()],
+    ['EXT', ''],
+    ['LOCATION', context.location],
+    ['SERVER', context.serverString],
+    ['ST', answer.st],
+    ['USN', answer.usn],
+    ...bootHeaders(context),
+    searchPortHeader(context),
+  ]);
 }
 
 export function buildAlive(target: NotificationTarget, context: MessageContext): string {
-  return new SsdpHeader('NOTIFY', {
-    HOST: context.host,
-    'CACHE-CONTROL': `max-age=${context.maxAgeSeconds}`,
-    LOCATION: context.location,
-    NT: target.nt,
-    NTS: ssdp.SSDP_ALIVE,
-    SERVER: context.serverString,
-    USN: target.usn,
+  return serializeSsdp(NOTIFY_LINE, [
+    ['HOST', context.host],
+    cacheControl(context),
+    ['LOCATION', context.location],
+    ['NT', target.nt],
+    ['NTS', NTS_ALIVE],
+    ['SERVER', context.serverString],
+    ['USN', target.usn],
     ...bootHeaders(context),
-    ...searchPortHeader(context),
-  }).toString();
+    searchPortHeader(context),
+  ]);
 }
 
 export function buildByebye(target: NotificationTarget, context: MessageContext): string {
-  return new SsdpHeader('NOTIFY', {
-    HOST: context.host,
-    NT: target.nt,
-    NTS: ssdp.SSDP_BYE,
-    USN: target.usn,
-    ...bootHeaders(context),
-  }).toString();
+  return serializeSsdp(NOTIFY_LINE, [['HOST', context.host], ['NT', target.nt], ['NTS', NTS_BYEBYE], ['USN', target.usn], ...bootHeaders(context)]);
 }
 
-function bootHeaders(context: MessageContext): Record<string, number> {
-  return { 'BOOTID.UPNP.ORG': context.bootId, 'CONFIGID.UPNP.ORG': context.configId };
+const NOTIFY_LINE = 'NOTIFY * HTTP/1.1';
+
+function cacheControl(context: MessageContext): SsdpHeader {
+  return ['CACHE-CONTROL', `max-age=${context.maxAgeSeconds}`];
 }
 
-function searchPortHeader(context: MessageContext): Record<string, number> {
-  return context.searchPort === undefined ? {} : { 'SEARCHPORT.UPNP.ORG': context.searchPort };
+function bootHeaders(context: MessageContext): SsdpHeader[] {
+  return [
+    ['BOOTID.UPNP.ORG', context.bootId],
+    ['CONFIGID.UPNP.ORG', context.configId],
+  ];
+}
+
+/** Left out (undefined) on the standard port. */
+function searchPortHeader(context: MessageContext): SsdpHeader {
+  return ['SEARCHPORT.UPNP.ORG', context.searchPort];
 }

@@ -1,4 +1,4 @@
-import ssdp from 'node-ssdp/lib/const.js';
+import { ST_ALL } from './constants.js';
 import { DEVICE_TYPE, SERVICE_TYPE, type DeviceUdns } from '../identity.js';
 
 /** One advertisement: the NT of a NOTIFY (or ST of a search response) and its USN. */
@@ -82,7 +82,7 @@ const VERSIONED_URN = /^(urn:[^:\s]+:(?:device|service):[^:\s]+):([1-9]\d{0,8})$
  * one of our NTs.
  */
 export function answersFor(searchTarget: string, set: AdvertisedSet): SearchAnswer[] {
-  if (searchTarget === ssdp.SSDP_ALL) return set.targets.map((t) => ({ st: t.nt, usn: t.usn }));
+  if (searchTarget === ST_ALL) return set.targets.map((t) => ({ st: t.nt, usn: t.usn }));
   const urn = VERSIONED_URN.exec(searchTarget);
   if (!urn) return set.targets.filter((t) => t.nt === searchTarget).map((t) => ({ st: t.nt, usn: t.usn }));
   const [, type, version] = urn;

@@ -1,4 +1,4 @@
-import type { ChangeSet, Protocol, RuleSpec } from '../../../core/mapping/types.js';
+import type { ChangeSet, Protocol, RuleSpec } from 'upnpd';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../options.js';
 import type { NftablesSettings } from '../rules.js';
 

@@ -1,12 +1,12 @@
 import 'reflect-metadata';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadConfig, type LoadConfigOptions } from '../config/load.js';
-import { BACKEND_KINDS, type UserConfig } from '../config/schema.js';
-import { Daemon } from '../daemon.js';
-import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from '../errors.js';
-import { LOG_OUTPUT, createRootLogger } from '../logging.js';
-import { upnpdVersion } from '../upnp/http/server-string.js';
-
+import { loadConfig, type LoadConfigOptions } from '../core/config/load.js';
+import type { UserConfig } from '../core/config/schema.js';
+import type { Daemon } from '../core/daemon.js';
+import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from '../core/errors.js';
+import { createRootLogger } from '../core/logging.js';
+import { upnpdVersion } from '../core/upnp/http/server-string.js';
+import { startDaemon } from './compose.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -16,11 +16,13 @@ const USAGE = `Usage: upnpd [options]
 
 UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.cjs).
 
-  --config FILE         configuration file (default: upnpd.config.{js,mjs,cjs} searched from the current directory)
+  --config FILE         configuration file (default: upnpd.config.{js,mjs,cjs} searched from the
+                        current directory upwards, then in /etc/upnpd/)
   --lan IFACE           LAN interface to serve (repeatable)                       [config: lan]
   --wan IFACE           WAN interface                                             [config: wan]
   --external-ip ADDR    external IPv4 address to report                           [config: externalIp]
-  --backend NAME        firewall backend: ${BACKEND_KINDS.join(' | ')}              [config: backend]
+  --backend NAME        firewall backend: iptables | nftables | dry-run, or the
+                        name of one listed in the config's plugins              [config: backend]
   --dry-run             change no firewall; show what would be applied; listen on
                         loopback only unless --lan is given                       [config: dryRun]
   --http-port N         HTTP port for descriptions/control/events (0: any free)   [config: httpPort]
@@ -96,6 +98,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
 export async function main(argv: readonly string[]): Promise<number> {
   let commandLine: CommandLine;
   let config;
+  const skippedDirs: string[] = [];
   try {
     commandLine = parseCommandLine(argv);
     if (commandLine.help) {
@@ -106,7 +109,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`upnpd ${upnpdVersion()}\n`);
       return EXIT_OK;
     }
-    config = await loadConfig(commandLine.load);
+    config = await loadConfig({ ...commandLine.load, onSkip: (dir, error) => skippedDirs.push(`${dir} (${error.message})`) });
   } catch (err) {
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     if (err instanceof ConfigError) process.stderr.write('Run upnpd --help for the options.\n');
@@ -114,6 +117,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const { logger, output } = createRootLogger({ level: config.logLevel });
+  if (skippedDirs.length > 0) logger.debug({ skipped: skippedDirs }, `config search: skipped what could not be read: ${skippedDirs.join(', ')}`);
   // Signals are handled from before the start: the HTTP server answers (and a supervisor may send
   // SIGTERM) while the start is still finishing (SSDP announcements), and Node's default for
   // SIGTERM would leave the rules installed. A stop asked for during the start runs after it.
@@ -160,7 +164,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     // A second signal during the start gives up on it (the start may wait on the firewall).
     const started = await Promise.race([
-      Daemon.start(config, { logger, register: (c) => c.register(LOG_OUTPUT, { useValue: output }) }),
+      startDaemon(config, { logger, logOutput: output }),
       exited.then((code) => ({ abandoned: code })),
     ]);
     if ('abandoned' in started) {

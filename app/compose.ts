@@ -1,0 +1,175 @@
+import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { systemClock, type Clock } from '../core/clock.js';
+import { ExecaCommandRunner, type CommandRunner } from '../core/command-runner.js';
+import { formatIssues } from '../core/config/load.js';
+import type { ResolvedConfig } from '../core/config/schema.js';
+import { Daemon, lanAddresses } from '../core/daemon.js';
+import { ConfigError, PluginRegistrationError, messageOf } from '../core/errors.js';
+import { firewallPlugin } from '../core/plugins/define.js';
+import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from '../core/plugins/tokens.js';
+import type { AnyPluginSpec, BackendContext, BackendSpec, FirewallBackend, Plugin, PluginSpec } from '../core/plugins/types.js';
+import type { Logger } from '../core/logger.js';
+import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
+import { MappingViewSlot } from '../core/mapping/view-slot.js';
+import { OsNetworkInfo, type NetworkInfo } from '../core/net/network-info.js';
+import { dryRun } from '../plugins/dry-run/index.js';
+import { iptables } from '../plugins/iptables/index.js';
+import { logging } from '../plugins/logging/index.js';
+import { nftables } from '../plugins/nftables/index.js';
+import { secureMode } from '../plugins/secure-mode/index.js';
+
+/** The backends upnpd ships, by the name `--backend` takes. Backends listed in the config join them. */
+const SHIPPED_BACKENDS: Readonly<Record<string, () => BackendSpec>> = {
+  iptables: () => iptables(),
+  nftables: () => nftables(),
+  'dry-run': () => dryRun(),
+};
+
+/** What `--dry-run` imitates when neither `backend` nor `plugins` names a backend. */
+const DRY_RUN_DEFAULT_BACKEND = 'iptables';
+
+/**
+ * In dry-run without a WAN interface or --external-ip, the address upnpd reports as external, so
+ * that mapping actions work on a laptop (with no external address they answer 501, as the spec
+ * says). TEST-NET-3 (RFC 5737): documentation-only, never routed.
+ */
+export const DRY_RUN_EXTERNAL_IP = '203.0.113.1';
+
+/** In dry-run without a WAN interface, the interface the imitated backend renders its rules for. */
+export const DRY_RUN_WAN_INTERFACE = 'wan0';
+
+/** A plugin spec with the place it came from, for messages. */
+interface PlacedSpec<S extends AnyPluginSpec = AnyPluginSpec> {
+  readonly spec: S;
+  /** e.g. `/etc/upnpd/upnpd.config.js: plugins[1] (nftables)` or `(default) logging`. */
+  readonly where: string;
+}
+
+/**
+ * Which plugins run, from the config: the listed ones; the firewall backend chosen by
+ * `backend`/`--backend` among the shipped and listed ones, wrapped by dry-run under `--dry-run`;
+ * plus the defaults (secure mode when on, logging when none is listed).
+ */
+export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
+  const listed = config.plugins.map((spec, index) => ({ spec, where: `${config.source}: plugins[${index}] (${spec.name})` }));
+  const listedBackends = listed.filter((p): p is PlacedSpec<BackendSpec> => p.spec.kind === 'backend');
+  if (listedBackends.length > 1) {
+    throw new ConfigError(`${config.source}: plugins: only one firewall backend may be listed, found ${listedBackends.map((p) => p.spec.name).join(', ')}`);
+  }
+  let placed: PlacedSpec[] = [...listed.filter((p) => p.spec.kind !== 'backend'), chooseBackend(config, listedBackends[0])];
+  if (config.secureMode && !placed.some((p) => p.spec.name === 'secure-mode')) placed = [{ spec: secureMode(), where: '(default) secure-mode' }, ...placed];
+  if (!placed.some((p) => p.spec.name === 'logging')) placed.push({ spec: logging(), where: '(default) logging' });
+  return placed;
+}
+
+function chooseBackend(config: ResolvedConfig, listed: PlacedSpec<BackendSpec> | undefined): PlacedSpec<BackendSpec> {
+  const available = new Map<string, () => PlacedSpec<BackendSpec>>(
+    Object.entries(SHIPPED_BACKENDS).map(([name, create]) => [name, () => ({ spec: create(), where: `(--backend) ${name}` })]),
+  );
+  if (listed) available.set(listed.spec.name, () => listed);
+  const wanted = config.backend ?? listed?.spec.name ?? (config.dryRun ? DRY_RUN_DEFAULT_BACKEND : undefined);
+  if (wanted === undefined) {
+    throw new PluginRegistrationError(
+      `no firewall backend: pass --backend NAME (${[...available.keys()].join(', ')}), list one in plugins, or run with --dry-run`,
+    );
+  }
+  const chosen = available.get(wanted)?.();
+  if (!chosen) {
+    const origin = config.flags?.backend ? `command line ${config.flags.backend}` : config.source;
+    throw new ConfigError(`${origin}: backend: unknown firewall backend "${wanted}"; available: ${[...available.keys()].join(', ')}`);
+  }
+  if (chosen.spec.name === 'dry-run') {
+    // `--backend dry-run` shows the listed backend's rules, or iptables' when none is listed.
+    const imitated = (chosen.spec.options as { imitate?: BackendSpec }).imitate ?? (listed && listed.spec.name !== 'dry-run' ? listed.spec : undefined);
+    return { spec: dryRun({ imitate: imitated ?? iptables() }), where: chosen.where };
+  }
+  return config.dryRun ? { spec: dryRun({ imitate: chosen.spec }), where: chosen.where } : chosen;
+}
+
+/**
+ * Parses the options of a plugin the config did not list (a default, `--backend`, dry-run's
+ * imitated one); a listed plugin's options were parsed when the config was loaded (its spec then
+ * has no schema left), so every plugin's options are parsed exactly once.
+ */
+function parsedOptions(placed: PlacedSpec): unknown {
+  const { spec, where } = placed;
+  if (!spec.optionsSchema) return spec.options;
+  const parsed = spec.optionsSchema.safeParse(spec.options);
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, () => where));
+  return parsed.data;
+}
+
+/** Builds the plugins, each in a child container holding its logger and parsed options. */
+export function createPlugins(placed: readonly PlacedSpec[], container: DependencyContainer, config: ResolvedConfig, logger: Logger): Plugin[] {
+  const backendConfig: ResolvedConfig = config.dryRun ? { ...config, wan: config.wan ?? DRY_RUN_WAN_INTERFACE } : config;
+  const buildBackend = (p: PlacedSpec<BackendSpec>): FirewallBackend => {
+    const options = parsedOptions(p);
+    const child = childContainer(container, p.spec.name, options, logger);
+    const context: BackendContext = {
+      options,
+      config: backendConfig,
+      logger: child.resolve(LOGGER),
+      commands: child.resolve(COMMAND_RUNNER),
+      container: child,
+      build: (inner) => buildBackend({ spec: inner, where: `${p.where}: imitate (${inner.name})` }),
+    };
+    return p.spec.create(context);
+  };
+  return placed.map((p) => {
+    try {
+      if (p.spec.kind === 'backend') {
+        return firewallPlugin(p.spec.name, buildBackend(p as PlacedSpec<BackendSpec>), { keepRulesOnShutdown: config.keepRulesOnShutdown });
+      }
+      return (p.spec as PluginSpec).create(childContainer(container, p.spec.name, parsedOptions(p), logger));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new PluginRegistrationError(`plugin "${p.spec.name}" could not be created: ${messageOf(err)}`);
+    }
+  });
+}
+
+function childContainer(container: DependencyContainer, name: string, options: unknown, logger: Logger): DependencyContainer {
+  const child = container.createChildContainer();
+  child.register(LOGGER, { useValue: logger.child({ plugin: name }) });
+  child.register(PLUGIN_OPTIONS, { useValue: options });
+  return child;
+}
+
+export interface StartOptions {
+  readonly logger: Logger & { level: string };
+  /** Where the root logger's records go; the logging plugin routes them. */
+  readonly logOutput: LogOutput;
+  readonly network?: NetworkInfo;
+  readonly clock?: Clock;
+  readonly commandRunner?: CommandRunner;
+}
+
+/** The composition root: chooses and builds the plugins for a config, then starts the daemon with them. */
+export async function startDaemon(givenConfig: ResolvedConfig, options: StartOptions): Promise<Daemon> {
+  const { logger } = options;
+  const specs = assemblePlugins(givenConfig);
+  const config = withDryRunDefaults(givenConfig, logger);
+  const network = options.network ?? new OsNetworkInfo();
+  const clock = options.clock ?? systemClock;
+  const lan = lanAddresses(config, network);
+  const mappingView = new MappingViewSlot();
+
+  const container = rootContainer.createChildContainer();
+  container.register(CONFIG, { useValue: config });
+  container.register(LOGGER, { useValue: logger });
+  container.register(CLOCK, { useValue: clock });
+  container.register(NETWORK_INFO, { useValue: network });
+  container.register(COMMAND_RUNNER, { useValue: options.commandRunner ?? new ExecaCommandRunner() });
+  container.register(LAN_ADDRESSES, { useValue: lan });
+  container.register(LOG_OUTPUT, { useValue: options.logOutput });
+  container.register(MAPPINGS, { useValue: mappingView });
+
+  const plugins = createPlugins(specs, container, config, logger);
+  return Daemon.start(config, { logger, plugins, lan, network, clock, mappingView });
+}
+
+function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {
+  if (!config.dryRun || config.externalIp || config.wan) return config;
+  logger.info(`dry-run: no WAN interface given; reporting ${DRY_RUN_EXTERNAL_IP} (TEST-NET-3) as the external address`);
+  return { ...config, externalIp: DRY_RUN_EXTERNAL_IP };
+}

@@ -1,0 +1,37 @@
+/**
+ * `upnpd/backend`: helpers for firewall backend authors, as the shipped backends use them. Rules
+ * are data (RuleSpec); these compare, copy and check them.
+ */
+import { isIPv4 } from 'node:net';
+import { BackendError } from './errors.js';
+import type { RuleSpec } from './mapping/types.js';
+
+export { EMPTY_CHANGE_SET, isEmptyChangeSet, keyOf, keyString, ruleOf, sameRule } from './mapping/types.js';
+export { INTERFACE_NAME } from './net/network-info.js';
+export { interfaceName } from './config/schema.js';
+export type { CommandExit, CommandResult, CommandRunner, RunningCommand } from './command-runner.js';
+
+function isPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
+}
+
+/** Whether a rule is a well-formed IPv4 port mapping (what a backend may turn into firewall arguments). */
+export function isValidRule(rule: RuleSpec): boolean {
+  return (
+    (rule.protocol === 'TCP' || rule.protocol === 'UDP') &&
+    isPort(rule.externalPort) &&
+    isPort(rule.internalPort) &&
+    isIPv4(rule.internalClient) &&
+    (rule.remoteHost === '' || isIPv4(rule.remoteHost))
+  );
+}
+
+/**
+ * Throws a BackendError naming the first rule that is not a well-formed IPv4 port mapping. The core
+ * validates requests; this guards the one place where values become firewall arguments.
+ */
+export function assertValidRules(backend: string, rules: Iterable<RuleSpec>): void {
+  for (const rule of rules) {
+    if (!isValidRule(rule)) throw new BackendError(`${backend}: not a valid IPv4 port mapping: ${JSON.stringify(rule)}`);
+  }
+}

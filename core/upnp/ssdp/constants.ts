@@ -1,0 +1,12 @@
+/** SSDP protocol values (UDA 1.1 §1). */
+
+/** IPv4 multicast group of SSDP. */
+export const SSDP_MULTICAST_ADDRESS = '239.255.255.250';
+export const SSDP_PORT = 1900;
+
+/** NTS of a NOTIFY. */
+export const NTS_ALIVE = 'ssdp:alive';
+export const NTS_BYEBYE = 'ssdp:byebye';
+
+/** ST of a search for everything. */
+export const ST_ALL = 'ssdp:all';
