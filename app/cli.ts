@@ -137,13 +137,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     const run = (running: Daemon) =>
       running.stop().then(
         () => resolveExit(EXIT_OK),
-        (err) => {
+        (err: unknown) => {
           logger.error({ err }, `shutdown failed: ${messageOf(err)}`);
           resolveExit(EXIT_FAILURE);
         },
       );
     if (daemon) void run(daemon);
-    else stopAsked = run;
+    else stopAsked = (started) => void run(started);
   };
   // SIGHUP's default would end the process too; a reload waits for a running daemon.
   const reload = () => {
@@ -154,7 +154,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const running = daemon;
     loadConfig(commandLine.load).then(
       (next) => running.reload(next),
-      (err) => logger.error({ err }, `SIGHUP: configuration not reloaded, keeping the running one: ${messageOf(err)}`),
+      (err: unknown) => logger.error({ err }, `SIGHUP: configuration not reloaded, keeping the running one: ${messageOf(err)}`),
     );
   };
   process.on('SIGTERM', stop);

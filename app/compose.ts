@@ -7,7 +7,7 @@ import { Daemon, lanAddresses } from '../core/daemon.js';
 import { ConfigError, PluginRegistrationError, messageOf } from '../core/errors.js';
 import { firewallPlugin } from '../core/plugins/define.js';
 import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from '../core/plugins/tokens.js';
-import type { AnyPluginSpec, BackendContext, BackendSpec, FirewallBackend, Plugin, PluginSpec } from '../core/plugins/types.js';
+import type { AnyPluginSpec, BackendContext, BackendSpec, FirewallBackend, Plugin } from '../core/plugins/types.js';
 import type { Logger } from '../core/logger.js';
 import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
@@ -120,7 +120,7 @@ export function createPlugins(placed: readonly PlacedSpec[], container: Dependen
       if (p.spec.kind === 'backend') {
         return firewallPlugin(p.spec.name, buildBackend(p as PlacedSpec<BackendSpec>), { keepRulesOnShutdown: config.keepRulesOnShutdown });
       }
-      return (p.spec as PluginSpec).create(childContainer(container, p.spec.name, parsedOptions(p), logger));
+      return p.spec.create(childContainer(container, p.spec.name, parsedOptions(p), logger));
     } catch (err) {
       if (err instanceof ConfigError) throw err;
       throw new PluginRegistrationError(`plugin "${p.spec.name}" could not be created: ${messageOf(err)}`);

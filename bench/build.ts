@@ -5,8 +5,8 @@ import { execa } from 'execa';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 /** Written by every build (tsc rewrites all outputs), so its time is the build's. */
-const BUILD_STAMP = join(REPO_ROOT, 'dist/core/cli/main.js');
-const SOURCE_DIRS = ['core', 'plugins'];
+const BUILD_STAMP = join(REPO_ROOT, 'dist/app/cli.js');
+const SOURCE_DIRS = ['app', 'core', 'plugins'];
 const BUILD_TIMEOUT_MS = 180_000;
 
 /** Why dist/ must be rebuilt before upnpd can be measured, or undefined when it is up to date. */

@@ -10,7 +10,7 @@ import { MappingStateFile, MappingStateWriter } from './mapping/state-file.js';
 import type { MappingViewSlot } from './mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { PluginDriver } from './plugins/driver.js';
-import type { Plugin } from './plugins/types.js';
+import { isPluginSpec, type Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd } from './upnp/index.js';
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
@@ -109,14 +109,14 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.heapTrimmer.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
-        await frontEnd.stop().catch((err) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
+        await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }
       // Saved once the changes already queued have committed, and before the rules go: the
       // mappings are reinstalled at the next start.
       await this.mappings.settled();
       await this.stateWriter?.flush();
       if (!this.config.keepRulesOnShutdown) {
-        const removed = await this.mappings.removeAll().catch((err) => {
+        const removed = await this.mappings.removeAll().catch((err: unknown) => {
           this.logger.error({ err }, `removing the mappings at shutdown failed: ${messageOf(err)}`);
           return 0;
         });
@@ -196,6 +196,6 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
 }
 
 function describeValue(value: unknown): string {
-  if (Array.isArray(value)) return JSON.stringify(value.map((v) => (v && typeof v === 'object' && 'name' in v ? { name: v.name, options: v.options } : v)));
+  if (Array.isArray(value)) return JSON.stringify(value.map((v: unknown) => (isPluginSpec(v) ? { name: v.name, options: v.options } : v)));
   return JSON.stringify(value);
 }

@@ -90,9 +90,10 @@ export class HeapTrimmer {
 function exposedGc(): (() => void) | undefined {
   const gc = (globalThis as { gc?: unknown }).gc;
   if (typeof gc !== 'function') return undefined;
+  const collect = gc as () => void;
   return () => {
-    gc();
-    gc();
+    collect();
+    collect();
   };
 }
 

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { pino } from 'pino';
+import type * as PinoPretty from 'pino-pretty';
 import type { InjectionToken } from 'tsyringe';
 import type { Logger, LogLevel } from './logger.js';
 
@@ -60,7 +61,7 @@ const require = createRequire(import.meta.url);
 /** Readable text (pino-pretty, synchronous), coloured for terminals. */
 export function prettyRenderer(options: { colorize: boolean }): LogRenderer {
   // Loaded on first use: only a terminal needs it, and a daemon under a service manager should not carry it.
-  const { prettyFactory } = require('pino-pretty') as typeof import('pino-pretty');
+  const { prettyFactory } = require('pino-pretty') as typeof PinoPretty;
   const pretty = prettyFactory({ colorize: options.colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
   // It parses the line itself.
   return (record) => pretty(record.line);

@@ -154,7 +154,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], sourceOf: (pat
     `${sourceOf(path)}: ${[prefix, pathToString(path)].filter(Boolean).join('.') || '(top level)'}: ${message}`;
   return issues
     .flatMap((issue) => {
-      const path = issue.path as PropertyKey[];
+      const path = issue.path;
       if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => line([...path, key], 'unknown key'));
       return [line(path, issue.message)];
     })

@@ -55,7 +55,7 @@ interface Outcome<T> {
 }
 
 interface QueuedChange {
-  run(draft: MappingDraft): Promise<Outcome<unknown>>;
+  run(draft: MappingDraft): Outcome<unknown> | Promise<Outcome<unknown>>;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -276,7 +276,7 @@ export class MappingService implements MappingView {
 
   /** Removes every mapping and its rules (at shutdown). No policy is asked. */
   removeAll(): Promise<number> {
-    return this.enqueue(async (draft) => {
+    return this.enqueue((draft) => {
       const all = [...draft.values()];
       for (const mapping of all) draft.remove(mapping);
       return {
@@ -301,7 +301,7 @@ export class MappingService implements MappingView {
   expireDue(): Promise<number> {
     const now = this.clock.now();
     const due = this.expiries.popDue(now);
-    const run = this.enqueue(async (draft) => {
+    const run = this.enqueue((draft) => {
       const expired: PortMapping[] = [];
       for (const { key } of due) {
         const mapping = draft.get(key);
@@ -358,10 +358,10 @@ export class MappingService implements MappingView {
     return { requester, existing, mappings: draft };
   }
 
-  private enqueue<T>(run: (draft: MappingDraft) => Promise<Outcome<T>>): Promise<T> {
+  private enqueue<T>(run: (draft: MappingDraft) => Outcome<T> | Promise<Outcome<T>>): Promise<T> {
     if (this.closed) return Promise.reject(new UpnpError(UpnpErrorCode.ActionFailed, 'the daemon is shutting down'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ run, resolve, reject });
       // Started on the next turn so that requests arriving together share one transaction.
       this.draining ??= new Promise((next) => setImmediate(next)).then(() => this.drain());
     });
@@ -419,7 +419,8 @@ export class MappingService implements MappingView {
     try {
       await this.firewall.apply(changes);
       return undefined;
-    } catch (err) {
+    } catch (firstErr) {
+      let err = firstErr;
       if (await this.repairFirewall()) {
         try {
           await this.firewall.apply(changes);
@@ -503,7 +504,7 @@ export class MappingService implements MappingView {
       this.expiryTimer = undefined;
       this.expireDue().then(
         () => (this.expiryFailed = false),
-        (err) => {
+        (err: unknown) => {
           this.expiryFailed = true;
           this.logger.error({ err }, `lease expiry failed, will retry: ${messageOf(err)}`);
           this.scheduleExpiry();

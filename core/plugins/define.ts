@@ -17,7 +17,7 @@ export function definePlugin<Schema extends z.ZodType>(definition: {
     name: definition.name,
     options: options ?? {},
     optionsSchema: definition.optionsSchema as unknown as z.ZodType<z.output<Schema>>,
-    create: definition.create,
+    create: (container) => definition.create(container),
   });
 }
 
@@ -38,7 +38,7 @@ export function defineBackend<Schema extends z.ZodType = z.ZodType<Record<string
     name: definition.name,
     options: options ?? {},
     optionsSchema: definition.optionsSchema as unknown as z.ZodType<z.output<Schema>> | undefined,
-    create: definition.create,
+    create: (context) => definition.create(context),
   });
 }
 

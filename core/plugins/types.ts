@@ -102,7 +102,7 @@ export interface BackendContext<Options = unknown> {
   /** The plugin's container, for any other token (`NETWORK_INFO`, `CLOCK`, ...). */
   readonly container: DependencyContainer;
   /** Builds another backend from its spec with the same services (for backends that wrap one, as dry-run does). */
-  build(spec: BackendSpec): FirewallBackend;
+  readonly build: (spec: BackendSpec) => FirewallBackend;
 }
 
 /**

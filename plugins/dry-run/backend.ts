@@ -19,19 +19,21 @@ export class DryRunBackend implements FirewallBackend {
     return this.imitated?.name ?? 'no particular';
   }
 
-  async probe(): Promise<BackendCapabilities> {
-    return { dialect: this.imitated?.name ?? 'dry-run', remoteHost: true, details: { mode: 'dry-run: no firewall is changed' } };
+  // No method waits for anything: nothing outside this process is asked.
+  probe(): Promise<BackendCapabilities> {
+    return Promise.resolve({ dialect: this.imitated?.name ?? 'dry-run', remoteHost: true, details: { mode: 'dry-run: no firewall is changed' } });
   }
 
-  async init(): Promise<void> {
+  init(): Promise<void> {
     this.installed.clear();
     this.logger.info({ imitates: this.imitated?.name }, `dry-run: no firewall will be changed; showing what the ${this.imitatedName} backend would apply`);
+    return Promise.resolve();
   }
 
-  async apply(changes: ChangeSet): Promise<void> {
+  apply(changes: ChangeSet): Promise<void> {
     const missing = changes.remove.filter((r) => !this.installed.has(keyString(r)));
     if (missing.length > 0) {
-      throw new BackendError(`dry-run: cannot remove rules that are not installed: ${missing.map(keyString).join(', ')}`);
+      return Promise.reject(new BackendError(`dry-run: cannot remove rules that are not installed: ${missing.map(keyString).join(', ')}`));
     }
     const script = this.render(changes, [...this.installed.values()]);
     for (const r of changes.remove) this.installed.delete(keyString(r));
@@ -40,6 +42,7 @@ export class DryRunBackend implements FirewallBackend {
       { imitates: this.imitated?.name, script, removed: changes.remove.length, added: changes.add.length },
       `dry-run: the ${this.imitatedName} backend would apply:\n${script}`,
     );
+    return Promise.resolve();
   }
 
   render(changes: ChangeSet, installed: readonly RuleSpec[]): string {
@@ -47,13 +50,14 @@ export class DryRunBackend implements FirewallBackend {
     return [...changes.remove.map((r) => `remove ${describeRule(r)}`), ...changes.add.map((r) => `add ${describeRule(r)}`)].join('\n');
   }
 
-  async list(): Promise<RuleSpec[]> {
-    return [...this.installed.values()].map(ruleOf);
+  list(): Promise<RuleSpec[]> {
+    return Promise.resolve([...this.installed.values()].map(ruleOf));
   }
 
-  async shutdown(): Promise<void> {
+  shutdown(): Promise<void> {
     if (this.installed.size > 0) this.logger.info(`dry-run: would remove ${this.installed.size} rule(s) and whatever the ${this.imitatedName} backend created`);
     this.installed.clear();
+    return Promise.resolve();
   }
 }
 

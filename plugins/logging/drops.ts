@@ -1,4 +1,4 @@
-import type { Clock } from '../../core/clock.js';
+import type { Clock } from 'upnpd';
 
 /** An outage is over once nothing was dropped for this long; the next drop warns again. */
 export const OUTAGE_QUIET_MS = 60_000;

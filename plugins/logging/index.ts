@@ -1,4 +1,4 @@
-import { definePlugin } from '../../core/plugins/define.js';
+import { definePlugin } from 'upnpd';
 import { loggingOptionsSchema } from './options.js';
 import { LoggingPlugin } from './plugin.js';
 

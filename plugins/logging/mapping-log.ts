@@ -1,6 +1,5 @@
-import { sameRule, type PortMapping, type Requester } from '../../core/mapping/types.js';
-import type { MappedEvent, UnmappedEvent } from '../../core/plugins/types.js';
-import { SERVICE_ID } from '../../core/upnp/identity.js';
+import { SERVICE_ID, type MappedEvent, type PortMapping, type Requester, type UnmappedEvent } from 'upnpd';
+import { sameRule } from 'upnpd/backend';
 
 /** What happened to a mapping. */
 export type MappingChange = 'added' | 'renewed' | 'replaced' | 'restored' | 'deleted' | 'expired' | 'removed';

@@ -1,10 +1,19 @@
 import { hostname } from 'node:os';
 import { inject, injectable } from 'tsyringe';
-import type { Clock } from '../../core/clock.js';
-import type { Logger } from '../../core/logger.js';
-import { LOG_OUTPUT, type LogDestination, type LogOutput } from '../../core/logging.js';
-import { CLOCK, LOGGER, PLUGIN_OPTIONS } from '../../core/plugins/tokens.js';
-import type { Hooks, MappedEvent, Plugin, UnmappedEvent } from '../../core/plugins/types.js';
+import {
+  CLOCK,
+  LOGGER,
+  LOG_OUTPUT,
+  PLUGIN_OPTIONS,
+  type Clock,
+  type Hooks,
+  type LogDestination,
+  type LogOutput,
+  type Logger,
+  type MappedEvent,
+  type Plugin,
+  type UnmappedEvent,
+} from 'upnpd';
 import { DropCounter } from './drops.js';
 import { describeMapped, describeUnmapped } from './mapping-log.js';
 import { describeTarget, syslogTarget, type LoggingOptions, type SyslogTarget } from './options.js';

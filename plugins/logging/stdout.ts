@@ -6,7 +6,7 @@ import {
   streamDestination,
   type LogDestination,
   type LogRenderer,
-} from '../../core/logging.js';
+} from 'upnpd';
 import type { StdoutFormat } from './options.js';
 import { severityOf } from './priority.js';
 import { messageText } from './text.js';

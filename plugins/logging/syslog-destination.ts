@@ -1,4 +1,4 @@
-import type { LogDestination } from '../../core/logging.js';
+import type { LogDestination } from 'upnpd';
 
 /** A syslog transport: started at provision, closed at cleanup, never throwing from `write`. */
 export interface SyslogDestination extends LogDestination {

@@ -1,6 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import type { LogRecord } from '../../core/logging.js';
+import type { LogRecord } from 'upnpd';
 import type { DropCounter } from './drops.js';
 import type { SyslogFormat } from './options.js';
 import { severityOf, type FacilityName } from './priority.js';
@@ -36,11 +36,13 @@ export class UdpSyslogDestination implements SyslogDestination {
     private readonly drops: DropCounter,
   ) {}
 
-  async start(): Promise<void> {
+  /** A UDP socket has nothing to wait for: the first record sent finds out whether anyone listens. */
+  start(): Promise<void> {
     const socket = createSocket({ type: isIPv6(this.options.host) ? 'udp6' : 'udp4' });
     socket.on('error', (err) => this.drops.drop(err.message));
     socket.unref();
     this.socket = socket;
+    return Promise.resolve();
   }
 
   write(record: LogRecord): void {

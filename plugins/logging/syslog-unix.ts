@@ -1,6 +1,5 @@
 import { execa, type ResultPromise } from 'execa';
-import type { Clock } from '../../core/clock.js';
-import type { LogRecord } from '../../core/logging.js';
+import type { Clock, LogRecord } from 'upnpd';
 import type { DropCounter } from './drops.js';
 import type { SyslogFormat } from './options.js';
 import { priority, severityOf, type FacilityName } from './priority.js';

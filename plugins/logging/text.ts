@@ -1,5 +1,6 @@
-import type { LogRecord } from '../../core/logging.js';
+import type { LogRecord } from 'upnpd';
 
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this escapes
 const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/g;
 const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 

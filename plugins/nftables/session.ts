@@ -101,7 +101,7 @@ export class NftSession {
       throw err;
     } finally {
       if (this.current === nft && (nft.transactions >= this.limits.maxTransactions || nft.inputBytes >= this.limits.maxInputBytes)) {
-        this.retire({ wait: false });
+        void this.retire({ wait: false });
       }
     }
   }
@@ -111,7 +111,7 @@ export class NftSession {
     if (last !== this.queue || !this.current) return;
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
-      if (last === this.queue) this.retire({ wait: false });
+      if (last === this.queue) void this.retire({ wait: false });
     }, this.limits.idleMs);
     this.idleTimer.unref();
   }

@@ -1,10 +1,8 @@
 import fc from 'fast-check';
-import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { propertySetXml } from '../../core/upnp/gena/propertyset.js';
 import { nextEventKey } from '../../core/upnp/gena/subscription.js';
-
-const parser = new XMLParser({ parseTagValue: false, trimValues: false, processEntities: true });
+import { propertySetVariables } from '../support/upnp-xml.js';
 
 describe('propertySetXml', () => {
   it('has one e:property per variable in the event namespace', () => {
@@ -21,11 +19,12 @@ describe('propertySetXml', () => {
   });
 
   it('any value reads back unchanged', () => {
+    // Control characters (bar tab and newline) cannot appear in XML 1.0, nor can a CR survive its line-end normalisation.
+    // eslint-disable-next-line no-control-regex -- the generator must leave out exactly these control characters
     const value = fc.string({ unit: 'grapheme' }).filter((s) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\r]/.test(s));
     fc.assert(
       fc.property(value, (v) => {
-        const doc = parser.parse(propertySetXml({ ExternalIPAddress: v }));
-        expect(String(doc['e:propertyset']['e:property'].ExternalIPAddress ?? '')).toBe(v);
+        expect(propertySetVariables(propertySetXml({ ExternalIPAddress: v })).ExternalIPAddress ?? '').toBe(v);
       }),
     );
   });

@@ -1,10 +1,10 @@
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { XMLParser } from 'fast-xml-parser';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { EventService, type EventServiceOptions, type EventedService } from '../../core/upnp/gena/event-service.js';
 import { ManualClock } from '../support/fakes.js';
+import { propertySetVariables } from '../support/upnp-xml.js';
 
 // Everything here runs on loopback: 127.0.0.1 and 127.0.0.2 act as two LAN clients.
 const CLIENT_A = '127.0.0.1';
@@ -18,13 +18,6 @@ interface Notification {
   readonly body: string;
   readonly seq: number;
   readonly variables: Record<string, string>;
-}
-
-const xml = new XMLParser({ parseTagValue: false, trimValues: false, isArray: (name) => name === 'e:property' });
-
-function variablesOf(body: string): Record<string, string> {
-  const properties = xml.parse(body)['e:propertyset']['e:property'] as Record<string, string>[];
-  return Object.assign({}, ...properties);
 }
 
 /** How a receiver answers its n-th NOTIFY: an HTTP status, after an optional delay; 'hang' never answers. */
@@ -45,8 +38,8 @@ class Receiver {
       req.on('data', (chunk: string) => (body += chunk));
       req.on('end', () => {
         const index = this.received.length;
-        this.received.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, seq: Number(req.headers.seq), variables: variablesOf(body) });
-        timeline.push(`notify ${req.headers.seq}`);
+        this.received.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, seq: Number(req.headers.seq), variables: propertySetVariables(body) });
+        timeline.push(`notify ${String(req.headers.seq)}`);
         this.inFlight++;
         this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
         const answer = this.answer(index);

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import { XMLParser } from 'fast-xml-parser';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseScpd, propertySetVariables } from '../support/upnp-xml.js';
 import { WANCOMMON, addArgs, rawRequest, soap, startIgd, type IgdFixture } from './fixture.js';
 
 /**
@@ -15,8 +15,6 @@ interface Notification {
   readonly variables: Record<string, string>;
 }
 
-const propertySet = new XMLParser({ parseTagValue: false, removeNSPrefix: true, isArray: (name) => name === 'property' });
-
 class CallbackReceiver {
   readonly received: Notification[] = [];
   private waiters: Array<() => void> = [];
@@ -24,8 +22,7 @@ class CallbackReceiver {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const properties = propertySet.parse(Buffer.concat(chunks).toString('utf8')).propertyset.property as Array<Record<string, string>>;
-      this.received.push({ path: req.url ?? '', seq: Number(req.headers['seq']), variables: Object.assign({}, ...properties) });
+      this.received.push({ path: req.url ?? '', seq: Number(req.headers['seq']), variables: propertySetVariables(Buffer.concat(chunks).toString('utf8')) });
       res.writeHead(200, { 'Content-Length': '0' }).end();
       for (const wake of this.waiters.splice(0)) wake();
     });
@@ -69,11 +66,9 @@ async function subscribe(f: IgdFixture, eventPath: string, callbackPort: number,
   return response.headers['sid']!;
 }
 
-const scpdParser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', isArray: (name) => name === 'stateVariable' });
-
 async function eventedVariablesOf(f: IgdFixture, scpdPath: string): Promise<string[]> {
-  const scpd = scpdParser.parse((await rawRequest(f.port, `GET ${scpdPath} HTTP/1.1\r\nHost: ${f.host}`)).body).scpd;
-  return scpd.serviceStateTable.stateVariable.filter((v: { '@sendEvents': string }) => v['@sendEvents'] === 'yes').map((v: { name: string }) => v.name).sort();
+  const scpd = parseScpd((await rawRequest(f.port, `GET ${scpdPath} HTTP/1.1\r\nHost: ${f.host}`)).body);
+  return scpd.serviceStateTable.stateVariable.filter((v) => v['@sendEvents'] === 'yes').map((v) => v.name).sort();
 }
 
 describe('eventing through the IGD front-end', () => {

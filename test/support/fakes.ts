@@ -4,7 +4,7 @@ import { silentLogger, type LogFn, type Logger } from '../../core/logger.js';
 import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
 import { MappingService, type LeasePolicy } from '../../core/mapping/service.js';
 import { PluginDriver } from '../../core/plugins/driver.js';
-import type { FirewallBackend, Plugin } from '../../core/plugins/types.js';
+import type { BackendCapabilities, FirewallBackend, Plugin } from '../../core/plugins/types.js';
 
 /** A clock the test moves by hand; timers fire when `advance` passes them. */
 export class ManualClock implements Clock {
@@ -45,25 +45,27 @@ export class RecordingBackend implements FirewallBackend {
   failNext = 0;
   failWhen: ((changes: ChangeSet) => boolean) | undefined;
 
-  async probe() {
-    return { dialect: 'memory', remoteHost: true, details: {} };
+  probe(): Promise<BackendCapabilities> {
+    return Promise.resolve({ dialect: 'memory', remoteHost: true, details: {} });
   }
   async init() {}
-  async apply(changes: ChangeSet): Promise<void> {
+  apply(changes: ChangeSet): Promise<void> {
     if (this.failNext > 0 || this.failWhen?.(changes)) {
       if (this.failNext > 0) this.failNext--;
-      throw new BackendError('injected failure');
+      return Promise.reject(new BackendError('injected failure'));
     }
-    for (const r of changes.remove) if (!this.installed.has(keyString(r))) throw new BackendError(`not installed: ${keyString(r)}`);
+    for (const r of changes.remove) if (!this.installed.has(keyString(r))) return Promise.reject(new BackendError(`not installed: ${keyString(r)}`));
     for (const r of changes.remove) this.installed.delete(keyString(r));
     for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
     this.applied.push(changes);
+    return Promise.resolve();
   }
-  async list() {
-    return [...this.installed.values()];
+  list(): Promise<RuleSpec[]> {
+    return Promise.resolve([...this.installed.values()]);
   }
-  async shutdown() {
+  shutdown(): Promise<void> {
     this.installed.clear();
+    return Promise.resolve();
   }
   render(changes: ChangeSet): string {
     return [...changes.remove.map((r) => `remove ${keyString(r)}`), ...changes.add.map((r) => `add ${keyString(r)}`)].join('\n');
@@ -110,8 +112,8 @@ export class RecordingLogger implements Logger {
   }
 
   private record(level: string): LogFn {
-    return ((a: unknown, b?: string) => {
+    return (a: unknown, b?: string) => {
       this.lines.push({ level, message: typeof a === 'string' ? a : (b ?? '') });
-    }) as LogFn;
+    };
   }
 }

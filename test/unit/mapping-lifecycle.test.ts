@@ -197,4 +197,59 @@ describe('mapping lifecycle', () => {
     expect(backend.installed.size).toBe(0);
     expect(backend.applied.at(-1)!.remove).toHaveLength(3);
   });
+
+  it('asks beforeMap again for each request of a batch the firewall refused (so a policy must keep no count of its own)', async () => {
+    const asked: number[] = [];
+    const policy: Plugin = { name: 'counting', hooks: { beforeMap: (request) => void asked.push(request.externalPort) } };
+    const { mappings, backend } = makeMappings({ plugins: [policy] });
+    backend.failWhen = (changes) => changes.add.some((r) => r.externalPort === 6001);
+    await Promise.allSettled([6000, 6001, 6002].map((externalPort) => mappings.add(req({ externalPort }), A)));
+    // Once in the batch, once more alone: the documented contract of beforeMap (Hooks in core/plugins/types.ts).
+    expect(asked).toEqual([6000, 6001, 6002, 6000, 6001, 6002]);
+    expect(mappings.size).toBe(2);
+  });
+
+  it('a policy that counts from context.mappings holds its limit across such retries', async () => {
+    const quota: Plugin = {
+      name: 'quota',
+      hooks: {
+        beforeMap: (request, { requester, mappings }) => {
+          const held = [...mappings.values()].filter((m) => m.internalClient === requester.address).length;
+          if (held >= 2) throw new UpnpError(UpnpErrorCode.NoPortMapsAvailable, 'quota');
+        },
+      },
+    };
+    const { mappings, backend } = makeMappings({ plugins: [quota] });
+    backend.failNext = 1;
+    const results = await Promise.allSettled([7000, 7001, 7002].map((externalPort) => mappings.add(req({ externalPort }), A)));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    expect([...backend.installed.values()].map((r) => r.externalPort)).toEqual([7000, 7001]);
+  });
+
+  it('expires from the lease queue: a renewed mapping outlives its first lease, and a failed expiry is tried again', async () => {
+    const { mappings, backend, clock } = makeMappings();
+    await mappings.add(req({ leaseSeconds: 10 }), A);
+    await clock.advance(5_000);
+    await mappings.add(req({ leaseSeconds: 10 }), A);
+    await clock.advance(6_000);
+    await settle();
+    expect(mappings.size).toBe(1);
+    backend.failNext = 1;
+    await clock.advance(5_000);
+    await settle();
+    expect(mappings.size).toBe(1);
+    await clock.advance(30_000);
+    await settle();
+    expect(mappings.size).toBe(0);
+    expect(backend.installed.size).toBe(0);
+  });
+
+  it('settled() resolves once every change queued so far has been answered', async () => {
+    const { mappings } = makeMappings();
+    const answered: number[] = [];
+    for (const externalPort of [1, 2, 3]) void mappings.add(req({ externalPort }), A).then(() => answered.push(externalPort));
+    await mappings.settled();
+    await Promise.resolve();
+    expect(answered).toEqual([1, 2, 3]);
+  });
 });
