@@ -49,14 +49,31 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['../plugins/*', '../upnp/*', '../upnp/**', '../daemon.js', '../config/*', '**/plugins/**', '**/app/**'], message: 'core/mapping depends on nothing above it.' }] },
+        {
+          patterns: [
+            {
+              group: ['../plugins/*', '../upnp/*', '../upnp/**', '../daemon.js', '../config/*', '**/plugins/**', '**/app/**'],
+              message: 'core/mapping depends on nothing above it.',
+            },
+          ],
+        },
       ],
     },
   },
   {
     files: ['core/net/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['../config/*', '../plugins/*', '../mapping/*', '../upnp/*', '**/plugins/**', '**/app/**'], message: 'core/net depends on nothing above it.' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../config/*', '../plugins/*', '../mapping/*', '../upnp/*', '**/plugins/**', '**/app/**'],
+              message: 'core/net depends on nothing above it.',
+            },
+          ],
+        },
+      ],
     },
   },
   {

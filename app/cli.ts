@@ -163,10 +163,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   try {
     // A second signal during the start gives up on it (the start may wait on the firewall).
-    const started = await Promise.race([
-      startDaemon(config, { logger, logOutput: output }),
-      exited.then((code) => ({ abandoned: code })),
-    ]);
+    const started = await Promise.race([startDaemon(config, { logger, logOutput: output }), exited.then((code) => ({ abandoned: code }))]);
     if ('abandoned' in started) {
       await output.flush();
       return started.abandoned;
@@ -179,7 +176,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     await output.flush();
     return usage ? EXIT_USAGE : EXIT_FAILURE;
   } finally {
-    if (!daemon) for (const [signal, handler] of [['SIGTERM', stop], ['SIGINT', stop], ['SIGHUP', reload]] as const) process.off(signal, handler);
+    if (!daemon)
+      for (const [signal, handler] of [
+        ['SIGTERM', stop],
+        ['SIGINT', stop],
+        ['SIGHUP', reload],
+      ] as const)
+        process.off(signal, handler);
   }
   stopAsked?.(daemon);
 

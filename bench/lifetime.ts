@@ -8,7 +8,7 @@ export function stopOnSignalOrAfter(lifetimeMs: number, stop: () => Promise<void
   const finish = (code: number) => {
     if (stopping) return;
     stopping = true;
-    Promise.resolve()
+    void Promise.resolve()
       .then(stop)
       .finally(() => process.exit(code));
   };

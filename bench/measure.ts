@@ -68,7 +68,9 @@ async function measureRequests(daemon: DaemonUnderTest, context: MeasureContext)
       log(`GetExternalIPAddress, ${concurrency} client(s): ${rate(result).toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
     }
     for (const concurrency of [1, 8] as const) {
-      const { result, cpuPerOp } = await withCpu(running.pid, () => generator.run({ kind: 'addDeleteCycles', concurrency, ...limits, firstPort: CYCLE_PORTS_START }));
+      const { result, cpuPerOp } = await withCpu(running.pid, () =>
+        generator.run({ kind: 'addDeleteCycles', concurrency, ...limits, firstPort: CYCLE_PORTS_START }),
+      );
       sample[concurrency === 1 ? 'cycles1' : 'cycles8'] = rate(result);
       if (concurrency === 8) sample.cyclesCpu = cpuPerOp;
       log(`AddPortMapping+DeletePortMapping, ${concurrency} client(s): ${rate(result).toFixed(0)} cycles/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
@@ -135,10 +137,10 @@ async function measurePersistedStart(daemon: DaemonUnderTest, context: MeasureCo
   const { profile } = context;
   const persisted: PersistedMappings = { count: profile.mappings, firstPort: FIRST_MAPPED_PORT, client: context.gateway.testbed.addresses.lanClient };
   const sample: Sample = {};
-  return withDaemon(daemon, context, persisted, sample, async (_running, startSeconds) => {
+  return withDaemon(daemon, context, persisted, sample, (_running, startSeconds) => {
     sample.startPersisted = startSeconds;
     context.log(`start-up with ${profile.mappings} persisted mappings: ${startSeconds.toFixed(3)} s`);
-    return {};
+    return Promise.resolve({});
   });
 }
 
@@ -172,7 +174,9 @@ async function withDaemon(
   } catch (err) {
     if (persisted && running && !serving) {
       // Still reinstalling when the time was up: that is the figure's result (a lower bound), not a harness failure.
-      notes = { startPersisted: `${daemon.name} was not serving with ${persisted.count} persisted mappings within ${context.profile.startTimeoutMs / 1000} s (${messageOf(err)})` };
+      notes = {
+        startPersisted: `${daemon.name} was not serving with ${persisted.count} persisted mappings within ${context.profile.startTimeoutMs / 1000} s (${messageOf(err)})`,
+      };
       context.log(notes.startPersisted!);
     } else {
       errors.push(`${daemon.name}: ${messageOf(err)}${running ? `\n${running.diagnostics()}` : ''}`);

@@ -97,7 +97,12 @@ export class Daemon {
     }
     daemon.heapTrimmer.start();
     logger.info(
-      { backend: driver.backendName, plugins: driver.plugins.map((p) => p.name), lan: lan.map((a) => `${a.interface}:${a.address}`), urls: frontEnds.flatMap((f) => f.describe?.() ?? []) },
+      {
+        backend: driver.backendName,
+        plugins: driver.plugins.map((p) => p.name),
+        lan: lan.map((a) => `${a.interface}:${a.address}`),
+        urls: frontEnds.flatMap((f) => f.describe?.() ?? []),
+      },
       `upnpd running: backend ${driver.backendName}${config.dryRun ? ' (dry-run: no firewall is changed)' : ''}; ` +
         frontEnds.flatMap((f) => f.describe?.() ?? []).join('; '),
     );
@@ -186,7 +191,10 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
       logger.error({ file: file.path, copy }, `${outcome.failed} saved mapping(s) could not be reinstalled; the file as it was read is kept as ${copy}`);
     }
   } else if (loaded.expired || loaded.invalid) {
-    logger.info({ file: file.path, expired: loaded.expired, invalid: loaded.invalid }, `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`);
+    logger.info(
+      { file: file.path, expired: loaded.expired, invalid: loaded.invalid },
+      `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`,
+    );
   }
   const writer = new MappingStateWriter(file, () => ({ mappings: [...mappings.values()], remainingMs: (m) => mappings.leaseLeftMs(m) }), logger);
   mappings.onChange(() => writer.changed());

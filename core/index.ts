@@ -2,6 +2,8 @@
 // tsyringe needs the Reflect metadata API before any plugin class is decorated.
 import 'reflect-metadata';
 export { defineConfig, type UserConfig, type ResolvedConfig } from './config/schema.js';
+// The zod upnpd validates options with (4.x): a plugin's optionsSchema must come from it.
+export { z } from 'zod';
 export { definePlugin, defineBackend, firewallPlugin } from './plugins/define.js';
 export { HOOK_KINDS } from './plugins/types.js';
 export type {
@@ -24,16 +26,7 @@ export type {
 } from './plugins/types.js';
 export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from './plugins/tokens.js';
 export type { ChangeSet, MappingKey, MappingRequest, PortMapping, Protocol, Requester, RuleSpec } from './mapping/types.js';
-export {
-  UpnpError,
-  UpnpErrorCode,
-  BackendError,
-  UpnpdError,
-  ConfigError,
-  PluginHookError,
-  PluginRegistrationError,
-  messageOf,
-} from './errors.js';
+export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError, messageOf } from './errors.js';
 export type { Clock } from './clock.js';
 export type { CommandRunner, CommandResult } from './command-runner.js';
 export type { Logger, LogLevel } from './logger.js';

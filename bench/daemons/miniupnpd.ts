@@ -58,7 +58,7 @@ export function miniupnpd(version: string): DaemonUnderTest {
   return {
     name: 'miniupnpd',
     persistence: { supported: true },
-    version: async () => version,
+    version: () => Promise.resolve(version),
     start: (gateway, persisted) => startMiniupnpd(gateway, persisted),
   };
 }

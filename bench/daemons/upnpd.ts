@@ -81,7 +81,9 @@ export const upnpd: DaemonUnderTest = {
         await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
         rmSync(dir, { recursive: true, force: true });
         if (code !== 0 || leftovers.length > 0) {
-          throw new Error(`upnpd did not stop cleanly (exit ${code}${leftovers.length > 0 ? `; left behind: ${leftovers.join(', ')}` : ''}):\n${daemon.output()}`);
+          throw new Error(
+            `upnpd did not stop cleanly (exit ${code}${leftovers.length > 0 ? `; left behind: ${leftovers.join(', ')}` : ''}):\n${daemon.output()}`,
+          );
         }
         return undefined;
       },

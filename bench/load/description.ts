@@ -14,15 +14,15 @@ export interface ControlEndpoint {
  */
 export function findWanIpConnection(descriptionXml: string, descriptionUrl: URL): ControlEndpoint {
   const root = (parseXml(descriptionXml) as { root?: Record<string, unknown> }).root;
-  if (!root) throw new Error(`${descriptionUrl}: not a UPnP root description`);
+  if (!root) throw new Error(`${descriptionUrl.href}: not a UPnP root description`);
   const base = typeof root.URLBase === 'string' && root.URLBase !== '' ? new URL(root.URLBase) : descriptionUrl;
 
   let best: { version: number; service: Record<string, unknown> } | undefined;
   for (const service of services(root.device)) {
-    const match = WAN_IP_CONNECTION.exec(String(service.serviceType ?? '').trim());
+    const match = WAN_IP_CONNECTION.exec(typeof service.serviceType === 'string' ? service.serviceType.trim() : '');
     if (match && (!best || Number(match[1]) > best.version)) best = { version: Number(match[1]), service };
   }
-  if (!best) throw new Error(`${descriptionUrl}: no WANIPConnection service in the description`);
+  if (!best) throw new Error(`${descriptionUrl.href}: no WANIPConnection service in the description`);
   return { controlUrl: new URL(String(best.service.controlURL).trim(), base), serviceType: String(best.service.serviceType).trim() };
 }
 

@@ -1,4 +1,4 @@
-import { Socket, connect } from 'node:net';
+import { type Socket, connect } from 'node:net';
 
 /** Largest response the generator reads (a GetListOfPortMappings page of 1000 entries is ~400 KB). */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -76,7 +76,7 @@ export class HttpClient {
   private exchange(url: URL, origin: string, socket: Socket, request: HttpRequest): Promise<HttpResponse> {
     return new Promise((resolve, reject) => {
       const reader = new ResponseReader();
-      const timer = setTimeout(() => fail(new Error(`${url}: no response within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(new Error(`${url.href}: no response within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
       const cleanUp = () => {
         clearTimeout(timer);
         socket.off('data', onData);
@@ -107,7 +107,7 @@ export class HttpClient {
         try {
           const response = reader.end();
           if (response) finish(response);
-          else fail(reader.started ? new Error(`${url}: connection closed in the middle of a response`) : new ClosedBeforeResponse(url));
+          else fail(reader.started ? new Error(`${url.href}: connection closed in the middle of a response`) : new ClosedBeforeResponse(url));
         } catch (err) {
           fail(err instanceof Error ? err : new Error(String(err)));
         }
@@ -129,7 +129,7 @@ export class HttpClient {
 
 class ClosedBeforeResponse extends Error {
   constructor(url: URL) {
-    super(`${url}: connection closed before a response`);
+    super(`${url.href}: connection closed before a response`);
   }
 }
 
@@ -164,7 +164,7 @@ export class ResponseReader {
     }
     const { contentLength, bodyStart } = this.head;
     if (contentLength === undefined || this.size < bodyStart + contentLength) return undefined;
-    if (this.size > bodyStart + contentLength) throw new Error('more bytes than the response\'s Content-Length (pipelining is not used)');
+    if (this.size > bodyStart + contentLength) throw new Error("more bytes than the response's Content-Length (pipelining is not used)");
     return this.response(contentLength);
   }
 

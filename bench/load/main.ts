@@ -25,5 +25,5 @@ createInterface({ input: process.stdin })
     );
   })
   // The harness closed our stdin: it is done with us (or gone).
-  .on('close', () => queue.then(() => process.exit(0)));
+  .on('close', () => void queue.then(() => process.exit(0)));
 console.log('LOAD READY');

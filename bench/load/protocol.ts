@@ -102,7 +102,8 @@ export interface CommandMessage {
   readonly command: LoadCommand;
 }
 
-export type ResultMessage = { readonly id: number; readonly ok: true; readonly result: unknown } | { readonly id: number; readonly ok: false; readonly error: string };
+export type ResultMessage =
+  { readonly id: number; readonly ok: true; readonly result: unknown } | { readonly id: number; readonly ok: false; readonly error: string };
 
 /** The lease every benchmark mapping asks for, and its description. */
 export const BENCH_LEASE_SECONDS = 3600;

@@ -88,7 +88,7 @@ export function readSoapResponse(action: string, response: HttpResponse): Action
     if (isRecord(output)) return Object.fromEntries(Object.entries(output).map(([name, value]) => [name, String(value)]));
   } else if (response.status === 500) {
     const error = objectAt(body, ['Fault', 'detail', 'UPnPError']);
-    if (error) throw new SoapFault(action, Number(error.errorCode), String(error.errorDescription ?? ''));
+    if (error) throw new SoapFault(action, Number(error.errorCode), typeof error.errorDescription === 'string' ? error.errorDescription : '');
   }
   throw new Error(`${action}: unexpected HTTP ${response.status} response: ${response.body.slice(0, 300)}`);
 }

@@ -114,7 +114,10 @@ function* attributes(body: Buffer): Generator<{ type: number; value: Buffer }> {
 function message(type: number, transactionId: Buffer, body: readonly Buffer[]): Buffer {
   const header = Buffer.alloc(HEADER_LENGTH);
   header.writeUInt16BE(type, 0);
-  header.writeUInt16BE(body.reduce((sum, part) => sum + part.length, 0), 2);
+  header.writeUInt16BE(
+    body.reduce((sum, part) => sum + part.length, 0),
+    2,
+  );
   header.writeUInt32BE(MAGIC_COOKIE, 4);
   transactionId.copy(header, 8);
   return Buffer.concat([header, ...body]);

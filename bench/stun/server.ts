@@ -42,7 +42,12 @@ export async function startStunServer(options: StunServerOptions): Promise<StunS
   }
 
   const endpoint = (addressIndex: number, portIndex: number): Endpoint => ({ address: options.addresses[addressIndex]!, port: ports[portIndex]! });
-  for (const [addressIndex, portIndex] of [[0, 0], [0, 1], [1, 0], [1, 1]] as const) {
+  for (const [addressIndex, portIndex] of [
+    [0, 0],
+    [0, 1],
+    [1, 0],
+    [1, 1],
+  ] as const) {
     sockets.get(key(addressIndex, portIndex))!.on('message', (datagram, peer) => {
       const request = parseBindingRequest(datagram);
       if (!request) return;

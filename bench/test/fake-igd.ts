@@ -35,15 +35,26 @@ export class FakeIgd {
         send(res, 200, headers, DESCRIPTION);
         return;
       }
-      const [serviceType, action] = String(req.headers.soapaction ?? '').replace(/"/g, '').split('#');
+      const [serviceType, action] = String(req.headers.soapaction ?? '')
+        .replace(/"/g, '')
+        .split('#');
       this.calls.push(action!);
-      const args = Object.fromEntries([...body.matchAll(/<(New\w+)>([^<]*)<\/\1>/g)].map((m) => [m[1], m[2]]));
+      const args = Object.fromEntries([...body.matchAll(/<(New\w+)>([^<]*)<\/\1>/g)].map((m): [string, string | undefined] => [m[1]!, m[2]]));
       const answer = this.act(action!, args);
       if ('fault' in answer) {
-        send(res, 500, headers, envelope(`<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${answer.fault}</errorCode><errorDescription>fault</errorDescription></UPnPError></detail></s:Fault>`));
+        send(
+          res,
+          500,
+          headers,
+          envelope(
+            `<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${answer.fault}</errorCode><errorDescription>fault</errorDescription></UPnPError></detail></s:Fault>`,
+          ),
+        );
         return;
       }
-      const out = Object.entries(answer.out).map(([name, value]) => `<${name}>${value}</${name}>`).join('');
+      const out = Object.entries(answer.out)
+        .map(([name, value]) => `<${name}>${value}</${name}>`)
+        .join('');
       send(res, 200, headers, envelope(`<u:${action}Response xmlns:u="${serviceType}">${out}</u:${action}Response>`));
     });
   }

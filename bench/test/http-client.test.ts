@@ -62,7 +62,7 @@ async function serve(answer: (request: string, socket: Socket) => void): Promise
   return { url, server, client };
 }
 
-describe('the generator\'s HTTP client', () => {
+describe("the generator's HTTP client", () => {
   it('sends Host and Content-Length, and keeps one connection while the server keeps it open', async () => {
     const { url, server, client } = await serve((_, socket) => socket.write(response('<ok/>')));
     for (let i = 0; i < 3; i += 1) {

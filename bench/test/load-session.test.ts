@@ -30,7 +30,10 @@ describe.each([
     const descriptionUrl = await igd.start();
     session = new LoadSession(CLIENT);
     const found = await session.run({ kind: 'discover', descriptionUrl, timeoutMs: 5_000 });
-    expect(found).toEqual({ controlUrl: descriptionUrl.replace('/rootDesc.xml', '/ctl/IPConn'), serviceType: 'urn:schemas-upnp-org:service:WANIPConnection:2' });
+    expect(found).toEqual({
+      controlUrl: descriptionUrl.replace('/rootDesc.xml', '/ctl/IPConn'),
+      serviceType: 'urn:schemas-upnp-org:service:WANIPConnection:2',
+    });
   });
 
   it('runs exactly maxOps GetExternalIPAddress calls from 8 clients', async () => {
@@ -69,12 +72,16 @@ describe.each([
 describe('load session failures', () => {
   it('fails a phase on a wrong answer', async () => {
     const { session } = await started({ externalAddress: '198.51.100.7' });
-    await expect(session.run({ kind: 'getExternalIp', concurrency: 2, maxOps: 10, ...throughputLimits, expectedAddress: '203.0.113.1' })).rejects.toThrow(/198\.51\.100\.7/);
+    await expect(session.run({ kind: 'getExternalIp', concurrency: 2, maxOps: 10, ...throughputLimits, expectedAddress: '203.0.113.1' })).rejects.toThrow(
+      /198\.51\.100\.7/,
+    );
   });
 
   it('fails a phase on a UPnP fault it does not expect, naming the action and the code', async () => {
     const { session } = await started({ faultOn: { action: 'AddPortMapping', code: 718 } });
-    await expect(session.run({ kind: 'addMappings', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 1_000 })).rejects.toThrow(/AddPortMapping: UPnP error 718/);
+    await expect(session.run({ kind: 'addMappings', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 1_000 })).rejects.toThrow(
+      /AddPortMapping: UPnP error 718/,
+    );
   });
 
   it('waits for a daemon that starts late, and gives up after the timeout', async () => {
@@ -85,7 +92,9 @@ describe('load session failures', () => {
     session = new LoadSession(CLIENT);
     const late = new FakeIgd();
     setTimeout(() => void late.start(port), 200);
-    await expect(session.run({ kind: 'discover', descriptionUrl: probe, timeoutMs: 5_000 })).resolves.toMatchObject({ serviceType: expect.stringContaining('WANIPConnection:2') });
+    await expect(session.run({ kind: 'discover', descriptionUrl: probe, timeoutMs: 5_000 })).resolves.toMatchObject({
+      serviceType: expect.stringContaining('WANIPConnection:2') as unknown,
+    });
     await late.stop();
     await expect(session.run({ kind: 'discover', descriptionUrl: probe, timeoutMs: 200 })).rejects.toThrow(/not served within 200 ms/);
   });

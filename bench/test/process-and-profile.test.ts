@@ -10,11 +10,11 @@ describe('process memory', () => {
     expect(() => parseVmRss('Name:\tkthreadd\n')).toThrow(/no VmRSS/);
   });
 
-  it('reads this process\'s own RSS', () => {
+  it("reads this process's own RSS", () => {
     expect(residentBytes(process.pid)).toBeGreaterThan(1024 * 1024);
   });
 
-  it('adds user, system and reaped children\'s CPU ticks, whatever the command name holds', () => {
+  it("adds user, system and reaped children's CPU ticks, whatever the command name holds", () => {
     expect(parseCpuTicks('1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 100 200 300 400 20 0 1 0 99')).toBe(1000);
     expect(cpuSeconds(process.pid)).toBeGreaterThan(0);
   });

@@ -9,12 +9,19 @@ const daemon = (name: string, samples: object[], notes = {}) => ({ name, version
 function rowOf(table: string, label: string): string[] {
   const line = table.split('\n').find((l) => l.startsWith(`| ${label} `));
   if (!line) throw new Error(`no row "${label}" in\n${table}`);
-  return line.split('|').slice(1, -1).map((cell) => cell.trim());
+  return line
+    .split('|')
+    .slice(1, -1)
+    .map((cell) => cell.trim());
 }
 
 describe('results table', () => {
   it('shows medians, the ratio upnpd/miniupnpd and who is better, for higher-is-better figures', () => {
-    const table = resultsTable({ profile, upnpd: daemon('upnpd', [{ extIp1: 3000 }, { extIp1: 5000 }, { extIp1: 4000 }]), miniupnpd: daemon('miniupnpd', [{ extIp1: 2000 }]) });
+    const table = resultsTable({
+      profile,
+      upnpd: daemon('upnpd', [{ extIp1: 3000 }, { extIp1: 5000 }, { extIp1: 4000 }]),
+      miniupnpd: daemon('miniupnpd', [{ extIp1: 2000 }]),
+    });
     expect(rowOf(table, 'GetExternalIPAddress, 1 client')).toEqual(['GetExternalIPAddress, 1 client', 'req/s', '4,000', '2,000', '2.00', 'upnpd 2.0×']);
   });
 
@@ -23,14 +30,22 @@ describe('results table', () => {
     expect(rowOf(table, 'add 5000 mappings (1 client)').slice(2)).toEqual(['30.0', '6.000', '5.00', 'miniupnpd 5.0×']);
   });
 
-  it('prints n/a for a missing figure and compares nothing then, nor a daemon\'s own ratios', () => {
-    const table = resultsTable({ profile, upnpd: daemon('upnpd', [{ connectRatio: 1.01 }]), miniupnpd: daemon('miniupnpd', [{ connectRatio: 1.9, listInPages: 3 }]) });
+  it("prints n/a for a missing figure and compares nothing then, nor a daemon's own ratios", () => {
+    const table = resultsTable({
+      profile,
+      upnpd: daemon('upnpd', [{ connectRatio: 1.01 }]),
+      miniupnpd: daemon('miniupnpd', [{ connectRatio: 1.9, listInPages: 3 }]),
+    });
     expect(rowOf(table, 'list 5000: GetListOfPortMappings').slice(2)).toEqual(['n/a', '3.000', '—', '—']);
     expect(rowOf(table, '  last / first connect latency').slice(2)).toEqual(['1.01', '1.90', '—', '—']);
   });
 
   it('lists why figures are missing', () => {
-    const notes = notesList({ profile, upnpd: daemon('upnpd', [], { startPersisted: 'no persistence yet' }), miniupnpd: daemon('miniupnpd', [], { listInPages: 'crashed' }) });
+    const notes = notesList({
+      profile,
+      upnpd: daemon('upnpd', [], { startPersisted: 'no persistence yet' }),
+      miniupnpd: daemon('miniupnpd', [], { listInPages: 'crashed' }),
+    });
     expect(notes).toEqual([
       'start-up with 5000 persisted mappings, upnpd: n/a: no persistence yet',
       'list 5000: GetListOfPortMappings, miniupnpd: n/a: crashed',

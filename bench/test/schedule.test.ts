@@ -12,9 +12,10 @@ function runAll(repeats: number, budgetMs: number, durations: Record<string, num
   return (async () => {
     for (let repeat = 1; repeat <= repeats; repeat += 1) {
       for (const { daemon, group } of schedule.tasks(repeat, [fast, slow], ['requests', 'table'])) {
-        await schedule.timed(daemon, group, async () => {
+        await schedule.timed(daemon, group, () => {
           now += durations[`${daemon.name}/${group}`]!;
           ran.push(`${repeat}:${daemon.name}/${group}`);
+          return Promise.resolve();
         });
       }
     }
@@ -31,7 +32,12 @@ describe('Schedule', () => {
   });
 
   it('runs the cheap tasks first in later repeats and skips one that would overrun, saying so', async () => {
-    const { ran, shortfall } = await runAll(3, 500_000, { 'upnpd/requests': 10_000, 'miniupnpd/requests': 10_000, 'upnpd/table': 20_000, 'miniupnpd/table': 300_000 });
+    const { ran, shortfall } = await runAll(3, 500_000, {
+      'upnpd/requests': 10_000,
+      'miniupnpd/requests': 10_000,
+      'upnpd/table': 20_000,
+      'miniupnpd/table': 300_000,
+    });
     expect(ran.filter((t) => t.endsWith('miniupnpd/table'))).toEqual(['1:miniupnpd/table']);
     expect(ran.filter((t) => t.endsWith('upnpd/requests') && t.includes(':upnpd'))).toHaveLength(3);
     expect(ran.slice(4, 7)).toEqual(['2:upnpd/requests', '2:miniupnpd/requests', '2:upnpd/table']);

@@ -3,17 +3,20 @@ import { findWanIpConnection } from '../load/description.js';
 import { listedPorts } from '../load/session.js';
 import { SoapFault, readSoapResponse, soapEnvelope } from '../load/soap-client.js';
 
-const envelope = (body: string) =>
-  `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${body}</s:Body></s:Envelope>`;
+const envelope = (body: string) => `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${body}</s:Body></s:Envelope>`;
 
 describe('SOAP responses', () => {
   it('reads out arguments as strings ("08080" stays a string)', () => {
-    const body = envelope('<u:GetSpecificPortMappingEntryResponse xmlns:u="x"><NewInternalPort>08080</NewInternalPort><NewEnabled>1</NewEnabled></u:GetSpecificPortMappingEntryResponse>');
+    const body = envelope(
+      '<u:GetSpecificPortMappingEntryResponse xmlns:u="x"><NewInternalPort>08080</NewInternalPort><NewEnabled>1</NewEnabled></u:GetSpecificPortMappingEntryResponse>',
+    );
     expect(readSoapResponse('GetSpecificPortMappingEntry', { status: 200, body })).toEqual({ NewInternalPort: '08080', NewEnabled: '1' });
   });
 
   it('reads an empty response element as no out arguments', () => {
-    expect(readSoapResponse('AddPortMapping', { status: 200, body: envelope('<u:AddPortMappingResponse xmlns:u="x"></u:AddPortMappingResponse>') })).toEqual({});
+    expect(readSoapResponse('AddPortMapping', { status: 200, body: envelope('<u:AddPortMappingResponse xmlns:u="x"></u:AddPortMappingResponse>') })).toEqual(
+      {},
+    );
   });
 
   it('turns a UPnP fault into a SoapFault with its code', () => {
@@ -35,7 +38,9 @@ describe('SOAP responses', () => {
 
   it('escapes argument values in the request envelope', () => {
     const xml = soapEnvelope('urn:schemas-upnp-org:service:WANIPConnection:2', 'AddPortMapping', { NewPortMappingDescription: '<a & "b">' });
-    expect(xml).toContain('<u:AddPortMapping xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:2"><NewPortMappingDescription>&#60;a &#38; &#34;b&#34;&#62;</NewPortMappingDescription></u:AddPortMapping>');
+    expect(xml).toContain(
+      '<u:AddPortMapping xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:2"><NewPortMappingDescription>&#60;a &#38; &#34;b&#34;&#62;</NewPortMappingDescription></u:AddPortMapping>',
+    );
   });
 });
 
@@ -44,18 +49,24 @@ describe('PortMappingList', () => {
   const list = (ports: number[]) => `<p:PortMappingList xmlns:p="urn:schemas-upnp-org:gw:WANIPConnection">${ports.map(entry).join('')}</p:PortMappingList>`;
 
   it('reads the ports of an escaped listing (as upnpd sends it, decoded by the envelope parser)', () => {
-    const body = envelope(`<u:GetListOfPortMappingsResponse xmlns:u="x"><NewPortListing>${list([20000, 20001]).replace(/</g, '&lt;').replace(/>/g, '&gt;')}</NewPortListing></u:GetListOfPortMappingsResponse>`);
+    const body = envelope(
+      `<u:GetListOfPortMappingsResponse xmlns:u="x"><NewPortListing>${list([20000, 20001]).replace(/</g, '&lt;').replace(/>/g, '&gt;')}</NewPortListing></u:GetListOfPortMappingsResponse>`,
+    );
     expect(listedPorts(readSoapResponse('GetListOfPortMappings', { status: 200, body }).NewPortListing!)).toEqual([20000, 20001]);
   });
 
   it('reads the ports of a CDATA listing (as miniupnpd sends it)', () => {
-    const body = envelope(`<u:GetListOfPortMappingsResponse xmlns:u="x"><NewPortListing><![CDATA[${list([20000])}]]></NewPortListing></u:GetListOfPortMappingsResponse>`);
+    const body = envelope(
+      `<u:GetListOfPortMappingsResponse xmlns:u="x"><NewPortListing><![CDATA[${list([20000])}]]></NewPortListing></u:GetListOfPortMappingsResponse>`,
+    );
     expect(listedPorts(readSoapResponse('GetListOfPortMappings', { status: 200, body }).NewPortListing!)).toEqual([20000]);
   });
 
   it('reads an empty list, and refuses an entry without a port', () => {
     expect(listedPorts(list([]))).toEqual([]);
-    expect(() => listedPorts('<p:PortMappingList><p:PortMappingEntry><p:NewProtocol>TCP</p:NewProtocol></p:PortMappingEntry></p:PortMappingList>')).toThrow(/NewExternalPort/);
+    expect(() => listedPorts('<p:PortMappingList><p:PortMappingEntry><p:NewProtocol>TCP</p:NewProtocol></p:PortMappingEntry></p:PortMappingList>')).toThrow(
+      /NewExternalPort/,
+    );
   });
 });
 

@@ -26,7 +26,10 @@ describe('STUN Binding request', () => {
 
   it.each([
     ['shorter than a header', Buffer.alloc(19)],
-    ['another method (a Binding response)', encodeBindingResponse({ transactionId, mapped: ep('1.2.3.4', 1), origin: ep('5.6.7.8', 2), other: ep('9.9.9.9', 3) })],
+    [
+      'another method (a Binding response)',
+      encodeBindingResponse({ transactionId, mapped: ep('1.2.3.4', 1), origin: ep('5.6.7.8', 2), other: ep('9.9.9.9', 3) }),
+    ],
     ['a wrong magic cookie', Buffer.concat([Buffer.from('0001000012345678', 'hex'), transactionId])],
     ['a body longer than the datagram', Buffer.concat([Buffer.from('000100082112a442', 'hex'), transactionId])],
     ['a body length that is not a multiple of 4', Buffer.concat([Buffer.from('000100022112a442', 'hex'), transactionId, Buffer.alloc(2)])],
@@ -41,7 +44,12 @@ describe('STUN Binding request', () => {
 
 describe('STUN Binding response', () => {
   it('carries the mapped address plain and XORed, the origin and the other address', () => {
-    const datagram = encodeBindingResponse({ transactionId, mapped: ep('203.0.113.1', 40000), origin: ep('203.0.113.2', 3478), other: ep('203.0.113.3', 3479) });
+    const datagram = encodeBindingResponse({
+      transactionId,
+      mapped: ep('203.0.113.1', 40000),
+      origin: ep('203.0.113.2', 3478),
+      other: ep('203.0.113.3', 3479),
+    });
     expect(datagram.readUInt16BE(0)).toBe(0x0101);
     expect(datagram.readUInt16BE(2)).toBe(datagram.length - 20);
     expect(datagram.readUInt32BE(4)).toBe(MAGIC_COOKIE);

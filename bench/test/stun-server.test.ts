@@ -21,7 +21,9 @@ describe('STUN server', () => {
     await new Promise<void>((resolve) => client!.bind(0, '127.0.0.1', resolve));
     const clientPort = client.address().port;
     const responses = new Map<string, { from: Endpoint; datagram: Buffer }>();
-    client.on('message', (datagram, from) => responses.set(datagram.subarray(8, 20).toString('hex'), { from: { address: from.address, port: from.port }, datagram }));
+    client.on('message', (datagram, from) =>
+      responses.set(datagram.subarray(8, 20).toString('hex'), { from: { address: from.address, port: from.port }, datagram }),
+    );
 
     const primary = server.primary;
     const cases = [

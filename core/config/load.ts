@@ -52,7 +52,10 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
     );
   }
 
-  const plugins = parsePluginOptions(parsed.data.plugins.filter((p): p is AnyPluginSpec => Boolean(p)), source);
+  const plugins = parsePluginOptions(
+    parsed.data.plugins.filter((p): p is AnyPluginSpec => Boolean(p)),
+    source,
+  );
   return {
     ...parsed.data,
     plugins,

@@ -45,7 +45,10 @@ export const configSchema = z
     /** External IPv4 address to report instead of the WAN interface's own. */
     externalIp: ipv4.optional(),
     /** The firewall backend, by name: a shipped one (iptables, nftables, dry-run) or one listed in `plugins`. */
-    backend: z.string().regex(/^[\w.-]{1,64}$/, 'must be a backend name such as "nftables"').optional(),
+    backend: z
+      .string()
+      .regex(/^[\w.-]{1,64}$/, 'must be a backend name such as "nftables"')
+      .optional(),
     /** Touch no firewall: log what the backend would do, listen on loopback unless --lan is given. */
     dryRun: z.boolean().default(false),
     /** HTTP port for descriptions, control and events (0: any free port). */

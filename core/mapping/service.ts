@@ -45,9 +45,7 @@ export interface AddAnyOptions {
   readonly maxAttempts: number;
 }
 
-type Notification =
-  | { readonly hook: 'onMapped'; readonly event: MappedEvent }
-  | { readonly hook: 'onUnmapped' | 'onExpire'; readonly event: UnmappedEvent };
+type Notification = { readonly hook: 'onMapped'; readonly event: MappedEvent } | { readonly hook: 'onUnmapped' | 'onExpire'; readonly event: UnmappedEvent };
 
 interface Outcome<T> {
   readonly result: T;
@@ -70,11 +68,7 @@ const MAX_BATCH = 512;
 const EXPIRY_RETRY_MS = 30_000;
 
 /** Ports an AddAnyPortMapping may be moved to when the asked one is not available. */
-const PORT_REFUSALS = new Set<number>([
-  UpnpErrorCode.ConflictInMappingEntry,
-  UpnpErrorCode.ConflictWithOtherMechanisms,
-  UpnpErrorCode.NotAuthorized,
-]);
+const PORT_REFUSALS = new Set<number>([UpnpErrorCode.ConflictInMappingEntry, UpnpErrorCode.ConflictWithOtherMechanisms, UpnpErrorCode.NotAuthorized]);
 
 /**
  * The mapping lifecycle: the single source of truth for port mappings, from which the firewall
@@ -228,7 +222,10 @@ export class MappingService implements MappingView {
         draft.rollbackTo(savepoint);
         refused += 1;
         const why = upnpErrorIn(err) ? 'refused by policy' : 'a policy failed';
-        this.logger.warn({ err, mapping: keyString(request), internalClient: request.internalClient }, `not restoring ${keyString(request)} (${why}): ${messageOf(err)}`);
+        this.logger.warn(
+          { err, mapping: keyString(request), internalClient: request.internalClient },
+          `not restoring ${keyString(request)} (${why}): ${messageOf(err)}`,
+        );
       }
     }
     return { result: { restored: notifications.length, refused, failed: 0 }, notifications };

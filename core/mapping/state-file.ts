@@ -85,7 +85,10 @@ export class MappingStateFile {
     } catch (err) {
       const aside = `${this.path}.unreadable-${this.timestamp()}`;
       await rename(this.path, aside);
-      this.logger.error({ file: this.path, movedTo: aside }, `${this.path} is not a mappings file upnpd can read (${firstLine(err)}); moved it to ${aside} and starting with no mappings`);
+      this.logger.error(
+        { file: this.path, movedTo: aside },
+        `${this.path} is not a mappings file upnpd can read (${firstLine(err)}); moved it to ${aside} and starting with no mappings`,
+      );
       return { mappings: [], expired: 0, invalid: 0 };
     }
     const now = this.wallClock();

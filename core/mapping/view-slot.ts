@@ -26,7 +26,11 @@ export class MappingViewSlot implements MappingView {
   }
 
   private bound(): MappingView {
-    if (!this.source) throw new UpnpdError('UPNPD_ERR_MAPPINGS_NOT_READY', 'the mapping table is available once the daemon runs: read MAPPINGS inside a hook, not in a constructor');
+    if (!this.source)
+      throw new UpnpdError(
+        'UPNPD_ERR_MAPPINGS_NOT_READY',
+        'the mapping table is available once the daemon runs: read MAPPINGS inside a hook, not in a constructor',
+      );
     return this.source;
   }
 }

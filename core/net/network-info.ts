@@ -38,18 +38,14 @@ export interface NetworkInfo {
 export class OsNetworkInfo implements NetworkInfo {
   ipv4Addresses(iface: string): InterfaceAddress[] {
     const entries = networkInterfaces()[iface] ?? [];
-    return entries
-      .filter((a) => a.family === 'IPv4')
-      .map((a) => ({ interface: iface, address: a.address, prefixLength: prefixLengthOf(a.cidr, a.netmask) }));
+    return entries.filter((a) => a.family === 'IPv4').map((a) => ({ interface: iface, address: a.address, prefixLength: prefixLengthOf(a.cidr, a.netmask) }));
   }
 
   async counters(iface: string): Promise<WanCounters | null> {
     if (!INTERFACE_NAME.test(iface)) return null;
     const read = async (name: string) => Number((await readFile(`/sys/class/net/${iface}/statistics/${name}`, 'utf8')).trim());
     try {
-      const [bytesSent, bytesReceived, packetsSent, packetsReceived] = await Promise.all(
-        ['tx_bytes', 'rx_bytes', 'tx_packets', 'rx_packets'].map(read),
-      );
+      const [bytesSent, bytesReceived, packetsSent, packetsReceived] = await Promise.all(['tx_bytes', 'rx_bytes', 'tx_packets', 'rx_packets'].map(read));
       return { bytesSent: bytesSent!, bytesReceived: bytesReceived!, packetsSent: packetsSent!, packetsReceived: packetsReceived! };
     } catch {
       return null;
@@ -106,7 +102,7 @@ export class SubnetSet {
     const a = normalizeAddress(address);
     if (!isIPv4(a)) return false;
     const n = ipv4ToInt(a);
-    return this.networks.some(({ network, mask }) => ((n & mask) >>> 0) === network);
+    return this.networks.some(({ network, mask }) => (n & mask) >>> 0 === network);
   }
   /** The LAN subnet an address is in, if any. */
   find(address: string): InterfaceAddress | undefined {

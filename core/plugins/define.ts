@@ -7,16 +7,16 @@ import type { BackendContext, BackendSpec, FirewallBackend, Plugin, PluginSpec }
  * user write `plugins: [quota({ max: 10 })]`. The host validates the options with `optionsSchema`
  * and then calls `create` with a child container in which PLUGIN_OPTIONS holds the parsed options.
  */
-export function definePlugin<Schema extends z.ZodType>(definition: {
+export function definePlugin<Schema extends z.ZodType = z.ZodType<Record<string, never>>>(definition: {
   name: string;
-  optionsSchema: Schema;
+  optionsSchema?: Schema;
   create(container: DependencyContainer): Plugin;
 }): (options?: z.input<Schema>) => PluginSpec<z.output<Schema>> {
   return (options) => ({
     kind: 'plugin',
     name: definition.name,
     options: options ?? {},
-    optionsSchema: definition.optionsSchema as unknown as z.ZodType<z.output<Schema>>,
+    optionsSchema: definition.optionsSchema as unknown as z.ZodType<z.output<Schema>> | undefined,
     create: (container) => definition.create(container),
   });
 }

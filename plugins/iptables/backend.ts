@@ -1,4 +1,13 @@
-import { BackendError, messageOf, type BackendCapabilities, type ChangeSet, type FirewallBackend, type Logger, type ResolvedConfig, type RuleSpec } from 'upnpd';
+import {
+  BackendError,
+  messageOf,
+  type BackendCapabilities,
+  type ChangeSet,
+  type FirewallBackend,
+  type Logger,
+  type ResolvedConfig,
+  type RuleSpec,
+} from 'upnpd';
 import { isEmptyChangeSet, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
 import {
   buildInitScript,
@@ -53,7 +62,10 @@ export class IptablesBackend implements FirewallBackend {
     const version = (await this.mustRun('asking its version', this.programs.iptables, ['-V'])).stdout.trim();
     for (const program of [this.programs.restore, this.programs.save]) await this.mustRun('asking its version', program, ['-V']);
     // A harmless listing proves the privileges and the kernel support for both tables.
-    for (const [table, chain] of [['nat', 'PREROUTING'], ['filter', 'FORWARD']] as const) {
+    for (const [table, chain] of [
+      ['nat', 'PREROUTING'],
+      ['filter', 'FORWARD'],
+    ] as const) {
       await this.mustRun(`listing the ${table} table`, this.programs.iptables, ['-w', XTABLES_WAIT_SECONDS, '-t', table, '-S', chain]);
     }
     return {
@@ -122,7 +134,10 @@ export class IptablesBackend implements FirewallBackend {
   private async repair(): Promise<void> {
     const script = buildRepairScript(await this.readRuleset(), this.ruleOptions);
     if (!script) return;
-    this.logger.warn({ script }, 'iptables: upnpd chains or rules were changed by someone else (firewall reload?); restoring the chains and dropping incomplete mappings');
+    this.logger.warn(
+      { script },
+      'iptables: upnpd chains or rules were changed by someone else (firewall reload?); restoring the chains and dropping incomplete mappings',
+    );
     await this.restore('repairing upnpd chains', script);
   }
 

@@ -117,10 +117,19 @@ function mappingRules(spec: RuleSpec, options: IptablesRuleOptions): Omit<Edit, 
     chain: ruleChain('nat', options),
     args: [
       ...source,
-      '-i', options.wanInterface,
-      '-p', protocol, '-m', protocol, '--dport', String(spec.externalPort),
+      '-i',
+      options.wanInterface,
+      '-p',
+      protocol,
+      '-m',
+      protocol,
+      '--dport',
+      String(spec.externalPort),
       ...comment,
-      '-j', 'DNAT', '--to-destination', `${spec.internalClient}:${spec.internalPort}`,
+      '-j',
+      'DNAT',
+      '--to-destination',
+      `${spec.internalClient}:${spec.internalPort}`,
     ],
   };
   if (!options.insertForwardRules) return [dnat];
@@ -129,11 +138,19 @@ function mappingRules(spec: RuleSpec, options: IptablesRuleOptions): Omit<Edit, 
     chain: ruleChain('filter', options),
     args: [
       ...source,
-      '-d', `${spec.internalClient}/32`,
-      '-i', options.wanInterface,
-      '-p', protocol, '-m', protocol, '--dport', String(spec.internalPort),
+      '-d',
+      `${spec.internalClient}/32`,
+      '-i',
+      options.wanInterface,
+      '-p',
+      protocol,
+      '-m',
+      protocol,
+      '--dport',
+      String(spec.internalPort),
       ...comment,
-      '-j', 'ACCEPT',
+      '-j',
+      'ACCEPT',
     ],
   };
   return [dnat, accept];
@@ -194,9 +211,7 @@ export function renderCommands(changes: ChangeSet, options: IptablesRuleOptions)
   const program = programsOf(options.flavour).iptables;
   const edits = changeEdits(changes, options);
   return TABLES.flatMap((table) =>
-    edits
-      .filter((e) => e.table === table)
-      .map((e) => [program, '-t', table, FLAG[e.operation], e.chain, ...e.args].map(shellQuote).join(' ')),
+    edits.filter((e) => e.table === table).map((e) => [program, '-t', table, FLAG[e.operation], e.chain, ...e.args].map(shellQuote).join(' ')),
   );
 }
 

@@ -25,8 +25,7 @@ export function describeMapped(event: MappedEvent, leaseSeconds: number): Mappin
     };
   }
   const change: MappingChange = !previous ? 'added' : sameRule(previous, mapping) ? 'renewed' : 'replaced';
-  const qualifier =
-    change === 'renewed' ? ' (renewed)' : change === 'replaced' ? ` (replaced Int:${previous!.internalClient}:${previous!.internalPort})` : '';
+  const qualifier = change === 'renewed' ? ' (renewed)' : change === 'replaced' ? ` (replaced Int:${previous!.internalClient}:${previous!.internalPort})` : '';
   const lease = leaseSeconds === 0 ? 'permanent' : String(leaseSeconds);
   return {
     fields: {

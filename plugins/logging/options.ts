@@ -10,7 +10,10 @@ export type SyslogFormat = (typeof SYSLOG_FORMATS)[number];
 
 const hostName = z
   .string()
-  .refine((v) => isIP(v) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(v), 'must be an IP address or a host name');
+  .refine(
+    (v) => isIP(v) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(v),
+    'must be an IP address or a host name',
+  );
 
 /**
  * `syslog: { ... }`: a unix datagram socket (`path`, default /dev/log) or UDP to `host`:`port`.
@@ -47,7 +50,9 @@ export const loggingOptionsSchema = z
   .object({
     /** 'auto': readable text on a terminal, journald's format under systemd, else JSON. */
     stdout: z
-      .union([z.enum([...STDOUT_FORMATS, 'auto']), z.literal(false)], { error: `must be ${[...STDOUT_FORMATS, 'auto'].map((f) => `"${f}"`).join(', ')} or false` })
+      .union([z.enum([...STDOUT_FORMATS, 'auto']), z.literal(false)], {
+        error: `must be ${[...STDOUT_FORMATS, 'auto'].map((f) => `"${f}"`).join(', ')} or false`,
+      })
       .default('auto'),
     /** `false` (the default) is no syslog. Not a union: errors inside the object keep their own path and message. */
     syslog: z.preprocess((value) => (value === false ? undefined : value), syslogSchema.optional()),

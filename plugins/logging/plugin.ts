@@ -75,7 +75,10 @@ export class LoggingPlugin implements Plugin {
     if (!syslog) return;
     await syslog.destination.close();
     if (syslog.drops.dropped > 0) {
-      this.logger.warn({ syslog: describeTarget(syslog.target), dropped: syslog.drops.dropped }, `syslog ${describeTarget(syslog.target)}: ${syslog.drops.dropped} record(s) were dropped in all`);
+      this.logger.warn(
+        { syslog: describeTarget(syslog.target), dropped: syslog.drops.dropped },
+        `syslog ${describeTarget(syslog.target)}: ${syslog.drops.dropped} record(s) were dropped in all`,
+      );
     }
   }
 

@@ -1,12 +1,5 @@
 import { fstatSync } from 'node:fs';
-import {
-  isTerminal,
-  prettyRenderer,
-  renderJson,
-  streamDestination,
-  type LogDestination,
-  type LogRenderer,
-} from 'upnpd';
+import { isTerminal, prettyRenderer, renderJson, streamDestination, type LogDestination, type LogRenderer } from 'upnpd';
 import type { StdoutFormat } from './options.js';
 import { severityOf } from './priority.js';
 import { messageText } from './text.js';

@@ -141,7 +141,11 @@ export class UnixSyslogDestination implements SyslogDestination {
     void helper.then((result) => {
       if (this.helper === helper) this.helper = undefined;
       if (this.closing) return;
-      const how = result.signal ? `signal ${result.signal}` : result.exitCode !== undefined ? `exit code ${result.exitCode}` : result.shortMessage?.split('\n')[0];
+      const how = result.signal
+        ? `signal ${result.signal}`
+        : result.exitCode !== undefined
+          ? `exit code ${result.exitCode}`
+          : result.shortMessage?.split('\n')[0];
       this.drops.drop(`the syslog helper exited (${how})`);
     });
     this.helper = helper;

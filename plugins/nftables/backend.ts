@@ -1,4 +1,13 @@
-import { BackendError, messageOf, type BackendCapabilities, type ChangeSet, type FirewallBackend, type Logger, type ResolvedConfig, type RuleSpec } from 'upnpd';
+import {
+  BackendError,
+  messageOf,
+  type BackendCapabilities,
+  type ChangeSet,
+  type FirewallBackend,
+  type Logger,
+  type ResolvedConfig,
+  type RuleSpec,
+} from 'upnpd';
 import { keyString, ruleOf, type CommandRunner } from 'upnpd/backend';
 import type { ForwardJump, NftablesOptions } from './options.js';
 import {

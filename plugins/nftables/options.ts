@@ -2,9 +2,7 @@ import { z } from 'zod';
 import { INTERFACE_NAME, interfaceName } from 'upnpd/backend';
 
 /** Table, chain and set names upnpd writes into nft scripts: plain identifiers, never quoted. */
-const nftName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_-]{0,31}$/, 'must be an nft name: a letter or _, then letters, digits, _ or - (at most 32)');
+const nftName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,31}$/, 'must be an nft name: a letter or _, then letters, digits, _ or - (at most 32)');
 /** Linux interface names (as the daemon config accepts them) are safe inside a quoted nft string. */
 export { INTERFACE_NAME };
 const tableFamily = z.enum(['inet', 'ip']);

@@ -192,7 +192,9 @@ class NftProcess {
         } else if (this.exit) {
           const exit = this.exit;
           const printed = this.stderr.replace(PLACE_MARK_LINE, '').trim();
-          settle(() => reject(new NftExitedError(`nftables: nft -i ${describeExit(exit)} during a transaction${printed ? `: ${printed}` : ''}`, printed === '')));
+          settle(() =>
+            reject(new NftExitedError(`nftables: nft -i ${describeExit(exit)} during a transaction${printed ? `: ${printed}` : ''}`, printed === '')),
+          );
         }
       };
       const timer = setTimeout(

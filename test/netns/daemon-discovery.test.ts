@@ -1,5 +1,5 @@
-import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { devicesOf, parseDescription, type DescribedDevice } from '../support/upnp-xml.js';
 import { describeNetns, type TestNamespace } from './netns.js';
 import {
   TESTBED_ADDRESSES,
@@ -89,17 +89,9 @@ function parseSsdpReply(text: string): { statusLine: string; headers: Map<string
   return { statusLine, headers };
 }
 
-interface DescribedDevice {
-  readonly deviceType: string;
-  readonly UDN: string;
-  readonly deviceList?: { readonly device: DescribedDevice | DescribedDevice[] };
-}
-
 /** The root device and every embedded one of a device description, root first. */
-function devicesOf(xml: string): DescribedDevice[] {
-  const root = new XMLParser({ ignoreAttributes: true, parseTagValue: false }).parse(xml).root.device as DescribedDevice;
-  const walk = (device: DescribedDevice): DescribedDevice[] => [device, ...[device.deviceList?.device ?? []].flat().flatMap(walk)];
-  return walk(root);
+function describedDevices(xml: string): DescribedDevice[] {
+  return parseDescription(xml).device.flatMap(devicesOf);
 }
 
 /** Each search target the issue names, and what the answer must say. */
@@ -186,7 +178,7 @@ describeNetns('upnpd on the dry-run backend, found and used from the LAN of the 
       const description = await httpGet(testbed.lan, headers.get('location')!);
       if (!('status' in description)) throw new Error(`GET ${headers.get('location')} failed: ${description.error}`);
       expect(description.status).toBe(200);
-      const devices = devicesOf(description.body);
+      const devices = describedDevices(description.body);
       expect(devices[0]!.deviceType).toBe(`${IGD}:${search.igdVersion}`);
       const device = search.device === 'root' ? devices[0] : devices.find((d) => d.deviceType.startsWith(`${WAN_CONNECTION_DEVICE}:`));
       expect(headers.get('usn')).toBe(`${device!.UDN}::${search.searchTarget}`);

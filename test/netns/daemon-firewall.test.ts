@@ -63,7 +63,7 @@ const IPTABLES: BackendUnderTest = {
   name: 'iptables',
   programs: ['ip', 'upnpc', 'iptables', 'iptables-save', 'iptables-restore'],
   testbed: {},
-  prepare: async () => ['--backend', 'iptables'],
+  prepare: () => Promise.resolve(['--backend', 'iptables']),
   ruleset: async (testbed) => (await firewallSnapshot(testbed.gateway)).join('\n'),
   async entriesFor(testbed, mapping) {
     const matchesPort = new RegExp(`-p ${mapping.protocol.toLowerCase()} .*--dport (${mapping.externalPort}|${mapping.internalPort})( |$)`);
@@ -92,7 +92,7 @@ const NFTABLES: BackendUnderTest = {
   },
   ruleset: (testbed) => testbed.gateway.exec('nft', ['--stateless', 'list', 'ruleset']),
   async entriesFor(testbed, mapping) {
-    return nftElementsOf(JSON.parse(await testbed.gateway.exec('nft', ['--json', 'list', 'ruleset'])), mapping);
+    return nftElementsOf(JSON.parse(await testbed.gateway.exec('nft', ['--json', 'list', 'ruleset'])) as NftListing, mapping);
   },
 };
 
@@ -123,8 +123,8 @@ function nftElementsOf(listing: NftListing, mapping: MappingPorts): string[] {
 
 /** The parts of an element's key: a map element is [key, value]; a concatenation lists its parts. */
 function elementKey(element: unknown): unknown[] {
-  const key = Array.isArray(element) ? element[0] : element;
-  if (key && typeof key === 'object' && 'concat' in key && Array.isArray(key.concat)) return key.concat;
+  const key: unknown = Array.isArray(element) ? element[0] : element;
+  if (key && typeof key === 'object' && 'concat' in key && Array.isArray(key.concat)) return key.concat as unknown[];
   return [key];
 }
 

@@ -150,7 +150,12 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
     it('a change set whose nat part fails changes nothing (previous mappings keep working)', async () => {
       await backend.apply({ remove: [], add: [mapping(7400)] });
       // Not checked by the schema here on purpose: iptables itself refuses this name.
-      const broken = new IptablesBackend({ ...iptablesOptionsSchema.parse({ flavour }), wanInterface: 'name-too-long-for-linux' }, testbed.gateway.runner(), silentLogger, undefined);
+      const broken = new IptablesBackend(
+        { ...iptablesOptionsSchema.parse({ flavour }), wanInterface: 'name-too-long-for-linux' },
+        testbed.gateway.runner(),
+        silentLogger,
+        undefined,
+      );
       await expect(broken.apply({ remove: [], add: [mapping(7401)] })).rejects.toThrow(/IFNAMSIZ/);
       expect(await backend.list()).toEqual([mapping(7400)]);
       expect(await fromWan.tcp(7400)).toBe(true);
@@ -161,7 +166,10 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       const victim = mapping(7501);
       await backend.apply({ remove: [], add: [kept, victim] });
       // Someone else deletes the victim's ACCEPT rule: removing the victim now fails in the filter table.
-      const acceptOfVictim = buildRestoreScript({ remove: [], add: [victim] }, { ...iptablesOptionsSchema.parse({ flavour }), wanInterface: testbed.wanInterface })
+      const acceptOfVictim = buildRestoreScript(
+        { remove: [], add: [victim] },
+        { ...iptablesOptionsSchema.parse({ flavour }), wanInterface: testbed.wanInterface },
+      )
         .split('\n')
         .find((l) => l.startsWith('-A UPNPD-FORWARD '))!
         .replace(/^-A /, '-D ');
@@ -170,7 +178,13 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       await expect(backend.apply({ remove: [victim], add: [mapping(7502)] })).rejects.toThrow(/line \d+.*-D UPNPD-FORWARD/);
       // The nat part was undone (no 7502), and the victim's lone DNAT dropped, so that list() tells
       // the truth and the core's reconciliation can put the victim back whole.
-      const dnats = () => save().then((out) => out.split('\n').filter((l) => l.startsWith('-A UPNPD-PREROUTING ')).map((l) => /--dport (\d+)/.exec(l)![1]));
+      const dnats = () =>
+        save().then((out) =>
+          out
+            .split('\n')
+            .filter((l) => l.startsWith('-A UPNPD-PREROUTING '))
+            .map((l) => /--dport (\d+)/.exec(l)![1]),
+        );
       expect(await dnats()).toEqual(['7500']);
       expect(await backend.list()).toEqual([kept]);
       expect(await fromWan.tcp(7500)).toBe(true);

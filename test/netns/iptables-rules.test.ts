@@ -53,7 +53,10 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const satisfies readonl
     });
 
     it('refuses a broken script (the check can fail)', async () => {
-      const broken = buildRestoreScript({ remove: [], add: [rule(80)] }, { ...iptablesOptionsSchema.parse({}), wanInterface: 'a-name-longer-than-15', flavour });
+      const broken = buildRestoreScript(
+        { remove: [], add: [rule(80)] },
+        { ...iptablesOptionsSchema.parse({}), wanInterface: 'a-name-longer-than-15', flavour },
+      );
       expect((await restore(broken, '--test')).exitCode).not.toBe(0);
     });
 
@@ -67,8 +70,15 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const satisfies readonl
         const install = buildRestoreScript({ remove: [], add: INSTALLED }, options);
         expect(await restore(install)).toMatchObject({ exitCode: 0 });
         // iptables-save prints our rules exactly as we wrote them (inserted ones as -A): what -D and list() rely on.
-        const written = install.split('\n').filter((l) => /^-[AI] /.test(l)).map((l) => l.replace(/^-I /, '-A ')).sort();
-        const ours = (await ns.exec(programs.save, [])).split('\n').filter((l) => l.includes('"upnpd map ')).sort();
+        const written = install
+          .split('\n')
+          .filter((l) => /^-[AI] /.test(l))
+          .map((l) => l.replace(/^-I /, '-A '))
+          .sort();
+        const ours = (await ns.exec(programs.save, []))
+          .split('\n')
+          .filter((l) => l.includes('"upnpd map '))
+          .sort();
         expect(ours).toEqual(written);
 
         for (const [name, changes] of Object.entries(CHANGE_SETS)) {

@@ -85,7 +85,8 @@ export class NamespaceProcess {
       const check = () => {
         const match = this.tail.match(pattern);
         if (match) finish(() => resolve(match));
-        else if (this.exitCode !== undefined) finish(() => reject(new Error(`${this.description} exited (${this.exitCode}) before printing ${pattern}:\n${this.tail}`)));
+        else if (this.exitCode !== undefined)
+          finish(() => reject(new Error(`${this.description} exited (${this.exitCode}) before printing ${pattern}:\n${this.tail}`)));
       };
       const timer = setTimeout(() => finish(() => reject(new Error(`${this.description}: no ${pattern} within ${timeoutMs} ms:\n${this.tail}`))), timeoutMs);
       const finish = (settle: () => void) => {

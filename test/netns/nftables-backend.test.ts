@@ -5,7 +5,16 @@ import type { RuleSpec } from '../../core/mapping/types.js';
 import { NftablesBackend } from '../../plugins/nftables/backend.js';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { describeNetns } from './netns.js';
-import { NFT_ADMIN_FORWARD_CHAIN, createTestbed, installNftAdminFirewall, ruleTo, tcpReachable, udpReachable, type ReachabilityOptions, type Testbed } from './topology.js';
+import {
+  NFT_ADMIN_FORWARD_CHAIN,
+  createTestbed,
+  installNftAdminFirewall,
+  ruleTo,
+  tcpReachable,
+  udpReachable,
+  type ReachabilityOptions,
+  type Testbed,
+} from './topology.js';
 
 /** A delivery that should happen gets this long; one that should not, this long. */
 const PASSES_MS = 5_000;
@@ -15,8 +24,10 @@ const ADMIN_JUMP_IPTABLES = { family: 'ip', table: 'filter', chain: 'FORWARD' } 
 
 /** Packet-flow checks from the WAN host to the gateway's WAN address, shared by the suites below. */
 function wanChecks(testbed: () => Testbed) {
-  const check = (reachable: typeof tcpReachable, timeoutMs: number) => (port: number, listener = testbed().lan, options: ReachabilityOptions = {}) =>
-    reachable(testbed().wan, testbed().addresses.gatewayWan, port, listener, timeoutMs, options);
+  const check =
+    (reachable: typeof tcpReachable, timeoutMs: number) =>
+    (port: number, listener = testbed().lan, options: ReachabilityOptions = {}) =>
+      reachable(testbed().wan, testbed().addresses.gatewayWan, port, listener, timeoutMs, options);
   const tcpWithin = check(tcpReachable, BLOCKED_MS);
   const udpWithin = check(udpReachable, BLOCKED_MS);
   return {

@@ -17,8 +17,7 @@ const PORTS = `table inet t {
 }
 `;
 
-const portMappings = (count: number, from = 10_000): RuleSpec[] =>
-  Array.from({ length: count }, (_, i) => mapping('TCP', from + i, '192.168.77.10', from + i));
+const portMappings = (count: number, from = 10_000): RuleSpec[] => Array.from({ length: count }, (_, i) => mapping('TCP', from + i, '192.168.77.10', from + i));
 
 function commandOf(pid: number): string | undefined {
   try {
@@ -35,7 +34,11 @@ describeNetns('the nft -i session against a real kernel', ['nft'], () => {
   /** The nft processes in this namespace (`ip netns pids`: other tests run nft in namespaces of their own). */
   const nftPids = async () => {
     const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
-    return stdout.split('\n').filter(Boolean).map(Number).filter((pid) => commandOf(pid) === 'nft');
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .filter((pid) => commandOf(pid) === 'nft');
   };
   const sessionIn = (limits = {}) => new NftSession(() => ns.runner().start('nft', ['-i'], { env: NFT_SESSION_ENV }), { ...DEFAULT_SESSION_LIMITS, ...limits });
 

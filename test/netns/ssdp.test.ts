@@ -243,7 +243,7 @@ describeNetns('SSDP between two namespaces', ['ip', 'nft', 'upnpc'], () => {
   ];
 
   it('says byebye for the whole set before the first alive, on the LAN, with TTL 2', async () => {
-    expect(notifiesAtStart.map((n) => header(n.text, 'NTS'))).toEqual([...Array(10).fill('ssdp:byebye'), ...Array(10).fill('ssdp:alive')]);
+    expect(notifiesAtStart.map((n) => header(n.text, 'NTS'))).toEqual([...Array<string>(10).fill('ssdp:byebye'), ...Array<string>(10).fill('ssdp:alive')]);
     expect(notifiesAtStart.slice(0, 10).map((n) => header(n.text, 'NT'))).toEqual(ALL_NTS);
     expect(notifiesAtStart.slice(10).map((n) => header(n.text, 'NT'))).toEqual(ALL_NTS);
     for (const n of notifiesAtStart) {

@@ -309,7 +309,7 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
     [url] = await daemon.waitFor(/http:\/\/[^\s"']+/, DAEMON_START_MS);
   } catch (err) {
     await daemon.kill();
-    throw new Error(`upnpd did not start in the gateway namespace: ${(err as Error).message}`);
+    throw new Error(`upnpd did not start in the gateway namespace: ${(err as Error).message}`, { cause: err });
   }
   return {
     url,

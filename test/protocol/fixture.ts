@@ -41,12 +41,12 @@ export class FakeNetwork implements NetworkInfo {
     return iface === WAN_INTERFACE ? this.wanAddresses.map((address) => ({ interface: iface, address, prefixLength: 24 })) : [];
   }
 
-  async counters(iface: string): Promise<WanCounters | null> {
-    return iface === WAN_INTERFACE ? this.wanCounters : null;
+  counters(iface: string): Promise<WanCounters | null> {
+    return Promise.resolve(iface === WAN_INTERFACE ? this.wanCounters : null);
   }
 
-  async link(iface: string): Promise<LinkState | null> {
-    return iface === WAN_INTERFACE ? this.wanLink : null;
+  link(iface: string): Promise<LinkState | null> {
+    return Promise.resolve(iface === WAN_INTERFACE ? this.wanLink : null);
   }
 }
 
@@ -317,11 +317,12 @@ const responseParser = new XMLParser({ parseTagValue: false, removeNSPrefix: tru
 /** The output arguments of a successful response (entities and CDATA decoded by a standard parser). */
 function responseValues(body: string): Record<string, string> {
   if (!body.startsWith('<?xml')) return {};
-  const soapBody = responseParser.parse(body)?.Envelope?.Body ?? {};
+  const parsed = responseParser.parse(body) as { Envelope?: { Body?: Record<string, Record<string, string> | ''> } } | undefined;
+  const soapBody = parsed?.Envelope?.Body ?? {};
   const [name] = Object.keys(soapBody);
   if (!name?.endsWith('Response')) return {};
   const values = soapBody[name];
-  return values === '' ? {} : (values as Record<string, string>);
+  return values === '' ? {} : values!;
 }
 
 function errorCodeOf(body: string): number | undefined {

@@ -35,7 +35,12 @@ describe('parseGenaRequest: accepted requests', () => {
     },
     { name: 'NT in any case', headers: { callback: `<${CB}>`, nt: 'UPnP:Event' }, callbacks: [CB], timeout: MIN_SUBSCRIPTION_SECONDS },
     { name: 'a dual-stack peer address', peer: `::ffff:${PEER}`, headers: { callback: `<${CB}>`, nt: 'upnp:event' }, callbacks: [CB], timeout: 1800 },
-    { name: 'a requested duration inside our bounds', headers: { callback: `<${CB}>`, nt: 'upnp:event', timeout: 'second-2400' }, callbacks: [CB], timeout: 2400 },
+    {
+      name: 'a requested duration inside our bounds',
+      headers: { callback: `<${CB}>`, nt: 'upnp:event', timeout: 'second-2400' },
+      callbacks: [CB],
+      timeout: 2400,
+    },
   ])('SUBSCRIBE with $name', (c) => {
     const result = parse(c);
     expect(result).toMatchObject({ ok: true, request: { kind: 'subscribe', timeoutSeconds: c.timeout } });
@@ -104,12 +109,18 @@ describe('grantedTimeoutSeconds', () => {
 
   it('is always within [1800, max] and never infinite, whatever is asked', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.nat().map((n) => `Second-${n}`)), (header) => {
-        const granted = grantedTimeoutSeconds(header);
-        expect(Number.isInteger(granted)).toBe(true);
-        expect(granted).toBeGreaterThanOrEqual(1800);
-        expect(granted).toBeLessThanOrEqual(MAX_SUBSCRIPTION_SECONDS);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.nat().map((n) => `Second-${n}`),
+        ),
+        (header) => {
+          const granted = grantedTimeoutSeconds(header);
+          expect(Number.isInteger(granted)).toBe(true);
+          expect(granted).toBeGreaterThanOrEqual(1800);
+          expect(granted).toBeLessThanOrEqual(MAX_SUBSCRIPTION_SECONDS);
+        },
+      ),
     );
   });
 });

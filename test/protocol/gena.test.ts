@@ -38,7 +38,14 @@ class Receiver {
       req.on('data', (chunk: string) => (body += chunk));
       req.on('end', () => {
         const index = this.received.length;
-        this.received.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, seq: Number(req.headers.seq), variables: propertySetVariables(body) });
+        this.received.push({
+          method: req.method ?? '',
+          path: req.url ?? '',
+          headers: req.headers,
+          body,
+          seq: Number(req.headers.seq),
+          variables: propertySetVariables(body),
+        });
         timeline.push(`notify ${String(req.headers.seq)}`);
         this.inFlight++;
         this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
@@ -203,7 +210,14 @@ describe('SUBSCRIBE', () => {
   it('forgets a subscriber that went away before the response was sent: no event, slot freed', async () => {
     const { port, subscribe } = await startPublisher({ holdMs: 150, maxSubscriptionsPerClient: 1 });
     const receiver = await Receiver.start(CLIENT_A);
-    const req = request({ host: CLIENT_A, port, path: WAN_IP.eventPath, method: 'SUBSCRIBE', agent: false, headers: { callback: `<${receiver.url()}>`, nt: 'upnp:event' } });
+    const req = request({
+      host: CLIENT_A,
+      port,
+      path: WAN_IP.eventPath,
+      method: 'SUBSCRIBE',
+      agent: false,
+      headers: { callback: `<${receiver.url()}>`, nt: 'upnp:event' },
+    });
     req.on('error', () => {});
     req.end();
     await sleep(30);
@@ -391,7 +405,12 @@ describe('refusals on the wire', () => {
   });
 
   it('answers 500 when the service cannot give its variables, and keeps working', async () => {
-    const broken: EventedService = { ...COMMON, variables: () => { throw new Error('no link'); } };
+    const broken: EventedService = {
+      ...COMMON,
+      variables: () => {
+        throw new Error('no link');
+      },
+    };
     const { send } = await startPublisher({ services: [broken, WAN_IP] });
     const receiver = await Receiver.start(CLIENT_A);
     expect((await send('SUBSCRIBE', { callback: `<${receiver.url()}>`, nt: 'upnp:event' }, CLIENT_A, broken.eventPath)).status).toBe(500);

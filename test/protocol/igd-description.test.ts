@@ -1,33 +1,11 @@
 import { createSocket } from 'node:dgram';
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLValidator } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WAN_IP_CONNECTION, WAN_COMMON_INTERFACE_CONFIG, LAYER3_FORWARDING } from '../../core/upnp/description/services.js';
+import { devicesOf, parseDescription, parseScpd, type DescribedDevice, type DescribedService } from '../support/upnp-xml.js';
 import { rawRequest, soap, startIgd, type IgdFixture } from './fixture.js';
 
 /** Descriptions: both views, the Microsoft fallback, CONFIGID, escaping, and SCPDs that list exactly what is dispatched. */
-
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '@',
-  parseTagValue: false,
-  isArray: (name) => ['service', 'device', 'action', 'argument', 'stateVariable', 'allowedValue'].includes(name),
-});
-
-interface ServiceEntry {
-  serviceType: string;
-  serviceId: string;
-  SCPDURL: string;
-  controlURL: string;
-  eventSubURL: string;
-}
-interface DeviceEntry {
-  deviceType: string;
-  friendlyName: string;
-  UDN: string;
-  presentationURL?: string;
-  serviceList: { service: ServiceEntry[] };
-  deviceList?: { device: DeviceEntry[] };
-}
 
 async function get(f: IgdFixture, path: string, userAgent?: string) {
   const head = [`GET ${path} HTTP/1.1`, `Host: ${f.host}`, ...(userAgent ? [`User-Agent: ${userAgent}`] : [])].join('\r\n');
@@ -38,15 +16,11 @@ async function description(f: IgdFixture, path: string, userAgent?: string) {
   const response = await get(f, path, userAgent);
   expect(response.status).toBe(200);
   expect(XMLValidator.validate(response.body)).toBe(true);
-  return parser.parse(response.body).root as { '@configId': string; specVersion: { major: string; minor: string }; device: DeviceEntry[] };
+  return parseDescription(response.body);
 }
 
-function devices(root: DeviceEntry): DeviceEntry[] {
-  return [root, ...(root.deviceList?.device ?? []).flatMap(devices)];
-}
-
-function services(root: DeviceEntry): ServiceEntry[] {
-  return devices(root).flatMap((d) => d.serviceList.service);
+function services(root: DescribedDevice): DescribedService[] {
+  return devicesOf(root).flatMap((d) => d.serviceList.service);
 }
 
 const FRIENDLY_NAME = 'Tom & Jerry\'s <"gateway">';
@@ -70,7 +44,7 @@ describe('device descriptions', () => {
     const root = await description(f, path, userAgent);
     expect(root.specVersion).toEqual({ major: '1', minor: '1' });
     const [gateway] = root.device;
-    expect(devices(gateway!).map((d) => d.deviceType)).toEqual([
+    expect(devicesOf(gateway!).map((d) => d.deviceType)).toEqual([
       `urn:schemas-upnp-org:device:InternetGatewayDevice:${version}`,
       `urn:schemas-upnp-org:device:WANDevice:${version}`,
       `urn:schemas-upnp-org:device:WANConnectionDevice:${version}`,
@@ -81,7 +55,7 @@ describe('device descriptions', () => {
       [`urn:schemas-upnp-org:service:WANIPConnection:${version}`, 'urn:upnp-org:serviceId:WANIPConn1'],
     ]);
     expect(gateway!.presentationURL).toBe('/');
-    expect(new Set(devices(gateway!).map((d) => d.UDN)).size).toBe(3);
+    expect(new Set(devicesOf(gateway!).map((d) => d.UDN)).size).toBe(3);
   });
 
   it('echoes the friendly name XML-escaped', async () => {
@@ -99,11 +73,12 @@ describe('device descriptions', () => {
         const scpd = await get(f, service.SCPDURL);
         expect(scpd.status).toBe(200);
         expect(XMLValidator.validate(scpd.body)).toBe(true);
-        const parsed = parser.parse(scpd.body).scpd;
+        const parsed = parseScpd(scpd.body);
         configIds.add(parsed['@configId']);
-        const variables = new Set(parsed.serviceStateTable.stateVariable.map((v: { name: string }) => v.name));
+        const variables = new Set(parsed.serviceStateTable.stateVariable.map((v) => v.name));
         for (const action of parsed.actionList.action) {
-          for (const argument of action.argumentList?.argument ?? []) expect(variables.has(argument.relatedStateVariable), argument.relatedStateVariable).toBe(true);
+          for (const argument of action.argumentList?.argument ?? [])
+            expect(variables.has(argument.relatedStateVariable), argument.relatedStateVariable).toBe(true);
         }
       }
     }
@@ -115,14 +90,10 @@ describe('device descriptions', () => {
     const everyAction = [WAN_IP_CONNECTION, WAN_COMMON_INTERFACE_CONFIG, LAYER3_FORWARDING].flatMap((s) => s.actions.map((a) => a.name));
     for (const path of ['/rootDesc1.xml', '/rootDesc2.xml']) {
       for (const service of services((await description(f, path)).device[0]!)) {
-        const listed = new Set<string>(parser.parse((await get(f, service.SCPDURL)).body).scpd.actionList.action.map((a: { name: string }) => a.name));
+        const listed = new Set(parseScpd((await get(f, service.SCPDURL)).body).actionList.action.map((a) => a.name));
         for (const action of everyAction) {
           // No arguments: actions that change anything stop at 402, so probing is harmless.
-          const head = [
-            `POST ${service.controlURL} HTTP/1.1`,
-            `Host: ${f.host}`,
-            `SOAPAction: "${service.serviceType}#${action}"`,
-          ];
+          const head = [`POST ${service.controlURL} HTTP/1.1`, `Host: ${f.host}`, `SOAPAction: "${service.serviceType}#${action}"`];
           const body = `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><u:${action} xmlns:u="${service.serviceType}"/></s:Body></s:Envelope>`;
           const result = await rawRequest(f.port, [...head, `Content-Length: ${body.length}`].join('\r\n'), body);
           const invalidAction = result.body.includes('<errorCode>401</errorCode>');

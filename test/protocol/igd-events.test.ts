@@ -68,7 +68,10 @@ async function subscribe(f: IgdFixture, eventPath: string, callbackPort: number,
 
 async function eventedVariablesOf(f: IgdFixture, scpdPath: string): Promise<string[]> {
   const scpd = parseScpd((await rawRequest(f.port, `GET ${scpdPath} HTTP/1.1\r\nHost: ${f.host}`)).body);
-  return scpd.serviceStateTable.stateVariable.filter((v) => v['@sendEvents'] === 'yes').map((v) => v.name).sort();
+  return scpd.serviceStateTable.stateVariable
+    .filter((v) => v['@sendEvents'] === 'yes')
+    .map((v) => v.name)
+    .sort();
 }
 
 describe('eventing through the IGD front-end', () => {

@@ -45,13 +45,21 @@ const rangeArgs = (overrides: Record<string, string | number> = {}) => ({ NewSta
 
 const CASES: readonly Case[] = [
   // --- connection state -------------------------------------------------------------------
-  { name: 'GetExternalIPAddress reports the configured address', action: 'GetExternalIPAddress', expect: { values: { NewExternalIPAddress: TEST_EXTERNAL_IP } } },
+  {
+    name: 'GetExternalIPAddress reports the configured address',
+    action: 'GetExternalIPAddress',
+    expect: { values: { NewExternalIPAddress: TEST_EXTERNAL_IP } },
+  },
   {
     name: 'GetStatusInfo reports Connected',
     action: 'GetStatusInfo',
     expect: { values: { NewConnectionStatus: 'Connected', NewLastConnectionError: 'ERROR_NONE', NewUptime: /^\d+$/ } },
   },
-  { name: 'GetConnectionTypeInfo', action: 'GetConnectionTypeInfo', expect: { values: { NewConnectionType: 'IP_Routed', NewPossibleConnectionTypes: 'IP_Routed' } } },
+  {
+    name: 'GetConnectionTypeInfo',
+    action: 'GetConnectionTypeInfo',
+    expect: { values: { NewConnectionType: 'IP_Routed', NewPossibleConnectionTypes: 'IP_Routed' } },
+  },
   { name: 'GetNATRSIPStatus', action: 'GetNATRSIPStatus', expect: { values: { NewRSIPAvailable: '0', NewNATEnabled: '1' } } },
   { name: 'SetConnectionType is read-only (731)', action: 'SetConnectionType', args: { NewConnectionType: 'IP_Bridged' }, expect: { fault: 731 } },
   { name: 'SetConnectionType without its argument is 402', action: 'SetConnectionType', expect: { fault: 402 } },
@@ -65,7 +73,12 @@ const CASES: readonly Case[] = [
     args: addArgs({ NewPortMappingDescription: 'web' }),
     expect: { values: {} },
     then: (f, version) => {
-      expect(f.mappings.get(key(5000))).toMatchObject({ internalClient: '127.0.0.1', internalPort: 5000, description: 'web', createdBy: { address: '127.0.0.1', via: `upnp-igd:${version}` } });
+      expect(f.mappings.get(key(5000))).toMatchObject({
+        internalClient: '127.0.0.1',
+        internalPort: 5000,
+        description: 'web',
+        createdBy: { address: '127.0.0.1', via: `upnp-igd:${version}` },
+      });
       expect([...f.backend.installed.values()]).toHaveLength(1);
     },
   },
@@ -130,14 +143,34 @@ const CASES: readonly Case[] = [
     then: (f) => expect(f.mappings.get(key(5000))).toBeDefined(),
   },
   { name: 'AddPortMapping external port 0 is 716', action: 'AddPortMapping', args: addArgs({ NewExternalPort: 0 }), expect: { fault: 716 } },
-  { name: 'AddPortMapping internal port 0: v2 732, v1 402', action: 'AddPortMapping', args: addArgs({ NewInternalPort: 0 }), expect: { fault: { 1: 402, 2: 732 } } },
+  {
+    name: 'AddPortMapping internal port 0: v2 732, v1 402',
+    action: 'AddPortMapping',
+    args: addArgs({ NewInternalPort: 0 }),
+    expect: { fault: { 1: 402, 2: 732 } },
+  },
   { name: 'AddPortMapping port above 65535 is 402', action: 'AddPortMapping', args: addArgs({ NewExternalPort: 65536 }), expect: { fault: 402 } },
   { name: 'AddPortMapping non-numeric port is 402', action: 'AddPortMapping', args: addArgs({ NewInternalPort: '80a' }), expect: { fault: 402 } },
   { name: 'AddPortMapping negative lease is 402', action: 'AddPortMapping', args: addArgs({ NewLeaseDuration: -1 }), expect: { fault: 402 } },
   { name: 'AddPortMapping protocol other than TCP/UDP is 402', action: 'AddPortMapping', args: addArgs({ NewProtocol: 'ICMP' }), expect: { fault: 402 } },
-  { name: 'AddPortMapping with a malformed InternalClient is 402', action: 'AddPortMapping', args: addArgs({ NewInternalClient: '127.0.0' }), expect: { fault: 402 } },
-  { name: 'AddPortMapping with a host name as InternalClient is 402 (no DNS)', action: 'AddPortMapping', args: addArgs({ NewInternalClient: 'localhost' }), expect: { fault: 402 } },
-  { name: 'AddPortMapping with a malformed RemoteHost is 402', action: 'AddPortMapping', args: addArgs({ NewRemoteHost: '300.1.1.1' }), expect: { fault: 402 } },
+  {
+    name: 'AddPortMapping with a malformed InternalClient is 402',
+    action: 'AddPortMapping',
+    args: addArgs({ NewInternalClient: '127.0.0' }),
+    expect: { fault: 402 },
+  },
+  {
+    name: 'AddPortMapping with a host name as InternalClient is 402 (no DNS)',
+    action: 'AddPortMapping',
+    args: addArgs({ NewInternalClient: 'localhost' }),
+    expect: { fault: 402 },
+  },
+  {
+    name: 'AddPortMapping with a malformed RemoteHost is 402',
+    action: 'AddPortMapping',
+    args: addArgs({ NewRemoteHost: '300.1.1.1' }),
+    expect: { fault: 402 },
+  },
   { name: 'AddPortMapping with a bad NewEnabled is 402', action: 'AddPortMapping', args: addArgs({ NewEnabled: 'maybe' }), expect: { fault: 402 } },
   {
     name: 'AddPortMapping with an argument missing is 402',
@@ -191,10 +224,23 @@ const CASES: readonly Case[] = [
     existing: [mapping(), mapping({ externalPort: 6000, protocol: 'UDP', internalPort: 6001 })],
     action: 'GetGenericPortMappingEntry',
     args: { NewPortMappingIndex: 1 },
-    expect: { values: { NewRemoteHost: '', NewExternalPort: '6000', NewProtocol: 'UDP', NewInternalPort: '6001', NewInternalClient: '127.0.0.1', NewEnabled: '1' } },
+    expect: {
+      values: { NewRemoteHost: '', NewExternalPort: '6000', NewProtocol: 'UDP', NewInternalPort: '6001', NewInternalClient: '127.0.0.1', NewEnabled: '1' },
+    },
   },
-  { name: 'GetGenericPortMappingEntry past the end is 713', existing: [mapping()], action: 'GetGenericPortMappingEntry', args: { NewPortMappingIndex: 1 }, expect: { fault: 713 } },
-  { name: 'GetGenericPortMappingEntry with a non-numeric index is 402', action: 'GetGenericPortMappingEntry', args: { NewPortMappingIndex: 'first' }, expect: { fault: 402 } },
+  {
+    name: 'GetGenericPortMappingEntry past the end is 713',
+    existing: [mapping()],
+    action: 'GetGenericPortMappingEntry',
+    args: { NewPortMappingIndex: 1 },
+    expect: { fault: 713 },
+  },
+  {
+    name: 'GetGenericPortMappingEntry with a non-numeric index is 402',
+    action: 'GetGenericPortMappingEntry',
+    args: { NewPortMappingIndex: 'first' },
+    expect: { fault: 402 },
+  },
 
   // --- DeletePortMapping ------------------------------------------------------------------
   {
@@ -208,7 +254,12 @@ const CASES: readonly Case[] = [
       expect(f.backend.installed.size).toBe(0);
     },
   },
-  { name: 'DeletePortMapping of nothing is 714', action: 'DeletePortMapping', args: { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' }, expect: { fault: 714 } },
+  {
+    name: 'DeletePortMapping of nothing is 714',
+    action: 'DeletePortMapping',
+    args: { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' },
+    expect: { fault: 714 },
+  },
   {
     name: "DeletePortMapping of another client's mapping is 606",
     existing: [mapping({ internalClient: OTHER_CLIENT })],
@@ -259,12 +310,23 @@ const CASES: readonly Case[] = [
     expect: { values: { NewReservedPort: '7005' } },
     then: (f) => expect(f.mappings.size).toBe(1),
   },
-  { name: 'AddAnyPortMapping external port 0 is 716', versions: [2], action: 'AddAnyPortMapping', args: addArgs({ NewExternalPort: 0 }), expect: { fault: 716 } },
+  {
+    name: 'AddAnyPortMapping external port 0 is 716',
+    versions: [2],
+    action: 'AddAnyPortMapping',
+    args: addArgs({ NewExternalPort: 0 }),
+    expect: { fault: 716 },
+  },
   { name: 'AddAnyPortMapping is not in WANIPConnection:1 (401)', versions: [1], action: 'AddAnyPortMapping', args: addArgs(), expect: { fault: 401 } },
   {
     name: 'DeletePortMappingRange deletes the caller’s mappings in the range',
     versions: [2],
-    existing: [mapping({ externalPort: 5000 }), mapping({ externalPort: 5001 }), mapping({ externalPort: 6000 }), mapping({ externalPort: 5002, protocol: 'UDP' })],
+    existing: [
+      mapping({ externalPort: 5000 }),
+      mapping({ externalPort: 5001 }),
+      mapping({ externalPort: 6000 }),
+      mapping({ externalPort: 5002, protocol: 'UDP' }),
+    ],
     action: 'DeletePortMappingRange',
     args: rangeArgs({ NewStartPort: 5000, NewEndPort: 5999, NewManage: 0 }),
     expect: { values: {} },
@@ -288,16 +350,39 @@ const CASES: readonly Case[] = [
     expect: { fault: 730 },
     then: (f) => expect(f.mappings.size).toBe(1),
   },
-  { name: 'DeletePortMappingRange with start above end is 733', versions: [2], action: 'DeletePortMappingRange', args: rangeArgs({ NewStartPort: 6000, NewEndPort: 5000 }), expect: { fault: 733 } },
-  { name: 'DeletePortMappingRange with a bad protocol is 402', versions: [2], action: 'DeletePortMappingRange', args: rangeArgs({ NewProtocol: 'ANY' }), expect: { fault: 402 } },
-  { name: 'DeletePortMappingRange is not in WANIPConnection:1 (401)', versions: [1], action: 'DeletePortMappingRange', args: rangeArgs(), expect: { fault: 401 } },
+  {
+    name: 'DeletePortMappingRange with start above end is 733',
+    versions: [2],
+    action: 'DeletePortMappingRange',
+    args: rangeArgs({ NewStartPort: 6000, NewEndPort: 5000 }),
+    expect: { fault: 733 },
+  },
+  {
+    name: 'DeletePortMappingRange with a bad protocol is 402',
+    versions: [2],
+    action: 'DeletePortMappingRange',
+    args: rangeArgs({ NewProtocol: 'ANY' }),
+    expect: { fault: 402 },
+  },
+  {
+    name: 'DeletePortMappingRange is not in WANIPConnection:1 (401)',
+    versions: [1],
+    action: 'DeletePortMappingRange',
+    args: rangeArgs(),
+    expect: { fault: 401 },
+  },
   {
     name: 'GetListOfPortMappings returns a well-formed, escaped PortMappingList, sorted by port',
     versions: [2],
     existing: [mapping({ externalPort: 6000, description: 'b&<c>' }), mapping({ externalPort: 5000, description: ']]> "q"' })],
     action: 'GetListOfPortMappings',
     args: { ...rangeArgs(), NewNumberOfPorts: 0 },
-    expect: { values: { NewPortListing: /^<\?xml[^>]*\?>\n<p:PortMappingList xmlns:p="urn:schemas-upnp-org:gw:WANIPConnection".*<p:NewExternalPort>5000<.*<p:NewExternalPort>6000</s } },
+    expect: {
+      values: {
+        NewPortListing:
+          /^<\?xml[^>]*\?>\n<p:PortMappingList xmlns:p="urn:schemas-upnp-org:gw:WANIPConnection".*<p:NewExternalPort>5000<.*<p:NewExternalPort>6000</s,
+      },
+    },
   },
   {
     name: 'GetListOfPortMappings with NewManage 0 lists only the caller’s mappings',
@@ -307,9 +392,27 @@ const CASES: readonly Case[] = [
     args: { ...rangeArgs({ NewManage: 0 }), NewNumberOfPorts: 0 },
     expect: { fault: 730 },
   },
-  { name: 'GetListOfPortMappings of an empty range is 730', versions: [2], action: 'GetListOfPortMappings', args: { ...rangeArgs(), NewNumberOfPorts: 0 }, expect: { fault: 730 } },
-  { name: 'GetListOfPortMappings with start above end is 733', versions: [2], action: 'GetListOfPortMappings', args: { ...rangeArgs({ NewStartPort: 2, NewEndPort: 1 }), NewNumberOfPorts: 0 }, expect: { fault: 733 } },
-  { name: 'GetListOfPortMappings is not in WANIPConnection:1 (401)', versions: [1], action: 'GetListOfPortMappings', args: { ...rangeArgs(), NewNumberOfPorts: 0 }, expect: { fault: 401 } },
+  {
+    name: 'GetListOfPortMappings of an empty range is 730',
+    versions: [2],
+    action: 'GetListOfPortMappings',
+    args: { ...rangeArgs(), NewNumberOfPorts: 0 },
+    expect: { fault: 730 },
+  },
+  {
+    name: 'GetListOfPortMappings with start above end is 733',
+    versions: [2],
+    action: 'GetListOfPortMappings',
+    args: { ...rangeArgs({ NewStartPort: 2, NewEndPort: 1 }), NewNumberOfPorts: 0 },
+    expect: { fault: 733 },
+  },
+  {
+    name: 'GetListOfPortMappings is not in WANIPConnection:1 (401)',
+    versions: [1],
+    action: 'GetListOfPortMappings',
+    args: { ...rangeArgs(), NewNumberOfPorts: 0 },
+    expect: { fault: 401 },
+  },
 
   // --- dispatch ---------------------------------------------------------------------------
   { name: 'an unknown action is 401', action: 'FlyToTheMoon', expect: { fault: 401 } },
@@ -345,7 +448,10 @@ const CASES: readonly Case[] = [
     name: 'QueryStateVariable reads an evented variable',
     existing: [mapping()],
     action: 'QueryStateVariable',
-    options: { soapActionHeader: 'SOAPAction: "urn:schemas-upnp-org:control-1-0#QueryStateVariable"', rawArgs: '<varName>PortMappingNumberOfEntries</varName>' },
+    options: {
+      soapActionHeader: 'SOAPAction: "urn:schemas-upnp-org:control-1-0#QueryStateVariable"',
+      rawArgs: '<varName>PortMappingNumberOfEntries</varName>',
+    },
     expect: { values: { return: '1' } },
   },
   {
@@ -366,9 +472,21 @@ const CASES: readonly Case[] = [
     name: 'GetCommonLinkProperties',
     action: 'GetCommonLinkProperties',
     options: { typePrefix: WANCOMMON },
-    expect: { values: { NewWANAccessType: 'Ethernet', NewLayer1UpstreamMaxBitRate: '1000000000', NewLayer1DownstreamMaxBitRate: '1000000000', NewPhysicalLinkStatus: 'Up' } },
+    expect: {
+      values: {
+        NewWANAccessType: 'Ethernet',
+        NewLayer1UpstreamMaxBitRate: '1000000000',
+        NewLayer1DownstreamMaxBitRate: '1000000000',
+        NewPhysicalLinkStatus: 'Up',
+      },
+    },
   },
-  { name: 'GetTotalBytesSent reads the WAN counter', action: 'GetTotalBytesSent', options: { typePrefix: WANCOMMON }, expect: { values: { NewTotalBytesSent: '1234' } } },
+  {
+    name: 'GetTotalBytesSent reads the WAN counter',
+    action: 'GetTotalBytesSent',
+    options: { typePrefix: WANCOMMON },
+    expect: { values: { NewTotalBytesSent: '1234' } },
+  },
   {
     name: 'GetTotalBytesReceived wraps at 2^32 (ui4)',
     action: 'GetTotalBytesReceived',
@@ -376,7 +494,12 @@ const CASES: readonly Case[] = [
     expect: { values: { NewTotalBytesReceived: '5' } },
   },
   { name: 'GetTotalPacketsSent', action: 'GetTotalPacketsSent', options: { typePrefix: WANCOMMON }, expect: { values: { NewTotalPacketsSent: '12' } } },
-  { name: 'GetTotalPacketsReceived', action: 'GetTotalPacketsReceived', options: { typePrefix: WANCOMMON }, expect: { values: { NewTotalPacketsReceived: '34' } } },
+  {
+    name: 'GetTotalPacketsReceived',
+    action: 'GetTotalPacketsReceived',
+    options: { typePrefix: WANCOMMON },
+    expect: { values: { NewTotalPacketsReceived: '34' } },
+  },
   {
     name: 'GetDefaultConnectionService names the WANIPConnection of this view',
     action: 'GetDefaultConnectionService',
@@ -431,7 +554,12 @@ describe('SOAP control actions', () => {
   it.each([1, 2] as const)('[v%i] SetDefaultConnectionService: our device with another service is 721, our own service is accepted', async (view) => {
     const current = (await soap(f, 'GetDefaultConnectionService', {}, { view, typePrefix: L3F })).values['NewDefaultConnectionService']!;
     const device = current.split(',')[0]!;
-    const foreign = await soap(f, 'SetDefaultConnectionService', { NewDefaultConnectionService: `${device},urn:upnp-org:serviceId:WANPPPConn1` }, { view, typePrefix: L3F });
+    const foreign = await soap(
+      f,
+      'SetDefaultConnectionService',
+      { NewDefaultConnectionService: `${device},urn:upnp-org:serviceId:WANPPPConn1` },
+      { view, typePrefix: L3F },
+    );
     expect(foreign.errorCode).toBe(721);
     const same = await soap(f, 'SetDefaultConnectionService', { NewDefaultConnectionService: current }, { view, typePrefix: L3F });
     expect(same.status).toBe(200);
@@ -441,7 +569,7 @@ describe('SOAP control actions', () => {
     await f.mappings.add(mapping({ description: 'b&<c> ]]> "q"' }), { address: '127.0.0.1', via: 'test' });
     const listing = (await soap(f, 'GetListOfPortMappings', { ...rangeArgs(), NewNumberOfPorts: 0 })).values['NewPortListing']!;
     expect(XMLValidator.validate(listing)).toBe(true);
-    const parsed = new XMLParser({ parseTagValue: false, removeNSPrefix: true }).parse(listing);
+    const parsed = new XMLParser({ parseTagValue: false, removeNSPrefix: true }).parse(listing) as { PortMappingList: { PortMappingEntry: unknown } };
     expect(parsed.PortMappingList.PortMappingEntry).toEqual({
       NewRemoteHost: '',
       NewExternalPort: '5000',
@@ -461,7 +589,11 @@ describe('SOAP control actions', () => {
   });
 
   it('answers in the namespace (version) the caller used', async () => {
-    for (const [view, version] of [[2, 2], [2, 1], [1, 1]] as const) {
+    for (const [view, version] of [
+      [2, 2],
+      [2, 1],
+      [1, 1],
+    ] as const) {
       const result = await soap(f, 'GetExternalIPAddress', {}, { view, version });
       expect(result.body).toContain(`<u:GetExternalIPAddressResponse xmlns:u="${WANIP}:${version}">`);
     }
@@ -480,7 +612,9 @@ describe('SOAP control actions', () => {
     expect(results.map((r) => r.status)).toEqual(ports.map(() => 200));
     // And the same port from two clients at once: exactly one wins, the other gets 718.
     const contested = await Promise.all(
-      ['127.0.0.1', OTHER_CLIENT].map((client) => soap(f, 'AddPortMapping', addArgs({ NewExternalPort: 20000, NewInternalClient: client }), { localAddress: client })),
+      ['127.0.0.1', OTHER_CLIENT].map((client) =>
+        soap(f, 'AddPortMapping', addArgs({ NewExternalPort: 20000, NewInternalClient: client }), { localAddress: client }),
+      ),
     );
     expect(contested.map((r) => r.errorCode ?? 0).sort()).toEqual([0, 718]);
     expect(f.mappings.size).toBe(ports.length + 1);
@@ -502,7 +636,10 @@ describe('SOAP control without an external address', () => {
     expect((await soap(f, 'AddPortMapping', addArgs(), { view })).errorCode).toBe(501);
     expect((await soap(f, 'RequestConnection', {}, { view })).errorCode).toBe(501);
     expect((await soap(f, 'GetExternalIPAddress', {}, { view })).values).toEqual({ NewExternalIPAddress: '' });
-    expect((await soap(f, 'GetStatusInfo', {}, { view })).values).toMatchObject({ NewConnectionStatus: 'Disconnected', NewLastConnectionError: 'ERROR_IP_CONFIGURATION' });
+    expect((await soap(f, 'GetStatusInfo', {}, { view })).values).toMatchObject({
+      NewConnectionStatus: 'Disconnected',
+      NewLastConnectionError: 'ERROR_IP_CONFIGURATION',
+    });
     expect((await soap(f, 'GetCommonLinkProperties', {}, { view, typePrefix: WANCOMMON })).values).toMatchObject({ NewPhysicalLinkStatus: 'Down' });
   });
 

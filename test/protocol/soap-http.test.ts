@@ -78,7 +78,11 @@ describe('SOAP over HTTP', () => {
     });
 
     it('serves HTTP/1.0 without a Host header', async () => {
-      const result = await rawRequest(f.port, [`POST ${CONTROL} HTTP/1.0`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n'), GET_IP);
+      const result = await rawRequest(
+        f.port,
+        [`POST ${CONTROL} HTTP/1.0`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n'),
+        GET_IP,
+      );
       expect(result.status).toBe(200);
     });
 
@@ -118,7 +122,9 @@ describe('SOAP over HTTP', () => {
     it('refuses a chunked body that grows over 16 KiB with 413', async () => {
       const chunk = 'x'.repeat(4096);
       const chunks = Array.from({ length: 5 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`).join('') + '0\r\n\r\n';
-      const head = [`POST ${CONTROL} HTTP/1.1`, `Host: 127.0.0.1:${f.port}`, 'Transfer-Encoding: chunked', `SOAPAction: "${SERVICE}#AddPortMapping"`].join('\r\n');
+      const head = [`POST ${CONTROL} HTTP/1.1`, `Host: 127.0.0.1:${f.port}`, 'Transfer-Encoding: chunked', `SOAPAction: "${SERVICE}#AddPortMapping"`].join(
+        '\r\n',
+      );
       const result = await rawRequest(f.port, head, chunks);
       expect(result.status).toBe(413);
     });
@@ -166,7 +172,12 @@ describe('SOAP over HTTP', () => {
       ['our address with another port', (port: number) => `127.0.0.1:${port + 1}`, 403],
       ['our address without the port', () => '127.0.0.1', 403],
     ] as const)('refuses %s', async (_, host, status) => {
-      const head = [`POST ${CONTROL} HTTP/1.1`, `Host: ${host(f.port)}`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n');
+      const head = [
+        `POST ${CONTROL} HTTP/1.1`,
+        `Host: ${host(f.port)}`,
+        `Content-Length: ${GET_IP.length}`,
+        `SOAPAction: "${SERVICE}#GetExternalIPAddress"`,
+      ].join('\r\n');
       const result = await rawRequest(f.port, head, GET_IP);
       expect(result.status).toBe(status);
       expect(result.headers['connection']).toBe('close');

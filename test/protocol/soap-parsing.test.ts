@@ -18,7 +18,10 @@ describe('parseSoapAction', () => {
     [`"${WANIP1}#AddPortMapping"`, { kind: 'action', serviceName: 'WANIPConnection', version: 1, action: 'AddPortMapping' }],
     [`${WANIP1}#AddPortMapping`, { kind: 'action', serviceName: 'WANIPConnection', version: 1, action: 'AddPortMapping' }],
     [`'${WANIP1}#AddPortMapping'`, { kind: 'action', serviceName: 'WANIPConnection', version: 1, action: 'AddPortMapping' }],
-    [`  "urn:schemas-upnp-org:service:WANIPConnection:2#GetListOfPortMappings" `, { kind: 'action', serviceName: 'WANIPConnection', version: 2, action: 'GetListOfPortMappings' }],
+    [
+      `  "urn:schemas-upnp-org:service:WANIPConnection:2#GetListOfPortMappings" `,
+      { kind: 'action', serviceName: 'WANIPConnection', version: 2, action: 'GetListOfPortMappings' },
+    ],
     ['"urn:schemas-upnp-org:control-1-0#QueryStateVariable"', { kind: 'query-state-variable' }],
     ["'", undefined],
     ['"', undefined],
@@ -62,7 +65,9 @@ describe('parseSoapEnvelope', () => {
     `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${body}</s:Body></s:Envelope>`;
 
   it('reads the action and its arguments by local name, keeping values as strings', () => {
-    expect(parseSoapEnvelope(envelope('<u:AddPortMapping xmlns:u="x"><NewExternalPort>08080</NewExternalPort><NewRemoteHost></NewRemoteHost></u:AddPortMapping>'))).toEqual({
+    expect(
+      parseSoapEnvelope(envelope('<u:AddPortMapping xmlns:u="x"><NewExternalPort>08080</NewExternalPort><NewRemoteHost></NewRemoteHost></u:AddPortMapping>')),
+    ).toEqual({
       action: 'AddPortMapping',
       args: { NewExternalPort: '08080', NewRemoteHost: '' },
     });
@@ -97,9 +102,13 @@ describe('readArguments', () => {
 
   it('converts by the data type of the related state variable', () => {
     const args = readArguments(v2, action, valid);
-    expect([args.number('NewStartPort'), args.number('NewEndPort'), args.string('NewProtocol'), args.boolean('NewManage'), args.number('NewNumberOfPorts')]).toEqual([
-      1, 65535, 'TCP', true, 10,
-    ]);
+    expect([
+      args.number('NewStartPort'),
+      args.number('NewEndPort'),
+      args.string('NewProtocol'),
+      args.boolean('NewManage'),
+      args.number('NewNumberOfPorts'),
+    ]).toEqual([1, 65535, 'TCP', true, 10]);
   });
 
   it.each([
@@ -127,7 +136,9 @@ describe('readArguments', () => {
 describe('SoapControl', () => {
   it('refuses to start when a listed action has no handler', () => {
     const view = igdView(2);
-    expect(() => new SoapControl([{ endpoint: view.wanIpConnection, handlers: {}, variables: () => ({}) }], silentLogger)).toThrow(/no handler for SetConnectionType/);
+    expect(() => new SoapControl([{ endpoint: view.wanIpConnection, handlers: {}, variables: () => ({}) }], silentLogger)).toThrow(
+      /no handler for SetConnectionType/,
+    );
   });
 
   it('writes faults with code and description', () => {

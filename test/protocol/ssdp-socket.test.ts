@@ -92,7 +92,7 @@ describe('SSDP advertiser on loopback (unicast M-SEARCH)', () => {
     expect(statusLine).toBe('HTTP/1.1 200 OK');
     expect(Object.fromEntries(headers)).toEqual({
       'CACHE-CONTROL': 'max-age=1800',
-      DATE: expect.stringMatching(/GMT$/),
+      DATE: expect.stringMatching(/GMT$/) as unknown,
       EXT: '',
       LOCATION: 'http://127.0.0.1:5555/rootDesc.xml',
       SERVER: 'Linux/6.1 UPnP/1.1 upnpd/0.1.0',
@@ -106,7 +106,7 @@ describe('SSDP advertiser on loopback (unicast M-SEARCH)', () => {
     expect(reply.text.endsWith('\r\n\r\n')).toBe(true);
   });
 
-  it('answers an IGD:1 search with IGD:1 and the IGD:1 view, and libtorrent\'s spaceless headers', async () => {
+  it("answers an IGD:1 search with IGD:1 and the IGD:1 view, and libtorrent's spaceless headers", async () => {
     const replies = await exchange(port, [
       mSearch('MAN: "ssdp:discover"', `ST: ${IGD}:1`, 'MX: 2'),
       mSearch('Host:127.0.0.1', 'St:upnp:rootdevice', 'Man:"ssdp:discover"', 'Mx:3'),

@@ -37,7 +37,11 @@ export function killStartedDaemons(): void {
  */
 export function startUpnpd(args: readonly string[], options: { cwd?: string; lifetimeMs?: number } = {}): UpnpdRun {
   if (!existsSync(join(REPO, 'dist', 'app', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
   running.add(child);
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
+import { readSavedState } from '../support/saved-state.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -57,7 +58,9 @@ async function soap(descriptionUrl: string, action: string, args: Record<string,
   const description = await (await fetch(descriptionUrl)).text();
   const controlPath = description.match(/WANIPConnection:\d<\/serviceType>[\s\S]*?<controlURL>([^<]+)<\/controlURL>/)![1]!;
   const serviceType = description.match(/urn:schemas-upnp-org:service:WANIPConnection:\d/)![0];
-  const body = Object.entries(args).map(([name, value]) => `<${name}>${value}</${name}>`).join('');
+  const body = Object.entries(args)
+    .map(([name, value]) => `<${name}>${value}</${name}>`)
+    .join('');
   const response = await fetch(new URL(controlPath, descriptionUrl), {
     method: 'POST',
     headers: { 'Content-Type': 'text/xml; charset="utf-8"', SOAPACTION: `"${serviceType}#${action}"` },
@@ -117,7 +120,7 @@ describe('the upnpd command', () => {
       expect(added).toContain('AddPortMappingResponse');
       first.signal('SIGTERM');
       expect(await first.exited).toBe(0);
-      const saved = JSON.parse(await readFile(join(stateDir, 'mappings.json'), 'utf8'));
+      const saved = readSavedState(join(stateDir, 'mappings.json'));
       expect(saved.mappings).toEqual([expect.objectContaining({ externalPort: 18080, internalClient: '127.0.0.1', internalPort: 8080, description: 'kept' })]);
 
       const second = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir]);

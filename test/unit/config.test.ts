@@ -22,7 +22,10 @@ async function writeConfig(name: string, body: string): Promise<string> {
 }
 
 async function errorOf(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ConfigError);
   return (error as Error).message;
 }
@@ -60,7 +63,10 @@ describe('configuration', () => {
   });
 
   it('names the file and the key path of a bad value', async () => {
-    const file = await writeConfig('upnpd.config.js', `export default { lease: { maxSeconds: 'long' }, externalIp: '300.1.1.1', lan: ['this-name-is-too-long'] };\n`);
+    const file = await writeConfig(
+      'upnpd.config.js',
+      `export default { lease: { maxSeconds: 'long' }, externalIp: '300.1.1.1', lan: ['this-name-is-too-long'] };\n`,
+    );
     const message = await errorOf(loadConfig({ cwd: dir }));
     expect(message).toMatch(new RegExp(`${file}: lease.maxSeconds: .*expected number`));
     expect(message).toContain(`${file}: externalIp: must be an IPv4 address`);

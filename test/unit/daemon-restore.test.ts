@@ -10,6 +10,7 @@ import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { PortMapping } from '../../core/mapping/types.js';
 import { defineBackend } from '../../core/plugins/define.js';
 import { RecordingBackend, RecordingLogger } from '../support/fakes.js';
+import { readSavedState } from '../support/saved-state.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 /** A backend that refuses any change set holding external port 20001 (as a firewall might refuse one rule). */
@@ -64,8 +65,8 @@ describe('Daemon start with a state directory', () => {
       await daemon.stop();
     }
     // Saved at shutdown: what was restored, not the refused one.
-    const saved = JSON.parse(readFileSync(join(stateDir, 'mappings.json'), 'utf8'));
-    expect(saved.mappings.map((m: PortMapping) => m.externalPort)).toEqual([20000, 20002]);
+    const saved = readSavedState(join(stateDir, 'mappings.json'));
+    expect(saved.mappings.map((m) => m.externalPort)).toEqual([20000, 20002]);
     // The SSDP BOOTID is kept there too, so that it increases with each start whatever the clock says.
     expect(readFileSync(join(stateDir, 'boot-id'), 'utf8')).toMatch(/^\d+\n$/);
   });

@@ -3,11 +3,10 @@ import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../core/logger.js';
 import { silentLogger } from '../../core/logger.js';
 import type { BackendSpec } from '../../core/plugins/types.js';
-import { describeBackendConformance } from '../../core/testing/index.js';
 import { DryRunBackend, dryRun } from '../../plugins/dry-run/index.js';
 import { iptables } from '../../plugins/iptables/index.js';
 import { nftables } from '../../plugins/nftables/index.js';
-import { backendContextFor } from '../support/backend-context.js';
+import { backendFromSpec, describeBackendConformance } from 'upnpd/testing';
 import { RecordingBackend } from '../support/fakes.js';
 
 /** A command runner that must never be used: dry-run runs no command, also not the imitated backend's. */
@@ -25,11 +24,13 @@ function recordingLogger(lines: string[]): Logger {
 
 function dryRunOf(imitate: BackendSpec | undefined, lines: string[] = []) {
   const spec = dryRun({ imitate });
-  return spec.create(backendContextFor(spec, { commands: noCommands, config: { wan: 'eth0' }, logger: recordingLogger(lines) }));
+  return backendFromSpec(spec, { commands: noCommands, config: { wan: 'eth0' }, logger: recordingLogger(lines) });
 }
 
 for (const imitated of [iptables(), nftables(), undefined]) {
-  describeBackendConformance(`dry-run (imitating ${imitated?.name ?? 'nothing'})`, async () => ({ backend: dryRunOf(imitated), teardown: async () => {} }));
+  describeBackendConformance(`dry-run (imitating ${imitated?.name ?? 'nothing'})`, () =>
+    Promise.resolve({ backend: dryRunOf(imitated), teardown: async () => {} }),
+  );
 }
 
 describe('the dry-run backend shows what the imitated backend would apply', () => {
@@ -58,10 +59,10 @@ describe('the dry-run backend shows what the imitated backend would apply', () =
     const imitated = new RecordingBackend();
     const calls: string[] = [];
     for (const method of ['probe', 'init', 'apply', 'list', 'shutdown'] as const) {
-      imitated[method] = (() => {
+      imitated[method] = () => {
         calls.push(method);
-        return Promise.reject(new Error(`${method} called`));
-      }) as never;
+        return Promise.reject<never>(new Error(`${method} called`));
+      };
     }
     const lines: string[] = [];
     const backend = new DryRunBackend({ name: 'recording', backend: imitated }, recordingLogger(lines));

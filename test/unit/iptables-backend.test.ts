@@ -1,12 +1,11 @@
 import 'reflect-metadata';
 import { describe, expect, it } from 'vitest';
 import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
-import type { ResolvedConfig } from '../../core/config/schema.js';
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { IptablesBackend, iptables } from '../../plugins/iptables/index.js';
-import { backendContextFor } from '../support/backend-context.js';
+import { backendFromSpec } from 'upnpd/testing';
 import { buildInitScript, buildRestoreScript, iptablesOptionsSchema, parseSave, type IptablesOptions } from '../../plugins/iptables/rules.js';
 
 interface Call {
@@ -28,13 +27,13 @@ function savedAfterInit(table: string, ...rules: string[]): string {
 class ScriptedRunner implements CommandRunner {
   readonly calls: Call[] = [];
   constructor(private readonly respond: (call: Call) => Partial<CommandResult> | Error = () => ({})) {}
-  async run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
+  run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
     const call = { file, args, input: options.input };
     this.calls.push(call);
     const answer = this.respond(call);
-    if (answer instanceof Error) throw answer;
+    if (answer instanceof Error) return Promise.reject(answer);
     const stdout = file.endsWith('-save') ? savedAfterInit(args[args.indexOf('-t') + 1]!) : '';
-    return { exitCode: 0, stdout, stderr: '', ...answer };
+    return Promise.resolve({ exitCode: 0, stdout, stderr: '', ...answer });
   }
   start(): never {
     throw new Error('the iptables backend runs no long-lived command');
@@ -48,7 +47,13 @@ function backendWith(runner: CommandRunner, options: Partial<IptablesOptions> = 
   return new IptablesBackend({ ...iptablesOptionsSchema.parse({}), wanInterface: 'wan0', ...options }, runner, silentLogger, undefined);
 }
 
-const rule = (externalPort: number): RuleSpec => ({ remoteHost: '', externalPort, protocol: 'TCP', internalClient: '192.168.77.10', internalPort: externalPort });
+const rule = (externalPort: number): RuleSpec => ({
+  remoteHost: '',
+  externalPort,
+  protocol: 'TCP',
+  internalClient: '192.168.77.10',
+  internalPort: externalPort,
+});
 
 describe('IptablesBackend.apply', () => {
   it('applies a change set with one iptables-restore --noflush run that waits for the xtables lock', async () => {
@@ -74,8 +79,12 @@ describe('IptablesBackend.apply', () => {
     const changes = { remove: [rule(80)], add: [rule(81)] };
     // 1 *nat, 2 -D, 3 -A, 4 COMMIT, 5 *filter, 6 -D, 7 -A, 8 COMMIT
     let restores = 0;
-    const runner = new ScriptedRunner(() => (restores++ === 0 ? { exitCode: 1, stderr: 'iptables-restore: line 6 failed: Bad rule (does a matching rule exist in that chain?).\n' } : {}));
-    const error = await backendWith(runner).apply(changes).catch((e: unknown) => e);
+    const runner = new ScriptedRunner(() =>
+      restores++ === 0 ? { exitCode: 1, stderr: 'iptables-restore: line 6 failed: Bad rule (does a matching rule exist in that chain?).\n' } : {},
+    );
+    const error = await backendWith(runner)
+      .apply(changes)
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendError);
     expect((error as Error).message).toMatch(/line 6 failed.*\[line 6: -D UPNPD-FORWARD .*--dport 80 /);
     expect(runner.restores()).toEqual([
@@ -85,7 +94,10 @@ describe('IptablesBackend.apply', () => {
   });
 
   it('undoes nothing when the nat part failed (iptables-restore committed nothing)', async () => {
-    const runner = new ScriptedRunner(() => ({ exitCode: 2, stderr: "iptables-restore v1.8.9 (nf_tables): interface name `x' must be shorter than IFNAMSIZ (15)\nError occurred at line: 2\n" }));
+    const runner = new ScriptedRunner(() => ({
+      exitCode: 2,
+      stderr: "iptables-restore v1.8.9 (nf_tables): interface name `x' must be shorter than IFNAMSIZ (15)\nError occurred at line: 2\n",
+    }));
     await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/Error occurred at line: 2/);
     expect(runner.restores()).toHaveLength(1);
   });
@@ -107,7 +119,9 @@ describe('IptablesBackend.apply', () => {
     await expect(backendWith(runner).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
     expect(runner.restores()[1]).toBe(buildRestoreScript({ remove: [rule(81)], add: [] }, natOnly));
 
-    const untouched = new ScriptedRunner((call) => (call.file === 'iptables-save' ? {} : { exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' }));
+    const untouched = new ScriptedRunner((call) =>
+      call.file === 'iptables-save' ? {} : { exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' },
+    );
     await expect(backendWith(untouched).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
     expect(untouched.restores()).toHaveLength(1);
   });
@@ -125,7 +139,9 @@ describe('IptablesBackend.apply', () => {
 
   it('says so when the undo fails too', async () => {
     const runner = new ScriptedRunner(() => ({ exitCode: 1, stderr: 'iptables-restore: line 5 failed\n' }));
-    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/applying the change set.*; iptables-restore failed undoing the nat part/);
+    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(
+      /applying the change set.*; iptables-restore failed undoing the nat part/,
+    );
   });
 });
 
@@ -151,7 +167,9 @@ describe('IptablesBackend probe, init, list, shutdown', () => {
 
   it('passes on what iptables says when it cannot list (no privileges, no kernel support)', async () => {
     const runner = new ScriptedRunner((call) =>
-      call.args.includes('-S') ? { exitCode: 4, stderr: 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n' } : {},
+      call.args.includes('-S')
+        ? { exitCode: 4, stderr: 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)\n' }
+        : {},
     );
     await expect(backendWith(runner).probe()).rejects.toThrow(/listing the nat table failed .*you must be root/);
   });
@@ -162,7 +180,7 @@ describe('IptablesBackend probe, init, list, shutdown', () => {
     await expect(withoutWan.probe()).rejects.toThrow(/needs the WAN interface/);
     await expect(withoutWan.apply({ remove: [], add: [rule(80)] })).rejects.toThrow(BackendError);
 
-    const fromConfig = new IptablesBackend(iptablesOptionsSchema.parse({}), runner, silentLogger, { wan: 'ppp0' } as ResolvedConfig);
+    const fromConfig = new IptablesBackend(iptablesOptionsSchema.parse({}), runner, silentLogger, { wan: 'ppp0' });
     await fromConfig.apply({ remove: [], add: [rule(80)] });
     expect(runner.restores()[0]).toContain(' -i ppp0 ');
   });
@@ -171,7 +189,11 @@ describe('IptablesBackend probe, init, list, shutdown', () => {
     const runner = new ScriptedRunner((call) => ({ stdout: call.file === 'iptables-save' ? `*${call.args[1]}\nCOMMIT\n` : '' }));
     const backend = backendWith(runner);
     await backend.init();
-    expect(runner.calls.map((c) => [c.file, ...c.args].join(' '))).toEqual(['iptables-save -t nat', 'iptables-save -t filter', 'iptables-restore -w 10 --noflush']);
+    expect(runner.calls.map((c) => [c.file, ...c.args].join(' '))).toEqual([
+      'iptables-save -t nat',
+      'iptables-save -t filter',
+      'iptables-restore -w 10 --noflush',
+    ]);
     expect(runner.restores()[0]).toContain('-I PREROUTING -m comment --comment "upnpd jump" -j UPNPD-PREROUTING');
     await backend.shutdown();
     expect(runner.restores()).toHaveLength(1);
@@ -182,10 +204,10 @@ describe('iptables plugin', () => {
   it('builds the backend from its parsed options, the command runner and the config', () => {
     const spec = iptables({ forwardChain: 'FORWARD' });
     expect(spec).toMatchObject({ name: 'iptables', kind: 'backend', options: { forwardChain: 'FORWARD' } });
-    const backend = spec.create(backendContextFor(spec, { commands: new ScriptedRunner(), config: { wan: 'wan0' } }));
+    const backend = backendFromSpec(spec, { commands: new ScriptedRunner(), config: { wan: 'wan0' } });
     expect(backend).toBeInstanceOf(IptablesBackend);
-    expect(backend.render({ remove: [], add: [{ remoteHost: '', externalPort: 8080, protocol: 'TCP', internalClient: '192.168.1.2', internalPort: 80 }] }, [])).toContain(
-      'iptables -t nat -A UPNPD-PREROUTING -i wan0 -p tcp -m tcp --dport 8080',
-    );
+    expect(
+      backend.render({ remove: [], add: [{ remoteHost: '', externalPort: 8080, protocol: 'TCP', internalClient: '192.168.1.2', internalPort: 80 }] }, []),
+    ).toContain('iptables -t nat -A UPNPD-PREROUTING -i wan0 -p tcp -m tcp --dport 8080');
   });
 });

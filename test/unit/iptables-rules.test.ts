@@ -47,7 +47,7 @@ describe('iptables options', () => {
   ])('refuses %j', (input, message) => {
     const result = iptablesOptionsSchema.safeParse(input);
     expect(result.success).toBe(false);
-    const issues = result.error!.issues.map((i) => `${i.path.join('.')}: ${i.message} ${'keys' in i ? i.keys : ''}`).join('\n');
+    const issues = result.error!.issues.map((i) => `${i.path.join('.')}: ${i.message} ${'keys' in i ? i.keys.join(',') : ''}`).join('\n');
     expect(issues).toMatch(message);
   });
 
@@ -146,7 +146,10 @@ describe('buildRestoreScript', () => {
       { remove: [rule(1001), rule(1002, { protocol: 'UDP' })], add: [rule(1003), rule(1001, { internalPort: 1011 })] },
       options({ insertForwardRules: false }),
     );
-    const operations = out.split('\n').map((line) => /^(\S+) \S+ .*--dport (\d+)/.exec(line)?.slice(1, 3).join(' ')).filter(Boolean);
+    const operations = out
+      .split('\n')
+      .map((line) => /^(\S+) \S+ .*--dport (\d+)/.exec(line)?.slice(1, 3).join(' '))
+      .filter(Boolean);
     expect(operations).toEqual(['-D 1001', '-D 1002', '-A 1003', '-A 1001']);
   });
 
@@ -358,7 +361,10 @@ describe('buildRepairScript', () => {
   });
 
   it('deletes the remaining half of a mapping someone half deleted, keeping the complete ones', () => {
-    const acceptOnly = SAVED.replace(/^(-A UPNPD-FORWARD -s 203.0.113.3.*)$/m, '$1\n-A UPNPD-FORWARD -d 192.168.77.12/32 -i wan0 -p tcp -m tcp --dport 1 -m comment --comment "upnpd map tcp/1 to 192.168.77.12:1" -j ACCEPT');
+    const acceptOnly = SAVED.replace(
+      /^(-A UPNPD-FORWARD -s 203.0.113.3.*)$/m,
+      '$1\n-A UPNPD-FORWARD -d 192.168.77.12/32 -i wan0 -p tcp -m tcp --dport 1 -m comment --comment "upnpd map tcp/1 to 192.168.77.12:1" -j ACCEPT',
+    );
     expect(buildRepairScript(parseSave(acceptOnly), options())).toBe(
       script(
         '*nat',

@@ -49,9 +49,7 @@ describe('RFC 5424', () => {
   });
 
   it('writes "-" for an unknown host name and replaces what a header field may not contain', () => {
-    expect(formatRfc5424({ ...message, hostname: '', facility: 'local3', severity: 4 })).toBe(
-      `<156>1 2024-01-02T03:04:05.678Z - upnpd 4242 - - ${TEXT}`,
-    );
+    expect(formatRfc5424({ ...message, hostname: '', facility: 'local3', severity: 4 })).toBe(`<156>1 2024-01-02T03:04:05.678Z - upnpd 4242 - - ${TEXT}`);
     expect(formatRfc5424({ ...message, hostname: 'my gw' })).toContain(' my_gw upnpd ');
   });
 
@@ -115,9 +113,7 @@ describe('the text of a record', () => {
   });
 
   it('escapes control characters, so that no one can forge a line', () => {
-    expect(textOf((l) => l.info('desc "a\nDeletePortMap: forged"\r\t\x1b[31m\x7f'))).toBe(
-      'desc "a\\nDeletePortMap: forged"\\r\\t\\x1b[31m\\x7f',
-    );
+    expect(textOf((l) => l.info('desc "a\nDeletePortMap: forged"\r\t\x1b[31m\x7f'))).toBe('desc "a\\nDeletePortMap: forged"\\r\\t\\x1b[31m\\x7f');
   });
 
   it('is cut at a character boundary', () => {

@@ -91,7 +91,9 @@ describe('mapping change messages', () => {
 
   it('a permanent lease and a remote host', () => {
     const entry = describeMapped({ mapping: mapping({ expiresAt: null, remoteHost: '203.0.113.9' }), previous: undefined, requester: CLIENT }, 0);
-    expect(entry.message).toBe('AddPortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:203.0.113.9 Lease:permanent by 192.168.1.118 via upnp-igd:2');
+    expect(entry.message).toBe(
+      'AddPortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:203.0.113.9 Lease:permanent by 192.168.1.118 via upnp-igd:2',
+    );
     expect(entry.fields).toMatchObject({ lease: 0, remoteHost: '203.0.113.9' });
   });
 
@@ -100,11 +102,13 @@ describe('mapping change messages', () => {
       'DeletePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) by 192.168.1.5 via upnp-igd:1',
     );
     const expired = describeUnmapped({ mapping: mapping(), reason: 'expired', requester: null });
-    expect(expired.message).toBe('ExpirePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) lease expired, mapped by 192.168.1.118 via upnp-igd:2');
+    expect(expired.message).toBe(
+      'ExpirePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) lease expired, mapped by 192.168.1.118 via upnp-igd:2',
+    );
     expect(expired.fields).toMatchObject({ change: 'expired', requester: null, createdBy: '192.168.1.118', via: 'upnp-igd:2', service: WAN_IP_CONN });
     expect(describeUnmapped({ mapping: mapping({ createdBy: { address: '127.0.0.1', via: 'cli' } }), reason: 'shutdown', requester: null })).toEqual({
       message: 'RemovePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) at shutdown, mapped by 127.0.0.1 via cli',
-      fields: expect.objectContaining({ change: 'removed', createdBy: '127.0.0.1', via: 'cli', service: undefined }),
+      fields: expect.objectContaining({ change: 'removed', createdBy: '127.0.0.1', via: 'cli', service: undefined }) as unknown,
     });
   });
 });
@@ -126,7 +130,15 @@ describe('the logging plugin logs every mapping change', () => {
       [30, 'ExpirePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) lease expired, mapped by 192.168.1.118 via upnp-igd:2'],
       [30, 'DeletePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) by 192.168.1.118 via upnp-igd:2'],
     ]);
-    expect(records()[0]).toMatchObject({ plugin: 'logging', change: 'added', protocol: 'UDP', externalPort: 57875, lease: 7200, requester: CLIENT.address, service: WAN_IP_CONN });
+    expect(records()[0]).toMatchObject({
+      plugin: 'logging',
+      change: 'added',
+      protocol: 'UDP',
+      externalPort: 57875,
+      lease: 7200,
+      requester: CLIENT.address,
+      service: WAN_IP_CONN,
+    });
     await plugin.cleanup();
   });
 
@@ -142,7 +154,11 @@ describe('the logging plugin logs every mapping change', () => {
     expect(records().map((r) => [r.change, r.lease, r.msg])).toEqual([
       ['added', 86400, 'AddPortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) Lease:86400 by 192.168.1.118 via upnp-igd:2'],
       ['renewed', 600, 'AddPortMap (renewed): Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) Lease:600 by 192.168.1.118 via upnp-igd:2'],
-      ['expired', undefined, 'ExpirePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) lease expired, mapped by 192.168.1.118 via upnp-igd:2'],
+      [
+        'expired',
+        undefined,
+        'ExpirePortMap: Proto:UDP ExtPort:57875 Int:192.168.1.118:57875 RemoteHost:(any) lease expired, mapped by 192.168.1.118 via upnp-igd:2',
+      ],
     ]);
     await mappings.close();
     await plugin.cleanup();
@@ -314,7 +330,7 @@ describe('stdout formats', () => {
     expect(text()).toBe('<6>hello\n<3>bad\n');
   });
 
-  it("after cleanup the configured stdout format stays, or the default comes back when stdout was off", async () => {
+  it('after cleanup the configured stdout format stays, or the default comes back when stdout was off', async () => {
     const journald = await loggingPlugin(new ManualClock(), { stdout: 'journald' });
     await journald.plugin.cleanup();
     journald.logger.info('last words');

@@ -33,6 +33,7 @@ describe('the root logger', () => {
     const stream = capture({ isTTY: true });
     const { logger } = createRootLogger({ level: 'info', stream });
     logger.warn('disk is fine');
+    // eslint-disable-next-line no-control-regex -- removes the ANSI colour sequences (ESC [ ... m) a terminal gets
     const text = stream.text().replace(/\x1b\[[0-9;]*m/g, '');
     expect(text).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: disk is fine\n$/);
   });
@@ -45,7 +46,13 @@ describe('the root logger', () => {
     logger.debug('shown');
     logger.level = 'silent';
     logger.error('hidden too');
-    expect(stream.text().split('\n').filter(Boolean).map((l) => JSON.parse(l).msg)).toEqual(['shown']);
+    expect(
+      stream
+        .text()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { msg: string }).msg),
+    ).toEqual(['shown']);
   });
 
   it('routes records to the destinations in use, children included, and back to the default', () => {
@@ -67,7 +74,7 @@ describe('the root logger', () => {
     }
     output.useDefault();
     logger.info('default again');
-    expect(JSON.parse(stream.text()).msg).toBe('default again');
+    expect((JSON.parse(stream.text()) as { msg: string }).msg).toBe('default again');
     expect(first.records).toHaveLength(1);
   });
 
@@ -100,7 +107,7 @@ describe('the root logger', () => {
     expect(routed.text()).toBe(direct.text());
   });
 
-  it("gives each record its own fields even when a destination logs while writing", () => {
+  it('gives each record its own fields even when a destination logs while writing', () => {
     const { logger, output } = createRootLogger({ level: 'info', stream: capture() });
     const seen: [number, string | undefined][] = [];
     output.use([
@@ -122,7 +129,13 @@ describe('the root logger', () => {
   it('drops records after close, and flushes every destination', async () => {
     const { logger, output } = createRootLogger({ level: 'info', stream: capture() });
     let flushed = 0;
-    const destination = { ...recorder(), flush: async () => void flushed++ };
+    const destination = {
+      ...recorder(),
+      flush: () => {
+        flushed++;
+        return Promise.resolve();
+      },
+    };
     output.use([destination]);
     await output.flush();
     expect(flushed).toBe(1);
@@ -141,7 +154,15 @@ describe('the root logger', () => {
     const onWarning = (w: Error) => warnings.push(w.message);
     process.on('warning', onWarning);
     try {
-      output.use([{ write: () => { throw new Error('socket gone'); }, flush: async () => {} }, good]);
+      output.use([
+        {
+          write: () => {
+            throw new Error('socket gone');
+          },
+          flush: async () => {},
+        },
+        good,
+      ]);
       expect(() => {
         logger.info('one');
         logger.info('two');

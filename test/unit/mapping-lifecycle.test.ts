@@ -8,7 +8,17 @@ const A = { address: '192.168.77.10', via: 'test' };
 const B = { address: '192.168.77.11', via: 'test' };
 
 function req(overrides: Partial<MappingRequest> = {}): MappingRequest {
-  return { remoteHost: '', externalPort: 5000, protocol: 'TCP', internalClient: A.address, internalPort: 5000, enabled: true, description: 'game', leaseSeconds: 3600, ...overrides };
+  return {
+    remoteHost: '',
+    externalPort: 5000,
+    protocol: 'TCP',
+    internalClient: A.address,
+    internalPort: 5000,
+    enabled: true,
+    description: 'game',
+    leaseSeconds: 3600,
+    ...overrides,
+  };
 }
 
 async function faultOf(promise: Promise<unknown>): Promise<number> {
@@ -80,7 +90,10 @@ describe('mapping lifecycle', () => {
 
   it('expires a lease on the monotonic clock and removes its rule, notifying onExpire and onUnmapped', async () => {
     const events: string[] = [];
-    const notifier: Plugin = { name: 'notifier', hooks: { onExpire: (e) => void events.push(`expire ${e.mapping.externalPort}`), onUnmapped: (e) => void events.push(`unmapped ${e.reason}`) } };
+    const notifier: Plugin = {
+      name: 'notifier',
+      hooks: { onExpire: (e) => void events.push(`expire ${e.mapping.externalPort}`), onUnmapped: (e) => void events.push(`unmapped ${e.reason}`) },
+    };
     const { mappings, backend, clock } = makeMappings({ plugins: [notifier] });
     await mappings.add(req({ leaseSeconds: 10 }), A);
     await mappings.add(req({ externalPort: 5001, leaseSeconds: 20 }), A);
@@ -152,7 +165,14 @@ describe('mapping lifecycle', () => {
   });
 
   it('addAny answers 728 when no permitted port is left', async () => {
-    const denyAll: Plugin = { name: 'deny', hooks: { beforeMap: () => { throw new UpnpError(UpnpErrorCode.ConflictWithOtherMechanisms); } } };
+    const denyAll: Plugin = {
+      name: 'deny',
+      hooks: {
+        beforeMap: () => {
+          throw new UpnpError(UpnpErrorCode.ConflictWithOtherMechanisms);
+        },
+      },
+    };
     const { mappings } = makeMappings({ plugins: [denyAll] });
     expect(await faultOf(mappings.addAny(req(), A, { portRange: [1024, 65535], maxAttempts: 10 }))).toBe(UpnpErrorCode.NoPortMapsAvailable);
   });
@@ -160,7 +180,11 @@ describe('mapping lifecycle', () => {
   it('deleteMatching removes in one transaction what policies allow and skips what they refuse', async () => {
     const ownOnly: Plugin = {
       name: 'own-only',
-      hooks: { beforeUnmap: (m, ctx) => { if (m.internalClient !== ctx.requester.address) throw new UpnpError(UpnpErrorCode.NotAuthorized); } },
+      hooks: {
+        beforeUnmap: (m, ctx) => {
+          if (m.internalClient !== ctx.requester.address) throw new UpnpError(UpnpErrorCode.NotAuthorized);
+        },
+      },
     };
     const { mappings, backend } = makeMappings({ plugins: [ownOnly] });
     await mappings.add(req({ externalPort: 1 }), A);
@@ -174,14 +198,21 @@ describe('mapping lifecycle', () => {
   });
 
   it('a failing notification is logged, never fatal', async () => {
-    const broken: Plugin = { name: 'broken', hooks: { onMapped: () => { throw new Error('notifier down'); } } };
+    const broken: Plugin = {
+      name: 'broken',
+      hooks: {
+        onMapped: () => {
+          throw new Error('notifier down');
+        },
+      },
+    };
     const { mappings } = makeMappings({ plugins: [broken] });
     await mappings.add(req(), A);
     await settle();
     expect(mappings.size).toBe(1);
   });
 
-  it('repairs the firewall when its rules were flushed behind upnpd\'s back, then completes the change', async () => {
+  it("repairs the firewall when its rules were flushed behind upnpd's back, then completes the change", async () => {
     const { mappings, backend } = makeMappings();
     for (const port of [1, 2]) await mappings.add(req({ externalPort: port }), A);
     backend.installed.clear(); // an admin's firewall reload flushed our rules

@@ -25,7 +25,18 @@ const protocol = fc.constantFrom<Protocol>('TCP', 'UDP');
 const remoteHost = fc.constantFrom('', '203.0.113.9');
 const client = fc.constantFrom('192.168.77.10', '192.168.77.11');
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('add' as const), port: fc.integer({ min: 1, max: 4 }), protocol, remoteHost, client, internalPort: fc.integer({ min: 1, max: 3 }), lease: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200 })) }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('add' as const),
+      port: fc.integer({ min: 1, max: 4 }),
+      protocol,
+      remoteHost,
+      client,
+      internalPort: fc.integer({ min: 1, max: 3 }),
+      lease: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200 })),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), port: fc.integer({ min: 1, max: 4 }), protocol, remoteHost, requester: client }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 150_000 }) }) },
 );
@@ -100,7 +111,10 @@ describe('mapping lifecycle against a model', () => {
           const expected = [...model.entries()].map(([k, e]) => [k, e.client, e.internalPort, e.expiresAt]);
           expect(table).toEqual(expected);
           const installed = [...backend.installed.values()].map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
-          const fromTable = [...mappings.values()].map((m) => ruleOf(m)).map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
+          const fromTable = [...mappings.values()]
+            .map((m) => ruleOf(m))
+            .map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`)
+            .sort();
           expect(installed).toEqual(fromTable);
           for (let i = 0; i < mappings.size; i++) expect(keyString(mappings.at(i)!)).toBe(expected[i]![0]);
         }

@@ -7,6 +7,7 @@ import { MappingStateFile, MappingStateWriter, type RestoredMapping } from '../.
 import type { MappedEvent, Plugin } from '../../core/plugins/types.js';
 import type { PortMapping } from '../../core/mapping/types.js';
 import { DEFAULT_LEASE, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
+import { readSavedState } from '../support/saved-state.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 const WALL_NOW = Date.parse('2026-11-24T12:00:00Z');
@@ -60,7 +61,11 @@ describe('MappingStateFile', () => {
 
     wall += 10 * 60_000; // upnpd was down for ten minutes
     const loaded = await file.load();
-    expect(loaded).toEqual({ mappings: [restored(8080, 50 * 60_000), restored(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })], expired: 0, invalid: 0 });
+    expect(loaded).toEqual({
+      mappings: [restored(8080, 50 * 60_000), restored(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })],
+      expired: 0,
+      invalid: 0,
+    });
   });
 
   it('drops leases that ended while upnpd was stopped', async () => {
@@ -79,9 +84,12 @@ describe('MappingStateFile', () => {
     const file = new MappingStateFile(dir, logger, () => WALL_NOW);
     await file.prepare();
     await file.save([mapping(8080, null)], () => null);
-    const state = JSON.parse(readFileSync(file.path, 'utf8'));
-    state.mappings.push({ ...state.mappings[0], externalPort: 70000 }, { ...state.mappings[0], internalClient: 'evil; rm -rf /' }, 'junk');
-    writeFileSync(file.path, JSON.stringify(state));
+    const state = readSavedState(file.path);
+    const saved = state.mappings[0]!;
+    writeFileSync(
+      file.path,
+      JSON.stringify({ ...state, mappings: [...state.mappings, { ...saved, externalPort: 70000 }, { ...saved, internalClient: 'evil; rm -rf /' }, 'junk'] }),
+    );
     const loaded = await file.load();
     expect(loaded.mappings.map((m) => m.externalPort)).toEqual([8080]);
     expect(loaded.invalid).toBe(3);
@@ -99,7 +107,9 @@ describe('MappingStateFile', () => {
     writeFileSync(file.path, '{"version": 1, "mappings": [');
     expect(await file.load()).toEqual({ mappings: [], expired: 0, invalid: 0 });
     expect(readdirSync(dir)).toEqual(['mappings.json.unreadable-2026-11-24T12-00-00-000Z']);
-    expect(logger.lines).toEqual([{ level: 'error', message: expect.stringMatching(/mappings\.json is not a mappings file upnpd can read .*moved it to .*unreadable-2026/) }]);
+    expect(logger.lines).toEqual([
+      { level: 'error', message: expect.stringMatching(/mappings\.json is not a mappings file upnpd can read .*moved it to .*unreadable-2026/) as unknown },
+    ]);
   });
 
   it('keeps a copy of the file as it was read, named for why (after a restore the backend refused in part)', async () => {
@@ -123,7 +133,7 @@ describe('MappingStateFile', () => {
 describe('MappingStateWriter', () => {
   const temp = useTempDir('upnpd-state-');
 
-  const savedPorts = (file: MappingStateFile) => JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort);
+  const savedPorts = (file: MappingStateFile) => readSavedState(file.path).mappings.map((m) => m.externalPort);
 
   it('saves once for a burst of changes, after the delay', async () => {
     const file = new MappingStateFile(temp.path, silentLogger);
@@ -201,7 +211,7 @@ describe('MappingStateWriter, when taking the snapshot fails', () => {
     broken = false;
     writer.changed();
     await writer.flush();
-    expect(JSON.parse(readFileSync(file.path, 'utf8')).mappings.map((m: PortMapping) => m.externalPort)).toEqual([7]);
+    expect(readSavedState(file.path).mappings.map((m) => m.externalPort)).toEqual([7]);
   });
 });
 
@@ -213,9 +223,12 @@ describe('MappingStateFile, with a wall clock that is wrong at boot', () => {
     const file = new MappingStateFile(temp.path, silentLogger, () => wall);
     // Saved with 30 minutes left of a one-hour lease, and with a stored end far away (a clock that was ahead).
     await file.save([mapping(1, 30 * 60_000)], (m) => m.expiresAt);
-    const state = JSON.parse(readFileSync(file.path, 'utf8'));
-    state.mappings.push({ ...state.mappings[0], externalPort: 2, expiresAtWallMs: WALL_NOW + 30 * 24 * HOUR_MS });
-    writeFileSync(file.path, JSON.stringify(state));
+    const state = readSavedState(file.path);
+    const saved = state.mappings[0]!;
+    writeFileSync(
+      file.path,
+      JSON.stringify({ ...state, mappings: [...state.mappings, { ...saved, externalPort: 2, expiresAtWallMs: WALL_NOW + 30 * 24 * HOUR_MS }] }),
+    );
 
     wall = WALL_NOW - 365 * 24 * HOUR_MS; // booted with the clock a year behind
     const loaded = await file.load();
@@ -276,7 +289,9 @@ describe('MappingService.restore', () => {
     const { mappings } = makeMappings({ plugins: [{ name: 'watch', hooks: { onMapped: (e) => void events.push(e) } }] });
     await mappings.restore([restored(8080, null)]);
     await settle();
-    expect(events).toEqual([expect.objectContaining({ restored: true, previous: undefined, requester: client, mapping: expect.objectContaining({ externalPort: 8080 }) })]);
+    expect(events).toEqual([
+      expect.objectContaining({ restored: true, previous: undefined, requester: client, mapping: expect.objectContaining({ externalPort: 8080 }) as unknown }),
+    ]);
   });
 
   it('when the backend refuses the whole, restores each mapping on its own and counts those it still refuses', async () => {

@@ -4,7 +4,7 @@ import type { CommandResult, CommandRunner, RunningCommand } from '../../core/co
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
-import { backendContextFor } from '../support/backend-context.js';
+import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { GOLDEN_ADMIN_TABLE, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { FakeInteractiveNft } from '../support/fake-nft-interactive.js';
@@ -24,11 +24,11 @@ class FakeNft implements CommandRunner {
   readonly sessions: FakeInteractiveNft[] = [];
   constructor(private readonly respond: (call: Call) => Partial<CommandResult> | undefined = () => undefined) {}
 
-  async run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
+  run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
     expect(file).toBe('nft');
     const call = { args, input: options.input };
     this.calls.push(call);
-    return { exitCode: 0, stdout: '', stderr: '', ...this.respond(call) };
+    return Promise.resolve({ exitCode: 0, stdout: '', stderr: '', ...this.respond(call) });
   }
 
   start(file: string, args: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): RunningCommand {
@@ -73,10 +73,13 @@ const webAlias = mapping('TCP', 8081, '192.168.1.10', 80);
 
 describe('NftablesBackend.probe', () => {
   it('names the package when nft cannot be run', async () => {
-    const enoent = () => {
-      throw Object.assign(new Error('cannot run nft: spawn nft ENOENT'), { code: 'ENOENT' });
+    const enoent = () => Object.assign(new Error('cannot run nft: spawn nft ENOENT'), { code: 'ENOENT' });
+    const runner: CommandRunner = {
+      run: () => Promise.reject(enoent()),
+      start: () => {
+        throw enoent();
+      },
     };
-    const runner: CommandRunner = { run: async () => enoent(), start: enoent };
     await expect(backendWith(runner).probe()).rejects.toThrow(/install the "nftables" package/);
   });
 
@@ -138,7 +141,10 @@ describe('NftablesBackend.apply', () => {
     const backend = backendWith(runner);
     expect((await backend.probe()).details?.transactions).toBe('one nft -f - per change set (this nft has no interactive mode)');
     await backend.apply({ remove: [], add: [web] });
-    expect(runner.calls.at(-1)).toEqual({ args: ['-f', '-'], input: expect.stringContaining('add element inet upnpd dnat-any { tcp . 8080 : 192.168.1.10 . 80 }') });
+    expect(runner.calls.at(-1)).toEqual({
+      args: ['-f', '-'],
+      input: expect.stringContaining('add element inet upnpd dnat-any { tcp . 8080 : 192.168.1.10 . 80 }') as unknown,
+    });
   });
 
   it('runs one nft transaction per change set, none for an empty one', async () => {
@@ -201,7 +207,9 @@ describe('NftablesBackend init, list, shutdown', () => {
   });
 
   it('list reads nft -j list table', async () => {
-    const listing = { nftables: [{ map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [[{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }]] } }] };
+    const listing = {
+      nftables: [{ map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [[{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }]] } }],
+    };
     const runner = new FakeNft(() => ({ stdout: JSON.stringify(listing) }));
     expect(await backendWith(runner).list()).toEqual([web]);
     expect(runner.calls[0]!.args).toEqual(['-j', 'list', 'table', 'inet', 'upnpd']);
@@ -213,7 +221,6 @@ describe('NftablesBackend init, list, shutdown', () => {
   });
 
   describe('with a jump from the admin chain', () => {
-
     it('init refuses a jump chain that does not exist', async () => {
       const runner = new FakeNft((call) => (call.args[0] === '-j' ? adminTable(['input']) : undefined));
       await expect(backendWith(runner).init()).rejects.toThrow(/chain forward of table inet filter, but that chain does not exist/);
@@ -249,7 +256,7 @@ describe('nftables plugin', () => {
     const runner = new FakeNft(() => VERSION);
     const spec = nftables({ table: 'igd' });
     expect(spec.kind).toBe('backend');
-    const backend = spec.create(backendContextFor(spec, { commands: runner, config: { wan: 'eth9' } }));
+    const backend = backendFromSpec(spec, { commands: runner, config: { wan: 'eth9' } });
     expect(backend).toBeInstanceOf(NftablesBackend);
     await backend.probe();
     await backend.init();
@@ -259,7 +266,7 @@ describe('nftables plugin', () => {
 
   it('without a WAN interface in the config, the wanInterface option must be given', async () => {
     const spec = nftables();
-    const backend = spec.create(backendContextFor(spec, { commands: new FakeNft(() => VERSION) }));
+    const backend = backendFromSpec(spec, { commands: new FakeNft(() => VERSION) });
     await expect(backend.probe()).rejects.toThrow(/no WAN interface/);
   });
 });

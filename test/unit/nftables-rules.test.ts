@@ -2,13 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BackendError } from '../../core/errors.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
-import {
-  buildChangeScript,
-  buildInitScript,
-  buildShutdownScript,
-  parseAdminTable,
-  parseInstalledRules,
-} from '../../plugins/nftables/rules.js';
+import { buildChangeScript, buildInitScript, buildShutdownScript, parseAdminTable, parseInstalledRules } from '../../plugins/nftables/rules.js';
 import { GOLDEN_ADMIN_TABLE, GOLDEN_CHANGES, goldenSettings, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 
 describe('nftables change scripts (golden)', () => {
@@ -145,7 +139,12 @@ const LISTING = JSON.stringify({
     { table: { family: 'inet', name: 'upnpd', handle: 2 } },
     {
       map: {
-        family: 'inet', name: 'dnat-any', table: 'upnpd', type: ['inet_proto', 'inet_service'], handle: 3, map: 'ipv4_addr . inet_service',
+        family: 'inet',
+        name: 'dnat-any',
+        table: 'upnpd',
+        type: ['inet_proto', 'inet_service'],
+        handle: 3,
+        map: 'ipv4_addr . inet_service',
         elem: [
           [{ concat: ['udp', 9000] }, { concat: ['192.168.1.11', 9000] }],
           [{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }],
@@ -154,7 +153,12 @@ const LISTING = JSON.stringify({
     },
     {
       map: {
-        family: 'inet', name: 'dnat-remote', table: 'upnpd', type: ['ipv4_addr', 'inet_proto', 'inet_service'], handle: 4, map: 'ipv4_addr . inet_service',
+        family: 'inet',
+        name: 'dnat-remote',
+        table: 'upnpd',
+        type: ['ipv4_addr', 'inet_proto', 'inet_service'],
+        handle: 4,
+        map: 'ipv4_addr . inet_service',
         elem: [[{ concat: ['1.2.3.4', 'tcp', 8080] }, { concat: ['192.168.1.12', 80] }]],
       },
     },
@@ -181,7 +185,14 @@ describe('nftables listings', () => {
   it('accepts element keys wrapped with options, and numeric protocols', () => {
     const listing = {
       nftables: [
-        { map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [[{ elem: { val: { concat: [17, 53] }, timeout: 60 } }, { concat: ['10.0.0.5', 5353] }]] } },
+        {
+          map: {
+            family: 'inet',
+            table: 'upnpd',
+            name: 'dnat-any',
+            elem: [[{ elem: { val: { concat: [17, 53] }, timeout: 60 } }, { concat: ['10.0.0.5', 5353] }]],
+          },
+        },
       ],
     };
     expect(parseInstalledRules(JSON.stringify(listing), goldenSettings())).toEqual([mapping('UDP', 53, '10.0.0.5', 5353)]);
@@ -195,7 +206,12 @@ describe('nftables listings', () => {
     ['not JSON', 'nft: error'],
     ['no nftables array', '{"foo": 1}'],
     ['an element of the wrong shape', JSON.stringify({ nftables: [{ map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [['tcp', 1]] } }] })],
-    ['an unknown protocol', JSON.stringify({ nftables: [{ map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [[{ concat: ['sctp', 1] }, { concat: ['10.0.0.1', 1] }]] } }] })],
+    [
+      'an unknown protocol',
+      JSON.stringify({
+        nftables: [{ map: { family: 'inet', table: 'upnpd', name: 'dnat-any', elem: [[{ concat: ['sctp', 1] }, { concat: ['10.0.0.1', 1] }]] } }],
+      }),
+    ],
   ])('throws a BackendError for %s', (_, json) => {
     expect(() => parseInstalledRules(json, goldenSettings())).toThrow(BackendError);
   });
@@ -208,14 +224,29 @@ describe('nftables listings', () => {
         { chain: { family: 'inet', table: 'filter', name: 'forward', handle: 1, type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
         { chain: { family: 'inet', table: 'filter', name: 'upnpd-forward', handle: 7 } },
         { rule: { family: 'inet', table: 'filter', chain: 'forward', handle: 10, comment: 'upnpd', expr: [{ jump: { target: 'upnpd-forward' } }] } },
-        { rule: { family: 'inet', table: 'filter', chain: 'forward', handle: 2, expr: [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null }] } },
+        {
+          rule: {
+            family: 'inet',
+            table: 'filter',
+            chain: 'forward',
+            handle: 2,
+            expr: [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null }],
+          },
+        },
         { rule: { family: 'inet', table: 'filter', chain: 'upnpd-forward', handle: 9, expr: [{ accept: null }] } },
         { rule: { family: 'inet', table: 'filter', chain: 'input', handle: 11, expr: [{ goto: { target: 'upnpd-forward' } }] } },
       ],
     });
     expect(parseAdminTable(adminListing, { table: 'upnpd', forwardJump: GOLDEN_ADMIN_TABLE })).toEqual({
       jumpChainExists: true,
-      leftovers: { jumps: [{ chain: 'forward', handle: 10 }, { chain: 'input', handle: 11 }], chain: true, acceptSet: true },
+      leftovers: {
+        jumps: [
+          { chain: 'forward', handle: 10 },
+          { chain: 'input', handle: 11 },
+        ],
+        chain: true,
+        acceptSet: true,
+      },
     });
     expect(parseAdminTable(adminListing, { table: 'upnpd', forwardJump: { ...GOLDEN_ADMIN_TABLE, chain: 'FORWARD' } }).jumpChainExists).toBe(false);
   });

@@ -14,15 +14,19 @@ function sessionWith(
   style: ConstructorParameters<typeof FakeInteractiveNft>[2] = {},
 ) {
   const started: FakeInteractiveNft[] = [];
-  const session = new NftSession(() => {
-    const nft = new FakeInteractiveNft(100 + started.length, answer, style);
-    started.push(nft);
-    return nft;
-  }, { ...LIMITS, ...limits });
+  const session = new NftSession(
+    () => {
+      const nft = new FakeInteractiveNft(100 + started.length, answer, style);
+      started.push(nft);
+      return nft;
+    },
+    { ...LIMITS, ...limits },
+  );
   return { session, started };
 }
 
-const NO_ELEMENT = 'Error: Could not process rule: No such file or directory\ndelete element inet upnpd dnat-any { tcp . 9 }\n                                        ^^^^^^^^\n';
+const NO_ELEMENT =
+  'Error: Could not process rule: No such file or directory\ndelete element inet upnpd dnat-any { tcp . 9 }\n                                        ^^^^^^^^\n';
 
 describe('NftSession', () => {
   it('runs a script as one line, its commands joined by ";" so that nft commits them together', async () => {
@@ -30,7 +34,9 @@ describe('NftSession', () => {
     const result = await session.run('delete element inet upnpd dnat-any { tcp . 80 }\nadd element inet upnpd dnat-any { tcp . 81 : 192.168.1.10 . 81 }\n');
     expect(result).toEqual({ ok: true, output: '' });
     expect(started).toHaveLength(1);
-    expect(started[0]!.transactions()).toEqual(['delete element inet upnpd dnat-any { tcp . 80 }; add element inet upnpd dnat-any { tcp . 81 : 192.168.1.10 . 81 }']);
+    expect(started[0]!.transactions()).toEqual([
+      'delete element inet upnpd dnat-any { tcp . 80 }; add element inet upnpd dnat-any { tcp . 81 : 192.168.1.10 . 81 }',
+    ]);
   });
 
   it('gives each transaction the error output nft printed for it, and only that', async () => {
@@ -85,7 +91,9 @@ describe('NftSession', () => {
 
   it('fails a transaction during which nft died, with what it printed, and starts another nft for the next one', async () => {
     const { session, started } = sessionWith((line) => (line.includes('tcp . 9 ') ? 'die' : {}));
-    await expect(session.run('delete element inet upnpd dnat-any { tcp . 9 }\n')).rejects.toThrow(/nft -i exited with status 1 during a transaction: nft: out of memory/);
+    await expect(session.run('delete element inet upnpd dnat-any { tcp . 9 }\n')).rejects.toThrow(
+      /nft -i exited with status 1 during a transaction: nft: out of memory/,
+    );
     expect(await session.run('add element inet upnpd dnat-any { tcp . 8 : 192.168.1.10 . 8 }\n')).toEqual({ ok: true, output: '' });
     expect(started).toHaveLength(2);
   });

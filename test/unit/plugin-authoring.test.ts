@@ -62,7 +62,16 @@ const quotaClass = definePlugin({ name: 'quota-class', optionsSchema: options, c
 const CLIENT: Requester = { address: '127.0.0.1', via: 'test' };
 
 function request(externalPort: number): MappingRequest {
-  return { remoteHost: '', externalPort, protocol: 'TCP', internalClient: CLIENT.address, internalPort: externalPort, enabled: true, description: '', leaseSeconds: 60 };
+  return {
+    remoteHost: '',
+    externalPort,
+    protocol: 'TCP',
+    internalClient: CLIENT.address,
+    internalPort: externalPort,
+    enabled: true,
+    description: '',
+    leaseSeconds: 60,
+  };
 }
 
 async function withDaemon(plugins: readonly PluginSpec[], run: (daemon: Daemon) => Promise<void>): Promise<void> {

@@ -6,7 +6,16 @@ import type { Plugin } from '../../core/plugins/types.js';
 import type { MappingRequest } from '../../core/mapping/types.js';
 import { RecordingBackend, backendPluginFor } from '../support/fakes.js';
 
-const request: MappingRequest = { remoteHost: '', externalPort: 5000, protocol: 'TCP', internalClient: '192.168.77.10', internalPort: 5000, enabled: true, description: '', leaseSeconds: 60 };
+const request: MappingRequest = {
+  remoteHost: '',
+  externalPort: 5000,
+  protocol: 'TCP',
+  internalClient: '192.168.77.10',
+  internalPort: 5000,
+  enabled: true,
+  description: '',
+  leaseSeconds: 60,
+};
 const context = { requester: { address: '192.168.77.10', via: 'test' }, existing: undefined, mappings: { get: () => undefined, size: 0, values: () => [] } };
 
 function driverWith(...plugins: Plugin[]): PluginDriver {
@@ -59,7 +68,14 @@ describe('hook kinds', () => {
   it('a veto stops the chain, names the plugin and hook, and keeps its UPnP code', async () => {
     const later: string[] = [];
     const driver = driverWith(
-      { name: 'veto', hooks: { beforeMap: () => { throw new UpnpError(UpnpErrorCode.NotAuthorized); } } },
+      {
+        name: 'veto',
+        hooks: {
+          beforeMap: () => {
+            throw new UpnpError(UpnpErrorCode.NotAuthorized);
+          },
+        },
+      },
       { name: 'later', hooks: { beforeMap: () => void later.push('ran') } },
     );
     const error = await driver.hookSeq('beforeMap', request, context).catch((e: unknown) => e);
@@ -70,26 +86,53 @@ describe('hook kinds', () => {
   });
 
   it('a policy crash (not a UPnP error) becomes 501 Action Failed', async () => {
-    const driver = driverWith({ name: 'buggy', hooks: { beforeMap: () => { throw new TypeError('oops'); } } });
+    const driver = driverWith({
+      name: 'buggy',
+      hooks: {
+        beforeMap: () => {
+          throw new TypeError('oops');
+        },
+      },
+    });
     const error = await driver.hookSeq('beforeMap', request, context).catch((e: unknown) => e);
     expect(toUpnpFault(error).upnpCode).toBe(501);
   });
 
   it('runs notifications in parallel and logs failures without throwing', async () => {
     const warnings: string[] = [];
-    const logger: Logger = { ...silentLogger, warn: ((obj: unknown, msg?: string) => void warnings.push(String(msg ?? obj))) as Logger['warn'] };
+    const logger: Logger = { ...silentLogger, warn: (obj: unknown, msg?: string) => void warnings.push(String(msg ?? obj)) };
     const started: string[] = [];
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const driver = new PluginDriver(
       [
         backendPluginFor(new RecordingBackend()),
-        { name: 'slow', hooks: { onMapped: async () => { started.push('slow'); await gate; } } },
-        { name: 'fast', hooks: { onMapped: () => { started.push('fast'); throw new Error('down'); } } },
+        {
+          name: 'slow',
+          hooks: {
+            onMapped: async () => {
+              started.push('slow');
+              await gate;
+            },
+          },
+        },
+        {
+          name: 'fast',
+          hooks: {
+            onMapped: () => {
+              started.push('fast');
+              throw new Error('down');
+            },
+          },
+        },
       ],
       logger,
     );
-    const done = driver.hookParallel('onMapped', { mapping: { ...request, expiresAt: null, createdBy: context.requester }, previous: undefined, requester: context.requester });
+    const done = driver.hookParallel('onMapped', {
+      mapping: { ...request, expiresAt: null, createdBy: context.requester },
+      previous: undefined,
+      requester: context.requester,
+    });
     await new Promise((resolve) => setImmediate(resolve));
     expect(started).toEqual(['slow', 'fast']);
     release();
@@ -105,8 +148,16 @@ describe('hook kinds', () => {
   });
 
   it('refuses a firewall that lacks a method of the contract, naming it', () => {
-    const incomplete = { probe: async () => ({ dialect: 'x', remoteHost: false, details: {} }), init: async () => {}, apply: async () => {}, list: async () => [], shutdown: async () => {} };
-    expect(() => new PluginDriver([{ name: 'half', firewall: incomplete as never }], silentLogger)).toThrow(/plugin "half": its firewall backend has no render method/);
+    const incomplete = {
+      probe: () => Promise.resolve({ dialect: 'x', remoteHost: false, details: {} }),
+      init: async () => {},
+      apply: async () => {},
+      list: () => Promise.resolve([]),
+      shutdown: async () => {},
+    };
+    expect(() => new PluginDriver([{ name: 'half', firewall: incomplete as never }], silentLogger)).toThrow(
+      /plugin "half": its firewall backend has no render method/,
+    );
   });
 });
 
@@ -130,7 +181,12 @@ describe('provision and cleanup', () => {
     const log: string[] = [];
     const driver = driverWith(
       { name: 'a', cleanup: () => void log.push('a') },
-      { name: 'b', cleanup: () => { throw new Error('stuck'); } },
+      {
+        name: 'b',
+        cleanup: () => {
+          throw new Error('stuck');
+        },
+      },
     );
     await driver.provision();
     await driver.cleanup();

@@ -1,13 +1,13 @@
 import 'reflect-metadata';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BackendSpec, CommandRunner, RuleSpec } from 'upnpd';
-import { describeBackendConformance } from 'upnpd/testing';
-import { backendContextFor } from '../support/backend-context.js';
+import { backendFromSpec, describeBackendConformance } from 'upnpd/testing';
 import { DESCRIPTION_URL, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 
 /*
@@ -186,8 +186,8 @@ describeBackendConformance('file-fw (third-party, plain JavaScript)', async () =
   const dir = mkdtempSync(join(outside, 'conformance-'));
   const spec = fileFirewall({ path: join(dir, 'rules.json') });
   return {
-    backend: spec.create(backendContextFor(spec, { commands: noCommands })),
-    teardown: async () => rmSync(dir, { recursive: true, force: true }),
+    backend: backendFromSpec(spec, { commands: noCommands }),
+    teardown: () => rm(dir, { recursive: true, force: true }),
   };
 });
 
@@ -231,7 +231,9 @@ describe('the upnpd command with a third-party backend listed in the config', ()
   });
 
   it('--backend file-fw (no dry-run, LAN on loopback) installs the mapping through it, and its shutdown runs on SIGTERM', { timeout: 30_000 }, async () => {
-    const run = startUpnpd(['--config', configFile(), '--backend', 'file-fw', '--lan', 'lo', '--external-ip', '203.0.113.1', '--http-port', '0'], { cwd: outside });
+    const run = startUpnpd(['--config', configFile(), '--backend', 'file-fw', '--lan', 'lo', '--external-ip', '203.0.113.1', '--http-port', '0'], {
+      cwd: outside,
+    });
     const url = await run.waitFor(DESCRIPTION_URL);
     expect(run.output()).toMatch(/upnpd running: backend file-fw;/);
     expect(JSON.parse(readFileSync(rulesFile(), 'utf8'))).toEqual({ rules: [] }); // init made it
@@ -245,7 +247,10 @@ describe('the upnpd command with a third-party backend listed in the config', ()
     await stop(run);
     expect(existsSync(rulesFile())).toBe(false);
     // The mapping was removed through apply at shutdown, before the backend's shutdown removed the file.
-    const calls = readFileSync(applyCalls(), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as unknown);
+    const calls = readFileSync(applyCalls(), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown);
     expect(calls).toEqual([
       { remove: [], add: [expected] },
       { remove: [expected], add: [] },

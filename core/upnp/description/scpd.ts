@@ -8,7 +8,10 @@ export function renderScpd(service: ServiceAtVersion, configId?: number): string
     XML_DECLARATION,
     `<scpd xmlns="urn:schemas-upnp-org:service-1-0"${configIdAttribute}>`,
     element('specVersion', [textElement('major', 1), textElement('minor', 1)]),
-    element('actionList', service.actions.map((action) => renderAction(service, action))),
+    element(
+      'actionList',
+      service.actions.map((action) => renderAction(service, action)),
+    ),
     element('serviceStateTable', service.stateVariables.map(renderStateVariable)),
     '</scpd>',
     '',
@@ -26,7 +29,13 @@ function renderAction(service: ServiceAtVersion, action: ActionSpec): string {
 
 function renderStateVariable(variable: StateVariable): string {
   const children = [textElement('name', variable.name), textElement('dataType', variable.dataType)];
-  if (variable.allowedValues) children.push(element('allowedValueList', variable.allowedValues.map((v) => textElement('allowedValue', v))));
+  if (variable.allowedValues)
+    children.push(
+      element(
+        'allowedValueList',
+        variable.allowedValues.map((v) => textElement('allowedValue', v)),
+      ),
+    );
   if (variable.range) {
     children.push(element('allowedValueRange', [textElement('minimum', variable.range.minimum), textElement('maximum', variable.range.maximum)]));
   }

@@ -5,11 +5,7 @@ import type { ArgumentSpec, ServiceSpec } from './service-model.js';
 
 const arg = (name: string, stateVariable: string): ArgumentSpec => ({ name, stateVariable });
 
-const MAPPING_KEY_ARGS = [
-  arg('NewRemoteHost', 'RemoteHost'),
-  arg('NewExternalPort', 'ExternalPort'),
-  arg('NewProtocol', 'PortMappingProtocol'),
-];
+const MAPPING_KEY_ARGS = [arg('NewRemoteHost', 'RemoteHost'), arg('NewExternalPort', 'ExternalPort'), arg('NewProtocol', 'PortMappingProtocol')];
 
 /** Everything a mapping holds besides its key (the out-arguments of the Get*Entry actions). */
 const MAPPING_VALUE_ARGS = [
@@ -39,7 +35,12 @@ export const WAN_IP_CONNECTION = {
   stateVariables: [
     { name: 'ConnectionType', dataType: 'string', evented: false },
     { name: 'PossibleConnectionTypes', dataType: 'string', evented: true, allowedValues: ['Unconfigured', 'IP_Routed', 'IP_Bridged'] },
-    { name: 'ConnectionStatus', dataType: 'string', evented: true, allowedValues: ['Unconfigured', 'Connecting', 'Connected', 'PendingDisconnect', 'Disconnecting', 'Disconnected'] },
+    {
+      name: 'ConnectionStatus',
+      dataType: 'string',
+      evented: true,
+      allowedValues: ['Unconfigured', 'Connecting', 'Connected', 'PendingDisconnect', 'Disconnecting', 'Disconnected'],
+    },
     { name: 'Uptime', dataType: 'ui4', evented: false },
     { name: 'LastConnectionError', dataType: 'string', evented: false, allowedValues: ['ERROR_NONE', 'ERROR_IP_CONFIGURATION', 'ERROR_UNKNOWN'] },
     { name: 'RSIPAvailable', dataType: 'boolean', evented: false },

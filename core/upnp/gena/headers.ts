@@ -35,12 +35,7 @@ const TIMEOUT_PATTERN = /^second-(\d{1,10})$/i;
  * caller decides what a valid request does. Delivery URLs must point back at the subscriber's own
  * IP address (CallStranger, CVE-2020-12695), so no name is ever resolved.
  */
-export function parseGenaRequest(
-  method: string | undefined,
-  headers: IncomingHttpHeaders,
-  peerAddress: string,
-  limits: GenaParseLimits,
-): GenaParseResult {
+export function parseGenaRequest(method: string | undefined, headers: IncomingHttpHeaders, peerAddress: string, limits: GenaParseLimits): GenaParseResult {
   if (method !== 'SUBSCRIBE' && method !== 'UNSUBSCRIBE') return refuse(405, `method ${method ?? '(none)'} not allowed`);
   const sid = headerValue(headers, 'sid');
   const nt = headerValue(headers, 'nt');
@@ -95,7 +90,7 @@ function parseCallback(header: string, peer: string, limits: GenaParseLimits): U
     if (!url || url.protocol !== 'http:') return 'CALLBACK URL must be an http URL';
     if (url.username || url.password) return 'CALLBACK URL must not carry credentials';
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    if (isIP(host) === 0 || normalizeAddress(host) !== peer) return 'CALLBACK host must be the subscriber\'s own address';
+    if (isIP(host) === 0 || normalizeAddress(host) !== peer) return "CALLBACK host must be the subscriber's own address";
     if (url.port === '0') return 'CALLBACK URL port must not be 0';
     urls.push(url);
   }

@@ -64,7 +64,8 @@ function convert(name: string, text: string, dataType: DataType): ArgumentValue 
     case 'ui4': {
       const digits = text.trim();
       const value = Number(digits);
-      if (!/^\d{1,10}$/.test(digits) || value > UNSIGNED_LIMITS[dataType]) throw invalidArgs(`${name} must be an integer from 0 to ${UNSIGNED_LIMITS[dataType]}`);
+      if (!/^\d{1,10}$/.test(digits) || value > UNSIGNED_LIMITS[dataType])
+        throw invalidArgs(`${name} must be an integer from 0 to ${UNSIGNED_LIMITS[dataType]}`);
       return value;
     }
   }

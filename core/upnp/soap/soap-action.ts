@@ -1,7 +1,6 @@
 /** What a SOAPACTION header names: an action of a service type, or the UDA 1.0 QueryStateVariable. */
 export type SoapAction =
-  | { readonly kind: 'action'; readonly serviceName: string; readonly version: number; readonly action: string }
-  | { readonly kind: 'query-state-variable' };
+  { readonly kind: 'action'; readonly serviceName: string; readonly version: number; readonly action: string } | { readonly kind: 'query-state-variable' };
 
 /** Longer SOAPACTION values are refused before any parsing (bounded input; ours are < 100 characters). */
 export const MAX_SOAPACTION_LENGTH = 256;

@@ -15,7 +15,11 @@ export interface WanCommonInterfaceConfigDeps {
 const UI4_MODULUS = 2 ** 32;
 
 /** WANCommonInterfaceConfig:1: link properties and the WAN interface's real traffic counters. */
-export function wanCommonInterfaceConfigHandlers({ network, wanInterface, wan }: WanCommonInterfaceConfigDeps): ActionHandlers<typeof WAN_COMMON_INTERFACE_CONFIG> {
+export function wanCommonInterfaceConfigHandlers({
+  network,
+  wanInterface,
+  wan,
+}: WanCommonInterfaceConfigDeps): ActionHandlers<typeof WAN_COMMON_INTERFACE_CONFIG> {
   const counter = (name: keyof WanCounters) => async () => {
     const counters = wanInterface === undefined ? null : await network.counters(wanInterface);
     if (!counters) throw new UpnpError(UpnpErrorCode.ActionFailed, `no traffic counters for the WAN interface ${wanInterface ?? '(none configured)'}`);

@@ -71,7 +71,8 @@ export class WanConnection {
     if (current === previous) return;
     this.address = current;
     this.connectedSince = this.options.clock.now();
-    if (current === undefined) this.options.logger.warn({ wan: this.options.wan, previous }, `no external address (${this.whyNoAddress()}): new mappings are refused`);
+    if (current === undefined)
+      this.options.logger.warn({ wan: this.options.wan, previous }, `no external address (${this.whyNoAddress()}): new mappings are refused`);
     else this.options.logger.info({ wan: this.options.wan, externalAddress: current, previous }, `external address is ${current}`);
     for (const listener of this.listeners) listener(current, previous);
   }

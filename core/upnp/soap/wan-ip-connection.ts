@@ -166,6 +166,5 @@ function rangeFilter(args: ActionArguments, requester: Requester): (m: PortMappi
   const protocol: Protocol = parseProtocol('NewProtocol', args.string('NewProtocol'));
   if (start > end) throw new UpnpError(UpnpErrorCode.InconsistentParameters, 'NewStartPort is above NewEndPort');
   const manage = args.boolean('NewManage');
-  return (m) =>
-    m.protocol === protocol && m.externalPort >= start && m.externalPort <= end && (manage || m.internalClient === requester.address);
+  return (m) => m.protocol === protocol && m.externalPort >= start && m.externalPort <= end && (manage || m.internalClient === requester.address);
 }

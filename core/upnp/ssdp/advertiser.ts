@@ -241,7 +241,8 @@ export class SsdpAdvertiser {
   }
 
   private searchResponse(endpoint: LanEndpoint, answer: SearchAnswer): string {
-    const context = answer.igdVersion === undefined ? endpoint.context : { ...endpoint.context, location: this.options.location(endpoint.lan, answer.igdVersion) };
+    const context =
+      answer.igdVersion === undefined ? endpoint.context : { ...endpoint.context, location: this.options.location(endpoint.lan, answer.igdVersion) };
     return buildSearchResponse(answer, context, new Date());
   }
 

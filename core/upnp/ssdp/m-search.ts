@@ -17,9 +17,7 @@ export interface MSearchRequest {
   readonly mx: string | undefined;
 }
 
-export type MSearchParseResult =
-  | { readonly ok: true; readonly request: MSearchRequest }
-  | { readonly ok: false; readonly reason: string };
+export type MSearchParseResult = { readonly ok: true; readonly request: MSearchRequest } | { readonly ok: false; readonly reason: string };
 
 const REQUEST_LINE = /^M-SEARCH \* HTTP\/1\.[01]$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
