@@ -13,6 +13,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 const USAGE = `Usage: upnpd [options]
+       upnpd doctor [--json] [options]   check this host and the configuration, start nothing
 
 UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.cjs).
 
@@ -96,6 +97,11 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
 
 /** Runs the daemon until a signal stops it; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'doctor') {
+    // Loaded only when asked for: the daemon does not carry it.
+    const { doctor } = await import('./doctor.js');
+    return doctor(argv.slice(1));
+  }
   let commandLine: CommandLine;
   let config;
   const skippedDirs: string[] = [];

@@ -11,6 +11,7 @@ import type { AnyPluginSpec, BackendContext, BackendSpec, FirewallBackend, Plugi
 import type { Logger } from '../core/logger.js';
 import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
+import { OS_READERS, hostFindings, logFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
 import { OsNetworkInfo, type NetworkInfo } from '../core/net/network-info.js';
 import { dryRun } from '../plugins/dry-run/index.js';
 import { iptables } from '../plugins/iptables/index.js';
@@ -142,6 +143,8 @@ export interface StartOptions {
   readonly network?: NetworkInfo;
   readonly clock?: Clock;
   readonly commandRunner?: CommandRunner;
+  /** What the start-up checks read from the host (tests give their own); `false` runs none. */
+  readonly hostReaders?: HostReaders | false;
 }
 
 /** The composition root: chooses and builds the plugins for a config, then starts the daemon with them. */
@@ -165,11 +168,31 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   container.register(MAPPINGS, { useValue: mappingView });
 
   const plugins = createPlugins(specs, container, config, logger);
-  return Daemon.start(config, { logger, plugins, lan, network, clock, mappingView });
+  const readers = options.hostReaders ?? OS_READERS;
+  if (!readers) return Daemon.start(config, { logger, plugins, lan, network, clock, mappingView });
+
+  // Start-up checks warn and never stop the start: ports before upnpd binds them, the LAN's other
+  // IGDs while it starts (its own answers are told apart by their UDNs), the rest once it runs.
+  logFindings(logger, await preStartFindings(config, lan, readers));
+  const otherIgds = otherIgdFindings(config, lan, readers);
+  const daemon = await Daemon.start(config, { logger, plugins, lan, network, clock, mappingView });
+  const firewall = plugins.find((p) => p.firewall)?.firewall;
+  logFindings(logger, await hostFindings(config, network, readers, firewall));
+  void otherIgds.then(
+    (findings) => logFindings(logger, findings),
+    (err: unknown) => logger.debug({ err }, `the LAN could not be asked for other IGDs: ${messageOf(err)}`),
+  );
+  return daemon;
 }
 
 function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {
+  const adjusted = dryRunDefaults(config);
+  if (adjusted !== config) logger.info(`dry-run: no WAN interface given; reporting ${DRY_RUN_EXTERNAL_IP} (TEST-NET-3) as the external address`);
+  return adjusted;
+}
+
+/** In dry-run without `wan` or `externalIp`: the documentation address as the external one. */
+export function dryRunDefaults(config: ResolvedConfig): ResolvedConfig {
   if (!config.dryRun || config.externalIp || config.wan) return config;
-  logger.info(`dry-run: no WAN interface given; reporting ${DRY_RUN_EXTERNAL_IP} (TEST-NET-3) as the external address`);
   return { ...config, externalIp: DRY_RUN_EXTERNAL_IP };
 }

@@ -35,11 +35,12 @@ export function lanAddresses(config: ResolvedConfig, network: NetworkInfo): Inte
   if (config.lan.length === 0) {
     throw new ConfigError(`${config.source}: lan: no LAN interface given: set "lan" in the config or pass --lan IFACE (or run with --dry-run)`);
   }
-  return config.lan.flatMap((iface) => {
-    const addresses = network.ipv4Addresses(iface);
-    if (addresses.length === 0) throw new ConfigError(`${config.source}: lan: interface "${iface}" does not exist or has no IPv4 address`);
-    return addresses;
-  });
+  // An interface without an address is left out (the start-up checks warn about it); with none left, nothing can be served.
+  const addresses = config.lan.flatMap((iface) => network.ipv4Addresses(iface));
+  if (addresses.length === 0) {
+    throw new ConfigError(`${config.source}: lan: ${config.lan.map((i) => `"${i}"`).join(', ')}: no such interface with an IPv4 address`);
+  }
+  return addresses;
 }
 
 /** The running daemon: plugins provisioned, mapping lifecycle, front-ends answering. */

@@ -12,6 +12,7 @@ export type {
   BackendContext,
   BackendSpec,
   ExternalAddressChangeEvent,
+  Finding,
   FirewallBackend,
   HookKind,
   HookName,

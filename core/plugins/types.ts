@@ -162,4 +162,24 @@ export interface FirewallBackend {
    * effect before it. Touches nothing (no command runs); `--dry-run` logs what it returns.
    */
   render(changes: ChangeSet, installed: readonly RuleSpec[]): string;
+  /**
+   * Optional: what would keep mapped traffic from flowing on this host although the rules are in
+   * place (a forward chain that drops, a firewall tool that overrides this one). Reads only; run at
+   * start (each finding logged as a warning) and by `upnpd doctor`.
+   */
+  diagnose?(): Promise<readonly Finding[]>;
+}
+
+/**
+ * One result of a check (`upnpd doctor`, start-up warnings): `error` means the daemon cannot do its
+ * job (e.g. mapped traffic is dropped), `warning` that some clients or setups will fail.
+ */
+export interface Finding {
+  /** A stable name scripts can match, e.g. `ip-forwarding`, `forward-path`. */
+  readonly check: string;
+  readonly severity: 'ok' | 'warning' | 'error';
+  /** What is wrong (or what was found to be right), and what it breaks. */
+  readonly message: string;
+  /** The exact fix: the config key to set or the command to run. */
+  readonly fix?: string;
 }

@@ -31,6 +31,11 @@ export interface DeviceUdns {
  * Stable, distinct UDNs derived from a seed (by default the host name and the LAN interfaces),
  * so they survive restarts without any state on disk. Formatted as RFC 4122 name-based UUIDs.
  */
+/** The UDNs of the gateway serving these LAN interfaces on this host (stable across restarts). */
+export function udnsForLan(lan: readonly { readonly interface: string }[]): DeviceUdns {
+  return deriveUdns(`${hostname()}/${lan.map((a) => a.interface).join(',')}`);
+}
+
 export function deriveUdns(seed: string = hostname()): DeviceUdns {
   const uuid = (role: string) => {
     const hash = createHash('sha1').update(`upnpd:${seed}:${role}`).digest();

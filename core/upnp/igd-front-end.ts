@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { FrontEnd } from '../front-end.js';
@@ -15,7 +14,7 @@ import { XML_CONTENT_TYPE, sendReply, statusReply } from './http/reply.js';
 import { RouteTable } from './http/routes.js';
 import { UpnpHttpServer, type HttpLimits } from './http/server.js';
 import { serverString, upnpdVersion } from './http/server-string.js';
-import { deriveUdns, type DeviceUdns } from './identity.js';
+import { udnsForLan, type DeviceUdns } from './identity.js';
 import { SoapControl, type ControlEndpoint } from './soap/control.js';
 import { igdControlEndpoints } from './soap/igd-services.js';
 import { WanConnection } from './soap/wan-connection.js';
@@ -67,7 +66,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     const { config, mappings, network, clock, lan } = options;
     this.log = options.logger.child({ component: 'upnp-igd' });
     this.views = igdViews(config.upnp.igdVersion);
-    this.udns = deriveUdns(`${hostname()}/${lan.map((a) => a.interface).join(',')}`);
+    this.udns = udnsForLan(lan);
     const version = upnpdVersion();
     this.serverString = serverString(version);
     this.documents = new DescriptionDocuments(this.views, { udns: this.udns, friendlyName: config.upnp.friendlyName, modelNumber: version });

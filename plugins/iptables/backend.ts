@@ -3,12 +3,14 @@ import {
   messageOf,
   type BackendCapabilities,
   type ChangeSet,
+  type Finding,
   type FirewallBackend,
   type Logger,
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
 import { isEmptyChangeSet, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
+import { forwardPolicyFinding, mixedFlavourFinding } from './diagnose.js';
 import {
   buildInitScript,
   buildRepairScript,
@@ -119,6 +121,24 @@ export class IptablesBackend implements FirewallBackend {
   /** The commands apply would run, one iptables command line per rule change. */
   render(changes: ChangeSet): string {
     return renderCommands(changes, this.ruleOptions).join('\n');
+  }
+
+  /** The forward path and a mix of iptables flavours (read only). */
+  async diagnose(): Promise<readonly Finding[]> {
+    const options = this.ruleOptions;
+    const forward = await this.run(this.programs.iptables, ['-w', XTABLES_WAIT_SECONDS, '-t', 'filter', '-S', 'FORWARD']);
+    const findings: Finding[] = [
+      forward.exitCode === 0
+        ? forwardPolicyFinding(forward.stdout, options)
+        : { check: 'forward-path', severity: 'warning', message: `cannot list FORWARD: ${forward.stderr.trim()}` },
+    ];
+    const other = this.options.flavour === 'iptables-legacy' ? 'iptables-nft' : 'iptables-legacy';
+    const otherSave = await this.run(`${other}-save`, []).then(
+      (r) => (r.exitCode === 0 ? r.stdout : undefined),
+      () => undefined,
+    );
+    findings.push(mixedFlavourFinding(this.options.flavour, other, otherSave, options.comment));
+    return findings;
   }
 
   async list(): Promise<RuleSpec[]> {

@@ -3,6 +3,7 @@ import {
   messageOf,
   type BackendCapabilities,
   type ChangeSet,
+  type Finding,
   type FirewallBackend,
   type Logger,
   type ResolvedConfig,
@@ -22,6 +23,7 @@ import {
   type NftablesSettings,
 } from './rules.js';
 import { NFT_SESSION_ENV, NftSession } from './session.js';
+import { forwardPathFindings } from './diagnose.js';
 
 /** `dnat ip to <concatenation> map @m` (NAT with concatenated maps) arrived in nftables 0.9.4. */
 const MIN_VERSION = [0, 9, 4] as const;
@@ -105,6 +107,13 @@ export class NftablesBackend implements FirewallBackend {
     }
     for (const r of changes.remove) this.installed.delete(keyString(r));
     for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
+  }
+
+  /** Whether a forward chain of the admin's drops what upnpd maps (read only). */
+  async diagnose(): Promise<readonly Finding[]> {
+    const result = await this.nft(['-j', 'list', 'ruleset']);
+    if (result.exitCode !== 0) return [{ check: 'forward-path', severity: 'warning', message: `nft -j list ruleset failed: ${errorText(result.stderr)}` }];
+    return forwardPathFindings(result.stdout, this.options);
   }
 
   async list(): Promise<RuleSpec[]> {

@@ -26,6 +26,7 @@ import {
   type Clock,
   type CommandRunner,
   type ExternalAddressChangeEvent,
+  type Finding,
   type FirewallBackend,
   type HookName,
   type Hooks,
@@ -152,8 +153,9 @@ describe('BackendContext', () => {
 });
 
 describe('FirewallBackend', () => {
-  it('is six methods, with these signatures (a backend implementing just them compiles)', () => {
-    expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render'>();
+  it('is six methods, with these signatures (a backend implementing just them compiles), plus optional ones', () => {
+    expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render' | 'diagnose'>();
+    expectTypeOf<FirewallBackend['diagnose']>().toEqualTypeOf<(() => Promise<readonly Finding[]>) | undefined>();
     expectTypeOf<FirewallBackend['probe']>().toEqualTypeOf<() => Promise<BackendCapabilities>>();
     expectTypeOf<FirewallBackend['init']>().toEqualTypeOf<() => Promise<void>>();
     expectTypeOf<FirewallBackend['apply']>().toEqualTypeOf<(changes: ChangeSet) => Promise<void>>();
