@@ -34,7 +34,7 @@ export async function doctorFindings(givenConfig: ResolvedConfig, env: DoctorEnv
   const network = env.network ?? new OsNetworkInfo();
   const commands = env.commands ?? new ExecaCommandRunner();
   const readers = env.readers ?? OS_READERS;
-  const findings: Finding[] = [{ check: 'config', severity: 'ok', message: `configuration valid (${config.source})` }];
+  const findings: Finding[] = [{ check: 'config', severity: 'ok', message: `configuration valid: ${config.source}` }];
 
   let lan;
   try {
@@ -59,10 +59,21 @@ export async function doctorFindings(givenConfig: ResolvedConfig, env: DoctorEnv
     findings.push({
       check: 'firewall',
       severity: 'ok',
-      message: `the ${capabilities?.dialect ?? 'firewall'} backend can work here${capabilities ? ` (${Object.entries(capabilities.details).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`,
+      message: `the ${capabilities?.dialect ?? 'firewall'} backend can work here${
+        capabilities
+          ? ` (${Object.entries(capabilities.details)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(', ')})`
+          : ''
+      }`,
     });
   } catch (err) {
-    findings.push({ check: 'firewall', severity: 'error', message: `the firewall backend cannot work here: ${messageOf(err)}`, fix: 'install what it names, run as root (or with CAP_NET_ADMIN), or choose another --backend' });
+    findings.push({
+      check: 'firewall',
+      severity: 'error',
+      message: `the firewall backend cannot work here: ${messageOf(err)}`,
+      fix: 'install what it names, run as root (or with CAP_NET_ADMIN), or choose another --backend',
+    });
   }
 
   if (config.stateDir) findings.push(await stateDirFinding(config.stateDir));

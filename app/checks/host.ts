@@ -83,11 +83,16 @@ export function wanAddressFinding(externalAddress: string | undefined, where: st
 export function lanAddressFindings(config: Pick<ResolvedConfig, 'lan'>, network: NetworkInfo): Finding[] {
   return config.lan.map((iface) => {
     const addresses = network.ipv4Addresses(iface);
-    if (addresses.length > 0) return { check: 'lan-address', severity: 'ok', message: `LAN interface ${iface} has ${addresses.map((a) => `${a.address}/${a.prefixLength}`).join(', ')}` };
+    if (addresses.length > 0)
+      return {
+        check: 'lan-address',
+        severity: 'ok',
+        message: `LAN interface ${iface} has ${addresses.map((a) => `${a.address}/${a.prefixLength}`).join(', ')}`,
+      };
     return {
       check: 'lan-address',
       severity: 'error',
-      message: `LAN interface "${iface}" does not exist or has no IPv4 address: upnpd cannot serve it (SSDP and HTTP bind to its addresses)`,
+      message: `LAN interface "${iface}" does not exist, is down or has no IPv4 address: upnpd cannot serve it (SSDP and HTTP bind to its addresses)`,
       fix: `give ${iface} an IPv4 address (ip addr add ADDR/PREFIX dev ${iface}), or remove it from \`lan\``,
     };
   });
@@ -171,24 +176,26 @@ export function probeIgds(lan: readonly InterfaceAddress[], waitMs: number = IGD
     `M-SEARCH * HTTP/1.1\r\nHOST: ${SSDP_MULTICAST_ADDRESS}:${SSDP_PORT}\r\nMAN: "ssdp:discover"\r\n` +
     `MX: ${IGD_PROBE.mx}\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n`;
   const answers: IgdAnswer[] = [];
-  const sockets = lan.filter((a) => isIPv4(a.address)).map((address) => {
-    const socket = createSocket({ type: 'udp4' });
-    socket.on('error', () => socket.close());
-    socket.on('message', (message, remote) => {
-      if (answers.length >= IGD_PROBE.maxAnswers) return;
-      const header = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(message.toString('latin1'))?.[1]?.trim() ?? '';
-      answers.push({ from: remote.address, usn: header('USN'), server: header('SERVER'), location: header('LOCATION') });
+  const sockets = lan
+    .filter((a) => isIPv4(a.address))
+    .map((address) => {
+      const socket = createSocket({ type: 'udp4' });
+      socket.on('error', () => socket.close());
+      socket.on('message', (message, remote) => {
+        if (answers.length >= IGD_PROBE.maxAnswers) return;
+        const header = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(message.toString('latin1'))?.[1]?.trim() ?? '';
+        answers.push({ from: remote.address, usn: header('USN'), server: header('SERVER'), location: header('LOCATION') });
+      });
+      socket.bind(0, address.address, () => {
+        try {
+          socket.setMulticastInterface(address.address);
+          socket.send(query, SSDP_PORT, SSDP_MULTICAST_ADDRESS);
+        } catch {
+          socket.close();
+        }
+      });
+      return socket;
     });
-    socket.bind(0, address.address, () => {
-      try {
-        socket.setMulticastInterface(address.address);
-        socket.send(query, SSDP_PORT, SSDP_MULTICAST_ADDRESS);
-      } catch {
-        socket.close();
-      }
-    });
-    return socket;
-  });
   return new Promise((resolve) =>
     setTimeout(() => {
       for (const socket of sockets) {

@@ -13,7 +13,8 @@ export function forwardPolicyFinding(forwardListing: string, options: Pick<Iptab
     return {
       check: 'forward-path',
       severity: 'error',
-      message: 'the FORWARD chain has policy DROP and insertForwardRules is off: mapped traffic is dropped in FORWARD, so mappings answer 200 and nothing reaches the client',
+      message:
+        'the FORWARD chain has policy DROP and insertForwardRules is off: mapped traffic is dropped in FORWARD, so mappings answer 200 and nothing reaches the client',
       fix: 'iptables({ insertForwardRules: true }) in the plugins of upnpd.config.js (or accept DNATed traffic yourself: iptables -A FORWARD -m conntrack --ctstate DNAT -j ACCEPT)',
     };
   }
@@ -23,7 +24,9 @@ export function forwardPolicyFinding(forwardListing: string, options: Pick<Iptab
 
 /** What a save listing holds besides empty built-in chains: rules, or a policy other than ACCEPT. */
 export function hasOwnRules(saveOutput: string, tag: string): boolean {
-  return saveOutput.split('\n').some((line) => (line.startsWith('-A ') && !line.includes(`"${tag} `) && !line.includes(` ${tag} `)) || /^:\S+ (DROP|REJECT) /.test(line));
+  return saveOutput
+    .split('\n')
+    .some((line) => (line.startsWith('-A ') && !line.includes(`"${tag} `) && !line.includes(` ${tag} `)) || /^:\S+ (DROP|REJECT) /.test(line));
 }
 
 /**

@@ -26,7 +26,9 @@ export function forwardPathFindings(rulesetJson: string, options: Pick<NftablesO
   try {
     objects = (JSON.parse(rulesetJson) as { nftables?: ReadonlyArray<Record<string, unknown>> }).nftables ?? [];
   } catch {
-    return [{ check: 'forward-path', severity: 'warning', message: 'cannot read the nftables ruleset (nft -j list ruleset): the forward path was not checked' }];
+    return [
+      { check: 'forward-path', severity: 'warning', message: 'cannot read the nftables ruleset (nft -j list ruleset): the forward path was not checked' },
+    ];
   }
   const chains = objects.map((o) => o.chain as ChainInfo | undefined).filter((c): c is ChainInfo => c !== undefined);
   const rules = objects.map((o) => o.rule as RuleInfo | undefined).filter((r): r is RuleInfo => r !== undefined);

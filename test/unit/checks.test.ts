@@ -67,7 +67,10 @@ describe('the WAN address', () => {
   it('a public address is ok; a missing one is a warning saying mapping actions answer 501', () => {
     expect(nonPublicKind('100.128.0.1')).toBeUndefined();
     expect(wanAddressFinding('100.128.0.1', 'externalIp', false).severity).toBe('ok');
-    expect(wanAddressFinding(undefined, 'the address of wan0', false)).toMatchObject({ severity: 'warning', message: expect.stringContaining('501') as unknown });
+    expect(wanAddressFinding(undefined, 'the address of wan0', false)).toMatchObject({
+      severity: 'warning',
+      message: expect.stringContaining('501') as unknown,
+    });
   });
 });
 
@@ -103,7 +106,12 @@ describe('ports', () => {
 
 describe('another IGD on the LAN', () => {
   const own = udnsForLan([LAN]);
-  const answer = (usn: string, from = '192.168.1.1'): IgdAnswer => ({ from, usn, server: 'Linux UPnP/1.1 MiniUPnPd/2.3.1', location: `http://${from}:5000/rootDesc.xml` });
+  const answer = (usn: string, from = '192.168.1.1'): IgdAnswer => ({
+    from,
+    usn,
+    server: 'Linux UPnP/1.1 MiniUPnPd/2.3.1',
+    location: `http://${from}:5000/rootDesc.xml`,
+  });
 
   it("ignores upnpd's own answers and warns about any other, naming who answered", () => {
     expect(otherIgdFinding([answer(`${own.gateway}::urn:schemas-upnp-org:device:InternetGatewayDevice:1`)], [own.gateway]).severity).toBe('ok');
@@ -170,7 +178,12 @@ describe('upnpd doctor', () => {
     expect(findings.map((f) => f.check)).toEqual(['config', 'firewall', 'ssdp-port', 'ip-forwarding', 'wan-address', 'lan-address', 'other-igd']);
     expect(bySeverity(findings, 'ip-forwarding')).toEqual(['error']);
     expect(bySeverity(findings, 'wan-address')).toEqual(['warning']);
-    expect(bySeverity((await doctorFindings(config({}, [memory()]), env('1\n'))).filter((f) => f.severity === 'error'), 'ip-forwarding')).toEqual([]);
+    expect(
+      bySeverity(
+        (await doctorFindings(config({}, [memory()]), env('1\n'))).filter((f) => f.severity === 'error'),
+        'ip-forwarding',
+      ),
+    ).toEqual([]);
   });
 
   it('a LAN interface without an address is an error there', async () => {
@@ -178,7 +191,7 @@ describe('upnpd doctor', () => {
     const lan = findings.filter((f) => f.check === 'lan-address');
     expect(lan.map((f) => f.severity)).toEqual(['ok', 'error']);
     expect(lan[0]?.message).toBe('LAN interface br-lan has 192.168.1.1/24');
-    expect(lan[1]?.message).toMatch(/^LAN interface "dummy0" does not exist or has no IPv4 address/);
+    expect(lan[1]?.message).toMatch(/^LAN interface "dummy0" does not exist, is down or has no IPv4 address/);
     expect(lan[1]?.fix).toMatch(/ip addr add ADDR\/PREFIX dev dummy0/);
   });
 
@@ -207,7 +220,12 @@ describe('start-up checks', () => {
     const { output } = createRootLogger({ level: 'silent' });
     const lo: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
     const daemon = await startDaemon(
-      { ...configSchema.parse({ lan: ['lo'], externalIp: '100.64.0.9', logLevel: 'silent' }), source: 'test', lanFromCommandLine: true, plugins: [defineBackend({ name: 'memory', create: () => new RecordingBackend() })()] },
+      {
+        ...configSchema.parse({ lan: ['lo'], externalIp: '100.64.0.9', logLevel: 'silent' }),
+        source: 'test',
+        lanFromCommandLine: true,
+        plugins: [defineBackend({ name: 'memory', create: () => new RecordingBackend() })()],
+      },
       { logger, logOutput: output, network: network({ lo: [lo] }), hostReaders: readers({ ipForward: () => Promise.resolve('0\n') }) },
     );
     try {
