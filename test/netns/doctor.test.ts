@@ -85,9 +85,13 @@ describeNetns('upnpd doctor on a gateway (iptables testbed)', ['ip', 'iptables',
   });
 
   it('FORWARD policy DROP with insertForwardRules off is an error; with the default it is ok', async () => {
-    const off = await doctor(testbed, [...base(), '--config', await configFile(scratch, 'iptables({ insertForwardRules: false })')]);
+    const args = [...base(), '--config', await configFile(scratch, 'iptables({ insertForwardRules: false })')];
+    const off = await doctor(testbed, args);
     expect(severityOf(off, 'forward-path')).toEqual(['error']);
     expect(off.findings.find((f) => f.check === 'forward-path')?.fix).toMatch(/insertForwardRules: true/);
+    expect(await warningsAtStart(testbed, args, /check forward-path/)).toMatch(
+      /check forward-path: the FORWARD chain has policy DROP and insertForwardRules is off/,
+    );
     const on = await doctor(testbed, [...base(), '--backend', 'iptables']);
     expect(severityOf(on, 'forward-path')).toEqual(['ok']);
   });
@@ -96,6 +100,9 @@ describeNetns('upnpd doctor on a gateway (iptables testbed)', ['ip', 'iptables',
     await testbed.gateway.exec('iptables-legacy', ['-A', 'FORWARD', '-p', 'tcp', '--dport', '9', '-j', 'DROP']);
     try {
       expect(severityOf(await doctor(testbed, [...base(), '--backend', 'iptables']), 'iptables-flavours')).toEqual(['warning']);
+      expect(await warningsAtStart(testbed, [...base(), '--backend', 'iptables'], /check iptables-flavours/)).toMatch(
+        /check iptables-flavours: iptables-legacy has rules too/,
+      );
     } finally {
       await testbed.gateway.exec('iptables-legacy', ['-F', 'FORWARD']);
     }
@@ -106,6 +113,10 @@ describeNetns('upnpd doctor on a gateway (iptables testbed)', ['ip', 'iptables',
     const run = await doctor(testbed, [...base(), '--backend', 'iptables', '--external-ip', '100.64.0.9']);
     expect(severityOf(run, 'wan-address')).toEqual(['warning']);
     expect(run.findings.find((f) => f.check === 'wan-address')?.message).toMatch(/carrier-grade NAT.*miniupnpc-based clients/);
+    const args = [...base(), '--backend', 'iptables', '--external-ip', '100.64.0.9'];
+    expect(await warningsAtStart(testbed, args, /check wan-address/)).toMatch(
+      /check wan-address: the external address 100.64.0.9 \(externalIp\) is a carrier-grade NAT address/,
+    );
   });
 
   it('a LAN interface without an IPv4 address: an error in doctor, a warning at start (the others are served); gone once it has one', async () => {
@@ -133,6 +144,10 @@ describeNetns('upnpd doctor on a gateway (iptables testbed)', ['ip', 'iptables',
     try {
       await holder.waitFor(/listening/, 10_000);
       expect(severityOf(await doctor(testbed, [...base(), '--backend', 'iptables', '--http-port', '5555']), 'http-port')).toEqual(['error']);
+      // The daemon cannot start on a taken port; it says why before it gives up.
+      const start = NamespaceProcess.start(testbed.gateway, [process.execPath, BIN, ...base(), '--backend', 'iptables', '--http-port', '5555'], {});
+      expect(await start.exited()).not.toBe(0);
+      expect(start.output()).toMatch(/check http-port: TCP port 5555 is already taken on 192.168.77.1/);
     } finally {
       await holder.kill();
     }
@@ -145,6 +160,9 @@ describeNetns('upnpd doctor on a gateway (iptables testbed)', ['ip', 'iptables',
       const run = await doctor(testbed, [...base(), '--backend', 'iptables']);
       expect(severityOf(run, 'other-igd')).toEqual(['warning']);
       expect(run.findings.find((f) => f.check === 'other-igd')?.message).toContain(`${testbed.addresses.lanClient} (FakeOS/1 UPnP/1.1 fake-igd/1`);
+      expect(await warningsAtStart(testbed, [...base(), '--backend', 'iptables'], /check other-igd/)).toMatch(
+        /check other-igd: another Internet Gateway Device answers on the LAN: 192.168.77.10/,
+      );
     } finally {
       await responder.kill();
     }
