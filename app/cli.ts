@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { execFile } from 'node:child_process';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, type LoadConfigOptions } from '../core/config/load.js';
 import type { UserConfig } from '../core/config/schema.js';
@@ -14,6 +15,7 @@ export const EXIT_USAGE = 2;
 
 const USAGE = `Usage: upnpd [options]
        upnpd doctor [--json] [options]   check this host and the configuration, start nothing
+       upnpd check [--config FILE]       validate the configuration and exit (0 valid, 2 not)
 
 UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.cjs).
 
@@ -97,11 +99,9 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
 
 /** Runs the daemon until a signal stops it; resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
-  if (argv[0] === 'doctor') {
-    // Loaded only when asked for: the daemon does not carry it.
-    const { doctor } = await import('./doctor.js');
-    return doctor(argv.slice(1));
-  }
+  // Subcommands are loaded only when asked for: the daemon does not carry them.
+  if (argv[0] === 'doctor') return (await import('./doctor.js')).doctor(argv.slice(1));
+  if (argv[0] === 'check') return (await import('./check.js')).check(argv.slice(1));
   let commandLine: CommandLine;
   let config;
   const skippedDirs: string[] = [];
@@ -175,6 +175,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return started.abandoned;
     }
     daemon = started;
+    notifySystemd(logger);
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
     logger.fatal({ err, code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
@@ -196,4 +197,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   const exitCode = await exited;
   await output.flush();
   return exitCode;
+}
+
+/**
+ * Under systemd (`Type=notify`, `NotifyAccess=all` in contrib/systemd/upnpd.service): tells it the
+ * daemon is ready, through systemd-notify (Node has no datagram Unix sockets). Elsewhere: nothing.
+ */
+function notifySystemd(logger: { warn(obj: object, msg: string): void }): void {
+  if (!process.env.NOTIFY_SOCKET) return;
+  execFile('systemd-notify', ['--ready', `--pid=${process.pid}`, '--status=serving'], (err) => {
+    if (err) logger.warn({ err }, `could not tell systemd that upnpd is ready (systemd-notify): ${err.message}`);
+  });
 }

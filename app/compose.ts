@@ -1,3 +1,5 @@
+// tsyringe needs the Reflect metadata API before it loads.
+import 'reflect-metadata';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ExecaCommandRunner, type CommandRunner } from '../core/command-runner.js';
