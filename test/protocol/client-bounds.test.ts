@@ -139,6 +139,51 @@ describe('one host flooding state-changing requests', () => {
   });
 });
 
+describe('a client walking a table of 5000 mappings', () => {
+  let f: IgdFixture;
+  const WALKER = '127.0.0.4';
+  const COUNT = 5000;
+  beforeAll(async () => {
+    f = await startIgd(DEFAULTS);
+    // Made through the mapping service (50 LAN hosts, 100 each), not the client under test.
+    const adds = Array.from({ length: COUNT }, (_, i) => {
+      const internalClient = `127.0.2.${1 + (i % 50)}`;
+      const request = {
+        remoteHost: '',
+        externalPort: 10000 + i,
+        protocol: 'TCP' as const,
+        internalClient,
+        internalPort: 10000 + i,
+        enabled: true,
+        description: 'walk',
+        leaseSeconds: 3600,
+      };
+      return f.mappings.add(request, { address: internalClient, via: 'test' });
+    });
+    await Promise.all(adds);
+  }, 60_000);
+  afterAll(async () => {
+    await f.close();
+  });
+
+  it('is not slowed: every GetGenericPortMappingEntry of a full walk and GetListOfPortMappings answered at once', { timeout: 120_000 }, async () => {
+    const statuses = new Map<number, number>();
+    for (let index = 0; index < COUNT; index++) {
+      const { status } = await soap(f, 'GetGenericPortMappingEntry', { NewPortMappingIndex: index }, { localAddress: WALKER });
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(statuses)).toEqual({ 200: COUNT });
+    const list = await soap(
+      f,
+      'GetListOfPortMappings',
+      { NewStartPort: 1, NewEndPort: 65535, NewProtocol: 'TCP', NewManage: 1, NewNumberOfPorts: 1000 },
+      { localAddress: WALKER },
+    );
+    expect(list.status).toBe(200);
+    expect(f.frontEnd.limits.stats().refused).toEqual({ 'connections-per-client': 0, 'state-change-rate': 0, 'm-search-rate': 0, 'm-search-queue': 0 });
+  });
+});
+
 describe('one host flooding M-SEARCH from ten addresses', () => {
   const FLOOD_SOURCES = Array.from({ length: 10 }, (_, i) => `127.0.1.${10 + i}`);
   const SOCKETS_PER_SOURCE = 8;
