@@ -71,7 +71,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }, profile.budgetMs + CLEANUP_GRACE_MS);
   let schedule: Schedule<DaemonUnderTest, GroupName>;
   try {
-    const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, profile.budgetMs + CLEANUP_GRACE_MS);
+    const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, profile.budgetMs + CLEANUP_GRACE_MS);
     const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun };
     // The figure exists once every daemon compared can persist mappings.
     const groups: GroupName[] = daemons.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];

@@ -1,8 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestbed, type Testbed } from '../test/netns/topology.js';
+import { HOST_INTERFACE, createTestbed, type Testbed } from '../test/netns/topology.js';
 import { NamespaceProcess, tsEntryCommand } from '../test/netns/namespace-process.js';
+
+/**
+ * LAN hosts the state-changing load is spread over, as on a real LAN: each an address of the LAN
+ * client's namespace (192.168.77.100–199). 100 of them keep every host under upnpd's default
+ * per-client rate limit (limits.stateChanges, 32 a second) at the rates measured (about 2,800
+ * adds and deletes a second), and their keep-alive connections under its 128 per address.
+ */
+export const BENCH_LAN_HOSTS = 100;
+const FIRST_LAN_HOST = 100;
 
 /** RFC 5389's default port, and the alternate one for CHANGE-REQUEST. */
 const STUN_PORTS = [3478, 3479] as const;
@@ -11,6 +20,8 @@ const HELPER_START_MS = 15_000;
 export interface BenchTestbed {
   readonly testbed: Testbed;
   readonly stun: { readonly host: string; readonly port: number };
+  /** The LAN hosts' addresses (BENCH_LAN_HOSTS of them, all in the LAN client's namespace). */
+  readonly lanHosts: readonly string[];
   /** A temporary directory for daemon config and state. */
   readonly workDir: string;
   /** Stops the STUN server, removes every namespace and the work directory. Safe to call twice. */
@@ -38,7 +49,10 @@ export async function createBenchTestbed(lifetimeMs: number): Promise<BenchTestb
       await testbed.destroy();
       rmSync(workDir, { recursive: true, force: true });
     })());
+  const lanPrefix = testbed.addresses.lanClient.slice(0, testbed.addresses.lanClient.lastIndexOf('.') + 1);
+  const lanHosts = Array.from({ length: BENCH_LAN_HOSTS }, (_, i) => `${lanPrefix}${FIRST_LAN_HOST + i}`);
   try {
+    for (const address of lanHosts) await testbed.lan.exec('ip', ['addr', 'add', `${address}/${testbed.addresses.prefixLength}`, 'dev', HOST_INTERFACE]);
     const host = testbed.addresses.wanHost;
     stunServer = NamespaceProcess.start(
       testbed.wan,
@@ -53,7 +67,7 @@ export async function createBenchTestbed(lifetimeMs: number): Promise<BenchTestb
       ]),
     );
     await stunServer.waitFor(/^STUN READY/m, HELPER_START_MS);
-    return { testbed, stun: { host, port: STUN_PORTS[0] }, workDir, destroy };
+    return { testbed, stun: { host, port: STUN_PORTS[0] }, lanHosts, workDir, destroy };
   } catch (err) {
     await destroy();
     throw err;

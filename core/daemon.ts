@@ -12,6 +12,7 @@ import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/ne
 import { PluginDriver } from './plugins/driver.js';
 import { isPluginSpec, type Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd } from './upnp/index.js';
+import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
@@ -55,6 +56,8 @@ export class Daemon {
     readonly frontEnds: readonly FrontEnd[],
     private readonly stateWriter: MappingStateWriter | undefined,
     private readonly heapTrimmer: HeapTrimmer,
+    /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
+    readonly limits: ClientLimits,
   ) {}
 
   static async start(config: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
@@ -77,9 +80,11 @@ export class Daemon {
       throw err;
     }
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
+    const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
     const frontEnds: FrontEnd[] = [
       new UpnpIgdFrontEnd({
         config,
+        limits,
         bootId,
         logger,
         mappings,
@@ -89,7 +94,7 @@ export class Daemon {
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       }),
     ];
-    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, stateWriter, new HeapTrimmer(clock, logger));
+    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, stateWriter, new HeapTrimmer(clock, logger), limits);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {

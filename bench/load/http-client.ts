@@ -40,6 +40,9 @@ export class HttpClient {
   private readonly idle = new Map<string, Socket[]>();
   private readonly open = new Set<Socket>();
 
+  /** `localAddress`: the source address of every connection (one LAN host among many), or the default. */
+  constructor(private readonly localAddress?: string) {}
+
   async request(url: URL, request: HttpRequest): Promise<HttpResponse> {
     const origin = `${url.hostname}:${url.port || 80}`;
     const reused = this.idle.get(origin)?.pop();
@@ -59,7 +62,7 @@ export class HttpClient {
   }
 
   private connect(url: URL): Socket {
-    const socket = connect({ host: url.hostname, port: Number(url.port || 80), noDelay: true });
+    const socket = connect({ host: url.hostname, port: Number(url.port || 80), noDelay: true, localAddress: this.localAddress });
     this.open.add(socket);
     socket.on('close', () => {
       this.open.delete(socket);

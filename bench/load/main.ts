@@ -1,4 +1,4 @@
-// The load generator, run on a LAN client: `main.ts --client ADDR --lifetime-ms N`. Reads one
+// The load generator, run on a LAN client: `main.ts --client ADDR [--host ADDR …] --lifetime-ms N` (each --host: one more LAN host to spread the state-changing load over). Reads one
 // CommandMessage per stdin line, runs them one at a time, writes one ResultMessage per stdout line.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -6,10 +6,10 @@ import { stopOnSignalOrAfter } from '../lifetime.js';
 import type { CommandMessage, ResultMessage } from './protocol.js';
 import { LoadSession } from './session.js';
 
-const { values } = parseArgs({ options: { client: { type: 'string' }, 'lifetime-ms': { type: 'string' } } });
-if (!values.client || !values['lifetime-ms']) throw new Error('usage: main.ts --client ADDR --lifetime-ms N');
+const { values } = parseArgs({ options: { client: { type: 'string' }, host: { type: 'string', multiple: true }, 'lifetime-ms': { type: 'string' } } });
+if (!values.client || !values['lifetime-ms']) throw new Error('usage: main.ts --client ADDR [--host ADDR …] --lifetime-ms N');
 
-const session = new LoadSession(values.client);
+const session = new LoadSession(values.client, values.host ?? []);
 stopOnSignalOrAfter(Number(values['lifetime-ms']), () => session.close());
 
 const reply = (message: ResultMessage) => process.stdout.write(`${JSON.stringify(message)}\n`);

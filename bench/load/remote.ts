@@ -20,11 +20,13 @@ export class LoadGenerator {
     });
   }
 
-  /** Starts the generator on `ns`, which maps to `client` (the namespace's own address). */
-  static async start(ns: TestNamespace, client: string, lifetimeMs: number): Promise<LoadGenerator> {
-    const child = NamespaceProcess.start(ns, tsEntryCommand(new URL('./main.ts', import.meta.url), ['--client', client, '--lifetime-ms', String(lifetimeMs)]), {
-      stdin: true,
-    });
+  /**
+   * Starts the generator on `ns`, which maps to `client` (the namespace's own address); the
+   * state-changing phases spread over `hosts` (more addresses of `ns`, one LAN host each).
+   */
+  static async start(ns: TestNamespace, client: string, hosts: readonly string[], lifetimeMs: number): Promise<LoadGenerator> {
+    const args = ['--client', client, ...hosts.flatMap((host) => ['--host', host]), '--lifetime-ms', String(lifetimeMs)];
+    const child = NamespaceProcess.start(ns, tsEntryCommand(new URL('./main.ts', import.meta.url), args), { stdin: true });
     try {
       await child.waitFor(/^LOAD READY$/m, START_TIMEOUT_MS);
     } catch (err) {

@@ -31,9 +31,21 @@ const HIGHEST_PORT = 65535;
 export class LoadSession {
   private readonly http = new HttpClient();
   private soap: SoapClient | undefined;
+  private readonly hosts: readonly LanHost[];
 
-  /** `internalClient`: this host's own LAN address, which every mapping points to (secure mode). */
-  constructor(private readonly internalClient: string) {}
+  /**
+   * `internalClient`: this host's own LAN address. `hostAddresses`: further addresses of this
+   * namespace, each acting as one LAN host (a client is a source address): the phases that change
+   * state (add/delete cycles, adding the table) spread over them as a real LAN's load does, so that
+   * no host goes past upnpd's per-client rate limit. Every mapping points to the host that made it
+   * (secure mode). Without them, everything comes from `internalClient`.
+   */
+  constructor(
+    private readonly internalClient: string,
+    hostAddresses: readonly string[] = [],
+  ) {
+    this.hosts = hostAddresses.map((address) => ({ address, http: new HttpClient(address), soap: undefined }));
+  }
 
   run<C extends LoadCommand>(command: C): Promise<ResultOf[C['kind']]> {
     return this.dispatch(command) as Promise<ResultOf[C['kind']]>;
@@ -41,6 +53,7 @@ export class LoadSession {
 
   close(): void {
     this.http.close();
+    for (const host of this.hosts) host.http.close();
   }
 
   private dispatch(command: LoadCommand): Promise<ResultOf[LoadCommand['kind']]> {
@@ -54,12 +67,18 @@ export class LoadSession {
             throw new Error(`GetExternalIPAddress answered "${NewExternalIPAddress}", expected ${command.expectedAddress}`);
           }
         });
-      case 'addDeleteCycles':
+      case 'addDeleteCycles': {
+        // Worker w goes round hosts w, w + concurrency, w + 2 × concurrency, …: no two workers share one.
+        const { concurrency } = command;
+        const turns = new Array<number>(concurrency).fill(0);
+        const hostsPerWorker = Math.max(1, Math.floor(this.hosts.length / concurrency));
         return this.throughput(command, async (worker) => {
           const port = command.firstPort + worker;
-          await this.addMapping(port);
-          await this.client.call('DeletePortMapping', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' });
+          const { client, address } = this.host(worker + concurrency * (turns[worker]!++ % hostsPerWorker));
+          await this.addMapping(client, address, port);
+          await client.call('DeletePortMapping', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' });
         });
+      }
       case 'addMappings':
         return this.addMappings(command);
       case 'listByIndex':
@@ -87,6 +106,7 @@ export class LoadSession {
         if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
         const endpoint = findWanIpConnection(response.body, url);
         this.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, this.http);
+        for (const host of this.hosts) host.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, host.http);
         break;
       } catch (err) {
         // Not listening yet: keep trying until the time is up.
@@ -104,13 +124,21 @@ export class LoadSession {
     return { controlUrl: this.client.controlUrl.href, serviceType: this.client.serviceType };
   }
 
-  private addMapping(port: number): Promise<unknown> {
-    return this.client.call('AddPortMapping', {
+  /** The LAN host number `n` (round the hosts), or this host when there are none. */
+  private host(n: number): { client: SoapClient; address: string } {
+    if (this.hosts.length === 0) return { client: this.client, address: this.internalClient };
+    const host = this.hosts[n % this.hosts.length]!;
+    if (!host.soap) throw new Error('no daemon discovered yet: send a discover command first');
+    return { client: host.soap, address: host.address };
+  }
+
+  private addMapping(client: SoapClient, internalClient: string, port: number): Promise<unknown> {
+    return client.call('AddPortMapping', {
       NewRemoteHost: '',
       NewExternalPort: port,
       NewProtocol: 'TCP',
       NewInternalPort: port,
-      NewInternalClient: this.internalClient,
+      NewInternalClient: internalClient,
       NewEnabled: 1,
       NewPortMappingDescription: BENCH_DESCRIPTION,
       NewLeaseDuration: BENCH_LEASE_SECONDS,
@@ -131,7 +159,8 @@ export class LoadSession {
     const checkpointMs: Record<number, number> = {};
     let added = 0;
     while (added < count && performance.now() - start < maxMs) {
-      await this.addMapping(firstPort + added);
+      const { client, address } = this.host(added);
+      await this.addMapping(client, address, firstPort + added);
       added += 1;
       if (checkpoints.includes(added)) checkpointMs[added] = performance.now() - start;
     }
@@ -187,6 +216,12 @@ export class LoadSession {
     }
     return { entries: seen.size, calls, elapsedMs: performance.now() - start, cpuMs: cpuMsSince(cpuBefore) };
   }
+}
+
+interface LanHost {
+  readonly address: string;
+  readonly http: HttpClient;
+  soap: SoapClient | undefined;
 }
 
 function cpuMsSince(before: NodeJS.CpuUsage): number {

@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 export class FakeIgd {
   readonly mappings = new Map<number, { client: string; description: string }>();
   readonly calls: string[] = [];
+  /** Each state-changing call (AddPortMapping, DeletePortMapping) in order: its port and source address. */
+  readonly changes: Array<{ readonly action: string; readonly port: number; readonly from: string }> = [];
   private server: Server | undefined;
 
   constructor(private readonly options: { closeEachResponse?: boolean; externalAddress?: string; faultOn?: { action: string; code: number } } = {}) {}
@@ -40,6 +42,9 @@ export class FakeIgd {
         .split('#');
       this.calls.push(action!);
       const args = Object.fromEntries([...body.matchAll(/<(New\w+)>([^<]*)<\/\1>/g)].map((m): [string, string | undefined] => [m[1]!, m[2]]));
+      if (action === 'AddPortMapping' || action === 'DeletePortMapping') {
+        this.changes.push({ action, port: Number(args.NewExternalPort), from: req.socket.remoteAddress ?? '' });
+      }
       const answer = this.act(action!, args);
       if ('fault' in answer) {
         send(

@@ -99,6 +99,25 @@ describe('load session failures', () => {
     await expect(session.run({ kind: 'discover', descriptionUrl: probe, timeoutMs: 200 })).rejects.toThrow(/not served within 200 ms/);
   });
 
+  it('spreads the state-changing phases over the LAN hosts, each mapping to itself, and never shares a host between workers', async () => {
+    const fake = (igd = new FakeIgd());
+    const descriptionUrl = await fake.start();
+    const hosts = Array.from({ length: 4 }, (_, i) => `127.0.0.${21 + i}`);
+    session = new LoadSession(CLIENT, hosts);
+    await session.run({ kind: 'discover', descriptionUrl, timeoutMs: 5_000 });
+    await session.run({ kind: 'addMappings', firstPort: 20000, count: 8, checkpoints: [8], maxMs: 10_000 });
+    expect([...igd.mappings.values()].map((m) => m.client)).toEqual([...hosts, ...hosts]);
+    expect(igd.changes.map((c) => c.from)).toEqual([...hosts, ...hosts]);
+
+    igd.changes.length = 0;
+    await session.run({ kind: 'addDeleteCycles', concurrency: 2, warmupMs: 0, maxOps: 8, maxMs: 10_000, firstPort: 40000 });
+    // Worker 0 (port 40000) goes round hosts 0 and 2, worker 1 (port 40001) round hosts 1 and 3.
+    const fromOf = (port: number) => fake.changes.filter((c) => c.port === port).map((c) => c.from);
+    expect(fromOf(40000)).toEqual([hosts[0], hosts[0], hosts[2], hosts[2], hosts[0], hosts[0], hosts[2], hosts[2]]);
+    expect(fromOf(40001)).toEqual([hosts[1], hosts[1], hosts[3], hosts[3], hosts[1], hosts[1], hosts[3], hosts[3]]);
+    expect(igd.mappings.size).toBe(8);
+  });
+
   it('needs a discover before any phase', async () => {
     session = new LoadSession(CLIENT);
     await expect(session.run({ kind: 'listByIndex', maxEntries: 1, maxMs: 1_000 })).rejects.toThrow(/discover/);

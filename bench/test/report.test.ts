@@ -27,7 +27,7 @@ describe('results table', () => {
 
   it('names the faster daemon for lower-is-better figures', () => {
     const table = resultsTable({ profile, upnpd: daemon('upnpd', [{ addAll: 30 }]), miniupnpd: daemon('miniupnpd', [{ addAll: 6 }]) });
-    expect(rowOf(table, 'add 5000 mappings (1 client)').slice(2)).toEqual(['30.0', '6.000', '5.00', 'miniupnpd 5.0×']);
+    expect(rowOf(table, 'add 5000 mappings (100 LAN hosts)').slice(2)).toEqual(['30.0', '6.000', '5.00', 'miniupnpd 5.0×']);
   });
 
   it("prints n/a for a missing figure and compares nothing then, nor a daemon's own ratios", () => {

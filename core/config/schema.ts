@@ -1,5 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
+import { DEFAULT_CLIENT_LIMITS } from '../limits/client-limits.js';
 import { LOG_LEVELS } from '../logger.js';
 import { INTERFACE_NAME } from '../net/network-info.js';
 import { isPluginSpec, type AnyPluginSpec } from '../plugins/types.js';
@@ -36,6 +37,26 @@ export const upnpSchema = z
   })
   .strict();
 
+const rate = (defaults: { burst: number; perSecond: number }) =>
+  z
+    .object({
+      burst: z.number().int().min(1).max(100_000).default(defaults.burst),
+      perSecond: z.number().positive().max(100_000).default(defaults.perSecond),
+    })
+    .strict();
+
+/** Per-client resource bounds (a client is a source IP address); see core/limits/client-limits.ts. */
+export const limitsSchema = z
+  .object({
+    /** HTTP connections one client may hold open at once. */
+    connectionsPerClient: z.number().int().min(1).max(1024).default(DEFAULT_CLIENT_LIMITS.connectionsPerClient),
+    /** Token bucket for state-changing requests (add/delete mappings, SUBSCRIBE) per client. */
+    stateChanges: rate(DEFAULT_CLIENT_LIMITS.stateChanges).default(rate(DEFAULT_CLIENT_LIMITS.stateChanges).parse({})),
+    /** Token bucket for M-SEARCHes per source. */
+    mSearch: rate(DEFAULT_CLIENT_LIMITS.mSearch).default(rate(DEFAULT_CLIENT_LIMITS.mSearch).parse({})),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** LAN interfaces upnpd serves (SSDP, HTTP). */
@@ -62,6 +83,7 @@ export const configSchema = z
     keepRulesOnShutdown: z.boolean().default(false),
     lease: leaseSchema.default(leaseSchema.parse({})),
     upnp: upnpSchema.default(upnpSchema.parse({})),
+    limits: limitsSchema.default(limitsSchema.parse({})),
     plugins: z.array(pluginEntry).default([]),
   })
   .strict();

@@ -10,7 +10,7 @@ import { DEFAULT_DESCRIPTION_PATH, endpointsOf, igdViews, type IgdVersion, type 
 import { renderPresentationPage } from './description/presentation.js';
 import { EventService, type EventedService } from './gena/event-service.js';
 import { readBody, BodyTooLargeError } from './http/body.js';
-import { XML_CONTENT_TYPE, sendReply, statusReply } from './http/reply.js';
+import { XML_CONTENT_TYPE, retryLaterReply, sendReply, statusReply } from './http/reply.js';
 import { RouteTable } from './http/routes.js';
 import { UpnpHttpServer, type HttpLimits } from './http/server.js';
 import { serverString, upnpdVersion } from './http/server-string.js';
@@ -20,6 +20,7 @@ import { igdControlEndpoints } from './soap/igd-services.js';
 import { WanConnection } from './soap/wan-connection.js';
 import { SsdpAdvertiser } from './ssdp/advertiser.js';
 import { clockBootId } from '../boot-id.js';
+import { ClientLimits, clientLimitSettings } from '../limits/client-limits.js';
 
 export interface UpnpIgdFrontEndOptions {
   readonly config: ResolvedConfig;
@@ -34,6 +35,8 @@ export interface UpnpIgdFrontEndOptions {
   /** BOOTID.UPNP.ORG for this start (persisted with a state directory); from the clock when not given. */
   readonly bootId?: number;
   readonly httpLimits?: Partial<HttpLimits>;
+  /** The per-client bounds shared with the other front-ends; built from `config.limits` when not given. */
+  readonly limits?: ClientLimits;
   /** Told when the external address changes after start ('' while there is none): the daemon runs the plugins' hook. */
   readonly onExternalAddressChange?: (event: ExternalAddressChangeEvent) => void;
 }
@@ -61,10 +64,12 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private advertiser: SsdpAdvertiser | undefined;
   private systemUpdateId = 1;
   private readonly unsubscribes: Array<() => void> = [];
+  readonly limits: ClientLimits;
 
   constructor(private readonly options: UpnpIgdFrontEndOptions) {
     const { config, mappings, network, clock, lan } = options;
     this.log = options.logger.child({ component: 'upnp-igd' });
+    this.limits = options.limits ?? new ClientLimits(clientLimitSettings(config.limits), options.logger, clock);
     this.views = igdViews(config.upnp.igdVersion);
     this.udns = udnsForLan(lan);
     const version = upnpdVersion();
@@ -94,9 +99,13 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     }));
     const routes = new RouteTable();
     this.addDescriptionRoutes(routes);
-    this.addControlRoutes(routes, new SoapControl(controls, this.log));
+    this.addControlRoutes(routes, new SoapControl(controls, this.log, (peer, action) => this.limits.admitStateChange(peer, action)));
     for (const { service } of this.evented) {
-      routes.add(service.eventPath, ['SUBSCRIBE', 'UNSUBSCRIBE'], (req, res, peer) => this.events.handle(req, res, service, peer));
+      routes.add(service.eventPath, ['SUBSCRIBE', 'UNSUBSCRIBE'], (req, res, peer) => {
+        const decision = req.method === 'SUBSCRIBE' ? this.limits.admitStateChange(peer, 'SUBSCRIBE') : undefined;
+        if (decision && !decision.allowed) return sendReply(res, retryLaterReply(decision.retryAfterMs));
+        return this.events.handle(req, res, service, peer);
+      });
     }
     this.http = new UpnpHttpServer({
       lan,
@@ -104,7 +113,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       serverString: this.serverString,
       logger: this.log,
       handler: routes.dispatch,
-      limits: options.httpLimits,
+      limits: { maxConnectionsPerClient: this.limits.settings.connectionsPerClient, ...options.httpLimits },
+      refusals: this.limits.refusals,
     });
   }
 
@@ -133,6 +143,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       serverString: this.serverString,
       logger: this.options.logger,
       port: this.options.ssdpPort,
+      mSearchRate: this.limits.settings.mSearch,
+      refusals: this.limits.refusals,
     });
     await this.advertiser.start();
     this.log.info({ urls: this.describe(), configId: this.documents.configId }, 'UPnP IGD listening');

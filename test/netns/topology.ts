@@ -62,7 +62,7 @@ export interface Testbed {
 const LAN_INTERFACE = 'br-lan';
 const WAN_INTERFACE = 'wan0';
 /** The name of each client's or WAN host's own interface. */
-const HOST_INTERFACE = 'eth0';
+export const HOST_INTERFACE = 'eth0';
 
 export async function createTestbed(options: TestbedOptions = {}): Promise<Testbed> {
   const created: TestNamespace[] = [];

@@ -50,6 +50,13 @@ export class FakeNetwork implements NetworkInfo {
   }
 }
 
+/**
+ * The protocol tests send hundreds of state-changing requests from 127.0.0.1 in quick succession,
+ * far beyond what one real client does; they run with the rate limit raised out of the way. The
+ * bounds tests (client-bounds.test.ts) pass `config.limits` to run with the defaults.
+ */
+const UNTHROTTLED = { stateChanges: { burst: 100_000, perSecond: 100_000 }, mSearch: { burst: 100_000, perSecond: 100_000 } };
+
 export interface IgdFixtureOptions {
   readonly config?: UserConfig;
   readonly lan?: readonly InterfaceAddress[];
@@ -87,7 +94,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
   const lan = options.lan ?? [LOOPBACK_LAN];
   const network = options.network ?? new FakeNetwork();
   const config: ResolvedConfig = {
-    ...configSchema.parse({ externalIp: TEST_EXTERNAL_IP, wan: WAN_INTERFACE, dryRun: true, ...options.config }),
+    ...configSchema.parse({ externalIp: TEST_EXTERNAL_IP, wan: WAN_INTERFACE, dryRun: true, limits: UNTHROTTLED, ...options.config }),
     source: 'test',
     lanFromCommandLine: false,
     plugins: [],

@@ -369,11 +369,31 @@ describe('reply scheduling', () => {
     expect(scheduler.schedule(job('a3', '10.0.0.2', 1, 5000))).toBe('too-many-pending');
     expect(scheduler.schedule(job('b1', '10.0.0.3', 1, 5000))).toBe('scheduled');
     expect(scheduler.schedule(job('c1', '10.0.0.4', 1, 5000))).toBe('scheduled');
-    expect(scheduler.schedule(job('d1', '10.0.0.5', 1, 5000))).toBe('too-many-pending');
+    // Full: a source with nothing pending takes the newest place of the biggest holder (two ahead of it)…
+    expect(scheduler.schedule(job('d1', '10.0.0.5', 1, 5000))).toBe('scheduled');
     expect(scheduler.size).toBe(4);
+    // …but once every source holds one, nobody is two ahead: the next is refused.
+    expect(scheduler.schedule(job('e1', '10.0.0.6', 1, 5000))).toBe('too-many-pending');
     await clock.advance(5000);
     expect(scheduler.size).toBe(0);
-    expect(scheduler.schedule(job('d1', '10.0.0.5', 1, 5000))).toBe('scheduled');
+    expect(scheduler.schedule(job('e1', '10.0.0.6', 1, 5000))).toBe('scheduled');
+  });
+
+  it('never sends the reply it dropped for a fairer share, and says whose it was', async () => {
+    const evicted: string[] = [];
+    const { clock, sent, job } = setup();
+    const scheduler = new ReplyScheduler(
+      { maxPending: 2, maxPendingPerSource: 2, spacingMs: 10 },
+      clock,
+      () => 0.5,
+      (source) => evicted.push(source),
+    );
+    scheduler.schedule(job('flood-1', '10.0.0.2', 1, 1000));
+    scheduler.schedule(job('flood-2', '10.0.0.2', 1, 1000));
+    expect(scheduler.schedule(job('victim', '10.0.0.3', 1, 1000))).toBe('scheduled');
+    await clock.advance(1000);
+    expect(evicted).toEqual(['10.0.0.2']);
+    expect(sent.map((s) => s.key).sort()).toEqual(['flood-1', 'victim']);
   });
 
   it('cancels everything pending', async () => {

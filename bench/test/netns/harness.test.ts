@@ -21,7 +21,7 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
     const stale = buildNeeded();
     if (stale) throw new Error(`run npm run build first: ${stale}`);
     bench = await createBenchTestbed(LIFETIME_MS);
-    generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, LIFETIME_MS);
+    generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);
   });
   afterAll(async () => {
     await daemon?.stop().catch(() => {});

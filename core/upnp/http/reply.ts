@@ -26,3 +26,12 @@ export function sendReply(res: ServerResponse, reply: HttpReply): void {
 export function statusReply(status: number, options: { close?: boolean; headers?: Record<string, string> } = {}): HttpReply {
   return { status, headers: options.headers, close: options.close };
 }
+
+/**
+ * 503 with Retry-After (whole seconds, at least 1): a request refused by a rate limit. An HTTP
+ * status rather than a UPnP fault, because it says "later", not "this mapping cannot be": clients
+ * treat 501/718 as a reason to try another port at once, and 728 as a full table.
+ */
+export function retryLaterReply(retryAfterMs: number): HttpReply {
+  return statusReply(503, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } });
+}

@@ -1,6 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIPv4 } from 'node:net';
+import { isIPv4, type Socket } from 'node:net';
 import { messageOf } from '../../errors.js';
+import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
+import { ClientSlots } from '../../limits/client-slots.js';
+import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
 import { sendReply, statusReply } from './reply.js';
@@ -13,8 +16,17 @@ export interface HttpLimits {
   readonly maxHeaderCount: number;
   /** Request body (larger: 413). */
   readonly maxBodyBytes: number;
-  /** Open connections per listening address; more are dropped. */
+  /**
+   * Open connections per listening address; more are dropped. With `maxConnectionsPerClient` at 8,
+   * sixteen hosts at their maximum are needed to fill it; an idle connection costs a few KB.
+   */
   readonly maxConnections: number;
+  /**
+   * Open connections per client (source address), all listening addresses together: well below
+   * `maxConnections`, so one host holding its maximum of idle or slow connections cannot keep
+   * another from being served. A connection over it is closed at once, before anything is read.
+   */
+  readonly maxConnectionsPerClient: number;
   /** Time to receive all headers of a request (slowloris). */
   readonly headersTimeoutMs: number;
   /** Time to receive a whole request. */
@@ -29,7 +41,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   maxHeaderBytes: 8 * 1024,
   maxHeaderCount: 32,
   maxBodyBytes: 16 * 1024,
-  maxConnections: 32,
+  maxConnections: 128,
+  maxConnectionsPerClient: DEFAULT_CLIENT_LIMITS.connectionsPerClient,
   headersTimeoutMs: 5_000,
   requestTimeoutMs: 10_000,
   idleTimeoutMs: 10_000,
@@ -45,6 +58,8 @@ export interface UpnpHttpServerOptions {
   readonly logger: Logger;
   readonly handler: RequestHandler;
   readonly limits?: Partial<HttpLimits>;
+  /** Where refused connections are counted and logged. */
+  readonly refusals?: Refusals;
 }
 
 /**
@@ -57,11 +72,13 @@ export class UpnpHttpServer {
   readonly limits: HttpLimits;
   private readonly servers: Server[] = [];
   private readonly lanSubnets: SubnetSet;
+  private readonly connections: ClientSlots;
   private boundPort = 0;
 
   constructor(private readonly options: UpnpHttpServerOptions) {
     this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
     this.lanSubnets = new SubnetSet(options.lan);
+    this.connections = new ClientSlots(this.limits.maxConnectionsPerClient);
   }
 
   /** The port listened on (known after start). */
@@ -113,10 +130,26 @@ export class UpnpHttpServer {
     server.maxHeadersCount = limits.maxHeaderCount;
     server.maxConnections = limits.maxConnections;
     server.timeout = limits.idleTimeoutMs;
+    server.on('connection', (socket: Socket) => this.admit(socket));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, false));
     // Answering `Expect: 100-continue` ourselves lets an oversized or refused request get its final status first.
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
     return server;
+  }
+
+  /**
+   * Counts the connection against its client's share, or closes it at once: no byte is read from or
+   * written to a host already holding its share, and nothing waits on it. (A 503 would have to
+   * wait for the request it answers, which a slow or idle connection never finishes sending.)
+   */
+  private admit(socket: Socket): void {
+    const client = normalizeAddress(socket.remoteAddress ?? '');
+    if (!this.connections.acquire(client)) {
+      this.options.refusals?.refuse('connections-per-client', client, `more than ${this.limits.maxConnectionsPerClient} HTTP connections per client`);
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => this.connections.release(client));
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {

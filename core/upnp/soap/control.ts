@@ -3,7 +3,8 @@ import type { Logger } from '../../logger.js';
 import type { Requester } from '../../mapping/types.js';
 import type { ServiceEndpoint } from '../description/igd-views.js';
 import { serviceAtVersion, stateVariableOf, type ActionName, type ActionSpec, type ServiceAtVersion, type ServiceSpec } from '../description/service-model.js';
-import { XML_CONTENT_TYPE, statusReply, type HttpReply } from '../http/reply.js';
+import type { RateDecision } from '../../limits/rate-limiter.js';
+import { XML_CONTENT_TYPE, retryLaterReply, statusReply, type HttpReply } from '../http/reply.js';
 import { formatValue, invalidArgs, readArguments, type ActionArguments, type ArgumentValue } from './arguments.js';
 import { MalformedSoapError, parseSoapEnvelope, soapFault, soapResponse, type OutputValue, type SoapCall } from './envelope.js';
 import { MAX_SOAPACTION_LENGTH, parseSoapAction } from './soap-action.js';
@@ -31,6 +32,18 @@ export interface ControlEndpoint {
 
 const QUERY_STATE_VARIABLE_TYPE = 'urn:schemas-upnp-org:control-1-0';
 
+/** Admits a state-changing action of `peer`, or says when to retry (a per-client rate limit). */
+export type StateChangeGate = (peer: string, action: string) => RateDecision;
+
+/**
+ * Get* actions (and QueryStateVariable) only read: they are never rate-limited, so a client walking
+ * the whole table (`upnpc -l`, GetGenericPortMappingEntry) is not slowed. Every other action —
+ * Add*, Delete*, Set*, RequestConnection, ForceTermination — counts as changing state.
+ */
+export function isReadOnlyAction(action: string): boolean {
+  return action.startsWith('Get');
+}
+
 const RESPONSE_HEADERS = { 'Content-Type': XML_CONTENT_TYPE, EXT: '' } as const;
 
 /**
@@ -45,6 +58,7 @@ export class SoapControl {
   constructor(
     endpoints: readonly ControlEndpoint[],
     private readonly logger: Logger,
+    private readonly admitStateChange?: StateChangeGate,
   ) {
     for (const endpoint of endpoints) {
       const missing = endpoint.endpoint.service.actions.filter((a) => typeof endpoint.handlers[a.name] !== 'function');
@@ -84,6 +98,10 @@ export class SoapControl {
       const service = this.calledService(control, named.serviceName, named.version);
       const action = service.actions.find((a) => a.name === named.action);
       if (!action) throw new UpnpError(UpnpErrorCode.InvalidAction, `${service.serviceType} has no action ${named.action}`);
+      if (this.admitStateChange && !isReadOnlyAction(action.name)) {
+        const decision = this.admitStateChange(peer, action.name);
+        if (!decision.allowed) return retryLaterReply(decision.retryAfterMs);
+      }
       const requester: Requester = { address: peer, via: `upnp-igd:${service.version}` };
       const result = await control.handlers[action.name]!({ args: readArguments(service, action, call.args), version: service.version, requester });
       this.logger.debug(log, `${action.name} answered`);

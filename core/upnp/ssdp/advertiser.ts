@@ -1,6 +1,8 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { systemClock, type Clock } from '../../clock.js';
 import { UpnpdError, messageOf } from '../../errors.js';
+import { ClientRateLimiter, type RateLimit } from '../../limits/rate-limiter.js';
+import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
 import { normalizeAddress, SubnetSet, type InterfaceAddress } from '../../net/network-info.js';
 import type { DeviceUdns } from '../identity.js';
@@ -8,6 +10,7 @@ import { parseMSearch, responseWindowSeconds } from './m-search.js';
 import { buildAlive, buildByebye, buildSearchResponse, type MessageContext } from './messages.js';
 import { SSDP_MULTICAST_ADDRESS, SSDP_PORT } from './constants.js';
 import { DEFAULT_REPLY_LIMITS, ReplyScheduler } from './reply-scheduler.js';
+import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
 import { advertisedSet, answersFor, type AdvertisedSet, type SearchAnswer } from './targets.js';
 
 export interface SsdpAdvertiserOptions {
@@ -34,6 +37,10 @@ export interface SsdpAdvertiserOptions {
   readonly port?: number;
   readonly multicastAddress?: string;
   readonly clock?: Clock;
+  /** M-SEARCHes answered per source (DEFAULT_CLIENT_LIMITS.mSearch when not given). */
+  readonly mSearchRate?: RateLimit;
+  /** Where searches refused by a bound are counted and logged. */
+  readonly refusals?: Refusals;
 }
 
 /** UDA 1.1's default hop limit for SSDP multicast. */
@@ -74,6 +81,7 @@ export class SsdpAdvertiser {
   private readonly set: AdvertisedSet;
   private readonly subnets: SubnetSet;
   private readonly replies: ReplyScheduler;
+  private readonly searchRate: ClientRateLimiter;
   private readonly port: number;
   private readonly group: string;
   private readonly maxAgeSeconds: number;
@@ -97,7 +105,10 @@ export class SsdpAdvertiser {
     this.clock = options.clock ?? systemClock;
     this.set = advertisedSet(options.udns, options.igdVersion);
     this.subnets = new SubnetSet(options.interfaces);
-    this.replies = new ReplyScheduler(DEFAULT_REPLY_LIMITS, this.clock);
+    this.replies = new ReplyScheduler(DEFAULT_REPLY_LIMITS, this.clock, Math.random, (source) =>
+      options.refusals?.refuse('m-search-queue', source, 'pending M-SEARCH replies: share of the queue given to a smaller holder'),
+    );
+    this.searchRate = new ClientRateLimiter(options.mSearchRate ?? DEFAULT_CLIENT_LIMITS.mSearch, this.clock);
     this.port = options.port ?? SSDP_PORT;
     this.group = options.multicastAddress ?? SSDP_MULTICAST_ADDRESS;
   }
@@ -230,6 +241,10 @@ export class SsdpAdvertiser {
     }
     const answers = answersFor(searchTarget, this.set);
     if (answers.length === 0) return;
+    if (!this.searchRate.take(source).allowed) {
+      this.options.refusals?.refuse('m-search-rate', source, this.searchRate.limit.reason);
+      return;
+    }
     const outcome = this.replies.schedule({
       key: `${source}:${peer.port} ${delivery} ${searchTarget}`,
       source,
@@ -237,6 +252,9 @@ export class SsdpAdvertiser {
       windowMs: windowSeconds * 1000,
       send: (i) => void this.send(endpoint, this.searchResponse(endpoint, answers[i]!), peer.port, source),
     });
+    if (outcome === 'too-many-pending') {
+      this.options.refusals?.refuse('m-search-queue', source, 'pending M-SEARCH replies: this source holds its share of the queue');
+    }
     this.log.debug({ source, st: searchTarget, mx, delivery, outcome }, 'M-SEARCH');
   }
 
