@@ -16,6 +16,7 @@ export const EXIT_USAGE = 2;
 const USAGE = `Usage: upnpd [options]
        upnpd doctor [--json] [options]   check this host and the configuration, start nothing
        upnpd check [--config FILE]       validate the configuration and exit (0 valid, 2 not)
+       upnpd migrate FILE                print an upnpd.config.js for an /etc/upnpd.conf or miniupnpd.conf
 
 UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.cjs).
 
@@ -102,6 +103,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   // Subcommands are loaded only when asked for: the daemon does not carry them.
   if (argv[0] === 'doctor') return (await import('./doctor.js')).doctor(argv.slice(1));
   if (argv[0] === 'check') return (await import('./check.js')).check(argv.slice(1));
+  if (argv[0] === 'migrate') return (await import('./migrate.js')).migrate(argv.slice(1));
   let commandLine: CommandLine;
   let config;
   const skippedDirs: string[] = [];
