@@ -109,7 +109,9 @@ function migrateLinuxIgd(settings: readonly Setting[]): Migrated {
         if (/^\d+$/.test(value) && Number(value) <= 65535) m.config.push(['httpPort', String(Number(value)), 'listenport']);
         break;
       case 'iptables_location':
-        m.notes.push(`iptables_location = ${value}: upnpd runs iptables-restore and iptables-save from PATH (iptables({ flavour: 'iptables-legacy' }) picks the legacy ones)`);
+        m.notes.push(
+          `iptables_location = ${value}: upnpd runs iptables-restore and iptables-save from PATH (iptables({ flavour: 'iptables-legacy' }) picks the legacy ones)`,
+        );
         break;
       case 'forward_rules_append':
         m.notes.push(`forward_rules_append = ${value}: no equivalent (upnpd's chain is jumped to once; the order inside it does not matter)`);
@@ -179,7 +181,13 @@ export function migrateText(text: string, source: string): { format: OldFormat; 
   const { settings, rules } = parseSettings(text);
   const format = detectFormat(settings);
   const m = format === 'linux-igd' ? migrateLinuxIgd(settings) : migrateMiniupnpd(settings, rules);
-  const comment = (text: string | undefined, indent: string) => (text ? `${text.split('\n').map((line) => `${indent}// ${line}`).join('\n')}\n` : '');
+  const comment = (text: string | undefined, indent: string) =>
+    text
+      ? `${text
+          .split('\n')
+          .map((line) => `${indent}// ${line}`)
+          .join('\n')}\n`
+      : '';
   const lines = [
     `// Migrated by \`upnpd migrate\` from ${source} (${format}). Check it with \`upnpd check --config FILE\`.`,
     `import { ${[...m.imports].join(', ')} } from 'upnpd';`,
@@ -195,7 +203,11 @@ export function migrateText(text: string, source: string): { format: OldFormat; 
 }
 
 /** `upnpd migrate FILE`: resolves with the exit status. */
-export async function migrate(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function migrate(
+  argv: readonly string[],
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   const [file, ...rest] = argv;
   if (!file || file === '--help' || rest.length > 0) {
     (file === '--help' ? out : err).write(MIGRATE_USAGE);

@@ -78,7 +78,14 @@ describe('upnpd migrate', () => {
     expect(module).toContain('httpPort: 49000,');
     expect(module).toContain('jumped to once from FORWARD; it never flushes a chain it does not own');
     expect(module).toContain('your chain my-prerouting is left alone');
-    for (const key of ['iptables_location', 'forward_rules_append', 'upstream_bitrate', 'downstream_bitrate', 'description_document_name', 'xml_document_path']) {
+    for (const key of [
+      'iptables_location',
+      'forward_rules_append',
+      'upstream_bitrate',
+      'downstream_bitrate',
+      'description_document_name',
+      'xml_document_path',
+    ]) {
       expect(module).toMatch(new RegExp(`^// - ${key} = `, 'm'));
     }
     expect(await checks(module)).toEqual({ code: 0, err: '' });
