@@ -8,6 +8,7 @@ import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from '../
 import { createRootLogger } from '../core/logging.js';
 import { upnpdVersion } from '../core/upnp/http/server-string.js';
 import { startDaemon } from './compose.js';
+import { startControlServer, type ControlServer } from './control/server.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -16,6 +17,9 @@ export const EXIT_USAGE = 2;
 const USAGE = `Usage: upnpd [options]
        upnpd doctor [--json] [options]   check this host and the configuration, start nothing
        upnpd check [--config FILE]       validate the configuration and exit (0 valid, 2 not)
+       upnpd migrate FILE                print an upnpd.config.js for an /etc/upnpd.conf or miniupnpd.conf
+       upnpd status|list [--json]        ask the running daemon (through DIR/upnpd.sock)
+       upnpd delete PROTOCOL PORT [--remote-host ADDR] | upnpd purge [--client ADDR]
 
 UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.cjs).
 
@@ -29,6 +33,8 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
   --dry-run             change no firewall; show what would be applied; listen on
                         loopback only unless --lan is given                       [config: dryRun]
   --http-port N         HTTP port for descriptions/control/events (0: any free)   [config: httpPort]
+  --runtime-dir DIR     where the control socket upnpd.sock goes (default /run/upnpd)
+                                                                                  [config: runtimeDir]
   --state-dir DIR       keep the mappings (DIR/mappings.json, reinstalled at start
                         with the lease time they had left) and the SSDP BOOTID    [config: stateDir]
   --log-level LEVEL     fatal | error | warn | info | debug | trace | silent       [config: logLevel]
@@ -48,6 +54,7 @@ const OPTIONS = {
   'dry-run': { type: 'boolean' },
   'http-port': { type: 'string' },
   'state-dir': { type: 'string' },
+  'runtime-dir': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean' },
   version: { type: 'boolean' },
@@ -62,6 +69,7 @@ const FLAG_NAMES: Partial<Record<keyof UserConfig, string>> = {
   dryRun: '--dry-run',
   httpPort: '--http-port',
   stateDir: '--state-dir',
+  runtimeDir: '--runtime-dir',
   logLevel: '--log-level',
 };
 
@@ -88,6 +96,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     dryRun: values['dry-run'],
     httpPort: number(values['http-port']),
     stateDir: values['state-dir'],
+    runtimeDir: values['runtime-dir'],
     logLevel: values['log-level'],
   } as Partial<UserConfig>;
   return {
@@ -102,6 +111,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   // Subcommands are loaded only when asked for: the daemon does not carry them.
   if (argv[0] === 'doctor') return (await import('./doctor.js')).doctor(argv.slice(1));
   if (argv[0] === 'check') return (await import('./check.js')).check(argv.slice(1));
+  if (argv[0] === 'migrate') return (await import('./migrate.js')).migrate(argv.slice(1));
+  if (argv[0] === 'status' || argv[0] === 'list' || argv[0] === 'delete' || argv[0] === 'purge') {
+    return (await import('./control/client.js')).controlCommand(argv[0], argv.slice(1));
+  }
   let commandLine: CommandLine;
   let config;
   const skippedDirs: string[] = [];
@@ -129,6 +142,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   // SIGTERM would leave the rules installed. A stop asked for during the start runs after it.
   let daemon: Daemon | undefined;
   let stopAsked: ((daemon: Daemon) => void) | undefined;
+  let control: ControlServer | undefined;
   let stopping = false;
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -141,13 +155,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     stopping = true;
     logger.info(`${signal}: shutting down${daemon ? '' : ' once the start has finished'}`);
     const run = (running: Daemon) =>
-      running.stop().then(
-        () => resolveExit(EXIT_OK),
-        (err: unknown) => {
-          logger.error({ err }, `shutdown failed: ${messageOf(err)}`);
-          resolveExit(EXIT_FAILURE);
-        },
-      );
+      (control ? control.close() : Promise.resolve())
+        .then(() => running.stop())
+        .then(
+          () => resolveExit(EXIT_OK),
+          (err: unknown) => {
+            logger.error({ err }, `shutdown failed: ${messageOf(err)}`);
+            resolveExit(EXIT_FAILURE);
+          },
+        );
     if (daemon) void run(daemon);
     else stopAsked = (started) => void run(started);
   };
@@ -175,6 +191,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return started.abandoned;
     }
     daemon = started;
+    control = await startControlServer(started, config.runtimeDir, logger);
     notifySystemd(logger);
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;

@@ -11,7 +11,7 @@ import type { MappingViewSlot } from './mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { PluginDriver } from './plugins/driver.js';
 import { isPluginSpec, type Plugin } from './plugins/types.js';
-import { UpnpIgdFrontEnd } from './upnp/index.js';
+import { UpnpIgdFrontEnd, upnpdVersion } from './upnp/index.js';
 import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
@@ -44,9 +44,27 @@ export function lanAddresses(config: ResolvedConfig, network: NetworkInfo): Inte
   return addresses;
 }
 
+/** What `upnpd status` shows. */
+export interface DaemonStatus {
+  readonly version: string;
+  readonly backend: string;
+  readonly dryRun: boolean;
+  readonly uptimeSeconds: number;
+  readonly mappings: {
+    readonly total: number;
+    readonly byProtocol: Readonly<Record<string, number>>;
+    readonly byClient: Readonly<Record<string, number>>;
+    readonly bySource: Readonly<Record<string, number>>;
+  };
+  readonly frontEnds: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** What the per-client bounds refused. */
+  readonly limits: ReturnType<ClientLimits['stats']>;
+}
+
 /** The running daemon: plugins provisioned, mapping lifecycle, front-ends answering. */
 export class Daemon {
   private stopping: Promise<void> | undefined;
+  private readonly startedAt = performance.now();
 
   private constructor(
     readonly config: ResolvedConfig,
@@ -113,6 +131,29 @@ export class Daemon {
         frontEnds.flatMap((f) => f.describe?.() ?? []).join('; '),
     );
     return daemon;
+  }
+
+  status(): DaemonStatus {
+    const all = [...this.mappings.values()];
+    const countBy = (key: (m: (typeof all)[number]) => string) => {
+      const counts: Record<string, number> = {};
+      for (const m of all) counts[key(m)] = (counts[key(m)] ?? 0) + 1;
+      return counts;
+    };
+    return {
+      version: upnpdVersion(),
+      backend: this.driver.backendName,
+      dryRun: this.config.dryRun,
+      uptimeSeconds: Math.round((performance.now() - this.startedAt) / 1000),
+      mappings: {
+        total: all.length,
+        byProtocol: countBy((m) => m.protocol),
+        byClient: countBy((m) => m.internalClient),
+        bySource: countBy((m) => m.createdBy.via),
+      },
+      frontEnds: Object.fromEntries(this.frontEnds.map((f) => [f.name, f.status?.() ?? {}])),
+      limits: this.limits.stats(),
+    };
   }
 
   /** Stops answering, removes the rules (unless configured to keep them), cleans up plugins. Idempotent. */

@@ -9,4 +9,6 @@ export interface FrontEnd {
   stop(): Promise<void>;
   /** Where a developer can point a client, printed at start (e.g. the description URL). */
   describe?(): string[];
+  /** What the operations status shows of this front-end (e.g. the external address it reports). */
+  status?(): Readonly<Record<string, unknown>>;
 }

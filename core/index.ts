@@ -44,3 +44,4 @@ export { nftables } from '../plugins/nftables/index.js';
 export { dryRun } from '../plugins/dry-run/index.js';
 export { logging } from '../plugins/logging/index.js';
 export { secureMode } from '../plugins/secure-mode/index.js';
+export { notifications } from '../plugins/notifications/index.js';

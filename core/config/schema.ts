@@ -76,6 +76,8 @@ export const configSchema = z
     httpPort: z.number().int().min(0).max(65535).default(0),
     /** Where the mappings are kept across restarts (`mappings.json`); without it they live in memory only. */
     stateDir: z.string().min(1).optional(),
+    /** Where the control socket upnpd.sock goes (`upnpd status`, `list`, `delete`, `purge`). */
+    runtimeDir: z.string().min(1).default('/run/upnpd'),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** A client may map only to itself and delete only its own mappings. */
     secureMode: z.boolean().default(true),

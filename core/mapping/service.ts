@@ -272,13 +272,21 @@ export class MappingService implements MappingView {
   }
 
   /** Removes every mapping and its rules (at shutdown). No policy is asked. */
-  removeAll(): Promise<number> {
+  async removeAll(): Promise<number> {
+    return (await this.removeWhere(() => true, 'shutdown', null)).length;
+  }
+
+  /**
+   * Removes, in one transaction and without asking policies, the mappings that match: an admin's
+   * removal (`upnpd delete`, `upnpd purge`), with the same rules, state and notifications as any.
+   */
+  removeWhere(matches: (m: PortMapping) => boolean, reason: 'deleted' | 'shutdown', requester: Requester | null): Promise<PortMapping[]> {
     return this.enqueue((draft) => {
-      const all = [...draft.values()];
-      for (const mapping of all) draft.remove(mapping);
+      const removed = [...draft.values()].filter(matches);
+      for (const mapping of removed) draft.remove(mapping);
       return {
-        result: all.length,
-        notifications: all.map((mapping) => ({ hook: 'onUnmapped' as const, event: { mapping, reason: 'shutdown' as const, requester: null } })),
+        result: removed,
+        notifications: removed.map((mapping) => ({ hook: 'onUnmapped' as const, event: { mapping, reason, requester } })),
       };
     });
   }

@@ -160,6 +160,10 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   }
 
   /** The description URL on each LAN address. */
+  status(): Readonly<Record<string, unknown>> {
+    return { externalAddress: this.wan.externalAddress ?? null, urls: this.describe() };
+  }
+
   describe(): string[] {
     return this.options.lan.map((address) => this.descriptionUrl(address));
   }

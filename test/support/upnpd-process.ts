@@ -35,12 +35,12 @@ export function killStartedDaemons(): void {
  * Starts `node bin/upnpd.js ARGS`. Needs dist/ (`npm run build`). Whatever happens, the process is
  * killed after `lifetimeMs`.
  */
-export function startUpnpd(args: readonly string[], options: { cwd?: string; lifetimeMs?: number } = {}): UpnpdRun {
+export function startUpnpd(args: readonly string[], options: { cwd?: string; lifetimeMs?: number; env?: NodeJS.ProcessEnv } = {}): UpnpdRun {
   if (!existsSync(join(REPO, 'dist', 'app', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: options.cwd ?? REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...(options.env ?? process.env), NO_COLOR: '1' },
   });
   running.add(child);
   let output = '';

@@ -1,0 +1,137 @@
+import { existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { messageOf } from '../../core/errors.js';
+import type { DaemonStatus } from '../../core/daemon.js';
+import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping } from './protocol.js';
+
+export const CONTROL_USAGE = `Usage: upnpd status [--json] [--runtime-dir DIR]
+       upnpd list [--json] [--runtime-dir DIR]
+       upnpd delete PROTOCOL EXTERNAL_PORT [--remote-host ADDR] [--runtime-dir DIR]
+       upnpd purge [--client ADDR] [--runtime-dir DIR]
+
+Talk to the running daemon through its control socket (DIR/upnpd.sock, default /run/upnpd, owner
+only). delete and purge remove mappings as the daemon does: rules, saved state, notifications.
+`;
+
+/** The socket to talk to: DIR's, else $XDG_RUNTIME_DIR/upnpd's (where a daemon that could not use DIR put it). */
+export function socketPath(runtimeDir: string | undefined): string {
+  const primary = join(runtimeDir ?? '/run/upnpd', SOCKET_NAME);
+  if (runtimeDir !== undefined || existsSync(primary) || !process.env.XDG_RUNTIME_DIR) return primary;
+  return join(process.env.XDG_RUNTIME_DIR, 'upnpd', SOCKET_NAME);
+}
+
+export function request(path: string, body: ControlRequest): Promise<ControlResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    let reply = '';
+    socket.setEncoding('utf8');
+    socket.setTimeout(CONTROL_LIMITS.clientTimeoutMs, () => socket.destroy(new Error('the daemon did not answer in time')));
+    socket.once('connect', () => socket.write(`${JSON.stringify(body)}\n`));
+    socket.on('data', (chunk: string) => (reply += chunk));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error(`no upnpd answers on ${path} (is it running? another --runtime-dir?)`) : err),
+    );
+    socket.once('end', () => {
+      try {
+        resolve(JSON.parse(reply) as ControlResponse);
+      } catch {
+        reject(new Error(`unreadable answer from ${path}`));
+      }
+    });
+  });
+}
+
+function mappingLine(m: ListedMapping): string {
+  const lease = m.leaseSecondsLeft === null ? 'permanent' : `${m.leaseSecondsLeft}s`;
+  return `${m.protocol.padEnd(3)} ${String(m.externalPort).padStart(5)} -> ${`${m.internalClient}:${m.internalPort}`.padEnd(21)} ${(m.remoteHost || '*').padEnd(15)} ${lease.padStart(9)}  ${m.source.padEnd(12)} ${m.createdBy.padEnd(15)} ${m.description}`;
+}
+
+function statusText(s: DaemonStatus): string {
+  const counts = (record: Readonly<Record<string, number>>) =>
+    Object.entries(record)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || 'none';
+  const lines = [
+    `upnpd ${s.version}, backend ${s.backend}${s.dryRun ? ' (dry-run)' : ''}, up ${s.uptimeSeconds} s`,
+    `mappings: ${s.mappings.total} (${counts(s.mappings.byProtocol)}); by client: ${counts(s.mappings.byClient)}; by front-end: ${counts(s.mappings.bySource)}`,
+    ...Object.entries(s.frontEnds).map(
+      ([name, fields]) =>
+        `${name}: ${Object.entries(fields)
+          .map(([k, v]) => `${k} ${JSON.stringify(v)}`)
+          .join(', ')}`,
+    ),
+  ];
+  for (const [key, value] of Object.entries(s)) {
+    if (!['version', 'backend', 'dryRun', 'uptimeSeconds', 'mappings', 'frontEnds'].includes(key)) lines.push(`${key}: ${JSON.stringify(value)}`);
+  }
+  return lines.join('\n');
+}
+
+/** `upnpd status|list|delete|purge …`: resolves with the exit status (0, 1 refused or no daemon, 2 usage). */
+export async function controlCommand(
+  command: string,
+  argv: readonly string[],
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean' },
+        'runtime-dir': { type: 'string' },
+        'remote-host': { type: 'string' },
+        client: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    err.write(`upnpd ${command}: ${messageOf(e)}\n${CONTROL_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    out.write(CONTROL_USAGE);
+    return 0;
+  }
+  let body: ControlRequest;
+  if (command === 'delete') {
+    const [protocol, port] = positionals;
+    if (positionals.length !== 2 || !/^(tcp|udp)$/i.test(protocol ?? '') || !/^\d{1,5}$/.test(port ?? '')) {
+      err.write(`upnpd delete: give PROTOCOL (TCP or UDP) and EXTERNAL_PORT\n${CONTROL_USAGE}`);
+      return 2;
+    }
+    body = { command: 'delete', protocol: protocol!.toUpperCase() as 'TCP' | 'UDP', externalPort: Number(port), remoteHost: values['remote-host'] ?? '' };
+  } else if (command === 'purge') {
+    body = { command: 'purge', client: values.client };
+  } else {
+    body = { command: command as 'status' | 'list' };
+  }
+  if (command !== 'delete' && positionals.length > 0) {
+    err.write(`upnpd ${command}: unexpected ${positionals.join(' ')}\n${CONTROL_USAGE}`);
+    return 2;
+  }
+  let response: ControlResponse;
+  try {
+    response = await request(socketPath(values['runtime-dir']), body);
+  } catch (e) {
+    err.write(`upnpd ${command}: ${messageOf(e)}\n`);
+    return 1;
+  }
+  if (!response.ok) {
+    err.write(`upnpd ${command}: ${response.error}\n`);
+    return 1;
+  }
+  if (values.json) out.write(`${JSON.stringify(response.result, null, 2)}\n`);
+  else if (command === 'status') out.write(`${statusText(response.result as DaemonStatus)}\n`);
+  else {
+    const rows = response.result as ListedMapping[];
+    const verb = command === 'list' ? '' : command === 'delete' ? 'deleted ' : 'purged ';
+    out.write(rows.length === 0 ? `${command === 'list' ? 'no mappings' : 'nothing to remove'}\n` : `${rows.map((m) => verb + mappingLine(m)).join('\n')}\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,169 @@
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
+import type { Daemon } from '../../core/daemon.js';
+import { messageOf } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { PortMapping } from '../../core/mapping/types.js';
+import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping } from './protocol.js';
+
+/** The admin, as the lifecycle's notifications and log lines name who removed a mapping. */
+export const ADMIN_REQUESTER = { address: 'admin', via: 'control' } as const;
+
+export function listed(daemon: Daemon, m: PortMapping): ListedMapping {
+  return {
+    protocol: m.protocol,
+    externalPort: m.externalPort,
+    internalClient: m.internalClient,
+    internalPort: m.internalPort,
+    remoteHost: m.remoteHost,
+    description: m.description,
+    leaseSecondsLeft: m.expiresAt === null ? null : daemon.mappings.remainingSeconds(m),
+    source: m.createdBy.via,
+    createdBy: m.createdBy.address,
+  };
+}
+
+async function answer(daemon: Daemon, request: ControlRequest): Promise<unknown> {
+  switch (request.command) {
+    case 'status':
+      return daemon.status();
+    case 'list':
+      return [...daemon.mappings.values()].map((m) => listed(daemon, m));
+    case 'delete': {
+      const removed = await daemon.mappings.removeWhere(
+        (m) => m.protocol === request.protocol && m.externalPort === request.externalPort && m.remoteHost === request.remoteHost,
+        'deleted',
+        ADMIN_REQUESTER,
+      );
+      if (removed.length === 0)
+        throw new Error(`no mapping ${request.protocol} ${request.externalPort}${request.remoteHost ? ` from ${request.remoteHost}` : ''}`);
+      return removed.map((m) => listed(daemon, m));
+    }
+    case 'purge': {
+      const removed = await daemon.mappings.removeWhere((m) => request.client === undefined || m.internalClient === request.client, 'deleted', ADMIN_REQUESTER);
+      return removed.map((m) => listed(daemon, m));
+    }
+  }
+}
+
+function parseRequest(line: string): ControlRequest {
+  const value = JSON.parse(line) as Partial<Record<string, unknown>>;
+  switch (value.command) {
+    case 'status':
+    case 'list':
+      return { command: value.command };
+    case 'delete': {
+      const { protocol, externalPort, remoteHost } = value;
+      if ((protocol !== 'TCP' && protocol !== 'UDP') || !Number.isInteger(externalPort) || (externalPort as number) < 1 || (externalPort as number) > 65535) {
+        throw new Error('delete needs PROTOCOL (TCP or UDP) and EXTERNAL_PORT (1-65535)');
+      }
+      if (remoteHost !== undefined && remoteHost !== '' && !(typeof remoteHost === 'string' && isIPv4(remoteHost)))
+        throw new Error('--remote-host must be an IPv4 address');
+      return { command: 'delete', protocol, externalPort: externalPort as number, remoteHost: (remoteHost) ?? '' };
+    }
+    case 'purge':
+      if (value.client !== undefined && !(typeof value.client === 'string' && isIPv4(value.client))) throw new Error('--client must be an IPv4 address');
+      return { command: 'purge', client: value.client };
+    default:
+      throw new Error(`unknown command ${JSON.stringify(value.command)}`);
+  }
+}
+
+function serve(daemon: Daemon, socket: Socket): void {
+  let input = '';
+  socket.setEncoding('utf8');
+  socket.setTimeout(CONTROL_LIMITS.idleMs, () => socket.destroy());
+  socket.on('error', () => socket.destroy());
+  socket.on('data', (chunk: string) => {
+    input += chunk;
+    if (input.length > CONTROL_LIMITS.maxRequestBytes) return void socket.end(`${JSON.stringify({ ok: false, error: 'request too large' })}\n`);
+    const end = input.indexOf('\n');
+    if (end < 0) return;
+    socket.removeAllListeners('data');
+    const reply = (response: ControlResponse) => socket.end(`${JSON.stringify(response)}\n`);
+    let request: ControlRequest;
+    try {
+      request = parseRequest(input.slice(0, end));
+    } catch (err) {
+      return reply({ ok: false, error: messageOf(err) });
+    }
+    answer(daemon, request).then(
+      (result) => reply({ ok: true, result }),
+      (err: unknown) => reply({ ok: false, error: messageOf(err) }),
+    );
+  });
+}
+
+/** Whether something answers on a Unix socket path (a running upnpd), or it is stale. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+async function usableDir(dir: string): Promise<boolean> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface ControlServer {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The control socket `upnpd.sock` (mode 0600) in the runtime directory, or in
+ * $XDG_RUNTIME_DIR/upnpd when that cannot be created (dry-run as an ordinary user), or none: one
+ * log line says which, and the start never fails for it. A socket left by a crash is replaced;
+ * one a running upnpd answers on is left to it.
+ */
+export async function startControlServer(daemon: Daemon, runtimeDir: string, logger: Logger): Promise<ControlServer | undefined> {
+  const fallback = process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'upnpd') : undefined;
+  const dir = (await usableDir(runtimeDir)) ? runtimeDir : fallback && (await usableDir(fallback)) ? fallback : undefined;
+  if (!dir) {
+    logger.warn(
+      { runtimeDir },
+      `no control socket: ${runtimeDir} cannot be created (set runtimeDir or --runtime-dir); upnpd status/list/delete/purge will not reach this daemon`,
+    );
+    return undefined;
+  }
+  const path = join(dir, SOCKET_NAME);
+  if (await answers(path)) {
+    logger.warn({ path }, `no control socket: another upnpd answers on ${path} (give this one another --runtime-dir)`);
+    return undefined;
+  }
+  await unlink(path).catch(() => undefined);
+  const server: Server = createServer((socket) => serve(daemon, socket));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    await chmod(path, 0o600);
+  } catch (err) {
+    server.close();
+    logger.warn({ path, err }, `no control socket: cannot listen on ${path}: ${messageOf(err)}`);
+    return undefined;
+  }
+  server.on('error', (err) => logger.warn({ err }, `control socket: ${messageOf(err)}`));
+  logger.info({ path }, `control socket ${path} (upnpd status, list, delete, purge)`);
+  return {
+    path,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        void unlink(path).catch(() => undefined);
+      }),
+  };
+}
