@@ -9,6 +9,7 @@ import { createRootLogger } from '../core/logging.js';
 import { upnpdVersion } from '../core/upnp/http/server-string.js';
 import { startDaemon } from './compose.js';
 import { startControlServer, type ControlServer } from './control/server.js';
+import { checkAdminListen, startAdminServer, type AdminServer } from './admin/server.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -33,6 +34,8 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
   --dry-run             change no firewall; show what would be applied; listen on
                         loopback only unless --lan is given                       [config: dryRun]
   --http-port N         HTTP port for descriptions/control/events (0: any free)   [config: httpPort]
+  --admin-listen ADDR:PORT  serve /metrics and a status page there (loopback only
+                        unless admin.allowNonLoopback)                            [config: admin.listen]
   --runtime-dir DIR     where the control socket upnpd.sock goes (default /run/upnpd)
                                                                                   [config: runtimeDir]
   --state-dir DIR       keep the mappings (DIR/mappings.json, reinstalled at start
@@ -55,6 +58,7 @@ const OPTIONS = {
   'http-port': { type: 'string' },
   'state-dir': { type: 'string' },
   'runtime-dir': { type: 'string' },
+  'admin-listen': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean' },
   version: { type: 'boolean' },
@@ -70,6 +74,7 @@ const FLAG_NAMES: Partial<Record<keyof UserConfig, string>> = {
   httpPort: '--http-port',
   stateDir: '--state-dir',
   runtimeDir: '--runtime-dir',
+  admin: '--admin-listen',
   logLevel: '--log-level',
 };
 
@@ -97,6 +102,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     httpPort: number(values['http-port']),
     stateDir: values['state-dir'],
     runtimeDir: values['runtime-dir'],
+    admin: values['admin-listen'] === undefined ? undefined : { listen: values['admin-listen'] },
     logLevel: values['log-level'],
   } as Partial<UserConfig>;
   return {
@@ -129,6 +135,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT_OK;
     }
     config = await loadConfig({ ...commandLine.load, onSkip: (dir, error) => skippedDirs.push(`${dir} (${error.message})`) });
+    if (config.admin.listen) checkAdminListen(config.admin.listen, config.admin.allowNonLoopback);
   } catch (err) {
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     if (err instanceof ConfigError) process.stderr.write('Run upnpd --help for the options.\n');
@@ -143,6 +150,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let daemon: Daemon | undefined;
   let stopAsked: ((daemon: Daemon) => void) | undefined;
   let control: ControlServer | undefined;
+  let admin: AdminServer | undefined;
   let stopping = false;
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -155,7 +163,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     stopping = true;
     logger.info(`${signal}: shutting down${daemon ? '' : ' once the start has finished'}`);
     const run = (running: Daemon) =>
-      (control ? control.close() : Promise.resolve())
+      Promise.all([control?.close(), admin?.close()])
         .then(() => running.stop())
         .then(
           () => resolveExit(EXIT_OK),
@@ -192,6 +200,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     daemon = started;
     control = await startControlServer(started, config.runtimeDir, logger);
+    if (config.admin.listen) {
+      admin = await startAdminServer(started, config.admin.listen, config.admin, logger).catch((err: unknown) => {
+        logger.error({ err }, `no admin listener on ${config.admin.listen}: ${messageOf(err)}`);
+        return undefined;
+      });
+    }
     notifySystemd(logger);
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;

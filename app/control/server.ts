@@ -61,7 +61,7 @@ function parseRequest(line: string): ControlRequest {
       }
       if (remoteHost !== undefined && remoteHost !== '' && !(typeof remoteHost === 'string' && isIPv4(remoteHost)))
         throw new Error('--remote-host must be an IPv4 address');
-      return { command: 'delete', protocol, externalPort: externalPort as number, remoteHost: (remoteHost) ?? '' };
+      return { command: 'delete', protocol, externalPort: externalPort as number, remoteHost: remoteHost ?? '' };
     }
     case 'purge':
       if (value.client !== undefined && !(typeof value.client === 'string' && isIPv4(value.client))) throw new Error('--client must be an IPv4 address');

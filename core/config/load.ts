@@ -39,7 +39,12 @@ export interface LoadConfigOptions {
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
   const { fileConfig, source } = await readConfigFile(options);
   const overrides = options.overrides ?? {};
-  const merged: Record<string, unknown> = { ...fileConfig, ...withoutUndefined(overrides) };
+  const merged: Record<string, unknown> = { ...fileConfig };
+  // A flag sets one key of a section (--admin-listen: admin.listen) and keeps the file's others.
+  for (const [key, value] of Object.entries(withoutUndefined(overrides))) {
+    const fromFile = fileConfig[key];
+    merged[key] = isPlainObject(value) && isPlainObject(fromFile) ? { ...fromFile, ...value } : value;
+  }
 
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
@@ -170,4 +175,8 @@ function pathToString(path: PropertyKey[]): string {
 
 function withoutUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -78,6 +78,18 @@ export const configSchema = z
     stateDir: z.string().min(1).optional(),
     /** Where the control socket upnpd.sock goes (`upnpd status`, `list`, `delete`, `purge`). */
     runtimeDir: z.string().min(1).default('/run/upnpd'),
+    /** The admin HTTP listener (metrics, status page): off unless `listen` is set; loopback only unless allowed. */
+    admin: z
+      .object({
+        listen: z
+          .string()
+          .regex(/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'must be ADDRESS:PORT, e.g. 127.0.0.1:9191')
+          .optional(),
+        /** Serve on an address other than loopback (the page can delete mappings: put it behind your own access control). */
+        allowNonLoopback: z.boolean().default(false),
+      })
+      .strict()
+      .default({ allowNonLoopback: false }),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** A client may map only to itself and delete only its own mappings. */
     secureMode: z.boolean().default(true),

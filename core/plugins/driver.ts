@@ -31,9 +31,21 @@ export class PluginDriver implements MappingHooks {
     this.firewallPlugin = this.plugins.find((p): p is Plugin & { firewall: FirewallBackend } => p.firewall !== undefined)!;
   }
 
+  /** Told how long each firewall apply took, and whether it succeeded (for the metrics). */
+  applyObserver: ((seconds: number, ok: boolean) => void) | undefined;
+
   /** The firewall as the mapping lifecycle uses it; a failure names the plugin. */
   readonly firewall = {
-    apply: (changes: Parameters<FirewallBackend['apply']>[0]) => this.callFirewall('apply', () => this.firewallPlugin.firewall.apply(changes)),
+    apply: async (changes: Parameters<FirewallBackend['apply']>[0]) => {
+      const started = performance.now();
+      let ok = false;
+      try {
+        await this.callFirewall('apply', () => this.firewallPlugin.firewall.apply(changes));
+        ok = true;
+      } finally {
+        this.applyObserver?.((performance.now() - started) / 1000, ok);
+      }
+    },
     list: () => this.callFirewall('list', () => this.firewallPlugin.firewall.list()),
   };
 

@@ -62,6 +62,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private readonly serverString: string;
   private readonly evented: ReadonlyArray<{ readonly service: EventedService; readonly control: ControlEndpoint }>;
   private advertiser: SsdpAdvertiser | undefined;
+  private readonly control: SoapControl;
   private systemUpdateId = 1;
   private readonly unsubscribes: Array<() => void> = [];
   readonly limits: ClientLimits;
@@ -99,7 +100,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     }));
     const routes = new RouteTable();
     this.addDescriptionRoutes(routes);
-    this.addControlRoutes(routes, new SoapControl(controls, this.log, (peer, action) => this.limits.admitStateChange(peer, action)));
+    this.control = new SoapControl(controls, this.log, (peer, action) => this.limits.admitStateChange(peer, action));
+    this.addControlRoutes(routes, this.control);
     for (const { service } of this.evented) {
       routes.add(service.eventPath, ['SUBSCRIBE', 'UNSUBSCRIBE'], (req, res, peer) => {
         const decision = req.method === 'SUBSCRIBE' ? this.limits.admitStateChange(peer, 'SUBSCRIBE') : undefined;
@@ -161,7 +163,12 @@ export class UpnpIgdFrontEnd implements FrontEnd {
 
   /** The description URL on each LAN address. */
   status(): Readonly<Record<string, unknown>> {
-    return { externalAddress: this.wan.externalAddress ?? null, urls: this.describe() };
+    return {
+      externalAddress: this.wan.externalAddress ?? null,
+      urls: this.describe(),
+      requests: Object.fromEntries(this.control.answered),
+      subscriptions: this.events.subscriptions,
+    };
   }
 
   describe(): string[] {

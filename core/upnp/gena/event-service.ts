@@ -60,6 +60,11 @@ export class EventService {
   private readonly settings: Limits;
   private readonly serverString: string;
   private readonly registry: SubscriptionRegistry;
+
+  /** Live subscriptions. */
+  get subscriptions(): number {
+    return this.registry.size;
+  }
   private readonly closing = new AbortController();
 
   constructor(options: EventServiceOptions) {

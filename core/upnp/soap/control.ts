@@ -67,6 +67,14 @@ export class SoapControl {
     }
   }
 
+  /** Requests answered, by `action result` (result: ok, a UPnP fault code, 503 or 400). */
+  readonly answered = new Map<string, number>();
+
+  private count(action: string, result: string | number): void {
+    const key = `${action} ${result}`;
+    this.answered.set(key, (this.answered.get(key) ?? 0) + 1);
+  }
+
   get paths(): string[] {
     return [...this.byPath.keys()];
   }
@@ -100,11 +108,15 @@ export class SoapControl {
       if (!action) throw new UpnpError(UpnpErrorCode.InvalidAction, `${service.serviceType} has no action ${named.action}`);
       if (this.admitStateChange && !isReadOnlyAction(action.name)) {
         const decision = this.admitStateChange(peer, action.name);
-        if (!decision.allowed) return retryLaterReply(decision.retryAfterMs);
+        if (!decision.allowed) {
+          this.count(action.name, 503);
+          return retryLaterReply(decision.retryAfterMs);
+        }
       }
       const requester: Requester = { address: peer, via: `upnp-igd:${service.version}` };
       const result = await control.handlers[action.name]!({ args: readArguments(service, action, call.args), version: service.version, requester });
       this.logger.debug(log, `${action.name} answered`);
+      this.count(action.name, 'ok');
       return this.reply(service.serviceType, action.name, outputValues(service, action, result ?? {}));
     } catch (err) {
       return this.fault(err, log);
@@ -126,6 +138,7 @@ export class SoapControl {
 
   private fault(err: unknown, log: Record<string, unknown>): HttpReply {
     const fault = toUpnpFault(err);
+    this.count(typeof log.action === 'string' ? log.action : 'unknown', fault.upnpCode);
     if (fault.upnpCode === UpnpErrorCode.ActionFailed) this.logger.warn({ ...log, err }, `action failed: ${messageOf(err)}`);
     else this.logger.debug({ ...log, upnpCode: fault.upnpCode, reason: messageOf(err) }, 'action refused');
     return { status: 500, headers: RESPONSE_HEADERS, body: soapFault(fault) };

@@ -1,0 +1,98 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Daemon } from '../../core/daemon.js';
+
+/** Every metric name, so that the compiler keeps the list and the README's table in step. */
+export const METRIC_NAMES = [
+  'upnpd_info',
+  'upnpd_uptime_seconds',
+  'upnpd_mappings',
+  'upnpd_requests_total',
+  'upnpd_limit_refusals_total',
+  'upnpd_backend_apply_seconds',
+  'upnpd_gena_subscriptions',
+] as const;
+export type MetricName = (typeof METRIC_NAMES)[number];
+
+/** Backend apply latency buckets (s): one nft transaction takes ms; thousands of elements, a second. */
+const APPLY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+
+/**
+ * The daemon's figures in Prometheus' text format (prom-client, a registry of our own). Most are read
+ * from the daemon when scraped; the apply latency is observed as it happens.
+ */
+export function daemonMetrics(daemon: Daemon): Registry {
+  const registry = new Registry();
+  const upnp = () => daemon.status().frontEnds['upnp-igd'] as { requests?: Record<string, number>; subscriptions?: number } | undefined;
+  const metrics: Record<MetricName, unknown> = {
+    upnpd_info: new Gauge({
+      name: 'upnpd_info',
+      help: 'upnpd version and firewall backend (always 1)',
+      labelNames: ['version', 'backend'],
+      registers: [registry],
+      collect() {
+        const s = daemon.status();
+        this.reset();
+        this.set({ version: s.version, backend: s.backend }, 1);
+      },
+    }),
+    upnpd_uptime_seconds: new Gauge({
+      name: 'upnpd_uptime_seconds',
+      help: 'Seconds since the daemon started',
+      registers: [registry],
+      collect() {
+        this.set(daemon.status().uptimeSeconds);
+      },
+    }),
+    upnpd_mappings: new Gauge({
+      name: 'upnpd_mappings',
+      help: 'Port mappings in the table, by protocol and front-end',
+      labelNames: ['protocol', 'source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of daemon.mappings.values()) this.inc({ protocol: m.protocol, source: m.createdBy.via });
+      },
+    }),
+    upnpd_requests_total: new Counter({
+      name: 'upnpd_requests_total',
+      help: 'SOAP requests answered, by action and result (ok, a UPnP error code, 503 when rate-limited)',
+      labelNames: ['action', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [key, count] of Object.entries(upnp()?.requests ?? {})) {
+          const [action = '', result = ''] = key.split(' ');
+          this.inc({ action, result }, count);
+        }
+      },
+    }),
+    upnpd_limit_refusals_total: new Counter({
+      name: 'upnpd_limit_refusals_total',
+      help: 'Requests refused by the per-client bounds, by kind',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [kind, count] of Object.entries(daemon.limits.stats().refused)) this.inc({ kind }, count);
+      },
+    }),
+    upnpd_backend_apply_seconds: new Histogram({
+      name: 'upnpd_backend_apply_seconds',
+      help: 'How long the firewall backend took to apply a change set, by outcome',
+      labelNames: ['outcome'],
+      buckets: APPLY_BUCKETS,
+      registers: [registry],
+    }),
+    upnpd_gena_subscriptions: new Gauge({
+      name: 'upnpd_gena_subscriptions',
+      help: 'Live GENA event subscriptions',
+      registers: [registry],
+      collect() {
+        this.set(upnp()?.subscriptions ?? 0);
+      },
+    }),
+  };
+  const apply = metrics.upnpd_backend_apply_seconds as Histogram<'outcome'>;
+  daemon.driver.applyObserver = (seconds, ok) => apply.observe({ outcome: ok ? 'applied' : 'failed' }, seconds);
+  return registry;
+}

@@ -1,0 +1,134 @@
+import { createServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { DESCRIPTION_URL, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
+import { describeRequiring, missingPrograms } from '../support/requirements.js';
+
+// The admin listener of a real daemon (dry-run on loopback): /metrics, the status page, its delete buttons.
+
+const scratch = mkdtempSync(join(tmpdir(), 'upnpd-admin-'));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function mapping(port: number): Record<string, string | number> {
+  return {
+    NewRemoteHost: '',
+    NewExternalPort: port,
+    NewProtocol: 'TCP',
+    NewInternalPort: port,
+    NewInternalClient: '127.0.0.1',
+    NewEnabled: 1,
+    NewPortMappingDescription: `&lt;b&gt;game ${port}&lt;/b&gt;`,
+    NewLeaseDuration: 3600,
+  };
+}
+
+async function daemonWithAdmin(): Promise<{ run: UpnpdRun; url: string; admin: string }> {
+  const port = await freePort();
+  const run = startUpnpd(['--dry-run', '--admin-listen', `127.0.0.1:${port}`, '--runtime-dir', join(scratch, String(port))], { lifetimeMs: 60_000 });
+  const url = await run.waitFor(DESCRIPTION_URL, 15_000);
+  await run.waitFor(/admin listener/, 10_000);
+  return { run, url, admin: `http://127.0.0.1:${port}` };
+}
+
+/** A GET with another Host header (fetch does not let one set it): what a DNS-rebinding page sends. */
+function statusWithHost(url: string, host: string): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    request(url, { headers: { host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+
+afterEach(() => killStartedDaemons());
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe('the admin listener', () => {
+  it('serves Prometheus metrics: mappings, requests by action and result, backend apply latency', async () => {
+    const { url, admin } = await daemonWithAdmin();
+    await soapAction(url, 'AddPortMapping', mapping(9001));
+    await soapAction(url, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 9999, NewProtocol: 'TCP' });
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    expect(metrics).toContain('upnpd_mappings{protocol="TCP",source="upnp-igd:2"} 1');
+    expect(metrics).toContain('upnpd_requests_total{action="AddPortMapping",result="ok"} 1');
+    expect(metrics).toContain('upnpd_requests_total{action="DeletePortMapping",result="714"} 1');
+    expect(metrics).toMatch(/upnpd_backend_apply_seconds_count\{outcome="applied"\} 1/);
+    expect(metrics).toMatch(/^upnpd_info\{version="[^"]+",backend="dry-run"\} 1$/m);
+    expect(metrics).toMatch(/^upnpd_gena_subscriptions 0$/m);
+  });
+
+  it('deletes only with the page token, from its own origin, under its own Host name', async () => {
+    const { url, admin } = await daemonWithAdmin();
+    await soapAction(url, 'AddPortMapping', mapping(9002));
+    const page = await (await fetch(`${admin}/`)).text();
+    expect(page).toContain('&lt;b&gt;game 9002&lt;/b&gt;');
+    const token = /name="token" value="([0-9a-f]+)"/.exec(page)?.[1] ?? '';
+    const headers = { 'content-type': 'application/x-www-form-urlencoded' };
+    const fields = { protocol: 'TCP', externalPort: '9002', remoteHost: '' };
+    const post = (extra: Record<string, string>, body: Record<string, string>) =>
+      fetch(`${admin}/delete`, { method: 'POST', headers: { ...headers, ...extra }, body: form(body), redirect: 'manual' });
+    expect((await post({}, { ...fields, token: 'f'.repeat(48) })).status).toBe(403);
+    expect((await post({ origin: 'http://evil.example' }, { ...fields, token })).status).toBe(403);
+    expect((await post({ 'sec-fetch-site': 'cross-site' }, { ...fields, token })).status).toBe(403);
+    expect(await statusWithHost(`${admin}/`, 'rebound.example:80')).toBe(421);
+    expect(await (await fetch(`${admin}/`)).text()).toContain('game 9002');
+    const ok = await post({ origin: admin }, { ...fields, token });
+    expect(ok.status).toBe(303);
+    expect(await (await fetch(`${admin}/`)).text()).not.toContain('game 9002');
+  });
+
+  it('refuses a non-loopback address unless the config allows it (exit 2, before anything starts)', async () => {
+    const run = startUpnpd(['--dry-run', '--admin-listen', '192.0.2.1:9191'], { lifetimeMs: 20_000 });
+    expect(await run.exitCode(15_000)).toBe(2);
+    expect(run.output()).toContain('admin.listen: 192.0.2.1 is not a loopback address');
+  });
+});
+
+describeRequiring('the status page in a browser', missingPrograms(['chromium']), () => {
+  it('shows the mappings; a click on Delete removes one', async () => {
+    const { url, admin } = await daemonWithAdmin();
+    for (const port of [9011, 9012]) await soapAction(url, 'AddPortMapping', mapping(port));
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    try {
+      const tab = await browser.newPage();
+      await tab.goto(`${admin}/`);
+      expect(await tab.locator('tbody tr').count()).toBe(2);
+      expect(await tab.locator('tbody').innerText()).toContain('<b>game 9011</b>');
+      await tab.getByRole('button', { name: 'delete TCP 9011' }).click();
+      await tab.waitForURL(/deleted=1/);
+      expect(await tab.locator('tbody tr').count()).toBe(1);
+      expect(await tab.locator('tbody').innerText()).not.toContain('9011');
+    } finally {
+      await browser.close();
+    }
+  });
+});
