@@ -127,6 +127,8 @@ export class Daemon {
       await this.state.journal
         ?.compact()
         .catch((err: unknown) => this.logger.error({ err }, `could not compact the mapping state at shutdown: ${messageOf(err)}`));
+      // The rules removed below are reinstalled at the next start: not recorded as removals.
+      this.state.journal?.close();
       if (!this.config.keepRulesOnShutdown) {
         const removed = await this.mappings.removeAll().catch((err: unknown) => {
           this.logger.error({ err }, `removing the mappings at shutdown failed: ${messageOf(err)}`);

@@ -56,6 +56,7 @@ export interface TableSource {
  */
 export class DurableMappingJournal implements MappingJournal {
   private records = 0;
+  private closed = false;
   private status: PersistenceStatus;
   private lastErrorLog = -Infinity;
 
@@ -78,9 +79,11 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   async record(changes: MappingChanges): Promise<void> {
+    if (this.closed) return;
     const empty = changes.mapped.length === 0 && changes.unmapped.length === 0;
     if (empty && !this.failing) return;
     try {
+      // After a failed write the journal may end in a partial line: never append after it, rewrite both files.
       if (this.failing || this.records >= this.options.compactAfterRecords) {
         await this.writeSnapshot(changes);
       } else {
@@ -107,6 +110,14 @@ export class DurableMappingJournal implements MappingJournal {
       this.failed(err);
       throw err;
     }
+  }
+
+  /**
+   * At shutdown, after the last compaction: records nothing more, so that the rules removed at
+   * shutdown are reinstalled at the next start.
+   */
+  close(): void {
+    this.closed = true;
   }
 
   private async writeSnapshot(changes: MappingChanges): Promise<void> {

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { copyFile, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -37,12 +37,18 @@ export const nodeStateFs: StateFs = {
     const temporary = `${path}.tmp-${process.pid}`;
     const handle = await open(temporary, 'w', 0o600);
     try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
+      try {
+        await handle.writeFile(text, 'utf8');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temporary, path);
+    } catch (err) {
+      // A half-written temporary file would hold the space a full disk needs to recover.
+      await unlink(temporary).catch(() => undefined);
+      throw err;
     }
-    await rename(temporary, path);
     await syncDirectory(dirname(path));
   },
   async append(path, text) {
