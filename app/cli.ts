@@ -26,8 +26,9 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
   --dry-run             change no firewall; show what would be applied; listen on
                         loopback only unless --lan is given                       [config: dryRun]
   --http-port N         HTTP port for descriptions/control/events (0: any free)   [config: httpPort]
-  --state-dir DIR       keep the mappings (DIR/mappings.json, reinstalled at start
-                        with the lease time they had left) and the SSDP BOOTID    [config: stateDir]
+  --state-dir DIR       keep the mappings (DIR/mappings.json + mappings.journal,
+                        on disk before each answer, reinstalled at start with the
+                        lease time they had left) and the SSDP BOOTID             [config: stateDir]
   --log-level LEVEL     fatal | error | warn | info | debug | trace | silent       [config: logLevel]
   --help                print this help
   --version             print the version
