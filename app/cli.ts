@@ -38,8 +38,9 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
                         unless admin.allowNonLoopback)                            [config: admin.listen]
   --runtime-dir DIR     where the control socket upnpd.sock goes (default /run/upnpd)
                                                                                   [config: runtimeDir]
-  --state-dir DIR       keep the mappings (DIR/mappings.json, reinstalled at start
-                        with the lease time they had left) and the SSDP BOOTID    [config: stateDir]
+  --state-dir DIR       keep the mappings (DIR/mappings.json + mappings.journal,
+                        on disk before each answer, reinstalled at start with the
+                        lease time they had left) and the SSDP BOOTID             [config: stateDir]
   --log-level LEVEL     fatal | error | warn | info | debug | trace | silent       [config: logLevel]
   --help                print this help
   --version             print the version

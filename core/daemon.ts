@@ -3,10 +3,12 @@ import { HeapTrimmer } from './heap-trimmer.js';
 import { persistedBootId } from './boot-id.js';
 import type { ResolvedConfig } from './config/schema.js';
 import { ConfigError, messageOf } from './errors.js';
+import type { PortMapping } from './mapping/types.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
 import { MappingService } from './mapping/service.js';
-import { MappingStateFile, MappingStateWriter } from './mapping/state-file.js';
+import { DurableMappingJournal, type PersistenceStatus } from './mapping/journal.js';
+import { MappingStateFile } from './mapping/state-file.js';
 import type { MappingViewSlot } from './mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { PluginDriver } from './plugins/driver.js';
@@ -59,6 +61,8 @@ export interface DaemonStatus {
   readonly frontEnds: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** What the per-client bounds refused. */
   readonly limits: ReturnType<ClientLimits['stats']>;
+  /** Whether acknowledged mappings are being kept (ok, failing, unavailable, off). */
+  readonly persistence: PersistenceStatus;
 }
 
 /** The running daemon: plugins provisioned, mapping lifecycle, front-ends answering. */
@@ -72,11 +76,16 @@ export class Daemon {
     readonly driver: PluginDriver,
     readonly mappings: MappingService,
     readonly frontEnds: readonly FrontEnd[],
-    private readonly stateWriter: MappingStateWriter | undefined,
+    private readonly state: StateDirectory,
     private readonly heapTrimmer: HeapTrimmer,
     /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
     readonly limits: ClientLimits,
   ) {}
+
+  /** Whether acknowledged mappings are kept across restarts (the operations CLI shows it). */
+  get persistence(): PersistenceStatus {
+    return this.state.journal?.persistence ?? this.state.status;
+  }
 
   static async start(config: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
     const logger = deps.logger;
@@ -89,14 +98,10 @@ export class Daemon {
     deps.mappingView?.bind(mappings.view);
 
     await driver.provision();
-    let stateWriter: MappingStateWriter | undefined;
-    try {
-      stateWriter = config.stateDir ? await restoreMappings(config, config.stateDir, mappings, logger) : undefined;
-    } catch (err) {
-      await mappings.close();
-      await driver.cleanup();
-      throw err;
-    }
+    const ownPorts = new Set<number>(config.httpPort > 0 ? [config.httpPort] : []);
+    const ownAddresses = new Set(lan.map((a) => a.address));
+    mappings.protectOwnEndpoints((address, port) => ownPorts.has(port) && (ownAddresses.has(address) || address.startsWith('127.')));
+    const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
     const frontEnds: FrontEnd[] = [
@@ -112,13 +117,15 @@ export class Daemon {
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       }),
     ];
-    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, stateWriter, new HeapTrimmer(clock, logger), limits);
+    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, state, new HeapTrimmer(clock, logger), limits);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
       await daemon.stop();
       throw err;
     }
+    // With httpPort 0 the port is known only now (and a state file could not have named it).
+    for (const url of frontEnds.flatMap((f) => f.describe?.() ?? [])) ownPorts.add(Number(new URL(url).port));
     daemon.heapTrimmer.start();
     logger.info(
       {
@@ -153,6 +160,7 @@ export class Daemon {
       },
       frontEnds: Object.fromEntries(this.frontEnds.map((f) => [f.name, f.status?.() ?? {}])),
       limits: this.limits.stats(),
+      persistence: this.persistence,
     };
   }
 
@@ -166,7 +174,11 @@ export class Daemon {
       // Saved once the changes already queued have committed, and before the rules go: the
       // mappings are reinstalled at the next start.
       await this.mappings.settled();
-      await this.stateWriter?.flush();
+      await this.state.journal
+        ?.compact()
+        .catch((err: unknown) => this.logger.error({ err }, `could not compact the mapping state at shutdown: ${messageOf(err)}`));
+      // The rules removed below are reinstalled at the next start: not recorded as removals.
+      this.state.journal?.close();
       if (!this.config.keepRulesOnShutdown) {
         const removed = await this.mappings.removeAll().catch((err: unknown) => {
           this.logger.error({ err }, `removing the mappings at shutdown failed: ${messageOf(err)}`);
@@ -205,21 +217,29 @@ export class Daemon {
   }
 }
 
+/** The state directory as the daemon uses it: its journal, or why there is none. */
+interface StateDirectory {
+  readonly journal?: DurableMappingJournal;
+  readonly status: PersistenceStatus;
+}
+
+const NO_STATE_DIRECTORY: StateDirectory = { status: { state: 'off', since: new Date().toISOString() } };
+
 /**
- * With a state directory: reinstalls the mappings saved there (leases that ended meanwhile are
- * dropped), then keeps the file in step with the table. A directory that cannot be created or a
- * file that cannot be read stops the start with a config error; a file that is not a mappings
- * file is set aside (MappingStateFile.load).
+ * With a state directory: reinstalls the mappings kept there (snapshot and journal; leases that
+ * ended meanwhile are dropped), writes them as a fresh snapshot (which also takes over a
+ * `mappings.json` of an earlier release), and from then on journals every batch before it is
+ * answered. Never stops the start: a file that cannot be read is set aside (MappingStateFile.load),
+ * and a directory that cannot be written means running without persistence, logged and reported.
  */
-async function restoreMappings(config: ResolvedConfig, stateDir: string, mappings: MappingService, logger: Logger): Promise<MappingStateWriter> {
+async function restoreMappings(stateDir: string, config: ResolvedConfig, mappings: MappingService, logger: Logger): Promise<StateDirectory> {
   const file = new MappingStateFile(stateDir, logger);
-  let loaded;
   try {
     await file.prepare();
-    loaded = await file.load();
   } catch (err) {
-    throw new ConfigError(`${config.source}: stateDir: cannot use "${stateDir}": ${messageOf(err)}`);
+    logger.error({ err, stateDir }, `cannot create the state directory ${stateDir}: ${messageOf(err)}`);
   }
+  const loaded = await file.load();
   if (loaded.mappings.length > 0) {
     const outcome = await mappings.restore(loaded.mappings);
     const dropped = [
@@ -233,9 +253,16 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
       `restored ${outcome.restored} mapping(s) from ${file.path}${dropped.length > 0 ? ` (${dropped.join(', ')})` : ''}`,
     );
     if (outcome.failed > 0) {
-      // The next save leaves them out: keep what was read, for the admin.
-      const copy = await file.keepCopy('restore-failed');
-      logger.error({ file: file.path, copy }, `${outcome.failed} saved mapping(s) could not be reinstalled; the file as it was read is kept as ${copy}`);
+      // The snapshot written next leaves them out: keep what was read, for the admin.
+      await file.keepCopy('restore-failed').then(
+        (copy) =>
+          logger.error(
+            { file: file.path, copy },
+            `${outcome.failed} saved mapping(s) could not be reinstalled; the files as they were read are kept as ${copy}`,
+          ),
+        (err: unknown) =>
+          logger.error({ err, file: file.path }, `${outcome.failed} saved mapping(s) could not be reinstalled, and no copy could be kept: ${messageOf(err)}`),
+      );
     }
   } else if (loaded.expired || loaded.invalid) {
     logger.info(
@@ -243,11 +270,20 @@ async function restoreMappings(config: ResolvedConfig, stateDir: string, mapping
       `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`,
     );
   }
-  const writer = new MappingStateWriter(file, () => ({ mappings: [...mappings.values()], remainingMs: (m) => mappings.leaseLeftMs(m) }), logger);
-  mappings.onChange(() => writer.changed());
-  // What was dropped at the restore leaves the file now, not at the next change.
-  if (mappings.size !== loaded.mappings.length + loaded.expired + loaded.invalid) writer.changed();
-  return writer;
+  const table = { mappings: () => mappings.values(), remainingMs: (m: PortMapping) => mappings.leaseLeftMs(m) };
+  try {
+    await file.save(table.mappings(), table.remainingMs);
+  } catch (err) {
+    const lastError = `${(err as NodeJS.ErrnoException).code ?? 'error'}: ${messageOf(err)}`;
+    logger.error(
+      { err, stateDir },
+      `cannot write the mapping state to ${stateDir} (${lastError}); running WITHOUT persistence: mappings will not survive a restart`,
+    );
+    return { status: { state: 'unavailable', since: new Date().toISOString(), lastError, directory: stateDir } };
+  }
+  const journal = new DurableMappingJournal(file, table, logger);
+  mappings.persistTo(journal, config.state.onWriteFailure);
+  return { journal, status: journal.persistence };
 }
 
 function describeValue(value: unknown): string {

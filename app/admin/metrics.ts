@@ -10,6 +10,8 @@ export const METRIC_NAMES = [
   'upnpd_limit_refusals_total',
   'upnpd_backend_apply_seconds',
   'upnpd_gena_subscriptions',
+  'upnpd_state_write_errors_total',
+  'upnpd_persistence_ok',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
@@ -89,6 +91,23 @@ export function daemonMetrics(daemon: Daemon): Registry {
       registers: [registry],
       collect() {
         this.set(upnp()?.subscriptions ?? 0);
+      },
+    }),
+    upnpd_state_write_errors_total: new Counter({
+      name: 'upnpd_state_write_errors_total',
+      help: 'Writes of the state directory (journal, snapshot) that failed',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(daemon.persistence.writeErrors ?? 0);
+      },
+    }),
+    upnpd_persistence_ok: new Gauge({
+      name: 'upnpd_persistence_ok',
+      help: '1 while acknowledged mappings are kept on disk, 0 while writes fail or there is no state directory',
+      registers: [registry],
+      collect() {
+        this.set(daemon.persistence.state === 'ok' ? 1 : 0);
       },
     }),
   };

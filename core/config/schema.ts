@@ -22,6 +22,18 @@ export const leaseSchema = z
   })
   .strict();
 
+/** How the mapping state in `stateDir` is kept. */
+export const stateSchema = z
+  .object({
+    /**
+     * When the state cannot be written (disk full, read-only, I/O error): 'refuse' answers new
+     * mappings 501 until it can again (what a client is told stays true after a restart);
+     * 'best-effort' grants them, kept in memory only until a write works.
+     */
+    onWriteFailure: z.enum(['refuse', 'best-effort']).default('refuse'),
+  })
+  .strict();
+
 /** UPnP IGD front-end settings. */
 export const upnpSchema = z
   .object({
@@ -74,7 +86,7 @@ export const configSchema = z
     dryRun: z.boolean().default(false),
     /** HTTP port for descriptions, control and events (0: any free port). */
     httpPort: z.number().int().min(0).max(65535).default(0),
-    /** Where the mappings are kept across restarts (`mappings.json`); without it they live in memory only. */
+    /** Where the mappings are kept across restarts (`mappings.json` and `mappings.journal`); without it they live in memory only. */
     stateDir: z.string().min(1).optional(),
     /** Where the control socket upnpd.sock goes (`upnpd status`, `list`, `delete`, `purge`). */
     runtimeDir: z.string().min(1).default('/run/upnpd'),
@@ -90,6 +102,7 @@ export const configSchema = z
       })
       .strict()
       .default({ allowNonLoopback: false }),
+    state: stateSchema.default(stateSchema.parse({})),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** A client may map only to itself and delete only its own mappings. */
     secureMode: z.boolean().default(true),

@@ -3,6 +3,7 @@ import { BackendError, UpnpError, UpnpErrorCode, messageOf, upnpErrorIn } from '
 import type { Logger } from '../logger.js';
 import { ExpiryQueue } from './expiry-queue.js';
 import type { MappingFirewall, MappingHooks } from './hooks.js';
+import type { MappingJournal, WriteFailurePolicy } from './journal.js';
 import type { RestoredMapping } from './state-file.js';
 import { MappingDraft, MappingTable } from './table.js';
 import {
@@ -10,6 +11,7 @@ import {
   keyString,
   portMappingOf,
   ruleOf,
+  sameRule,
   type ChangeSet,
   type MappedEvent,
   type MappingKey,
@@ -67,6 +69,9 @@ const MAX_BATCH = 512;
 /** When an expiry pass failed (backend error), the next try waits this long. */
 const EXPIRY_RETRY_MS = 30_000;
 
+/** While the journal cannot be written, it is tried again this often even when no change comes. */
+const JOURNAL_RETRY_MS = 5_000;
+
 /** Ports an AddAnyPortMapping may be moved to when the asked one is not available. */
 const PORT_REFUSALS = new Set<number>([UpnpErrorCode.ConflictInMappingEntry, UpnpErrorCode.ConflictWithOtherMechanisms, UpnpErrorCode.NotAuthorized]);
 
@@ -88,6 +93,12 @@ export class MappingService implements MappingView {
   private closed = false;
   private expiryFailed = false;
   private readonly changeListeners = new Set<() => void>();
+  private journal: MappingJournal | undefined;
+  private onWriteFailure: WriteFailurePolicy = 'refuse';
+  private journalRetryTimer: unknown = undefined;
+  /** Set while a batch is staged with a journal that cannot be written, under the 'refuse' policy. */
+  private refusingNewMappings = false;
+  private isOwnEndpoint: (address: string, port: number) => boolean = () => false;
 
   constructor(
     private readonly hooks: MappingHooks,
@@ -129,6 +140,25 @@ export class MappingService implements MappingView {
   onChange(listener: () => void): () => void {
     this.changeListeners.add(listener);
     return () => this.changeListeners.delete(listener);
+  }
+
+  /**
+   * From now on, every batch that changes the table is recorded in `journal` before it is answered.
+   * When the journal cannot be written, `onWriteFailure` says what happens to new mappings:
+   * 'refuse' answers them 501 (nothing of them stays in the firewall), 'best-effort' grants them
+   * in memory. Removals, expiries and renewals of a mapping's same target proceed either way.
+   */
+  persistTo(journal: MappingJournal, onWriteFailure: WriteFailurePolicy): void {
+    this.journal = journal;
+    this.onWriteFailure = onWriteFailure;
+  }
+
+  /**
+   * Refuses (606) any mapping, live or restored, whose target is one of the daemon's own listening
+   * endpoints (its HTTP server): forwarding the WAN to it would expose the control URL.
+   */
+  protectOwnEndpoints(isOwnEndpoint: (address: string, port: number) => boolean): void {
+    this.isOwnEndpoint = isOwnEndpoint;
   }
 
   /** Milliseconds left on a lease, null for a permanent one (what the state file keeps). */
@@ -213,6 +243,7 @@ export class MappingService implements MappingView {
       const savepoint = draft.savepoint();
       try {
         const adjusted = await this.hooks.beforeMap(request, this.policyContext(draft, createdBy, draft.get(request)));
+        this.checkTarget(adjusted);
         const existing = draft.get(adjusted);
         if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
         const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy);
@@ -296,6 +327,8 @@ export class MappingService implements MappingView {
     this.closed = true;
     if (this.expiryTimer !== undefined) this.clock.clearTimer(this.expiryTimer);
     this.expiryTimer = undefined;
+    if (this.journalRetryTimer !== undefined) this.clock.clearTimer(this.journalRetryTimer);
+    this.journalRetryTimer = undefined;
     await this.settled();
   }
 
@@ -339,13 +372,26 @@ export class MappingService implements MappingView {
   ): Promise<{ mapping: PortMapping; previous: PortMapping | undefined }> {
     const asked = draft.get(request);
     const adjusted = await this.hooks.beforeMap(request, this.policyContext(draft, requester, asked));
+    this.checkTarget(adjusted);
     const existing = draft.get(adjusted);
     if (existing && existing.internalClient !== adjusted.internalClient) {
       throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is mapped to another client`);
     }
+    if (this.refusingNewMappings && !(existing && sameRule(ruleOf(existing), ruleOf(adjusted)))) {
+      throw new UpnpError(
+        UpnpErrorCode.ActionFailed,
+        'the mapping state cannot be written (disk full, read-only or failing); new mappings are refused until it can',
+      );
+    }
     const mapping = portMappingOf(adjusted, this.expiryFor(adjusted.leaseSeconds), requester);
     draft.put(mapping);
     return { mapping, previous: existing };
+  }
+
+  private checkTarget(request: MappingRequest): void {
+    if (this.isOwnEndpoint(request.internalClient, request.internalPort)) {
+      throw new UpnpError(UpnpErrorCode.NotAuthorized, `${request.internalClient}:${request.internalPort} is upnpd's own HTTP endpoint`);
+    }
   }
 
   private expiryFor(leaseSeconds: number): number | null {
@@ -391,16 +437,57 @@ export class MappingService implements MappingView {
    * applied or answered, when the firewall refused a batch of several changes.
    */
   private async runBatch(batch: readonly QueuedChange[]): Promise<boolean> {
-    const { draft, staged } = await this.stage(batch);
-    const failure = await this.applyStaged(draft.changeSet());
+    // A journal that failed is tried again with each batch (a whole snapshot), before staging.
+    if (this.journal?.failing) await this.journal.record({ mapped: [], unmapped: [] }).catch(() => this.scheduleJournalRetry());
+    this.refusingNewMappings = this.journal?.failing === true && this.onWriteFailure === 'refuse';
+    let draft: MappingDraft, staged: StagedChange[];
+    try {
+      ({ draft, staged } = await this.stage(batch));
+    } finally {
+      this.refusingNewMappings = false;
+    }
+    const changes = draft.changeSet();
+    const failure = await this.applyStaged(changes);
     if (failure && batch.length > 1) return false;
     if (failure) {
       for (const entry of staged) entry.change.reject('error' in entry ? entry.error : failure);
       return true;
     }
+    // Not durable, and new mappings must not be granted so: they were undone in the firewall, and
+    // the batch is staged again, now refusing them (bounded: the journal is failing from here on).
+    if (!(await this.persist(draft, changes))) return this.runBatch(batch);
     this.commit(draft, staged);
     this.publish(staged);
     return true;
+  }
+
+  /**
+   * Records the batch in the journal before it commits and is answered. Returns false when it
+   * could not be written and the batch adds mappings the 'refuse' policy must not grant (the
+   * firewall change is then undone); removals and renewals commit anyway.
+   */
+  private async persist(draft: MappingDraft, changes: ChangeSet): Promise<boolean> {
+    if (!this.journal || (!draft.hasChanges() && !this.journal.failing)) return true;
+    try {
+      await this.journal.record(draft.changes());
+      return true;
+    } catch {
+      // The journal logs the failure and reports it in its status.
+      this.scheduleJournalRetry();
+      if (this.onWriteFailure === 'best-effort' || !draft.addsMappings()) return true;
+      const undo = await this.applyStaged({ remove: changes.add, add: changes.remove });
+      if (undo) this.logger.error({ err: undo }, `could not undo a change the mapping state could not record: ${messageOf(undo)}`);
+      return false;
+    }
+  }
+
+  /** While the journal fails, a no-op change runs now and then so that it is tried again without a client's request. */
+  private scheduleJournalRetry(): void {
+    if (this.closed || this.journalRetryTimer !== undefined) return;
+    this.journalRetryTimer = this.clock.setTimer(() => {
+      this.journalRetryTimer = undefined;
+      if (this.journal?.failing) this.enqueue(() => ({ result: undefined, notifications: [] })).catch(() => undefined);
+    }, JOURNAL_RETRY_MS);
   }
 
   private async stage(batch: readonly QueuedChange[]): Promise<{ draft: MappingDraft; staged: StagedChange[] }> {

@@ -1,14 +1,21 @@
-import { copyFile, mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
 import { z } from 'zod';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { PROTOCOLS, type MappingRequest, type PortMapping, type Requester } from './types.js';
+import { nodeStateFs, type StateFs } from './state-fs.js';
+import { PROTOCOLS, keyString, type MappingKey, type MappingRequest, type PortMapping, type Requester } from './types.js';
 
-/** The file in the state directory that holds the mappings across restarts. */
+/** The snapshot of the mappings in the state directory (the file earlier releases wrote alone). */
 export const MAPPINGS_FILE = 'mappings.json';
+/** The changes since the snapshot, one line per committed batch, appended and fsync'ed before the batch is answered. */
+export const JOURNAL_FILE = 'mappings.journal';
 const FORMAT_VERSION = 1;
+
+/**
+ * Limits on what a state file may restore: the same fields a SOAP request may carry. A description
+ * comes in a SOAP body, which the HTTP server caps at 16 KiB (DEFAULT_HTTP_LIMITS.maxBodyBytes).
+ */
+export const STORED_MAPPING_LIMITS = { maxDescriptionLength: 16 * 1024 } as const;
 
 /** A mapping as stored: its lease ends at a wall-clock time, which outlives the process (the monotonic clock does not). */
 export interface StoredMapping extends MappingRequest {
@@ -32,186 +39,254 @@ export interface LoadedMappings {
   readonly invalid: number;
 }
 
-const storedMappingSchema = z
+/** What one journal line changes: a mapping added or replaced, or the key of one removed. */
+export interface MappingChanges {
+  readonly mapped: readonly PortMapping[];
+  readonly unmapped: readonly MappingKey[];
+}
+
+const keySchema = z
   .object({
     protocol: z.enum(PROTOCOLS),
     externalPort: z.number().int().min(1).max(65535),
     remoteHost: z.union([z.literal(''), z.ipv4()]),
-    internalClient: z.ipv4(),
-    internalPort: z.number().int().min(1).max(65535),
-    enabled: z.boolean(),
-    description: z.string(),
-    leaseSeconds: z.number().int().min(0),
-    expiresAtWallMs: z.number().int().nullable(),
-    createdBy: z.object({ address: z.string(), via: z.string() }),
   })
   .strict();
 
-const stateSchema = z.object({ version: z.literal(FORMAT_VERSION), savedAt: z.string(), mappings: z.array(z.unknown()) });
+const storedMappingSchema = keySchema
+  .extend({
+    internalClient: z.ipv4(),
+    internalPort: z.number().int().min(1).max(65535),
+    enabled: z.boolean(),
+    description: z.string().max(STORED_MAPPING_LIMITS.maxDescriptionLength),
+    leaseSeconds: z.number().int().min(0),
+    expiresAtWallMs: z.number().int().nullable(),
+    createdBy: z.object({ address: z.string(), via: z.string() }).strict(),
+  })
+  .strict();
+
+const snapshotSchema = z.object({ version: z.literal(FORMAT_VERSION), savedAt: z.string(), mappings: z.array(z.unknown()) });
+
+/** One journal line: the wall-clock time of the write and the batch's changes, in order. */
+const journalLineSchema = z.object({
+  t: z.number().int(),
+  c: z.array(z.union([z.object({ map: z.unknown() }).strict(), z.object({ unmap: z.unknown() }).strict()])),
+});
+
+/** An entry read back, with the wall-clock time it was written (a bound on its lease). */
+interface ReadEntry {
+  readonly stored: StoredMapping;
+  readonly writtenAt: number;
+}
 
 /**
- * `mappings.json` in the state directory: written whole and atomically (write-file-atomic: a
- * temporary file, fsync, rename), so a crash or power cut leaves the old file or the new one,
- * never half of one. What cannot be read is set aside and reported, never fatal.
+ * The mappings in the state directory: a snapshot (`mappings.json`, replaced atomically) and a
+ * journal of the batches committed since (`mappings.journal`, one JSON line per batch, appended
+ * and fsync'ed). Reading replays the journal over the snapshot; replaying a line twice changes
+ * nothing (each sets or removes whole entries), so a crash between writing a new snapshot and
+ * emptying the journal is harmless. What cannot be read is set aside and reported, never fatal.
  */
 export class MappingStateFile {
   readonly path: string;
+  readonly journalPath: string;
 
   constructor(
     readonly directory: string,
     private readonly logger: Logger,
     private readonly wallClock: () => number = Date.now,
+    private readonly fs: StateFs = nodeStateFs,
   ) {
     this.path = join(directory, MAPPINGS_FILE);
+    this.journalPath = join(directory, JOURNAL_FILE);
   }
 
   /** Creates the directory (only root may read it: it names LAN hosts and their ports). */
   async prepare(): Promise<void> {
-    await mkdir(this.directory, { recursive: true, mode: 0o700 });
+    await this.fs.mkdir(this.directory);
   }
 
-  /** The stored mappings whose leases have not ended. A missing file is an empty table. */
+  /** The stored mappings whose leases have not ended: the snapshot with the journal replayed over it. Never throws. */
   async load(): Promise<LoadedMappings> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { mappings: [], expired: 0, invalid: 0 };
-      throw err;
+    const entries = new Map<string, ReadEntry>();
+    let invalid = 0;
+    const snapshot = await this.readSnapshot();
+    if (snapshot) {
+      const savedAt = Date.parse(snapshot.savedAt);
+      for (const [index, entry] of snapshot.mappings.entries()) {
+        const stored = this.validMapping(entry, `${this.path}: mappings[${index}]`);
+        if (stored) entries.set(keyString(stored), { stored, writtenAt: savedAt });
+        else invalid += 1;
+      }
     }
-    let saved: z.output<typeof stateSchema>;
-    try {
-      saved = stateSchema.parse(JSON.parse(text));
-    } catch (err) {
-      const aside = `${this.path}.unreadable-${this.timestamp()}`;
-      await rename(this.path, aside);
-      this.logger.error(
-        { file: this.path, movedTo: aside },
-        `${this.path} is not a mappings file upnpd can read (${firstLine(err)}); moved it to ${aside} and starting with no mappings`,
-      );
-      return { mappings: [], expired: 0, invalid: 0 };
-    }
+    invalid += await this.replayJournal(entries);
     const now = this.wallClock();
-    const savedAt = Date.parse(saved.savedAt);
     const mappings: RestoredMapping[] = [];
     let expired = 0;
-    let invalid = 0;
-    for (const [index, entry] of saved.mappings.entries()) {
-      const parsed = storedMappingSchema.safeParse(entry);
-      if (!parsed.success) {
-        invalid += 1;
-        this.logger.warn({ file: this.path, index }, `${this.path}: mappings[${index}] skipped: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`);
-        continue;
-      }
-      const { expiresAtWallMs, ...stored } = parsed.data;
+    for (const { stored, writtenAt } of entries.values()) {
+      const { expiresAtWallMs, ...request } = stored;
       if (expiresAtWallMs !== null && expiresAtWallMs <= now) {
         expired += 1;
         continue;
       }
-      mappings.push({ ...stored, remainingMs: expiresAtWallMs === null ? null : leaseLeft(expiresAtWallMs, now, savedAt, stored.leaseSeconds) });
+      mappings.push({ ...request, remainingMs: expiresAtWallMs === null ? null : leaseLeft(expiresAtWallMs, now, writtenAt, request.leaseSeconds) });
     }
     return { mappings, expired, invalid };
   }
 
-  /** Copies the file next to itself as `mappings.json.<why>-<time>`; returns the copy's path. */
+  /** Copies the snapshot and the journal next to themselves as `<file>.<why>-<time>`; returns the snapshot copy's path. */
   async keepCopy(why: string): Promise<string> {
-    const copy = `${this.path}.${why}-${this.timestamp()}`;
-    await copyFile(this.path, copy);
-    return copy;
+    const suffix = `${why}-${this.timestamp()}`;
+    for (const path of [this.path, this.journalPath]) {
+      if ((await this.fs.readText(path)) !== undefined) await this.fs.copy(path, `${path}.${suffix}`);
+    }
+    return `${this.path}.${suffix}`;
+  }
+
+  /**
+   * Compaction: replaces the snapshot with these mappings, then empties the journal. `remainingMs`
+   * gives each one's lease left now (null: permanent).
+   */
+  async save(mappings: Iterable<PortMapping>, remainingMs: (mapping: PortMapping) => number | null): Promise<void> {
+    const now = this.wallClock();
+    const stored = [...mappings].map((m) => storedOf(m, remainingMs(m), now));
+    await this.fs.replace(this.path, `${JSON.stringify({ version: FORMAT_VERSION, savedAt: new Date(now).toISOString(), mappings: stored }, null, 1)}\n`);
+    await this.fs.replace(this.journalPath, '');
+  }
+
+  /** Appends one batch's changes to the journal as one line; resolves once it is on disk. */
+  async append(changes: MappingChanges, remainingMs: (mapping: PortMapping) => number | null): Promise<void> {
+    const now = this.wallClock();
+    const c = [
+      ...changes.unmapped.map((k) => ({ unmap: { protocol: k.protocol, externalPort: k.externalPort, remoteHost: k.remoteHost } })),
+      ...changes.mapped.map((m) => ({ map: storedOf(m, remainingMs(m), now) })),
+    ];
+    await this.fs.append(this.journalPath, `${JSON.stringify({ t: now, c })}\n`);
+  }
+
+  private async readSnapshot(): Promise<z.output<typeof snapshotSchema> | undefined> {
+    let text: string | undefined;
+    try {
+      text = await this.fs.readText(this.path);
+    } catch (err) {
+      await this.setAside(this.path, `cannot be read (${firstLine(err)})`);
+      return undefined;
+    }
+    if (text === undefined) return undefined;
+    try {
+      return snapshotSchema.parse(JSON.parse(text));
+    } catch (err) {
+      await this.setAside(this.path, `is not a mappings file upnpd can read (${firstLine(err)})`);
+      return undefined;
+    }
+  }
+
+  /** Replays the journal's lines over `entries`; returns how many entries were invalid. A torn last line (a crash mid-write) is ignored. */
+  private async replayJournal(entries: Map<string, ReadEntry>): Promise<number> {
+    let text: string | undefined;
+    try {
+      text = await this.fs.readText(this.journalPath);
+    } catch (err) {
+      await this.setAside(this.journalPath, `cannot be read (${firstLine(err)})`);
+      return 0;
+    }
+    if (!text) return 0;
+    const lines = text.split('\n');
+    const tail = lines.pop();
+    if (tail) {
+      // Never acknowledged: the batch is answered only after its whole line is on disk.
+      this.logger.warn(
+        { file: this.journalPath, bytes: tail.length },
+        `${this.journalPath}: the last record is incomplete (upnpd stopped while writing it); ignored, as its changes were never acknowledged`,
+      );
+    }
+    let invalid = 0;
+    for (const [number, line] of lines.entries()) {
+      const where = `${this.journalPath}:${number + 1}`;
+      let record: z.output<typeof journalLineSchema>;
+      try {
+        record = journalLineSchema.parse(JSON.parse(line));
+      } catch (err) {
+        invalid += 1;
+        this.logger.warn({ file: this.journalPath, line: number + 1 }, `${where}: not a journal record, skipped (${firstLine(err)})`);
+        continue;
+      }
+      for (const change of record.c) {
+        if ('unmap' in change) {
+          const key = keySchema.safeParse(change.unmap);
+          if (key.success) entries.delete(keyString(key.data));
+          else {
+            invalid += 1;
+            this.logger.warn({ file: this.journalPath, line: number + 1 }, `${where}: removal skipped: ${flat(key.error)}`);
+          }
+          continue;
+        }
+        const stored = this.validMapping(change.map, where);
+        if (!stored) {
+          invalid += 1;
+          continue;
+        }
+        const k = keyString(stored);
+        // A replaced mapping moves to the end only when it was removed first, as in the table.
+        entries.set(k, { stored, writtenAt: record.t });
+      }
+    }
+    return invalid;
+  }
+
+  private validMapping(entry: unknown, where: string): StoredMapping | undefined {
+    const parsed = storedMappingSchema.safeParse(entry);
+    if (parsed.success) return parsed.data;
+    this.logger.warn({ file: where }, `${where} skipped: ${flat(parsed.error)}`);
+    return undefined;
+  }
+
+  /** Moves an unusable file aside (when the directory allows it) and says so; the start goes on without it. */
+  private async setAside(path: string, problem: string): Promise<void> {
+    const aside = `${path}.unreadable-${this.timestamp()}`;
+    try {
+      await this.fs.rename(path, aside);
+      this.logger.error({ file: path, movedTo: aside }, `${path} ${problem}; moved it to ${aside} and starting without what it held`);
+    } catch (err) {
+      this.logger.error({ file: path }, `${path} ${problem}; could not move it aside either (${firstLine(err)}); starting without what it held`);
+    }
   }
 
   private timestamp(): string {
     return new Date(this.wallClock()).toISOString().replace(/[:.]/g, '-');
   }
+}
 
-  /** Replaces the file with these mappings; `remainingMs` gives each one's lease left now (null: permanent). */
-  async save(mappings: Iterable<PortMapping>, remainingMs: (mapping: PortMapping) => number | null): Promise<void> {
-    const now = this.wallClock();
-    const stored: StoredMapping[] = [];
-    for (const m of mappings) {
-      const left = remainingMs(m);
-      stored.push({
-        protocol: m.protocol,
-        externalPort: m.externalPort,
-        remoteHost: m.remoteHost,
-        internalClient: m.internalClient,
-        internalPort: m.internalPort,
-        enabled: m.enabled,
-        description: m.description,
-        leaseSeconds: m.leaseSeconds,
-        expiresAtWallMs: left === null ? null : Math.round(now + left),
-        createdBy: { address: m.createdBy.address, via: m.createdBy.via },
-      });
-    }
-    const text = `${JSON.stringify({ version: FORMAT_VERSION, savedAt: new Date(now).toISOString(), mappings: stored }, null, 1)}\n`;
-    await writeFileAtomic(this.path, text, { mode: 0o600 });
-  }
+function storedOf(m: PortMapping, left: number | null, now: number): StoredMapping {
+  return {
+    protocol: m.protocol,
+    externalPort: m.externalPort,
+    remoteHost: m.remoteHost,
+    internalClient: m.internalClient,
+    internalPort: m.internalPort,
+    enabled: m.enabled,
+    description: m.description,
+    leaseSeconds: m.leaseSeconds,
+    expiresAtWallMs: left === null ? null : Math.round(now + left),
+    createdBy: { address: m.createdBy.address, via: m.createdBy.via },
+  };
 }
 
 /**
  * The lease time left at start. The wall clock can be wrong at boot (no real-time clock, NTP not
- * synced yet): a clock behind the save time would stretch the lease, so it is never longer than
- * what was left when saved, nor than the lease the client asked for.
+ * synced yet): a clock behind the write time would stretch the lease, so it is never longer than
+ * what was left when written, nor than the lease the client asked for.
  */
-function leaseLeft(expiresAtWallMs: number, now: number, savedAt: number, leaseSeconds: number): number {
+function leaseLeft(expiresAtWallMs: number, now: number, writtenAt: number, leaseSeconds: number): number {
   const limits = [expiresAtWallMs - now];
-  if (Number.isFinite(savedAt)) limits.push(expiresAtWallMs - savedAt);
+  if (Number.isFinite(writtenAt)) limits.push(expiresAtWallMs - writtenAt);
   if (leaseSeconds > 0) limits.push(leaseSeconds * 1000);
   return Math.min(...limits);
 }
 
-function firstLine(err: unknown): string {
-  return messageOf(err).split('\n')[0]!;
+function flat(error: z.ZodError): string {
+  return z.prettifyError(error).replace(/\n/g, ' ');
 }
 
-/**
- * Keeps the state file in step with the mapping table: a save after each committed change, at most
- * one every `delayMs` (a burst of 5000 adds is a handful of writes), and a last one on `flush`.
- * A failed write is logged and retried with the next change; mappings are never lost for it.
- */
-export class MappingStateWriter {
-  private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
-  private dirty = false;
-  private stopped = false;
-
-  constructor(
-    private readonly file: MappingStateFile,
-    private readonly snapshot: () => { mappings: PortMapping[]; remainingMs: (m: PortMapping) => number | null },
-    private readonly logger: Logger,
-    private readonly delayMs = 1_000,
-  ) {}
-
-  /** The table changed: save it soon. */
-  changed(): void {
-    if (this.stopped) return;
-    this.dirty = true;
-    this.timer ??= setTimeout(() => {
-      this.timer = undefined;
-      void this.write();
-    }, this.delayMs);
-  }
-
-  /** Saves now if anything changed since the last save, and stops saving (at shutdown, before the table is emptied). */
-  async flush(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.write();
-  }
-
-  private write(): Promise<void> {
-    this.writing = this.writing.then(async () => {
-      if (!this.dirty) return;
-      this.dirty = false;
-      try {
-        const { mappings, remainingMs } = this.snapshot();
-        await this.file.save(mappings, remainingMs);
-      } catch (err) {
-        this.dirty = true;
-        this.logger.error({ err, file: this.file.path }, `could not save the mappings to ${this.file.path}: ${messageOf(err)}`);
-      }
-    });
-    return this.writing;
-  }
+function firstLine(err: unknown): string {
+  return messageOf(err).split('\n')[0]!;
 }

@@ -1,3 +1,4 @@
+import type { MappingChanges } from './state-file.js';
 import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type RuleSpec } from './types.js';
 
 /**
@@ -118,6 +119,27 @@ export class MappingDraft implements MappingView {
       if (afterRule) add.push(afterRule);
     }
     return { remove, add };
+  }
+
+  /** What `commit` will do to the table, as the journal records it: removals first, then mappings set. */
+  changes(): MappingChanges {
+    const mapped: PortMapping[] = [];
+    const unmapped: MappingKey[] = [];
+    for (const [k, m] of this.staged) {
+      if (!m || this.reinserted.has(k)) unmapped.push(keyFromString(k));
+      if (m) mapped.push(m);
+    }
+    return { mapped, unmapped };
+  }
+
+  /** Whether this draft adds a mapping the table does not hold, or points a key at another target (what a full disk may refuse). */
+  addsMappings(): boolean {
+    for (const [k, m] of this.staged) {
+      if (!m) continue;
+      const before = this.table.get(keyFromString(k));
+      if (!before || !sameRule(ruleOf(before), ruleOf(m))) return true;
+    }
+    return false;
   }
 
   commit(): void {

@@ -288,6 +288,8 @@ export interface RunningDaemon {
   readonly url: string;
   /** SIGTERM, then SIGKILL if it has not exited after 10 s. Resolves with the exit code (128+n for signal n). */
   stop(): Promise<number>;
+  /** SIGKILL at once (a crash). Resolves with the exit code. */
+  kill(): Promise<number>;
   /** Everything the daemon printed so far (stdout and stderr). */
   output(): string;
 }
@@ -314,6 +316,7 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
   return {
     url,
     stop: () => daemon.stop('SIGTERM', DAEMON_STOP_GRACE_MS),
+    kill: () => daemon.kill(),
     output: () => daemon.output(),
   };
 }

@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
-import { MappingStateFile, MappingStateWriter, type RestoredMapping } from '../../core/mapping/state-file.js';
+import { MappingStateFile, type RestoredMapping } from '../../core/mapping/state-file.js';
 import type { MappedEvent, Plugin } from '../../core/plugins/types.js';
 import type { PortMapping } from '../../core/mapping/types.js';
 import { DEFAULT_LEASE, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
@@ -127,91 +127,6 @@ describe('MappingStateFile', () => {
     writeFileSync(file.path, JSON.stringify({ version: 2, savedAt: '', mappings: [] }));
     expect((await file.load()).mappings).toEqual([]);
     expect(readdirSync(dir)).toHaveLength(1);
-  });
-});
-
-describe('MappingStateWriter', () => {
-  const temp = useTempDir('upnpd-state-');
-
-  const savedPorts = (file: MappingStateFile) => readSavedState(file.path).mappings.map((m) => m.externalPort);
-
-  it('saves once for a burst of changes, after the delay', async () => {
-    const file = new MappingStateFile(temp.path, silentLogger);
-    let saves = 0;
-    const table = [mapping(1, null)];
-    const writer = new MappingStateWriter(
-      file,
-      () => {
-        saves += 1;
-        return { mappings: [...table], remainingMs: () => null };
-      },
-      silentLogger,
-      20,
-    );
-    for (let port = 2; port <= 50; port += 1) {
-      table.push(mapping(port, null));
-      writer.changed();
-    }
-    expect(saves).toBe(0);
-    await expect.poll(() => saves, { timeout: 2_000 }).toBe(1);
-    await writer.flush();
-    expect(saves).toBe(1); // nothing changed since
-    expect(savedPorts(file)).toHaveLength(50);
-  });
-
-  it('flush saves what changed at once, and nothing after it (the table is emptied at shutdown)', async () => {
-    const file = new MappingStateFile(temp.path, silentLogger);
-    const table = [mapping(1, null), mapping(2, null)];
-    const writer = new MappingStateWriter(file, () => ({ mappings: [...table], remainingMs: () => null }), silentLogger, 60_000);
-    writer.changed();
-    await writer.flush();
-    expect(savedPorts(file)).toEqual([1, 2]);
-    table.length = 0;
-    writer.changed();
-    await writer.flush();
-    expect(savedPorts(file)).toEqual([1, 2]);
-  });
-
-  it('logs a failed save and saves again with the next change', async () => {
-    const logger = new RecordingLogger();
-    const stateDir = join(temp.path, 'state');
-    writeFileSync(stateDir, 'a file where the directory should be'); // every write fails, root's too
-    const file = new MappingStateFile(stateDir, logger);
-    const writer = new MappingStateWriter(file, () => ({ mappings: [mapping(1, null)], remainingMs: () => null }), logger, 1);
-    writer.changed();
-    await expect.poll(() => logger.lines.filter((l) => l.level === 'error').length, { timeout: 2_000 }).toBe(1);
-    expect(logger.lines[0]!.message).toMatch(/could not save the mappings to .*state\/mappings\.json/);
-
-    rmSync(stateDir);
-    mkdirSync(stateDir);
-    writer.changed();
-    await expect.poll(() => existsSync(file.path), { timeout: 2_000 }).toBe(true);
-    expect(savedPorts(file)).toEqual([1]);
-  });
-});
-
-describe('MappingStateWriter, when taking the snapshot fails', () => {
-  const temp = useTempDir('upnpd-state-');
-
-  it('logs it and saves with the next change', async () => {
-    const logger = new RecordingLogger();
-    const file = new MappingStateFile(temp.path, logger);
-    let broken = true;
-    const writer = new MappingStateWriter(
-      file,
-      () => {
-        if (broken) throw new Error('table busy');
-        return { mappings: [mapping(7, null)], remainingMs: () => null };
-      },
-      logger,
-      1,
-    );
-    writer.changed();
-    await expect.poll(() => logger.lines.filter((l) => l.level === 'error').length, { timeout: 2_000 }).toBe(1);
-    broken = false;
-    writer.changed();
-    await writer.flush();
-    expect(readSavedState(file.path).mappings.map((m) => m.externalPort)).toEqual([7]);
   });
 });
 

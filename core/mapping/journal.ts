@@ -1,0 +1,153 @@
+import { messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { MappingChanges, MappingStateFile } from './state-file.js';
+import { keyString, type PortMapping } from './types.js';
+
+/**
+ * Where the mapping lifecycle makes a committed batch durable: called once per batch, after the
+ * firewall applied it and before any request of the batch is answered. Rejects when the changes
+ * are not on disk.
+ */
+export interface MappingJournal {
+  record(changes: MappingChanges): Promise<void>;
+  /** True after a failed write, until a write works again. */
+  readonly failing: boolean;
+}
+
+/** What to do with a new mapping while the state cannot be written. */
+export type WriteFailurePolicy = 'refuse' | 'best-effort';
+
+/**
+ * Whether acknowledged mappings are being kept across restarts: `ok`; `failing` (the last write
+ * failed: disk full, read-only, I/O error); `unavailable` (the state directory could not be used
+ * at start: running without persistence); `off` (no state directory configured).
+ */
+export interface PersistenceStatus {
+  readonly state: 'ok' | 'failing' | 'unavailable' | 'off';
+  /** When the state last changed (ISO 8601). */
+  readonly since: string;
+  readonly lastError?: string;
+  readonly directory?: string;
+  /** Writes that failed since the start (for the metrics). */
+  readonly writeErrors?: number;
+}
+
+export interface JournalOptions {
+  /** Journal lines after which the next write is a compaction (a new snapshot, the journal emptied). */
+  readonly compactAfterRecords: number;
+  /** While writes keep failing, the error is logged at most once per this interval. */
+  readonly errorLogIntervalMs: number;
+}
+
+export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = {
+  // A replay of this many lines at start takes well under a second; the snapshot of 5000 mappings is about 1 MB.
+  compactAfterRecords: 2_000,
+  errorLogIntervalMs: 60_000,
+};
+
+/** The committed table, as the journal snapshots it. */
+export interface TableSource {
+  mappings(): Iterable<PortMapping>;
+  remainingMs(mapping: PortMapping): number | null;
+}
+
+/**
+ * The journal on a MappingStateFile. A batch is one appended, fsync'ed line; every
+ * `compactAfterRecords` lines, and after a failed write (lines were lost, so the next write must
+ * be whole), the write is a compaction instead: the committed table with the batch over it.
+ */
+export class DurableMappingJournal implements MappingJournal {
+  private records = 0;
+  private closed = false;
+  private status: PersistenceStatus;
+  private lastErrorLog = -Infinity;
+  private writeErrors = 0;
+
+  constructor(
+    private readonly file: MappingStateFile,
+    private readonly table: TableSource,
+    private readonly logger: Logger,
+    private readonly options: JournalOptions = DEFAULT_JOURNAL_OPTIONS,
+    private readonly wallClock: () => number = Date.now,
+  ) {
+    this.status = { state: 'ok', since: this.isoNow(), directory: file.directory };
+  }
+
+  get failing(): boolean {
+    return this.status.state === 'failing';
+  }
+
+  get persistence(): PersistenceStatus {
+    return { ...this.status, writeErrors: this.writeErrors };
+  }
+
+  async record(changes: MappingChanges): Promise<void> {
+    if (this.closed) return;
+    const empty = changes.mapped.length === 0 && changes.unmapped.length === 0;
+    if (empty && !this.failing) return;
+    try {
+      // After a failed write the journal may end in a partial line: never append after it, rewrite both files.
+      if (this.failing || this.records >= this.options.compactAfterRecords) {
+        await this.writeSnapshot(changes);
+      } else {
+        await this.file.append(changes, (m) => this.table.remainingMs(m));
+        this.records += 1;
+      }
+    } catch (err) {
+      this.failed(err);
+      throw err;
+    }
+    if (this.failing) {
+      this.logger.info({ directory: this.file.directory }, `the mapping state is written to ${this.file.directory} again`);
+      this.status = { state: 'ok', since: this.isoNow(), directory: this.file.directory };
+    }
+  }
+
+  /** Writes the committed table as the snapshot and empties the journal (periodically, and at shutdown). */
+  async compact(): Promise<void> {
+    await this.record({ mapped: [], unmapped: [] }).catch(() => undefined);
+    if (this.failing || this.records === 0) return;
+    try {
+      await this.writeSnapshot({ mapped: [], unmapped: [] });
+    } catch (err) {
+      this.failed(err);
+      throw err;
+    }
+  }
+
+  /**
+   * At shutdown, after the last compaction: records nothing more, so that the rules removed at
+   * shutdown are reinstalled at the next start.
+   */
+  close(): void {
+    this.closed = true;
+  }
+
+  private async writeSnapshot(changes: MappingChanges): Promise<void> {
+    const byKey = new Map<string, PortMapping>();
+    for (const m of this.table.mappings()) byKey.set(keyString(m), m);
+    for (const k of changes.unmapped) byKey.delete(keyString(k));
+    for (const m of changes.mapped) byKey.set(keyString(m), m);
+    await this.file.save(byKey.values(), (m) => this.table.remainingMs(m));
+    this.records = 0;
+  }
+
+  private failed(err: unknown): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    const error = code ? `${code}: ${messageOf(err)}` : messageOf(err);
+    this.writeErrors++;
+    if (!this.failing) this.status = { state: 'failing', since: this.isoNow(), lastError: error, directory: this.file.directory };
+    else this.status = { ...this.status, lastError: error };
+    const now = this.wallClock();
+    if (now - this.lastErrorLog < this.options.errorLogIntervalMs) return;
+    this.lastErrorLog = now;
+    this.logger.error(
+      { err, directory: this.file.directory, since: this.status.since },
+      `cannot write the mapping state to ${this.file.directory} (${error}); changes are not kept across a restart until a write works again (tried with each change and every few seconds)`,
+    );
+  }
+
+  private isoNow(): string {
+    return new Date(this.wallClock()).toISOString();
+  }
+}
