@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -144,7 +144,8 @@ describe('the upnpd command', () => {
   });
 
   it('stops cleanly on a SIGTERM that arrives while it is still starting (reinstalling 3000 mappings)', async () => {
-    const stateDir = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    // Inside the repository, so that the config file can import 'upnpd'.
+    const stateDir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
     try {
       const file = new MappingStateFile(stateDir, silentLogger);
       const createdBy = { address: '127.0.0.1', via: 'upnp-igd:2' };
@@ -153,7 +154,11 @@ describe('the upnpd command', () => {
         ...{ enabled: true, description: 'kept', leaseSeconds: 3600, expiresAt: 0, createdBy },
       }));
       await file.save(saved, () => 3_600_000);
-      const run = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir]);
+      // 3000 mappings of one client: more than the default quota allows.
+      await mkdir(join(stateDir, 'config'));
+      const config = join(stateDir, 'config', 'upnpd.config.js');
+      await writeFile(config, `import { quota } from 'upnpd';\nexport default { dryRun: true, plugins: [quota({ perClient: 3000 })] };\n`);
+      const run = upnpd(['--config', config, '--log-level', 'info', '--state-dir', stateDir]);
       await run.waitFor(/dry-run: no WAN interface given/); // logged as the start begins
       run.signal('SIGTERM');
       expect(await run.exited).toBe(0);
