@@ -7,7 +7,7 @@ import { container as rootContainer } from 'tsyringe';
 import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
 import { silentLogger } from '../../core/logger.js';
 import type { LeasePolicy } from '../../core/mapping/service.js';
-import type { ExternalAddressChangeEvent } from '../../core/plugins/types.js';
+import type { ExternalAddressChangeEvent, Plugin } from '../../core/plugins/types.js';
 import type { InterfaceAddress, LinkState, NetworkInfo, WanCounters } from '../../core/net/network-info.js';
 import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
@@ -57,6 +57,8 @@ export interface IgdFixtureOptions {
   readonly lease?: LeasePolicy;
   readonly httpLimits?: Partial<HttpLimits>;
   readonly network?: FakeNetwork;
+  /** Policy plugins run after secure mode. */
+  readonly plugins?: readonly Plugin[];
 }
 
 export type IgdFixture = Awaited<ReturnType<typeof startIgd>>;
@@ -92,7 +94,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     lanFromCommandLine: false,
     plugins: [],
   };
-  const policies = options.secureMode === false ? [] : [secureModeFor(lan)];
+  const policies = [...(options.secureMode === false ? [] : [secureModeFor(lan)]), ...(options.plugins ?? [])];
   const { mappings, backend, clock } = makeMappings({ plugins: policies, lease: options.lease });
   const ssdpPort = await freeUdpPort();
   const externalAddressChanges: ExternalAddressChangeEvent[] = [];
