@@ -31,23 +31,26 @@ export class DescriptionPolicy implements Plugin {
     this.options = options as DescriptionOptions;
   }
 
-  private clean(request: MappingRequest): MappingRequest | void {
-    const description = cleanDescription(request.description, this.options.maxBytes);
-    return description === request.description ? undefined : { ...request, description };
+  private clean(request: MappingRequest): MappingRequest {
+    return { ...request, description: cleanDescription(request.description, this.options.maxBytes) };
   }
 }
 
+/**
+ * The description without control characters, cut to `maxBytes` UTF-8 bytes at a character
+ * boundary, as a string of its own: never a slice of the text it came from (V8 keeps the parent
+ * of a sliced string alive, so a 256-byte slice of a 15 KB description, or of the request body,
+ * would hold all of it for as long as the mapping lives: 1.1 GB with 20,000 mappings).
+ */
 export function cleanDescription(text: string, maxBytes: number): string {
   const stripped = text.replace(CONTROL_CHARACTERS, '');
-  if (Buffer.byteLength(stripped, 'utf8') <= maxBytes) return stripped;
   // Every UTF-16 unit is at least one byte: the first maxBytes units hold more than enough. A high
   // surrogate left without its pair by that cut is dropped.
-  let head = stripped.slice(0, maxBytes);
-  if (/[\ud800-\udbff]$/.test(head)) head = head.slice(0, -1);
+  let head = stripped.length > maxBytes ? stripped.slice(0, maxBytes) : stripped;
+  if (head.length < stripped.length && /[\ud800-\udbff]$/.test(head)) head = head.slice(0, -1);
   const bytes = Buffer.from(head, 'utf8');
-  if (bytes.length <= maxBytes) return head;
+  let end = Math.min(bytes.length, maxBytes);
   // Back off to a character boundary: never keep half of a multi-byte character.
-  let end = maxBytes;
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end).toString('utf8');
+  if (end < bytes.length) while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.toString('utf8', 0, end);
 }
