@@ -134,6 +134,23 @@ describe('permission rules', () => {
     expect(await verdict(policy, request({ description: 'malware' }))).toBe(606);
   });
 
+  it("accepts the README's example rules", async () => {
+    const policy = buildPolicy(
+      permissions({
+        rules: [
+          'allow 1024-65535 192.168.1.0/24 1024-65535',
+          'allow 6881 192.168.1.10/255.255.255.255 6881 ^qBittorrent',
+          { action: 'deny', externalPorts: [135, 139], internalClient: '0.0.0.0/0' },
+          { action: 'allow', externalPorts: '8000-8999', internalClient: '192.168.1.20', internalPorts: 80, description: '^web' },
+          'deny 0-65535 0.0.0.0/0 0-65535',
+        ],
+        defaultAction: 'deny',
+      }),
+    );
+    expect(await verdict(policy, request({ externalPort: 5000 }))).toBe(0);
+    expect(await verdict(policy, request({ externalPort: 8080, internalPort: 80 }))).toBe(606);
+  });
+
   it('a bad rule is a config error naming the key path', () => {
     expect(() => buildPolicy(permissions({ rules: ['allow 1-2 0.0.0.0/0 1-2', 'deny nope'] }))).toThrow(
       /^test: plugins\[0\] \(permissions\)\.rules\[1\]: "deny nope" is not "allow\|deny/,
