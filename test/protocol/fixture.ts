@@ -9,7 +9,9 @@ import { silentLogger } from '../../core/logger.js';
 import type { LeasePolicy } from '../../core/mapping/service.js';
 import type { ExternalAddressChangeEvent, Plugin } from '../../core/plugins/types.js';
 import type { InterfaceAddress, LinkState, NetworkInfo, WanCounters } from '../../core/net/network-info.js';
-import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
+import { CLOCK, LAN_ADDRESSES, LOGGER, REFUSALS } from '../../core/plugins/tokens.js';
+import { RefusalRegistry } from '../../core/plugins/refusals.js';
+import { systemClock } from '../../core/clock.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
 import { makeMappings } from '../support/fakes.js';
@@ -143,6 +145,9 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
 export function secureModeFor(lan: readonly InterfaceAddress[]): SecureModePolicy {
   const child = rootContainer.createChildContainer();
   child.register(LAN_ADDRESSES, { useValue: lan });
+  child.register(REFUSALS, { useValue: new RefusalRegistry() });
+  child.register(LOGGER, { useValue: silentLogger });
+  child.register(CLOCK, { useValue: systemClock });
   return child.resolve(SecureModePolicy);
 }
 
