@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import { readSavedState } from '../support/saved-state.js';
+import { soapAction } from '../support/upnpd-process.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -223,6 +224,36 @@ describe('the upnpd command', () => {
     const version = upnpd(['--version']);
     expect(await version.exited).toBe(0);
     expect(version.output()).toMatch(/^upnpd \d+\.\d+\.\d+/);
+  });
+
+  it('on SIGHUP applies a new deny rule and a lower quota to new requests; the mappings already made stay', async () => {
+    const dir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
+    const configWith = (plugins: string) => `import { permissions, quota } from 'upnpd';\nexport default { dryRun: true, plugins: [${plugins}] };\n`;
+    const add = (url: string, port: number) =>
+      soapAction(url, 'AddPortMapping', {
+        ...{ NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP', NewInternalPort: port, NewInternalClient: '127.0.0.1' },
+        ...{ NewEnabled: 1, NewPortMappingDescription: 'app', NewLeaseDuration: 3600 },
+      });
+    const faultOf = (reply: { status: number; body: string }) => (reply.status === 200 ? 0 : Number(/<errorCode>(\d+)<\/errorCode>/.exec(reply.body)?.[1]));
+    try {
+      const file = join(dir, 'upnpd.config.js');
+      await writeFile(file, configWith(`permissions({ rules: [] }), quota({ perClient: 10 })`));
+      const run = upnpd(['--config', file]);
+      const url = await run.waitFor(DESCRIPTION_URL);
+      for (const port of [7000, 7001, 8000]) expect(faultOf(await add(url, port))).toBe(0);
+      await writeFile(file, configWith(`permissions({ rules: ['deny 7000-7999 0.0.0.0/0 0-65535'] }), quota({ perClient: 3 })`));
+      run.signal('SIGHUP');
+      await run.waitFor(/configuration reloaded/);
+      expect(faultOf(await add(url, 7500))).toBe(606);
+      expect(faultOf(await add(url, 9000))).toBe(728);
+      for (const port of [7000, 7001, 8000]) {
+        expect((await soapAction(url, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' })).status).toBe(200);
+      }
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reloads on SIGHUP and says which changes need a restart', async () => {
