@@ -49,6 +49,9 @@ export class QuotaPolicy implements Plugin {
       );
     }
     if (replaced?.createdBy.address === requester.address) return;
+    // A table smaller than the quota cannot hold too many of this client's: the count, a walk of
+    // the table, is needed only once the table is that large.
+    if (mappings.size < this.options.perClient) return;
     let held = 0;
     for (const m of mappings.values()) if (m.createdBy.address === requester.address) held++;
     if (held >= this.options.perClient) {
