@@ -8,8 +8,8 @@ import type { ResolvedConfig } from '../core/config/schema.js';
 import { Daemon, lanAddresses } from '../core/daemon.js';
 import { ConfigError, PluginRegistrationError, messageOf } from '../core/errors.js';
 import { firewallPlugin } from '../core/plugins/define.js';
-import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from '../core/plugins/tokens.js';
-import type { AnyPluginSpec, BackendContext, BackendSpec, FirewallBackend, Plugin } from '../core/plugins/types.js';
+import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from '../core/plugins/tokens.js';
+import { isPluginSpec, type AnyPluginSpec, type BackendContext, type BackendSpec, type FirewallBackend, type Plugin } from '../core/plugins/types.js';
 import type { Logger } from '../core/logger.js';
 import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
@@ -20,6 +20,11 @@ import { iptables } from '../plugins/iptables/index.js';
 import { logging } from '../plugins/logging/index.js';
 import { nftables } from '../plugins/nftables/index.js';
 import { secureMode } from '../plugins/secure-mode/index.js';
+import { description } from '../plugins/description/index.js';
+import { quota } from '../plugins/quota/index.js';
+import { remoteHost } from '../plugins/remote-host/index.js';
+import { reservedPorts } from '../plugins/reserved-ports/index.js';
+import { RefusalRegistry } from '../core/plugins/refusals.js';
 
 /** The backends upnpd ships, by the name `--backend` takes. Backends listed in the config join them. */
 const SHIPPED_BACKENDS: Readonly<Record<string, () => BackendSpec>> = {
@@ -41,6 +46,13 @@ export const DRY_RUN_EXTERNAL_IP = '203.0.113.1';
 /** In dry-run without a WAN interface, the interface the imitated backend renders its rules for. */
 export const DRY_RUN_WAN_INTERFACE = 'wan0';
 
+/**
+ * Policies upnpd adds unless the config lists them (listing one, with options, replaces its
+ * default), in this order before the listed plugins: the description is cleaned before any other
+ * plugin sees it. See README "Security defaults".
+ */
+const DEFAULT_POLICIES: readonly (() => AnyPluginSpec)[] = [() => description(), () => reservedPorts(), () => remoteHost(), () => quota()];
+
 /** A plugin spec with the place it came from, for messages. */
 interface PlacedSpec<S extends AnyPluginSpec = AnyPluginSpec> {
   readonly spec: S;
@@ -61,6 +73,8 @@ export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
   }
   let placed: PlacedSpec[] = [...listed.filter((p) => p.spec.kind !== 'backend'), chooseBackend(config, listedBackends[0])];
   if (config.secureMode && !placed.some((p) => p.spec.name === 'secure-mode')) placed = [{ spec: secureMode(), where: '(default) secure-mode' }, ...placed];
+  const defaults = DEFAULT_POLICIES.map((create) => create()).filter((spec) => !placed.some((p) => p.spec.name === spec.name));
+  placed = [...defaults.map((spec) => ({ spec, where: `(default) ${spec.name}` })), ...placed];
   if (!placed.some((p) => p.spec.name === 'logging')) placed.push({ spec: logging(), where: '(default) logging' });
   return placed;
 }
@@ -168,16 +182,20 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   container.register(LAN_ADDRESSES, { useValue: lan });
   container.register(LOG_OUTPUT, { useValue: options.logOutput });
   container.register(MAPPINGS, { useValue: mappingView });
+  container.register(REFUSALS, { useValue: new RefusalRegistry() });
 
   const plugins = createPlugins(specs, container, config, logger);
+  const running = specs.map((placed, index) => ({ placed, plugin: plugins[index]! }));
+  const reconfigure = (next: ResolvedConfig) => reconfigurePlugins(running, next);
+  const start = () => Daemon.start(config, { logger, plugins, lan, network, clock, mappingView, reconfigurePlugins: reconfigure });
   const readers = options.hostReaders ?? OS_READERS;
-  if (!readers) return Daemon.start(config, { logger, plugins, lan, network, clock, mappingView });
+  if (!readers) return start();
 
   // Start-up checks warn and never stop the start: ports before upnpd binds them, the LAN's other
   // IGDs while it starts (its own answers are told apart by their UDNs), the rest once it runs.
   logFindings(logger, await preStartFindings(config, lan, readers));
   const otherIgds = otherIgdFindings(config, lan, readers);
-  const daemon = await Daemon.start(config, { logger, plugins, lan, network, clock, mappingView });
+  const daemon = await start();
   const firewall = plugins.find((p) => p.firewall)?.firewall;
   logFindings(logger, await hostFindings(config, network, readers, firewall));
   void otherIgds.then(
@@ -185,6 +203,41 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
     (err: unknown) => logger.debug({ err }, `the LAN could not be asked for other IGDs: ${messageOf(err)}`),
   );
   return daemon;
+}
+
+/** A plugin as it runs, with the spec it was built from. */
+export interface RunningPlugin {
+  placed: PlacedSpec;
+  readonly plugin: Plugin;
+}
+
+/**
+ * SIGHUP: the plugins the new config asks for, against the running ones (by name). A plugin whose
+ * options changed gets them, parsed by its own schema, through `reconfigure`; every options change
+ * is parsed before any is applied, so that a bad one changes nothing. Returns what needs a restart:
+ * plugins added or removed, and changed ones that cannot be reconfigured (firewall backends).
+ */
+export function reconfigurePlugins(running: RunningPlugin[], next: ResolvedConfig): string[] {
+  const wanted = assemblePlugins(next);
+  const needRestart: string[] = [];
+  const changes: { entry: RunningPlugin; placed: PlacedSpec; options: unknown }[] = [];
+  for (const placed of wanted) {
+    const entry = running.find((r) => r.placed.spec.name === placed.spec.name);
+    if (!entry) {
+      needRestart.push(`plugins: ${placed.spec.name} added`);
+      continue;
+    }
+    const options = parsedOptions(placed);
+    if (describeOptions(options) === describeOptions(parsedOptions(entry.placed))) continue;
+    if (entry.placed.spec.kind === 'backend' || !entry.plugin.reconfigure) needRestart.push(`plugins: ${placed.spec.name} options`);
+    else changes.push({ entry, placed, options });
+  }
+  for (const { placed } of running) if (!wanted.some((w) => w.spec.name === placed.spec.name)) needRestart.push(`plugins: ${placed.spec.name} removed`);
+  for (const { entry, placed, options } of changes) {
+    entry.plugin.reconfigure!(options);
+    entry.placed = { spec: { ...placed.spec, options, optionsSchema: undefined }, where: placed.where };
+  }
+  return needRestart;
 }
 
 function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedConfig {
@@ -197,4 +250,9 @@ function withDryRunDefaults(config: ResolvedConfig, logger: Logger): ResolvedCon
 export function dryRunDefaults(config: ResolvedConfig): ResolvedConfig {
   if (!config.dryRun || config.externalIp || config.wan) return config;
   return { ...config, externalIp: DRY_RUN_EXTERNAL_IP };
+}
+
+/** Options as text, to compare; a nested plugin spec (dry-run's `imitate`) by its name and options. */
+function describeOptions(options: unknown): string {
+  return JSON.stringify(options, (_key, value: unknown) => (isPluginSpec(value) ? { name: value.name, options: value.options } : value)) ?? '';
 }

@@ -30,6 +30,11 @@ export interface DaemonDependencies {
   readonly clock?: Clock;
   /** Bound to the running table, when plugins were given one (the MAPPINGS token). */
   readonly mappingView?: MappingViewSlot;
+  /**
+   * SIGHUP: hands changed plugin options to the plugins (app/compose.ts reconfigurePlugins) and
+   * returns the plugin changes that still need a restart. Without it, any change of `plugins` does.
+   */
+  readonly reconfigurePlugins?: (next: ResolvedConfig) => string[];
 }
 
 /** The LAN addresses to serve: loopback in dry-run unless --lan named interfaces. */
@@ -80,6 +85,7 @@ export class Daemon {
     private readonly heapTrimmer: HeapTrimmer,
     /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
     readonly limits: ClientLimits,
+    private readonly reconfigurePlugins?: (next: ResolvedConfig) => string[],
   ) {}
 
   /** Whether acknowledged mappings are kept across restarts (the operations CLI shows it). */
@@ -117,7 +123,7 @@ export class Daemon {
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       }),
     ];
-    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, state, new HeapTrimmer(clock, logger), limits);
+    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, state, new HeapTrimmer(clock, logger), limits, deps.reconfigurePlugins);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -194,13 +200,22 @@ export class Daemon {
   }
 
   /**
-   * SIGHUP: applies what can change in place (log level, lease policy) and names each changed
-   * key that needs a restart. Returns those keys.
+   * SIGHUP: applies what can change in place (log level, lease policy, the options of plugins that
+   * can be reconfigured: new policies apply to new requests, mappings already made stay) and names
+   * each changed key that needs a restart. Returns those keys.
    */
   reload(next: ResolvedConfig): string[] {
     const needRestart: string[] = [];
+    if (this.reconfigurePlugins) {
+      try {
+        needRestart.push(...this.reconfigurePlugins(next));
+      } catch (err) {
+        this.logger.error({ err }, `SIGHUP: configuration not reloaded, keeping the running one: ${messageOf(err)}`);
+        return [];
+      }
+    }
     for (const key of Object.keys(next) as Array<keyof ResolvedConfig>) {
-      if (key === 'source') continue;
+      if (key === 'source' || (key === 'plugins' && this.reconfigurePlugins)) continue;
       if (describeValue(next[key]) === describeValue(this.config[key])) continue;
       if (RELOADABLE_KEYS.has(key)) continue;
       needRestart.push(key);

@@ -25,7 +25,8 @@ export type {
   UnmappedEvent,
   UnmapReason,
 } from './plugins/types.js';
-export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS } from './plugins/tokens.js';
+export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from './plugins/tokens.js';
+export { REFUSAL_LOG_LIMITS, RefusalRegistry, RefusalReporter, refusalReporter } from './plugins/refusals.js';
 export type { ChangeSet, MappingKey, MappingRequest, PortMapping, Protocol, Requester, RuleSpec } from './mapping/types.js';
 export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError, messageOf } from './errors.js';
 export type { Clock } from './clock.js';
@@ -45,3 +46,8 @@ export { dryRun } from '../plugins/dry-run/index.js';
 export { logging } from '../plugins/logging/index.js';
 export { secureMode } from '../plugins/secure-mode/index.js';
 export { notifications } from '../plugins/notifications/index.js';
+export { permissions } from '../plugins/permissions/index.js';
+export { reservedPorts } from '../plugins/reserved-ports/index.js';
+export { quota } from '../plugins/quota/index.js';
+export { description } from '../plugins/description/index.js';
+export { remoteHost } from '../plugins/remote-host/index.js';

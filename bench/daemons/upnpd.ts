@@ -126,13 +126,22 @@ async function writeStateFile(stateDir: string, persisted: PersistedMappings): P
   await file.save(mappings, () => BENCH_LEASE_SECONDS * 1000);
 }
 
+/**
+ * The benchmark's load comes from one LAN client (up to 5000 mappings): above upnpd's default
+ * quotas (128 per client, 4096 in all), which it raises here until the load is spread over many
+ * LAN addresses, as a real LAN's would be.
+ */
+const BENCH_QUOTA = { perClient: 20_000, total: 20_000 } as const;
+
 /** The config file: only what the command line cannot say. */
 function upnpdConfig(): string {
   const { family, table, chain } = ADMIN_FORWARD;
   return [
-    `import { nftables } from '${PACKAGE_ENTRY}';`,
+    `import { nftables, quota } from '${PACKAGE_ENTRY}';`,
     '',
-    `export default { plugins: [nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })] };`,
+    'export default {',
+    `  plugins: [nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } }), quota(${JSON.stringify(BENCH_QUOTA)})],`,
+    '};',
     '',
   ].join('\n');
 }

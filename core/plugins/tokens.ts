@@ -5,6 +5,7 @@ import type { CommandRunner } from '../command-runner.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { MappingView } from '../mapping/types.js';
 import type { InterfaceAddress, NetworkInfo } from '../net/network-info.js';
+import type { RefusalRegistry } from './refusals.js';
 
 /**
  * Typed tsyringe tokens. Every constructor parameter of an injectable class carries
@@ -22,5 +23,7 @@ export const NETWORK_INFO: InjectionToken<NetworkInfo> = Symbol('upnpd.NetworkIn
 export const LAN_ADDRESSES: InjectionToken<readonly InterfaceAddress[]> = Symbol('upnpd.LanAddresses');
 /** The mapping table, read only. Available once the daemon runs: resolve it in a hook, not in a constructor. */
 export const MAPPINGS: InjectionToken<MappingView> = Symbol('upnpd.Mappings');
+/** Refusals counted by policy and rule (metrics read them). */
+export const REFUSALS: InjectionToken<RefusalRegistry> = Symbol('upnpd.Refusals');
 /** Inside a plugin's own child container: its validated options. */
 export const PLUGIN_OPTIONS: InjectionToken<unknown> = Symbol('upnpd.PluginOptions');

@@ -76,6 +76,11 @@ export interface Plugin {
   readonly firewall?: FirewallBackend;
   provision?(): Promise<void> | void;
   cleanup?(): Promise<void> | void;
+  /**
+   * SIGHUP: new options for this plugin, parsed by the same schema as at start. Applies to requests
+   * from now on (mappings already made stay). A plugin without it needs a restart to change.
+   */
+  reconfigure?(options: unknown): void;
 }
 
 /**

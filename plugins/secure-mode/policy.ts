@@ -1,16 +1,23 @@
 import { inject, injectable } from 'tsyringe';
 import {
+  CLOCK,
   LAN_ADDRESSES,
+  LOGGER,
+  REFUSALS,
+  RefusalReporter,
   SubnetSet,
   UpnpError,
   UpnpErrorCode,
   broadcastAddress,
   networkAddress,
+  type Clock,
   type InterfaceAddress,
+  type Logger,
   type MappingRequest,
   type Plugin,
   type PolicyContext,
   type PortMapping,
+  type RefusalRegistry,
   type Requester,
 } from 'upnpd';
 
@@ -35,8 +42,15 @@ export class SecureModePolicy implements Plugin {
   readonly hooks: Plugin['hooks'];
   private readonly lanSubnets: SubnetSet;
   private readonly gatewayAddresses: ReadonlySet<string>;
+  private readonly refusals: RefusalReporter;
 
-  constructor(@inject(LAN_ADDRESSES) lan: readonly InterfaceAddress[]) {
+  constructor(
+    @inject(LAN_ADDRESSES) lan: readonly InterfaceAddress[],
+    @inject(REFUSALS) registry: RefusalRegistry,
+    @inject(LOGGER) logger: Logger,
+    @inject(CLOCK) clock: Clock,
+  ) {
+    this.refusals = new RefusalReporter('secure-mode', registry, logger, clock);
     this.lanSubnets = new SubnetSet(lan);
     this.gatewayAddresses = new Set(lan.map((a) => a.address));
     this.hooks = {
@@ -47,24 +61,32 @@ export class SecureModePolicy implements Plugin {
 
   private checkMap(request: MappingRequest, { requester }: PolicyContext): void {
     const problem = this.whyNotMappable(request.internalClient, requester);
-    if (problem) throw new UpnpError(requester.via === 'upnp-igd:1' ? UpnpErrorCode.ConflictInMappingEntry : UpnpErrorCode.NotAuthorized, problem);
+    if (problem) {
+      const code = requester.via === 'upnp-igd:1' ? UpnpErrorCode.ConflictInMappingEntry : UpnpErrorCode.NotAuthorized;
+      throw this.refusals.refuse(problem.rule, requester, new UpnpError(code, problem.message));
+    }
   }
 
   private checkUnmap(mapping: PortMapping, { requester }: PolicyContext): void {
     if (mapping.internalClient !== requester.address) {
-      throw new UpnpError(UpnpErrorCode.NotAuthorized, `${requester.address} may not delete a mapping to ${mapping.internalClient}`);
+      const error = new UpnpError(UpnpErrorCode.NotAuthorized, `${requester.address} may not delete a mapping to ${mapping.internalClient}`);
+      throw this.refusals.refuse("another client's mapping", requester, error);
     }
   }
 
-  private whyNotMappable(internalClient: string, requester: Requester): string | undefined {
-    if (internalClient !== requester.address) return `${requester.address} may map ports only to itself, not to ${internalClient}`;
+  /** The rule a mapping breaks (short, for counters) and the message, if it breaks one. */
+  private whyNotMappable(internalClient: string, requester: Requester): { rule: string; message: string } | undefined {
+    if (internalClient !== requester.address)
+      return { rule: 'another host', message: `${requester.address} may map ports only to itself, not to ${internalClient}` };
     const subnet = this.lanSubnets.find(internalClient);
-    if (!subnet) return `${internalClient} is not in a LAN subnet`;
+    if (!subnet) return { rule: 'not in a LAN subnet', message: `${internalClient} is not in a LAN subnet` };
     if (subnet.prefixLength <= 30) {
       const special = [networkAddress(subnet.address, subnet.prefixLength), broadcastAddress(subnet.address, subnet.prefixLength)];
-      if (special.includes(internalClient)) return `${internalClient} is the network or broadcast address of its subnet`;
+      if (special.includes(internalClient))
+        return { rule: 'network or broadcast address', message: `${internalClient} is the network or broadcast address of its subnet` };
     }
-    if (this.gatewayAddresses.has(internalClient) && !isLoopback(internalClient)) return `${internalClient} is the gateway itself`;
+    if (this.gatewayAddresses.has(internalClient) && !isLoopback(internalClient))
+      return { rule: 'the gateway', message: `${internalClient} is the gateway itself` };
     return undefined;
   }
 }

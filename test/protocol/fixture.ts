@@ -7,9 +7,11 @@ import { container as rootContainer } from 'tsyringe';
 import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
 import { silentLogger } from '../../core/logger.js';
 import type { LeasePolicy } from '../../core/mapping/service.js';
-import type { ExternalAddressChangeEvent } from '../../core/plugins/types.js';
+import type { ExternalAddressChangeEvent, Plugin } from '../../core/plugins/types.js';
 import type { InterfaceAddress, LinkState, NetworkInfo, WanCounters } from '../../core/net/network-info.js';
-import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
+import { CLOCK, LAN_ADDRESSES, LOGGER, REFUSALS } from '../../core/plugins/tokens.js';
+import { RefusalRegistry } from '../../core/plugins/refusals.js';
+import { systemClock } from '../../core/clock.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
 import { makeMappings } from '../support/fakes.js';
@@ -64,6 +66,8 @@ export interface IgdFixtureOptions {
   readonly lease?: LeasePolicy;
   readonly httpLimits?: Partial<HttpLimits>;
   readonly network?: FakeNetwork;
+  /** Policy plugins run after secure mode. */
+  readonly plugins?: readonly Plugin[];
 }
 
 export type IgdFixture = Awaited<ReturnType<typeof startIgd>>;
@@ -99,7 +103,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     lanFromCommandLine: false,
     plugins: [],
   };
-  const policies = options.secureMode === false ? [] : [secureModeFor(lan)];
+  const policies = [...(options.secureMode === false ? [] : [secureModeFor(lan)]), ...(options.plugins ?? [])];
   const { mappings, backend, clock } = makeMappings({ plugins: policies, lease: options.lease });
   const ssdpPort = await freeUdpPort();
   const externalAddressChanges: ExternalAddressChangeEvent[] = [];
@@ -148,6 +152,9 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
 export function secureModeFor(lan: readonly InterfaceAddress[]): SecureModePolicy {
   const child = rootContainer.createChildContainer();
   child.register(LAN_ADDRESSES, { useValue: lan });
+  child.register(REFUSALS, { useValue: new RefusalRegistry() });
+  child.register(LOGGER, { useValue: silentLogger });
+  child.register(CLOCK, { useValue: systemClock });
   return child.resolve(SecureModePolicy);
 }
 

@@ -1,9 +1,10 @@
 import 'reflect-metadata';
-import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toUpnpFault } from '../../core/errors.js';
 import type { MappingRequest, PortMapping, Requester } from '../../core/mapping/types.js';
-import { LAN_ADDRESSES } from '../../core/plugins/tokens.js';
+import { RefusalRegistry } from '../../core/plugins/refusals.js';
+import { RecordingLogger } from '../support/fakes.js';
+import { buildPolicy } from '../support/policies.js';
 import type { PolicyContext } from '../../core/plugins/types.js';
 import { secureMode } from '../../plugins/secure-mode/index.js';
 import { addArgs, secureModeFor, soap, startIgd, type IgdFixture, useSharedIgd } from './fixture.js';
@@ -58,13 +59,20 @@ describe('secure mode policy on a LAN', () => {
   });
 
   it('is built by its factory from the LAN addresses in the container', () => {
-    const child = container.createChildContainer();
-    child.register(LAN_ADDRESSES, { useValue: LAN });
     const spec = secureMode();
     expect(spec.optionsSchema!.safeParse({ unknown: 1 }).success).toBe(false);
-    const plugin = spec.create(child);
+    const plugin = buildPolicy(spec, { lan: LAN });
     expect(plugin.name).toBe('secure-mode');
     expect(Object.keys(plugin.hooks ?? {}).sort()).toEqual(['beforeMap', 'beforeUnmap']);
+  });
+
+  it('counts its refusals by rule and logs them with the client', async () => {
+    const refusals = new RefusalRegistry();
+    const logger = new RecordingLogger();
+    const plugin = buildPolicy(secureMode(), { lan: LAN, refusals, logger });
+    await verdict(() => plugin.hooks!.beforeMap!(request('192.168.1.51'), context({ address: '192.168.1.50', via: 'upnp-igd:2' })));
+    expect(refusals.snapshot()).toEqual({ 'secure-mode': { 'another host': 1 } });
+    expect(logger.messages()).toEqual([expect.stringMatching(/^secure-mode: refused 192\.168\.1\.50 \(another host\)/)]);
   });
 });
 

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import { readSavedState } from '../support/saved-state.js';
+import { soapAction } from '../support/upnpd-process.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -144,7 +145,8 @@ describe('the upnpd command', () => {
   });
 
   it('stops cleanly on a SIGTERM that arrives while it is still starting (reinstalling 3000 mappings)', async () => {
-    const stateDir = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    // Inside the repository, so that the config file can import 'upnpd'.
+    const stateDir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
     try {
       const file = new MappingStateFile(stateDir, silentLogger);
       const createdBy = { address: '127.0.0.1', via: 'upnp-igd:2' };
@@ -153,7 +155,11 @@ describe('the upnpd command', () => {
         ...{ enabled: true, description: 'kept', leaseSeconds: 3600, expiresAt: 0, createdBy },
       }));
       await file.save(saved, () => 3_600_000);
-      const run = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir]);
+      // 3000 mappings of one client: more than the default quota allows.
+      await mkdir(join(stateDir, 'config'));
+      const config = join(stateDir, 'config', 'upnpd.config.js');
+      await writeFile(config, `import { quota } from 'upnpd';\nexport default { dryRun: true, plugins: [quota({ perClient: 3000 })] };\n`);
+      const run = upnpd(['--config', config, '--log-level', 'info', '--state-dir', stateDir]);
       await run.waitFor(/dry-run: no WAN interface given/); // logged as the start begins
       run.signal('SIGTERM');
       expect(await run.exited).toBe(0);
@@ -220,6 +226,36 @@ describe('the upnpd command', () => {
     const version = upnpd(['--version']);
     expect(await version.exited).toBe(0);
     expect(version.output()).toMatch(/^upnpd \d+\.\d+\.\d+/);
+  });
+
+  it('on SIGHUP applies a new deny rule and a lower quota to new requests; the mappings already made stay', async () => {
+    const dir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
+    const configWith = (plugins: string) => `import { permissions, quota } from 'upnpd';\nexport default { dryRun: true, plugins: [${plugins}] };\n`;
+    const add = (url: string, port: number) =>
+      soapAction(url, 'AddPortMapping', {
+        ...{ NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP', NewInternalPort: port, NewInternalClient: '127.0.0.1' },
+        ...{ NewEnabled: 1, NewPortMappingDescription: 'app', NewLeaseDuration: 3600 },
+      });
+    const faultOf = (reply: { status: number; body: string }) => (reply.status === 200 ? 0 : Number(/<errorCode>(\d+)<\/errorCode>/.exec(reply.body)?.[1]));
+    try {
+      const file = join(dir, 'upnpd.config.js');
+      await writeFile(file, configWith(`permissions({ rules: [] }), quota({ perClient: 10 })`));
+      const run = upnpd(['--config', file]);
+      const url = await run.waitFor(DESCRIPTION_URL);
+      for (const port of [7000, 7001, 8000]) expect(faultOf(await add(url, port))).toBe(0);
+      await writeFile(file, configWith(`permissions({ rules: ['deny 7000-7999 0.0.0.0/0 0-65535'] }), quota({ perClient: 3 })`));
+      run.signal('SIGHUP');
+      await run.waitFor(/configuration reloaded/);
+      expect(faultOf(await add(url, 7500))).toBe(606);
+      expect(faultOf(await add(url, 9000))).toBe(728);
+      for (const port of [7000, 7001, 8000]) {
+        expect((await soapAction(url, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' })).status).toBe(200);
+      }
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reloads on SIGHUP and says which changes need a restart', async () => {

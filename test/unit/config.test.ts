@@ -108,3 +108,17 @@ describe('configuration', () => {
     expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: plugins[0]: must be a plugin factory call such as iptables({...}), or a falsy value`);
   });
 });
+
+describe('policy plugin options in a config file', () => {
+  it('a bad permission rule names the file, the plugin and the key path', async () => {
+    const file = await writeConfig(
+      'upnpd.config.js',
+      `import { permissions } from 'upnpd';\nexport default { plugins: [permissions({ rules: ['allow 1024-65535 192.168.1.0/24 1024-65535', 'allow 1-2 10.0.0.0/8 1-2 (a+)+'] })] };\n`,
+    );
+    expect(await errorOf(loadConfig({ cwd: dir }))).toMatch(
+      new RegExp(
+        `^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: plugins\\[0\\] \\(permissions\\)\\.rules\\[1\\]: description pattern "\\(a\\+\\)\\+": .*catastrophic backtracking`,
+      ),
+    );
+  });
+});

@@ -5,6 +5,9 @@ import { silentLogger } from '../../core/logger.js';
 import { DurableMappingJournal } from '../../core/mapping/journal.js';
 import { JOURNAL_FILE, MappingStateFile } from '../../core/mapping/state-file.js';
 import { keyString, ruleOf, type MappingRequest, type Protocol } from '../../core/mapping/types.js';
+import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
+import { QuotaPolicy } from '../../plugins/quota/index.js';
+import type { QuotaOptions } from '../../plugins/quota/policy.js';
 import { makeMappings, settle } from '../support/fakes.js';
 import { MemoryStateFs } from '../support/memory-state-fs.js';
 
@@ -29,13 +32,13 @@ type Op =
 
 const protocol = fc.constantFrom<Protocol>('TCP', 'UDP');
 const remoteHost = fc.constantFrom('', '203.0.113.9');
-const client = fc.constantFrom('192.168.77.10', '192.168.77.11');
+const client = fc.constantFrom('192.168.77.10', '192.168.77.11', '192.168.77.12');
 const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 5,
     arbitrary: fc.record({
       kind: fc.constant('add' as const),
-      port: fc.integer({ min: 1, max: 4 }),
+      port: fc.integer({ min: 1, max: 6 }),
       protocol,
       remoteHost,
       client,
@@ -58,106 +61,111 @@ const steps = fc.array(step, { minLength: 1, maxLength: 25 });
 const STATE_DIR = '/state';
 const WALL_NOW = Date.parse('2026-12-06T12:00:00Z');
 
+/** Small quotas, so that random sequences reach them (both the per-client one and the total). */
+const QUOTA: QuotaOptions = { perClient: 3, total: 5 };
+
 describe('mapping lifecycle against a model', () => {
-  it('keeps the table, its order and the firewall equal to the model', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        steps,
-        fc.integer({ min: 1, max: 6 }),
-        fc.constantFrom('', '{"t":1,"c":[{"unmap"', '{'),
-        async (groups, compactAfterRecords, tornTail) => {
-          const { mappings, backend, clock } = makeMappings({ lease: { defaultSeconds: 60, maxSeconds: 100, allowPermanent: true } });
-          const fs = new MemoryStateFs();
-          const file = new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, fs);
-          const table = { mappings: () => mappings.values(), remainingMs: (m: Parameters<typeof mappings.leaseLeftMs>[0]) => mappings.leaseLeftMs(m) };
-          mappings.persistTo(
-            new DurableMappingJournal(file, table, silentLogger, { compactAfterRecords, errorLogIntervalMs: 60_000 }, () => WALL_NOW),
-            'refuse',
-          );
-          const model = new Map<string, ModelEntry>(); // insertion order = index order
-          const expectedCodes: Array<number | undefined> = [];
-          const actualCodes: Array<number | undefined> = [];
+  it('keeps the table, its order and the firewall equal to the model', () => checkAgainstModel(undefined));
 
-          const applyToModel = (o: Op, backendFails: boolean): number | undefined => {
-            if (o.kind === 'add') {
-              const k = keyString({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost });
-              const existing = model.get(k);
-              if (existing && existing.client !== o.client) return 718;
-              const unchangedRule = existing && existing.internalPort === o.internalPort;
-              if (backendFails && !unchangedRule) return 501;
-              const expiresAt = o.lease === 0 ? null : clock.now() + Math.min(o.lease, 100) * 1000;
-              model.set(k, { client: o.client, internalPort: o.internalPort, expiresAt });
-              return undefined;
-            }
-            if (o.kind === 'delete') {
-              const k = keyString({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost });
-              if (!model.has(k)) return 714;
-              if (backendFails) return 501;
-              model.delete(k);
-              return undefined;
-            }
-            return undefined;
-          };
-
-          for (const { ops: group, backendFails: fails } of groups) {
-            const submitted: Array<Promise<number | undefined>> = [];
-            for (const o of group) {
-              if (o.kind === 'advance') continue;
-              submitted.push(
-                (o.kind === 'add'
-                  ? mappings.add(request(o), { address: o.client, via: 'test' })
-                  : mappings.delete({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost }, { address: o.requester, via: 'test' })
-                ).then(
-                  () => undefined,
-                  (err) => toUpnpFault(err).upnpCode,
-                ),
-              );
-            }
-            backend.failWhen = fails ? () => true : undefined;
-            for (const o of group) if (o.kind === 'add' || o.kind === 'delete') expectedCodes.push(applyToModel(o, fails));
-            actualCodes.push(...(await Promise.all(submitted)));
-            backend.failWhen = undefined;
-
-            for (const o of group) {
-              if (o.kind !== 'advance') continue;
-              await clock.advance(o.ms);
-              await settle();
-              for (const [k, e] of model) if (e.expiresAt !== null && e.expiresAt <= clock.now()) model.delete(k);
-            }
-
-            expect(actualCodes).toEqual(expectedCodes);
-            const table = [...mappings.values()].map((m) => [keyString(m), m.internalClient, m.internalPort, m.expiresAt]);
-            const expected = [...model.entries()].map(([k, e]) => [k, e.client, e.internalPort, e.expiresAt]);
-            expect(table).toEqual(expected);
-            const installed = [...backend.installed.values()].map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
-            const fromTable = [...mappings.values()]
-              .map((m) => ruleOf(m))
-              .map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`)
-              .sort();
-            expect(installed).toEqual(fromTable);
-            for (let i = 0; i < mappings.size; i++) expect(keyString(mappings.at(i)!)).toBe(expected[i]![0]);
-
-            // Restart now, from the disk as a crash would leave it.
-            const journalPath = `${STATE_DIR}/${JOURNAL_FILE}`;
-            const onDisk = new MemoryStateFs();
-            for (const [path, text] of fs.files) onDisk.files.set(path, text);
-            onDisk.files.set(journalPath, (onDisk.files.get(journalPath) ?? '') + tornTail);
-            const restored = await new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, onDisk).load();
-            const target = (m: { internalClient: string; internalPort: number } & Parameters<typeof keyString>[0]) =>
-              `${keyString(m)}>${m.internalClient}:${m.internalPort}`;
-            expect(restored.mappings.map(target)).toEqual([...mappings.values()].map(target));
-            for (const m of restored.mappings) {
-              const live = mappings.get(m)!;
-              expect(m.remainingMs === null).toBe(live.expiresAt === null);
-              if (m.remainingMs !== null) expect(m.remainingMs).toBeLessThanOrEqual((live.leaseSeconds || 60) * 1000);
-            }
-          }
-        },
-      ),
-      { numRuns: 300 },
-    );
-  });
+  it('with quotas: a client past its quota or a full table gets 728, renewals never count twice, also through retried batches', () => checkAgainstModel(QUOTA));
 });
+
+async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(steps, fc.integer({ min: 1, max: 6 }), fc.constantFrom('', '{"t":1,"c":[{"unmap"', '{'), async (groups, compactAfterRecords, tornTail) => {
+      const plugins = quota ? [new QuotaPolicy(quota, new RefusalReporter('quota', new RefusalRegistry(), silentLogger, { now: () => 0 }))] : [];
+      const { mappings, backend, clock } = makeMappings({ plugins, lease: { defaultSeconds: 60, maxSeconds: 100, allowPermanent: true } });
+      const fs = new MemoryStateFs();
+      const file = new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, fs);
+      const table = { mappings: () => mappings.values(), remainingMs: (m: Parameters<typeof mappings.leaseLeftMs>[0]) => mappings.leaseLeftMs(m) };
+      mappings.persistTo(new DurableMappingJournal(file, table, silentLogger, { compactAfterRecords, errorLogIntervalMs: 60_000 }, () => WALL_NOW), 'refuse');
+      const model = new Map<string, ModelEntry>(); // insertion order = index order
+      const expectedCodes: Array<number | undefined> = [];
+      const actualCodes: Array<number | undefined> = [];
+
+      const applyToModel = (o: Op, backendFails: boolean): number | undefined => {
+        if (o.kind === 'add') {
+          const k = keyString({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost });
+          const existing = model.get(k);
+          if (quota) {
+            const renewal = existing?.client === o.client;
+            if (model.size - (existing ? 1 : 0) >= quota.total) return 728;
+            if (!renewal && [...model.values()].filter((e) => e.client === o.client).length >= quota.perClient) return 728;
+          }
+          if (existing && existing.client !== o.client) return 718;
+          const unchangedRule = existing && existing.internalPort === o.internalPort;
+          if (backendFails && !unchangedRule) return 501;
+          const expiresAt = o.lease === 0 ? null : clock.now() + Math.min(o.lease, 100) * 1000;
+          model.set(k, { client: o.client, internalPort: o.internalPort, expiresAt });
+          return undefined;
+        }
+        if (o.kind === 'delete') {
+          const k = keyString({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost });
+          if (!model.has(k)) return 714;
+          if (backendFails) return 501;
+          model.delete(k);
+          return undefined;
+        }
+        return undefined;
+      };
+
+      for (const { ops: group, backendFails: fails } of groups) {
+        const submitted: Array<Promise<number | undefined>> = [];
+        for (const o of group) {
+          if (o.kind === 'advance') continue;
+          submitted.push(
+            (o.kind === 'add'
+              ? mappings.add(request(o), { address: o.client, via: 'test' })
+              : mappings.delete({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost }, { address: o.requester, via: 'test' })
+            ).then(
+              () => undefined,
+              (err) => toUpnpFault(err).upnpCode,
+            ),
+          );
+        }
+        backend.failWhen = fails ? () => true : undefined;
+        for (const o of group) if (o.kind === 'add' || o.kind === 'delete') expectedCodes.push(applyToModel(o, fails));
+        actualCodes.push(...(await Promise.all(submitted)));
+        backend.failWhen = undefined;
+
+        for (const o of group) {
+          if (o.kind !== 'advance') continue;
+          await clock.advance(o.ms);
+          await settle();
+          for (const [k, e] of model) if (e.expiresAt !== null && e.expiresAt <= clock.now()) model.delete(k);
+        }
+
+        expect(actualCodes).toEqual(expectedCodes);
+        const table = [...mappings.values()].map((m) => [keyString(m), m.internalClient, m.internalPort, m.expiresAt]);
+        const expected = [...model.entries()].map(([k, e]) => [k, e.client, e.internalPort, e.expiresAt]);
+        expect(table).toEqual(expected);
+        const installed = [...backend.installed.values()].map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
+        const fromTable = [...mappings.values()]
+          .map((m) => ruleOf(m))
+          .map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`)
+          .sort();
+        expect(installed).toEqual(fromTable);
+        for (let i = 0; i < mappings.size; i++) expect(keyString(mappings.at(i)!)).toBe(expected[i]![0]);
+
+        // Restart now, from the disk as a crash would leave it.
+        const journalPath = `${STATE_DIR}/${JOURNAL_FILE}`;
+        const onDisk = new MemoryStateFs();
+        for (const [path, text] of fs.files) onDisk.files.set(path, text);
+        onDisk.files.set(journalPath, (onDisk.files.get(journalPath) ?? '') + tornTail);
+        const restored = await new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, onDisk).load();
+        const target = (m: { internalClient: string; internalPort: number } & Parameters<typeof keyString>[0]) =>
+          `${keyString(m)}>${m.internalClient}:${m.internalPort}`;
+        expect(restored.mappings.map(target)).toEqual([...mappings.values()].map(target));
+        for (const m of restored.mappings) {
+          const live = mappings.get(m)!;
+          expect(m.remainingMs === null).toBe(live.expiresAt === null);
+          if (m.remainingMs !== null) expect(m.remainingMs).toBeLessThanOrEqual((live.leaseSeconds || 60) * 1000);
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+}
 
 function request(o: Extract<Op, { kind: 'add' }>): MappingRequest {
   return {
