@@ -182,12 +182,13 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   container.register(LAN_ADDRESSES, { useValue: lan });
   container.register(LOG_OUTPUT, { useValue: options.logOutput });
   container.register(MAPPINGS, { useValue: mappingView });
-  container.register(REFUSALS, { useValue: new RefusalRegistry() });
+  const refusals = new RefusalRegistry();
+  container.register(REFUSALS, { useValue: refusals });
 
   const plugins = createPlugins(specs, container, config, logger);
   const running = specs.map((placed, index) => ({ placed, plugin: plugins[index]! }));
   const reconfigure = (next: ResolvedConfig) => reconfigurePlugins(running, next);
-  const start = () => Daemon.start(config, { logger, plugins, lan, network, clock, mappingView, reconfigurePlugins: reconfigure });
+  const start = () => Daemon.start(config, { logger, plugins, lan, network, clock, mappingView, reconfigurePlugins: reconfigure, refusals });
   const readers = options.hostReaders ?? OS_READERS;
   if (!readers) return start();
 

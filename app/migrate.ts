@@ -168,6 +168,7 @@ function migrateMiniupnpd(settings: readonly Setting[], rules: readonly string[]
     }
   }
   if (lan.length > 0) m.config.unshift(['lan', JSON.stringify(lan)]);
+  m.config.push(['backend', "'nftables'", "miniupnpd's firewall is chosen when it is built: 'iptables' if yours was miniupnpd-iptables"]);
   if (rules.length > 0) {
     m.imports.add('permissions');
     // miniupnpd denies what no rule allows.

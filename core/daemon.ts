@@ -12,6 +12,7 @@ import { MappingStateFile } from './mapping/state-file.js';
 import type { MappingViewSlot } from './mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { PluginDriver } from './plugins/driver.js';
+import type { RefusalRegistry } from './plugins/refusals.js';
 import { isPluginSpec, type Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd, upnpdVersion } from './upnp/index.js';
 import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
@@ -35,6 +36,8 @@ export interface DaemonDependencies {
    * returns the plugin changes that still need a restart. Without it, any change of `plugins` does.
    */
   readonly reconfigurePlugins?: (next: ResolvedConfig) => string[];
+  /** The policies' refusal counts (the REFUSALS token), for the status and the metrics. */
+  readonly refusals?: RefusalRegistry;
 }
 
 /** The LAN addresses to serve: loopback in dry-run unless --lan named interfaces. */
@@ -68,6 +71,8 @@ export interface DaemonStatus {
   readonly limits: ReturnType<ClientLimits['stats']>;
   /** Whether acknowledged mappings are being kept (ok, failing, unavailable, off). */
   readonly persistence: PersistenceStatus;
+  /** Refusals by policy and rule. */
+  readonly refusals: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }
 
 /** The running daemon: plugins provisioned, mapping lifecycle, front-ends answering. */
@@ -86,6 +91,7 @@ export class Daemon {
     /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
     readonly limits: ClientLimits,
     private readonly reconfigurePlugins?: (next: ResolvedConfig) => string[],
+    private readonly refusals?: RefusalRegistry,
   ) {}
 
   /** Whether acknowledged mappings are kept across restarts (the operations CLI shows it). */
@@ -123,7 +129,18 @@ export class Daemon {
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       }),
     ];
-    const daemon = new Daemon(config, logger, driver, mappings, frontEnds, state, new HeapTrimmer(clock, logger), limits, deps.reconfigurePlugins);
+    const daemon = new Daemon(
+      config,
+      logger,
+      driver,
+      mappings,
+      frontEnds,
+      state,
+      new HeapTrimmer(clock, logger),
+      limits,
+      deps.reconfigurePlugins,
+      deps.refusals,
+    );
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -167,6 +184,7 @@ export class Daemon {
       frontEnds: Object.fromEntries(this.frontEnds.map((f) => [f.name, f.status?.() ?? {}])),
       limits: this.limits.stats(),
       persistence: this.persistence,
+      refusals: this.refusals?.snapshot() ?? {},
     };
   }
 

@@ -26,7 +26,7 @@ export type {
   UnmapReason,
 } from './plugins/types.js';
 export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from './plugins/tokens.js';
-export { REFUSAL_LOG_LIMITS, RefusalRegistry, RefusalReporter, refusalReporter } from './plugins/refusals.js';
+export { REFUSAL_LOG_LIMITS, RefusalRegistry, RefusalReporter, refusalReporter, type Refusal } from './plugins/refusals.js';
 export type { ChangeSet, MappingKey, MappingRequest, PortMapping, Protocol, Requester, RuleSpec } from './mapping/types.js';
 export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError, messageOf } from './errors.js';
 export type { Clock } from './clock.js';

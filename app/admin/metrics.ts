@@ -12,6 +12,7 @@ export const METRIC_NAMES = [
   'upnpd_gena_subscriptions',
   'upnpd_state_write_errors_total',
   'upnpd_persistence_ok',
+  'upnpd_refusals_total',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
@@ -108,6 +109,17 @@ export function daemonMetrics(daemon: Daemon): Registry {
       registers: [registry],
       collect() {
         this.set(daemon.persistence.state === 'ok' ? 1 : 0);
+      },
+    }),
+    upnpd_refusals_total: new Counter({
+      name: 'upnpd_refusals_total',
+      help: 'Mapping requests refused by a policy, by policy and rule (an upper bound: a policy may be asked twice for one request)',
+      labelNames: ['policy', 'rule'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [policy, byRule] of Object.entries(daemon.status().refusals))
+          for (const [rule, count] of Object.entries(byRule)) this.inc({ policy, rule }, count);
       },
     }),
   };

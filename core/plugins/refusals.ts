@@ -17,8 +17,36 @@ export const REFUSAL_LOG_LIMITS = {
  * Refusals counted by policy and rule (for the metrics front-end of the operations issue, and tests).
  * One registry per daemon (the REFUSALS token); front-ends and policies increment it.
  */
+/** One refusal, as listeners (the notifications plugin) hear of it. */
+export interface Refusal {
+  readonly policy: string;
+  readonly rule: string;
+  readonly client: string;
+  readonly via: string;
+  readonly upnpCode: number;
+  readonly message: string;
+}
+
 export class RefusalRegistry {
   private readonly counts = new Map<string, Map<string, number>>();
+  private readonly listeners = new Set<(refusal: Refusal) => void>();
+
+  /** Calls `listener` for every refusal from now on; returns a function that stops it. */
+  onRefusal(listener: (refusal: Refusal) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Tells the listeners (a listener's failure is its own: it never reaches the policy). */
+  announce(refusal: Refusal): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(refusal);
+      } catch {
+        // a notification must never fail a request
+      }
+    }
+  }
 
   count(policy: string, rule: string): void {
     let byRule = this.counts.get(policy);
@@ -53,6 +81,7 @@ export class RefusalReporter {
 
   refuse(rule: string, requester: Requester, error: UpnpError): UpnpError {
     this.registry.count(this.policy, rule);
+    this.registry.announce({ policy: this.policy, rule, client: requester.address, via: requester.via, upnpCode: error.upnpCode, message: error.message });
     const now = this.clock.now();
     if (now - this.windowStart >= this.limits.windowMs) {
       this.windowStart = now;

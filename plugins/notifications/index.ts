@@ -1,4 +1,4 @@
-import { CLOCK, LOGGER, PLUGIN_OPTIONS, definePlugin, z, type Clock, type Logger } from 'upnpd';
+import { CLOCK, LOGGER, PLUGIN_OPTIONS, REFUSALS, definePlugin, z, type Clock, type Logger, type RefusalRegistry } from 'upnpd';
 import { CommandNotifier } from './command.js';
 import { NOTIFICATION_EVENTS, NotificationsPlugin } from './plugin.js';
 import { WebhookNotifier } from './webhook.js';
@@ -56,7 +56,8 @@ export const notifications = definePlugin({
       options.webhook && new WebhookNotifier(options.webhook, logger, clock),
       options.command && new CommandNotifier(options.command, logger),
     ].filter((sink) => sink !== undefined);
-    return new NotificationsPlugin(sinks, clock);
+    const refusals = container.isRegistered(REFUSALS, true) ? container.resolve<RefusalRegistry>(REFUSALS) : undefined;
+    return new NotificationsPlugin(sinks, clock, refusals);
   },
 });
 

@@ -1,4 +1,4 @@
-import type { Clock, ExternalAddressChangeEvent, Hooks, MappedEvent, Plugin, PortMapping, UnmappedEvent } from 'upnpd';
+import type { Clock, ExternalAddressChangeEvent, Hooks, MappedEvent, Plugin, PortMapping, RefusalRegistry, UnmappedEvent } from 'upnpd';
 
 export const NOTIFICATION_EVENTS = ['mapped', 'unmapped', 'expired', 'refused', 'repaired', 'external-address-changed'] as const;
 export type NotificationEventName = (typeof NOTIFICATION_EVENTS)[number];
@@ -39,10 +39,21 @@ export class NotificationsPlugin implements Plugin {
   readonly order = 'post' as const;
   readonly hooks: Partial<Hooks>;
 
+  private readonly unsubscribes: Array<() => void> = [];
+
   constructor(
     private readonly sinks: readonly NotificationSink[],
     private readonly clock: Clock,
+    refusals?: RefusalRegistry,
   ) {
+    // A policy may be asked more than once per request (Hooks.beforeMap): a refusal can be told twice.
+    if (refusals) {
+      this.unsubscribes.push(
+        refusals.onRefusal((r) =>
+          this.send({ event: 'refused', requester: r.client, via: r.via, reason: `${r.policy}: ${r.rule} (${r.upnpCode}) ${r.message}` }),
+        ),
+      );
+    }
     this.hooks = {
       onMapped: (e: MappedEvent) =>
         this.send({
@@ -61,6 +72,7 @@ export class NotificationsPlugin implements Plugin {
   }
 
   async cleanup(): Promise<void> {
+    for (const unsubscribe of this.unsubscribes.splice(0)) unsubscribe();
     await Promise.all(this.sinks.map((sink) => sink.close()));
   }
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { container } from 'tsyringe';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { CLOCK, LOGGER, PLUGIN_OPTIONS, defineBackend, notifications, type Plugin, type PortMapping } from 'upnpd';
+import { CLOCK, LOGGER, PLUGIN_OPTIONS, REFUSALS, RefusalRegistry, defineBackend, notifications, type Plugin, type PortMapping } from 'upnpd';
 import { startDaemon } from '../../app/compose.js';
 import { systemClock } from '../../core/clock.js';
 import { configSchema } from '../../core/config/schema.js';
@@ -54,9 +54,10 @@ function receiver(statuses: number[] = []): Promise<{ url: string; received: Rec
   );
 }
 
-function pluginWith(options: unknown, logger = new RecordingLogger()): Plugin {
+function pluginWith(options: unknown, logger = new RecordingLogger(), refusals?: RefusalRegistry): Plugin {
   const spec = notifications(options as Parameters<typeof notifications>[0]);
   const child = container.createChildContainer();
+  if (refusals) child.register(REFUSALS, { useValue: refusals });
   child.register(PLUGIN_OPTIONS, { useValue: spec.optionsSchema!.parse(spec.options) });
   child.register(LOGGER, { useValue: logger });
   child.register(CLOCK, { useValue: systemClock });
@@ -105,6 +106,29 @@ describe('notifications: webhook', () => {
     void plugin.hooks!.onExpire!({ mapping: MAPPING, reason: 'expired', requester: null });
     await until(() => hook.received.length === 1);
     expect(hook.received.map((r) => (JSON.parse(r.body) as { event: string }).event)).toEqual(['expired']);
+    await plugin.cleanup?.();
+  });
+
+  it("tells of a policy's refusal, with the client, the policy and the rule", async () => {
+    const hook = await receiver();
+    servers.push(hook.server);
+    const refusals = new RefusalRegistry();
+    const plugin = pluginWith({ webhook: { url: hook.url, events: ['refused'] } }, new RecordingLogger(), refusals);
+    refusals.announce({
+      policy: 'reserved-ports',
+      rule: 'below 1024',
+      client: '192.168.1.20',
+      via: 'upnp-igd:2',
+      upnpCode: 718,
+      message: 'ConflictInMappingEntry',
+    });
+    await until(() => hook.received.length === 1);
+    expect(JSON.parse(hook.received[0]!.body)).toMatchObject({
+      event: 'refused',
+      requester: '192.168.1.20',
+      via: 'upnp-igd:2',
+      reason: 'reserved-ports: below 1024 (718) ConflictInMappingEntry',
+    });
     await plugin.cleanup?.();
   });
 
