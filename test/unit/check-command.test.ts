@@ -51,7 +51,7 @@ describe('upnpd check', () => {
     );
     const r = await run(['--config', file]);
     expect(r.code).toBe(0);
-    expect(r.out).toBe(`${file}: valid (plugins: secure-mode, nftables, logging)\n`);
+    expect(r.out).toBe(`${file}: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging)\n`);
   });
 
   it('names interfaces this machine lacks as a warning, not an error', async () => {
