@@ -13,6 +13,7 @@ export const METRIC_NAMES = [
   'upnpd_state_write_errors_total',
   'upnpd_persistence_ok',
   'upnpd_refusals_total',
+  'upnpd_ssdp_queries_total',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
@@ -25,7 +26,7 @@ const APPLY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
  */
 export function daemonMetrics(daemon: Daemon): Registry {
   const registry = new Registry();
-  const upnp = () => daemon.status().frontEnds['upnp-igd'] as { requests?: Record<string, number>; subscriptions?: number } | undefined;
+  const upnp = () => daemon.status().frontEnds['upnp-igd'] as { requests?: Record<string, number>; subscriptions?: number; ssdpQueries?: number } | undefined;
   const metrics: Record<MetricName, unknown> = {
     upnpd_info: new Gauge({
       name: 'upnpd_info',
@@ -120,6 +121,15 @@ export function daemonMetrics(daemon: Daemon): Registry {
         this.reset();
         for (const [policy, byRule] of Object.entries(daemon.status().refusals))
           for (const [rule, count] of Object.entries(byRule)) this.inc({ policy, rule }, count);
+      },
+    }),
+    upnpd_ssdp_queries_total: new Counter({
+      name: 'upnpd_ssdp_queries_total',
+      help: 'Valid SSDP M-SEARCH queries received on the LAN',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(upnp()?.ssdpQueries ?? 0);
       },
     }),
   };

@@ -168,6 +168,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       urls: this.describe(),
       requests: Object.fromEntries(this.control.answered),
       subscriptions: this.events.subscriptions,
+      ssdpQueries: this.advertiser?.queries ?? 0,
     };
   }
 

@@ -72,6 +72,8 @@ describe('the admin listener', () => {
     expect(metrics).toMatch(/upnpd_backend_apply_seconds_count\{outcome="applied"\} 1/);
     expect(metrics).toMatch(/^upnpd_info\{version="[^"]+",backend="dry-run"\} 1$/m);
     expect(metrics).toMatch(/^upnpd_gena_subscriptions 0$/m);
+    expect(metrics).toMatch(/^upnpd_ssdp_queries_total \d+$/m);
+    expect(metrics).toMatch(/^upnpd_persistence_ok 0$/m);
     // A refused request: external port 22 is reserved.
     await soapAction(url, 'AddPortMapping', { ...mapping(9003), NewExternalPort: 22 });
     expect(await (await fetch(`${admin}/metrics`)).text()).toMatch(/^upnpd_refusals_total\{policy="reserved-ports",rule="[^"]+"\} [1-9]/m);

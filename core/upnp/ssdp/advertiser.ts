@@ -76,6 +76,8 @@ interface LanEndpoint {
  * before alive.
  */
 export class SsdpAdvertiser {
+  /** Valid M-SEARCH queries received (for the metrics). */
+  queries = 0;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly set: AdvertisedSet;
@@ -240,6 +242,7 @@ export class SsdpAdvertiser {
       return;
     }
     const answers = answersFor(searchTarget, this.set);
+    this.queries++;
     if (answers.length === 0) return;
     if (!this.searchRate.take(source).allowed) {
       this.options.refusals?.refuse('m-search-rate', source, this.searchRate.limit.reason);
