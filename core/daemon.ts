@@ -5,6 +5,7 @@ import type { ResolvedConfig } from './config/schema.js';
 import { ConfigError, messageOf } from './errors.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
+import type { ReconcileStats } from './mapping/reconciler.js';
 import { MappingService } from './mapping/service.js';
 import { MappingStateFile, MappingStateWriter } from './mapping/state-file.js';
 import type { MappingViewSlot } from './mapping/view-slot.js';
@@ -96,6 +97,8 @@ export class Daemon {
       throw err;
     }
     daemon.heapTrimmer.start();
+    // The rules restored at the start are the first the reconciler keeps an eye on.
+    mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
       {
         backend: driver.backendName,
@@ -109,10 +112,16 @@ export class Daemon {
     return daemon;
   }
 
+  /** What reconciliation has done so far: checks, repairs, the last repair and the last error (for metrics). */
+  get reconcileStats(): ReconcileStats {
+    return this.mappings.reconciler.stats;
+  }
+
   /** Stops answering, removes the rules (unless configured to keep them), cleans up plugins. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.heapTrimmer.stop();
+      await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }

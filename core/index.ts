@@ -16,6 +16,7 @@ export type {
   HookKind,
   HookName,
   Hooks,
+  IntegrityReport,
   MappedEvent,
   MappingView,
   Plugin,

@@ -143,3 +143,12 @@ export interface ExternalAddressChangeEvent {
   readonly previous: string;
   readonly current: string;
 }
+
+/**
+ * What a firewall backend's integrity check found: `missing` names each part that is gone or
+ * wrong (its table or chains, a jump from the admin's chain, mappings), in words for the log.
+ * Empty when what the backend installed is intact.
+ */
+export interface IntegrityReport {
+  readonly missing: readonly string[];
+}

@@ -1,6 +1,6 @@
 import { PluginHookError, PluginRegistrationError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { MappingHooks } from '../mapping/hooks.js';
+import type { MappingFirewall, MappingHooks } from '../mapping/hooks.js';
 import type { MappedEvent, MappingRequest, PolicyContext, PortMapping, UnmappedEvent } from '../mapping/types.js';
 import { HOOK_KINDS, type FirewallBackend, type Hooks, type HooksOfKind, type Plugin } from './types.js';
 
@@ -31,11 +31,21 @@ export class PluginDriver implements MappingHooks {
     this.firewallPlugin = this.plugins.find((p): p is Plugin & { firewall: FirewallBackend } => p.firewall !== undefined)!;
   }
 
-  /** The firewall as the mapping lifecycle uses it; a failure names the plugin. */
-  readonly firewall = {
-    apply: (changes: Parameters<FirewallBackend['apply']>[0]) => this.callFirewall('apply', () => this.firewallPlugin.firewall.apply(changes)),
-    list: () => this.callFirewall('list', () => this.firewallPlugin.firewall.list()),
-  };
+  /**
+   * The firewall as the mapping lifecycle uses it; a failure names the plugin. The optional
+   * methods are there when the backend has them (the reconciler falls back on list/init/apply).
+   */
+  get firewall(): MappingFirewall {
+    const backend = this.firewallPlugin.firewall;
+    return {
+      apply: (changes) => this.callFirewall('apply', () => backend.apply(changes)),
+      list: () => this.callFirewall('list', () => backend.list()),
+      init: () => this.callFirewall('init', () => backend.init()),
+      ...(backend.check && { check: (expected) => this.callFirewall('check', () => backend.check!(expected)) }),
+      ...(backend.resync && { resync: (rules) => this.callFirewall('resync', () => backend.resync!(rules)) }),
+      ...(backend.watch && { watch: (onChange) => backend.watch!(onChange) }),
+    };
+  }
 
   get backendName(): string {
     return this.firewallPlugin.name;
@@ -107,7 +117,7 @@ export class PluginDriver implements MappingHooks {
     return current;
   }
 
-  private async callFirewall<T>(method: 'apply' | 'list', call: () => Promise<T>): Promise<T> {
+  private async callFirewall<T>(method: 'apply' | 'list' | 'init' | 'check' | 'resync', call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {

@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import type {
   ChangeSet,
   ExternalAddressChangeEvent,
+  IntegrityReport,
   MappedEvent,
   MappingRequest,
   PolicyContext,
@@ -14,7 +15,7 @@ import type {
   UnmappedEvent,
 } from '../mapping/types.js';
 
-export type { ExternalAddressChangeEvent, MappedEvent, MappingView, PolicyContext, UnmappedEvent, UnmapReason } from '../mapping/types.js';
+export type { ExternalAddressChangeEvent, IntegrityReport, MappedEvent, MappingView, PolicyContext, UnmappedEvent, UnmapReason } from '../mapping/types.js';
 
 /**
  * Hook kinds, as in Rollup's plugin driver:
@@ -162,4 +163,25 @@ export interface FirewallBackend {
    * effect before it. Touches nothing (no command runs); `--dry-run` logs what it returns.
    */
   render(changes: ChangeSet, installed: readonly RuleSpec[]): string;
+  /**
+   * Optional, for reconciliation: a cheap check (it runs every few seconds, so read as little as
+   * possible) that what the backend installed for `expected` (the table's rules) is intact: its
+   * own table or chains, the jumps into the admin's chains, the forward accept, the number of
+   * rules or elements. Returns what is missing, in words for the log; nothing when intact.
+   * Without it, the core compares `list()` with the table.
+   */
+  check?(expected: readonly RuleSpec[]): Promise<IntegrityReport>;
+  /**
+   * Optional, for reconciliation: recreates the table/chains/jumps and every rule of `rules` in
+   * ONE transaction, whatever is left of them. The core calls it (never concurrently with
+   * `apply`) when `check` found something missing. Without it, the core calls `init()` and then
+   * applies the difference between `list()` and `rules`.
+   */
+  resync?(rules: readonly RuleSpec[]): Promise<void>;
+  /**
+   * Optional: calls `onChange` whenever the kernel reports a change that may have touched the
+   * backend's rules (e.g. from `nft monitor`); the core then checks at once instead of at the next
+   * periodic check. Returns a function that stops watching. Without it, the periodic check alone.
+   */
+  watch?(onChange: () => void): () => void;
 }

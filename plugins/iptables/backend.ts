@@ -4,6 +4,7 @@ import {
   type BackendCapabilities,
   type ChangeSet,
   type FirewallBackend,
+  type IntegrityReport,
   type Logger,
   type ResolvedConfig,
   type RuleSpec,
@@ -13,7 +14,9 @@ import {
   buildInitScript,
   buildRepairScript,
   buildRestoreScript,
+  buildResyncScript,
   buildShutdownScript,
+  integrityProblems,
   installedMappings,
   inverseOf,
   parseSave,
@@ -123,6 +126,16 @@ export class IptablesBackend implements FirewallBackend {
 
   async list(): Promise<RuleSpec[]> {
     return installedMappings(await this.readRuleset(), this.ruleOptions);
+  }
+
+  /** Reads nat and filter once (iptables-save): upnpd's chains, the jumps to them, every mapping's rules. */
+  async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
+    return { missing: integrityProblems(await this.readRuleset(), this.ruleOptions, expected) };
+  }
+
+  /** Recreates chains and jumps and every mapping in one `iptables-restore --noflush` run. */
+  async resync(rules: readonly RuleSpec[]): Promise<void> {
+    await this.restore(`recreating upnpd chains with ${rules.length} mapping(s)`, buildResyncScript(await this.readRuleset(), rules, this.ruleOptions));
   }
 
   async shutdown(): Promise<void> {

@@ -432,3 +432,41 @@ export function buildRepairScript(saved: SavedRuleset, options: IptablesRuleOpti
     }),
   );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Integrity (reconciliation)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What is missing of upnpd's rules in `saved` for the mappings `expected`: its own chains, the
+ * jumps to them from the built-in chains, and mappings whose rules are not both installed.
+ */
+export function integrityProblems(saved: SavedRuleset, options: IptablesRuleOptions, expected: readonly RuleSpec[]): string[] {
+  const problems: string[] = [];
+  for (const table of TABLES) {
+    const own = ownChain(table, options);
+    if (!own || !usesTable(table, options)) continue;
+    if (!chainExists(saved, table, own)) problems.push(`chain ${own} (${table})`);
+    if (!hasJump(saved, table, own, options)) problems.push(`the jump from ${BUILT_IN_CHAIN[table]} to ${own} (${table})`);
+  }
+  const identity = (r: RuleSpec) => mappingComment(r, options.comment);
+  const installed = new Set(installedMappings(saved, options).map(identity));
+  const missing = expected.filter((r) => !installed.has(identity(r))).length;
+  if (missing > 0) problems.push(`the rules of ${missing} of ${expected.length} mapping(s)`);
+  return problems;
+}
+
+/**
+ * One `iptables-restore --noflush` script that starts clean from whatever `saved` holds (as
+ * buildInitScript: upnpd's rules anywhere removed, its chains created or flushed, one jump each)
+ * and installs every mapping of `rules`. Each table's section commits on its own.
+ */
+export function buildResyncScript(saved: SavedRuleset, rules: readonly RuleSpec[], options: IptablesRuleOptions): string {
+  const init = TABLES.flatMap((table): Edit[] => {
+    const edits = strayRuleDeletions(saved, table, options);
+    const own = ownChain(table, options);
+    if (own && usesTable(table, options)) edits.push({ table, operation: 'declareChain', chain: own, args: [] }, jumpTo(table, own, options));
+    return edits;
+  });
+  return restoreScript([...init, ...changeEdits({ remove: [], add: rules }, options)]);
+}

@@ -27,6 +27,7 @@ import {
   type CommandRunner,
   type ExternalAddressChangeEvent,
   type FirewallBackend,
+  type IntegrityReport,
   type HookName,
   type Hooks,
   type InterfaceAddress,
@@ -152,8 +153,11 @@ describe('BackendContext', () => {
 });
 
 describe('FirewallBackend', () => {
-  it('is six methods, with these signatures (a backend implementing just them compiles)', () => {
-    expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render'>();
+  it('is six methods, with these signatures (a backend implementing just them compiles), and three optional ones for reconciliation', () => {
+    expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render' | 'check' | 'resync' | 'watch'>();
+    expectTypeOf<FirewallBackend['check']>().toEqualTypeOf<((expected: readonly RuleSpec[]) => Promise<IntegrityReport>) | undefined>();
+    expectTypeOf<FirewallBackend['resync']>().toEqualTypeOf<((rules: readonly RuleSpec[]) => Promise<void>) | undefined>();
+    expectTypeOf<FirewallBackend['watch']>().toEqualTypeOf<((onChange: () => void) => () => void) | undefined>();
     expectTypeOf<FirewallBackend['probe']>().toEqualTypeOf<() => Promise<BackendCapabilities>>();
     expectTypeOf<FirewallBackend['init']>().toEqualTypeOf<() => Promise<void>>();
     expectTypeOf<FirewallBackend['apply']>().toEqualTypeOf<(changes: ChangeSet) => Promise<void>>();
