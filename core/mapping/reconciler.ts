@@ -189,7 +189,9 @@ export class Reconciler {
     if (!this.running) return;
     this.timer = this.clock.setTimer(() => {
       this.timer = undefined;
-      void this.periodic().finally(() => this.schedule());
+      // The next one is due an interval from now whatever this one does (a check still running is shared).
+      this.schedule();
+      void this.periodic();
     }, this.settings.intervalMs);
   }
 
