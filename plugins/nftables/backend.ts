@@ -25,6 +25,7 @@ import {
   type AdminTableState,
   type NftablesSettings,
 } from './rules.js';
+import { watchRuleset } from './monitor.js';
 import { NFT_SESSION_ENV, NftSession } from './session.js';
 
 /** `dnat ip to <concatenation> map @m` (NAT with concatenated maps) arrived in nftables 0.9.4. */
@@ -153,6 +154,11 @@ export class NftablesBackend implements FirewallBackend {
     await this.runScript(buildResyncScript(settings, rules, leftovers), `recreate table ${this.tableName()} with ${rules.length} mapping(s)`);
     this.installed.clear();
     for (const rule of rules) this.installed.set(keyString(rule), ruleOf(rule));
+  }
+
+  /** Reports deletions in the ruleset (`nft monitor`), so that a reload is repaired at once. */
+  watch(onChange: () => void): () => void {
+    return watchRuleset(this.runner, this.logger, onChange);
   }
 
   async shutdown(): Promise<void> {
