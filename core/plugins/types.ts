@@ -72,7 +72,8 @@ export interface Plugin {
   readonly hooks?: Partial<Hooks>;
   /**
    * The firewall slot: exactly one plugin of the daemon fills it (the design's `applyRule`). The
-   * core applies every change set through it and reads it back with `list()` to repair drift.
+   * core applies every change set through it and keeps it in step with the mapping table
+   * (reconciliation: `check`/`resync` where the backend has them, else `list()`/`init()`).
    */
   readonly firewall?: FirewallBackend;
   provision?(): Promise<void> | void;
