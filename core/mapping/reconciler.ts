@@ -20,7 +20,8 @@ export const DEFAULT_RECONCILE_SETTINGS: ReconcileSettings = Object.freeze({ int
 export interface ReconcileStats {
   readonly checks: number;
   readonly repairs: number;
-  readonly failedRepairs: number;
+  /** Checks or repairs that failed (the backend could not be read or written); `lastError` says why. */
+  readonly failures: number;
   /** Monotonic time (Clock.now) of the last check, undefined before the first. */
   readonly lastCheckAt: number | undefined;
   readonly lastRepairAt: number | undefined;
@@ -55,8 +56,8 @@ export class Reconciler {
   private checking: Promise<void> | undefined;
   private running = false;
   private deferredSince: number | undefined;
-  private counters = { checks: 0, repairs: 0, failedRepairs: 0 };
-  private last: Omit<ReconcileStats, 'checks' | 'repairs' | 'failedRepairs'> = {
+  private counters = { checks: 0, repairs: 0, failures: 0 };
+  private last: Omit<ReconcileStats, 'checks' | 'repairs' | 'failures'> = {
     lastCheckAt: undefined,
     lastRepairAt: undefined,
     lastRepairMs: undefined,
@@ -172,7 +173,7 @@ export class Reconciler {
   }
 
   private failed(what: string, err: unknown): void {
-    this.counters.failedRepairs++;
+    this.counters.failures++;
     this.last = { ...this.last, lastError: `${what}: ${messageOf(err)}` };
     this.logger.error({ err }, `${what} failed: ${messageOf(err)}`);
   }

@@ -93,7 +93,7 @@ describe('reconciliation', () => {
     await clock.advance(1);
     expect([...backend.installed.keys()].sort()).toEqual(['TCP/5000/', 'TCP/5001/']);
     expect(backend.resyncs).toHaveLength(1);
-    expect(reconciler.stats).toMatchObject({ checks: 3, repairs: 1, failedRepairs: 0, lastMissing: ['table inet upnpd'], lastError: undefined });
+    expect(reconciler.stats).toMatchObject({ checks: 3, repairs: 1, failures: 0, lastMissing: ['table inet upnpd'], lastError: undefined });
     expect(reconciler.stats.lastRepairMs).toBeGreaterThanOrEqual(0);
     const repairLog = logger.lines.find((line) => line.level === 'warn' && line.message.includes('resynced 2 mapping(s)'));
     expect(repairLog?.message).toContain('table inet upnpd');
@@ -193,7 +193,7 @@ describe('reconciliation', () => {
     backend.check = () => Promise.reject(new BackendError('nft is gone'));
     reconciler.start({ intervalMs: 2_000 });
     await clock.advance(4_000);
-    expect(reconciler.stats).toMatchObject({ checks: 2, failedRepairs: 2, repairs: 0 });
+    expect(reconciler.stats).toMatchObject({ checks: 2, failures: 2, repairs: 0 });
     expect(reconciler.stats.lastError).toContain('nft is gone');
     expect(logger.lines.filter((line) => line.level === 'error')).toHaveLength(2);
     await reconciler.stop();
