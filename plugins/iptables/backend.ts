@@ -12,7 +12,6 @@ import {
 import { isEmptyChangeSet, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
 import {
   buildInitScript,
-  buildRepairScript,
   buildRestoreScript,
   buildResyncScript,
   buildShutdownScript,
@@ -112,9 +111,8 @@ export class IptablesBackend implements FirewallBackend {
       const undone = await this.runRestore(undo);
       if (undone.exitCode !== 0) problems.push(restoreFailureMessage('undoing the nat part of a failed change set', undo, undone));
     }
-    // A failure is often someone else's doing (a firewall reload dropped our chains, a rule deleted
-    // by hand): mend that, so that the core's reconciliation (list, then apply the difference) works.
-    await this.repair().catch((err: unknown) => problems.push(`checking upnpd's chains afterwards failed: ${messageOf(err)}`));
+    // A failure is often someone else's doing (a firewall reload dropped our chains): the core's
+    // reconciler checks next and resyncs everything in one run (check, resync).
     if (problems.length > 1) this.logger.error({ script }, problems.join('; '));
     throw new BackendError(problems.join('; '));
   }
@@ -141,17 +139,6 @@ export class IptablesBackend implements FirewallBackend {
   async shutdown(): Promise<void> {
     const script = buildShutdownScript(await this.readRuleset(), this.ruleOptions);
     if (script) await this.restore('removing upnpd rules and chains', script);
-  }
-
-  /** Recreates missing chains and jumps and drops half-deleted mappings (see buildRepairScript). */
-  private async repair(): Promise<void> {
-    const script = buildRepairScript(await this.readRuleset(), this.ruleOptions);
-    if (!script) return;
-    this.logger.warn(
-      { script },
-      'iptables: upnpd chains or rules were changed by someone else (firewall reload?); restoring the chains and dropping incomplete mappings',
-    );
-    await this.restore('repairing upnpd chains', script);
   }
 
   /** Whether the nat section of a failed restore is in effect: from the failing line, else from what is installed. */
