@@ -176,8 +176,8 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       await testbed.gateway.exec(programs.restore, ['--noflush'], { input: `*filter\n${acceptOfVictim}\nCOMMIT\n` });
 
       await expect(backend.apply({ remove: [victim], add: [mapping(7502)] })).rejects.toThrow(/line \d+.*-D UPNPD-FORWARD/);
-      // The nat part was undone (no 7502), and the victim's lone DNAT dropped, so that list() tells
-      // the truth and the core's reconciliation can put the victim back whole.
+      // The nat part was undone (no 7502); the victim's lone DNAT is not a mapping for list(), and
+      // check names it missing, so that the core's reconciliation resyncs it whole.
       const dnats = () =>
         save().then((out) =>
           out
@@ -185,13 +185,15 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
             .filter((l) => l.startsWith('-A UPNPD-PREROUTING '))
             .map((l) => /--dport (\d+)/.exec(l)![1]),
         );
-      expect(await dnats()).toEqual(['7500']);
+      expect(await dnats()).toEqual(['7500', '7501']);
       expect(await backend.list()).toEqual([kept]);
       expect(await fromWan.tcp(7500)).toBe(true);
       expect(await fromWan.tcpBlocked(7502)).toBe(true);
 
-      await backend.apply({ remove: [], add: [victim] });
+      expect((await backend.check([kept, victim])).missing).toEqual(['the rules of 1 of 2 mapping(s)']);
+      await backend.resync([kept, victim]);
       expect(await backend.list()).toEqual([kept, victim]);
+      expect(await dnats()).toEqual(['7500', '7501']);
       await backend.apply({ remove: [victim], add: [] });
       expect(await dnats()).toEqual(['7500']);
     });
