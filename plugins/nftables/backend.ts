@@ -156,7 +156,7 @@ export class NftablesBackend implements FirewallBackend {
     for (const rule of rules) this.installed.set(keyString(rule), ruleOf(rule));
   }
 
-  /** Reports deletions in the ruleset (`nft monitor`), so that a reload is repaired at once. */
+  /** Reports deleted tables (`nft monitor destroy tables`), so that a flushed ruleset or a reloaded admin table is repaired at once. */
   watch(onChange: () => void): () => void {
     return watchRuleset(this.runner, this.logger, onChange);
   }

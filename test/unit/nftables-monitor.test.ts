@@ -28,7 +28,7 @@ describe('nft monitor', () => {
     expect(OWN_CHANGES.filter(isRulesetLoss)).toEqual([]);
   });
 
-  it('runs `nft monitor` with its output read, reports losses line by line, and kills it when stopped', async () => {
+  it('runs `nft monitor destroy tables` with its output read, reports losses line by line, and kills it when stopped', async () => {
     const stdout = new PassThrough();
     let killed = false;
     let exit!: (e: CommandExit) => void;
@@ -42,7 +42,7 @@ describe('nft monitor', () => {
     };
     let changes = 0;
     const stop = watchRuleset(runner, silentLogger, () => changes++);
-    expect(started).toEqual([['nft', 'monitor', '(stdout)']]);
+    expect(started).toEqual([['nft', 'monitor', 'destroy', 'tables', '(stdout)']]);
     stdout.write([...OWN_CHANGES, ...LOSSES].join('\n') + '\n');
     await settle();
     expect(changes).toBe(LOSSES.length);
