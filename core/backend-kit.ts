@@ -9,7 +9,7 @@ import type { RuleSpec } from './mapping/types.js';
 export { EMPTY_CHANGE_SET, isEmptyChangeSet, keyOf, keyString, ruleOf, sameRule } from './mapping/types.js';
 export { INTERFACE_NAME } from './net/network-info.js';
 export { interfaceName } from './config/schema.js';
-export type { CommandExit, CommandResult, CommandRunner, RunningCommand } from './command-runner.js';
+export type { CommandExit, CommandResult, CommandRunner, RunningCommand, StartOptions } from './command-runner.js';
 
 function isPort(port: number): boolean {
   return Number.isInteger(port) && port >= 1 && port <= 65535;

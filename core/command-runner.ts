@@ -22,6 +22,8 @@ export interface RunningCommand {
   readonly pid: number | undefined;
   readonly stdin: Writable;
   readonly stderr: Readable;
+  /** Only when started with `stdout: true` (a program whose output is read, such as `nft monitor`). */
+  readonly stdout?: Readable;
   /** Settles when the process has exited or failed to start; never rejects. */
   readonly exited: Promise<CommandExit>;
   kill(): void;
@@ -33,8 +35,16 @@ export interface RunningCommand {
  */
 export interface CommandRunner {
   run(file: string, args: readonly string[], options?: { input?: string; timeoutMs?: number }): Promise<CommandResult>;
-  /** Starts a program that reads commands from its stdin until it is closed. `env` adds to upnpd's environment. */
-  start(file: string, args: readonly string[], options?: { env?: Readonly<Record<string, string>> }): RunningCommand;
+  /**
+   * Starts a program that reads commands from its stdin until it is closed, or that reports events
+   * until it is killed. `env` adds to upnpd's environment; `stdout: true` keeps its standard output to read.
+   */
+  start(file: string, args: readonly string[], options?: StartOptions): RunningCommand;
+}
+
+export interface StartOptions {
+  readonly env?: Readonly<Record<string, string>>;
+  readonly stdout?: boolean;
 }
 
 /** The C locale, so that the messages upnpd parses or quotes are the same on every machine. */
@@ -57,14 +67,21 @@ export class ExecaCommandRunner implements CommandRunner {
     return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
   }
 
-  start(file: string, args: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): RunningCommand {
-    return startWithExeca(file, args, options.env);
+  start(file: string, args: readonly string[], options: StartOptions = {}): RunningCommand {
+    return startWithExeca(file, args, options.env, options.stdout);
   }
 }
 
 /** `execa` for a long-running child: streams, not buffers; killed if upnpd exits first (execa's cleanup). */
-export function startWithExeca(file: string, args: readonly string[], env: Readonly<Record<string, string>> = {}): RunningCommand {
-  const subprocess = execa(file, args, { buffer: false, reject: false, stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', env: { ...COMMAND_ENV, ...env } });
+export function startWithExeca(file: string, args: readonly string[], env: Readonly<Record<string, string>> = {}, stdout = false): RunningCommand {
+  const subprocess = execa(file, args, {
+    buffer: false,
+    reject: false,
+    stdin: 'pipe',
+    stdout: stdout ? 'pipe' : 'ignore',
+    stderr: 'pipe',
+    env: { ...COMMAND_ENV, ...env },
+  });
   const exited = subprocess.then(
     (result): CommandExit =>
       result.failed && result.exitCode === undefined && result.signal === undefined
@@ -76,6 +93,7 @@ export function startWithExeca(file: string, args: readonly string[], env: Reado
     pid: subprocess.pid,
     stdin: subprocess.stdin,
     stderr: subprocess.stderr,
+    ...(stdout && subprocess.stdout && { stdout: subprocess.stdout }),
     exited,
     kill: () => {
       subprocess.kill('SIGKILL');

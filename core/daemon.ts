@@ -6,6 +6,7 @@ import { ConfigError, messageOf } from './errors.js';
 import type { PortMapping } from './mapping/types.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
+import type { ReconcileStats } from './mapping/reconciler.js';
 import { MappingService } from './mapping/service.js';
 import { DurableMappingJournal, type PersistenceStatus } from './mapping/journal.js';
 import { MappingStateFile } from './mapping/state-file.js';
@@ -73,6 +74,8 @@ export interface DaemonStatus {
   readonly persistence: PersistenceStatus;
   /** Refusals by policy and rule. */
   readonly refusals: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Firewall checks and repairs (the last repair's findings and duration). */
+  readonly reconcile: ReconcileStats;
 }
 
 /** The running daemon: plugins provisioned, mapping lifecycle, front-ends answering. */
@@ -150,6 +153,8 @@ export class Daemon {
     // With httpPort 0 the port is known only now (and a state file could not have named it).
     for (const url of frontEnds.flatMap((f) => f.describe?.() ?? [])) ownPorts.add(Number(new URL(url).port));
     daemon.heapTrimmer.start();
+    // The rules restored at the start are the first the reconciler keeps an eye on.
+    mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
       {
         backend: driver.backendName,
@@ -185,13 +190,20 @@ export class Daemon {
       limits: this.limits.stats(),
       persistence: this.persistence,
       refusals: this.refusals?.snapshot() ?? {},
+      reconcile: this.reconcileStats,
     };
+  }
+
+  /** What reconciliation has done so far: checks, repairs, the last repair and the last error (for metrics). */
+  get reconcileStats(): ReconcileStats {
+    return this.mappings.reconciler.stats;
   }
 
   /** Stops answering, removes the rules (unless configured to keep them), cleans up plugins. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.heapTrimmer.stop();
+      await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }

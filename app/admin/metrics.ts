@@ -14,6 +14,9 @@ export const METRIC_NAMES = [
   'upnpd_persistence_ok',
   'upnpd_refusals_total',
   'upnpd_ssdp_queries_total',
+  'upnpd_reconcile_checks_total',
+  'upnpd_reconcile_repairs_total',
+  'upnpd_reconcile_failures_total',
 ] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
@@ -132,8 +135,31 @@ export function daemonMetrics(daemon: Daemon): Registry {
         this.inc(upnp()?.ssdpQueries ?? 0);
       },
     }),
+    ...reconcileCounters(registry, daemon),
   };
   const apply = metrics.upnpd_backend_apply_seconds as Histogram<'outcome'>;
   daemon.driver.applyObserver = (seconds, ok) => apply.observe({ outcome: ok ? 'applied' : 'failed' }, seconds);
   return registry;
+}
+
+/** The reconciler's counters: integrity checks, repairs after a firewall reload, and failures. */
+function reconcileCounters(
+  registry: Registry,
+  daemon: Daemon,
+): Record<'upnpd_reconcile_checks_total' | 'upnpd_reconcile_repairs_total' | 'upnpd_reconcile_failures_total', Counter> {
+  const counter = (name: string, help: string, read: (s: Daemon['reconcileStats']) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read(daemon.reconcileStats));
+      },
+    });
+  return {
+    upnpd_reconcile_checks_total: counter('upnpd_reconcile_checks_total', 'Integrity checks of the firewall rules', (s) => s.checks),
+    upnpd_reconcile_repairs_total: counter('upnpd_reconcile_repairs_total', 'Repairs after the firewall lost rules (a reload, a flush)', (s) => s.repairs),
+    upnpd_reconcile_failures_total: counter('upnpd_reconcile_failures_total', 'Checks or repairs that failed', (s) => s.failures),
+  };
 }

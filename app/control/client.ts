@@ -15,11 +15,15 @@ Talk to the running daemon through its control socket (DIR/upnpd.sock, default /
 only). delete and purge remove mappings as the daemon does: rules, saved state, notifications.
 `;
 
-/** The socket to talk to: DIR's, else $XDG_RUNTIME_DIR/upnpd's (where a daemon that could not use DIR put it). */
-export function socketPath(runtimeDir: string | undefined): string {
-  const primary = join(runtimeDir ?? '/run/upnpd', SOCKET_NAME);
-  if (runtimeDir !== undefined || existsSync(primary) || !process.env.XDG_RUNTIME_DIR) return primary;
-  return join(process.env.XDG_RUNTIME_DIR, 'upnpd', SOCKET_NAME);
+/**
+ * The sockets to try, in order: DIR's when given; else /run/upnpd's, then $XDG_RUNTIME_DIR/upnpd's
+ * (where a daemon that could not use /run/upnpd put it).
+ */
+export function socketPaths(runtimeDir: string | undefined): string[] {
+  if (runtimeDir !== undefined) return [join(runtimeDir, SOCKET_NAME)];
+  const paths = [join('/run/upnpd', SOCKET_NAME)];
+  if (process.env.XDG_RUNTIME_DIR) paths.push(join(process.env.XDG_RUNTIME_DIR, 'upnpd', SOCKET_NAME));
+  return paths.filter((path, index) => index === 0 || existsSync(path));
 }
 
 export function request(path: string, body: ControlRequest): Promise<ControlResponse> {
@@ -115,11 +119,18 @@ export async function controlCommand(
     err.write(`upnpd ${command}: unexpected ${positionals.join(' ')}\n${CONTROL_USAGE}`);
     return 2;
   }
-  let response: ControlResponse;
-  try {
-    response = await request(socketPath(values['runtime-dir']), body);
-  } catch (e) {
-    err.write(`upnpd ${command}: ${messageOf(e)}\n`);
+  let response: ControlResponse | undefined;
+  let failure: unknown;
+  for (const path of socketPaths(values['runtime-dir'])) {
+    try {
+      response = await request(path, body);
+      break;
+    } catch (e) {
+      failure ??= e;
+    }
+  }
+  if (!response) {
+    err.write(`upnpd ${command}: ${messageOf(failure)}\n`);
     return 1;
   }
   if (!response.ok) {

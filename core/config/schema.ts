@@ -69,6 +69,14 @@ export const limitsSchema = z
   })
   .strict();
 
+/** Reconciliation: how often upnpd checks that its firewall rules are still installed. */
+export const reconcileSchema = z
+  .object({
+    /** Seconds between two cheap integrity checks of the firewall (a repair follows when something is missing). */
+    intervalSeconds: z.number().min(0.1).max(3600).default(2),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** LAN interfaces upnpd serves (SSDP, HTTP). */
@@ -111,6 +119,7 @@ export const configSchema = z
     lease: leaseSchema.default(leaseSchema.parse({})),
     upnp: upnpSchema.default(upnpSchema.parse({})),
     limits: limitsSchema.default(limitsSchema.parse({})),
+    reconcile: reconcileSchema.default(reconcileSchema.parse({})),
     plugins: z.array(pluginEntry).default([]),
   })
   .strict();

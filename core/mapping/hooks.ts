@@ -1,4 +1,4 @@
-import type { ChangeSet, MappedEvent, MappingRequest, PolicyContext, PortMapping, RuleSpec, UnmappedEvent } from './types.js';
+import type { ChangeSet, IntegrityReport, MappedEvent, MappingRequest, PolicyContext, PortMapping, RepairedEvent, RuleSpec, UnmappedEvent } from './types.js';
 
 /**
  * What the mapping lifecycle asks of the outside world. The plugin driver implements it; the
@@ -17,10 +17,24 @@ export interface MappingHooks {
   onMapped(event: MappedEvent): void;
   onUnmapped(event: UnmappedEvent): void;
   onExpire(event: UnmappedEvent): void;
+  /** The reconciler put back rules the firewall had lost. */
+  onRepaired(event: RepairedEvent): void;
 }
 
-/** The firewall as the lifecycle uses it: apply a change set atomically, read back what is installed. */
+/**
+ * The firewall as the lifecycle uses it: apply a change set atomically, read back what is
+ * installed. The optional parts serve reconciliation (core/mapping/reconciler.ts, which falls
+ * back on `list()`, `init()` and `apply()` where they are absent).
+ */
 export interface MappingFirewall {
   apply(changes: ChangeSet): Promise<void>;
   list(): Promise<RuleSpec[]>;
+  /** Recreates the backend's own tables or chains (empty). */
+  init?(): Promise<void>;
+  /** A cheap check that what the backend installed for `expected` is intact. */
+  check?(expected: readonly RuleSpec[]): Promise<IntegrityReport>;
+  /** Recreates everything (tables, chains, jumps, every rule of `rules`) in one transaction. */
+  resync?(rules: readonly RuleSpec[]): Promise<void>;
+  /** Calls `onChange` when the kernel reports a change that may have touched the backend's rules; returns a stop function. */
+  watch?(onChange: () => void): () => void;
 }

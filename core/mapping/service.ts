@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { ExpiryQueue } from './expiry-queue.js';
 import type { MappingFirewall, MappingHooks } from './hooks.js';
 import type { MappingJournal, WriteFailurePolicy } from './journal.js';
+import { Reconciler } from './reconciler.js';
 import type { RestoredMapping } from './state-file.js';
 import { MappingDraft, MappingTable } from './table.js';
 import {
@@ -20,7 +21,6 @@ import {
   type PolicyContext,
   type PortMapping,
   type Requester,
-  type RuleSpec,
   type UnmappedEvent,
 } from './types.js';
 
@@ -60,6 +60,13 @@ interface QueuedChange {
   reject(err: unknown): void;
 }
 
+/** Work that runs alone in the queue, between batches (a firewall repair). */
+interface QueuedTask {
+  readonly task: () => Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
 /** One change of a batch after staging: its outcome, or the error that refused it. */
 type StagedChange = { readonly change: QueuedChange } & ({ readonly outcome: Outcome<unknown> } | { readonly error: unknown });
 
@@ -86,7 +93,7 @@ const PORT_REFUSALS = new Set<number>([UpnpErrorCode.ConflictInMappingEntry, Upn
 export class MappingService implements MappingView {
   private readonly table = new MappingTable();
   private readonly expiries = new ExpiryQueue();
-  private queue: QueuedChange[] = [];
+  private queue: Array<QueuedChange | QueuedTask> = [];
   /** The running drain of the queue, from the moment a change is queued until the queue is empty. */
   private draining: Promise<void> | undefined;
   private expiryTimer: unknown = undefined;
@@ -99,6 +106,8 @@ export class MappingService implements MappingView {
   /** Set while a batch is staged with a journal that cannot be written, under the 'refuse' policy. */
   private refusingNewMappings = false;
   private isOwnEndpoint: (address: string, port: number) => boolean = () => false;
+  /** Keeps the firewall in step with the table; repairs run through this queue. The daemon starts its periodic checks. */
+  readonly reconciler: Reconciler;
 
   constructor(
     private readonly hooks: MappingHooks,
@@ -106,7 +115,19 @@ export class MappingService implements MappingView {
     private readonly clock: Clock,
     private lease: LeasePolicy,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.reconciler = new Reconciler(
+      firewall,
+      {
+        expectedRules: () => [...this.table.values()].filter((m) => m.enabled).map(ruleOf),
+        exclusive: (task) => this.exclusive(task),
+        busy: () => this.draining !== undefined,
+        repaired: (event) => this.hooks.onRepaired(event),
+      },
+      clock,
+      logger,
+    );
+  }
 
   /** Applies to leases granted from now on (SIGHUP reload). */
   setLeasePolicy(lease: LeasePolicy): void {
@@ -410,9 +431,18 @@ export class MappingService implements MappingView {
   }
 
   private enqueue<T>(run: (draft: MappingDraft) => Outcome<T> | Promise<Outcome<T>>): Promise<T> {
+    return this.push<T>((resolve, reject) => ({ run, resolve, reject }));
+  }
+
+  /** Runs `task` in the queue on its own: after the changes queued before it, before those queued after it. */
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    return this.push<T>((resolve, reject) => ({ task, resolve, reject }));
+  }
+
+  private push<T>(work: (resolve: (value: T) => void, reject: (err: unknown) => void) => QueuedChange | QueuedTask): Promise<T> {
     if (this.closed) return Promise.reject(new UpnpError(UpnpErrorCode.ActionFailed, 'the daemon is shutting down'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve, reject });
+      this.queue.push(work(resolve, reject));
       // Started on the next turn so that requests arriving together share one transaction.
       this.draining ??= new Promise((next) => setImmediate(next)).then(() => this.drain());
     });
@@ -421,7 +451,17 @@ export class MappingService implements MappingView {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, MAX_BATCH);
+        const first = this.queue[0]!;
+        if ('task' in first) {
+          this.queue.shift();
+          await first.task().then(
+            (value) => first.resolve(value),
+            (err: unknown) => first.reject(err),
+          );
+          continue;
+        }
+        const taskAt = this.queue.findIndex((work) => 'task' in work);
+        const batch = this.queue.splice(0, Math.min(MAX_BATCH, taskAt < 0 ? this.queue.length : taskAt)) as QueuedChange[];
         const done = await this.runBatch(batch);
         // One change the firewall refuses must not fail the others: each is run again on its own.
         if (!done) for (const change of batch) await this.runBatch([change]);
@@ -513,7 +553,7 @@ export class MappingService implements MappingView {
       return undefined;
     } catch (firstErr) {
       let err = firstErr;
-      if (await this.repairFirewall()) {
+      if (await this.reconciler.repairInQueue('after a failed change')) {
         try {
           await this.firewall.apply(changes);
           return undefined;
@@ -552,35 +592,6 @@ export class MappingService implements MappingView {
         else if (n.hook === 'onExpire') this.hooks.onExpire(n.event);
         else this.hooks.onUnmapped(n.event);
       }
-    }
-  }
-
-  /**
-   * After a failed change: compares what the backend has installed with the table, and when they
-   * differ (an admin's firewall reload flushed our rules, someone deleted one by hand) applies the
-   * difference so the firewall matches the table again. Returns whether anything was repaired.
-   */
-  private async repairFirewall(): Promise<boolean> {
-    try {
-      const target = (r: RuleSpec) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`;
-      const installed = await this.firewall.list();
-      const desired = [...this.table.values()].filter((m) => m.enabled).map(ruleOf);
-      const installedTargets = new Set(installed.map(target));
-      const desiredTargets = new Set(desired.map(target));
-      const repair = {
-        remove: installed.filter((r) => !desiredTargets.has(target(r))),
-        add: desired.filter((r) => !installedTargets.has(target(r))),
-      };
-      if (isEmptyChangeSet(repair)) return false;
-      await this.firewall.apply(repair);
-      this.logger.warn(
-        { restored: repair.add.length, removed: repair.remove.length },
-        `the firewall did not match the mapping table (rules flushed or changed outside upnpd): restored ${repair.add.length}, removed ${repair.remove.length}`,
-      );
-      return true;
-    } catch (err) {
-      this.logger.error({ err }, `could not repair the firewall rules: ${messageOf(err)}`);
-      return false;
     }
   }
 

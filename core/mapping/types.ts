@@ -143,3 +143,23 @@ export interface ExternalAddressChangeEvent {
   readonly previous: string;
   readonly current: string;
 }
+
+/**
+ * What a firewall backend's integrity check found: `missing` names each part that is gone or
+ * wrong (its table or chains, a jump from the admin's chain, mappings), in words for the log.
+ * Empty when what the backend installed is intact.
+ */
+export interface IntegrityReport {
+  readonly missing: readonly string[];
+}
+
+/** The firewall had lost part of upnpd's rules and the reconciler put them back. */
+export interface RepairedEvent {
+  /** What was missing, in words (as the log says it). */
+  readonly missing: readonly string[];
+  /** Mappings resynced. */
+  readonly rules: number;
+  readonly tookMs: number;
+  /** What started the check: periodic, kernel event, failed change. */
+  readonly reason: string;
+}

@@ -1,6 +1,8 @@
 import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
 
 /** Linux interface names: at most 15 characters, no spaces or slashes. */
 export const INTERFACE_NAME = /^[\w.@:-]{1,15}$/;
@@ -33,6 +35,11 @@ export interface NetworkInfo {
   counters(iface: string): Promise<WanCounters | null>;
   /** Operational state and speed from /sys/class/net/IFACE; null when the interface does not exist. */
   link(iface: string): Promise<LinkState | null>;
+  /**
+   * Optional: calls `onChange` soon after an address is added to or removed from any interface
+   * (the caller reads again what it needs). Returns a function that stops watching.
+   */
+  watchAddresses?(onChange: () => void): () => void;
 }
 
 export class OsNetworkInfo implements NetworkInfo {
@@ -54,6 +61,26 @@ export class OsNetworkInfo implements NetworkInfo {
 
   link(iface: string): Promise<LinkState | null> {
     return readLinkState(iface);
+  }
+
+  /**
+   * The kernel's address events through a long-lived `ip -o monitor address` (one line per
+   * event). Where `ip` cannot run, nothing is reported and callers keep polling.
+   */
+  watchAddresses(onChange: () => void): () => void {
+    const monitor = execa('ip', ['-o', 'monitor', 'address'], {
+      buffer: false,
+      reject: false,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'ignore',
+      env: { LC_ALL: 'C' },
+    });
+    if (monitor.stdout) createInterface({ input: monitor.stdout }).on('line', () => onChange());
+    void monitor.catch(() => undefined);
+    return () => {
+      monitor.kill('SIGKILL');
+    };
   }
 }
 

@@ -1,7 +1,7 @@
 import { PluginHookError, PluginRegistrationError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { MappingHooks } from '../mapping/hooks.js';
-import type { MappedEvent, MappingRequest, PolicyContext, PortMapping, UnmappedEvent } from '../mapping/types.js';
+import type { MappingFirewall, MappingHooks } from '../mapping/hooks.js';
+import type { MappedEvent, MappingRequest, PolicyContext, PortMapping, RepairedEvent, UnmappedEvent } from '../mapping/types.js';
 import { HOOK_KINDS, type FirewallBackend, type Hooks, type HooksOfKind, type Plugin } from './types.js';
 
 const ORDER_RANK = { pre: 0, normal: 1, post: 2 } as const;
@@ -34,20 +34,30 @@ export class PluginDriver implements MappingHooks {
   /** Told how long each firewall apply took, and whether it succeeded (for the metrics). */
   applyObserver: ((seconds: number, ok: boolean) => void) | undefined;
 
-  /** The firewall as the mapping lifecycle uses it; a failure names the plugin. */
-  readonly firewall = {
-    apply: async (changes: Parameters<FirewallBackend['apply']>[0]) => {
-      const started = performance.now();
-      let ok = false;
-      try {
-        await this.callFirewall('apply', () => this.firewallPlugin.firewall.apply(changes));
-        ok = true;
-      } finally {
-        this.applyObserver?.((performance.now() - started) / 1000, ok);
-      }
-    },
-    list: () => this.callFirewall('list', () => this.firewallPlugin.firewall.list()),
-  };
+  /**
+   * The firewall as the mapping lifecycle uses it; a failure names the plugin. The optional
+   * methods are there when the backend has them (the reconciler falls back on list/init/apply).
+   */
+  get firewall(): MappingFirewall {
+    const backend = this.firewallPlugin.firewall;
+    return {
+      apply: async (changes) => {
+        const started = performance.now();
+        let ok = false;
+        try {
+          await this.callFirewall('apply', () => backend.apply(changes));
+          ok = true;
+        } finally {
+          this.applyObserver?.((performance.now() - started) / 1000, ok);
+        }
+      },
+      list: () => this.callFirewall('list', () => backend.list()),
+      init: () => this.callFirewall('init', () => backend.init()),
+      ...(backend.check && { check: (expected) => this.callFirewall('check', () => backend.check!(expected)) }),
+      ...(backend.resync && { resync: (rules) => this.callFirewall('resync', () => backend.resync!(rules)) }),
+      ...(backend.watch && { watch: (onChange) => backend.watch!(onChange) }),
+    };
+  }
 
   get backendName(): string {
     return this.firewallPlugin.name;
@@ -71,6 +81,10 @@ export class PluginDriver implements MappingHooks {
 
   onExpire(event: UnmappedEvent): void {
     void this.hookParallel('onExpire', event);
+  }
+
+  onRepaired(event: RepairedEvent): void {
+    void this.hookParallel('onRepaired', event);
   }
 
   /** Provisions plugins in order. On failure, cleans up everything provisioned so far (including the one that failed). */
@@ -119,7 +133,7 @@ export class PluginDriver implements MappingHooks {
     return current;
   }
 
-  private async callFirewall<T>(method: 'apply' | 'list', call: () => Promise<T>): Promise<T> {
+  private async callFirewall<T>(method: 'apply' | 'list' | 'init' | 'check' | 'resync', call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {

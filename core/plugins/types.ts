@@ -6,15 +6,26 @@ import type { Logger } from '../logger.js';
 import type {
   ChangeSet,
   ExternalAddressChangeEvent,
+  IntegrityReport,
   MappedEvent,
   MappingRequest,
   PolicyContext,
   PortMapping,
+  RepairedEvent,
   RuleSpec,
   UnmappedEvent,
 } from '../mapping/types.js';
 
-export type { ExternalAddressChangeEvent, MappedEvent, MappingView, PolicyContext, UnmappedEvent, UnmapReason } from '../mapping/types.js';
+export type {
+  ExternalAddressChangeEvent,
+  IntegrityReport,
+  RepairedEvent,
+  MappedEvent,
+  MappingView,
+  PolicyContext,
+  UnmappedEvent,
+  UnmapReason,
+} from '../mapping/types.js';
 
 /**
  * Hook kinds, as in Rollup's plugin driver:
@@ -41,6 +52,8 @@ export interface Hooks {
   onUnmapped(event: UnmappedEvent): Awaitable<void>;
   onExpire(event: UnmappedEvent): Awaitable<void>;
   onExternalAddressChange(event: ExternalAddressChangeEvent): Awaitable<void>;
+  /** The firewall had lost part of upnpd's rules (a reload) and they were put back. */
+  onRepaired(event: RepairedEvent): Awaitable<void>;
 }
 
 export type HookName = keyof Hooks;
@@ -53,6 +66,7 @@ export const HOOK_KINDS = {
   onUnmapped: 'parallel',
   onExpire: 'parallel',
   onExternalAddressChange: 'parallel',
+  onRepaired: 'parallel',
 } as const satisfies Record<HookName, HookKind>;
 
 export type HooksOfKind<K extends HookKind> = {
@@ -71,7 +85,8 @@ export interface Plugin {
   readonly hooks?: Partial<Hooks>;
   /**
    * The firewall slot: exactly one plugin of the daemon fills it (the design's `applyRule`). The
-   * core applies every change set through it and reads it back with `list()` to repair drift.
+   * core applies every change set through it and keeps it in step with the mapping table
+   * (reconciliation: `check`/`resync` where the backend has them, else `list()`/`init()`).
    */
   readonly firewall?: FirewallBackend;
   provision?(): Promise<void> | void;
@@ -167,6 +182,27 @@ export interface FirewallBackend {
    * effect before it. Touches nothing (no command runs); `--dry-run` logs what it returns.
    */
   render(changes: ChangeSet, installed: readonly RuleSpec[]): string;
+  /**
+   * Optional, for reconciliation: a cheap check (it runs every few seconds, so read as little as
+   * possible) that what the backend installed for `expected` (the table's rules) is intact: its
+   * own table or chains, the jumps into the admin's chains, the forward accept, the number of
+   * rules or elements. Returns what is missing, in words for the log; nothing when intact.
+   * Without it, the core compares `list()` with the table.
+   */
+  check?(expected: readonly RuleSpec[]): Promise<IntegrityReport>;
+  /**
+   * Optional, for reconciliation: recreates the table/chains/jumps and every rule of `rules` in
+   * ONE transaction, whatever is left of them. The core calls it (never concurrently with
+   * `apply`) when `check` found something missing. Without it, the core calls `init()` and then
+   * applies the difference between `list()` and `rules`.
+   */
+  resync?(rules: readonly RuleSpec[]): Promise<void>;
+  /**
+   * Optional: calls `onChange` whenever the kernel reports a change that may have touched the
+   * backend's rules (e.g. from `nft monitor`); the core then checks at once instead of at the next
+   * periodic check. Returns a function that stops watching. Without it, the periodic check alone.
+   */
+  watch?(onChange: () => void): () => void;
   /**
    * Optional: what would keep mapped traffic from flowing on this host although the rules are in
    * place (a forward chain that drops, a firewall tool that overrides this one). Reads only; run at

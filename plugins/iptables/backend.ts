@@ -5,6 +5,7 @@ import {
   type ChangeSet,
   type Finding,
   type FirewallBackend,
+  type IntegrityReport,
   type Logger,
   type ResolvedConfig,
   type RuleSpec,
@@ -13,9 +14,10 @@ import { isEmptyChangeSet, sameRule, type CommandResult, type CommandRunner } fr
 import { forwardPolicyFinding, mixedFlavourFinding } from './diagnose.js';
 import {
   buildInitScript,
-  buildRepairScript,
   buildRestoreScript,
+  buildResyncScript,
   buildShutdownScript,
+  integrityProblems,
   installedMappings,
   inverseOf,
   parseSave,
@@ -111,9 +113,8 @@ export class IptablesBackend implements FirewallBackend {
       const undone = await this.runRestore(undo);
       if (undone.exitCode !== 0) problems.push(restoreFailureMessage('undoing the nat part of a failed change set', undo, undone));
     }
-    // A failure is often someone else's doing (a firewall reload dropped our chains, a rule deleted
-    // by hand): mend that, so that the core's reconciliation (list, then apply the difference) works.
-    await this.repair().catch((err: unknown) => problems.push(`checking upnpd's chains afterwards failed: ${messageOf(err)}`));
+    // A failure is often someone else's doing (a firewall reload dropped our chains): the core's
+    // reconciler checks next and resyncs everything in one run (check, resync).
     if (problems.length > 1) this.logger.error({ script }, problems.join('; '));
     throw new BackendError(problems.join('; '));
   }
@@ -145,20 +146,19 @@ export class IptablesBackend implements FirewallBackend {
     return installedMappings(await this.readRuleset(), this.ruleOptions);
   }
 
+  /** Reads nat and filter once (iptables-save): upnpd's chains, the jumps to them, every mapping's rules. */
+  async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
+    return { missing: integrityProblems(await this.readRuleset(), this.ruleOptions, expected) };
+  }
+
+  /** Recreates chains and jumps and every mapping in one `iptables-restore --noflush` run. */
+  async resync(rules: readonly RuleSpec[]): Promise<void> {
+    await this.restore(`recreating upnpd chains with ${rules.length} mapping(s)`, buildResyncScript(await this.readRuleset(), rules, this.ruleOptions));
+  }
+
   async shutdown(): Promise<void> {
     const script = buildShutdownScript(await this.readRuleset(), this.ruleOptions);
     if (script) await this.restore('removing upnpd rules and chains', script);
-  }
-
-  /** Recreates missing chains and jumps and drops half-deleted mappings (see buildRepairScript). */
-  private async repair(): Promise<void> {
-    const script = buildRepairScript(await this.readRuleset(), this.ruleOptions);
-    if (!script) return;
-    this.logger.warn(
-      { script },
-      'iptables: upnpd chains or rules were changed by someone else (firewall reload?); restoring the chains and dropping incomplete mappings',
-    );
-    await this.restore('repairing upnpd chains', script);
   }
 
   /** Whether the nat section of a failed restore is in effect: from the failing line, else from what is installed. */

@@ -313,35 +313,23 @@ export function mappingOfComment(comment: string, tag: string): RuleSpec | undef
 }
 
 /**
- * Pairs the DNAT rules in upnpd's nat chain with the ACCEPT rules in its filter chain (when
- * insertForwardRules is on) by their comment. `complete`: one entry per pair, in nat order, so a
- * leaked duplicate shows up twice. `incomplete`: the rules left without their other half.
+ * The mappings fully installed in `saved`: one entry per DNAT rule in upnpd's nat chain that has
+ * its ACCEPT rule too (when insertForwardRules is on), paired by their comment, in nat order, so a
+ * leaked duplicate shows up twice. A mapping missing a rule is not listed, so that reconciliation
+ * counts it as missing and resyncs (which drops its remaining half).
  */
-function pairMappingRules(saved: SavedRuleset, options: IptablesRuleOptions): { complete: RuleSpec[]; incomplete: SavedRule[] } {
+export function installedMappings(saved: SavedRuleset, options: IptablesRuleOptions): RuleSpec[] {
   const mappingRulesIn = (table: IptablesTable) =>
     saved.rules.filter((r) => r.table === table && r.chain === ruleChain(table, options) && r.comment && mappingOfComment(r.comment, options.comment));
   const accepts = options.insertForwardRules ? mappingRulesIn('filter') : [];
   const complete: RuleSpec[] = [];
-  const incomplete: SavedRule[] = [];
   for (const dnat of mappingRulesIn('nat')) {
     const acceptAt = accepts.findIndex((r) => r.comment === dnat.comment);
-    if (options.insertForwardRules && acceptAt < 0) {
-      incomplete.push(dnat);
-      continue;
-    }
+    if (options.insertForwardRules && acceptAt < 0) continue;
     if (acceptAt >= 0) accepts.splice(acceptAt, 1);
     complete.push(mappingOfComment(dnat.comment!, options.comment)!);
   }
-  return { complete, incomplete: [...incomplete, ...accepts] };
-}
-
-/**
- * The mappings fully installed in `saved`: one entry per DNAT rule in upnpd's nat chain that has
- * its ACCEPT rule too (when insertForwardRules is on). A mapping missing a rule is not listed, so
- * that reconciliation installs it again (after buildRepairScript removed its remaining half).
- */
-export function installedMappings(saved: SavedRuleset, options: IptablesRuleOptions): RuleSpec[] {
-  return pairMappingRules(saved, options).complete;
+  return complete;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,23 +400,40 @@ function hasJump(saved: SavedRuleset, table: IptablesTable, target: string, opti
   );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Integrity (reconciliation)
+// ---------------------------------------------------------------------------------------------
+
 /**
- * The script that mends what others broke, keeping every complete mapping: recreates upnpd's own
- * chains and jumps when they are gone (a firewall reload) and deletes mapping rules whose other half
- * is gone (a rule deleted by hand). '' when nothing is broken. Afterwards installedMappings tells
- * the truth and reconciliation can put the missing mappings back.
+ * What is missing of upnpd's rules in `saved` for the mappings `expected`: its own chains, the
+ * jumps to them from the built-in chains, and mappings whose rules are not both installed.
  */
-export function buildRepairScript(saved: SavedRuleset, options: IptablesRuleOptions): string {
-  const { incomplete } = pairMappingRules(saved, options);
-  return restoreScript(
-    TABLES.flatMap((table): Edit[] => {
-      const edits: Edit[] = incomplete.filter((r) => r.table === table).map((r) => ({ table, operation: 'delete', chain: r.chain, args: r.args }));
-      const own = ownChain(table, options);
-      if (!own || !usesTable(table, options)) return edits;
-      // A chain that does not exist is created (declaring an existing one would flush it).
-      if (!chainExists(saved, table, own)) edits.unshift({ table, operation: 'declareChain', chain: own, args: [] });
-      if (!hasJump(saved, table, own, options)) edits.push(jumpTo(table, own, options));
-      return edits;
-    }),
-  );
+export function integrityProblems(saved: SavedRuleset, options: IptablesRuleOptions, expected: readonly RuleSpec[]): string[] {
+  const problems: string[] = [];
+  for (const table of TABLES) {
+    const own = ownChain(table, options);
+    if (!own || !usesTable(table, options)) continue;
+    if (!chainExists(saved, table, own)) problems.push(`chain ${own} (${table})`);
+    if (!hasJump(saved, table, own, options)) problems.push(`the jump from ${BUILT_IN_CHAIN[table]} to ${own} (${table})`);
+  }
+  const identity = (r: RuleSpec) => mappingComment(r, options.comment);
+  const installed = new Set(installedMappings(saved, options).map(identity));
+  const missing = expected.filter((r) => !installed.has(identity(r))).length;
+  if (missing > 0) problems.push(`the rules of ${missing} of ${expected.length} mapping(s)`);
+  return problems;
+}
+
+/**
+ * One `iptables-restore --noflush` script that starts clean from whatever `saved` holds (as
+ * buildInitScript: upnpd's rules anywhere removed, its chains created or flushed, one jump each)
+ * and installs every mapping of `rules`. Each table's section commits on its own.
+ */
+export function buildResyncScript(saved: SavedRuleset, rules: readonly RuleSpec[], options: IptablesRuleOptions): string {
+  const init = TABLES.flatMap((table): Edit[] => {
+    const edits = strayRuleDeletions(saved, table, options);
+    const own = ownChain(table, options);
+    if (own && usesTable(table, options)) edits.push({ table, operation: 'declareChain', chain: own, args: [] }, jumpTo(table, own, options));
+    return edits;
+  });
+  return restoreScript([...init, ...changeEdits({ remove: [], add: rules }, options)]);
 }

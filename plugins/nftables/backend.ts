@@ -5,6 +5,7 @@ import {
   type ChangeSet,
   type Finding,
   type FirewallBackend,
+  type IntegrityReport,
   type Logger,
   type ResolvedConfig,
   type RuleSpec,
@@ -15,13 +16,17 @@ import {
   NO_LEFTOVERS,
   buildChangeScript,
   buildInitScript,
+  buildResyncScript,
   buildShutdownScript,
+  forwardProblems,
+  ownTableProblems,
   ownTable,
   parseAdminTable,
   parseInstalledRules,
   type AdminTableState,
   type NftablesSettings,
 } from './rules.js';
+import { watchRuleset } from './monitor.js';
 import { NFT_SESSION_ENV, NftSession } from './session.js';
 import { forwardPathFindings } from './diagnose.js';
 
@@ -121,6 +126,48 @@ export class NftablesBackend implements FirewallBackend {
     const result = await this.nft(['-j', 'list', 'table', family, table]);
     if (result.exitCode !== 0) throw new BackendError(`nftables: cannot list table ${this.tableName()}: ${errorText(result.stderr)}`);
     return parseInstalledRules(result.stdout, this.options);
+  }
+
+  /**
+   * Reads upnpd's table and, with `forwardJump`, the admin's table (two `nft -j list table`):
+   * tables, chains, maps, the DNAT rules, the jump, the accept rule and set, element counts.
+   */
+  async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
+    const { family, table } = ownTable(this.options);
+    const jump = this.options.forwardJump;
+    const [own, admin] = await Promise.all([
+      this.nft(['-j', 'list', 'table', family, table]),
+      jump ? this.nft(['-j', 'list', 'table', jump.family, jump.table]) : undefined,
+    ]);
+    const missing = own.exitCode === 0 ? ownTableProblems(own.stdout, this.options, expected) : [`table ${this.tableName()}`];
+    // The admin's table gone: nothing to jump from (it is checked again once it is back).
+    if (jump && admin?.exitCode === 0) missing.push(...forwardProblems(admin.stdout, { ...this.options, forwardJump: jump }, expected));
+    return { missing };
+  }
+
+  /** One nft transaction: the table recreated with every element, the admin's chain, set and jump replaced. */
+  async resync(rules: readonly RuleSpec[]): Promise<void> {
+    let settings = this.settings();
+    let leftovers;
+    const jump = this.options.forwardJump;
+    if (jump) {
+      const result = await this.nft(['-j', 'list', 'table', jump.family, jump.table]);
+      const state = result.exitCode === 0 ? parseAdminTable(result.stdout, { table: this.options.table, forwardJump: jump }) : undefined;
+      if (state?.jumpChainExists) {
+        leftovers = state.leftovers;
+      } else {
+        this.logger.warn(`nftables: ${describeJump(jump)} does not exist (yet): mappings are restored without the forward accept`);
+        settings = { ...settings, forwardJump: undefined };
+      }
+    }
+    await this.runScript(buildResyncScript(settings, rules, leftovers), `recreate table ${this.tableName()} with ${rules.length} mapping(s)`);
+    this.installed.clear();
+    for (const rule of rules) this.installed.set(keyString(rule), ruleOf(rule));
+  }
+
+  /** Reports deleted tables (`nft monitor destroy tables`), so that a flushed ruleset or a reloaded admin table is repaired at once. */
+  watch(onChange: () => void): () => void {
+    return watchRuleset(this.runner, this.logger, onChange);
   }
 
   async shutdown(): Promise<void> {

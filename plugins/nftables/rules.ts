@@ -343,3 +343,74 @@ export function parseAdminTable(json: string, options: { readonly table: string;
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Integrity (reconciliation)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One transaction that recreates everything from scratch: upnpd's table with every mapping of
+ * `rules` and, with `forwardJump`, the chain, set (with its elements) and jump in the admin's table
+ * (replacing `leftovers`). What a reload left of the old state does not matter.
+ */
+export function buildResyncScript(settings: NftablesSettings, rules: readonly RuleSpec[], leftovers: ForwardLeftovers = NO_LEFTOVERS): string {
+  return buildInitScript(settings, leftovers) + buildChangeScript({ remove: [], add: rules }, settings, []);
+}
+
+const elementsSchema = namedObject.extend({ elem: z.array(z.unknown()).optional() });
+
+/** The number of mappings in `rules` that the installed ones lack, by identity (key and target). */
+function missingCount(installed: readonly RuleSpec[], expected: readonly RuleSpec[]): number {
+  const identity = (r: RuleSpec) => `${dnatKey(r)}>${dnatTarget(r)}`;
+  const have = new Set(installed.map(identity));
+  return expected.filter((r) => !have.has(identity(r))).length;
+}
+
+/** What is missing from upnpd's own table, from `nft -j list table <family> <table>`. */
+export function ownTableProblems(json: string, options: NftablesOptions, expected: readonly RuleSpec[]): string[] {
+  const own = ownTable(options);
+  const what = `table ${ref(own)}`;
+  const objects = listingObjects(json, what);
+  const here = inTable(own);
+  const problems: string[] = [];
+  const chains = objectsOf(objects, 'chain', namedObject, what).filter(here);
+  const maps = objectsOf(objects, 'map', namedObject, what).filter(here);
+  if (!chains.some((c) => c.name === PREROUTING_CHAIN)) problems.push(`chain ${PREROUTING_CHAIN} of ${what}`);
+  for (const name of [DNAT_REMOTE_MAP, DNAT_ANY_MAP]) if (!maps.some((m) => m.name === name)) problems.push(`map ${name} of ${what}`);
+  const dnatRules = objectsOf(objects, 'rule', ruleSchema, what)
+    .filter(here)
+    .filter((r) => r.chain === PREROUTING_CHAIN);
+  if (dnatRules.length < 2) problems.push(`${2 - dnatRules.length} of the 2 DNAT rules of chain ${PREROUTING_CHAIN} of ${what}`);
+  const missing = missingCount(parseInstalledRules(json, options), expected);
+  if (missing > 0) problems.push(`${missing} of ${expected.length} mapping(s) in the maps of ${what}`);
+  return problems;
+}
+
+/**
+ * What is missing of upnpd's forward accept in the admin's table (`forwardJump`), from
+ * `nft -j list table` of that table: the jump, upnpd's chain and its rule, the set and its
+ * elements. Nothing when the admin's chain itself is gone (there is nothing to jump from yet).
+ */
+export function forwardProblems(json: string, options: NftablesOptions & { readonly forwardJump: ForwardJump }, expected: readonly RuleSpec[]): string[] {
+  const forward = forwardIn(options.forwardJump, options.table);
+  const what = `table ${ref(forward)}`;
+  const state = parseAdminTable(json, options);
+  if (!state.jumpChainExists) return [];
+  const problems: string[] = [];
+  if (state.leftovers.jumps.length === 0) problems.push(`the jump from chain ${forward.jumpFrom} of ${what} to ${forward.chain}`);
+  const objects = listingObjects(json, what);
+  const here = inTable(forward);
+  if (!state.leftovers.chain) problems.push(`chain ${forward.chain} of ${what}`);
+  else if (!objectsOf(objects, 'rule', ruleSchema, what).some((r) => here(r) && r.chain === forward.chain)) {
+    problems.push(`the accept rule of chain ${forward.chain} of ${what}`);
+  }
+  const set = objectsOf(objects, 'set', elementsSchema, what).find((s) => here(s) && s.name === forward.acceptSet);
+  if (!set) {
+    problems.push(`set ${forward.acceptSet} of ${what}`);
+  } else {
+    const wanted = new Set(expected.map(acceptElement)).size;
+    const found = set.elem?.length ?? 0;
+    if (found < wanted) problems.push(`${wanted - found} of ${wanted} element(s) of set ${forward.acceptSet} of ${what}`);
+  }
+  return problems;
+}

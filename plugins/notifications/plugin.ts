@@ -1,4 +1,4 @@
-import type { Clock, ExternalAddressChangeEvent, Hooks, MappedEvent, Plugin, PortMapping, RefusalRegistry, UnmappedEvent } from 'upnpd';
+import type { Clock, ExternalAddressChangeEvent, Hooks, MappedEvent, Plugin, PortMapping, RefusalRegistry, RepairedEvent, UnmappedEvent } from 'upnpd';
 
 export const NOTIFICATION_EVENTS = ['mapped', 'unmapped', 'expired', 'refused', 'repaired', 'external-address-changed'] as const;
 export type NotificationEventName = (typeof NOTIFICATION_EVENTS)[number];
@@ -66,6 +66,8 @@ export class NotificationsPlugin implements Plugin {
       // An expiry is notified to both hooks: `expired` stands for it.
       onUnmapped: (e: UnmappedEvent) => (e.reason === 'expired' ? undefined : this.send({ event: 'unmapped', ...this.unmappedFields(e) })),
       onExpire: (e: UnmappedEvent) => this.send({ event: 'expired', ...this.unmappedFields(e) }),
+      onRepaired: (e: RepairedEvent) =>
+        this.send({ event: 'repaired', reason: `${e.missing.join('; ')} (${e.rules} mapping(s) resynced in ${e.tookMs} ms, ${e.reason})` }),
       onExternalAddressChange: (e: ExternalAddressChangeEvent) =>
         this.send({ event: 'external-address-changed', time: new Date().toISOString(), previousAddress: e.previous, currentAddress: e.current }),
     };

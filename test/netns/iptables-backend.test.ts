@@ -176,8 +176,8 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       await testbed.gateway.exec(programs.restore, ['--noflush'], { input: `*filter\n${acceptOfVictim}\nCOMMIT\n` });
 
       await expect(backend.apply({ remove: [victim], add: [mapping(7502)] })).rejects.toThrow(/line \d+.*-D UPNPD-FORWARD/);
-      // The nat part was undone (no 7502), and the victim's lone DNAT dropped, so that list() tells
-      // the truth and the core's reconciliation can put the victim back whole.
+      // The nat part was undone (no 7502); the victim's lone DNAT is not a mapping for list(), and
+      // check names it missing, so that the core's reconciliation resyncs it whole.
       const dnats = () =>
         save().then((out) =>
           out
@@ -185,13 +185,15 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
             .filter((l) => l.startsWith('-A UPNPD-PREROUTING '))
             .map((l) => /--dport (\d+)/.exec(l)![1]),
         );
-      expect(await dnats()).toEqual(['7500']);
+      expect(await dnats()).toEqual(['7500', '7501']);
       expect(await backend.list()).toEqual([kept]);
       expect(await fromWan.tcp(7500)).toBe(true);
       expect(await fromWan.tcpBlocked(7502)).toBe(true);
 
-      await backend.apply({ remove: [], add: [victim] });
+      expect((await backend.check([kept, victim])).missing).toEqual(['the rules of 1 of 2 mapping(s)']);
+      await backend.resync([kept, victim]);
       expect(await backend.list()).toEqual([kept, victim]);
+      expect(await dnats()).toEqual(['7500', '7501']);
       await backend.apply({ remove: [victim], add: [] });
       expect(await dnats()).toEqual(['7500']);
     });
@@ -214,6 +216,41 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       } finally {
         await mappings.close();
       }
+    });
+
+    it('check names what a reload removed (chains, jumps, mappings), and resync puts it all back in one run', async () => {
+      const rules = [mapping(8080, { internalPort: 80 }), mapping(5353, { protocol: 'UDP' })];
+      await backend.apply({ remove: [], add: rules });
+      expect(await backend.check(rules)).toEqual({ missing: [] });
+
+      // The admin flushes FORWARD and nat PREROUTING and puts their own rules back: upnpd's chains stay, its jumps are gone.
+      await testbed.gateway.exec(programs.iptables, ['-F', 'FORWARD']);
+      await testbed.gateway.exec(programs.iptables, ['-t', 'nat', '-F', 'PREROUTING']);
+      const forwardRules = adminRules.filter((line) => line.startsWith('-A FORWARD '));
+      await testbed.gateway.exec(programs.restore, ['--noflush'], { input: ['*filter', ...forwardRules, 'COMMIT', ''].join('\n') });
+      expect((await backend.check(rules)).missing).toEqual([
+        'the jump from PREROUTING to UPNPD-PREROUTING (nat)',
+        'the jump from FORWARD to UPNPD-FORWARD (filter)',
+      ]);
+      expect(await fromWan.tcpBlocked(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+      await backend.resync(rules);
+      expect(await backend.check(rules)).toEqual({ missing: [] });
+      expect(await fromWan.tcp(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+
+      // A full restore of the admin's rules: upnpd's chains are gone too.
+      await testbed.gateway.exec(programs.restore, [], { input: `${adminRules.join('\n')}\n` });
+      expect((await backend.check(rules)).missing).toEqual([
+        'chain UPNPD-PREROUTING (nat)',
+        'the jump from PREROUTING to UPNPD-PREROUTING (nat)',
+        'chain UPNPD-FORWARD (filter)',
+        'the jump from FORWARD to UPNPD-FORWARD (filter)',
+        'the rules of 2 of 2 mapping(s)',
+      ]);
+      await backend.resync(rules);
+      expect(await backend.check(rules)).toEqual({ missing: [] });
+      expect(await backend.list()).toEqual(rules);
+      expect(await fromWan.tcp(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+      expect(await fromWan.udp(5353)).toBe(true);
     });
   });
 }

@@ -48,7 +48,7 @@ export class TestNamespace {
       },
       start(file, args, options = {}): RunningCommand {
         // `ip netns exec` execs the program, so the pid is the program's own.
-        return startWithExeca('ip', ['netns', 'exec', name, file, ...args], options.env);
+        return startWithExeca('ip', ['netns', 'exec', name, file, ...args], options.env, options.stdout);
       },
     };
   }

@@ -132,6 +132,42 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
     expect(await fromWan.tcp(7201, testbed.lan, { listenPort: 7000 })).toBe(true);
   });
 
+  it('check names what each reload removed, and resync puts every mapping, the jump and the accept set back', async () => {
+    const backend = await startBackend({ forwardJump: NFT_ADMIN_FORWARD_CHAIN });
+    const rules = [mapping(8080, { internalPort: 80 }), mapping(5353, { protocol: 'UDP' }), mapping(7000, { remoteHost: a().wanHost })];
+    await backend.apply({ remove: [], add: rules });
+    expect(await backend.check(rules)).toEqual({ missing: [] });
+
+    await testbed.gateway.exec('nft', ['delete', 'element', 'inet', 'upnpd', 'dnat-any', '{ udp . 5353 }']);
+    expect((await backend.check(rules)).missing).toEqual(['1 of 3 mapping(s) in the maps of table inet upnpd']);
+
+    // The admin reloads their table alone (as fw4 does): upnpd's jump, chain and set there are gone.
+    await testbed.gateway.exec('nft', ['delete', 'table', 'inet', 'filter']);
+    await installNftAdminFirewall(testbed);
+    expect((await backend.check(rules)).missing).toEqual([
+      '1 of 3 mapping(s) in the maps of table inet upnpd',
+      'the jump from chain forward of table inet filter to upnpd-forward',
+      'chain upnpd-forward of table inet filter',
+      'set upnpd-accept of table inet filter',
+    ]);
+    await backend.resync(rules);
+    expect(await backend.check(rules)).toEqual({ missing: [] });
+    expect(await fromWan.udp(5353)).toBe(true);
+
+    // `flush ruleset`, then the admin's baseline: upnpd's own table is gone too.
+    await testbed.gateway.exec('nft', ['flush', 'ruleset']);
+    await installNftAdminFirewall(testbed);
+    expect((await backend.check(rules)).missing).toEqual(expect.arrayContaining(['table inet upnpd', 'set upnpd-accept of table inet filter']));
+    expect(await fromWan.tcpBlocked(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+    await backend.resync(rules);
+    expect(await backend.check(rules)).toEqual({ missing: [] });
+    expect(await backend.list()).toEqual(expect.arrayContaining(rules));
+    expect(await fromWan.tcp(8080, testbed.lan, { listenPort: 80 })).toBe(true);
+    // The long-lived nft -i still applies change sets after the ruleset was flushed under it.
+    await backend.apply({ remove: [rules[0]!], add: [mapping(8081)] });
+    expect(await fromWan.tcp(8081)).toBe(true);
+  });
+
   it('without forwardJump the admin’s drop policy stops mapped flows, and an accept in a table of its own does not help', async () => {
     const backend = await startBackend();
     await backend.apply({ remove: [], add: [mapping(7300)] });

@@ -286,6 +286,8 @@ async function payloadArrives(
 export interface RunningDaemon {
   /** The first description URL the daemon printed (for `upnpc -u`). */
   readonly url: string;
+  /** The daemon's own pid (to pause it with SIGSTOP while a test looks at the kernel alone). */
+  readonly pid: number;
   /** SIGTERM, then SIGKILL if it has not exited after 10 s. Resolves with the exit code (128+n for signal n). */
   stop(): Promise<number>;
   /** SIGKILL at once (a crash). Resolves with the exit code. */
@@ -315,6 +317,7 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
   }
   return {
     url,
+    pid: daemon.pid,
     stop: () => daemon.stop('SIGTERM', DAEMON_STOP_GRACE_MS),
     kill: () => daemon.kill(),
     output: () => daemon.output(),

@@ -50,6 +50,19 @@ export class FakeNetwork implements NetworkInfo {
   link(iface: string): Promise<LinkState | null> {
     return Promise.resolve(iface === WAN_INTERFACE ? this.wanLink : null);
   }
+
+  private addressListeners = new Set<() => void>();
+
+  watchAddresses(onChange: () => void): () => void {
+    this.addressListeners.add(onChange);
+    return () => this.addressListeners.delete(onChange);
+  }
+
+  /** Gives the WAN interface new addresses and reports it as the kernel's address event would (no poll needed). */
+  renumberWan(addresses: string[]): void {
+    this.wanAddresses = addresses;
+    for (const listener of this.addressListeners) listener();
+  }
 }
 
 /**

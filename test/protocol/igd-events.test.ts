@@ -124,6 +124,16 @@ describe('eventing through the IGD front-end', () => {
     expect(f.externalAddressChanges.at(-1)).toEqual({ previous: '198.51.100.1', current: '' });
   });
 
+  it('publishes a new external address as soon as the kernel reports it (DHCP renewal), without waiting for a poll', async () => {
+    await subscribe(f, '/igd2/WANIPConn/events', callbackPort, 'renew');
+    await receiver.next((n) => n.path === '/renew' && n.seq === 0);
+    const before = f.externalAddressChanges.length;
+    f.network.renumberWan(['198.51.100.77']);
+    expect((await receiver.next((n) => n.path === '/renew' && n.seq === 1)).variables).toMatchObject({ ExternalIPAddress: '198.51.100.77' });
+    expect(f.externalAddressChanges.slice(before)).toEqual([{ previous: expect.any(String) as string, current: '198.51.100.77' }]);
+    expect((await soap(f, 'GetExternalIPAddress', {})).values['NewExternalIPAddress']).toBe('198.51.100.77');
+  });
+
   it('routes UNSUBSCRIBE: no events after it', async () => {
     const sid = await subscribe(f, '/igd2/WANIPConn/events', callbackPort, 'gone');
     await receiver.next((n) => n.path === '/gone' && n.seq === 0);

@@ -6,7 +6,14 @@ import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { IptablesBackend, iptables } from '../../plugins/iptables/index.js';
 import { backendFromSpec } from 'upnpd/testing';
-import { buildInitScript, buildRestoreScript, iptablesOptionsSchema, parseSave, type IptablesOptions } from '../../plugins/iptables/rules.js';
+import {
+  buildInitScript,
+  buildRestoreScript,
+  buildResyncScript,
+  iptablesOptionsSchema,
+  parseSave,
+  type IptablesOptions,
+} from '../../plugins/iptables/rules.js';
 
 interface Call {
   readonly file: string;
@@ -126,15 +133,19 @@ describe('IptablesBackend.apply', () => {
     expect(untouched.restores()).toHaveLength(1);
   });
 
-  it('after a failure, recreates chains and jumps a firewall reload removed, so that reconciliation can re-add the mappings', async () => {
+  it('after a firewall reload, check names what is missing and resync puts it all back in one iptables-restore run', async () => {
     const reloaded = (table: string) => `*${table}\n:${table === 'nat' ? 'PREROUTING' : 'FORWARD'} ACCEPT [0:0]\nCOMMIT\n`;
-    let restores = 0;
-    const runner = new ScriptedRunner((call) => {
-      if (call.file === 'iptables-save') return { stdout: reloaded(call.args[1]!) };
-      return restores++ === 0 ? { exitCode: 1, stderr: 'iptables-restore: line 2 failed: No chain/target/match by that name.\n' } : {};
-    });
-    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/No chain/);
-    expect(runner.restores()[1]).toBe(buildInitScript(parseSave(''), ruleOptions));
+    const runner = new ScriptedRunner((call) => (call.file === 'iptables-save' ? { stdout: reloaded(call.args[1]!) } : {}));
+    const backend = backendWith(runner);
+    expect((await backend.check([rule(80)])).missing).toEqual([
+      'chain UPNPD-PREROUTING (nat)',
+      'the jump from PREROUTING to UPNPD-PREROUTING (nat)',
+      'chain UPNPD-FORWARD (filter)',
+      'the jump from FORWARD to UPNPD-FORWARD (filter)',
+      'the rules of 1 of 1 mapping(s)',
+    ]);
+    await backend.resync([rule(80)]);
+    expect(runner.restores()).toEqual([buildResyncScript(parseSave(''), [rule(80)], ruleOptions)]);
   });
 
   it('says so when the undo fails too', async () => {

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import {
   buildInitScript,
-  buildRepairScript,
   buildRestoreScript,
+  buildResyncScript,
   buildShutdownScript,
   installedMappings,
+  integrityProblems,
   iptablesOptionsSchema,
   mappingOfComment,
   parseSave,
@@ -354,42 +355,55 @@ describe('init and shutdown scripts', () => {
   });
 });
 
-describe('buildRepairScript', () => {
-  it('has nothing to do when every mapping is complete and the chains and jumps are there', () => {
-    const healthy = SAVED.replace(/^-A UPNPD-PREROUTING .*tcp\/9000.*\n/m, '');
-    expect(buildRepairScript(parseSave(healthy), options())).toBe('');
+describe('integrityProblems and buildResyncScript (reconciliation)', () => {
+  const web = { remoteHost: '', externalPort: 8080, protocol: 'TCP', internalClient: '192.168.77.10', internalPort: 80 } as const;
+  const dns = { remoteHost: '203.0.113.3', externalPort: 53, protocol: 'UDP', internalClient: '192.168.77.11', internalPort: 5353 } as const;
+  const half = { remoteHost: '', externalPort: 9000, protocol: 'TCP', internalClient: '192.168.77.10', internalPort: 9000 } as const;
+
+  it('finds nothing missing when chains, jumps and every expected mapping are complete', () => {
+    expect(integrityProblems(parseSave(SAVED), options(), [web, dns])).toEqual([]);
   });
 
-  it('deletes the remaining half of a mapping someone half deleted, keeping the complete ones', () => {
-    const acceptOnly = SAVED.replace(
-      /^(-A UPNPD-FORWARD -s 203.0.113.3.*)$/m,
-      '$1\n-A UPNPD-FORWARD -d 192.168.77.12/32 -i wan0 -p tcp -m tcp --dport 1 -m comment --comment "upnpd map tcp/1 to 192.168.77.12:1" -j ACCEPT',
-    );
-    expect(buildRepairScript(parseSave(acceptOnly), options())).toBe(
+  it('counts a mapping with only one of its two rules as missing', () => {
+    expect(integrityProblems(parseSave(SAVED), options(), [web, dns, half])).toEqual(['the rules of 1 of 3 mapping(s)']);
+  });
+
+  it('names the jumps a flush of FORWARD and nat PREROUTING removed', () => {
+    const withoutJumps = parseSave(SAVED.replace(/^-A (PREROUTING|FORWARD) -m comment --comment "upnpd jump".*\n/gm, ''));
+    expect(integrityProblems(withoutJumps, options(), [web, dns])).toEqual([
+      'the jump from PREROUTING to UPNPD-PREROUTING (nat)',
+      'the jump from FORWARD to UPNPD-FORWARD (filter)',
+    ]);
+  });
+
+  it('names chains, jumps and mappings after a full restore of the admin rules', () => {
+    const reloaded = parseSave('*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i br-lan -j ACCEPT\nCOMMIT\n');
+    expect(integrityProblems(reloaded, options(), [web])).toEqual([
+      'chain UPNPD-PREROUTING (nat)',
+      'the jump from PREROUTING to UPNPD-PREROUTING (nat)',
+      'chain UPNPD-FORWARD (filter)',
+      'the jump from FORWARD to UPNPD-FORWARD (filter)',
+      'the rules of 1 of 1 mapping(s)',
+    ]);
+    expect(integrityProblems(reloaded, options({ forwardChain: 'FORWARD', preroutingChain: 'PREROUTING' }), [])).toEqual([]);
+  });
+
+  it('resyncs in one script per table: old jumps out, own chain declared (flushed), one jump, every mapping', () => {
+    expect(buildResyncScript(parseSave(SAVED), [web], options())).toBe(
       script(
         '*nat',
-        '-D UPNPD-PREROUTING -i wan0 -p tcp -m tcp --dport 9000 -m comment --comment "upnpd map tcp/9000 to 192.168.77.10:9000" -j DNAT --to-destination 192.168.77.10:9000',
+        '-D PREROUTING -m comment --comment "upnpd jump" -j UPNPD-PREROUTING',
+        ':UPNPD-PREROUTING - [0:0]',
+        '-I PREROUTING -m comment --comment "upnpd jump" -j UPNPD-PREROUTING',
+        '-A UPNPD-PREROUTING -i wan0 -p tcp -m tcp --dport 8080 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j DNAT --to-destination 192.168.77.10:80',
         'COMMIT',
         '*filter',
-        '-D UPNPD-FORWARD -d 192.168.77.12/32 -i wan0 -p tcp -m tcp --dport 1 -m comment --comment "upnpd map tcp/1 to 192.168.77.12:1" -j ACCEPT',
+        '-D FORWARD -m comment --comment "upnpd jump" -j UPNPD-FORWARD',
+        ':UPNPD-FORWARD - [0:0]',
+        '-I FORWARD -m comment --comment "upnpd jump" -j UPNPD-FORWARD',
+        '-A UPNPD-FORWARD -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j ACCEPT',
         'COMMIT',
       ),
     );
-  });
-
-  it('recreates chains and jumps a firewall reload removed', () => {
-    const reloaded = parseSave('*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i br-lan -j ACCEPT\nCOMMIT\n');
-    expect(buildRepairScript(reloaded, options())).toBe(buildInitScript(reloaded, options()));
-  });
-
-  it('adds a missing jump without declaring (and so flushing) the chain that still exists', () => {
-    const withoutJump = parseSave(SAVED.replace(/^-A FORWARD -m comment --comment "upnpd jump".*\n/m, '').replace(/^-A UPNPD-PREROUTING .*tcp\/9000.*\n/m, ''));
-    expect(buildRepairScript(withoutJump, options())).toBe(script('*filter', '-I FORWARD -m comment --comment "upnpd jump" -j UPNPD-FORWARD', 'COMMIT'));
-  });
-
-  it('leaves the filter table alone without forward rules, and has no chains to mend with the built-in ones', () => {
-    const natOnly = SAVED.replace(/^-A FORWARD -m comment --comment "upnpd jump".*\n/m, '');
-    expect(buildRepairScript(parseSave(natOnly), options({ insertForwardRules: false }))).toBe('');
-    expect(buildRepairScript(parseSave(''), options({ forwardChain: 'FORWARD', preroutingChain: 'PREROUTING' }))).toBe('');
   });
 });

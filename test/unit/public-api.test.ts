@@ -28,6 +28,7 @@ import {
   type ExternalAddressChangeEvent,
   type Finding,
   type FirewallBackend,
+  type IntegrityReport,
   type HookName,
   type Hooks,
   type InterfaceAddress,
@@ -153,8 +154,13 @@ describe('BackendContext', () => {
 });
 
 describe('FirewallBackend', () => {
-  it('is six methods, with these signatures (a backend implementing just them compiles), plus optional ones', () => {
-    expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render' | 'diagnose'>();
+  it('is six methods, with these signatures (a backend implementing just them compiles), three optional ones for reconciliation and one for diagnosis', () => {
+    expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<
+      'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render' | 'check' | 'resync' | 'watch' | 'diagnose'
+    >();
+    expectTypeOf<FirewallBackend['check']>().toEqualTypeOf<((expected: readonly RuleSpec[]) => Promise<IntegrityReport>) | undefined>();
+    expectTypeOf<FirewallBackend['resync']>().toEqualTypeOf<((rules: readonly RuleSpec[]) => Promise<void>) | undefined>();
+    expectTypeOf<FirewallBackend['watch']>().toEqualTypeOf<((onChange: () => void) => () => void) | undefined>();
     expectTypeOf<FirewallBackend['diagnose']>().toEqualTypeOf<(() => Promise<readonly Finding[]>) | undefined>();
     expectTypeOf<FirewallBackend['probe']>().toEqualTypeOf<() => Promise<BackendCapabilities>>();
     expectTypeOf<FirewallBackend['init']>().toEqualTypeOf<() => Promise<void>>();
@@ -194,7 +200,7 @@ describe('Plugin and its hooks', () => {
   });
 
   it('has these hooks, and no others', () => {
-    expectTypeOf<HookName>().toEqualTypeOf<'beforeMap' | 'beforeUnmap' | 'onMapped' | 'onUnmapped' | 'onExpire' | 'onExternalAddressChange'>();
+    expectTypeOf<HookName>().toEqualTypeOf<'beforeMap' | 'beforeUnmap' | 'onMapped' | 'onUnmapped' | 'onExpire' | 'onExternalAddressChange' | 'onRepaired'>();
   });
 
   it('sequential hooks: beforeMap may return an adjusted request or nothing, possibly async; beforeUnmap may only veto', () => {
@@ -236,6 +242,7 @@ describe('Plugin and its hooks', () => {
       readonly onUnmapped: 'parallel';
       readonly onExpire: 'parallel';
       readonly onExternalAddressChange: 'parallel';
+      readonly onRepaired: 'parallel';
     }>();
     expect(HOOK_KINDS).toEqual({
       beforeMap: 'sequential',
@@ -244,6 +251,7 @@ describe('Plugin and its hooks', () => {
       onUnmapped: 'parallel',
       onExpire: 'parallel',
       onExternalAddressChange: 'parallel',
+      onRepaired: 'parallel',
     });
   });
 });

@@ -26,6 +26,7 @@ export class WanConnection {
   private address: string | undefined;
   private connectedSince = 0;
   private timer: unknown = undefined;
+  private stopWatching: (() => void) | undefined;
   private readonly listeners = new Set<WanChangeListener>();
 
   constructor(private readonly options: WanConnectionOptions) {}
@@ -52,6 +53,9 @@ export class WanConnection {
   start(): void {
     this.refresh();
     if (this.options.externalIp !== undefined || this.options.wan === undefined) return;
+    // A DHCP renewal or PPPoE reconnect is noticed from the kernel's event at once; the poll
+    // stays as a fallback where no events come.
+    this.stopWatching = this.options.network.watchAddresses?.(() => this.refresh());
     const poll = () => {
       this.refresh();
       this.timer = this.options.clock.setTimer(poll, this.options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS);
@@ -62,6 +66,8 @@ export class WanConnection {
   stop(): void {
     if (this.timer !== undefined) this.options.clock.clearTimer(this.timer);
     this.timer = undefined;
+    this.stopWatching?.();
+    this.stopWatching = undefined;
   }
 
   /** Reads the external address now and tells listeners if it changed. */

@@ -1,0 +1,55 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../core/logger.js';
+import type { CommandExit, CommandRunner, RunningCommand } from '../../core/command-runner.js';
+import { isRulesetLoss, watchRuleset } from '../../plugins/nftables/monitor.js';
+import { settle } from '../support/fakes.js';
+
+// Lines as nft 1.0.6 prints them for an admin's `flush ruleset`, a reload of `table inet filter`,
+// and upnpd's own change sets.
+const LOSSES = [
+  'delete table inet upnpd',
+  'delete chain inet filter forward',
+  'delete rule inet filter forward handle 4',
+  'delete set inet filter upnpd-accept',
+  'delete map inet upnpd dnat-any',
+  'flush ruleset',
+];
+const OWN_CHANGES = [
+  'add element inet upnpd dnat-any { tcp . 80 : 192.168.77.10 . 80 }',
+  'delete element inet upnpd dnat-any { tcp . 80 : 192.168.77.10 . 80 }',
+  '# new generation 6 by process 26313 (nft)',
+  'add table inet filter',
+];
+
+describe('nft monitor', () => {
+  it('calls a deleted table, chain, rule, set or map a possible loss, and element changes not', () => {
+    expect(LOSSES.filter(isRulesetLoss)).toEqual(LOSSES);
+    expect(OWN_CHANGES.filter(isRulesetLoss)).toEqual([]);
+  });
+
+  it('runs `nft monitor destroy tables` with its output read, reports losses line by line, and kills it when stopped', async () => {
+    const stdout = new PassThrough();
+    let killed = false;
+    let exit!: (e: CommandExit) => void;
+    const started: string[][] = [];
+    const runner: CommandRunner = {
+      run: () => Promise.reject(new Error('not used')),
+      start: (file, args, options): RunningCommand => {
+        started.push([file, ...args, options?.stdout ? '(stdout)' : '']);
+        return { pid: 1, stdin: new PassThrough(), stderr: new PassThrough(), stdout, exited: new Promise((r) => (exit = r)), kill: () => (killed = true) };
+      },
+    };
+    let changes = 0;
+    const stop = watchRuleset(runner, silentLogger, () => changes++);
+    expect(started).toEqual([['nft', 'monitor', 'destroy', 'tables', '(stdout)']]);
+    stdout.write([...OWN_CHANGES, ...LOSSES].join('\n') + '\n');
+    await settle();
+    expect(changes).toBe(LOSSES.length);
+    stop();
+    expect(killed).toBe(true);
+    exit({ signal: 'SIGKILL' });
+    await settle();
+    expect(started).toHaveLength(1);
+  });
+});
