@@ -2,9 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { check } from '../../app/check.js';
 import type { NetworkInfo } from '../../core/net/network-info.js';
+import { describeRequiring, missingPrograms } from '../support/requirements.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'upnpd-check-'));
 const PUBLIC_API = new URL('../../core/index.ts', import.meta.url).href;
@@ -75,5 +77,17 @@ describe('upnpd check', () => {
       code: 2,
       err: expect.stringContaining('backend: unknown firewall backend "pf"; available: iptables, nftables, dry-run') as unknown,
     });
+  });
+});
+
+describeRequiring('the configuration in /etc/upnpd/, found from any directory', missingPrograms(['unshare', 'mount']), () => {
+  it('upnpd check started in / finds /etc/upnpd/upnpd.config.mjs (a private mount namespace holds that /etc)', async () => {
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'upnpd.js');
+    const config = 'export default { backend: "nftables", lan: ["lo"] };';
+    // Nothing outside the private mount namespace sees the tmpfs over /etc.
+    const script = `mount -t tmpfs none /etc && mkdir /etc/upnpd && printf '%s\\n' '${config}' > /etc/upnpd/upnpd.config.mjs && cd / && exec "${process.execPath}" "${bin}" check`;
+    const r = await execa('unshare', ['-m', 'sh', '-c', script], { reject: false, timeout: 30_000 });
+    expect(r.stdout).toBe('/etc/upnpd/upnpd.config.mjs: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging)');
+    expect(r.exitCode).toBe(0);
   });
 });

@@ -132,6 +132,19 @@ describe('notifications: webhook', () => {
     await plugin.cleanup?.();
   });
 
+  it('tells of a repair after a firewall reload and of an external address change', async () => {
+    const hook = await receiver();
+    servers.push(hook.server);
+    const plugin = pluginWith({ webhook: { url: hook.url, events: ['repaired', 'external-address-changed'] } });
+    void plugin.hooks!.onRepaired!({ missing: ['table inet upnpd'], rules: 3, tookMs: 12, reason: 'after a kernel event' });
+    void plugin.hooks!.onExternalAddressChange!({ previous: '198.51.100.7', current: '198.51.100.8' });
+    await until(() => hook.received.length === 2);
+    const [repaired, changed] = hook.received.map((r) => JSON.parse(r.body) as Record<string, unknown>);
+    expect(repaired).toMatchObject({ event: 'repaired', reason: 'table inet upnpd (3 mapping(s) resynced in 12 ms, after a kernel event)' });
+    expect(changed).toMatchObject({ event: 'external-address-changed', previousAddress: '198.51.100.7', currentAddress: '198.51.100.8' });
+    await plugin.cleanup?.();
+  });
+
   it('never delays a mapping: the hook returns at once while the receiver hangs', async () => {
     const hanging = createServer(() => undefined);
     servers.push(hanging);
