@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NamespaceProcess } from './namespace-process.js';
+import { oneClientLoadConfig } from '../support/load-limits.js';
 import { describeNetns } from './netns.js';
 import {
   NFT_ADMIN_FORWARD_CHAIN,
@@ -91,10 +92,7 @@ describeNetns('kill -9 under load (nftables backend, real daemon)', ['ip', 'upnp
     testbed = await createTestbed({ forwardPolicy: 'ACCEPT' });
     await installNftAdminFirewall(testbed);
     const configFile = join(scratchDir, 'upnpd.config.mjs');
-    await writeFile(
-      configFile,
-      `import { defineConfig, nftables } from ${JSON.stringify(PUBLIC_API)};\nexport default defineConfig({ plugins: [nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })] });\n`,
-    );
+    await writeFile(configFile, oneClientLoadConfig(PUBLIC_API, [`nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })`]));
     daemonArgs = ['--lan', testbed.lanInterface, '--wan', testbed.wanInterface, '--config', configFile, '--state-dir', join(scratchDir, 'state')];
   });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { describeRequiring } from '../support/requirements.js';
+import { oneClientLoadConfig } from '../support/load-limits.js';
 import { DESCRIPTION_URL, killStartedDaemons, soapAction, startUpnpd } from '../support/upnpd-process.js';
 
 // The state directory on a small or read-only filesystem: a tmpfs mounted in a private mount
@@ -15,6 +16,9 @@ const BIN = join(REPO, 'bin', 'upnpd.js');
 /** The loop of the shell that owns the mount waits at most this many 100 ms steps. */
 const SHELL_STEPS = 1_200;
 const CONCURRENCY = 16;
+/** The per-client bounds and quota raised: this test drives one client hard on purpose. */
+const LOAD_CONFIG = join(mkdtempSync(join(tmpdir(), 'upnpd-durable-config-')), 'upnpd.config.mjs');
+writeFileSync(LOAD_CONFIG, oneClientLoadConfig(new URL('../../dist/core/index.js', import.meta.url).href));
 
 interface TmpfsDaemon {
   readonly url: string;
@@ -29,7 +33,7 @@ async function startOnTmpfs(size: string, stateDir: string, copyDir: string, con
   const script = `
 set -u
 mount -t tmpfs -o size=${size},mode=0700 none "$STATE" || exit 90
-"$NODE" "$BIN" --dry-run --http-port 0 --state-dir "$STATE" & pid=$!
+"$NODE" "$BIN" --dry-run --http-port 0 --config "$CONFIG" --state-dir "$STATE" & pid=$!
 trap 'kill -TERM $pid' TERM
 i=0
 while kill -0 $pid 2>/dev/null && [ $i -lt ${SHELL_STEPS} ]; do
@@ -42,7 +46,7 @@ wait $pid
 cp -a "$STATE/." "$COPY/"
 `;
   const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], {
-    env: { ...process.env, NO_COLOR: '1', STATE: stateDir, COPY: copyDir, CONTROL: controlDir, NODE: process.execPath, BIN },
+    env: { ...process.env, NO_COLOR: '1', STATE: stateDir, COPY: copyDir, CONTROL: controlDir, NODE: process.execPath, BIN, CONFIG: LOAD_CONFIG },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -120,7 +124,7 @@ async function listPorts(url: string): Promise<number[]> {
 
 /** What a daemon started on `stateDir` (on an ordinary disk) restores. */
 async function restoredFrom(stateDir: string): Promise<number[]> {
-  const run = startUpnpd(['--dry-run', '--http-port', '0', '--state-dir', stateDir], { lifetimeMs: 60_000 });
+  const run = startUpnpd(['--dry-run', '--http-port', '0', '--config', LOAD_CONFIG, '--state-dir', stateDir], { lifetimeMs: 60_000 });
   const url = await run.waitFor(DESCRIPTION_URL, 15_000);
   try {
     return await listPorts(url);
