@@ -3,7 +3,7 @@ import type { ResolvedConfig } from '../core/config/schema.js';
 import { messageOf, ConfigError } from '../core/errors.js';
 import { OsNetworkInfo, type NetworkInfo } from '../core/net/network-info.js';
 import { assemblePlugins } from './compose.js';
-import { parseCommandLine } from './cli.js';
+import { parseCommandLine } from './command-line.js';
 
 export const CHECK_USAGE = `Usage: upnpd check [--config FILE] [the daemon's options]
 

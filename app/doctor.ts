@@ -12,7 +12,7 @@ import type { Finding } from '../core/plugins/types.js';
 import { systemClock } from '../core/clock.js';
 import { OS_READERS, hostFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
 import { assemblePlugins, createPlugins, dryRunDefaults } from './compose.js';
-import { parseCommandLine } from './cli.js';
+import { parseCommandLine } from './command-line.js';
 
 export const DOCTOR_USAGE = `Usage: upnpd doctor [--json] [the daemon's options]
 
