@@ -18,6 +18,16 @@ import { isPluginSpec, type Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd, upnpdVersion } from './upnp/index.js';
 import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 
+/** Address events of one renumbering arrive together: the LAN is looked at again this long after the last. */
+const LAN_CHANGE_SETTLE_MS = 500;
+
+function describeLan(lan: readonly InterfaceAddress[]): string {
+  return lan
+    .map((a) => `${a.interface}:${a.address}/${a.prefixLength}`)
+    .sort()
+    .join(', ');
+}
+
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
 
@@ -88,7 +98,7 @@ export class Daemon {
     private readonly logger: Logger & { level: string },
     readonly driver: PluginDriver,
     readonly mappings: MappingService,
-    readonly frontEnds: readonly FrontEnd[],
+    private frontEndList: FrontEnd[],
     private readonly state: StateDirectory,
     private readonly heapTrimmer: HeapTrimmer,
     /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
@@ -96,6 +106,15 @@ export class Daemon {
     private readonly reconfigurePlugins?: (next: ResolvedConfig) => string[],
     private readonly refusals?: RefusalRegistry,
   ) {}
+
+  private stopWatchingLan: (() => void) | undefined;
+  /** LAN address changes are handled one after another. */
+  private lanChange: Promise<void> = Promise.resolve();
+
+  /** The protocol front-ends, as they run now (the UPnP one is replaced when a LAN address changes). */
+  get frontEnds(): readonly FrontEnd[] {
+    return this.frontEndList;
+  }
 
   /** Whether acknowledged mappings are kept across restarts (the operations CLI shows it). */
   get persistence(): PersistenceStatus {
@@ -119,19 +138,19 @@ export class Daemon {
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
-    const frontEnds: FrontEnd[] = [
+    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], announcedBootId: number | undefined) =>
       new UpnpIgdFrontEnd({
         config,
         limits,
-        bootId,
+        bootId: announcedBootId,
         logger,
         mappings,
         network,
         clock,
-        lan,
+        lan: servedLan,
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
-      }),
-    ];
+      });
+    const frontEnds: FrontEnd[] = [upnpFrontEnd(lan, bootId)];
     const daemon = new Daemon(
       config,
       logger,
@@ -151,8 +170,13 @@ export class Daemon {
       throw err;
     }
     // With httpPort 0 the port is known only now (and a state file could not have named it).
-    for (const url of frontEnds.flatMap((f) => f.describe?.() ?? [])) ownPorts.add(Number(new URL(url).port));
+    const rememberOwnPorts = (started: readonly FrontEnd[]) => {
+      for (const url of started.flatMap((f) => f.describe?.() ?? [])) ownPorts.add(Number(new URL(url).port));
+    };
+    rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
+    if (!(config.dryRun && !config.lanFromCommandLine))
+      daemon.watchLan(lan, network, (servedLan, nextBootId) => upnpFrontEnd(servedLan, nextBootId), rememberOwnPorts);
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
@@ -166,6 +190,53 @@ export class Daemon {
         frontEnds.flatMap((f) => f.describe?.() ?? []).join('; '),
     );
     return daemon;
+  }
+
+  /**
+   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): the UPnP front-end says
+   * byebye for the old addresses and starts again on the new ones with the next BOOTID, so clients
+   * learn the new LOCATION. Policies keep the LAN subnets they were given at start (logged).
+   */
+  private watchLan(
+    initial: readonly InterfaceAddress[],
+    network: NetworkInfo,
+    create: (lan: readonly InterfaceAddress[], bootId: number | undefined) => FrontEnd & { readonly bootId?: number },
+    started: (frontEnds: readonly FrontEnd[]) => void,
+  ): void {
+    let current = describeLan(initial);
+    let timer: NodeJS.Timeout | undefined;
+    this.stopWatchingLan = network.watchAddresses?.(() => {
+      clearTimeout(timer);
+      // Address events come in bursts (a renumbering is a delete and an add).
+      timer = setTimeout(() => {
+        this.lanChange = this.lanChange.then(async () => {
+          if (this.stopping) return;
+          let next: InterfaceAddress[];
+          try {
+            next = lanAddresses(this.config, network);
+          } catch (err) {
+            this.logger.error({ err }, `the LAN addresses changed and none is usable now: ${messageOf(err)}; still answering on ${current}`);
+            return;
+          }
+          if (describeLan(next) === current) return;
+          const old = this.frontEndList.find((f): f is FrontEnd & { readonly bootId?: number } => f.name === 'upnp-igd');
+          const nextBootId = this.config.stateDir ? await persistedBootId(this.config.stateDir, this.logger) : (old?.bootId ?? 0) + 1;
+          this.logger.info(
+            { previous: current, current: describeLan(next), bootId: nextBootId },
+            `LAN addresses changed (${current} -> ${describeLan(next)}): re-announcing with BOOTID ${nextBootId}; policies keep the LAN subnets of the start until a restart`,
+          );
+          await old?.stop().catch((err: unknown) => this.logger.error({ err }, `stopping the UPnP front-end failed: ${messageOf(err)}`));
+          const replacement = create(next, nextBootId);
+          this.frontEndList = [...this.frontEndList.filter((f) => f !== old), replacement];
+          await replacement.start().then(
+            () => started([replacement]),
+            (err: unknown) => this.logger.error({ err }, `the UPnP front-end could not start on the new addresses: ${messageOf(err)}`),
+          );
+          current = describeLan(next);
+        });
+      }, LAN_CHANGE_SETTLE_MS);
+      timer.unref();
+    });
   }
 
   status(): DaemonStatus {
@@ -202,6 +273,8 @@ export class Daemon {
   /** Stops answering, removes the rules (unless configured to keep them), cleans up plugins. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.stopWatchingLan?.();
+      await this.lanChange;
       this.heapTrimmer.stop();
       await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {

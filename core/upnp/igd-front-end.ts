@@ -63,6 +63,12 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private readonly evented: ReadonlyArray<{ readonly service: EventedService; readonly control: ControlEndpoint }>;
   private advertiser: SsdpAdvertiser | undefined;
   private readonly control: SoapControl;
+  private announcedBootId: number | undefined;
+
+  /** The BOOTID.UPNP.ORG announced (once started). */
+  get bootId(): number | undefined {
+    return this.announcedBootId;
+  }
   private systemUpdateId = 1;
   private readonly unsubscribes: Array<() => void> = [];
   readonly limits: ClientLimits;
@@ -139,7 +145,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       location: (address: InterfaceAddress, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
       udns: this.udns,
       igdVersion: this.views[0]!.version,
-      bootId: this.options.bootId ?? clockBootId(),
+      bootId: (this.announcedBootId = this.options.bootId ?? clockBootId()),
       configId: this.documents.configId,
       notifyIntervalSeconds: config.upnp.notifyIntervalSeconds,
       serverString: this.serverString,
