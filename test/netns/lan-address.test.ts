@@ -65,13 +65,13 @@ describeNetns('a LAN address change while upnpd runs', ['ip', 'iptables', 'upnpc
     // new one), and the new BOOTID is higher than the one announced before.
     const byebye = lines.findIndex((line) => line.startsWith('NOTIFY ssdp:byebye'));
     expect(byebye, lines.join('\n')).toBeGreaterThanOrEqual(0);
-    expect(byebye).toBeLessThan(lines.indexOf(alive!));
+    expect(byebye).toBeLessThan(lines.indexOf(alive));
     const bootIdOf = (line: string) => Number(line.split(' ').at(-1));
-    expect(bootIdOf(alive!)).toBeGreaterThan(bootIdOf(before!));
+    expect(bootIdOf(alive)).toBeGreaterThan(bootIdOf(before!));
     expect(daemon.output()).toMatch(/LAN addresses changed .*re-announcing with BOOTID/);
 
     // A client that learnt the new LOCATION maps through it.
-    const location = alive!.split(' ')[2]!;
+    const location = alive.split(' ')[2]!;
     const added = await upnpc(testbed.lan, ['-u', location, '-e', 'after renumbering', '-a', lanClient, '7810', '7810', 'TCP', '600']);
     expect(added.exitCode, added.output).toBe(0);
   });
