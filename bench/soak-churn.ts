@@ -1,10 +1,12 @@
 // The soak's load, run on the LAN client (bench/soak.ts starts it there):
-// `soak-churn.ts --description-url URL --host ADDR [--host ADDR …] --rate N --target N --lifetime-ms N`.
+// `soak-churn.ts --description-url URL --host ADDR [--host ADDR …] --rate N --target N --min-lease S
+// --max-lease S --duration-ms N --lifetime-ms N`.
 // Keeps adding mappings with short leases on a rotating port range, renews some, deletes some and
 // lists now and then, at a bounded rate, so that about `--target` mappings exist and most of them
 // end by running out of lease. Commands on stdin, one a line: `pause` (answers `PAUSED` once no
 // request is in flight), `resume` (`RESUMED`), `stats` (`STATS {json}`), `stop` (`STOPPED {json}`,
-// then exits). Every loop is bounded by a count and a time; the process exits after --lifetime-ms.
+// then exits). Every loop is bounded by a count and a time: the churn ends after --duration-ms, the
+// process after --lifetime-ms.
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,12 +17,9 @@ import { HttpClient } from './load/http-client.js';
 import { SoapClient, SoapFault } from './load/soap-client.js';
 
 /** The ports the mappings rotate over (both protocols): a port comes back after thousands of adds. */
-export const SOAK_FIRST_PORT = 20_000;
-export const SOAK_PORTS = 20_000;
-/** Leases asked for, in seconds, uniformly at random. */
-export const SOAK_MIN_LEASE_SECONDS = 5;
-export const SOAK_MAX_LEASE_SECONDS = 20;
-export const SOAK_DESCRIPTION = 'soak';
+const FIRST_PORT = 20_000;
+const PORTS = 20_000;
+const DESCRIPTION = 'soak';
 /** A port is reused only this long after its lease ran out (the daemon's expiry pass has removed it by then). */
 const REUSE_AFTER_EXPIRY_MS = 10_000;
 /** Renewals and deletions go only to mappings with more lease left than this (no race with their expiry). */
@@ -54,6 +53,7 @@ interface Host {
   soap: SoapClient | undefined;
 }
 
+/** What `stats` and `stop` answer (soak.ts reads it). */
 export interface ChurnStats {
   readonly requests: number;
   readonly adds: number;
@@ -93,6 +93,8 @@ class Churn {
   constructor(
     private readonly hosts: readonly Host[],
     private readonly target: number,
+    /** Leases asked for, in seconds, uniformly at random in [min, max]. */
+    private readonly lease: { readonly min: number; readonly max: number },
   ) {}
 
   stats(): ChurnStats {
@@ -162,8 +164,8 @@ class Churn {
   private async add(now: number): Promise<void> {
     const protocol: Protocol = Math.random() < 0.5 ? 'TCP' : 'UDP';
     let port: number | undefined;
-    for (let tries = 0; tries < SOAK_PORTS && port === undefined; tries += 1) {
-      const candidate = SOAK_FIRST_PORT + (this.nextPort++ % SOAK_PORTS);
+    for (let tries = 0; tries < PORTS && port === undefined; tries += 1) {
+      const candidate = FIRST_PORT + (this.nextPort++ % PORTS);
       const key = keyOf(protocol, candidate);
       if (!this.live.has(key) && (this.coolingDown.get(key) ?? 0) <= now) port = candidate;
     }
@@ -188,7 +190,7 @@ class Churn {
 
   /** AddPortMapping for `mapping` with a new random lease; whether it was granted. */
   private async map(mapping: Mapping): Promise<boolean> {
-    const lease = SOAK_MIN_LEASE_SECONDS + Math.floor(Math.random() * (SOAK_MAX_LEASE_SECONDS - SOAK_MIN_LEASE_SECONDS + 1));
+    const lease = this.lease.min + Math.floor(Math.random() * (this.lease.max - this.lease.min + 1));
     const sent = Date.now();
     const ok = await this.call(mapping.host, 'AddPortMapping', {
       NewRemoteHost: '',
@@ -197,7 +199,7 @@ class Churn {
       NewInternalPort: mapping.port,
       NewInternalClient: mapping.host.address,
       NewEnabled: 1,
-      NewPortMappingDescription: SOAK_DESCRIPTION,
+      NewPortMappingDescription: DESCRIPTION,
       NewLeaseDuration: lease,
     });
     mapping.busy = false;
@@ -212,7 +214,9 @@ class Churn {
     mapping.busy = true;
     this.counts.deletes += 1;
     const key = keyOf(mapping.protocol, mapping.port);
-    await this.call(mapping.host, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: mapping.port, NewProtocol: mapping.protocol }, [NO_SUCH_ENTRY_IN_ARRAY]);
+    await this.call(mapping.host, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: mapping.port, NewProtocol: mapping.protocol }, [
+      NO_SUCH_ENTRY_IN_ARRAY,
+    ]);
     this.live.delete(key);
     // A delete that failed may have left it in place until its lease runs out.
     this.coolingDown.set(key, mapping.goneBy + REUSE_AFTER_EXPIRY_MS);
@@ -285,7 +289,8 @@ async function discover(descriptionUrl: string, hosts: readonly Host[]): Promise
       for (const host of hosts) host.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, host.http);
       return;
     } catch (err) {
-      if (performance.now() - start > DISCOVER_TIMEOUT_MS) throw new Error(`${descriptionUrl} not served within ${DISCOVER_TIMEOUT_MS} ms: ${String(err)}`);
+      if (performance.now() - start > DISCOVER_TIMEOUT_MS)
+        throw new Error(`${descriptionUrl} not served within ${DISCOVER_TIMEOUT_MS} ms: ${String(err)}`, { cause: err });
       await sleep(DISCOVER_RETRY_MS);
     }
   }
@@ -298,23 +303,33 @@ async function main(): Promise<void> {
       host: { type: 'string', multiple: true },
       rate: { type: 'string' },
       target: { type: 'string' },
+      'min-lease': { type: 'string' },
+      'max-lease': { type: 'string' },
+      'duration-ms': { type: 'string' },
       'lifetime-ms': { type: 'string' },
     },
   });
-  const lifetimeMs = Number(values['lifetime-ms']);
-  const rate = Number(values.rate);
-  const target = Number(values.target);
-  if (!values['description-url'] || !values.host?.length || !(lifetimeMs > 0) || !(rate > 0) || !(target > 0)) {
-    throw new Error('usage: soak-churn.ts --description-url URL --host ADDR [--host ADDR …] --rate N --target N --lifetime-ms N');
+  const [rate, target, minLease, maxLease, durationMs, lifetimeMs] = (['rate', 'target', 'min-lease', 'max-lease', 'duration-ms', 'lifetime-ms'] as const).map(
+    (name) => Number(values[name]),
+  ) as [number, number, number, number, number, number];
+  if (
+    !values['description-url'] ||
+    !values.host?.length ||
+    ![rate, target, minLease, maxLease, durationMs, lifetimeMs].every((n) => n > 0) ||
+    minLease > maxLease
+  ) {
+    throw new Error(
+      'usage: soak-churn.ts --description-url URL --host ADDR [--host ADDR …] --rate N --target N --min-lease S --max-lease S --duration-ms N --lifetime-ms N',
+    );
   }
   const hosts: Host[] = values.host.map((address) => ({ address, http: new HttpClient(address), soap: undefined }));
   const closeAll = () => hosts.forEach((host) => host.http.close());
   stopOnSignalOrAfter(lifetimeMs, closeAll);
   await discover(values['description-url'], hosts);
 
-  const churn = new Churn(hosts, target);
+  const churn = new Churn(hosts, target, { min: minLease, max: maxLease });
   const say = (line: string) => process.stdout.write(`${line}\n`);
-  const running = churn.run(rate, lifetimeMs);
+  const running = churn.run(rate, durationMs);
   createInterface({ input: process.stdin })
     .on('line', (line) => {
       const command = line.trim();

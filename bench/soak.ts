@@ -20,7 +20,7 @@ import { build, buildNeeded } from './build.js';
 import { ADMIN_FORWARD, adminFirewallScript } from './daemons/gateway-firewall.js';
 import { upnpd } from './daemons/upnpd.js';
 import { parseVmRss, processTree } from './process-stats.js';
-import { SOAK_MAX_LEASE_SECONDS, SOAK_MIN_LEASE_SECONDS, type ChurnStats } from './soak-churn.js';
+import type { ChurnStats } from './soak-churn.js';
 import { createBenchTestbed, type BenchTestbed } from './testbed.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -37,6 +37,9 @@ const DEFAULT_CLIENTS = 10;
 /** Requests a second from all clients together, and the number of mappings the churn keeps. */
 const RATE = 50;
 const TARGET_MAPPINGS = 300;
+/** Leases the churn asks for, in seconds, uniformly at random. */
+const SOAK_MIN_LEASE_SECONDS = 5;
+const SOAK_MAX_LEASE_SECONDS = 20;
 const SAMPLE_INTERVAL_MS = 30_000;
 /** Past the churn's time, everything is killed this long after it (set-up, drain, stop and report fit well inside). */
 const DEADLINE_MARGIN_MS = 5 * 60_000;
@@ -123,10 +126,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   // The global deadline: whatever hangs, the namespaces go and the process ends.
-  let bench: BenchTestbed | undefined;
+  const created: { bench?: BenchTestbed } = {};
   const watchdog = setTimeout(() => {
     process.stderr.write(`soak: still running ${DEADLINE_MARGIN_MS / 60_000} min after the ${options.minutes}-minute churn: stopping\n`);
-    void (bench?.destroy() ?? Promise.resolve()).finally(() => process.exit(1));
+    void (created.bench?.destroy() ?? Promise.resolve()).finally(() => process.exit(1));
   }, churnMs + DEADLINE_MARGIN_MS);
   watchdog.unref();
   let signalled = false;
@@ -135,7 +138,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (signalled) return;
     signalled = true;
     process.stderr.write(`soak: ${signal}: removing the testbed\n`);
-    void (bench?.destroy() ?? Promise.resolve()).finally(() => process.exit(130));
+    void (created.bench?.destroy() ?? Promise.resolve()).finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -154,7 +157,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let daemonTail = '';
   let status: DaemonStatus | undefined;
 
-  bench = await createBenchTestbed(churnMs + DEADLINE_MARGIN_MS);
+  const bench = (created.bench = await createBenchTestbed(churnMs + DEADLINE_MARGIN_MS));
   try {
     const { testbed } = bench;
     const gw = testbed.gateway;
@@ -186,14 +189,22 @@ async function main(argv: readonly string[]): Promise<number> {
         String(RATE),
         '--target',
         String(TARGET_MAPPINGS),
+        '--min-lease',
+        String(SOAK_MIN_LEASE_SECONDS),
+        '--max-lease',
+        String(SOAK_MAX_LEASE_SECONDS),
+        '--duration-ms',
+        String(churnMs),
         '--lifetime-ms',
-        String(churnMs + 60_000),
+        String(churnMs + DEADLINE_MARGIN_MS),
       ]),
       { stdin: true },
     );
     await churn.waitFor(/^CHURN READY$/m, START_TIMEOUT_MS);
     const churnStart = performance.now();
-    log(`churn: ${hosts.length} LAN client(s), ${RATE} requests/s, about ${TARGET_MAPPINGS} mappings, leases ${SOAK_MIN_LEASE_SECONDS}–${SOAK_MAX_LEASE_SECONDS} s, ${options.minutes} min`);
+    log(
+      `churn: ${hosts.length} LAN client(s), ${RATE} requests/s, about ${TARGET_MAPPINGS} mappings, leases ${SOAK_MIN_LEASE_SECONDS}–${SOAK_MAX_LEASE_SECONDS} s, ${options.minutes} min`,
+    );
 
     let previous = { at: churnStart, requests: 0 };
     const sampleCount = Math.ceil(churnMs / SAMPLE_INTERVAL_MS);
@@ -205,11 +216,14 @@ async function main(argv: readonly string[]): Promise<number> {
       const now = performance.now();
       const rate = (stats.requests - previous.requests) / ((now - previous.at) / 1000);
       previous = { at: now, requests: stats.requests };
+      // The answer is PAUSED, or PAUSE TIMEOUT when requests are still in flight.
       if ((await ask(churn, 'pause', 'PAUSE')) !== 'D') failures.push(`at ${minutes(dueMs)} min the churn did not pause: requests still in flight`);
       const s = await sample(minutes(dueMs), daemon.pid, socket, gw, rate);
       samples.push(s);
       await ask(churn, 'resume', 'RESUMED');
-      log(`${s.label} min: RSS ${s.rssMb.toFixed(1)} MB, ${s.fds} fds, children ${s.children}, table ${s.table}, kernel ${s.kernel.total} (${kernelCounts(s.kernel)}), ${rate.toFixed(0)} req/s`);
+      log(
+        `${s.label} min: RSS ${s.rssMb.toFixed(1)} MB, ${s.fds} fds, children ${s.children}, table ${s.table}, kernel ${s.kernel.total} (${kernelCounts(s.kernel)}), ${rate.toFixed(0)} req/s`,
+      );
       if (s.stale.length > 0 || s.missing.length > 0) {
         failures.push(`at ${s.label} min the kernel and the table disagreed for ${RECHECK_MS / 1000} s: ${describeUnmatched(s)}`);
       }
@@ -245,7 +259,8 @@ async function main(argv: readonly string[]): Promise<number> {
         leftovers: await upnpdLeftovers(gw),
       };
       if (final.tableLeft > 0) failures.push(`${final.tableLeft} mapping(s) still in upnpd's table after every lease ran out`);
-      if (final.kernelLeft > 0) failures.push(`${final.kernelLeft} element(s) of upnpd's maps/sets still in the kernel after every lease ran out (${final.kernelLeftDetail})`);
+      if (final.kernelLeft > 0)
+        failures.push(`${final.kernelLeft} element(s) of upnpd's maps/sets still in the kernel after every lease ran out (${final.kernelLeftDetail})`);
       if (exitCode !== 0) failures.push(`upnpd exited ${exitCode} on SIGTERM`);
       if (final.leftovers.length > 0) failures.push(`after SIGTERM the gateway still has: ${final.leftovers.join(', ')}`);
     } else {
@@ -406,7 +421,7 @@ async function kernelState(gw: TestNamespace): Promise<KernelState> {
 }
 
 /** PROTOCOL/PORT of an element: its key's protocol part and its last port (a map element is [key, value]). */
-export function mappingKey(element: unknown): string {
+function mappingKey(element: unknown): string {
   let key: unknown = Array.isArray(element) ? element[0] : element;
   if (key && typeof key === 'object' && 'elem' in key) key = (key as { elem: { val?: unknown } }).elem.val ?? key;
   const parts: unknown[] = key && typeof key === 'object' && 'concat' in key && Array.isArray(key.concat) ? (key.concat as unknown[]) : [key];
@@ -428,16 +443,20 @@ function kernelCounts(kernel: KernelState): string {
 
 function describeUnmatched(s: Sample): string {
   const list = (keys: readonly string[]) => `${keys.slice(0, 5).join(' ')}${keys.length > 5 ? ` … (${keys.length})` : ''}`;
-  return [s.stale.length > 0 && `in the kernel only: ${list(s.stale)}`, s.missing.length > 0 && `in the table only: ${list(s.missing)}`].filter(Boolean).join('; ');
+  return [s.stale.length > 0 && `in the kernel only: ${list(s.stale)}`, s.missing.length > 0 && `in the table only: ${list(s.missing)}`]
+    .filter(Boolean)
+    .join('; ');
 }
 
 /** What upnpd left in the gateway's ruleset after it exited: its table, or anything named upnpd… (chain, set, jump). */
 async function upnpdLeftovers(gw: TestNamespace): Promise<string[]> {
   const leftovers: string[] = [];
   const tables = await gw.exec('nft', ['list', 'tables']);
-  if (tables.split('\n').some((line) => line.trim() === `table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`)) leftovers.push(`table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`);
+  if (tables.split('\n').some((line) => line.trim() === `table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`))
+    leftovers.push(`table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`);
   const admin = await gw.exec('nft', ['list', 'table', ADMIN_FORWARD.family, ADMIN_FORWARD.table]);
-  for (const line of admin.split('\n').filter((l) => l.includes(UPNPD_PREFIX))) leftovers.push(`"${line.trim()}" in table ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}`);
+  for (const line of admin.split('\n').filter((l) => l.includes(UPNPD_PREFIX)))
+    leftovers.push(`"${line.trim()}" in table ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}`);
   return leftovers;
 }
 
@@ -507,7 +526,9 @@ function reportMarkdown(r: {
           `SIGTERM: exit ${f.exitCode}, ${f.leftovers.length === 0 ? `table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table} gone, nothing of upnpd left in ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}` : `left: ${f.leftovers.join(', ')}`}.`
       : 'Final check: not reached.',
     '',
-    r.failures.length === 0 ? '**Result: pass** (no leak, daemon alive throughout, clean stop).' : `**Result: FAIL**\n\n${r.failures.map((f) => `- ${f}`).join('\n')}`,
+    r.failures.length === 0
+      ? '**Result: pass** (no leak, daemon alive throughout, clean stop).'
+      : `**Result: FAIL**\n\n${r.failures.map((f) => `- ${f}`).join('\n')}`,
     '',
   );
   if (r.failures.length > 0 && r.daemonTail) lines.push('upnpd output (last lines):', '', '```', r.daemonTail, '```', '');

@@ -1,4 +1,5 @@
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, chmod, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
@@ -111,6 +112,8 @@ function answers(path: string): Promise<boolean> {
 async function usableDir(dir: string): Promise<boolean> {
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // It may exist already, made by another user (root's /run/upnpd for an ordinary user's dry-run).
+    await access(dir, constants.W_OK | constants.X_OK);
     return true;
   } catch {
     return false;
@@ -134,7 +137,7 @@ export async function startControlServer(daemon: Daemon, runtimeDir: string, log
   if (!dir) {
     logger.warn(
       { runtimeDir },
-      `no control socket: ${runtimeDir} cannot be created (set runtimeDir or --runtime-dir); upnpd status/list/delete/purge will not reach this daemon`,
+      `no control socket: ${runtimeDir} cannot be created or written (set runtimeDir or --runtime-dir); upnpd status/list/delete/purge will not reach this daemon`,
     );
     return undefined;
   }
