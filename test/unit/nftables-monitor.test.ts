@@ -52,4 +52,33 @@ describe('nft monitor', () => {
     await settle();
     expect(started).toHaveLength(1);
   });
+
+  it('replaces nft monitor every so often (its cache grows with the changes it sees), without a warning', async () => {
+    const children: Array<{ killed: boolean; exit: (e: CommandExit) => void }> = [];
+    const runner: CommandRunner = {
+      run: () => Promise.reject(new Error('not used')),
+      start: (): RunningCommand => {
+        const entry = { killed: false, exit: (_e: CommandExit) => {} };
+        const exited = new Promise<CommandExit>((r) => (entry.exit = r));
+        children.push(entry);
+        return {
+          pid: children.length,
+          stdin: new PassThrough(),
+          stderr: new PassThrough(),
+          stdout: new PassThrough(),
+          exited,
+          kill: () => ((entry.killed = true), entry.exit({ signal: 'SIGTERM' })),
+        };
+      },
+    };
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: ((_o: unknown, m?: string) => void warnings.push(m ?? '')) as typeof silentLogger.warn };
+    const stop = watchRuleset(runner, logger, () => {}, 30);
+    const deadline = Date.now() + 5_000;
+    while (children.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    stop();
+    expect(children.length).toBeGreaterThanOrEqual(3);
+    expect(children.slice(0, 2).every((c) => c.killed)).toBe(true);
+    expect(warnings).toEqual([]);
+  });
 });
