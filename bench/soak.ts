@@ -4,7 +4,7 @@
 // with nothing left in the kernel, and a SIGTERM must remove upnpd's table. Not part of CI. See bench/README.md.
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -77,7 +77,7 @@ interface Sample {
   readonly label: string;
   readonly rssMb: number;
   readonly fds: number;
-  readonly children: string;
+  readonly children: ReadonlyArray<{ readonly command: string; readonly rssMb: number }>;
   readonly table: number;
   readonly kernel: KernelState;
   /** Kernel elements without a table entry, and table entries missing from a map or the set, in two reads RECHECK_MS apart. */
@@ -222,7 +222,7 @@ async function main(argv: readonly string[]): Promise<number> {
       samples.push(s);
       await ask(churn, 'resume', 'RESUMED');
       log(
-        `${s.label} min: RSS ${s.rssMb.toFixed(1)} MB, ${s.fds} fds, children ${s.children}, table ${s.table}, kernel ${s.kernel.total} (${kernelCounts(s.kernel)}), ${rate.toFixed(0)} req/s`,
+        `${s.label} min: RSS ${s.rssMb.toFixed(1)} MB, ${s.fds} fds, children ${describeChildren(s.children)}, table ${s.table}, kernel ${s.kernel.total} (${kernelCounts(s.kernel)}), ${rate.toFixed(0)} req/s`,
       );
       if (s.stale.length > 0 || s.missing.length > 0) {
         failures.push(`at ${s.label} min the kernel and the table disagreed for ${RECHECK_MS / 1000} s: ${describeUnmatched(s)}`);
@@ -366,19 +366,32 @@ async function sample(label: string, pid: number, socket: string, gw: TestNamesp
   };
 }
 
-/** The daemon's child processes, e.g. "1 (nft 9.6 MB)". */
-function childProcesses(pid: number): string {
-  const children = processTree(pid).slice(1);
-  if (children.length === 0) return '0';
-  const described = children.map((child) => {
+/** The daemon's child processes (command and first two arguments) with their VmRSS in MB, in pid order. */
+function childProcesses(pid: number): Array<{ readonly command: string; readonly rssMb: number }> {
+  const children = processTree(pid)
+    .slice(1)
+    .sort((a, b) => a - b);
+  return children.flatMap((child) => {
     try {
-      const name = readFileSync(`/proc/${child}/comm`, 'utf8').trim();
-      return `${name} ${(parseVmRss(readFileSync(`/proc/${child}/status`, 'utf8')) / 2 ** 20).toFixed(1)} MB`;
+      const argv = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      const command = [basename(argv[0] ?? '?'), ...argv.slice(1, 3)].join(' ');
+      return [{ command, rssMb: parseVmRss(readFileSync(`/proc/${child}/status`, 'utf8')) / 2 ** 20 }];
     } catch {
-      return 'exited';
+      return []; // exited meanwhile
     }
   });
-  return `${children.length} (${described.join(', ')})`;
+}
+
+function describeChildren(children: Sample['children']): string {
+  return children.length === 0 ? '0' : `${children.length}: ${children.map((c) => `${c.command} ${c.rssMb.toFixed(1)} MB`).join(', ')}`;
+}
+
+/** Each child command's RSS in the first and the last loaded sample (same commands added up). */
+function childrenChange(first: Sample, last: Sample): string {
+  const byCommand = (s: Sample) => s.children.reduce((m, c) => m.set(c.command, (m.get(c.command) ?? 0) + c.rssMb), new Map<string, number>());
+  const [before, after] = [byCommand(first), byCommand(last)];
+  const commands = [...new Set([...before.keys(), ...after.keys()])];
+  return commands.map((command) => `${command} ${before.get(command)?.toFixed(1) ?? '–'} → ${after.get(command)?.toFixed(1) ?? '–'} MB`).join(', ');
 }
 
 async function tableOf(socket: string): Promise<ListedMapping[]> {
@@ -490,7 +503,7 @@ function reportMarkdown(r: {
     '|---|---|---|---|---|---|---|---|',
     ...r.samples.map(
       (s) =>
-        `| ${s.label} | ${s.rssMb.toFixed(1)} | ${s.fds} | ${s.children} | ${s.table} | ${s.kernel.total} (${kernelCounts(s.kernel)}) | ${s.stale.length + s.missing.length} | ${s.rate === undefined ? '–' : s.rate.toFixed(0)} |`,
+        `| ${s.label} | ${s.rssMb.toFixed(1)} | ${s.fds} | ${describeChildren(s.children)} | ${s.table} | ${s.kernel.total} (${kernelCounts(s.kernel)}) | ${s.stale.length + s.missing.length} | ${s.rate === undefined ? '–' : s.rate.toFixed(0)} |`,
     ),
     '',
   ];
@@ -499,7 +512,8 @@ function reportMarkdown(r: {
     const peak = Math.max(...loaded.map((s) => s.rssMb));
     lines.push(
       `First vs last loaded sample (${first.label} → ${last.label} min): RSS ${first.rssMb.toFixed(1)} → ${last.rssMb.toFixed(1)} MB (${rssChange >= 0 ? '+' : ''}${rssChange.toFixed(1)} %, peak ${peak.toFixed(1)}), ` +
-        `fds ${first.fds} → ${last.fds} (range ${Math.min(...loaded.map((s) => s.fds))}–${Math.max(...loaded.map((s) => s.fds))}).`,
+        `fds ${first.fds} → ${last.fds} (range ${Math.min(...loaded.map((s) => s.fds))}–${Math.max(...loaded.map((s) => s.fds))}); ` +
+        `children's RSS ${childrenChange(first, last)}.`,
       '',
     );
   }
