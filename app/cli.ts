@@ -9,6 +9,7 @@ import { parseCommandLine, type CommandLine } from './command-line.js';
 import { startDaemon } from './compose.js';
 import { startControlServer, type ControlServer } from './control/server.js';
 import { checkAdminListen, startAdminServer, type AdminServer } from './admin/server.js';
+import { ApplyTimes } from './admin/metrics.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -87,6 +88,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   let stopAsked: ((daemon: Daemon) => void) | undefined;
   let control: ControlServer | undefined;
   let admin: AdminServer | undefined;
+  // Made before the start, so that the metrics count every apply, the restore's included.
+  const applyTimes = config.admin.listen ? new ApplyTimes() : undefined;
   let stopping = false;
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -129,7 +132,10 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   try {
     // A second signal during the start gives up on it (the start may wait on the firewall).
-    const started = await Promise.race([startDaemon(config, { logger, logOutput: output }), exited.then((code) => ({ abandoned: code }))]);
+    const started = await Promise.race([
+      startDaemon(config, { logger, logOutput: output, onFirewallApply: applyTimes?.record }),
+      exited.then((code) => ({ abandoned: code })),
+    ]);
     if ('abandoned' in started) {
       await output.flush();
       return started.abandoned;
@@ -137,7 +143,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     daemon = started;
     control = await startControlServer(started, config.runtimeDir, logger);
     if (config.admin.listen) {
-      admin = await startAdminServer(started, config.admin.listen, config.admin, logger).catch((err: unknown) => {
+      admin = await startAdminServer(started, config.admin.listen, { ...config.admin, applyTimes }, logger).catch((err: unknown) => {
         logger.error({ err }, `no admin listener on ${config.admin.listen}: ${messageOf(err)}`);
         return undefined;
       });

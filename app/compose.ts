@@ -159,6 +159,8 @@ export interface StartOptions {
   readonly network?: NetworkInfo;
   readonly clock?: Clock;
   readonly commandRunner?: CommandRunner;
+  /** Told how long each firewall apply took (the admin listener's histogram). */
+  readonly onFirewallApply?: (seconds: number, ok: boolean) => void;
   /** What the start-up checks read from the host (tests give their own); `false` runs none. */
   readonly hostReaders?: HostReaders | false;
 }
@@ -188,7 +190,18 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   const plugins = createPlugins(specs, container, config, logger);
   const running = specs.map((placed, index) => ({ placed, plugin: plugins[index]! }));
   const reconfigure = (next: ResolvedConfig) => reconfigurePlugins(running, next);
-  const start = () => Daemon.start(config, { logger, plugins, lan, network, clock, mappingView, reconfigurePlugins: reconfigure, refusals });
+  const start = () =>
+    Daemon.start(config, {
+      logger,
+      plugins,
+      lan,
+      network,
+      clock,
+      mappingView,
+      reconfigurePlugins: reconfigure,
+      refusals,
+      onFirewallApply: options.onFirewallApply,
+    });
   const readers = options.hostReaders ?? OS_READERS;
   if (!readers) return start();
 

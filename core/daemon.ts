@@ -49,6 +49,8 @@ export interface DaemonDependencies {
   readonly reconfigurePlugins?: (next: ResolvedConfig) => string[];
   /** The policies' refusal counts (the REFUSALS token), for the status and the metrics. */
   readonly refusals?: RefusalRegistry;
+  /** Told how long each firewall apply took, from the first (the restore at start) on. */
+  readonly onFirewallApply?: (seconds: number, ok: boolean) => void;
 }
 
 /** The LAN addresses to serve: loopback in dry-run unless --lan named interfaces. */
@@ -128,6 +130,7 @@ export class Daemon {
     const lan = deps.lan;
 
     const driver = new PluginDriver(deps.plugins, logger);
+    driver.applyObserver = deps.onFirewallApply;
     const mappings = new MappingService(driver, driver.firewall, clock, config.lease, logger);
     deps.mappingView?.bind(mappings.view);
 

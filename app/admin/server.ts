@@ -5,7 +5,7 @@ import type { Daemon } from '../../core/daemon.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { ADMIN_REQUESTER, listed } from '../control/server.js';
-import { daemonMetrics } from './metrics.js';
+import { type ApplyTimes, daemonMetrics } from './metrics.js';
 import { statusPage } from './page.js';
 
 /** Bounds of the admin listener: it is meant for loopback, but a browser tab is not trusted either. */
@@ -43,11 +43,16 @@ export interface AdminServer {
  * with delete buttons. Deleting is a POST that must carry the page's token and come from the page's
  * own origin (Origin / Sec-Fetch-Site), and the Host must be the listener's (no DNS rebinding).
  */
-export async function startAdminServer(daemon: Daemon, listen: string, options: { allowNonLoopback: boolean }, logger: Logger): Promise<AdminServer> {
+export async function startAdminServer(
+  daemon: Daemon,
+  listen: string,
+  options: { readonly allowNonLoopback: boolean; readonly applyTimes?: ApplyTimes },
+  logger: Logger,
+): Promise<AdminServer> {
   checkAdminListen(listen, options.allowNonLoopback);
   const { host, port } = parseListen(listen);
   const token = randomBytes(24).toString('hex');
-  const registry = daemonMetrics(daemon);
+  const registry = daemonMetrics(daemon, options.applyTimes);
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       logger.warn({ err }, `admin listener: ${messageOf(err)}`);

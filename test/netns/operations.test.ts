@@ -25,6 +25,11 @@ async function connectFrom(ns: TestNamespace, host: string, port: number): Promi
   return (await ns.exec(process.execPath, ['-e', script], { timeoutMs: 10_000 })).trim();
 }
 
+async function waitForOutput(daemon: RunningDaemon, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!pattern.test(daemon.output()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
 /** Runs `node -e SCRIPT` in the gateway namespace (its loopback is where the admin listener is). */
 async function inGateway(testbed: Testbed, script: string): Promise<string> {
   return testbed.gateway.exec(process.execPath, ['-e', script], { timeoutMs: 15_000 });
@@ -75,6 +80,8 @@ describeNetns('operating a gateway: control socket, metrics, status page, webhoo
   });
 
   it('sees an upnpc mapping everywhere, deletes it with upnpd delete, and the webhook hears both', async () => {
+    // The daemon answers before its admin listener is up; the metrics count from the start all the same.
+    await waitForOutput(daemon, /admin listener/);
     const { lanClient } = testbed.addresses;
     const added = await upnpc(testbed.lan, ['-u', daemon.url, '-e', 'ops test', '-a', lanClient, '7700', '7700', 'TCP', '3600']);
     expect(added.exitCode, added.output).toBe(0);
