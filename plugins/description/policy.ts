@@ -12,7 +12,7 @@ export interface DescriptionOptions {
  * C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: what could forge a
  * line in a log or a state file (miniupnpd 2.3.11 fixed lease-file injection this way).
  */
-// eslint-disable-next-line no-control-regex
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this removes
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 /**
