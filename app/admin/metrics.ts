@@ -50,7 +50,17 @@ export class ApplyTimes extends Histogram<'outcome'> {
  */
 export function daemonMetrics(daemon: Daemon, applyTimes: ApplyTimes = new ApplyTimes()): Registry {
   const registry = new Registry();
-  const upnp = () => daemon.status().frontEnds['upnp-igd'] as { requests?: Record<string, number>; subscriptions?: number; ssdpQueries?: number } | undefined;
+  // One status per scrape, not one per metric (each walks the table): prom-client runs the metrics'
+  // collect() one after another in one pass, and the status is dropped when that pass is over.
+  let current: ReturnType<Daemon['status']> | undefined;
+  const status = () => {
+    if (!current) {
+      current = daemon.status();
+      queueMicrotask(() => (current = undefined));
+    }
+    return current;
+  };
+  const upnp = () => status().frontEnds['upnp-igd'] as { requests?: Record<string, number>; subscriptions?: number; ssdpQueries?: number } | undefined;
   const metrics: Record<MetricName, unknown> = {
     upnpd_info: new Gauge({
       name: 'upnpd_info',
@@ -58,7 +68,7 @@ export function daemonMetrics(daemon: Daemon, applyTimes: ApplyTimes = new Apply
       labelNames: ['version', 'backend'],
       registers: [registry],
       collect() {
-        const s = daemon.status();
+        const s = status();
         this.reset();
         this.set({ version: s.version, backend: s.backend }, 1);
       },
@@ -68,7 +78,7 @@ export function daemonMetrics(daemon: Daemon, applyTimes: ApplyTimes = new Apply
       help: 'Seconds since the daemon started',
       registers: [registry],
       collect() {
-        this.set(daemon.status().uptimeSeconds);
+        this.set(status().uptimeSeconds);
       },
     }),
     upnpd_mappings: new Gauge({
@@ -137,8 +147,7 @@ export function daemonMetrics(daemon: Daemon, applyTimes: ApplyTimes = new Apply
       registers: [registry],
       collect() {
         this.reset();
-        for (const [policy, byRule] of Object.entries(daemon.status().refusals))
-          for (const [rule, count] of Object.entries(byRule)) this.inc({ policy, rule }, count);
+        for (const [policy, byRule] of Object.entries(status().refusals)) for (const [rule, count] of Object.entries(byRule)) this.inc({ policy, rule }, count);
       },
     }),
     upnpd_ssdp_queries_total: new Counter({
