@@ -5,7 +5,6 @@ import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import type { Protocol } from '../../core/mapping/types.js';
 import { describeNetns } from './netns.js';
 import {
-  NFT_ADMIN_FORWARD_CHAIN,
   TESTBED_ADDRESSES,
   createTestbed,
   firewallSnapshot,
@@ -21,6 +20,8 @@ import {
   type Testbed,
   type TestbedOptions,
   type UpnpcRun,
+  PUBLIC_API,
+  NFT_FORWARD_JUMP_PLUGIN,
 } from './topology.js';
 
 // The whole daemon (`node bin/upnpd.js`) in the testbed's gateway, driven by miniupnpc from the
@@ -36,8 +37,6 @@ const EXPIRY_GRACE_MS = 5_000;
 const POLL_INTERVAL_MS = 250;
 /** The lease the scenarios ask for when they do not watch it run out. */
 const LEASE = '3600';
-/** The package's public API, as a config file in any directory imports it. */
-const PUBLIC_API = new URL('../../dist/core/index.js', import.meta.url).href;
 
 /** The ports of one mapping: what the kernel's entries for it mention. */
 interface MappingPorts {
@@ -84,7 +83,7 @@ const NFTABLES: BackendUnderTest = {
     const configFile = join(scratchDir, 'upnpd.config.mjs');
     const config = [
       `import { defineConfig, nftables } from ${JSON.stringify(PUBLIC_API)};`,
-      `export default defineConfig({ plugins: [nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })] });`,
+      `export default defineConfig({ plugins: [${NFT_FORWARD_JUMP_PLUGIN}] });`,
       '',
     ].join('\n');
     await writeFile(configFile, config);

@@ -15,6 +15,8 @@ import {
   type Testbed,
   type TestbedOptions,
   type UpnpcRun,
+  PUBLIC_API,
+  NFT_FORWARD_JUMP_PLUGIN,
 } from './topology.js';
 
 // The admin reloads the firewall under a running upnpd (OpenWrt's fw4, firewalld, a script that
@@ -34,7 +36,6 @@ const RESTORED_WITHIN_MS = 5_000;
 /** One probe while waiting for the repair. */
 const PROBE_MS = 800;
 const LEASE = '3600';
-const PUBLIC_API = new URL('../../dist/core/index.js', import.meta.url).href;
 
 interface ReloadScenario {
   readonly name: string;
@@ -70,7 +71,7 @@ async function nftablesWithForwardJump(testbed: Testbed, scratchDir: string): Pr
     [
       `import { defineConfig, nftables } from ${JSON.stringify(PUBLIC_API)};`,
       // The periodic check is put far off: only `nft monitor`'s events can bring the mappings back in time.
-      `export default defineConfig({ reconcile: { intervalSeconds: 60 }, plugins: [nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })] });`,
+      `export default defineConfig({ reconcile: { intervalSeconds: 60 }, plugins: [${NFT_FORWARD_JUMP_PLUGIN}] });`,
       '',
     ].join('\n'),
   );

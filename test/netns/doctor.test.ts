@@ -4,14 +4,21 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { Finding } from '../../core/plugins/types.js';
 import { describeNetns, type TestNamespace } from './netns.js';
-import { NFT_ADMIN_FORWARD_CHAIN, createTestbed, installNftAdminFirewall, startDaemonInGateway, type RunningDaemon, type Testbed } from './topology.js';
+import {
+  createTestbed,
+  installNftAdminFirewall,
+  startDaemonInGateway,
+  type RunningDaemon,
+  type Testbed,
+  PUBLIC_API,
+  NFT_FORWARD_JUMP_PLUGIN,
+} from './topology.js';
 import { NamespaceProcess } from './namespace-process.js';
 
 // `upnpd doctor` and the start-up warnings on a real gateway (the testbed's gateway namespace):
 // each condition is reported, and no longer once fixed.
 
 const BIN = new URL('../../bin/upnpd.js', import.meta.url).pathname;
-const PUBLIC_API = new URL('../../dist/core/index.js', import.meta.url).href;
 const DOCTOR_TIMEOUT_MS = 30_000;
 const WARNING_WAIT_MS = 10_000;
 
@@ -203,7 +210,7 @@ describeNetns('upnpd doctor on a gateway whose nftables forward chain drops', ['
   });
 
   it('with the forwardJump it names: ok, before the start and while the daemon runs', async () => {
-    const config = await configFile(scratch, `nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })`);
+    const config = await configFile(scratch, NFT_FORWARD_JUMP_PLUGIN);
     expect(severityOf(await doctor(testbed, [...base(), '--config', config]), 'forward-path')).toEqual(['ok']);
     daemon = await startDaemonInGateway(testbed, [...base(), '--config', config]);
     expect(severityOf(await doctor(testbed, [...base(), '--config', config, '--http-port', '0']), 'forward-path')).toEqual(['ok']);

@@ -6,7 +6,6 @@ import { NamespaceProcess } from './namespace-process.js';
 import { oneClientLoadConfig } from '../support/load-limits.js';
 import { describeNetns } from './netns.js';
 import {
-  NFT_ADMIN_FORWARD_CHAIN,
   TESTBED_ADDRESSES,
   createTestbed,
   installNftAdminFirewall,
@@ -15,6 +14,8 @@ import {
   upnpc,
   type RunningDaemon,
   type Testbed,
+  PUBLIC_API,
+  NFT_FORWARD_JUMP_PLUGIN,
 } from './topology.js';
 
 // kill -9 under load: miniupnpc clients in the LAN namespace add (and delete) mappings as fast as
@@ -32,7 +33,6 @@ const CLIENTS = 6;
 const PORTS_PER_CLIENT = 400;
 /** The daemon is killed this long after the load started (random within). */
 const KILL_AFTER_MS: readonly [number, number] = [800, 2_500];
-const PUBLIC_API = new URL('../../dist/core/index.js', import.meta.url).href;
 
 /**
  * One upnpc loop: adds ports first..first+count-1, and deletes every 4th port it added just
@@ -92,7 +92,7 @@ describeNetns('kill -9 under load (nftables backend, real daemon)', ['ip', 'upnp
     testbed = await createTestbed({ forwardPolicy: 'ACCEPT' });
     await installNftAdminFirewall(testbed);
     const configFile = join(scratchDir, 'upnpd.config.mjs');
-    await writeFile(configFile, oneClientLoadConfig(PUBLIC_API, [`nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })`]));
+    await writeFile(configFile, oneClientLoadConfig(PUBLIC_API, [NFT_FORWARD_JUMP_PLUGIN]));
     daemonArgs = ['--lan', testbed.lanInterface, '--wan', testbed.wanInterface, '--config', configFile, '--state-dir', join(scratchDir, 'state')];
   });
 

@@ -5,7 +5,16 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ListedMapping } from '../../app/control/protocol.js';
 import { describeNetns } from './netns.js';
 import { NamespaceProcess } from './namespace-process.js';
-import { NFT_ADMIN_FORWARD_CHAIN, createTestbed, installNftAdminFirewall, startDaemonInGateway, upnpc, type RunningDaemon, type Testbed } from './topology.js';
+import {
+  createTestbed,
+  installNftAdminFirewall,
+  startDaemonInGateway,
+  upnpc,
+  type RunningDaemon,
+  type Testbed,
+  PUBLIC_API,
+  NFT_FORWARD_JUMP_PLUGIN,
+} from './topology.js';
 import type { TestNamespace } from './netns.js';
 
 // An admin operating a real gateway (nftables backend, the testbed's gateway namespace): a client
@@ -14,7 +23,6 @@ import type { TestNamespace } from './netns.js';
 // from the WAN side.
 
 const BIN = new URL('../../bin/upnpd.js', import.meta.url).pathname;
-const PUBLIC_API = new URL('../../dist/core/index.js', import.meta.url).href;
 const ADMIN_PORT = 9191;
 const WEBHOOK_PORT = 9292;
 const WAIT_MS = 10_000;
@@ -57,7 +65,7 @@ describeNetns('operating a gateway: control socket, metrics, status page, webhoo
     await writeFile(
       config,
       `import { defineConfig, nftables, notifications } from ${JSON.stringify(PUBLIC_API)};\n` +
-        `export default defineConfig({ plugins: [nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} }), notifications({ webhook: { url: 'http://127.0.0.1:${WEBHOOK_PORT}/hook' } })] });\n`,
+        `export default defineConfig({ plugins: [${NFT_FORWARD_JUMP_PLUGIN}, notifications({ webhook: { url: 'http://127.0.0.1:${WEBHOOK_PORT}/hook' } })] });\n`,
     );
     daemon = await startDaemonInGateway(testbed, [
       '--lan',

@@ -379,6 +379,12 @@ export function parseUpnpcListing(output: string): ListedMapping[] {
 /** The admin's nftables forward chain (installNftAdminFirewall), for the nftables backend's `forwardJump`. */
 export const NFT_ADMIN_FORWARD_CHAIN = { family: 'inet', table: 'filter', chain: 'forward' } as const;
 
+/** The package's public API as built (dist/), for config files written by tests in any directory. */
+export const PUBLIC_API = new URL('../../dist/core/index.js', import.meta.url).href;
+
+/** The nftables backend accepting mapped flows in the admin's forward chain, as config-file source text. */
+export const NFT_FORWARD_JUMP_PLUGIN = `nftables({ forwardJump: ${JSON.stringify(NFT_ADMIN_FORWARD_CHAIN)} })`;
+
 /**
  * The admin's firewall written in nftables rather than iptables: forwarded traffic is dropped
  * unless it is a reply or leaves the LAN. For a testbed created with `forwardPolicy: 'ACCEPT'`, so
