@@ -5,6 +5,7 @@ import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
 import { ClientSlots } from '../../limits/client-slots.js';
 import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
+import { Ipv6Lan, parseIpv6 } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
 import { sendReply, statusReply } from './reply.js';
 import type { RequestHandler } from './routes.js';
@@ -52,6 +53,11 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 export interface UpnpHttpServerOptions {
   /** The LAN addresses to listen on; their subnets are the only peers served. */
   readonly lan: readonly InterfaceAddress[];
+  /**
+   * The LAN IPv6 addresses to listen on as well (link-local ones with their zone); peers must be
+   * on their on-link prefixes, or link-local on a LAN interface. None when not given.
+   */
+  readonly lanIpv6?: Ipv6Lan;
   /** 0: any free port (then the same port on every address). */
   readonly port: number;
   readonly serverString: string;
@@ -72,12 +78,14 @@ export class UpnpHttpServer {
   readonly limits: HttpLimits;
   private readonly servers: Server[] = [];
   private readonly lanSubnets: SubnetSet;
+  private readonly lanIpv6: Ipv6Lan;
   private readonly connections: ClientSlots;
   private boundPort = 0;
 
   constructor(private readonly options: UpnpHttpServerOptions) {
     this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
     this.lanSubnets = new SubnetSet(options.lan);
+    this.lanIpv6 = options.lanIpv6 ?? new Ipv6Lan([]);
     this.connections = new ClientSlots(this.limits.maxConnectionsPerClient);
   }
 
@@ -86,14 +94,18 @@ export class UpnpHttpServer {
     return this.boundPort;
   }
 
-  /** Listens on every LAN address: the first picks the port (if 0), the others use the same one. */
+  /**
+   * Listens on every LAN address, IPv4 then IPv6: the first picks the port (if 0), the others use
+   * the same one. A link-local address is bound with its zone, so only its interface reaches it.
+   */
   async start(): Promise<void> {
     if (this.options.lan.length === 0) throw new Error('no LAN address to listen on');
+    const hosts = [...this.options.lan.map((a) => a.address), ...this.lanIpv6.addresses.map((a) => (a.linkLocal ? `${a.address}%${a.interface}` : a.address))];
     try {
-      for (const lan of this.options.lan) {
+      for (const host of hosts) {
         const server = this.createServer();
         this.servers.push(server);
-        await listen(server, lan.address, this.boundPort || this.options.port);
+        await listen(server, host, this.boundPort || this.options.port);
         this.boundPort = (server.address() as { port: number }).port;
       }
     } catch (err) {
@@ -172,14 +184,14 @@ export class UpnpHttpServer {
 
   /** The status that refuses this request before any handler sees it, or undefined. */
   private refusal(req: IncomingMessage, peer: string): number | undefined {
-    if (!this.lanSubnets.contains(peer)) return 403;
+    if (!this.lanSubnets.contains(peer) && !this.lanIpv6.contains(peer)) return 403;
     const host = req.headers.host;
     // HTTP/1.1 requests without Host never get here (Node answers 400); HTTP/1.0 may omit it.
     if (host !== undefined) {
       const target = parseHost(host);
       if (!target) return 400;
-      const ours = this.options.lan.some((a) => a.address === target.address) && (target.port ?? 80) === this.boundPort;
-      if (!ours) return 403;
+      const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.options.lan.some((a) => a.address === target.address);
+      if (!ourAddress || (target.port ?? 80) !== this.boundPort) return 403;
     }
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.limits.maxBodyBytes) return 413;
@@ -187,11 +199,17 @@ export class UpnpHttpServer {
   }
 }
 
-/** `a.b.c.d[:port]`; names are refused (a name in Host is how DNS rebinding looks). */
-function parseHost(host: string): { address: string; port: number | undefined } | undefined {
-  const match = /^([\d.]+)(?::(\d{1,5}))?$/.exec(host.trim());
-  if (!match || !isIPv4(match[1]!)) return undefined;
-  return { address: match[1]!, port: match[2] === undefined ? undefined : Number(match[2]) };
+/**
+ * `a.b.c.d[:port]`, `[2001:db8::1][:port]`, or with a zone as RFC 6874 writes it
+ * (`[fe80::1%25eth0]`, also the raw `%eth0` some clients send). The zone names an interface of
+ * the client, so it is not compared. Names are refused (a name in Host is how DNS rebinding looks).
+ */
+export function parseHost(host: string): { address: string; ipv6: boolean; port: number | undefined } | undefined {
+  const match = /^(?:([\d.]+)|\[([0-9A-Fa-f:.]+)(?:%(?:25)?[\w.@:-]{1,15})?\])(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!match) return undefined;
+  const port = match[3] === undefined ? undefined : Number(match[3]);
+  if (match[1] !== undefined) return isIPv4(match[1]) ? { address: match[1], ipv6: false, port } : undefined;
+  return parseIpv6(match[2]!) ? { address: match[2]!, ipv6: true, port } : undefined;
 }
 
 function listen(server: Server, address: string, port: number): Promise<void> {
