@@ -26,6 +26,9 @@ function describeLan(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): string
   return [...lan.map((a) => `${a.interface}:${a.address}/${a.prefixLength}`).sort(), ...lanIpv6.describe()].join(', ');
 }
 
+/** The UPnP front-end as a LAN change sees it: its BOOTID and HTTP port carry over to its replacement. */
+type UpnpFrontEnd = FrontEnd & { readonly bootId?: number; readonly httpPort?: number };
+
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
 
@@ -171,7 +174,7 @@ export class Daemon {
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
-    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], servedIpv6: Ipv6Lan, announcedBootId: number | undefined) =>
+    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], servedIpv6: Ipv6Lan, announcedBootId: number | undefined, previousHttpPort?: number) =>
       new UpnpIgdFrontEnd({
         config,
         limits,
@@ -182,6 +185,7 @@ export class Daemon {
         clock,
         lan: servedLan,
         lanIpv6: servedIpv6,
+        preferredHttpPort: previousHttpPort,
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       });
     const frontEnds: FrontEnd[] = [upnpFrontEnd(lan, lanIpv6, bootId)];
@@ -211,7 +215,12 @@ export class Daemon {
     rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
     if (!(config.dryRun && !config.lanFromCommandLine))
-      daemon.watchLan(lan, network, (servedLan, servedIpv6, nextBootId) => upnpFrontEnd(servedLan, servedIpv6, nextBootId), rememberOwnPorts);
+      daemon.watchLan(
+        lan,
+        network,
+        (servedLan, servedIpv6, nextBootId, previousHttpPort) => upnpFrontEnd(servedLan, servedIpv6, nextBootId, previousHttpPort),
+        rememberOwnPorts,
+      );
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
@@ -236,7 +245,7 @@ export class Daemon {
   private watchLan(
     initial: readonly InterfaceAddress[],
     network: NetworkInfo,
-    create: (lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan, bootId: number | undefined) => FrontEnd & { readonly bootId?: number },
+    create: (lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan, bootId: number | undefined, previousHttpPort: number | undefined) => UpnpFrontEnd,
     started: (frontEnds: readonly FrontEnd[]) => void,
   ): void {
     let current = describeLan(initial, this.servedIpv6);
@@ -257,14 +266,14 @@ export class Daemon {
           const nextIpv6 = new Ipv6Lan(lanIpv6Addresses(this.config, network));
           const described = describeLan(next, nextIpv6);
           if (described === current) return;
-          const old = this.frontEndList.find((f): f is FrontEnd & { readonly bootId?: number } => f.name === 'upnp-igd');
+          const old = this.frontEndList.find((f): f is UpnpFrontEnd => f.name === 'upnp-igd');
           const nextBootId = this.config.stateDir ? await persistedBootId(this.config.stateDir, this.logger) : (old?.bootId ?? 0) + 1;
           this.logger.info(
             { previous: current, current: described, bootId: nextBootId },
             `LAN addresses changed (${current} -> ${described}): re-announcing with BOOTID ${nextBootId}; policies keep the LAN subnets of the start until a restart`,
           );
           await old?.stop().catch((err: unknown) => this.logger.error({ err }, `stopping the UPnP front-end failed: ${messageOf(err)}`));
-          const replacement = create(next, nextIpv6, nextBootId);
+          const replacement = create(next, nextIpv6, nextBootId, old?.httpPort);
           this.frontEndList = [...this.frontEndList.filter((f) => f !== old), replacement];
           await replacement.start().then(
             () => started([replacement]),

@@ -33,6 +33,8 @@ export interface UpnpIgdFrontEndOptions {
   readonly lan: readonly InterfaceAddress[];
   /** The LAN IPv6 addresses to serve as well (none when not given). */
   readonly lanIpv6?: Ipv6Lan;
+  /** With `httpPort` 0: the HTTP port to try first (that of the front-end this one replaces). */
+  readonly preferredHttpPort?: number;
   /** SSDP port; 1900 unless a test needs another. */
   readonly ssdpPort?: number;
   /** BOOTID.UPNP.ORG for this start (persisted with a state directory); from the clock when not given. */
@@ -67,6 +69,11 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private advertiser: SsdpAdvertiser | undefined;
   private readonly control: SoapControl;
   private announcedBootId: number | undefined;
+
+  /** The HTTP port listened on (once started). */
+  get httpPort(): number {
+    return this.http.port;
+  }
 
   /** The BOOTID.UPNP.ORG announced (once started). */
   get bootId(): number | undefined {
@@ -122,6 +129,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       lan,
       lanIpv6: options.lanIpv6,
       port: config.httpPort,
+      preferredPort: options.preferredHttpPort,
       serverString: this.serverString,
       logger: this.log,
       handler: routes.dispatch,

@@ -78,6 +78,8 @@ export interface IgdFixtureOptions {
   readonly lan?: readonly InterfaceAddress[];
   /** The LAN IPv6 addresses served as well (none by default). */
   readonly lanIpv6?: Ipv6Lan;
+  /** The HTTP port to try first (as after a LAN change). */
+  readonly preferredHttpPort?: number;
   readonly secureMode?: boolean;
   readonly lease?: LeasePolicy;
   readonly httpLimits?: Partial<HttpLimits>;
@@ -131,6 +133,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     clock,
     lan,
     lanIpv6: options.lanIpv6,
+    preferredHttpPort: options.preferredHttpPort,
     ssdpPort,
     httpLimits: options.httpLimits,
     onExternalAddressChange: (event) => externalAddressChanges.push(event),

@@ -60,6 +60,11 @@ export interface UpnpHttpServerOptions {
   readonly lanIpv6?: Ipv6Lan;
   /** 0: any free port (then the same port on every address). */
   readonly port: number;
+  /**
+   * With `port` 0: the port to try first (that of the previous start, so that the URLs clients
+   * cached stay valid across a LAN address change); any free port when it is taken.
+   */
+  readonly preferredPort?: number;
   readonly serverString: string;
   readonly logger: Logger;
   readonly handler: RequestHandler;
@@ -101,11 +106,23 @@ export class UpnpHttpServer {
   async start(): Promise<void> {
     if (this.options.lan.length === 0) throw new Error('no LAN address to listen on');
     const hosts = [...this.options.lan.map((a) => a.address), ...this.lanIpv6.addresses.map((a) => (a.linkLocal ? `${a.address}%${a.interface}` : a.address))];
+    const preferred = this.options.port === 0 ? this.options.preferredPort : undefined;
+    try {
+      await this.listenOn(hosts, preferred ?? this.options.port);
+    } catch (err) {
+      if (preferred === undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      this.options.logger.info({ port: preferred }, `HTTP port ${preferred} is taken now: listening on another`);
+      await this.listenOn(hosts, 0);
+    }
+  }
+
+  private async listenOn(hosts: readonly string[], port: number): Promise<void> {
+    this.boundPort = 0;
     try {
       for (const host of hosts) {
         const server = this.createServer();
         this.servers.push(server);
-        await listen(server, host, this.boundPort || this.options.port);
+        await listen(server, host, this.boundPort || port);
         this.boundPort = (server.address() as { port: number }).port;
       }
     } catch (err) {
