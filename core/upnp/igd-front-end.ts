@@ -154,7 +154,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     await this.http.start();
     this.advertiser = new SsdpAdvertiser({
       interfaces: lan,
-      location: (address: InterfaceAddress, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
+      ipv6: this.options.lanIpv6,
+      location: (address, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
       udns: this.udns,
       igdVersion: this.views[0]!.version,
       bootId: (this.announcedBootId = this.options.bootId ?? clockBootId()),

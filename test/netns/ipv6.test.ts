@@ -1,5 +1,6 @@
 import { beforeAll, expect, it } from 'vitest';
 import { describeNetns, type TestNamespace } from './netns.js';
+import { NamespaceProcess } from './namespace-process.js';
 import {
   HOST_INTERFACE,
   TESTBED_ADDRESSES,
@@ -16,6 +17,8 @@ import {
 // HTTP and SSDP over IPv6 on the LAN, the LAN checks, and nothing on the WAN side.
 
 const HTTP_TIMEOUT_MS = 3_000;
+/** A counter table in the gateway, only while a test looks at what arrives on its WAN interface. */
+const SSDP_PROBE_TABLE = 'upnpdt_ssdp6_probe';
 
 /**
  * GETs host:port/path (host may be a link-local address with its zone: a WHATWG URL cannot carry
@@ -32,6 +35,72 @@ const request = require('node:http').get({ host: job.host, port: job.port, path:
 request.on('timeout', () => request.destroy(Object.assign(new Error('timed out'), { code: 'TIMEOUT' })));
 request.on('error', (err) => console.log(JSON.stringify({ error: err.code || err.message })));
 `;
+
+const SSDP_PORT = 1900;
+const SEARCH_WAIT_MS = 2_500;
+const NOTICE_MS = 10_000;
+const IGD = 'urn:schemas-upnp-org:device:InternetGatewayDevice';
+
+/**
+ * Sends one M-SEARCH (MX 1) over IPv6 from job.bind (an address, with its zone when link-local) to
+ * job.to (a group with its zone, or a unicast address); prints the answers as JSON.
+ */
+const SSDP_SEARCH_6 = `
+const job = JSON.parse(process.argv[1]);
+const socket = require('node:dgram').createSocket({ type: 'udp6', ipv6Only: true });
+const replies = [];
+socket.on('message', (msg, peer) => replies.push({ from: peer.address, text: msg.toString('latin1') }));
+socket.on('error', (err) => { console.error(err.message); process.exit(1); });
+socket.bind(0, job.bind, () => {
+  if (job.multicastInterface) socket.setMulticastInterface(job.multicastInterface);
+  const message = ['M-SEARCH * HTTP/1.1', 'HOST: [FF02::C]:${SSDP_PORT}', 'MAN: "ssdp:discover"', 'MX: 1', 'ST: ' + job.searchTarget, '', ''];
+  socket.send(message.join('\\r\\n'), ${SSDP_PORT}, job.to);
+  setTimeout(() => { console.log(JSON.stringify(replies)); process.exit(0); }, ${SEARCH_WAIT_MS});
+});
+`;
+
+/**
+ * Listens on [::]:1900 in the ff02::c group of the host interface and on 239.255.255.250:1900;
+ * prints a line per NOTIFY for upnp:rootdevice: family, NTS, LOCATION, BOOTID, CONFIGID.
+ */
+const NOTIFY_LISTENER = `
+const [iface, ipv4] = process.argv.slice(1);
+const dgram = require('node:dgram');
+const header = (text, name) => ((new RegExp('^' + name + ': *(.*)$', 'im').exec(text) || [])[1] || '-').trim();
+const onMessage = (family) => (msg) => {
+  const text = msg.toString('latin1');
+  if (!/^NOTIFY/.test(text) || !/^NT: *upnp:rootdevice/im.test(text)) return;
+  console.log(['NOTIFY', family, header(text, 'NTS'), header(text, 'LOCATION'), header(text, 'BOOTID.UPNP.ORG'), header(text, 'CONFIGID.UPNP.ORG')].join(' '));
+};
+const v6 = dgram.createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: true });
+const v4 = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+v6.on('message', onMessage('v6'));
+v4.on('message', onMessage('v4'));
+v6.bind(${SSDP_PORT}, '::', () => {
+  v6.addMembership('ff02::c', '::%' + iface);
+  v4.bind(${SSDP_PORT}, () => {
+    v4.addMembership('239.255.255.250', ipv4);
+    console.log('listening');
+  });
+});
+setTimeout(() => process.exit(0), 120000);
+`;
+
+interface SsdpReply {
+  readonly from: string;
+  readonly text: string;
+}
+
+async function mSearch6(ns: TestNamespace, job: { bind: string; to: string; multicastInterface?: string; searchTarget?: string }): Promise<SsdpReply[]> {
+  const stdout = await ns.exec(process.execPath, ['-e', SSDP_SEARCH_6, JSON.stringify({ searchTarget: `${IGD}:1`, ...job })], {
+    timeoutMs: SEARCH_WAIT_MS + 10_000,
+  });
+  return JSON.parse(stdout) as SsdpReply[];
+}
+
+function header(text: string, name: string): string | undefined {
+  return new RegExp(`^${name}: *(.*?)\r?$`, 'im').exec(text)?.[1];
+}
 
 type HttpOutcome = { readonly status: number; readonly body: string } | { readonly error: string };
 
@@ -115,5 +184,110 @@ describeNetns('upnpd over IPv6 on the LAN of the testbed', ['ip', 'upnpc', 'nft'
       hostHeader: `[${a6.gatewayLanLinkLocal}]:${port}`,
     });
     expect('status' in lanLinkLocal).toBe(false);
+  });
+
+  it('upnpc -6 discovers it over IPv6 and reads the external address; LOCATION names the LAN global address', async () => {
+    const status = await upnpc(testbed.lan, ['-6', '-i', '-m', HOST_INTERFACE, '-s']);
+    expectSucceeded(status);
+    expect(status.output).toContain(`desc: http://[${a6.gatewayLan}]:${port}/rootDesc1.xml`);
+    expect(status.output).toContain(`ExternalIPAddress = ${a.gatewayWan}`);
+    const listed = await upnpc(testbed.lan, ['-6', '-i', '-m', HOST_INTERFACE, '-l']);
+    expectSucceeded(listed);
+  });
+
+  it("answers M-SEARCH on ff02::c and ff05::c, and unicast, from an address of the requester's scope, with the same BOOTID and CONFIGID as over IPv4", async () => {
+    const overIpv4 = await upnpc(testbed.lan, ['-i', '-m', a.lanClient, '-s']);
+    expectSucceeded(overIpv4);
+    const cases = [
+      { bind: `${a6.lanClientLinkLocal}%${HOST_INTERFACE}`, to: `ff02::c%${HOST_INTERFACE}`, from: `${a6.gatewayLanLinkLocal}%${HOST_INTERFACE}` },
+      { bind: a6.lanClient, to: `ff02::c%${HOST_INTERFACE}`, from: a6.gatewayLan },
+      { bind: a6.lanClient, to: `ff05::c`, from: a6.gatewayLan },
+      { bind: a6.lanClient, to: a6.gatewayLan, from: a6.gatewayLan },
+      {
+        bind: `${a6.lanClientLinkLocal}%${HOST_INTERFACE}`,
+        to: `${a6.gatewayLanLinkLocal}%${HOST_INTERFACE}`,
+        from: `${a6.gatewayLanLinkLocal}%${HOST_INTERFACE}`,
+      },
+    ];
+    const seen = new Set<string>();
+    for (const job of cases) {
+      const replies = await mSearch6(testbed.lan, { ...job, multicastInterface: `::%${HOST_INTERFACE}` });
+      expect(
+        replies.map((r) => r.from),
+        JSON.stringify(job),
+      ).toEqual([job.from]);
+      const text = replies[0]!.text;
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(header(text, 'LOCATION')).toBe(`http://[${a6.gatewayLan}]:${port}/rootDesc1.xml`);
+      seen.add(`${header(text, 'BOOTID.UPNP.ORG')} ${header(text, 'CONFIGID.UPNP.ORG')}`);
+    }
+    expect(seen.size).toBe(1);
+    // The IPv4 answers carry the same pair.
+    const v4 = await mSearch6(testbed.lan, { bind: a6.lanClient, to: a6.gatewayLan });
+    expect(seen).toContain(`${header(v4[0]!.text, 'BOOTID.UPNP.ORG')} ${header(v4[0]!.text, 'CONFIGID.UPNP.ORG')}`);
+  });
+
+  it('answers no IPv6 source outside the LAN prefixes, even on the LAN link', async () => {
+    const outside = '2001:db8:99::10';
+    await testbed.lan.exec('ip', ['-6', 'addr', 'add', `${outside}/128`, 'dev', HOST_INTERFACE, 'nodad']);
+    try {
+      // The same search from the client's LAN address is answered (see above); from this one, nothing.
+      expect(await mSearch6(testbed.lan, { bind: outside, to: a6.gatewayLan })).toEqual([]);
+      expect(await mSearch6(testbed.lan, { bind: outside, to: `ff05::c`, multicastInterface: `::%${HOST_INTERFACE}` })).toEqual([]);
+    } finally {
+      await testbed.lan.exec('ip', ['-6', 'addr', 'del', `${outside}/128`, 'dev', HOST_INTERFACE]);
+    }
+  });
+
+  it('answers nothing on the WAN side over IPv6: multicast and unicast M-SEARCH, to every gateway address', async () => {
+    // Counts the searches arriving on the WAN interface, so that "no answer" cannot mean "never arrived".
+    const probe = `table ip6 ${SSDP_PROBE_TABLE} { chain prerouting { type filter hook prerouting priority raw; iifname "${testbed.wanInterface}" udp dport ${SSDP_PORT} counter; }; }`;
+    await testbed.gateway.exec('nft', ['-f', '-'], { input: probe });
+    try {
+      const fromWan = (bind: string, to: string) => mSearch6(testbed.wan, { bind, to, multicastInterface: `::%${HOST_INTERFACE}`, searchTarget: 'ssdp:all' });
+      const linkLocal = `${a6.wanHostLinkLocal}%${HOST_INTERFACE}`;
+      expect(await fromWan(linkLocal, `ff02::c%${HOST_INTERFACE}`)).toEqual([]);
+      expect(await fromWan(a6.wanHost, `ff02::c%${HOST_INTERFACE}`)).toEqual([]);
+      expect(await fromWan(a6.wanHost, 'ff05::c')).toEqual([]);
+      expect(await fromWan(a6.wanHost, a6.gatewayWan)).toEqual([]);
+      expect(await fromWan(linkLocal, `${a6.gatewayWanLinkLocal}%${HOST_INTERFACE}`)).toEqual([]);
+      expect(await fromWan(a6.wanHost, a6.gatewayLan)).toEqual([]);
+      const counted = await testbed.gateway.exec('nft', ['list', 'table', 'ip6', SSDP_PROBE_TABLE]);
+      expect(counted).toMatch(/counter packets 6 /);
+    } finally {
+      await testbed.gateway.exec('nft', ['delete', 'table', 'ip6', SSDP_PROBE_TABLE]);
+    }
+  });
+
+  // Last: it renumbers the LAN.
+  it('a new LAN prefix: byebye, then alive on ff02::c with the new LOCATION and the next BOOTID; served there', async () => {
+    const listener = NamespaceProcess.start(testbed.lan, [process.execPath, '-e', NOTIFY_LISTENER, HOST_INTERFACE, a.lanClient]);
+    try {
+      await listener.waitFor(/^listening$/m, NOTICE_MS);
+      const renumbered = '2001:db8:78::1';
+      // The client takes an address in the new prefix too, as SLAAC would give it.
+      await testbed.lan.exec('ip', ['-6', 'addr', 'add', '2001:db8:78::10/64', 'dev', HOST_INTERFACE, 'nodad']);
+      await testbed.gateway.exec('ip', ['-6', 'addr', 'add', `${renumbered}/64`, 'dev', testbed.lanInterface, 'nodad']);
+      await testbed.gateway.exec('ip', ['-6', 'addr', 'del', `${a6.gatewayLan}/64`, 'dev', testbed.lanInterface]);
+      const newLocation = `http://[${renumbered}]:${port}/rootDesc.xml`;
+      const [alive] = await listener.waitFor(new RegExp(`^NOTIFY v6 ssdp:alive ${newLocation.replace(/[.[\]]/g, '\\$&')} (\\d+) (\\d+)$`, 'm'), NOTICE_MS);
+      const lines = listener
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('NOTIFY'));
+      const byebye = lines.findIndex((l) => l.startsWith('NOTIFY v6 ssdp:byebye'));
+      expect(byebye).toBeGreaterThanOrEqual(0);
+      expect(byebye).toBeLessThan(lines.indexOf(alive));
+      const [, , , , bootId, configId] = alive.split(' ');
+      const [, , , , oldBootId] = lines[byebye]!.split(' ');
+      expect(Number(bootId)).toBe(Number(oldBootId) + 1);
+      // IPv4 is re-announced with the same BOOTID and CONFIGID.
+      await listener.waitFor(new RegExp(`^NOTIFY v4 ssdp:alive http://\\S+ ${bootId} ${configId}$`, 'm'), NOTICE_MS);
+      const served = await httpGet(testbed.lan, { host: renumbered, port, hostHeader: `[${renumbered}]:${port}` });
+      expect(served).toMatchObject({ status: 200 });
+      expect(await httpGet(testbed.lan, { host: renumbered, port, hostHeader: `[${a6.gatewayLan}]:${port}` })).toMatchObject({ status: 403 });
+    } finally {
+      await listener.kill();
+    }
   });
 });
