@@ -1,4 +1,7 @@
-import { beforeAll, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeNetns, type TestNamespace } from './netns.js';
 import { NamespaceProcess } from './namespace-process.js';
 import {
@@ -289,5 +292,27 @@ describeNetns('upnpd over IPv6 on the LAN of the testbed', ['ip', 'upnpc', 'nft'
     } finally {
       await listener.kill();
     }
+  });
+});
+
+describeNetns('upnpd over IPv6 with secureMode: false', ['ip', 'upnpc'], () => {
+  const a = TESTBED_ADDRESSES;
+  const a6 = TESTBED_IPV6_ADDRESSES;
+  let dir: string | undefined;
+  afterAll(() => dir && rmSync(dir, { recursive: true, force: true }));
+  const running = useTestbedDaemon({ ipv6: true }, (testbed) => {
+    dir = mkdtempSync(join(tmpdir(), 'upnpdt-v6-'));
+    const configFile = join(dir, 'upnpd.config.mjs');
+    writeFileSync(configFile, 'export default { secureMode: false };\n');
+    return ['--dry-run', '--lan', testbed.lanInterface, '--config', configFile];
+  });
+
+  it('upnpc -6 adds an IPv4 mapping over the IPv6 control connection and lists it', async () => {
+    const { testbed } = running;
+    const add = await upnpc(testbed.lan, ['-6', '-i', '-m', HOST_INTERFACE, '-e', 'over v6', '-a', a.lanClient, '9400', '9400', 'UDP', '600']);
+    expect(add.exitCode, add.output).toBe(0);
+    const listed = await upnpc(testbed.lan, ['-6', '-i', '-m', HOST_INTERFACE, '-l']);
+    expect(listed.output).toContain(`desc: http://[${a6.gatewayLan}]:`);
+    expect(parseUpnpcListing(listed.output)).toMatchObject([{ protocol: 'UDP', externalPort: 9400, internalClient: a.lanClient, description: 'over v6' }]);
   });
 });
