@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Ipv6Lan, readIpv6Addresses } from '../../core/net/ipv6.js';
@@ -41,6 +42,34 @@ describeRequiring('HTTP over IPv6 (::1)', Promise.resolve(LOOPBACK_IPV6.length =
     expect((await get(`[::1]`)).status).toBe(403);
     expect((await get(`localhost:${f.port}`)).status).toBe(400);
     expect((await get(`::1:${f.port}`)).status).toBe(400);
+  });
+
+  it('accepts a GENA subscription from an IPv6 client whose CALLBACK names its own address, and delivers the initial event there', async () => {
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      received.push(`${req.method} ${req.url} SEQ ${String(req.headers['seq'])}`);
+      res.writeHead(200, { 'Content-Length': '0' }).end();
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '::1', resolve));
+    const callbackPort = (receiver.address() as { port: number }).port;
+    try {
+      const subscribe = (callback: string) =>
+        rawRequest(
+          f.port,
+          [`SUBSCRIBE /igd2/WANIPConn/events HTTP/1.1`, `Host: [::1]:${f.port}`, `CALLBACK: <${callback}>`, 'NT: upnp:event', 'TIMEOUT: Second-1800'].join(
+            '\r\n',
+          ),
+          '',
+          { address: '::1' },
+        );
+      expect((await subscribe(`http://[::1]:${callbackPort}/ev`)).status).toBe(200);
+      await expect.poll(() => received, { timeout: 5_000 }).toContain('NOTIFY /ev SEQ 0');
+      // Another address than its own is refused (CallStranger).
+      expect((await subscribe(`http://[::2]:${callbackPort}/ev`)).status).toBe(412);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
   });
 
   it('counts connections per IPv6 client: one over the share is closed, an IPv4 client is another client', async () => {
