@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ipv6Lan, readIpv6Addresses } from '../../core/net/ipv6.js';
 import { describeRequiring } from '../support/requirements.js';
 import { rawRequest, startIgd, type IgdFixture } from './fixture.js';
@@ -91,6 +91,18 @@ describeRequiring('HTTP over IPv6 (::1)', Promise.resolve(LOOPBACK_IPV6.length =
       expect(v4.status).toBe(200);
     } finally {
       for (const socket of held) socket.destroy();
+    }
+  });
+});
+
+describe('an IPv6 address that cannot be bound', () => {
+  it('is left out: the front-end starts and serves IPv4 (HTTP and SSDP) all the same', async () => {
+    const gone = new Ipv6Lan([{ interface: 'lo', address: '2001:db8::dead', prefixLength: 64, scopeId: 1, linkLocal: false }]);
+    const f = await startIgd({ lanIpv6: gone });
+    try {
+      expect((await rawRequest(f.port, `GET /rootDesc.xml HTTP/1.1\r\nHost: ${f.host}`)).status).toBe(200);
+    } finally {
+      await f.close();
     }
   });
 });

@@ -105,7 +105,7 @@ export class UpnpHttpServer {
    */
   async start(): Promise<void> {
     if (this.options.lan.length === 0) throw new Error('no LAN address to listen on');
-    const hosts = [...this.options.lan.map((a) => a.address), ...this.lanIpv6.addresses.map((a) => (a.linkLocal ? `${a.address}%${a.interface}` : a.address))];
+    const hosts = this.options.lan.map((a) => a.address);
     const preferred = this.options.port === 0 ? this.options.preferredPort : undefined;
     try {
       await this.listenOn(hosts, preferred ?? this.options.port);
@@ -113,6 +113,21 @@ export class UpnpHttpServer {
       if (preferred === undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
       this.options.logger.info({ port: preferred }, `HTTP port ${preferred} is taken now: listening on another`);
       await this.listenOn(hosts, 0);
+    }
+    // IPv6 comes on top of IPv4: an address that cannot be bound (gone since it was read, its port
+    // taken) is left out with a warning, and IPv4 is served all the same.
+    for (const a of this.lanIpv6.addresses) {
+      const host = a.linkLocal ? `${a.address}%${a.interface}` : a.address;
+      const server = this.createServer();
+      try {
+        await listen(server, host, this.boundPort);
+        this.servers.push(server);
+      } catch (err) {
+        this.options.logger.warn(
+          { address: host, port: this.boundPort, err: messageOf(err) },
+          `HTTP cannot listen on ${host}: ${messageOf(err)}; not served there`,
+        );
+      }
     }
   }
 

@@ -159,15 +159,19 @@ export class SsdpAdvertiser {
 
   private async openSockets(): Promise<void> {
     const ipv6 = this.options.ipv6?.addresses ?? [];
-    const opened = await Promise.allSettled([
-      ...this.options.interfaces.map((lan) => this.openEndpoint(lan.interface, lan.address, lan, undefined)),
-      ...ipv6.map((lan) =>
-        this.openEndpoint(lan.interface, lan.linkLocal ? `${lan.address}%${lan.interface}` : lan.address, preferredLocation(lan.interface, ipv6), lan),
-      ),
-    ]);
+    const opened = await Promise.allSettled(this.options.interfaces.map((lan) => this.openEndpoint(lan.interface, lan.address, lan, undefined)));
     for (const result of opened) if (result.status === 'fulfilled') this.endpoints.push(result.value);
     const failed = opened.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
+    // IPv6 comes on top of IPv4: an address that cannot be bound is left out with a warning.
+    for (const lan of ipv6) {
+      const address = lan.linkLocal ? `${lan.address}%${lan.interface}` : lan.address;
+      try {
+        this.endpoints.push(await this.openEndpoint(lan.interface, address, preferredLocation(lan.interface, ipv6), lan));
+      } catch (err) {
+        this.log.warn({ interface: lan.interface, address, err: messageOf(err) }, `SSDP cannot listen on ${address}: ${messageOf(err)}; not served there`);
+      }
+    }
 
     const ipv4 = this.endpoints.filter((e) => !e.ipv6);
     const groupSocket = await this.openGroupSocket('udp4', this.group, (source) => {
