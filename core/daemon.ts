@@ -230,15 +230,16 @@ export class Daemon {
           for (const old of [...this.frontEndList].reverse()) {
             await old.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${old.name} failed: ${messageOf(err)}`));
           }
-          this.frontEndList = [];
-          for (const build of builders) {
-            const replacement = await build(next, { lanChanged: true });
-            this.frontEndList.push(replacement);
-            await replacement.start().then(
-              () => started([replacement]),
-              (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
-            );
-          }
+          this.frontEndList = await Promise.all(builders.map((build) => build(next, { lanChanged: true })));
+          // Together: one front-end's slow start (SSDP's announcements) does not keep the others silent.
+          await Promise.all(
+            this.frontEndList.map((replacement) =>
+              replacement.start().then(
+                () => started([replacement]),
+                (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
+              ),
+            ),
+          );
           current = describeLan(next);
         });
       }, LAN_CHANGE_SETTLE_MS);
@@ -368,6 +369,7 @@ function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services
   const upnpBuilder: FrontEndBuilder = async (lan, when) => {
     // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
     const bootId = !when?.lanChanged ? services.bootId : config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1;
+    if (when?.lanChanged) logger.info({ bootId }, `LAN addresses changed (UPnP IGD): re-announcing with BOOTID ${bootId}`);
     upnp = new UpnpIgdFrontEnd({ config, limits, bootId, logger, mappings, network, clock, lan, wan });
     return upnp;
   };
