@@ -17,6 +17,7 @@ import { PluginDriver } from './plugins/driver.js';
 import type { RefusalRegistry } from './plugins/refusals.js';
 import { isPluginSpec, type Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd, upnpdVersion } from './upnp/index.js';
+import { WanConnection } from './net/wan-connection.js';
 import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 
 /** Address events of one renumbering arrive together: the LAN is looked at again this long after the last. */
@@ -27,7 +28,6 @@ function describeLan(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): string
 }
 
 /** The UPnP front-end as a LAN change sees it: its BOOTID and HTTP port carry over to its replacement. */
-type UpnpFrontEnd = FrontEnd & { readonly bootId?: number; readonly httpPort?: number };
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
@@ -118,6 +118,7 @@ export class Daemon {
     private readonly heapTrimmer: HeapTrimmer,
     /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
     readonly limits: ClientLimits,
+    private readonly wan: WanConnection,
     private readonly reconfigurePlugins?: (next: ResolvedConfig) => string[],
     private readonly refusals?: RefusalRegistry,
   ) {}
@@ -142,10 +143,11 @@ export class Daemon {
     this.ipv6Listeners.add(listener);
     return () => this.ipv6Listeners.delete(listener);
   }
+  private stopWatchingWan: (() => void) | undefined;
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
-  /** The protocol front-ends, as they run now (the UPnP one is replaced when a LAN address changes). */
+  /** The protocol front-ends, as they run now (each is replaced when a LAN address changes). */
   get frontEnds(): readonly FrontEnd[] {
     return this.frontEndList;
   }
@@ -174,21 +176,11 @@ export class Daemon {
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
-    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], servedIpv6: Ipv6Lan, announcedBootId: number | undefined, previousHttpPort?: number) =>
-      new UpnpIgdFrontEnd({
-        config,
-        limits,
-        bootId: announcedBootId,
-        logger,
-        mappings,
-        network,
-        clock,
-        lan: servedLan,
-        lanIpv6: servedIpv6,
-        preferredHttpPort: previousHttpPort,
-        onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
-      });
-    const frontEnds: FrontEnd[] = [upnpFrontEnd(lan, lanIpv6, bootId)];
+    // One watcher of the external address for every front-end; the plugins hear of its changes.
+    const wan = new WanConnection({ externalIp: config.externalIp, wan: config.wan, network, clock, logger });
+    const builders = frontEndBuilders(config, driver, { mappings, limits, wan, clock, logger, network, bootId });
+    const frontEnds: FrontEnd[] = [];
+    for (const build of builders) frontEnds.push(await build(lan, lanIpv6));
     const daemon = new Daemon(
       config,
       logger,
@@ -198,10 +190,16 @@ export class Daemon {
       state,
       new HeapTrimmer(clock, logger),
       limits,
+      wan,
       deps.reconfigurePlugins,
       deps.refusals,
     );
     daemon.servedIpv6 = lanIpv6;
+    // Read at once; the plugins hear of changes after the start.
+    wan.start();
+    daemon.stopWatchingWan = wan.onChange((current, previous) => {
+      void driver.hookParallel('onExternalAddressChange', { previous: previous ?? '', current: current ?? '' });
+    });
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -214,13 +212,7 @@ export class Daemon {
     };
     rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
-    if (!(config.dryRun && !config.lanFromCommandLine))
-      daemon.watchLan(
-        lan,
-        network,
-        (servedLan, servedIpv6, nextBootId, previousHttpPort) => upnpFrontEnd(servedLan, servedIpv6, nextBootId, previousHttpPort),
-        rememberOwnPorts,
-      );
+    if (!(config.dryRun && !config.lanFromCommandLine)) daemon.watchLan(lan, network, builders, rememberOwnPorts);
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
@@ -238,14 +230,15 @@ export class Daemon {
   }
 
   /**
-   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): the UPnP front-end says
-   * byebye for the old addresses and starts again on the new ones with the next BOOTID, so clients
-   * learn the new LOCATION. Policies keep the LAN subnets they were given at start (logged).
+   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): every front-end stops and is
+   * built again on the new addresses (UPnP says byebye for the old ones and announces the new
+   * LOCATION with the next BOOTID; NAT-PMP/PCP rebind their sockets and announce again). Policies
+   * keep the LAN subnets they were given at start (logged).
    */
   private watchLan(
     initial: readonly InterfaceAddress[],
     network: NetworkInfo,
-    create: (lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan, bootId: number | undefined, previousHttpPort: number | undefined) => UpnpFrontEnd,
+    builders: readonly FrontEndBuilder[],
     started: (frontEnds: readonly FrontEnd[]) => void,
   ): void {
     let current = describeLan(initial, this.servedIpv6);
@@ -266,18 +259,22 @@ export class Daemon {
           const nextIpv6 = new Ipv6Lan(lanIpv6Addresses(this.config, network));
           const described = describeLan(next, nextIpv6);
           if (described === current) return;
-          const old = this.frontEndList.find((f): f is UpnpFrontEnd => f.name === 'upnp-igd');
-          const nextBootId = this.config.stateDir ? await persistedBootId(this.config.stateDir, this.logger) : (old?.bootId ?? 0) + 1;
           this.logger.info(
-            { previous: current, current: described, bootId: nextBootId },
-            `LAN addresses changed (${current} -> ${described}): re-announcing with BOOTID ${nextBootId}; policies keep the LAN subnets of the start until a restart`,
+            { previous: current, current: described },
+            `LAN addresses changed (${current} -> ${described}): the front-ends start again on the new addresses; policies keep the LAN subnets of the start until a restart`,
           );
-          await old?.stop().catch((err: unknown) => this.logger.error({ err }, `stopping the UPnP front-end failed: ${messageOf(err)}`));
-          const replacement = create(next, nextIpv6, nextBootId, old?.httpPort);
-          this.frontEndList = [...this.frontEndList.filter((f) => f !== old), replacement];
-          await replacement.start().then(
-            () => started([replacement]),
-            (err: unknown) => this.logger.error({ err }, `the UPnP front-end could not start on the new addresses: ${messageOf(err)}`),
+          for (const old of [...this.frontEndList].reverse()) {
+            await old.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${old.name} failed: ${messageOf(err)}`));
+          }
+          this.frontEndList = await Promise.all(builders.map((build) => build(next, nextIpv6, { lanChanged: true })));
+          // Together: one front-end's slow start (SSDP's announcements) does not keep the others silent.
+          await Promise.all(
+            this.frontEndList.map((replacement) =>
+              replacement.start().then(
+                () => started([replacement]),
+                (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
+              ),
+            ),
           );
           current = described;
           const previousIpv6 = this.servedIpv6;
@@ -333,11 +330,13 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.stopWatchingLan?.();
       await this.lanChange;
+      this.stopWatchingWan?.();
       this.heapTrimmer.stop();
       await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }
+      this.wan.stop();
       // Saved once the changes already queued have committed, and before the rules go: the
       // mappings are reinstalled at the next start.
       await this.mappings.settled();
@@ -391,6 +390,45 @@ export class Daemon {
     }
     return needRestart;
   }
+}
+
+/** Builds a front-end for the LAN addresses served now; called again after each LAN address change. */
+type FrontEndBuilder = (lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan, when?: { readonly lanChanged: boolean }) => Promise<FrontEnd>;
+
+interface FrontEndServices {
+  readonly mappings: MappingService;
+  readonly limits: ClientLimits;
+  readonly wan: WanConnection;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly network: NetworkInfo;
+  /** BOOTID.UPNP.ORG kept in the state directory, if there is one. */
+  readonly bootId: number | undefined;
+}
+
+/**
+ * The front-ends to run: UPnP IGD (unless `upnp.enabled` is false), then each plugin that fills the
+ * front-end slot, in plugin order.
+ */
+function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services: FrontEndServices): FrontEndBuilder[] {
+  const { mappings, limits, wan, clock, logger, network } = services;
+  let upnp: UpnpIgdFrontEnd | undefined;
+  const upnpBuilder: FrontEndBuilder = async (lan, lanIpv6, when) => {
+    // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
+    const bootId = !when?.lanChanged ? services.bootId : config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1;
+    if (when?.lanChanged) logger.info({ bootId }, `LAN addresses changed (UPnP IGD): re-announcing with BOOTID ${bootId}`);
+    // A replacement keeps the HTTP port of the one it replaces, so that cached URLs stay valid.
+    const preferredHttpPort = when?.lanChanged ? upnp?.httpPort : undefined;
+    upnp = new UpnpIgdFrontEnd({ config, limits, bootId, logger, mappings, network, clock, lan, lanIpv6, preferredHttpPort, wan });
+    return upnp;
+  };
+  const plugins = driver.plugins.flatMap((plugin): FrontEndBuilder[] => {
+    const factory = plugin.frontEnd;
+    if (!factory) return [];
+    const context = { mappings, limits, external: wan, clock, logger: logger.child({ plugin: plugin.name }), config };
+    return [(lan) => Promise.resolve(factory({ ...context, lan }))];
+  });
+  return [...(config.upnp.enabled ? [upnpBuilder] : []), ...plugins];
 }
 
 /** The state directory as the daemon uses it: its journal, or why there is none. */

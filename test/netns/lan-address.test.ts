@@ -31,7 +31,7 @@ s.bind(1900, () => {
 setTimeout(() => process.exit(0), 120000);
 `;
 
-describeNetns('a LAN address change while upnpd runs', ['ip', 'iptables', 'upnpc'], () => {
+describeNetns('a LAN address change while upnpd runs', ['ip', 'iptables', 'upnpc', 'natpmpc'], () => {
   let testbed: Testbed;
   let daemon: RunningDaemon;
   let listener: NamespaceProcess;
@@ -74,5 +74,12 @@ describeNetns('a LAN address change while upnpd runs', ['ip', 'iptables', 'upnpc
     const location = alive.split(' ')[2]!;
     const added = await upnpc(testbed.lan, ['-u', location, '-e', 'after renumbering', '-a', lanClient, '7810', '7810', 'TCP', '600']);
     expect(added.exitCode, added.output).toBe(0);
+
+    // NAT-PMP/PCP started again on the new address too (natpmpc gives up at once while nothing listens there: asked again, bounded).
+    const natpmpc = async () => {
+      const r = await testbed.lan.runner().run('natpmpc', ['-g', NEW_GATEWAY_LAN], { timeoutMs: 20_000 });
+      return r.stdout + r.stderr;
+    };
+    await expect.poll(natpmpc, { timeout: NOTICE_MS, interval: 500 }).toMatch(/Public IP address : 203\.0\.113\.1/);
   });
 });
