@@ -48,7 +48,11 @@ const ANSWER_TIMEOUT_MS = 2_000;
 export class NatPmpLoad {
   private readonly sockets = new Map<string, Promise<HostSocket>>();
 
-  constructor(private readonly hosts: readonly string[]) {}
+  /** `serverPort`: where the gateway answers (5351; another only for tests on loopback). */
+  constructor(
+    private readonly hosts: readonly string[],
+    private readonly serverPort = SERVER_PORT,
+  ) {}
 
   run<C extends NatPmpCommand>(command: C): Promise<NatPmpResultOf[C['kind']]> {
     if (this.hosts.length === 0) return Promise.reject(new Error('the NAT-PMP load needs LAN host addresses (--host)'));
@@ -91,7 +95,7 @@ export class NatPmpLoad {
   private socket(address: string): Promise<HostSocket> {
     let socket = this.sockets.get(address);
     if (!socket) {
-      socket = HostSocket.open(address);
+      socket = HostSocket.open(address, this.serverPort);
       this.sockets.set(address, socket);
     }
     return socket;
@@ -105,6 +109,7 @@ class HostSocket {
   private constructor(
     private readonly socket: Socket,
     private readonly address: string,
+    private readonly serverPort: number,
   ) {
     socket.on('message', (message) => {
       const pending = this.pending;
@@ -118,13 +123,13 @@ class HostSocket {
     });
   }
 
-  static open(address: string): Promise<HostSocket> {
+  static open(address: string, serverPort: number): Promise<HostSocket> {
     return new Promise((resolve, reject) => {
       const socket = createSocket('udp4');
       socket.once('error', reject);
       socket.bind(0, address, () => {
         socket.off('error', reject);
-        resolve(new HostSocket(socket, address));
+        resolve(new HostSocket(socket, address, serverPort));
       });
     });
   }
@@ -171,7 +176,7 @@ class HostSocket {
           reject(err);
         },
       };
-      this.socket.send(request, SERVER_PORT, gateway);
+      this.socket.send(request, this.serverPort, gateway);
     });
   }
 }
