@@ -20,6 +20,7 @@ import { iptables } from '../plugins/iptables/index.js';
 import { logging } from '../plugins/logging/index.js';
 import { nftables } from '../plugins/nftables/index.js';
 import { secureMode } from '../plugins/secure-mode/index.js';
+import { natPmp } from '../plugins/nat-pmp/index.js';
 import { description } from '../plugins/description/index.js';
 import { quota } from '../plugins/quota/index.js';
 import { remoteHost } from '../plugins/remote-host/index.js';
@@ -63,7 +64,8 @@ interface PlacedSpec<S extends AnyPluginSpec = AnyPluginSpec> {
 /**
  * Which plugins run, from the config: the listed ones; the firewall backend chosen by
  * `backend`/`--backend` among the shipped and listed ones, wrapped by dry-run under `--dry-run`;
- * plus the defaults (secure mode when on, logging when none is listed).
+ * plus the defaults (secure mode when on, logging when none is listed, NAT-PMP/PCP unless
+ * `natPmp` is false; `natPmp: false` also drops a listed natPmp()).
  */
 export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
   const listed = config.plugins.map((spec, index) => ({ spec, where: `${config.source}: plugins[${index}] (${spec.name})` }));
@@ -76,6 +78,8 @@ export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
   const defaults = DEFAULT_POLICIES.map((create) => create()).filter((spec) => !placed.some((p) => p.spec.name === spec.name));
   placed = [...defaults.map((spec) => ({ spec, where: `(default) ${spec.name}` })), ...placed];
   if (!placed.some((p) => p.spec.name === 'logging')) placed.push({ spec: logging(), where: '(default) logging' });
+  if (config.natPmp && !placed.some((p) => p.spec.name === 'nat-pmp')) placed.push({ spec: natPmp(), where: '(default) nat-pmp' });
+  if (!config.natPmp) placed = placed.filter((p) => p.spec.name !== 'nat-pmp');
   return placed;
 }
 

@@ -16,6 +16,7 @@ import { PluginDriver } from './plugins/driver.js';
 import type { RefusalRegistry } from './plugins/refusals.js';
 import { isPluginSpec, type Plugin } from './plugins/types.js';
 import { UpnpIgdFrontEnd, upnpdVersion } from './upnp/index.js';
+import { WanConnection } from './net/wan-connection.js';
 import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 
 /** Address events of one renumbering arrive together: the LAN is looked at again this long after the last. */
@@ -105,15 +106,17 @@ export class Daemon {
     private readonly heapTrimmer: HeapTrimmer,
     /** Per-client bounds shared by every front-end; `limits.stats()` counts what they refused. */
     readonly limits: ClientLimits,
+    private readonly wan: WanConnection,
     private readonly reconfigurePlugins?: (next: ResolvedConfig) => string[],
     private readonly refusals?: RefusalRegistry,
   ) {}
 
   private stopWatchingLan: (() => void) | undefined;
+  private stopWatchingWan: (() => void) | undefined;
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
-  /** The protocol front-ends, as they run now (the UPnP one is replaced when a LAN address changes). */
+  /** The protocol front-ends, as they run now (each is replaced when a LAN address changes). */
   get frontEnds(): readonly FrontEnd[] {
     return this.frontEndList;
   }
@@ -141,19 +144,11 @@ export class Daemon {
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
-    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], announcedBootId: number | undefined) =>
-      new UpnpIgdFrontEnd({
-        config,
-        limits,
-        bootId: announcedBootId,
-        logger,
-        mappings,
-        network,
-        clock,
-        lan: servedLan,
-        onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
-      });
-    const frontEnds: FrontEnd[] = [upnpFrontEnd(lan, bootId)];
+    // One watcher of the external address for every front-end; the plugins hear of its changes.
+    const wan = new WanConnection({ externalIp: config.externalIp, wan: config.wan, network, clock, logger });
+    const builders = frontEndBuilders(config, driver, { mappings, limits, wan, clock, logger, network, bootId });
+    const frontEnds: FrontEnd[] = [];
+    for (const build of builders) frontEnds.push(await build(lan));
     const daemon = new Daemon(
       config,
       logger,
@@ -163,9 +158,15 @@ export class Daemon {
       state,
       new HeapTrimmer(clock, logger),
       limits,
+      wan,
       deps.reconfigurePlugins,
       deps.refusals,
     );
+    // Read at once; the plugins hear of changes after the start.
+    wan.start();
+    daemon.stopWatchingWan = wan.onChange((current, previous) => {
+      void driver.hookParallel('onExternalAddressChange', { previous: previous ?? '', current: current ?? '' });
+    });
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -178,8 +179,7 @@ export class Daemon {
     };
     rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
-    if (!(config.dryRun && !config.lanFromCommandLine))
-      daemon.watchLan(lan, network, (servedLan, nextBootId) => upnpFrontEnd(servedLan, nextBootId), rememberOwnPorts);
+    if (!(config.dryRun && !config.lanFromCommandLine)) daemon.watchLan(lan, network, builders, rememberOwnPorts);
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
@@ -196,14 +196,15 @@ export class Daemon {
   }
 
   /**
-   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): the UPnP front-end says
-   * byebye for the old addresses and starts again on the new ones with the next BOOTID, so clients
-   * learn the new LOCATION. Policies keep the LAN subnets they were given at start (logged).
+   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): every front-end stops and is
+   * built again on the new addresses (UPnP says byebye for the old ones and announces the new
+   * LOCATION with the next BOOTID; NAT-PMP/PCP rebind their sockets and announce again). Policies
+   * keep the LAN subnets they were given at start (logged).
    */
   private watchLan(
     initial: readonly InterfaceAddress[],
     network: NetworkInfo,
-    create: (lan: readonly InterfaceAddress[], bootId: number | undefined) => FrontEnd & { readonly bootId?: number },
+    builders: readonly FrontEndBuilder[],
     started: (frontEnds: readonly FrontEnd[]) => void,
   ): void {
     let current = describeLan(initial);
@@ -222,19 +223,22 @@ export class Daemon {
             return;
           }
           if (describeLan(next) === current) return;
-          const old = this.frontEndList.find((f): f is FrontEnd & { readonly bootId?: number } => f.name === 'upnp-igd');
-          const nextBootId = this.config.stateDir ? await persistedBootId(this.config.stateDir, this.logger) : (old?.bootId ?? 0) + 1;
           this.logger.info(
-            { previous: current, current: describeLan(next), bootId: nextBootId },
-            `LAN addresses changed (${current} -> ${describeLan(next)}): re-announcing with BOOTID ${nextBootId}; policies keep the LAN subnets of the start until a restart`,
+            { previous: current, current: describeLan(next) },
+            `LAN addresses changed (${current} -> ${describeLan(next)}): the front-ends start again on the new addresses; policies keep the LAN subnets of the start until a restart`,
           );
-          await old?.stop().catch((err: unknown) => this.logger.error({ err }, `stopping the UPnP front-end failed: ${messageOf(err)}`));
-          const replacement = create(next, nextBootId);
-          this.frontEndList = [...this.frontEndList.filter((f) => f !== old), replacement];
-          await replacement.start().then(
-            () => started([replacement]),
-            (err: unknown) => this.logger.error({ err }, `the UPnP front-end could not start on the new addresses: ${messageOf(err)}`),
-          );
+          for (const old of [...this.frontEndList].reverse()) {
+            await old.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${old.name} failed: ${messageOf(err)}`));
+          }
+          this.frontEndList = [];
+          for (const build of builders) {
+            const replacement = await build(next, { lanChanged: true });
+            this.frontEndList.push(replacement);
+            await replacement.start().then(
+              () => started([replacement]),
+              (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
+            );
+          }
           current = describeLan(next);
         });
       }, LAN_CHANGE_SETTLE_MS);
@@ -278,11 +282,13 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.stopWatchingLan?.();
       await this.lanChange;
+      this.stopWatchingWan?.();
       this.heapTrimmer.stop();
       await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
         await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
       }
+      this.wan.stop();
       // Saved once the changes already queued have committed, and before the rules go: the
       // mappings are reinstalled at the next start.
       await this.mappings.settled();
@@ -336,6 +342,42 @@ export class Daemon {
     }
     return needRestart;
   }
+}
+
+/** Builds a front-end for the LAN addresses served now; called again after each LAN address change. */
+type FrontEndBuilder = (lan: readonly InterfaceAddress[], when?: { readonly lanChanged: boolean }) => Promise<FrontEnd>;
+
+interface FrontEndServices {
+  readonly mappings: MappingService;
+  readonly limits: ClientLimits;
+  readonly wan: WanConnection;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly network: NetworkInfo;
+  /** BOOTID.UPNP.ORG kept in the state directory, if there is one. */
+  readonly bootId: number | undefined;
+}
+
+/**
+ * The front-ends to run: UPnP IGD (unless `upnp.enabled` is false), then each plugin that fills the
+ * front-end slot, in plugin order.
+ */
+function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services: FrontEndServices): FrontEndBuilder[] {
+  const { mappings, limits, wan, clock, logger, network } = services;
+  let upnp: UpnpIgdFrontEnd | undefined;
+  const upnpBuilder: FrontEndBuilder = async (lan, when) => {
+    // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
+    const bootId = !when?.lanChanged ? services.bootId : config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1;
+    upnp = new UpnpIgdFrontEnd({ config, limits, bootId, logger, mappings, network, clock, lan, wan });
+    return upnp;
+  };
+  const plugins = driver.plugins.flatMap((plugin): FrontEndBuilder[] => {
+    const factory = plugin.frontEnd;
+    if (!factory) return [];
+    const context = { mappings, limits, external: wan, clock, logger: logger.child({ plugin: plugin.name }), config };
+    return [(lan) => Promise.resolve(factory({ ...context, lan }))];
+  });
+  return [...(config.upnp.enabled ? [upnpBuilder] : []), ...plugins];
 }
 
 /** The state directory as the daemon uses it: its journal, or why there is none. */

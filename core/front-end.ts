@@ -1,6 +1,13 @@
+import type { Clock } from './clock.js';
+import type { ResolvedConfig } from './config/schema.js';
+import type { ClientLimits } from './limits/client-limits.js';
+import type { Logger } from './logger.js';
+import type { MappingService } from './mapping/service.js';
+import type { InterfaceAddress } from './net/network-info.js';
+
 /**
- * A protocol front-end (UPnP IGD today; NAT-PMP/PCP later). Every front-end changes mappings only
- * through the MappingService, so all of them share the same lifecycle and `beforeMap` policies.
+ * A protocol front-end (UPnP IGD, NAT-PMP/PCP). Every front-end changes mappings only through the
+ * MappingService, so all of them share the same lifecycle, table and `beforeMap` policies.
  */
 export interface FrontEnd {
   readonly name: string;
@@ -12,3 +19,42 @@ export interface FrontEnd {
   /** What the operations status shows of this front-end (e.g. the external address it reports). */
   status?(): Readonly<Record<string, unknown>>;
 }
+
+/**
+ * The mapping lifecycle as a front-end uses it: the same operations the UPnP front-end calls.
+ * Every change runs the `beforeMap`/`beforeUnmap` policies and is journalled before it resolves;
+ * a refusal rejects with a UpnpError (its code says why: 606 not authorized, 728 no port, ...).
+ */
+export type FrontEndMappings = Pick<
+  MappingService,
+  'add' | 'addAny' | 'delete' | 'deleteMatching' | 'get' | 'values' | 'size' | 'onChange' | 'remainingSeconds'
+>;
+
+/** The gateway's external IPv4 address, watched once by the daemon for every front-end. */
+export interface ExternalAddress {
+  /** The current address; undefined while there is none (new mappings should then be refused). */
+  readonly externalAddress: string | undefined;
+  /** Calls `listener` when the address appears, changes or goes away. Returns a function that unsubscribes. */
+  onChange(listener: (current: string | undefined, previous: string | undefined) => void): () => void;
+}
+
+/** What the daemon gives a front-end plugin when it builds it (after provisioning, and after each LAN change). */
+export interface FrontEndContext {
+  readonly mappings: FrontEndMappings;
+  /** The LAN addresses to serve (loopback in dry-run unless --lan was given); their subnets are "the LAN". */
+  readonly lan: readonly InterfaceAddress[];
+  /** Per-client bounds shared by every front-end: one state-change bucket per client, whatever protocol it speaks. */
+  readonly limits: ClientLimits;
+  readonly external: ExternalAddress;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** The daemon's config (`dryRun`, `stateDir`, ...). */
+  readonly config: ResolvedConfig;
+}
+
+/**
+ * The front-end slot of a plugin (`Plugin.frontEnd`): the daemon calls it once the plugins are
+ * provisioned and the saved mappings restored, then starts what it returns. When the LAN addresses
+ * change, the running front-end is stopped and the factory is called again with the new ones.
+ */
+export type FrontEndFactory = (context: FrontEndContext) => FrontEnd;

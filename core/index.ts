@@ -30,8 +30,14 @@ export type {
 export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from './plugins/tokens.js';
 export { REFUSAL_LOG_LIMITS, RefusalRegistry, RefusalReporter, refusalReporter, type Refusal } from './plugins/refusals.js';
 export type { ChangeSet, MappingKey, MappingRequest, PortMapping, Protocol, Requester, RuleSpec } from './mapping/types.js';
-export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError, messageOf } from './errors.js';
+export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError, messageOf, upnpErrorIn } from './errors.js';
 export type { Clock } from './clock.js';
+// For protocol front-end plugins (Plugin.frontEnd): what the daemon hands them.
+export type { ExternalAddress, FrontEnd, FrontEndContext, FrontEndFactory, FrontEndMappings } from './front-end.js';
+export type { AddAnyOptions } from './mapping/service.js';
+export type { ClientLimits, ClientLimitSettings } from './limits/client-limits.js';
+export type { RateDecision } from './limits/rate-limiter.js';
+export { protocolOf } from './mapping/types.js';
 export type { CommandRunner, CommandResult } from './command-runner.js';
 export type { Logger, LogLevel } from './logger.js';
 export { SubnetSet, broadcastAddress, networkAddress, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
@@ -53,3 +59,4 @@ export { reservedPorts } from '../plugins/reserved-ports/index.js';
 export { quota } from '../plugins/quota/index.js';
 export { description } from '../plugins/description/index.js';
 export { remoteHost } from '../plugins/remote-host/index.js';
+export { natPmp } from '../plugins/nat-pmp/index.js';

@@ -37,6 +37,8 @@ export const stateSchema = z
 /** UPnP IGD front-end settings. */
 export const upnpSchema = z
   .object({
+    /** Serve UPnP IGD (SSDP, descriptions, SOAP, GENA). Off for a NAT-PMP/PCP-only gateway. */
+    enabled: z.boolean().default(true),
     /** Which IGD version the description advertises ('both' serves IGD:2 and an IGD:1 view). */
     igdVersion: z.union([z.literal(1), z.literal(2), z.literal('both')]).default('both'),
     friendlyName: z.string().min(1).max(64).default('upnpd Internet Gateway'),
@@ -114,6 +116,8 @@ export const configSchema = z
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** A client may map only to itself and delete only its own mappings. */
     secureMode: z.boolean().default(true),
+    /** Serve NAT-PMP and PCP on UDP 5351 (the natPmp plugin, added with its defaults unless listed). */
+    natPmp: z.boolean().default(true),
     /** Leave the firewall rules in place at shutdown. */
     keepRulesOnShutdown: z.boolean().default(false),
     lease: leaseSchema.default(leaseSchema.parse({})),

@@ -11,6 +11,7 @@ import {
   isEmptyChangeSet,
   keyString,
   portMappingOf,
+  protocolOf,
   ruleOf,
   sameRule,
   type ChangeSet,
@@ -20,6 +21,7 @@ import {
   type MappingView,
   type PolicyContext,
   type PortMapping,
+  type Protocol,
   type Requester,
   type UnmappedEvent,
 } from './types.js';
@@ -45,6 +47,12 @@ export interface AddAnyOptions {
   readonly portRange: readonly [number, number];
   /** How many candidate ports to try before answering 728 NoPortMapsAvailable. */
   readonly maxAttempts: number;
+  /**
+   * Skip every external port that holds a mapping, the requester's own included, and whatever its
+   * remote host (NAT-PMP/PCP: a mapping is known by its internal port, so another of the client's
+   * mappings must not be replaced). Without it, UPnP's rule: the requester may take over its own.
+   */
+  readonly freePortsOnly?: boolean;
 }
 
 type Notification = { readonly hook: 'onMapped'; readonly event: MappedEvent } | { readonly hook: 'onUnmapped' | 'onExpire'; readonly event: UnmappedEvent };
@@ -215,10 +223,13 @@ export class MappingService implements MappingView {
           m.protocol === request.protocol &&
           m.remoteHost === request.remoteHost,
       );
+      if (held) checkOwner(held, request);
       const candidates = candidatePorts(held?.externalPort ?? request.externalPort, options.portRange);
+      const taken = options.freePortsOnly ? takenPorts(draft, request.protocol, held) : undefined;
       let attempts = 0;
       for (const externalPort of candidates) {
         if (attempts >= options.maxAttempts) break;
+        if (taken?.has(externalPort)) continue;
         const existing = draft.get({ ...request, externalPort });
         if (existing && existing.internalClient !== request.internalClient) continue;
         attempts++;
@@ -288,11 +299,15 @@ export class MappingService implements MappingView {
     while (this.draining) await this.draining;
   }
 
-  /** Deletes the mapping under a key; 714 when there is none. Policies may veto (secure mode). */
-  delete(key: MappingKey, requester: Requester): Promise<PortMapping> {
+  /**
+   * Deletes the mapping under a key; 714 when there is none. Policies may veto (secure mode); so
+   * does the owner's nonce, when both the mapping and `ownerNonce` carry one (606).
+   */
+  delete(key: MappingKey, requester: Requester, ownerNonce?: string): Promise<PortMapping> {
     return this.enqueue(async (draft) => {
       const existing = draft.get(key);
       if (!existing) throw new UpnpError(UpnpErrorCode.NoSuchEntryInArray);
+      checkOwner(existing, { ownerNonce });
       await this.hooks.beforeUnmap(existing, this.policyContext(draft, requester, existing));
       draft.remove(key);
       return { result: existing, notifications: [{ hook: 'onUnmapped', event: { mapping: existing, reason: 'deleted', requester } }] };
@@ -398,15 +413,30 @@ export class MappingService implements MappingView {
     if (existing && existing.internalClient !== adjusted.internalClient) {
       throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is mapped to another client`);
     }
+    if (existing) checkOwner(existing, adjusted);
     if (this.refusingNewMappings && !(existing && sameRule(ruleOf(existing), ruleOf(adjusted)))) {
       throw new UpnpError(
         UpnpErrorCode.ActionFailed,
         'the mapping state cannot be written (disk full, read-only or failing); new mappings are refused until it can',
       );
     }
-    const mapping = portMappingOf(adjusted, this.expiryFor(adjusted.leaseSeconds), requester);
+    const same = existing && sameRule(ruleOf(existing), ruleOf(adjusted)) ? existing : undefined;
+    const owned = same?.ownerNonce !== undefined && adjusted.ownerNonce === undefined ? { ...adjusted, ownerNonce: same.ownerNonce } : adjusted;
+    const mapping = portMappingOf(owned, this.leaseEnd(adjusted.leaseSeconds, same, requester), requester);
     draft.put(mapping);
     return { mapping, previous: existing };
+  }
+
+  /**
+   * When the lease of a mapping ends. A renewal through another protocol (a client asking through
+   * UPnP and NAT-PMP for the same mapping) never shortens it: the mapping lasts until the later of
+   * the two leases. Within one protocol, the lease asked for now is the lease (UPnP's rules).
+   */
+  private leaseEnd(leaseSeconds: number, renewed: PortMapping | undefined, requester: Requester): number | null {
+    const asked = this.expiryFor(leaseSeconds);
+    if (!renewed || protocolOf(renewed.createdBy.via) === protocolOf(requester.via)) return asked;
+    if (asked === null || renewed.expiresAt === null) return null;
+    return Math.max(asked, renewed.expiresAt);
   }
 
   private checkTarget(request: MappingRequest): void {
@@ -622,6 +652,20 @@ function* candidatePorts(first: number, [low, high]: readonly [number, number]):
   const start = Math.min(Math.max(first + 1, low), high);
   for (let p = start; p <= high; p++) if (p !== first) yield p;
   for (let p = low; p < start; p++) if (p !== first) yield p;
+}
+
+/** A PCP client may not renew or delete a mapping another nonce owns (RFC 6887 §11.1: NOT_AUTHORIZED). */
+function checkOwner(existing: PortMapping, request: { readonly ownerNonce?: string }): void {
+  if (existing.ownerNonce !== undefined && request.ownerNonce !== undefined && existing.ownerNonce !== request.ownerNonce) {
+    throw new UpnpError(UpnpErrorCode.NotAuthorized, `${existing.protocol} ${existing.externalPort} belongs to another PCP client (nonce)`);
+  }
+}
+
+/** External ports of `protocol` that hold a mapping (any remote host), except `own`'s. */
+function takenPorts(view: MappingView, protocol: Protocol, own: PortMapping | undefined): Set<number> {
+  const taken = new Set<number>();
+  for (const m of view.values()) if (m.protocol === protocol && m !== own) taken.add(m.externalPort);
+  return taken;
 }
 
 function isPortRefusal(err: unknown): boolean {

@@ -62,6 +62,11 @@ const storedMappingSchema = keySchema
     leaseSeconds: z.number().int().min(0),
     expiresAtWallMs: z.number().int().nullable(),
     createdBy: z.object({ address: z.string(), via: z.string() }).strict(),
+    /** PCP's owner nonce (optional: files without it, from earlier releases, still load). */
+    ownerNonce: z
+      .string()
+      .regex(/^[0-9a-f]{24}$/)
+      .optional(),
   })
   .strict();
 
@@ -268,6 +273,7 @@ function storedOf(m: PortMapping, left: number | null, now: number): StoredMappi
     leaseSeconds: m.leaseSeconds,
     expiresAtWallMs: left === null ? null : Math.round(now + left),
     createdBy: { address: m.createdBy.address, via: m.createdBy.via },
+    ...(m.ownerNonce === undefined ? {} : { ownerNonce: m.ownerNonce }),
   };
 }
 

@@ -19,6 +19,12 @@ export interface MappingRequest extends MappingKey {
   readonly enabled: boolean;
   readonly description: string;
   readonly leaseSeconds: number;
+  /**
+   * PCP: the nonce (24 hex digits) of the client that owns the mapping. A request carrying another
+   * nonce may not renew or delete it (NOT_AUTHORIZED); one carrying none (UPnP, NAT-PMP, from the
+   * same internal client) keeps it. Kept in the state file, so it outlives a restart.
+   */
+  readonly ownerNonce?: string;
 }
 
 /** Who asked, and through which front-end ('upnp-igd:1', 'upnp-igd:2', 'cli', ...). */
@@ -48,9 +54,16 @@ export function portMappingOf(request: MappingRequest, expiresAt: number | null,
     enabled: request.enabled,
     description: request.description,
     leaseSeconds: request.leaseSeconds,
+    ownerNonce: request.ownerNonce,
     expiresAt,
     createdBy,
   };
+}
+
+/** The protocol a requester spoke: 'upnp-igd:2' and 'upnp-igd:1' are both 'upnp-igd'. */
+export function protocolOf(via: string): string {
+  const colon = via.indexOf(':');
+  return colon < 0 ? via : via.slice(0, colon);
 }
 
 /** The fields that decide which firewall rules a mapping needs (lease and description do not). */

@@ -188,7 +188,7 @@ export function validatePlugins(plugins: readonly Plugin[]): void {
       if (typeof handler !== 'function') throw new PluginRegistrationError(`plugin "${plugin.name}": hook "${hook}" is not a function`);
     }
     if (plugin.firewall !== undefined) validateFirewall(plugin.name, plugin.firewall);
-    for (const lifecycle of ['provision', 'cleanup', 'reconfigure'] as const) {
+    for (const lifecycle of ['provision', 'cleanup', 'reconfigure', 'frontEnd'] as const) {
       if (plugin[lifecycle] !== undefined && typeof plugin[lifecycle] !== 'function') {
         throw new PluginRegistrationError(`plugin "${plugin.name}": ${lifecycle} is not a function`);
       }

@@ -2,6 +2,7 @@ import type { DependencyContainer } from 'tsyringe';
 import type { z } from 'zod';
 import type { CommandRunner } from '../command-runner.js';
 import type { ResolvedConfig } from '../config/schema.js';
+import type { FrontEndFactory } from '../front-end.js';
 import type { Logger } from '../logger.js';
 import type {
   ChangeSet,
@@ -89,6 +90,13 @@ export interface Plugin {
    * (reconciliation: `check`/`resync` where the backend has them, else `list()`/`init()`).
    */
   readonly firewall?: FirewallBackend;
+  /**
+   * The front-end slot: a protocol front-end (NAT-PMP/PCP ships as one) that the daemon builds
+   * after provisioning, with the mapping lifecycle, the LAN addresses, the shared client limits and
+   * the external address (FrontEndContext), starts with the UPnP one, rebuilds after a LAN address
+   * change and stops at shutdown. Any number of plugins may fill it.
+   */
+  readonly frontEnd?: FrontEndFactory;
   provision?(): Promise<void> | void;
   cleanup?(): Promise<void> | void;
   /**

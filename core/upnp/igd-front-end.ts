@@ -17,7 +17,7 @@ import { serverString, upnpdVersion } from './http/server-string.js';
 import { udnsForLan, type DeviceUdns } from './identity.js';
 import { SoapControl, type ControlEndpoint } from './soap/control.js';
 import { igdControlEndpoints } from './soap/igd-services.js';
-import { WanConnection } from './soap/wan-connection.js';
+import { WanConnection } from '../net/wan-connection.js';
 import { SsdpAdvertiser } from './ssdp/advertiser.js';
 import { clockBootId } from '../boot-id.js';
 import { ClientLimits, clientLimitSettings } from '../limits/client-limits.js';
@@ -37,7 +37,12 @@ export interface UpnpIgdFrontEndOptions {
   readonly httpLimits?: Partial<HttpLimits>;
   /** The per-client bounds shared with the other front-ends; built from `config.limits` when not given. */
   readonly limits?: ClientLimits;
-  /** Told when the external address changes after start ('' while there is none): the daemon runs the plugins' hook. */
+  /**
+   * The external address, watched by the daemon and shared with the other front-ends. Without it
+   * the front-end watches one of its own (tests) and tells `onExternalAddressChange`.
+   */
+  readonly wan?: WanConnection;
+  /** With a WAN watcher of its own: told when the external address changes after start ('' while there is none). */
   readonly onExternalAddressChange?: (event: ExternalAddressChangeEvent) => void;
 }
 
@@ -57,6 +62,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private readonly udns: DeviceUdns;
   private readonly documents: DescriptionDocuments;
   private readonly wan: WanConnection;
+  private readonly ownsWan: boolean;
   private readonly events: EventService;
   private readonly http: UpnpHttpServer;
   private readonly serverString: string;
@@ -82,7 +88,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     const version = upnpdVersion();
     this.serverString = serverString(version);
     this.documents = new DescriptionDocuments(this.views, { udns: this.udns, friendlyName: config.upnp.friendlyName, modelNumber: version });
-    this.wan = new WanConnection({ externalIp: config.externalIp, wan: config.wan, network, clock, logger: this.log });
+    this.ownsWan = options.wan === undefined;
+    this.wan = options.wan ?? new WanConnection({ externalIp: config.externalIp, wan: config.wan, network, clock, logger: this.log });
     this.events = new EventService({
       logger: options.logger,
       maxSubscriptionsPerClient: config.upnp.maxSubscriptionsPerClient,
@@ -128,7 +135,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
 
   async start(): Promise<void> {
     const { config, mappings, lan } = this.options;
-    this.wan.start();
+    if (this.ownsWan) this.wan.start();
     this.unsubscribes.push(
       mappings.onChange(() => {
         this.systemUpdateId = (this.systemUpdateId % 0xffffffff) + 1;
@@ -162,7 +169,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     await this.advertiser?.stop();
     this.advertiser = undefined;
     for (const unsubscribe of this.unsubscribes.splice(0)) unsubscribe();
-    this.wan.stop();
+    if (this.ownsWan) this.wan.stop();
     await this.events.close();
     await this.http.stop();
   }

@@ -5,7 +5,7 @@ import type { IgdView } from '../description/igd-views.js';
 import type { ControlEndpoint } from './control.js';
 import { layer3ForwardingHandlers } from './layer3-forwarding.js';
 import { physicalLinkStatus, wanCommonInterfaceConfigHandlers } from './wan-common-interface-config.js';
-import type { WanConnection } from './wan-connection.js';
+import type { WanConnection } from '../../net/wan-connection.js';
 import { CONNECTION_TYPE, connectionStatus, wanIpConnectionHandlers } from './wan-ip-connection.js';
 
 export interface IgdServiceDeps {

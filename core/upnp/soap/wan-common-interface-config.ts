@@ -2,7 +2,7 @@ import { UpnpError, UpnpErrorCode } from '../../errors.js';
 import type { NetworkInfo, WanCounters } from '../../net/network-info.js';
 import type { WAN_COMMON_INTERFACE_CONFIG } from '../description/services.js';
 import type { ActionHandlers } from './control.js';
-import type { WanConnection } from './wan-connection.js';
+import type { WanConnection } from '../../net/wan-connection.js';
 
 export interface WanCommonInterfaceConfigDeps {
   readonly network: NetworkInfo;

@@ -5,7 +5,7 @@ import { IGD2_MAX_LEASE_SECONDS, type WAN_IP_CONNECTION } from '../description/s
 import { invalidArgs, parseIpv4, parseProtocol, parseRemoteHost, type ActionArguments } from './arguments.js';
 import type { ActionCall, ActionHandlers, ActionResult } from './control.js';
 import { portMappingListXml } from './port-mapping-list.js';
-import type { WanConnection } from './wan-connection.js';
+import type { WanConnection } from '../../net/wan-connection.js';
 
 export interface WanIpConnectionDeps {
   readonly mappings: MappingService;

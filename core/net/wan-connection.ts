@@ -1,6 +1,6 @@
-import type { Clock } from '../../clock.js';
-import type { Logger } from '../../logger.js';
-import type { NetworkInfo } from '../../net/network-info.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../logger.js';
+import type { NetworkInfo } from './network-info.js';
 
 export interface WanConnectionOptions {
   /** A fixed external address (config `externalIp`); when set, the WAN interface is not read for it. */

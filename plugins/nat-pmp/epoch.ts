@@ -1,0 +1,99 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { messageOf, type Logger } from 'upnpd';
+
+/** Where the epoch's starting point is kept in the state directory. */
+export const EPOCH_FILE = 'pcp-epoch.json';
+
+interface StoredEpoch {
+  readonly version: 1;
+  /** Wall-clock milliseconds at which the epoch began. */
+  readonly startedAt: number;
+  /** The external address the epoch belongs to (a change starts a new epoch). */
+  readonly externalAddress: string | null;
+}
+
+/**
+ * The server's epoch (RFC 6886 §3.6, RFC 6887 §8.5): seconds since the mapping state began. A
+ * client that sees it go back, or advance much less than its own clock, concludes the gateway lost
+ * its mappings and maps again. So it survives a restart that keeps the state (it is kept in the
+ * state directory, next to the mappings), and starts again when the state is lost or the external
+ * address changes. Without a state directory it counts from the process start.
+ */
+export class Epoch {
+  private constructor(
+    private startedAt: number,
+    private externalAddress: string | null,
+    private readonly now: () => number,
+    private readonly file: string | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Counts from now on the monotonic clock; nothing is kept. */
+  static inMemory(monotonicNow: () => number, logger: Logger): Epoch {
+    return new Epoch(monotonicNow(), null, monotonicNow, undefined, logger);
+  }
+
+  /** Reads the epoch kept in `stateDir`, or starts one there. Never throws: a file that cannot be used starts a new epoch. */
+  static async persisted(stateDir: string, logger: Logger, wallNow: () => number = Date.now): Promise<Epoch> {
+    const file = join(stateDir, EPOCH_FILE);
+    const stored = await readStored(file, logger);
+    // A start in the future means the wall clock went back: the count would be wrong, start again.
+    if (stored && stored.startedAt <= wallNow()) return new Epoch(stored.startedAt, stored.externalAddress, wallNow, file, logger);
+    const epoch = new Epoch(wallNow(), stored?.externalAddress ?? null, wallNow, file, logger);
+    await epoch.save();
+    return epoch;
+  }
+
+  /** Seconds since the epoch began (what every response carries). */
+  seconds(): number {
+    return Math.min(0xffffffff, Math.max(0, Math.floor((this.now() - this.startedAt) / 1000)));
+  }
+
+  /**
+   * The external address is `address` now: a different one than the epoch belongs to starts a new
+   * epoch (RFC 6887 §8.5). Returns whether it did. No address (the WAN is down) changes nothing.
+   */
+  async externalAddressIs(address: string | undefined): Promise<boolean> {
+    if (address === undefined || address === this.externalAddress) return false;
+    const first = this.externalAddress === null;
+    this.externalAddress = address;
+    if (!first) this.startedAt = this.now();
+    await this.save();
+    return !first;
+  }
+
+  private async save(): Promise<void> {
+    if (!this.file) return;
+    const stored: StoredEpoch = { version: 1, startedAt: this.startedAt, externalAddress: this.externalAddress };
+    try {
+      await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 });
+      await writeFile(`${this.file}.tmp`, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
+      await rename(`${this.file}.tmp`, this.file);
+    } catch (err) {
+      this.logger.error(
+        { err, file: this.file },
+        `cannot keep the NAT-PMP/PCP epoch in ${this.file}: ${messageOf(err)}; a restart will look like a reset to clients`,
+      );
+    }
+  }
+}
+
+async function readStored(file: string, logger: Logger): Promise<StoredEpoch | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') logger.warn({ err, file }, `cannot read ${file}: ${messageOf(err)}; a new epoch begins`);
+    return undefined;
+  }
+  try {
+    const value = JSON.parse(text) as Partial<StoredEpoch>;
+    const validAddress = value.externalAddress === null || typeof value.externalAddress === 'string';
+    if (value.version === 1 && Number.isSafeInteger(value.startedAt) && validAddress) return value as StoredEpoch;
+  } catch {
+    // Reported below.
+  }
+  logger.warn({ file }, `${file} is not an epoch file upnpd wrote; a new epoch begins`);
+  return undefined;
+}

@@ -1,0 +1,157 @@
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { SubnetSet, messageOf, type FrontEnd, type FrontEndContext, type InterfaceAddress, type Logger } from 'upnpd';
+import { ANNOUNCEMENTS, Announcer } from './announcer.js';
+import { NAT_PMP_VERSION, NatPmpResult, natPmpErrorResponse } from './codec.js';
+import type { Epoch } from './epoch.js';
+import { MappingRequests } from './mapping-requests.js';
+import { NatPmpHandler } from './nat-pmp-handler.js';
+import type { NatPmpOptions } from './options.js';
+import { PcpHandler } from './pcp-handler.js';
+
+/** In dry-run, NAT-PMP/PCP answer on loopback only, as UPnP does. */
+const LOOPBACK: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
+
+/** One socket per LAN address: Node's dgram cannot tell which local address a datagram was sent to. */
+interface Listener {
+  readonly lan: InterfaceAddress;
+  readonly socket: Socket;
+}
+
+/**
+ * NAT-PMP (RFC 6886) and PCP (RFC 6887) on UDP 5351 of each LAN IPv4 address, answering LAN
+ * sources only. Both act on the one mapping table through the same lifecycle and policies as UPnP.
+ */
+export class NatPmpFrontEnd implements FrontEnd {
+  readonly name = 'nat-pmp';
+  private readonly log: Logger;
+  private readonly served: readonly InterfaceAddress[];
+  private readonly lanSubnets: SubnetSet;
+  private readonly natPmp: NatPmpHandler;
+  private readonly pcp: PcpHandler;
+  private readonly announcer: Announcer;
+  private listeners: Listener[] = [];
+  private unsubscribe: (() => void) | undefined;
+  private readonly counts = { answered: 0, dropped: 0, notLan: 0 };
+
+  constructor(
+    private readonly context: FrontEndContext,
+    private readonly options: NatPmpOptions,
+    private readonly epoch: Epoch,
+  ) {
+    this.log = context.logger.child({ component: 'nat-pmp' });
+    const { dryRun, lanFromCommandLine } = context.config;
+    this.served = dryRun && lanFromCommandLine ? [LOOPBACK] : context.lan.filter((a) => !dryRun || a.address.startsWith('127.'));
+    this.lanSubnets = new SubnetSet(this.served);
+    const requests = new MappingRequests(context, options);
+    const external = () => context.external.externalAddress;
+    const seconds = () => epoch.seconds();
+    this.natPmp = new NatPmpHandler(requests, external, seconds);
+    this.pcp = new PcpHandler(requests, options, external, seconds);
+    this.announcer = new Announcer(context.clock, () => this.announce());
+  }
+
+  async start(): Promise<void> {
+    await this.epoch.externalAddressIs(this.context.external.externalAddress);
+    for (const lan of this.served) {
+      // One address that cannot be bound (another NAT-PMP server holds it) leaves the others served.
+      await this.listen(lan).then(
+        (listener) => this.listeners.push(listener),
+        (err: unknown) => this.log.error({ err, address: lan.address }, `NAT-PMP/PCP cannot listen on ${lan.address}:${this.options.port}: ${messageOf(err)}`),
+      );
+    }
+    this.unsubscribe = this.context.external.onChange((current) => {
+      void this.epoch.externalAddressIs(current).then(() => this.startAnnouncing());
+    });
+    this.startAnnouncing();
+    this.log.info({ addresses: this.describe() }, `NAT-PMP${this.options.pcp ? ' and PCP' : ''} listening on ${this.describe().join(', ')}`);
+  }
+
+  async stop(): Promise<void> {
+    this.announcer.stop();
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    await Promise.all(this.listeners.splice(0).map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))));
+  }
+
+  describe(): string[] {
+    return this.listeners.map(({ lan, socket }) => `udp://${lan.address}:${socket.address().port}`);
+  }
+
+  status(): Readonly<Record<string, unknown>> {
+    return { addresses: this.describe(), epoch: this.epoch.seconds(), pcp: this.options.pcp, ...this.counts };
+  }
+
+  private listen(lan: InterfaceAddress): Promise<Listener> {
+    return new Promise((resolve, reject) => {
+      const socket = createSocket({ type: 'udp4' });
+      socket.once('error', (err) => {
+        socket.close();
+        reject(err);
+      });
+      socket.on('message', (packet, peer) => void this.receive({ lan, socket }, packet, peer));
+      socket.bind(this.options.port, lan.address, () => {
+        socket.removeAllListeners('error');
+        socket.on('error', (err) => this.log.warn({ err, address: lan.address }, `NAT-PMP socket on ${lan.address}: ${messageOf(err)}`));
+        resolve({ lan, socket });
+      });
+    });
+  }
+
+  private async receive(listener: Listener, packet: Buffer, peer: RemoteInfo): Promise<void> {
+    // Never anything from outside the LAN (a WAN host sending to the LAN address through the gateway).
+    if (!this.lanSubnets.contains(peer.address)) {
+      this.counts.notLan += 1;
+      return;
+    }
+    let answer: Buffer | undefined;
+    try {
+      answer = await this.answer(packet, peer.address);
+    } catch (err) {
+      this.log.error({ err, client: peer.address }, `NAT-PMP/PCP request from ${peer.address} failed: ${messageOf(err)}`);
+      return;
+    }
+    if (!answer) {
+      this.counts.dropped += 1;
+      return;
+    }
+    this.counts.answered += 1;
+    listener.socket.send(answer, peer.port, peer.address, (err) => {
+      if (err) this.log.debug({ err, client: peer.address }, `could not answer ${peer.address}: ${messageOf(err)}`);
+    });
+  }
+
+  private answer(packet: Buffer, client: string): Promise<Buffer | undefined> | Buffer | undefined {
+    if (packet.length === 0) return undefined;
+    if (packet[0] === NAT_PMP_VERSION) return this.natPmp.handle(packet, client);
+    if (this.options.pcp) return this.pcp.handle(packet, client);
+    // Without PCP, any other version is one NAT-PMP does not support (RFC 6886 §3.5).
+    return packet.length >= 2 ? natPmpErrorResponse(packet[1]! & 0x7f, NatPmpResult.unsupportedVersion, this.epoch.seconds()) : undefined;
+  }
+
+  /** One round of announcements: NAT-PMP's external address, then PCP's ANNOUNCE, from each LAN address. */
+  private announce(): void {
+    const packets = [this.natPmp.externalAddressResponse(), ...(this.options.pcp ? [this.pcp.announcement()] : [])];
+    for (const { lan, socket } of this.listeners) {
+      for (const packet of packets) {
+        socket.send(packet, ANNOUNCEMENTS.port, ANNOUNCEMENTS.group, (err) => {
+          if (err) this.log.debug({ err, address: lan.address }, `announcement from ${lan.address} not sent: ${messageOf(err)}`);
+        });
+      }
+    }
+  }
+
+  private startAnnouncing(): void {
+    // Dry-run announces nothing off the host; nor is there anything to announce without an address.
+    if (!this.options.announce || this.context.config.dryRun || this.context.external.externalAddress === undefined) return;
+    for (const { lan, socket } of this.listeners) {
+      try {
+        socket.setMulticastInterface(lan.address);
+        socket.setMulticastTTL(1);
+        socket.setMulticastLoopback(false);
+      } catch (err) {
+        this.log.warn({ err, address: lan.address }, `cannot announce from ${lan.address}: ${messageOf(err)}`);
+      }
+    }
+    this.announcer.start();
+  }
+}
