@@ -75,9 +75,9 @@ const DESCRIPTIONS: Record<UpnpErrorCode, string> = {
 export class UpnpError extends UpnpdError {
   readonly upnpCode: UpnpErrorCode;
   readonly description: string;
-  constructor(upnpCode: UpnpErrorCode, detail?: string) {
+  constructor(upnpCode: UpnpErrorCode, detail?: string, options?: { cause?: unknown }) {
     const description = DESCRIPTIONS[upnpCode];
-    super(`UPNPD_ERR_UPNP_${upnpCode}`, detail ? `${description}: ${detail}` : description);
+    super(`UPNPD_ERR_UPNP_${upnpCode}`, detail ? `${description}: ${detail}` : description, options);
     this.name = 'UpnpError';
     this.upnpCode = upnpCode;
     this.description = description;

@@ -227,6 +227,7 @@ export class MappingService implements MappingView {
       const candidates = candidatePorts(held?.externalPort ?? request.externalPort, options.portRange);
       const taken = options.freePortsOnly ? takenPorts(draft, request.protocol, held) : undefined;
       let attempts = 0;
+      let refusal: unknown;
       for (const externalPort of candidates) {
         if (attempts >= options.maxAttempts) break;
         if (taken?.has(externalPort)) continue;
@@ -240,9 +241,11 @@ export class MappingService implements MappingView {
         } catch (err) {
           draft.rollbackTo(savepoint);
           if (!isPortRefusal(err)) throw err;
+          refusal ??= err;
         }
       }
-      throw new UpnpError(UpnpErrorCode.NoPortMapsAvailable);
+      // The first policy refusal, if any, says why the ports tried were not had (a front-end may tell it).
+      throw new UpnpError(UpnpErrorCode.NoPortMapsAvailable, undefined, { cause: refusal });
     });
   }
 

@@ -41,6 +41,8 @@ const BY_UPNP_CODE: Partial<Record<UpnpErrorCode, RefusalAnswer>> = {
 export function answerFor(refusal: Refusal): RefusalAnswer {
   switch (refusal.kind) {
     case 'refused':
+      // No port could be had because a policy refused this client whatever the port: not authorized.
+      if (portRefusedFor(refusal) === UpnpErrorCode.NotAuthorized) return NOT_AUTHORIZED;
       return BY_UPNP_CODE[refusal.error.upnpCode] ?? NOT_AUTHORIZED;
     case 'rate-limited':
       return NO_RESOURCES;
@@ -49,6 +51,20 @@ export function answerFor(refusal: Refusal): RefusalAnswer {
     case 'internal-error':
       return NETWORK_FAILURE;
   }
+}
+
+/**
+ * When no port could be had (728 from the search for one), the policy refusal of the ports tried,
+ * if a policy refused them (its code), else undefined (every port was taken, or a quota).
+ */
+function portRefusedFor(refusal: Refusal): UpnpErrorCode | undefined {
+  if (refusal.kind !== 'refused' || refusal.error.upnpCode !== UpnpErrorCode.NoPortMapsAvailable) return undefined;
+  return upnpErrorIn(refusal.error.cause)?.upnpCode;
+}
+
+/** PCP PREFER_FAILURE: whether the refusal means the suggested port itself could not be had (CANNOT_PROVIDE_EXTERNAL). */
+export function portUnavailable(refusal: Refusal): boolean {
+  return refusal.kind === 'refused' && refusal.error.upnpCode === UpnpErrorCode.NoPortMapsAvailable && portRefusedFor(refusal) !== UpnpErrorCode.NotAuthorized;
 }
 
 /** What a lifecycle call threw, as a Refusal. */

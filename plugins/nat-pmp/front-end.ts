@@ -30,6 +30,8 @@ export class NatPmpFrontEnd implements FrontEnd {
   private readonly pcp: PcpHandler;
   private readonly announcer: Announcer;
   private listeners: Listener[] = [];
+  /** The listeners that send announcements (LAN addresses other than loopback, multicast interface set). */
+  private announcing: Listener[] = [];
   private unsubscribe: (() => void) | undefined;
   private readonly counts = { answered: 0, dropped: 0, notLan: 0 };
 
@@ -68,6 +70,7 @@ export class NatPmpFrontEnd implements FrontEnd {
 
   async stop(): Promise<void> {
     this.announcer.stop();
+    this.announcing = [];
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     await Promise.all(this.listeners.splice(0).map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))));
@@ -128,10 +131,10 @@ export class NatPmpFrontEnd implements FrontEnd {
     return packet.length >= 2 ? natPmpErrorResponse(packet[1]! & 0x7f, NatPmpResult.unsupportedVersion, this.epoch.seconds()) : undefined;
   }
 
-  /** One round of announcements: NAT-PMP's external address, then PCP's ANNOUNCE, from each LAN address. */
+  /** One round of announcements: NAT-PMP's external address, then PCP's ANNOUNCE, from each LAN address that announces. */
   private announce(): void {
     const packets = [this.natPmp.externalAddressResponse(), ...(this.options.pcp ? [this.pcp.announcement()] : [])];
-    for (const { lan, socket } of this.listeners) {
+    for (const { lan, socket } of this.announcing) {
       for (const packet of packets) {
         socket.send(packet, ANNOUNCEMENTS.port, ANNOUNCEMENTS.group, (err) => {
           if (err) this.log.debug({ err, address: lan.address }, `announcement from ${lan.address} not sent: ${messageOf(err)}`);
@@ -143,15 +146,20 @@ export class NatPmpFrontEnd implements FrontEnd {
   private startAnnouncing(): void {
     // Dry-run announces nothing off the host; nor is there anything to announce without an address.
     if (!this.options.announce || this.context.config.dryRun || this.context.external.externalAddress === undefined) return;
-    for (const { lan, socket } of this.listeners) {
+    this.announcing = this.listeners.filter(({ lan, socket }) => {
+      // Loopback has no one to tell; and a socket whose multicast interface cannot be set would
+      // send by the default route, perhaps off the LAN: neither announces.
+      if (lan.address.startsWith('127.')) return false;
       try {
         socket.setMulticastInterface(lan.address);
         socket.setMulticastTTL(1);
         socket.setMulticastLoopback(false);
+        return true;
       } catch (err) {
-        this.log.warn({ err, address: lan.address }, `cannot announce from ${lan.address}: ${messageOf(err)}`);
+        this.log.warn({ err, address: lan.address }, `not announcing from ${lan.address}: ${messageOf(err)}`);
+        return false;
       }
-    }
-    this.announcer.start();
+    });
+    if (this.announcing.length > 0) this.announcer.start();
   }
 }

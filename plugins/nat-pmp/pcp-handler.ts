@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import type { PortMapping, Protocol } from 'upnpd';
-import { errorLifetime } from './answers.js';
+import { errorLifetime, portUnavailable } from './answers.js';
 import {
   IP_PROTOCOL,
   PcpOpcode,
@@ -148,9 +148,8 @@ class Ipv4Map implements MapFamily {
       exactPort: options.preferFailure && map.suggestedExternalPort !== 0,
     });
     if (!outcome.ok) {
-      // PREFER_FAILURE: the suggested port could not be had, whatever the reason a policy gave.
-      const refusedPort = options.preferFailure && outcome.refusal.kind === 'refused';
-      return { refused: refusedPort ? PcpResult.CANNOT_PROVIDE_EXTERNAL : outcome.answer.pcp };
+      // PREFER_FAILURE: the suggested port is taken or refused (RFC 6887 §13.2).
+      return { refused: options.preferFailure && portUnavailable(outcome.refusal) ? PcpResult.CANNOT_PROVIDE_EXTERNAL : outcome.answer.pcp };
     }
     return { lifetime: outcome.lifetime, externalPort: outcome.mapping.externalPort, options: echoed };
   }

@@ -282,8 +282,8 @@ describe('injection tokens', () => {
 });
 
 describe('errors', () => {
-  it('UpnpError takes a UpnpErrorCode and an optional detail, and keeps the code', () => {
-    expectTypeOf(UpnpError).constructorParameters.toEqualTypeOf<[upnpCode: UpnpErrorCode, detail?: string]>();
+  it('UpnpError takes a UpnpErrorCode, an optional detail and cause, and keeps the code', () => {
+    expectTypeOf(UpnpError).constructorParameters.toEqualTypeOf<[upnpCode: UpnpErrorCode, detail?: string, options?: { cause?: unknown }]>();
     expectTypeOf<UpnpError['upnpCode']>().toEqualTypeOf<UpnpErrorCode>();
     expectTypeOf(UpnpErrorCode.NoPortMapsAvailable).toEqualTypeOf<728>();
     expectTypeOf<718>().toExtend<UpnpErrorCode>();

@@ -1,0 +1,84 @@
+import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
+import type { ExternalAddress, FrontEndContext } from '../../core/front-end.js';
+import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limits.js';
+import { silentLogger } from '../../core/logger.js';
+import type { InterfaceAddress } from '../../core/net/network-info.js';
+import type { Plugin } from '../../core/plugins/types.js';
+import { Epoch } from '../../plugins/nat-pmp/epoch.js';
+import { NatPmpFrontEnd } from '../../plugins/nat-pmp/front-end.js';
+import { natPmpOptionsSchema } from '../../plugins/nat-pmp/options.js';
+import { secureModeFor } from '../protocol/fixture.js';
+import { makeMappings } from './fakes.js';
+import { exchange } from './pcp-client.js';
+
+export const LOOPBACK_LAN: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
+export const TEST_EXTERNAL_IP = '203.0.113.1';
+
+/** An external address the test sets by hand. */
+export class SettableExternalAddress implements ExternalAddress {
+  private readonly listeners = new Set<(current: string | undefined, previous: string | undefined) => void>();
+  constructor(public externalAddress: string | undefined) {}
+  onChange(listener: (current: string | undefined, previous: string | undefined) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  set(next: string | undefined): void {
+    const previous = this.externalAddress;
+    this.externalAddress = next;
+    for (const listener of this.listeners) listener(next, previous);
+  }
+}
+
+export interface NatPmpFixtureOptions {
+  readonly plugins?: Plugin[];
+  readonly options?: Record<string, unknown>;
+  readonly config?: UserConfig;
+  readonly secureMode?: boolean;
+  /** The LAN served (default 127.0.0.1/8). */
+  readonly lan?: InterfaceAddress;
+}
+
+/**
+ * The NAT-PMP/PCP front-end on 127.0.0.1 (a free port) over a MappingService with an in-memory
+ * backend and secure mode, as the daemon builds it. Loopback is the LAN (127.0.0.0/8), so a test
+ * client may send from 127.0.0.2 to be a second LAN host.
+ */
+export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
+  const lan = [fixture.lan ?? LOOPBACK_LAN];
+  const config: ResolvedConfig = {
+    ...configSchema.parse({ dryRun: true, limits: { stateChanges: { burst: 10_000, perSecond: 10_000 } }, ...fixture.config }),
+    source: 'test',
+    lanFromCommandLine: false,
+    plugins: [],
+  };
+  const policies = [...(fixture.secureMode === false ? [] : [secureModeFor(lan)]), ...(fixture.plugins ?? [])];
+  const { mappings, backend, clock } = makeMappings({ plugins: policies });
+  const external = new SettableExternalAddress(TEST_EXTERNAL_IP);
+  const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
+  const context: FrontEndContext = { mappings, lan, limits, external, clock, logger: silentLogger, config };
+  const options = natPmpOptionsSchema.parse({ port: 0, ...fixture.options });
+  const frontEnd = new NatPmpFrontEnd(
+    context,
+    options,
+    Epoch.inMemory(() => clock.now(), silentLogger),
+  );
+  await frontEnd.start();
+  const port = Number(new URL(frontEnd.describe()[0]!).port);
+  return {
+    frontEnd,
+    mappings,
+    backend,
+    clock,
+    external,
+    limits,
+    port,
+    /** One request, one answer (undefined when none came in time: a second by default). */
+    send: (packet: Buffer, localAddress = '127.0.0.1', timeoutMs = 1_000) => exchange(packet, { host: '127.0.0.1', port, localAddress }, timeoutMs),
+    close: async () => {
+      await frontEnd.stop();
+      await mappings.close();
+    },
+  };
+}
+
+export type NatPmpFixture = Awaited<ReturnType<typeof startNatPmp>>;

@@ -1,0 +1,179 @@
+import 'reflect-metadata';
+import { describe, expect, it } from 'vitest';
+import { assemblePlugins } from '../../app/compose.js';
+import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
+import { Daemon } from '../../core/daemon.js';
+import type { FrontEnd, FrontEndContext } from '../../core/front-end.js';
+import { silentLogger } from '../../core/logger.js';
+import { MappingStateFile } from '../../core/mapping/state-file.js';
+import type { InterfaceAddress, NetworkInfo } from '../../core/net/network-info.js';
+import type { Plugin } from '../../core/plugins/types.js';
+import { natPmp } from '../../plugins/nat-pmp/index.js';
+import { backendPluginFor, RecordingBackend, RecordingLogger } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
+
+const LAN_A: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
+const LAN_B: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 16 };
+
+/** Loopback as the LAN; the test renumbers it and tells the watchers, as the kernel's event would. */
+class RenumberableNetwork implements NetworkInfo {
+  lan: InterfaceAddress[] = [LAN_A];
+  private readonly listeners = new Set<() => void>();
+  ipv4Addresses(iface: string): InterfaceAddress[] {
+    return iface === 'lo' ? this.lan : [];
+  }
+  counters() {
+    return Promise.resolve(null);
+  }
+  link() {
+    return Promise.resolve(null);
+  }
+  watchAddresses(onChange: () => void): () => void {
+    this.listeners.add(onChange);
+    return () => this.listeners.delete(onChange);
+  }
+  renumber(lan: InterfaceAddress[]): void {
+    this.lan = lan;
+    for (const listener of this.listeners) listener();
+  }
+}
+
+/** A third-party front-end plugin that records what it was given and what happened to it. */
+function recordingFrontEnd() {
+  const built: FrontEndContext[] = [];
+  const events: string[] = [];
+  const plugin: Plugin = {
+    name: 'recording-front-end',
+    frontEnd: (context) => {
+      built.push(context);
+      const index = built.length;
+      const frontEnd: FrontEnd = {
+        name: 'recording',
+        start: () => Promise.resolve(void events.push(`start ${index}`)),
+        stop: () => Promise.resolve(void events.push(`stop ${index}`)),
+      };
+      return frontEnd;
+    },
+  };
+  return { plugin, built, events };
+}
+
+function config(user: UserConfig): ResolvedConfig {
+  return {
+    ...configSchema.parse({ lan: ['lo'], externalIp: '203.0.113.1', ...user }),
+    source: '/etc/upnpd/upnpd.config.js',
+    lanFromCommandLine: true,
+    plugins: [],
+  };
+}
+
+describe('the front-end slot (Plugin.frontEnd)', () => {
+  it('builds a plugin front-end after provisioning with the mapping operations, LAN, limits and external address, and stops it at shutdown', async () => {
+    const recording = recordingFrontEnd();
+    const backend = new RecordingBackend();
+    const daemon = await Daemon.start(config({ upnp: { enabled: false } }), {
+      logger: new RecordingLogger(),
+      plugins: [backendPluginFor(backend), recording.plugin],
+      lan: [LAN_A],
+      network: new RenumberableNetwork(),
+    });
+    try {
+      expect(daemon.frontEnds.map((f) => f.name)).toEqual(['recording']);
+      const [context] = recording.built;
+      expect(context!.lan).toEqual([LAN_A]);
+      expect(context!.external.externalAddress).toBe('203.0.113.1');
+      expect(context!.limits).toBe(daemon.limits);
+      const mapping = await context!.mappings.add(
+        {
+          remoteHost: '',
+          externalPort: 4000,
+          protocol: 'UDP',
+          internalClient: '127.0.0.1',
+          internalPort: 4000,
+          enabled: true,
+          description: 'x',
+          leaseSeconds: 60,
+        },
+        { address: '127.0.0.1', via: 'recording' },
+      );
+      expect(daemon.mappings.get(mapping)).toBe(mapping);
+      expect(backend.installed.size).toBe(1);
+    } finally {
+      await daemon.stop();
+    }
+    expect(recording.events).toEqual(['start 1', 'stop 1']);
+  });
+
+  it('stops and rebuilds every front-end on the new addresses when the LAN changes', async () => {
+    const recording = recordingFrontEnd();
+    const network = new RenumberableNetwork();
+    const daemon = await Daemon.start(config({ upnp: { enabled: false } }), {
+      logger: new RecordingLogger(),
+      plugins: [backendPluginFor(new RecordingBackend()), recording.plugin],
+      lan: [LAN_A],
+      network,
+    });
+    try {
+      network.renumber([LAN_B]);
+      await expect.poll(() => recording.events, { timeout: 5_000 }).toEqual(['start 1', 'stop 1', 'start 2']);
+      expect(recording.built[1]!.lan).toEqual([LAN_B]);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+describe('config switches', () => {
+  it('NAT-PMP/PCP is on by default, after the listed plugins; natPmp: false turns it off, also when listed', () => {
+    const names = (user: UserConfig, plugins: ResolvedConfig['plugins'] = []) =>
+      assemblePlugins({ ...config({ backend: 'iptables', ...user }), plugins }).map((p) => p.spec.name);
+    expect(names({})).toContain('nat-pmp');
+    expect(names({ natPmp: false })).not.toContain('nat-pmp');
+    expect(names({ natPmp: false }, [natPmp({ pcp: false })])).not.toContain('nat-pmp');
+    const listed = assemblePlugins({ ...config({ backend: 'iptables' }), plugins: [natPmp({ pcp: false })] }).find((p) => p.spec.name === 'nat-pmp');
+    expect(listed?.spec.options).toEqual({ pcp: false });
+  });
+
+  it('refuses a bad value of natPmp and upnp.enabled, naming the key', () => {
+    const natPmpIssue = configSchema.safeParse({ natPmp: 'yes' }).error?.issues[0];
+    expect(natPmpIssue?.path).toEqual(['natPmp']);
+    const upnpIssue = configSchema.safeParse({ upnp: { enabled: 1 } }).error?.issues[0];
+    expect(upnpIssue?.path).toEqual(['upnp', 'enabled']);
+  });
+});
+
+describe('the owner nonce in the state file', () => {
+  const dir = useTempDir('upnpd-nonce-');
+  const mapping = {
+    remoteHost: '',
+    externalPort: 7000,
+    protocol: 'TCP' as const,
+    internalClient: '192.168.1.10',
+    internalPort: 7000,
+    enabled: true,
+    description: 'PCP 192.168.1.10:7000',
+    leaseSeconds: 3600,
+    expiresAt: 0,
+    createdBy: { address: '192.168.1.10', via: 'pcp' },
+  };
+
+  it('is kept with the mapping through the snapshot and the journal, and read back', async () => {
+    const file = new MappingStateFile(dir.path, silentLogger);
+    await file.save([{ ...mapping, ownerNonce: '00112233445566778899aabb' }], () => 60_000);
+    await file.append({ mapped: [{ ...mapping, externalPort: 7001, ownerNonce: 'ffeeddccbbaa998877665544' }], unmapped: [] }, () => 60_000);
+    const loaded = await file.load();
+    expect(loaded.mappings.map((m) => [m.externalPort, m.ownerNonce])).toEqual([
+      [7000, '00112233445566778899aabb'],
+      [7001, 'ffeeddccbbaa998877665544'],
+    ]);
+  });
+
+  it('is optional: a mapping without one (UPnP, earlier releases) loads as before; a malformed one is skipped', async () => {
+    const file = new MappingStateFile(dir.path, silentLogger);
+    await file.save([mapping, { ...mapping, externalPort: 7001, ownerNonce: 'not hex' }], () => 60_000);
+    const loaded = await file.load();
+    expect(loaded.mappings.map((m) => m.externalPort)).toEqual([7000]);
+    expect(loaded.mappings[0]).not.toHaveProperty('ownerNonce');
+    expect(loaded.invalid).toBe(1);
+  });
+});

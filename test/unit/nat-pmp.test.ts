@@ -1,0 +1,186 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { BackendError, UpnpError, UpnpErrorCode } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import { ANNOUNCEMENTS, Announcer } from '../../plugins/nat-pmp/announcer.js';
+import { answerFor, portUnavailable, refusalOf, type Refusal } from '../../plugins/nat-pmp/answers.js';
+import { PCP_MAX_MESSAGE, PcpResult, addressBytes, addressText, parseNatPmp, parsePcp, pcpResponse } from '../../plugins/nat-pmp/codec.js';
+import { EPOCH_FILE, Epoch } from '../../plugins/nat-pmp/epoch.js';
+import { natPmpOptionsSchema } from '../../plugins/nat-pmp/options.js';
+import { ManualClock } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
+
+describe('packet codec', () => {
+  it('parses any datagram without throwing (NAT-PMP and PCP)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1200 }), (bytes) => {
+        const packet = Buffer.from(bytes);
+        parseNatPmp(packet);
+        const parsed = parsePcp(packet);
+        if (parsed.kind === 'error') expect(parsed.body.length).toBeLessThanOrEqual(PCP_MAX_MESSAGE);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('parses any MAP-shaped datagram with random options without throwing, and answers within 1100 octets, a multiple of 4', () => {
+    const header = Buffer.alloc(60);
+    header[0] = 2;
+    header[1] = 1;
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1100 }), (options) => {
+        const parsed = parsePcp(Buffer.concat([header, Buffer.from(options)]));
+        if (parsed.kind === 'drop') return;
+        const response = pcpResponse({
+          opcode: 1,
+          result: PcpResult.SUCCESS,
+          lifetime: 1,
+          epoch: 1,
+          body: parsed.kind === 'error' ? parsed.body : parsed.request.body,
+        });
+        expect(response.length % 4).toBe(0);
+        expect(response.length).toBeLessThanOrEqual(PCP_MAX_MESSAGE);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('carries IPv4 addresses IPv4-mapped and IPv6 ones as they are (RFC 6887 §5)', () => {
+    expect(addressBytes('192.0.2.1').toString('hex')).toBe('00000000000000000000ffffc0000201');
+    expect(addressText(addressBytes('192.0.2.1'))).toBe('192.0.2.1');
+    expect(addressText(addressBytes('2001:db8::1'))).toBe('2001:db8::1');
+    expect(addressText(Buffer.alloc(16))).toBe('::');
+  });
+
+  it('reads a NAT-PMP mapping request field by field (RFC 6886 §3.3)', () => {
+    const request = Buffer.from('0002000013881f9000000e10', 'hex');
+    expect(parseNatPmp(request)).toEqual({ kind: 'map', protocol: 'TCP', internalPort: 5000, suggestedExternalPort: 8080, lifetime: 3600 });
+    expect(parseNatPmp(request.subarray(0, 11))).toEqual({ kind: 'malformed' });
+    expect(parseNatPmp(Buffer.from([0, 7]))).toEqual({ kind: 'unsupported-opcode', opcode: 7 });
+  });
+});
+
+describe('result codes: one place turns refusals into NAT-PMP and PCP answers', () => {
+  const cases: Array<[string, Refusal, { natPmp: number; pcp: number }]> = [
+    ['secure mode / permissions (606)', refusalOf(new UpnpError(UpnpErrorCode.NotAuthorized)), { natPmp: 2, pcp: PcpResult.NOT_AUTHORIZED }],
+    ['a reserved port (718)', refusalOf(new UpnpError(UpnpErrorCode.ConflictInMappingEntry)), { natPmp: 2, pcp: PcpResult.NOT_AUTHORIZED }],
+    ['a quota or no free port (728)', refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
+    [
+      'every port refused as not authorized (728 from 606)',
+      refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable, undefined, { cause: new UpnpError(UpnpErrorCode.NotAuthorized) })),
+      { natPmp: 2, pcp: PcpResult.NOT_AUTHORIZED },
+    ],
+    ['the state cannot be written (501)', refusalOf(new UpnpError(UpnpErrorCode.ActionFailed)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
+    ['the firewall failed', refusalOf(new BackendError('boom')), { natPmp: 3, pcp: PcpResult.NETWORK_FAILURE }],
+    ['no external address', { kind: 'no-external-address' }, { natPmp: 3, pcp: PcpResult.NETWORK_FAILURE }],
+    ['the client state-change rate', { kind: 'rate-limited' }, { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
+    ['a bug', refusalOf(new TypeError('x')), { natPmp: 3, pcp: PcpResult.NETWORK_FAILURE }],
+  ];
+  it.each(cases)('%s', (_name, refusal, expected) => {
+    expect(answerFor(refusal)).toEqual(expected);
+  });
+
+  it('PREFER_FAILURE: a port taken or refused for itself is CANNOT_PROVIDE_EXTERNAL, a client refused everywhere is not', () => {
+    expect(portUnavailable(refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable)))).toBe(true);
+    const reserved = new UpnpError(UpnpErrorCode.NoPortMapsAvailable, undefined, { cause: new UpnpError(UpnpErrorCode.ConflictInMappingEntry) });
+    expect(portUnavailable(refusalOf(reserved))).toBe(true);
+    const notAuthorized = new UpnpError(UpnpErrorCode.NoPortMapsAvailable, undefined, { cause: new UpnpError(UpnpErrorCode.NotAuthorized) });
+    expect(portUnavailable(refusalOf(notAuthorized))).toBe(false);
+  });
+});
+
+describe('options', () => {
+  it('default to RFC 6887 §15 lifetimes, PCP on, THIRD_PARTY refused, port 5351', () => {
+    expect(natPmpOptionsSchema.parse({})).toMatchObject({
+      pcp: true,
+      lifetime: { minSeconds: 120, maxSeconds: 86_400 },
+      allowThirdParty: false,
+      announce: true,
+      port: 5351,
+    });
+  });
+
+  it('refuse a minimum above the maximum and unknown keys, naming the key', () => {
+    const inverted = natPmpOptionsSchema.safeParse({ lifetime: { minSeconds: 600, maxSeconds: 60 } });
+    expect(inverted.success).toBe(false);
+    expect(inverted.error?.issues[0]?.path).toEqual(['lifetime']);
+    const unknown = natPmpOptionsSchema.safeParse({ lifetimes: {} });
+    expect(unknown.error?.issues[0]?.code).toBe('unrecognized_keys');
+  });
+});
+
+describe('epoch (RFC 6886 §3.6, RFC 6887 §8.5)', () => {
+  const dir = useTempDir('upnpd-epoch-');
+  let wall = 1_700_000_000_000;
+  const wallNow = () => wall;
+
+  it('counts seconds from the start of the state and survives a restart with the same state directory', async () => {
+    const first = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    await first.externalAddressIs('203.0.113.1');
+    wall += 90_000;
+    expect(first.seconds()).toBe(90);
+    const again = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    await again.externalAddressIs('203.0.113.1');
+    expect(again.seconds()).toBe(90);
+  });
+
+  it('starts again when the external address changes (also across a restart), not when it first appears or goes away', async () => {
+    const epoch = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    expect(await epoch.externalAddressIs('203.0.113.1')).toBe(false);
+    wall += 50_000;
+    expect(await epoch.externalAddressIs(undefined)).toBe(false);
+    expect(epoch.seconds()).toBe(50);
+    expect(await epoch.externalAddressIs('203.0.113.9')).toBe(true);
+    expect(epoch.seconds()).toBe(0);
+    wall += 10_000;
+    const restarted = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    expect(await restarted.externalAddressIs('203.0.113.10')).toBe(true);
+    expect(restarted.seconds()).toBe(0);
+  });
+
+  it('starts again when the state is lost, unreadable, or begins in the future (the wall clock went back)', async () => {
+    const epoch = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    wall += 30_000;
+    expect(epoch.seconds()).toBe(30);
+    writeFileSync(join(dir.path, EPOCH_FILE), 'not json');
+    expect((await Epoch.persisted(dir.path, silentLogger, wallNow)).seconds()).toBe(0);
+    const stored = JSON.parse(readFileSync(join(dir.path, EPOCH_FILE), 'utf8')) as { startedAt: number };
+    writeFileSync(join(dir.path, EPOCH_FILE), JSON.stringify({ ...stored, version: 1, startedAt: wall + 3_600_000, externalAddress: null }));
+    expect((await Epoch.persisted(dir.path, silentLogger, wallNow)).seconds()).toBe(0);
+  });
+
+  it('without a state directory counts from the process start on the monotonic clock', async () => {
+    const clock = new ManualClock();
+    const epoch = Epoch.inMemory(() => clock.now(), silentLogger);
+    await clock.advance(12_345);
+    expect(epoch.seconds()).toBe(12);
+  });
+});
+
+describe('announcements (RFC 6886 §3.2.1)', () => {
+  it('sends 10 times, the first at once, then after 250 ms, doubling each time', async () => {
+    const clock = new ManualClock();
+    const sent: number[] = [];
+    const announcer = new Announcer(clock, () => sent.push(clock.now()));
+    const start = clock.now();
+    announcer.start();
+    await clock.advance(600_000);
+    expect(sent.map((t) => t - start)).toEqual([0, 250, 750, 1750, 3750, 7750, 15750, 31750, 63750, 127750]);
+    expect(sent).toHaveLength(ANNOUNCEMENTS.count);
+  });
+
+  it('a new start (the external address changed again) cancels the sequence running and begins anew', async () => {
+    const clock = new ManualClock();
+    let sent = 0;
+    const announcer = new Announcer(clock, () => sent++);
+    announcer.start();
+    await clock.advance(800);
+    expect(sent).toBe(3);
+    announcer.start();
+    await clock.advance(600_000);
+    expect(sent).toBe(3 + 10);
+    announcer.stop();
+  });
+});
