@@ -53,7 +53,7 @@ describe('upnpd check', () => {
     );
     const r = await run(['--config', file]);
     expect(r.code).toBe(0);
-    expect(r.out).toBe(`${file}: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging)\n`);
+    expect(r.out).toBe(`${file}: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)\n`);
   });
 
   it('names interfaces this machine lacks as a warning, not an error', async () => {
@@ -87,7 +87,7 @@ describeRequiring('the configuration in /etc/upnpd/, found from any directory', 
     // Nothing outside the private mount namespace sees the tmpfs over /etc.
     const script = `mount -t tmpfs none /etc && mkdir /etc/upnpd && printf '%s\\n' '${config}' > /etc/upnpd/upnpd.config.mjs && cd / && exec "${process.execPath}" "${bin}" check`;
     const r = await execa('unshare', ['-m', 'sh', '-c', script], { reject: false, timeout: 30_000 });
-    expect(r.stdout).toBe('/etc/upnpd/upnpd.config.mjs: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging)');
+    expect(r.stdout).toBe('/etc/upnpd/upnpd.config.mjs: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)');
     expect(r.exitCode).toBe(0);
   });
 });
