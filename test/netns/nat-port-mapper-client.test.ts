@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { expectMappingsGone, expectTrafficBlocked, expectTrafficPasses, tableRowsFor, upnpdGatewaySuite } from './clients/gateway.js';
+import { PacketCounter } from './clients/arrivals.js';
 import { LineClient } from './clients/line-client.js';
 import { tsEntryCommand } from './namespace-process.js';
 import { describeNetns } from './netns.js';
@@ -21,6 +22,9 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLIENT_ENTRY = new URL('./clients/nat-port-mapper-client.ts', import.meta.url);
 const CLIENT_LIFETIME_MS = 50_000;
 const STEP_MS = 15_000;
+/** How long the test watches for the library's runaway deletes, and how many it may see in that time (the limit's burst is 64). */
+const RUNAWAY_WINDOW_MS = 3_000;
+const RUNAWAY_BOUND = 300;
 /** RFC 6887 §15's ceiling, upnpd's default for NAT-PMP and PCP lifetimes. */
 const MAX_LIFETIME_SECONDS = 86_400;
 
@@ -40,7 +44,7 @@ describeNetns('libp2p nat-port-mapper (NAT-PMP) against upnpd in the testbed', [
     return client;
   };
 
-  it('learns the external address, maps TCP and UDP that WAN traffic then reaches, and unmaps both', async () => {
+  it('learns the external address, maps TCP and UDP that WAN traffic then reaches, unmaps both, and its runaway deletes are cut off', async () => {
     const { testbed } = gateway();
     const port = 41000;
     const a = testbed.addresses;
@@ -66,8 +70,16 @@ describeNetns('libp2p nat-port-mapper (NAT-PMP) against upnpd in the testbed', [
     for (const row of listed) expect(row.leaseSeconds).toBeLessThanOrEqual(MAX_LIFETIME_SECONDS);
     for (const row of listed) expect(row.leaseSeconds).toBeGreaterThan(MAX_LIFETIME_SECONDS - 120);
 
+    // After unmap() the library re-arms its refresh timer with ttl - 60 s, negative for a lifetime
+    // of 0: it sends lifetime-0 requests back to back for as long as it runs (about 1,000 a second
+    // against miniupnpd 2.3.1, which answers each). upnpd's per-client limit on state changes
+    // refuses them after its burst, the refusal ends the loop, and the daemon keeps serving.
+    const requests = await PacketCounter.install(testbed.gateway, ['ip', 'saddr', a.lanClient, 'udp', 'dport', '5351']);
     client.send('unmap');
     await client.waitFor((e) => e.event === 'unmapped', STEP_MS, 2);
+    const afterUnmap = await requests.read();
+    await new Promise((resolve) => setTimeout(resolve, RUNAWAY_WINDOW_MS));
+    expect((await requests.read()) - afterUnmap).toBeLessThan(RUNAWAY_BOUND);
     await expectMappingsGone(gateway(), port, STEP_MS);
     await expectTrafficBlocked(testbed, ports);
   }, 120_000);

@@ -1,5 +1,6 @@
 import type { Protocol } from '../../../core/mapping/types.js';
 import { NamespaceProcess } from '../namespace-process.js';
+import type { TestNamespace } from '../netns.js';
 import type { Testbed } from '../topology.js';
 
 /**
@@ -18,7 +19,6 @@ export interface MappedPort {
   readonly internalPort: number;
 }
 
-const PROBE_TABLE = 'upnpdt_arrivals';
 const PROBE_INTERVAL_MS = 100;
 /** Time for the counter to see the last probe's packets after the sender stops. */
 const SETTLE_MS = 200;
@@ -30,8 +30,15 @@ const SETTLE_MS = 200;
  * the internal port.
  */
 export async function arrivalsThrough(testbed: Testbed, mapping: MappedPort, durationMs: number): Promise<number> {
-  const rule = await installCounter(testbed, mapping);
-  const before = await readCounter(testbed, rule);
+  const counter = await PacketCounter.install(testbed.lan, [
+    'ip',
+    'saddr',
+    testbed.addresses.wanHost,
+    mapping.protocol.toLowerCase(),
+    'dport',
+    String(mapping.internalPort),
+  ]);
+  const before = await counter.read();
   const sender = NamespaceProcess.start(testbed.wan, [
     process.execPath,
     '-e',
@@ -44,7 +51,7 @@ export async function arrivalsThrough(testbed: Testbed, mapping: MappedPort, dur
   const code = await sender.exited();
   if (code !== 0) throw new Error(`the WAN host's probe sender failed (exit ${code}):\n${sender.output()}`);
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-  return (await readCounter(testbed, rule)) - before;
+  return (await counter.read()) - before;
 }
 
 // Connection attempts that give up after one interval: a SYN is what the counter sees, whether or
@@ -75,45 +82,44 @@ const send = () => {
 socket.bind(0, send);
 `;
 
-interface CounterRule {
-  readonly comment: string;
-}
+/**
+ * An nftables packet counter in a namespace (prerouting, before any socket or NAT), in a table of
+ * the harness's own that nothing else touches; one rule per distinct match, reused when asked again.
+ */
+export class PacketCounter {
+  private static readonly TABLE = 'upnpdt_counters';
 
-async function installCounter(testbed: Testbed, mapping: MappedPort): Promise<CounterRule> {
-  const comment = `${mapping.protocol.toLowerCase()}-${mapping.internalPort}`;
-  const tables = await testbed.lan.exec('nft', ['list', 'tables']);
-  if (!tables.split('\n').some((line) => line.trim() === `table ip ${PROBE_TABLE}`)) {
-    await testbed.lan.exec('nft', ['-f', '-'], {
-      input: `table ip ${PROBE_TABLE} {\n  chain arrivals {\n    type filter hook prerouting priority -300; policy accept;\n  }\n}\n`,
-    });
-  }
-  const listing = await testbed.lan.exec('nft', ['list', 'chain', 'ip', PROBE_TABLE, 'arrivals']);
-  if (!listing.includes(`comment "${comment}"`)) {
-    const l4 = mapping.protocol.toLowerCase();
-    await testbed.lan.exec('nft', [
-      'add',
-      'rule',
-      'ip',
-      PROBE_TABLE,
-      'arrivals',
-      'ip',
-      'saddr',
-      testbed.addresses.wanHost,
-      l4,
-      'dport',
-      String(mapping.internalPort),
-      'counter',
-      'comment',
-      `"${comment}"`,
-    ]);
-  }
-  return { comment };
-}
+  private constructor(
+    private readonly ns: TestNamespace,
+    private readonly comment: string,
+  ) {}
 
-async function readCounter(testbed: Testbed, rule: CounterRule): Promise<number> {
-  const listing = await testbed.lan.exec('nft', ['list', 'chain', 'ip', PROBE_TABLE, 'arrivals']);
-  const line = listing.split('\n').find((l) => l.includes(`comment "${rule.comment}"`));
-  const packets = line && /counter packets (\d+)/.exec(line);
-  if (!packets) throw new Error(`no counter for ${rule.comment} in the LAN client's namespace:\n${listing}`);
-  return Number(packets[1]);
+  /** `match`: nft match words, e.g. ['ip', 'saddr', ADDRESS, 'udp', 'dport', '5351']. */
+  static async install(ns: TestNamespace, match: readonly string[]): Promise<PacketCounter> {
+    const comment = match.join('_').replace(/[^A-Za-z0-9_.-]/g, '-');
+    const tables = await ns.exec('nft', ['list', 'tables']);
+    if (!tables.split('\n').some((line) => line.trim() === `table ip ${PacketCounter.TABLE}`)) {
+      await ns.exec('nft', ['-f', '-'], {
+        input: `table ip ${PacketCounter.TABLE} {\n  chain seen {\n    type filter hook prerouting priority -300; policy accept;\n  }\n}\n`,
+      });
+    }
+    const counter = new PacketCounter(ns, comment);
+    if ((await counter.line()) === undefined) {
+      await ns.exec('nft', ['add', 'rule', 'ip', PacketCounter.TABLE, 'seen', ...match, 'counter', 'comment', `"${comment}"`]);
+    }
+    return counter;
+  }
+
+  /** Packets counted since the rule was added. */
+  async read(): Promise<number> {
+    const line = await this.line();
+    const packets = line && /counter packets (\d+)/.exec(line);
+    if (!packets) throw new Error(`no counter ${this.comment} in ${this.ns.name}`);
+    return Number(packets[1]);
+  }
+
+  private async line(): Promise<string | undefined> {
+    const listing = await this.ns.exec('nft', ['list', 'chain', 'ip', PacketCounter.TABLE, 'seen']);
+    return listing.split('\n').find((l) => l.includes(`comment "${this.comment}"`));
+  }
 }
