@@ -87,7 +87,9 @@ describeRequiring('the configuration in /etc/upnpd/, found from any directory', 
     // Nothing outside the private mount namespace sees the tmpfs over /etc.
     const script = `mount -t tmpfs none /etc && mkdir /etc/upnpd && printf '%s\\n' '${config}' > /etc/upnpd/upnpd.config.mjs && cd / && exec "${process.execPath}" "${bin}" check`;
     const r = await execa('unshare', ['-m', 'sh', '-c', script], { reject: false, timeout: 30_000 });
-    expect(r.stdout).toBe('/etc/upnpd/upnpd.config.mjs: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)');
+    expect(r.stdout).toBe(
+      '/etc/upnpd/upnpd.config.mjs: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)',
+    );
     expect(r.exitCode).toBe(0);
   });
 });
