@@ -75,7 +75,7 @@ export function wanAddressFinding(externalAddress: string | undefined, where: st
     message:
       `the external address ${externalAddress} (${where}) is ${kind}: this gateway is behind another NAT, so mapped ports are not reachable from the internet, ` +
       'and miniupnpc-based clients (upnpc, Transmission, many games) and libp2p refuse the gateway as "not connected" or double NAT; ' +
-      'NAT-PMP/PCP clients do not check this (upnpd does not serve NAT-PMP/PCP yet)',
+      'NAT-PMP/PCP clients do not check this (Transmission falls back to NAT-PMP, which upnpd serves unless `natPmp: false`)',
     fix: 'get a public address on the WAN interface (bridge mode on the upstream router), or if this host has one elsewhere set `externalIp`',
   };
 }

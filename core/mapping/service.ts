@@ -425,21 +425,24 @@ export class MappingService implements MappingView {
     }
     const same = existing && sameRule(ruleOf(existing), ruleOf(adjusted)) ? existing : undefined;
     const owned = same?.ownerNonce !== undefined && adjusted.ownerNonce === undefined ? { ...adjusted, ownerNonce: same.ownerNonce } : adjusted;
-    const mapping = portMappingOf(owned, this.leaseEnd(adjusted.leaseSeconds, same, requester), requester);
+    const lease = this.leaseOf(adjusted.leaseSeconds, same, requester);
+    const mapping = portMappingOf({ ...owned, leaseSeconds: lease.leaseSeconds }, lease.expiresAt, requester);
     draft.put(mapping);
     return { mapping, previous: existing };
   }
 
   /**
-   * When the lease of a mapping ends. A renewal through another protocol (a client asking through
-   * UPnP and NAT-PMP for the same mapping) never shortens it: the mapping lasts until the later of
-   * the two leases. Within one protocol, the lease asked for now is the lease (UPnP's rules).
+   * The lease of a mapping: its length and when it ends. A renewal through another protocol (a
+   * client asking through UPnP and NAT-PMP for the same mapping) never shortens it: the mapping
+   * lasts until the later of the two leases, and keeps the longer length (which bounds the lease
+   * restored after a restart). Within one protocol, the lease asked for now is the lease (UPnP's rules).
    */
-  private leaseEnd(leaseSeconds: number, renewed: PortMapping | undefined, requester: Requester): number | null {
+  private leaseOf(leaseSeconds: number, renewed: PortMapping | undefined, requester: Requester): { leaseSeconds: number; expiresAt: number | null } {
     const asked = this.expiryFor(leaseSeconds);
-    if (!renewed || protocolOf(renewed.createdBy.via) === protocolOf(requester.via)) return asked;
-    if (asked === null || renewed.expiresAt === null) return null;
-    return Math.max(asked, renewed.expiresAt);
+    if (!renewed || protocolOf(renewed.createdBy.via) === protocolOf(requester.via)) return { leaseSeconds, expiresAt: asked };
+    if (asked !== null && renewed.expiresAt !== null && asked >= renewed.expiresAt) return { leaseSeconds, expiresAt: asked };
+    if (asked === null) return { leaseSeconds, expiresAt: null };
+    return { leaseSeconds: renewed.leaseSeconds, expiresAt: renewed.expiresAt };
   }
 
   private checkTarget(request: MappingRequest): void {

@@ -271,5 +271,35 @@ describeNetns(
         await listener.kill();
       }
     });
+
+    it('an external-address change starts a new epoch and is announced on the LAN with the new address', async () => {
+      const newAddress = '198.51.100.9';
+      // Long enough that the epoch before the change is clearly above the new one.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const before = parseNatPmpResponse((await exchangeIn(testbed.lan, a.gatewayLan, NAT_PMP_EXTERNAL_ADDRESS_REQUEST))!).epoch;
+      expect(before).toBeGreaterThanOrEqual(2);
+      const listener = NamespaceProcess.start(testbed.lan, [process.execPath, '-e', ANNOUNCEMENT_LISTENER, '224.0.0.1', a.lanClient, '30000']);
+      const wanAddress = (verb: 'add' | 'del', address: string) => testbed.gateway.exec('ip', ['addr', verb, `${address}/24`, 'dev', testbed.wanInterface]);
+      try {
+        await listener.waitFor(/^LISTENING$/m, 10_000);
+        await wanAddress('add', newAddress);
+        await wanAddress('del', a.gatewayWan);
+        await expect
+          .poll(() => announcementsIn(listener.output()).filter((h) => h.packet[0] === 0).length, { timeout: 15_000, interval: 250 })
+          .toBeGreaterThanOrEqual(2);
+        const announced = announcementsIn(listener.output())
+          .filter((h) => h.packet[0] === 0)
+          .map((h) => parseNatPmpResponse(h.packet));
+        expect(announced[0]).toMatchObject({ result: 0, externalAddress: newAddress });
+        expect(announced[0]!.epoch).toBeLessThan(before);
+        expect(parseNatPmpResponse((await exchangeIn(testbed.lan, a.gatewayLan, NAT_PMP_EXTERNAL_ADDRESS_REQUEST))!)).toMatchObject({
+          externalAddress: newAddress,
+        });
+      } finally {
+        await listener.kill();
+        await wanAddress('add', a.gatewayWan).catch(() => undefined);
+        await wanAddress('del', newAddress).catch(() => undefined);
+      }
+    });
   },
 );

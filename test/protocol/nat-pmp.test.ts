@@ -213,6 +213,16 @@ describe('NAT-PMP version 0 (RFC 6886)', () => {
     expect(await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).toMatchObject({ result: 0 });
   });
 
+  it('in dry-run answers on loopback only, even when --lan names other interfaces', async () => {
+    const f = await start({
+      config: { dryRun: true },
+      lan: { interface: 'br-lan', address: '192.0.2.1', prefixLength: 24 },
+      lanFromCommandLine: true,
+    });
+    expect(f.frontEnd.describe()).toEqual([`udp://127.0.0.1:${f.port}`]);
+    expect(await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).toMatchObject({ result: 0 });
+  });
+
   it('§3.6 the epoch counts seconds since the state began', async () => {
     const f = await start();
     const before = (await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).epoch;
@@ -237,6 +247,8 @@ describe('one table for UPnP, NAT-PMP and PCP', () => {
     await natPmp(f, natPmpMapRequest('tcp', 6000, 6000, 7200));
     const renewed = await f.mappings.add(upnpRequest({ leaseSeconds: 3 }), UPNP);
     expect(f.mappings.remainingSeconds(renewed)).toBeGreaterThanOrEqual(7199);
+    // The length kept is the longer one too: it bounds the lease restored after a restart.
+    expect(renewed.leaseSeconds).toBe(7200);
     const again = await f.mappings.add(upnpRequest({ leaseSeconds: 3 }), UPNP);
     expect(f.mappings.remainingSeconds(again)).toBe(3);
   });

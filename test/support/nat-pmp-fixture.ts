@@ -36,6 +36,8 @@ export interface NatPmpFixtureOptions {
   readonly secureMode?: boolean;
   /** The LAN served (default 127.0.0.1/8). */
   readonly lan?: InterfaceAddress;
+  /** As with `--lan`: in dry-run, LAN interfaces named on the command line. */
+  readonly lanFromCommandLine?: boolean;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
   const config: ResolvedConfig = {
     ...configSchema.parse({ dryRun: true, limits: { stateChanges: { burst: 10_000, perSecond: 10_000 } }, ...fixture.config }),
     source: 'test',
-    lanFromCommandLine: false,
+    lanFromCommandLine: fixture.lanFromCommandLine ?? false,
     plugins: [],
   };
   const policies = [...(fixture.secureMode === false ? [] : [secureModeFor(lan)]), ...(fixture.plugins ?? [])];

@@ -13,7 +13,8 @@ import { MemoryStateFs } from '../support/memory-state-fs.js';
 
 /**
  * Model-based property test: random sequences of add / delete / time passing / backend failure,
- * some submitted concurrently, against a plain Map model. After every step the table must equal
+ * some submitted concurrently, through UPnP, NAT-PMP and PCP (cross-protocol renewals keep the
+ * later lease; a PCP nonce owns its mapping), against a plain Map model. After every step the table must equal
  * the model (same keys, targets and order) and the backend must hold exactly the table's rules;
  * and a restart from what the journal has on disk (snapshot + journal, compacted every few
  * records, with a torn record at its end as a crash mid-write leaves one) gives exactly the table.
@@ -23,10 +24,23 @@ interface ModelEntry {
   client: string;
   internalPort: number;
   expiresAt: number | null;
+  /** The protocol that last granted it ('upnp-igd', 'nat-pmp', 'pcp'). */
+  protocol: string;
+  nonce: string | undefined;
 }
 
 type Op =
-  | { kind: 'add'; port: number; protocol: Protocol; remoteHost: string; client: string; internalPort: number; lease: number }
+  | {
+      kind: 'add';
+      port: number;
+      protocol: Protocol;
+      remoteHost: string;
+      client: string;
+      internalPort: number;
+      lease: number;
+      via: string;
+      nonce: string | undefined;
+    }
   | { kind: 'delete'; port: number; protocol: Protocol; remoteHost: string; requester: string }
   | { kind: 'advance'; ms: number };
 
@@ -44,6 +58,9 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       client,
       internalPort: fc.integer({ min: 1, max: 3 }),
       lease: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200 })),
+      // Front-ends: UPnP, NAT-PMP, PCP (whose requests carry an owner nonce).
+      via: fc.constantFrom('upnp-igd:2', 'upnp-igd:1', 'nat-pmp', 'pcp'),
+      nonce: fc.constantFrom(undefined, 'aaaaaaaaaaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbbbbbbbbbb'),
     }),
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), port: fc.integer({ min: 1, max: 4 }), protocol, remoteHost, requester: client }) },
@@ -93,10 +110,17 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
             if (!renewal && [...model.values()].filter((e) => e.client === o.client).length >= quota.perClient) return 728;
           }
           if (existing && existing.client !== o.client) return 718;
+          // A nonce owns the mapping: a request with another one may not renew it.
+          if (existing?.nonce !== undefined && o.nonce !== undefined && existing.nonce !== o.nonce) return 606;
           const unchangedRule = existing && existing.internalPort === o.internalPort;
           if (backendFails && !unchangedRule) return 501;
-          const expiresAt = o.lease === 0 ? null : clock.now() + Math.min(o.lease, 100) * 1000;
-          model.set(k, { client: o.client, internalPort: o.internalPort, expiresAt });
+          const asked = o.lease === 0 ? null : clock.now() + Math.min(o.lease, 100) * 1000;
+          const viaProtocol = o.via.split(':')[0]!;
+          // Renewed through another protocol: the later of the two leases.
+          const crossProtocol = unchangedRule && existing.protocol !== viaProtocol;
+          const expiresAt = !crossProtocol ? asked : asked === null || existing.expiresAt === null ? null : Math.max(asked, existing.expiresAt);
+          const nonce = o.nonce ?? (unchangedRule ? existing.nonce : undefined);
+          model.set(k, { client: o.client, internalPort: o.internalPort, expiresAt, protocol: viaProtocol, nonce });
           return undefined;
         }
         if (o.kind === 'delete') {
@@ -115,7 +139,7 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
           if (o.kind === 'advance') continue;
           submitted.push(
             (o.kind === 'add'
-              ? mappings.add(request(o), { address: o.client, via: 'test' })
+              ? mappings.add(request(o), { address: o.client, via: o.via })
               : mappings.delete({ protocol: o.protocol, externalPort: o.port, remoteHost: o.remoteHost }, { address: o.requester, via: 'test' })
             ).then(
               () => undefined,
@@ -136,8 +160,8 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
         }
 
         expect(actualCodes).toEqual(expectedCodes);
-        const table = [...mappings.values()].map((m) => [keyString(m), m.internalClient, m.internalPort, m.expiresAt]);
-        const expected = [...model.entries()].map(([k, e]) => [k, e.client, e.internalPort, e.expiresAt]);
+        const table = [...mappings.values()].map((m) => [keyString(m), m.internalClient, m.internalPort, m.expiresAt, m.ownerNonce]);
+        const expected = [...model.entries()].map(([k, e]) => [k, e.client, e.internalPort, e.expiresAt, e.nonce]);
         expect(table).toEqual(expected);
         const installed = [...backend.installed.values()].map((r) => `${keyString(r)}>${r.internalClient}:${r.internalPort}`).sort();
         const fromTable = [...mappings.values()]
@@ -158,6 +182,7 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
         expect(restored.mappings.map(target)).toEqual([...mappings.values()].map(target));
         for (const m of restored.mappings) {
           const live = mappings.get(m)!;
+          expect(m.ownerNonce).toBe(live.ownerNonce);
           expect(m.remainingMs === null).toBe(live.expiresAt === null);
           if (m.remainingMs !== null) expect(m.remainingMs).toBeLessThanOrEqual((live.leaseSeconds || 60) * 1000);
         }
@@ -177,5 +202,6 @@ function request(o: Extract<Op, { kind: 'add' }>): MappingRequest {
     enabled: true,
     description: 'model',
     leaseSeconds: o.lease,
+    ...(o.nonce === undefined ? {} : { ownerNonce: o.nonce }),
   };
 }
