@@ -1,3 +1,4 @@
+import { NAT_PMP_FIGURE_KEYS, natPmpFigureSpecs } from './natpmp-figures.js';
 import type { BenchProfile } from './profile.js';
 
 export const FIGURE_KEYS = [
@@ -21,6 +22,7 @@ export const FIGURE_KEYS = [
   'rssMapped',
   'startEmpty',
   'startPersisted',
+  ...NAT_PMP_FIGURE_KEYS,
 ] as const;
 
 export type FigureKey = (typeof FIGURE_KEYS)[number];
@@ -59,6 +61,7 @@ export function figureSpecs(profile: Pick<BenchProfile, 'mappings' | 'firstCheck
     rssMapped: { label: `RSS with ${n} mappings, settled`, unit: 'MB', better: 'lower' },
     startEmpty: { label: 'start-up, no mappings', unit: 's', better: 'lower' },
     startPersisted: { label: `start-up with ${n} persisted mappings`, unit: 's', better: 'lower' },
+    ...natPmpFigureSpecs(profile),
   };
 }
 

@@ -149,7 +149,7 @@ async function measurePersistedStart(daemon: DaemonUnderTest, context: MeasureCo
  * and stops the daemon. A failure becomes an error of the measurement: the figures measured
  * before it are kept.
  */
-async function withDaemon(
+export async function withDaemon(
   daemon: DaemonUnderTest,
   context: MeasureContext,
   persisted: PersistedMappings | undefined,
@@ -195,7 +195,7 @@ async function withDaemon(
  * Runs a throughput phase and charges the daemon's CPU time (children included) to its
  * operations, warm-up included: a rate can be capped by the generator, CPU per operation cannot.
  */
-async function withCpu(pid: number, phase: () => Promise<ThroughputResult>): Promise<{ result: ThroughputResult; cpuPerOp: number }> {
+export async function withCpu(pid: number, phase: () => Promise<ThroughputResult>): Promise<{ result: ThroughputResult; cpuPerOp: number }> {
   const before = cpuSeconds(pid);
   const result = await phase();
   return { result, cpuPerOp: ((cpuSeconds(pid) - before) * 1e6) / (result.ops + result.warmupOps) };

@@ -11,7 +11,8 @@ import { upnpd } from './daemons/upnpd.js';
 import type { Notes, Sample } from './figures.js';
 import { Schedule } from './schedule.js';
 import { LoadGenerator } from './load/remote.js';
-import { GROUPS, type GroupName } from './measure.js';
+import { GROUPS as UPNP_GROUPS, type GroupName as UpnpGroupName } from './measure.js';
+import { NAT_PMP_GROUPS, type NatPmpGroupName } from './natpmp-rows.js';
 import { USAGE, parseCommandLine, type BenchProfile } from './profile.js';
 import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine } from './report.js';
 import { createBenchTestbed, type BenchTestbed } from './testbed.js';
@@ -23,6 +24,8 @@ const FINISH_RESERVE_MS = 15_000;
 /** After the budget, this long for cleanup before the run is cut short. */
 const CLEANUP_GRACE_MS = 30_000;
 const EXIT_USAGE = 2;
+const GROUPS = { ...UPNP_GROUPS, ...NAT_PMP_GROUPS };
+type GroupName = UpnpGroupName | NatPmpGroupName;
 
 async function main(argv: readonly string[]): Promise<number> {
   let profile: BenchProfile;
@@ -74,7 +77,8 @@ async function main(argv: readonly string[]): Promise<number> {
     const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, profile.budgetMs + CLEANUP_GRACE_MS);
     const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun };
     // The figure exists once every daemon compared can persist mappings.
-    const groups: GroupName[] = daemons.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
+    const upnpGroups: GroupName[] = daemons.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
+    const groups: GroupName[] = [...upnpGroups, 'natPmpRequests', 'natPmpTable'];
     schedule = new Schedule(profile.repeats, deadline - FINISH_RESERVE_MS);
     for (let repeat = 1; repeat <= profile.repeats; repeat += 1) {
       // Alternate the order so that drift (a warming machine, other load) hits both alike.

@@ -41,7 +41,8 @@ export function miniupnpdConfig(s: MiniupnpdSettings): string {
     `ext_ifname=${s.wanInterface}`,
     `listening_ip=${s.lanInterface}`,
     `http_port=${s.httpPort}`,
-    'enable_natpmp=no',
+    // NAT-PMP and PCP on, as upnpd's NAT-PMP/PCP front-end is by default: the NAT-PMP rows need it.
+    'enable_natpmp=yes',
     'enable_upnp=yes',
     'ext_perform_stun=yes',
     `ext_stun_host=${s.stunHost}`,

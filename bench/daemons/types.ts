@@ -7,6 +7,11 @@ export interface GatewaySetup {
   readonly workDir: string;
   readonly httpPort: number;
   readonly stun: { readonly host: string; readonly port: number };
+  /**
+   * Lifts the daemon's per-client rate limit on state changes (upnpd's `limits.stateChanges`;
+   * miniupnpd has none), for rows whose load comes from one or a few LAN addresses.
+   */
+  readonly raiseClientRateLimits?: boolean;
 }
 
 /** Mappings a daemon should find persisted when it starts (for the start-up figure). */

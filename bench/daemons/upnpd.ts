@@ -40,7 +40,7 @@ export const upnpd: DaemonUnderTest = {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const configFile = join(dir, 'upnpd.config.mjs');
-    writeFileSync(configFile, upnpdConfig());
+    writeFileSync(configFile, upnpdConfig(gateway.raiseClientRateLimits ?? false));
     const stateDir = join(dir, 'state');
     if (persisted) await writeStateFile(stateDir, persisted);
     await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
@@ -133,14 +133,18 @@ async function writeStateFile(stateDir: string, persisted: PersistedMappings): P
  */
 const BENCH_QUOTA = { perClient: 20_000, total: 20_000 } as const;
 
+/** `limits.stateChanges` for the rows that raise it: the schema's ceiling, far above any rate measured here. */
+const RAISED_STATE_CHANGES = { perSecond: 100_000, burst: 100_000 } as const;
+
 /** The config file: only what the command line cannot say. */
-function upnpdConfig(): string {
+function upnpdConfig(raiseClientRateLimits: boolean): string {
   const { family, table, chain } = ADMIN_FORWARD;
   return [
     `import { nftables, quota } from '${PACKAGE_ENTRY}';`,
     '',
     'export default {',
     `  plugins: [nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } }), quota(${JSON.stringify(BENCH_QUOTA)})],`,
+    ...(raiseClientRateLimits ? [`  limits: { stateChanges: ${JSON.stringify(RAISED_STATE_CHANGES)} },`] : []),
     '};',
     '',
   ].join('\n');

@@ -3,6 +3,7 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { stopOnSignalOrAfter } from '../lifetime.js';
+import { NatPmpLoad } from './natpmp.js';
 import type { CommandMessage, ResultMessage } from './protocol.js';
 import { LoadSession } from './session.js';
 
@@ -10,7 +11,11 @@ const { values } = parseArgs({ options: { client: { type: 'string' }, host: { ty
 if (!values.client || !values['lifetime-ms']) throw new Error('usage: main.ts --client ADDR [--host ADDR …] --lifetime-ms N');
 
 const session = new LoadSession(values.client, values.host ?? []);
-stopOnSignalOrAfter(Number(values['lifetime-ms']), () => session.close());
+const natPmp = new NatPmpLoad(values.host ?? []);
+stopOnSignalOrAfter(Number(values['lifetime-ms']), () => {
+  session.close();
+  natPmp.close();
+});
 
 const reply = (message: ResultMessage) => process.stdout.write(`${JSON.stringify(message)}\n`);
 let queue = Promise.resolve();
@@ -18,7 +23,7 @@ createInterface({ input: process.stdin })
   .on('line', (line) => {
     const { id, command } = JSON.parse(line) as CommandMessage;
     queue = queue.then(() =>
-      session.run(command).then(
+      (command.kind === 'natPmpCycles' || command.kind === 'natPmpMapMany' ? natPmp.run(command) : session.run(command)).then(
         (result) => void reply({ id, ok: true, result }),
         (err: unknown) => void reply({ id, ok: false, error: err instanceof Error ? err.message : String(err) }),
       ),

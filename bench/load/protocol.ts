@@ -1,3 +1,5 @@
+import type { NatPmpCommand, NatPmpResultOf } from './natpmp.js';
+
 /**
  * What the harness asks the load generator (one JSON line per command on its stdin) and what it
  * answers (one JSON line per result on its stdout). Every phase is bounded by a count and a time.
@@ -97,9 +99,13 @@ export interface ResultOf {
   listInPages: ListResult;
 }
 
+/** Everything the generator runs: the UPnP phases above and the NAT-PMP ones (natpmp.ts). */
+export type GeneratorCommand = LoadCommand | NatPmpCommand;
+export type GeneratorResultOf = ResultOf & NatPmpResultOf;
+
 export interface CommandMessage {
   readonly id: number;
-  readonly command: LoadCommand;
+  readonly command: GeneratorCommand;
 }
 
 export type ResultMessage =

@@ -1,6 +1,6 @@
 import type { TestNamespace } from '../../test/netns/netns.js';
 import { NamespaceProcess, tsEntryCommand } from '../../test/netns/namespace-process.js';
-import type { LoadCommand, ResultMessage, ResultOf } from './protocol.js';
+import type { GeneratorCommand, GeneratorResultOf, ResultMessage } from './protocol.js';
 
 const START_TIMEOUT_MS = 15_000;
 /** A command's answer may come this long after its own time bound (the last requests, JSON, pipes). */
@@ -36,7 +36,7 @@ export class LoadGenerator {
     return new LoadGenerator(child);
   }
 
-  run<C extends LoadCommand>(command: C): Promise<ResultOf[C['kind']]> {
+  run<C extends GeneratorCommand>(command: C): Promise<GeneratorResultOf[C['kind']]> {
     const id = this.nextId++;
     const boundMs = command.kind === 'discover' ? command.timeoutMs : command.maxMs + warmupOf(command);
     return new Promise((resolve, reject) => {
@@ -74,6 +74,6 @@ export class LoadGenerator {
   }
 }
 
-function warmupOf(command: LoadCommand): number {
+function warmupOf(command: GeneratorCommand): number {
   return 'warmupMs' in command ? command.warmupMs : 0;
 }

@@ -235,7 +235,8 @@ describe('the upnpd command with a third-party backend listed in the config', ()
       cwd: outside,
     });
     const url = await run.waitFor(DESCRIPTION_URL);
-    expect(run.output()).toMatch(/upnpd running: backend file-fw;/);
+    // The description URL is printed when UPnP listens; "running" once every front-end (NAT-PMP too) does.
+    await run.waitFor(/upnpd running: backend file-fw;/);
     expect(JSON.parse(readFileSync(rulesFile(), 'utf8'))).toEqual({ rules: [] }); // init made it
 
     const added = await soapAction(url, 'AddPortMapping', MAPPING);
