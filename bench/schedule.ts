@@ -22,8 +22,7 @@ export class Schedule<D extends { readonly name: string }, G extends string> {
   ) {}
 
   /** The tasks of one repeat, decided one at a time (so that each sees the time left when its turn comes). */
-  *tasks(repeat: number, daemons: readonly D[], groups: readonly G[]): Generator<Task<D, G>> {
-    const all = groups.flatMap((group) => daemons.map((daemon) => ({ daemon, group })));
+  *tasks(repeat: number, all: readonly Task<D, G>[]): Generator<Task<D, G>> {
     if (repeat === 1) {
       yield* all;
       return;

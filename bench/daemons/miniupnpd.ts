@@ -87,7 +87,7 @@ async function startMiniupnpd(gateway: GatewaySetup, persisted: PersistedMapping
     const expiresAtUnix = Math.floor(Date.now() / 1000) + BENCH_LEASE_SECONDS;
     const mappings = Array.from({ length: persisted.count }, (_, i) => ({
       port: persisted.firstPort + i,
-      client: persisted.client,
+      client: persisted.clients[i % persisted.clients.length]!,
       expiresAtUnix,
       description: BENCH_DESCRIPTION,
     }));

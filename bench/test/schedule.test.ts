@@ -11,7 +11,10 @@ function runAll(repeats: number, budgetMs: number, durations: Record<string, num
   const ran: string[] = [];
   return (async () => {
     for (let repeat = 1; repeat <= repeats; repeat += 1) {
-      for (const { daemon, group } of schedule.tasks(repeat, [fast, slow], ['requests', 'table'])) {
+      for (const { daemon, group } of schedule.tasks(
+        repeat,
+        ['requests', 'table'].flatMap((group) => [fast, slow].map((daemon) => ({ daemon, group }))),
+      )) {
         await schedule.timed(daemon, group, () => {
           now += durations[`${daemon.name}/${group}`]!;
           ran.push(`${repeat}:${daemon.name}/${group}`);

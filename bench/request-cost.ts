@@ -1,0 +1,72 @@
+// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--daemon NAME …]`: the daemon's CPU
+// time per GetExternalIPAddress on a new connection per request (`Connection: Close`, as miniupnpc
+// sends it), for upnpd, miniupnpd and Node's floor on the bench's testbed. A fixed number of
+// requests, so that the figure is the daemon's CPU time (from /proc), not a rate the shared machine
+// makes noisy. With BENCH_UPNPD_NODE_FLAGS (e.g. --cpu-prof) upnpd runs with those flags too.
+import { parseArgs } from 'node:util';
+import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
+import { miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
+import { nodeFloor } from './daemons/node-floor.js';
+import type { DaemonUnderTest } from './daemons/types.js';
+import { upnpd } from './daemons/upnpd.js';
+import { median } from './figures.js';
+import { LoadGenerator } from './load/remote.js';
+import { cpuSeconds } from './process-stats.js';
+import { createBenchTestbed } from './testbed.js';
+
+const HTTP_PORT = 49152;
+const LIFETIME_MS = 15 * 60_000;
+
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '5000' },
+    repeats: { type: 'string', default: '3' },
+    concurrency: { type: 'string', default: '1' },
+    daemon: { type: 'string', multiple: true },
+  },
+});
+const requests = Number(values.requests);
+const repeats = Number(values.repeats);
+const concurrency = Number(values.concurrency);
+const probe = await probeMiniupnpd();
+const all: DaemonUnderTest[] = [nodeFloor(TESTBED_ADDRESSES.gatewayWan), upnpd, ...(probe.available ? [miniupnpd(probe.version)] : [])];
+const daemons = values.daemon ? all.filter((d) => values.daemon!.includes(d.name)) : all;
+
+const bench = await createBenchTestbed(LIFETIME_MS);
+const perRequest = new Map<string, number[]>(daemons.map((d) => [d.name, []]));
+try {
+  const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);
+  const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun, lanHosts: bench.lanHosts };
+  for (let repeat = 0; repeat < repeats; repeat += 1) {
+    for (const daemon of daemons) {
+      const running = await daemon.start(gateway);
+      try {
+        await generator.run({ kind: 'discover', descriptionUrl: running.descriptionUrl, timeoutMs: 30_000 });
+        const run = () =>
+          generator.run({
+            kind: 'getExternalIp',
+            connection: 'close',
+            concurrency,
+            warmupMs: 0,
+            maxOps: requests,
+            maxMs: 120_000,
+            expectedAddress: TESTBED_ADDRESSES.gatewayWan,
+          });
+        await run(); // warm-up: the JIT, the first connections
+        const before = cpuSeconds(running.pid);
+        const result = await run();
+        const micros = ((cpuSeconds(running.pid) - before) * 1e6) / result.ops;
+        perRequest.get(daemon.name)!.push(micros);
+        process.stderr.write(`${daemon.name}: ${micros.toFixed(1)} µs CPU per request, ${(result.ops / (result.elapsedMs / 1000)).toFixed(0)} req/s\n`);
+      } finally {
+        await running.stop();
+      }
+    }
+  }
+  await generator.stop();
+} finally {
+  await bench.destroy();
+}
+for (const [name, samples] of perRequest) {
+  process.stdout.write(`${name}: median ${median(samples).toFixed(1)} µs CPU per request (${samples.map((s) => s.toFixed(1)).join(', ')})\n`);
+}
