@@ -1,5 +1,5 @@
-// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--daemon NAME …]`: the daemon's CPU
-// time per GetExternalIPAddress on a new connection per request (`Connection: Close`, as miniupnpc
+// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--cycles] [--daemon NAME …]`: the daemon's CPU
+// time per GetExternalIPAddress (with --cycles: per AddPortMapping+DeletePortMapping cycle, going round the LAN hosts) on a new connection per request (`Connection: Close`, as miniupnpc
 // sends it), for upnpd, miniupnpd and Node's floor on the bench's testbed. A fixed number of
 // requests, so that the figure is the daemon's CPU time (from /proc), not a rate the shared machine
 // makes noisy. With BENCH_UPNPD_NODE_FLAGS (e.g. --cpu-prof) upnpd runs with those flags too.
@@ -22,6 +22,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '5000' },
     repeats: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1' },
+    cycles: { type: 'boolean', default: false },
     daemon: { type: 'string', multiple: true },
   },
 });
@@ -29,7 +30,11 @@ const requests = Number(values.requests);
 const repeats = Number(values.repeats);
 const concurrency = Number(values.concurrency);
 const probe = await probeMiniupnpd();
-const all: DaemonUnderTest[] = [nodeFloor(TESTBED_ADDRESSES.gatewayWan), upnpd, ...(probe.available ? [miniupnpd(probe.version)] : [])];
+const all: DaemonUnderTest[] = [
+  ...(values.cycles ? [] : [nodeFloor(TESTBED_ADDRESSES.gatewayWan)]),
+  upnpd,
+  ...(probe.available ? [miniupnpd(probe.version)] : []),
+];
 const daemons = values.daemon ? all.filter((d) => values.daemon!.includes(d.name)) : all;
 
 const bench = await createBenchTestbed(LIFETIME_MS);
@@ -42,16 +47,11 @@ try {
       const running = await daemon.start(gateway);
       try {
         await generator.run({ kind: 'discover', descriptionUrl: running.descriptionUrl, timeoutMs: 30_000 });
+        const limits = { connection: 'close', concurrency, warmupMs: 0, maxOps: requests, maxMs: 120_000 } as const;
         const run = () =>
-          generator.run({
-            kind: 'getExternalIp',
-            connection: 'close',
-            concurrency,
-            warmupMs: 0,
-            maxOps: requests,
-            maxMs: 120_000,
-            expectedAddress: TESTBED_ADDRESSES.gatewayWan,
-          });
+          values.cycles
+            ? generator.run({ kind: 'addDeleteCycles', ...limits, firstPort: 40000 })
+            : generator.run({ kind: 'getExternalIp', ...limits, expectedAddress: TESTBED_ADDRESSES.gatewayWan });
         await run(); // warm-up: the JIT, the first connections
         const before = cpuSeconds(running.pid);
         const result = await run();
