@@ -1,11 +1,11 @@
-// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--cycles] [--daemon NAME …]`: the daemon's CPU
+// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--cycles | --walk N] [--idle-seconds N] [--daemon NAME …]`: the daemon's CPU
 // time per GetExternalIPAddress (with --cycles: per AddPortMapping+DeletePortMapping cycle, going round the LAN hosts) on a new connection per request (`Connection: Close`, as miniupnpc
 // sends it), for upnpd, miniupnpd and Node's floor on the bench's testbed. A fixed number of
 // requests, so that the figure is the daemon's CPU time (from /proc), not a rate the shared machine
 // makes noisy. With BENCH_UPNPD_NODE_FLAGS (e.g. --cpu-prof) upnpd runs with those flags too.
 import { parseArgs } from 'node:util';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
-import { miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
+import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
 import type { DaemonUnderTest } from './daemons/types.js';
 import { upnpd } from './daemons/upnpd.js';
@@ -23,6 +23,8 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1' },
     cycles: { type: 'boolean', default: false },
+    'idle-seconds': { type: 'string', default: '0' },
+    walk: { type: 'string' },
     daemon: { type: 'string', multiple: true },
   },
 });
@@ -33,7 +35,7 @@ const probe = await probeMiniupnpd();
 const all: DaemonUnderTest[] = [
   ...(values.cycles ? [] : [nodeFloor(TESTBED_ADDRESSES.gatewayWan)]),
   upnpd,
-  ...(probe.available ? [miniupnpd(probe.version)] : []),
+  ...(probe.available ? [miniupnpd({ name: 'miniupnpd', version: probe.version, path: MINIUPNPD_PATH, backend: 'nftables' })] : []),
 ];
 const daemons = values.daemon ? all.filter((d) => values.daemon!.includes(d.name)) : all;
 
@@ -52,12 +54,32 @@ try {
           values.cycles
             ? generator.run({ kind: 'addDeleteCycles', ...limits, firstPort: 40000 })
             : generator.run({ kind: 'getExternalIp', ...limits, expectedAddress: TESTBED_ADDRESSES.gatewayWan });
-        await run(); // warm-up: the JIT, the first connections
-        const before = cpuSeconds(running.pid);
-        const result = await run();
-        const micros = ((cpuSeconds(running.pid) - before) * 1e6) / result.ops;
+        const idleSeconds = Number(values['idle-seconds']);
+        if (idleSeconds > 0) {
+          const idleBefore = cpuSeconds(running.pid);
+          await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
+          process.stderr.write(`${daemon.name}: ${(((cpuSeconds(running.pid) - idleBefore) * 1000) / idleSeconds).toFixed(1)} ms CPU a second, idle\n`);
+        }
+        let ops: number;
+        let elapsedMs: number;
+        let micros: number;
+        if (values.walk) {
+          const count = Number(values.walk);
+          await generator.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count, checkpoints: [count], maxMs: 300_000 });
+          await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: count + 1, maxMs: 120_000 }); // warm-up
+          const before = cpuSeconds(running.pid);
+          const walked = await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: count + 1, maxMs: 120_000 });
+          ({ calls: ops, elapsedMs } = walked);
+          micros = ((cpuSeconds(running.pid) - before) * 1e6) / ops;
+        } else {
+          await run(); // warm-up: the JIT, the first connections
+          const before = cpuSeconds(running.pid);
+          const result = await run();
+          ({ ops, elapsedMs } = result);
+          micros = ((cpuSeconds(running.pid) - before) * 1e6) / ops;
+        }
         perRequest.get(daemon.name)!.push(micros);
-        process.stderr.write(`${daemon.name}: ${micros.toFixed(1)} µs CPU per request, ${(result.ops / (result.elapsedMs / 1000)).toFixed(0)} req/s\n`);
+        process.stderr.write(`${daemon.name}: ${micros.toFixed(1)} µs CPU per request, ${(ops / (elapsedMs / 1000)).toFixed(0)} req/s\n`);
       } finally {
         await running.stop();
       }

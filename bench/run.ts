@@ -5,9 +5,9 @@ import { performance } from 'node:perf_hooks';
 import { namespaceSupport } from '../test/netns/netns.js';
 import { haveProgram } from '../test/support/requirements.js';
 import { build, buildNeeded } from './build.js';
-import { miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
+import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd, unpackedMiniupnpdIptables } from './daemons/miniupnpd.js';
 import type { DaemonUnderTest } from './daemons/types.js';
-import { upnpd } from './daemons/upnpd.js';
+import { upnpd, upnpdIptables } from './daemons/upnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
 import type { Notes, Sample } from './figures.js';
@@ -58,7 +58,7 @@ async function main(argv: readonly string[]): Promise<number> {
     await build();
   }
 
-  const comparisons = comparisonsToRun(probe.version);
+  const comparisons = await comparisonsToRun(probe.version, profile.iptables);
   const daemons = comparisons.flatMap((c) => [c.upnpd, c.miniupnpd, ...c.others]);
   const results = new Map<DaemonUnderTest, { samples: Sample[]; notes: Notes }>(daemons.map((d) => [d, { samples: [], notes: {} }]));
   const errors: string[] = [];
@@ -135,15 +135,33 @@ interface Comparison {
   readonly others: readonly DaemonUnderTest[];
 }
 
-function comparisonsToRun(miniupnpdVersion: string): Comparison[] {
-  return [
+/**
+ * nftables backends (miniupnpd-nftables as installed) with Node's floor beside them, then the
+ * iptables backends (miniupnpd-iptables unpacked into the harness's cache), unless `--no-iptables`
+ * or that build cannot be had (said in the log; the nftables comparison runs all the same).
+ */
+async function comparisonsToRun(installedVersion: string, withIptables: boolean): Promise<Comparison[]> {
+  const comparisons: Comparison[] = [
     {
       title: "nftables backends (miniupnpd-nftables as installed), with Node's floor",
       upnpd,
-      miniupnpd: miniupnpd(miniupnpdVersion),
+      miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
       others: [nodeFloor(TESTBED_ADDRESSES.gatewayWan)],
     },
   ];
+  if (!withIptables) return comparisons;
+  const iptablesBuild = await unpackedMiniupnpdIptables();
+  if (!iptablesBuild.available) {
+    log(`no iptables comparison: ${iptablesBuild.reason}`);
+    return comparisons;
+  }
+  comparisons.push({
+    title: 'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package)',
+    upnpd: upnpdIptables,
+    miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
+    others: [],
+  });
+  return comparisons;
 }
 
 /**
