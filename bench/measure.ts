@@ -87,21 +87,24 @@ function throughputLimits(profile: BenchProfile): { warmupMs: number; maxOps: nu
   return { warmupMs: throughput.warmupMs, maxOps: throughput.maxOps, maxMs: throughput.measureMs };
 }
 
+/** Requests every daemon answers, unmeasured, before the first measured row (bounded by WARM_UP_MAX_MS too). */
+const WARM_UP_REQUESTS = 5_000;
+const WARM_UP_MAX_MS = 15_000;
+
 /**
  * Unmeasured requests before the first measured phase, for every daemon alike: a Node daemon's
  * first thousands of requests run before V8 has compiled its hot paths, which is start-up cost,
  * not cost per request (the rows starting with "start-up" measure the start).
  */
-async function warmUp({ generator, profile, gateway, log }: PhaseContext): Promise<void> {
-  const { warmupMs } = profile.throughput;
+async function warmUp({ generator, gateway, log }: PhaseContext): Promise<void> {
   const expectedAddress = gateway.testbed.addresses.gatewayWan;
   const result = await generator.run({
     kind: 'getExternalIp',
     connection: 'close',
     concurrency: 8,
     warmupMs: 0,
-    maxOps: 1_000_000,
-    maxMs: 2 * warmupMs,
+    maxOps: WARM_UP_REQUESTS,
+    maxMs: WARM_UP_MAX_MS,
     expectedAddress,
   });
   log(`warm-up: ${result.ops} requests`);
