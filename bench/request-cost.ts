@@ -1,4 +1,4 @@
-// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--cycles | --walk N] [--idle-seconds N] [--daemon NAME …]`: the daemon's CPU
+// `sudo npx tsx bench/request-cost.ts [--requests N] [--repeats N] [--concurrency N] [--cycles | --walk N] [--idle-seconds N] [--rss-after-seconds N] [--daemon NAME …]`: the daemon's CPU
 // time per GetExternalIPAddress (with --cycles: per AddPortMapping+DeletePortMapping cycle, going round the LAN hosts) on a new connection per request (`Connection: Close`, as miniupnpc
 // sends it), for upnpd, miniupnpd and Node's floor on the bench's testbed. A fixed number of
 // requests, so that the figure is the daemon's CPU time (from /proc), not a rate the shared machine
@@ -11,7 +11,8 @@ import type { DaemonUnderTest } from './daemons/types.js';
 import { upnpd } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
-import { cpuSeconds } from './process-stats.js';
+import { readFileSync } from 'node:fs';
+import { cpuSeconds, processTree, residentBytes } from './process-stats.js';
 import { createBenchTestbed } from './testbed.js';
 
 const HTTP_PORT = 49152;
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     cycles: { type: 'boolean', default: false },
     'idle-seconds': { type: 'string', default: '0' },
     walk: { type: 'string' },
+    'rss-after-seconds': { type: 'string' },
     daemon: { type: 'string', multiple: true },
   },
 });
@@ -79,6 +81,13 @@ try {
           micros = ((cpuSeconds(running.pid) - before) * 1e6) / ops;
         }
         perRequest.get(daemon.name)!.push(micros);
+        if (values['rss-after-seconds']) {
+          await new Promise((resolve) => setTimeout(resolve, Number(values['rss-after-seconds']) * 1000));
+          for (const pid of processTree(running.pid)) {
+            const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').slice(0, 60);
+            process.stderr.write(`  ${pid} ${(residentBytes(pid) / 1024 / 1024).toFixed(1)} MB ${command}\n`);
+          }
+        }
         process.stderr.write(`${daemon.name}: ${micros.toFixed(1)} µs CPU per request, ${(ops / (elapsedMs / 1000)).toFixed(0)} req/s\n`);
       } finally {
         await running.stop();
