@@ -5,10 +5,10 @@
 // makes noisy. With BENCH_UPNPD_NODE_FLAGS (e.g. --cpu-prof) upnpd runs with those flags too.
 import { parseArgs } from 'node:util';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
-import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
+import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd, unpackedMiniupnpdIptables } from './daemons/miniupnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
 import type { DaemonUnderTest } from './daemons/types.js';
-import { upnpd } from './daemons/upnpd.js';
+import { upnpd, upnpdIptables } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
 import { readFileSync } from 'node:fs';
@@ -39,6 +39,10 @@ const all: DaemonUnderTest[] = [
   upnpd,
   ...(probe.available ? [miniupnpd({ name: 'miniupnpd', version: probe.version, path: MINIUPNPD_PATH, backend: 'nftables' })] : []),
 ];
+const iptablesBuild = values.daemon?.some((name) => name.includes('iptables')) ? await unpackedMiniupnpdIptables() : undefined;
+if (iptablesBuild?.available) {
+  all.push(upnpdIptables, miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }));
+}
 const daemons = values.daemon ? all.filter((d) => values.daemon!.includes(d.name)) : all;
 
 const bench = await createBenchTestbed(LIFETIME_MS);
