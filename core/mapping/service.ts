@@ -159,6 +159,10 @@ export class MappingService implements MappingView {
     return this.table.values();
   }
 
+  heldBy(address: string): number {
+    return this.table.heldBy(address);
+  }
+
   /** The table as plugins may see it: read only, without the lifecycle's methods. */
   readonly view: MappingView = readOnlyView(this.table);
 
@@ -683,6 +687,7 @@ function readOnlyView(table: MappingTable): MappingView {
   return Object.freeze({
     get: (key: MappingKey) => table.get(key),
     values: () => table.values(),
+    heldBy: (address: string) => table.heldBy(address),
     get size() {
       return table.size;
     },

@@ -8,6 +8,8 @@ import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type Mapp
 export class MappingTable implements MappingView {
   private readonly byKey = new Map<string, PortMapping>();
   private ordered: PortMapping[] = [];
+  /** How many mappings each client (creator's address) holds: what quotas count, without a walk. */
+  private readonly held = new Map<string, number>();
 
   get size(): number {
     return this.ordered.length;
@@ -25,11 +27,19 @@ export class MappingTable implements MappingView {
     return this.ordered.values();
   }
 
+  heldBy(address: string): number {
+    return this.held.get(address) ?? 0;
+  }
+
   /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
   commit(upserts: Iterable<PortMapping>, removals: Iterable<string>): void {
     const removed = new Set<string>();
     for (const k of removals) {
-      if (this.byKey.delete(k)) removed.add(k);
+      const previous = this.byKey.get(k);
+      if (!previous) continue;
+      this.byKey.delete(k);
+      removed.add(k);
+      countHeld(this.held, previous, -1);
     }
     if (removed.size > 0) this.ordered = this.ordered.filter((m) => !removed.has(keyString(m)));
     for (const mapping of upserts) {
@@ -38,8 +48,18 @@ export class MappingTable implements MappingView {
       this.byKey.set(k, mapping);
       if (previous) this.ordered[this.ordered.indexOf(previous)] = mapping;
       else this.ordered.push(mapping);
+      if (previous) countHeld(this.held, previous, -1);
+      countHeld(this.held, mapping, 1);
     }
   }
+}
+
+/** Adds `by` to the count of mappings `mapping`'s creator holds; a count that reaches 0 is dropped. */
+function countHeld(counts: Map<string, number>, mapping: PortMapping, by: number): void {
+  const address = mapping.createdBy.address;
+  const count = (counts.get(address) ?? 0) + by;
+  if (count === 0) counts.delete(address);
+  else counts.set(address, count);
 }
 
 /**
@@ -49,9 +69,9 @@ export class MappingTable implements MappingView {
  */
 export class MappingDraft implements MappingView {
   /** keyString → staged mapping, or null for a staged removal. Insertion order is kept. */
-  private staged = new Map<string, PortMapping | null>();
+  private readonly staged = new Map<string, PortMapping | null>();
   /** Keys removed and then added again in this draft: they move to the end, as if done in sequence. */
-  private reinserted = new Set<string>();
+  private readonly reinserted = new Set<string>();
   /**
    * What the table holds under each key ever staged, and which key each of those table entries
    * has: the table does not change while a draft is open, so each is looked up once, not at every
@@ -60,25 +80,30 @@ export class MappingDraft implements MappingView {
    */
   private readonly original = new Map<string, PortMapping | undefined>();
   private readonly stagedKeyOf = new Map<PortMapping, string>();
-  private cachedSize: number | undefined;
+  /**
+   * Kept up to date at each put and remove, so that `size` and `heldBy` cost O(1) (policies read
+   * them for each request: a restore of 5000 mappings in one batch was quadratic).
+   */
+  private sizeChange = 0;
+  private readonly heldChange = new Map<string, number>();
+  /**
+   * What each put or remove replaced, newest last: a savepoint is a length of this log, and a
+   * rollback undoes back to it (copying the staged changes at each savepoint was quadratic too).
+   */
+  private readonly undo: UndoEntry[] = [];
 
   constructor(private readonly table: MappingTable) {}
 
   get(key: MappingKey): PortMapping | undefined {
-    const k = keyString(key);
-    if (this.staged.has(k)) return this.staged.get(k) ?? undefined;
-    return this.table.get(key);
+    return this.visible(keyString(key), key);
   }
 
   get size(): number {
-    if (this.cachedSize !== undefined) return this.cachedSize;
-    let size = this.table.size;
-    for (const [k, m] of this.staged) {
-      const inTable = this.original.get(k) !== undefined;
-      if (m && !inTable) size++;
-      if (!m && inTable) size--;
-    }
-    return (this.cachedSize = size);
+    return this.table.size + this.sizeChange;
+  }
+
+  heldBy(address: string): number {
+    return this.table.heldBy(address) + (this.heldChange.get(address) ?? 0);
   }
 
   *values(): IterableIterator<PortMapping> {
@@ -90,44 +115,72 @@ export class MappingDraft implements MappingView {
     for (const [k, m] of this.staged) if (m && (this.reinserted.has(k) || this.original.get(k) === undefined)) yield m;
   }
 
-  /** Notes what the table holds under `k` (the first time `k` is staged) and that the draft changes. */
-  private staging(k: string, key: MappingKey): void {
-    this.cachedSize = undefined;
-    if (this.original.has(k)) return;
-    const before = this.table.get(key);
-    this.original.set(k, before);
-    if (before) this.stagedKeyOf.set(before, k);
-  }
-
   put(mapping: PortMapping): void {
     const k = keyString(mapping);
-    this.staging(k, mapping);
+    const before = this.stage(k, mapping);
     if (this.staged.get(k) === null) {
       // Removed earlier in this draft: added again, it goes to the end (a Map keeps a re-set key in place).
       this.staged.delete(k);
-      if (this.table.get(mapping)) this.reinserted.add(k);
+      if (this.original.get(k)) this.reinserted.add(k);
     }
     this.staged.set(k, mapping);
+    this.counted(before, mapping);
   }
 
   remove(key: MappingKey): void {
     const k = keyString(key);
-    this.staging(k, key);
+    const before = this.stage(k, key);
     this.staged.set(k, null);
+    this.counted(before, undefined);
+  }
+
+  savepoint(): DraftSavepoint {
+    return { undoLength: this.undo.length };
+  }
+
+  /** Undoes every put and remove since `savepoint` was taken (newest first). */
+  rollbackTo(savepoint: DraftSavepoint): void {
+    while (this.undo.length > savepoint.undoLength) {
+      const { k, staged, reinserted } = this.undo.pop()!;
+      const now = this.staged.get(k) ?? undefined;
+      if (staged === undefined) this.staged.delete(k);
+      else this.staged.set(k, staged);
+      if (reinserted) this.reinserted.add(k);
+      else this.reinserted.delete(k);
+      this.counted(now, this.visible(k));
+    }
+  }
+
+  /** The mapping the draft shows under `k`: the staged one, else the table's. */
+  private visible(k: string, key: MappingKey = keyFromString(k)): PortMapping | undefined {
+    if (this.staged.has(k)) return this.staged.get(k) ?? undefined;
+    return this.table.get(key);
+  }
+
+  /**
+   * Before a put or remove of `k`: notes what the table holds under it (the first time), and what
+   * the draft holds now in the undo log. Returns the mapping the draft showed under `k`.
+   */
+  private stage(k: string, key: MappingKey): PortMapping | undefined {
+    if (!this.original.has(k)) {
+      const inTable = this.table.get(key);
+      this.original.set(k, inTable);
+      if (inTable) this.stagedKeyOf.set(inTable, k);
+    }
+    const staged = this.staged.has(k) ? this.staged.get(k)! : undefined;
+    this.undo.push({ k, staged, reinserted: this.reinserted.has(k) });
+    return staged === undefined ? this.original.get(k) : (staged ?? undefined);
+  }
+
+  /** Counts the draft's showing `after` where it showed `before` (under one key). */
+  private counted(before: PortMapping | undefined, after: PortMapping | undefined): void {
+    this.sizeChange += (after ? 1 : 0) - (before ? 1 : 0);
+    if (before) countHeld(this.heldChange, before, -1);
+    if (after) countHeld(this.heldChange, after, 1);
   }
 
   hasChanges(): boolean {
     return this.staged.size > 0;
-  }
-
-  savepoint(): DraftSavepoint {
-    return { staged: new Map(this.staged), reinserted: new Set(this.reinserted) };
-  }
-
-  rollbackTo(savepoint: DraftSavepoint): void {
-    this.cachedSize = undefined;
-    this.staged = new Map(savepoint.staged);
-    this.reinserted = new Set(savepoint.reinserted);
   }
 
   changeSet(): ChangeSet {
@@ -177,13 +230,22 @@ export class MappingDraft implements MappingView {
     this.reinserted.clear();
     this.original.clear();
     this.stagedKeyOf.clear();
-    this.cachedSize = undefined;
+    this.sizeChange = 0;
+    this.heldChange.clear();
+    this.undo.length = 0;
   }
 }
 
+/** A point in a draft's changes to roll back to (the length of its undo log then). */
 export interface DraftSavepoint {
-  readonly staged: ReadonlyMap<string, PortMapping | null>;
-  readonly reinserted: ReadonlySet<string>;
+  readonly undoLength: number;
+}
+
+/** What a key showed in the draft before a put or remove: its staged value (undefined: none staged) and whether it was reinserted. */
+interface UndoEntry {
+  readonly k: string;
+  readonly staged: PortMapping | null | undefined;
+  readonly reinserted: boolean;
 }
 
 function keyFromString(k: string): MappingKey {

@@ -123,6 +123,8 @@ export interface MappingView {
   get(key: MappingKey): PortMapping | undefined;
   readonly size: number;
   values(): Iterable<PortMapping>;
+  /** How many mappings the client at `address` holds (created; `createdBy.address`), in O(1). */
+  heldBy(address: string): number;
 }
 
 /** What a policy sees besides the request. */

@@ -25,6 +25,10 @@ export class MappingViewSlot implements MappingView {
     return this.bound().values();
   }
 
+  heldBy(address: string): number {
+    return this.bound().heldBy(address);
+  }
+
   private bound(): MappingView {
     if (!this.source)
       throw new UpnpdError(

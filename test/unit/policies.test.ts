@@ -40,6 +40,7 @@ function table(mappings: readonly PortMapping[]): MappingView {
     get: (k) => mappings.find((m) => m.externalPort === k.externalPort && m.protocol === k.protocol && m.remoteHost === k.remoteHost),
     size: mappings.length,
     values: () => mappings,
+    heldBy: (address) => mappings.filter((m) => m.createdBy.address === address).length,
   };
 }
 
@@ -265,6 +266,25 @@ describe('quotas', () => {
     const full = [held(1, '192.168.1.2'), held(2, '192.168.1.3'), held(3, '192.168.1.4'), held(4, '192.168.1.5'), held(5, CLIENT.address)];
     expect(await verdict(policy, request({ externalPort: 9 }), context(CLIENT, full))).toBe(728);
     expect(await verdict(policy, request({ externalPort: 5 }), context(CLIENT, full, request({ externalPort: 5 })))).toBe(0);
+  });
+
+  it("counts with the view's heldBy, not a walk of the table (a restore asks it of every mapping)", async () => {
+    const counted: PolicyContext['mappings'] = {
+      get: () => undefined,
+      size: 4,
+      values: () => {
+        throw new Error('walked the table');
+      },
+      heldBy: (address) => (address === CLIENT.address ? 3 : 1),
+    };
+    expect(await verdict(policy, request({ externalPort: 9 }), { requester: CLIENT, existing: undefined, mappings: counted })).toBe(728);
+    expect(
+      await verdict(policy, request({ externalPort: 9, internalClient: other }), {
+        requester: { ...CLIENT, address: other },
+        existing: undefined,
+        mappings: counted,
+      }),
+    ).toBe(0);
   });
 });
 

@@ -270,8 +270,9 @@ describe('injection tokens', () => {
   });
 
   it('MAPPINGS is a read-only view: it reads, it cannot change the table', () => {
-    expectTypeOf<keyof MappingView>().toEqualTypeOf<'get' | 'size' | 'values'>();
+    expectTypeOf<keyof MappingView>().toEqualTypeOf<'get' | 'size' | 'values' | 'heldBy'>();
     expectTypeOf<MappingView['get']>().toEqualTypeOf<(key: MappingKey) => PortMapping | undefined>();
+    expectTypeOf<MappingView['heldBy']>().toEqualTypeOf<(address: string) => number>();
     expectTypeOf<MappingView['values']>().toEqualTypeOf<() => Iterable<PortMapping>>();
     expectTypeOf<MappingView>().toHaveProperty('size').toEqualTypeOf<number>();
     expectTypeOf<MappingView>().not.toHaveProperty('add');

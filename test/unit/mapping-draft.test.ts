@@ -1,0 +1,121 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MappingDraft, MappingTable, type DraftSavepoint } from '../../core/mapping/table.js';
+import { keyString, type PortMapping } from '../../core/mapping/types.js';
+import { quota } from '../../plugins/quota/index.js';
+import { makeMappings } from '../support/fakes.js';
+import { buildPolicy } from '../support/policies.js';
+
+/**
+ * The draft keeps its size and per-client counts as it goes, and rolls back through an undo log:
+ * after any sequence of puts, removals, savepoints, rollbacks and commits, what it counts must
+ * equal what a walk of what it shows counts, and a rollback must show exactly what it showed at
+ * the savepoint.
+ */
+
+const CLIENTS = ['192.168.1.10', '192.168.1.11', '192.168.1.12'];
+
+function mapping(port: number, client: string, internalPort: number): PortMapping {
+  return {
+    remoteHost: '',
+    externalPort: port,
+    protocol: 'TCP',
+    internalPort,
+    internalClient: client,
+    enabled: true,
+    description: '',
+    leaseSeconds: 0,
+    ownerNonce: undefined,
+    expiresAt: null,
+    createdBy: { address: client, via: 'upnp-igd:2' },
+  };
+}
+
+type Op =
+  | { kind: 'put'; port: number; client: number; internalPort: number }
+  | { kind: 'remove'; port: number }
+  | { kind: 'savepoint' }
+  | { kind: 'rollback' }
+  | { kind: 'commit' };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('put' as const),
+      port: fc.integer({ min: 1, max: 8 }),
+      client: fc.integer({ min: 0, max: 2 }),
+      internalPort: fc.integer({ min: 1, max: 3 }),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), port: fc.integer({ min: 1, max: 8 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('savepoint' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('rollback' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('commit' as const) }) },
+);
+
+/** What a view shows, in order, as comparable strings. */
+function shown(view: { values(): Iterable<PortMapping> }): string[] {
+  return [...view.values()].map((m) => `${keyString(m)}→${m.internalClient}:${m.internalPort}`);
+}
+
+function expectCountsMatchWalk(view: MappingTable | MappingDraft): void {
+  const all = [...view.values()];
+  expect(view.size).toBe(all.length);
+  for (const client of [...CLIENTS, '10.0.0.1']) expect(view.heldBy(client)).toBe(all.filter((m) => m.createdBy.address === client).length);
+}
+
+describe('MappingDraft counts and rollbacks', () => {
+  it('size and heldBy equal a walk after every step; a rollback shows what the savepoint saw; commit gives the table what the draft showed', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const table = new MappingTable();
+        let draft = new MappingDraft(table);
+        const savepoints: Array<{ at: DraftSavepoint; shown: string[] }> = [];
+        for (const o of ops) {
+          if (o.kind === 'put') draft.put(mapping(o.port, CLIENTS[o.client]!, o.internalPort));
+          else if (o.kind === 'remove') draft.remove({ remoteHost: '', externalPort: o.port, protocol: 'TCP' });
+          else if (o.kind === 'savepoint') savepoints.push({ at: draft.savepoint(), shown: shown(draft) });
+          else if (o.kind === 'rollback') {
+            const target = savepoints.pop();
+            if (target) {
+              draft.rollbackTo(target.at);
+              expect(shown(draft)).toEqual(target.shown);
+            }
+          } else {
+            const before = shown(draft);
+            draft.commit();
+            expect(shown(table)).toEqual(before);
+            expectCountsMatchWalk(table);
+            draft = new MappingDraft(table);
+            savepoints.length = 0;
+          }
+          expectCountsMatchWalk(draft);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a mapping taken over by another client moves its count from the one to the other, in the draft and in the table', () => {
+    const table = new MappingTable();
+    const draft = new MappingDraft(table);
+    draft.put(mapping(1, '192.168.1.10', 1));
+    draft.commit();
+    draft.put(mapping(1, '192.168.1.11', 1));
+    expect([draft.heldBy('192.168.1.10'), draft.heldBy('192.168.1.11'), draft.size]).toEqual([0, 1, 1]);
+    expect([table.heldBy('192.168.1.10'), table.heldBy('192.168.1.11')]).toEqual([1, 0]);
+    draft.commit();
+    expect([table.heldBy('192.168.1.10'), table.heldBy('192.168.1.11'), table.size]).toEqual([0, 1, 1]);
+  });
+
+  it('a restore under the quota counts each client as it goes, refused and duplicate entries included', async () => {
+    const { mappings } = makeMappings({ plugins: [buildPolicy(quota({ perClient: 3, total: 100 }))] });
+    const restored = [1, 2, 2, 3, 4, 5].map((port) => ({ ...mapping(port, CLIENTS[0]!, port), remainingMs: null }));
+    restored.push({ ...mapping(6, CLIENTS[1]!, 6), remainingMs: null });
+    // Port 2 twice (the second is refused as a conflict and rolled back), then the quota of 3 stops ports 4 and 5.
+    expect(await mappings.restore(restored)).toEqual({ restored: 4, refused: 3, failed: 0 });
+    expect([...mappings.values()].map((m) => m.externalPort)).toEqual([1, 2, 3, 6]);
+    expect([mappings.heldBy(CLIENTS[0]!), mappings.heldBy(CLIENTS[1]!), mappings.view.heldBy(CLIENTS[1]!), mappings.heldBy(CLIENTS[2]!)]).toEqual([3, 1, 1, 0]);
+  });
+});
