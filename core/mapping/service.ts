@@ -105,6 +105,8 @@ export class MappingService implements MappingView {
   /** The running drain of the queue, from the moment a change is queued until the queue is empty. */
   private draining: Promise<void> | undefined;
   private expiryTimer: unknown = undefined;
+  /** When `expiryTimer` fires (monotonic ms). */
+  private expiryTimerAt = 0;
   private closed = false;
   private expiryFailed = false;
   private readonly changeListeners = new Set<() => void>();
@@ -368,8 +370,7 @@ export class MappingService implements MappingView {
   /** Stops expiry and refuses further changes. Queued changes still finish. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.expiryTimer !== undefined) this.clock.clearTimer(this.expiryTimer);
-    this.expiryTimer = undefined;
+    this.clearExpiryTimer();
     if (this.journalRetryTimer !== undefined) this.clock.clearTimer(this.journalRetryTimer);
     this.journalRetryTimer = undefined;
     await this.settled();
@@ -637,15 +638,19 @@ export class MappingService implements MappingView {
 
   private scheduleExpiry(): void {
     if (this.closed) return;
-    if (this.expiryTimer !== undefined) this.clock.clearTimer(this.expiryTimer);
-    this.expiryTimer = undefined;
     this.expiries.dropWhile((at, key) => this.table.get(key)?.expiresAt !== at);
     const next = this.expiries.peekTime();
-    if (next === undefined) return;
-    const delay = Math.max(next - this.clock.now(), this.expiryFailed ? EXPIRY_RETRY_MS : 0);
+    if (next === undefined) return this.clearExpiryTimer();
+    const dueAt = Math.max(next, this.clock.now() + (this.expiryFailed ? EXPIRY_RETRY_MS : 0));
+    // A timer due no later is kept (if it finds nothing due, it schedules again): re-arming it at
+    // each batch left an empty timer list behind in Node for every distinct delay (5000 with 5000 adds).
+    if (this.expiryTimer !== undefined && this.expiryTimerAt <= dueAt) return;
+    this.clearExpiryTimer();
+    this.expiryTimerAt = dueAt;
     this.expiryTimer = this.clock.setTimer(() => {
       this.expiryTimer = undefined;
       this.expireDue().then(
+        // Its batch's commit schedules the next (also when nothing was due: a renewed or removed mapping).
         () => (this.expiryFailed = false),
         (err: unknown) => {
           this.expiryFailed = true;
@@ -653,7 +658,12 @@ export class MappingService implements MappingView {
           this.scheduleExpiry();
         },
       );
-    }, delay);
+    }, dueAt - this.clock.now());
+  }
+
+  private clearExpiryTimer(): void {
+    if (this.expiryTimer !== undefined) this.clock.clearTimer(this.expiryTimer);
+    this.expiryTimer = undefined;
   }
 }
 

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { ownString } from '../../core/mapping/types.js';
+import { ManualClock, makeMappings } from '../support/fakes.js';
+
+/** What the mapping table keeps per mapping, and the timers it leaves behind. */
+
+class CountingClock extends ManualClock {
+  armed = 0;
+  override setTimer(callback: () => void, delayMs: number): unknown {
+    this.armed++;
+    return super.setTimer(callback, delayMs);
+  }
+}
+
+const CLIENT = { address: '192.168.1.50', via: 'upnp-igd:2' };
+
+function request(externalPort: number, leaseSeconds: number) {
+  return {
+    remoteHost: '',
+    externalPort,
+    protocol: 'TCP' as const,
+    internalClient: CLIENT.address,
+    internalPort: externalPort,
+    enabled: true,
+    description: 'd',
+    leaseSeconds,
+  };
+}
+
+describe('ownString', () => {
+  it('gives the same text, every code unit kept (lone surrogates, NUL, non-ASCII)', () => {
+    for (const text of [
+      '',
+      'short',
+      '192.168.100.200',
+      'x'.repeat(300),
+      'é€😀 and more text',
+      '\ud800 lone \udfff surrogates',
+      'nul\u0000inside a long string',
+    ]) {
+      expect(ownString(text)).toBe(text);
+    }
+  });
+
+  it('copies the strings of a request into the mapping (a slice of a request body is not kept)', async () => {
+    const { mappings } = makeMappings();
+    const body = `<u:AddPortMapping><NewInternalClient>192.168.100.200</NewInternalClient></u:AddPortMapping>`;
+    const internalClient = /<NewInternalClient>([^<]*)</.exec(body)![1]!;
+    const mapping = await mappings.add({ ...request(5000, 0), internalClient }, { address: internalClient, via: 'upnp-igd:2' });
+    expect(mapping.internalClient).toBe('192.168.100.200');
+  });
+});
+
+describe('lease expiry timer', () => {
+  it('is armed once for a run of adds whose leases end later than the first, and still expires each lease on time', async () => {
+    const clock = new CountingClock();
+    const { mappings } = makeMappings({ clock });
+    for (let i = 0; i < 50; i++) {
+      await mappings.add(request(6000 + i, 100 + i), CLIENT);
+      await clock.advance(10);
+    }
+    // One timer for the first lease; 50 batches did not re-arm it.
+    expect(clock.armed).toBe(1);
+    // The first lease ended 100 s after it began (0.5 s of the run passed since).
+    await clock.advance(99_600);
+    expect(mappings.size).toBe(49);
+    expect(mappings.get({ remoteHost: '', externalPort: 6000, protocol: 'TCP' })).toBeUndefined();
+    await clock.advance(60_000);
+    expect(mappings.size).toBe(0);
+  });
+
+  it('is armed earlier when a shorter lease comes, and a renewed mapping is not expired by the timer set for its old lease', async () => {
+    const clock = new CountingClock();
+    const { mappings } = makeMappings({ clock });
+    await mappings.add(request(7000, 1000), CLIENT);
+    await mappings.add(request(7001, 10), CLIENT);
+    expect(clock.armed).toBe(2);
+    // Renewed before the timer set for its first lease fires: that timer finds nothing due.
+    await clock.advance(5_000);
+    await mappings.add(request(7001, 100), CLIENT);
+    await clock.advance(6_000);
+    expect(mappings.size).toBe(2);
+    await clock.advance(100_000);
+    expect([...mappings.values()].map((m) => m.externalPort)).toEqual([7000]);
+    await clock.advance(900_000);
+    expect(mappings.size).toBe(0);
+  });
+});
