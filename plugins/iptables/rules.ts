@@ -244,32 +244,46 @@ export interface SavedRuleset {
   readonly rules: readonly SavedRule[];
 }
 
-/** Splits a line as iptables-restore does: whitespace-separated, double quotes group, backslash escapes inside quotes. */
+/**
+ * Splits a line as iptables-restore does: whitespace-separated, double quotes group, backslash
+ * escapes inside quotes. Runs of plain characters are sliced, not added a character at a time
+ * (the periodic check parses every rule: with 5000 mappings that built millions of strings).
+ */
 function splitArgs(line: string): string[] {
   const args: string[] = [];
-  let current = '';
-  let inArg = false;
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === '\\' && i + 1 < line.length) current += line[++i];
-      else if (c === '"') quoted = false;
-      else current += c;
-    } else if (c === '"') {
-      quoted = true;
-      inArg = true;
-    } else if (/\s/.test(c)) {
-      if (inArg) args.push(current);
-      current = '';
-      inArg = false;
-    } else {
-      current += c;
-      inArg = true;
+  let i = 0;
+  while (i < line.length) {
+    while (i < line.length && isSpace(line.charCodeAt(i))) i++;
+    if (i >= line.length) break;
+    let current = '';
+    while (i < line.length && !isSpace(line.charCodeAt(i))) {
+      if (line[i] !== '"') {
+        const start = i;
+        while (i < line.length && line[i] !== '"' && !isSpace(line.charCodeAt(i))) i++;
+        current += line.slice(start, i);
+        continue;
+      }
+      // Quoted: up to the closing quote (or the end of the line), a backslash escaping the next character.
+      i++;
+      let start = i;
+      while (i < line.length && line[i] !== '"') {
+        if (line[i] === '\\' && i + 1 < line.length) {
+          current += line.slice(start, i) + line[i + 1];
+          i += 2;
+          start = i;
+        } else i++;
+      }
+      current += line.slice(start, i);
+      if (i < line.length) i++;
     }
+    args.push(current);
   }
-  if (inArg) args.push(current);
   return args;
+}
+
+/** Whether a character is whitespace as /\s/ says (space, tab, CR, LF and the rest), without a regular expression for ASCII. */
+function isSpace(code: number): boolean {
+  return code === 32 || (code >= 9 && code <= 13) || (code > 127 && /\s/.test(String.fromCharCode(code)));
 }
 
 /** Parses iptables-save output (any number of tables; only nat and filter are kept). */
@@ -321,12 +335,14 @@ export function mappingOfComment(comment: string, tag: string): RuleSpec | undef
 export function installedMappings(saved: SavedRuleset, options: IptablesRuleOptions): RuleSpec[] {
   const mappingRulesIn = (table: IptablesTable) =>
     saved.rules.filter((r) => r.table === table && r.chain === ruleChain(table, options) && r.comment && mappingOfComment(r.comment, options.comment));
-  const accepts = options.insertForwardRules ? mappingRulesIn('filter') : [];
+  // How many ACCEPT rules are left to pair, by comment (a search of the list for each DNAT rule is quadratic when the orders differ).
+  const accepts = new Map<string, number>();
+  if (options.insertForwardRules) for (const r of mappingRulesIn('filter')) accepts.set(r.comment!, (accepts.get(r.comment!) ?? 0) + 1);
   const complete: RuleSpec[] = [];
   for (const dnat of mappingRulesIn('nat')) {
-    const acceptAt = accepts.findIndex((r) => r.comment === dnat.comment);
-    if (options.insertForwardRules && acceptAt < 0) continue;
-    if (acceptAt >= 0) accepts.splice(acceptAt, 1);
+    const unpaired = accepts.get(dnat.comment!) ?? 0;
+    if (options.insertForwardRules && unpaired === 0) continue;
+    if (unpaired > 0) accepts.set(dnat.comment!, unpaired - 1);
     complete.push(mappingOfComment(dnat.comment!, options.comment)!);
   }
   return complete;
