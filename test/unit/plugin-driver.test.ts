@@ -16,7 +16,11 @@ const request: MappingRequest = {
   description: '',
   leaseSeconds: 60,
 };
-const context = { requester: { address: '192.168.77.10', via: 'test' }, existing: undefined, mappings: { get: () => undefined, size: 0, values: () => [], heldBy: () => 0 } };
+const context = {
+  requester: { address: '192.168.77.10', via: 'test' },
+  existing: undefined,
+  mappings: { get: () => undefined, size: 0, values: () => [], heldBy: () => 0 },
+};
 
 function driverWith(...plugins: Plugin[]): PluginDriver {
   return new PluginDriver([backendPluginFor(new RecordingBackend()), ...plugins], silentLogger);
