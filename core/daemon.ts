@@ -3,7 +3,9 @@ import { HeapTrimmer } from './heap-trimmer.js';
 import { persistedBootId } from './boot-id.js';
 import type { ResolvedConfig } from './config/schema.js';
 import { ConfigError, messageOf } from './errors.js';
-import type { PortMapping } from './mapping/types.js';
+import type { LeaseHolder } from './mapping/state-file.js';
+import type { CommandRunner } from './command-runner.js';
+import { LanHosts } from './net/lan-hosts.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
 import type { ReconcileStats } from './mapping/reconciler.js';
@@ -51,6 +53,8 @@ export interface DaemonDependencies {
   readonly refusals?: RefusalRegistry;
   /** Told how long each firewall apply took, from the first (the restore at start) on. */
   readonly onFirewallApply?: (seconds: number, ok: boolean) => void;
+  /** Runs `ip neigh` for the pinhole ownership check (a host opens pinholes to any of its own addresses). Without it: only the address it spoke from. */
+  readonly commands?: CommandRunner;
 }
 
 /** The LAN addresses to serve: loopback in dry-run unless --lan named interfaces. */
@@ -138,6 +142,10 @@ export class Daemon {
     const ownPorts = new Set<number>(config.httpPort > 0 ? [config.httpPort] : []);
     const ownAddresses = new Set(lan.map((a) => a.address));
     mappings.protectOwnEndpoints((address, port) => ownPorts.has(port) && (ownAddresses.has(address) || address.startsWith('127.')));
+    if (deps.commands) {
+      const hosts = new LanHosts(config.lan, deps.commands);
+      mappings.checkPinholeTargets((internalClient, requester) => hosts.refuse(internalClient, requester));
+    }
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
@@ -385,15 +393,23 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
           logger.error({ err, file: file.path }, `${outcome.failed} saved mapping(s) could not be reinstalled, and no copy could be kept: ${messageOf(err)}`),
       );
     }
-  } else if (loaded.expired || loaded.invalid) {
+  }
+  if (loaded.pinholes.length > 0) {
+    const restored = await mappings.restorePinholes(loaded.pinholes);
+    logger.info(
+      { file: file.path, restored, stored: loaded.pinholes.length },
+      `restored ${restored} of ${loaded.pinholes.length} IPv6 pinhole(s) from ${file.path}`,
+    );
+  }
+  if (loaded.mappings.length === 0 && (loaded.expired || loaded.invalid)) {
     logger.info(
       { file: file.path, expired: loaded.expired, invalid: loaded.invalid },
       `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`,
     );
   }
-  const table = { mappings: () => mappings.values(), remainingMs: (m: PortMapping) => mappings.leaseLeftMs(m) };
+  const table = { mappings: () => mappings.values(), pinholes: () => mappings.pinholes.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
   try {
-    await file.save(table.mappings(), table.remainingMs);
+    await file.save(table.mappings(), table.remainingMs, table.pinholes());
   } catch (err) {
     const lastError = `${(err as NodeJS.ErrnoException).code ?? 'error'}: ${messageOf(err)}`;
     logger.error(
