@@ -23,6 +23,22 @@ export const TESTBED_ADDRESSES = {
   prefixLength: 24,
 } as const;
 
+/**
+ * IPv6 of the testbed (withIPv6): documentation prefixes only (RFC 3849), no NAT. The first LAN
+ * client has two addresses (a host with a privacy address, or two prefixes).
+ */
+export const TESTBED_IPV6 = {
+  lanPrefix: '2001:db8:77::',
+  gatewayLan: '2001:db8:77::1',
+  lanClient: '2001:db8:77::10',
+  lanClientSecond: '2001:db8:77::20',
+  lanClient2: '2001:db8:77::11',
+  gatewayWan: '2001:db8:ff::1',
+  wanHost: '2001:db8:ff::2',
+  wanHostAlt: '2001:db8:ff::3',
+  prefixLength: 64,
+} as const;
+
 export type IptablesFlavour = 'iptables' | 'iptables-legacy';
 
 export interface TestbedOptions {
@@ -113,6 +129,26 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
   }
 }
 
+/**
+ * Adds IPv6 to a testbed: global documentation addresses on every side (without duplicate
+ * address detection, so they work at once), default routes through the gateway, forwarding on.
+ */
+export async function withIPv6(testbed: Testbed): Promise<void> {
+  const v6 = TESTBED_IPV6;
+  const add = (ns: TestNamespace, address: string, dev: string) => ns.exec('ip', ['-6', 'addr', 'add', `${address}/${v6.prefixLength}`, 'dev', dev, 'nodad']);
+  await testbed.gateway.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+  await add(testbed.gateway, v6.gatewayLan, testbed.lanInterface);
+  await add(testbed.gateway, v6.gatewayWan, testbed.wanInterface);
+  for (const [ns, addresses, router] of [
+    [testbed.lan, [v6.lanClient, v6.lanClientSecond], v6.gatewayLan],
+    [testbed.lan2, [v6.lanClient2], v6.gatewayLan],
+    [testbed.wan, [v6.wanHost, v6.wanHostAlt], v6.gatewayWan],
+  ] as const) {
+    for (const address of addresses) await add(ns, address, HOST_INTERFACE);
+    await ns.exec('ip', ['-6', 'route', 'add', 'default', 'via', router]);
+  }
+}
+
 async function configureHost(ns: TestNamespace, addresses: readonly string[], defaultRoute: string | undefined): Promise<void> {
   for (const address of addresses) await ns.exec('ip', ['addr', 'add', `${address}/${TESTBED_ADDRESSES.prefixLength}`, 'dev', HOST_INTERFACE]);
   await ns.exec('ip', ['link', 'set', HOST_INTERFACE, 'up']);
@@ -164,7 +200,8 @@ export interface ReachabilityOptions {
 /** How long a listener may take to start before the check fails (node start-up on a busy machine). */
 const LISTENER_START_MS = 10_000;
 
-// The listeners print one line when ready and one line with what they received, then exit. They
+// The listeners bind the wildcard of both families (IPv4 arrives as ::ffff:a.b.c.d), so one
+// check serves mappings and IPv6 pinholes. They print one line when ready and one line with what they received, then exit. They
 // exit on their own after their lifetime, in case the test process dies before it can kill them.
 const TCP_LISTENER = `
 const [port, lifetime] = process.argv.slice(1).map(Number);
@@ -175,7 +212,7 @@ require('node:net').createServer((socket) => {
   socket.on('data', (chunk) => { data += chunk; if (data.length > 4096) socket.destroy(); });
   socket.on('end', () => { console.log('RECEIVED ' + JSON.stringify(data)); process.exit(0); });
   socket.on('error', () => {});
-}).listen(port, '0.0.0.0', () => console.log('LISTENING'));
+}).listen(port, '::', () => console.log('LISTENING'));
 `;
 
 const TCP_SENDER = `
@@ -190,15 +227,15 @@ socket.on('error', () => process.exit(1));
 const UDP_LISTENER = `
 const [port, lifetime] = process.argv.slice(1).map(Number);
 setTimeout(() => process.exit(3), lifetime);
-const socket = require('node:dgram').createSocket('udp4');
+const socket = require('node:dgram').createSocket('udp6');
 socket.on('message', (data) => { console.log('RECEIVED ' + JSON.stringify(data.toString('utf8'))); process.exit(0); });
-socket.bind(port, '0.0.0.0', () => console.log('LISTENING'));
+socket.bind(port, '::', () => console.log('LISTENING'));
 `;
 
 // Datagrams may be lost (e.g. while ARP resolves): send one every 100 ms until the time is up.
 const UDP_SENDER = `
 const [host, port, payload, localAddress, timeout] = process.argv.slice(1);
-const socket = require('node:dgram').createSocket('udp4');
+const socket = require('node:dgram').createSocket(require('node:net').isIPv6(host) ? 'udp6' : 'udp4');
 socket.on('error', () => {});
 let left = Math.max(1, Math.ceil(Number(timeout) / 100));
 socket.bind(0, localAddress || undefined, () => {
