@@ -336,9 +336,9 @@ export class MappingService implements MappingView {
   }
 
   /** Seconds left on a lease, 0 for a permanent one (as UPnP reports it). */
-  remainingSeconds(mapping: PortMapping): number {
-    if (mapping.expiresAt === null) return 0;
-    return Math.max(1, Math.ceil((mapping.expiresAt - this.clock.now()) / 1000));
+  remainingSeconds(entry: LeaseHolder): number {
+    if (entry.expiresAt === null) return 0;
+    return Math.max(1, Math.ceil((entry.expiresAt - this.clock.now()) / 1000));
   }
 
   /** Adds a mapping, or replaces the one under the same key when the same internal client holds it (a renewal). */
