@@ -14,7 +14,7 @@ import { RefusalRegistry } from '../../core/plugins/refusals.js';
 import { systemClock } from '../../core/clock.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
-import { RecordingBackend, makeMappings } from '../support/fakes.js';
+import { type RecordingBackend, makeMappings } from '../support/fakes.js';
 
 /**
  * The external address the tests report: TEST-NET-3 (RFC 5737), never routed, so nothing can

@@ -1,5 +1,5 @@
 import type { Clock } from '../../core/clock.js';
-import { BackendError } from '../../core/errors.js';
+import { BackendError, toUpnpFault } from '../../core/errors.js';
 import { silentLogger, type LogFn, type Logger } from '../../core/logger.js';
 import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
 import { MappingService, type LeasePolicy } from '../../core/mapping/service.js';
@@ -141,4 +141,14 @@ export class RecordingLogger implements Logger {
       this.lines.push({ level, message: typeof a === 'string' ? a : (b ?? '') });
     };
   }
+}
+
+/** The UPnP fault code a change is refused with (fails the test when it is not refused). */
+export async function faultOf(promise: Promise<unknown>): Promise<number> {
+  try {
+    await promise;
+  } catch (err) {
+    return toUpnpFault(err).upnpCode;
+  }
+  throw new Error('expected a fault');
 }

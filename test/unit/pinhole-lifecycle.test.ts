@@ -2,13 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UpnpError, UpnpErrorCode, toUpnpFault } from '../../core/errors.js';
+import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import type { PinholeRequest } from '../../core/mapping/pinhole.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { canonicalIPv6, inIPv6Prefix, isRoutableIPv6 } from '../../core/net/ipv6.js';
-import { RecordingBackend, makeMappings } from '../support/fakes.js';
+import { RecordingBackend, faultOf, makeMappings } from '../support/fakes.js';
 
 // IPv6 pinholes in the mapping lifecycle, as WANIPv6FirewallControl:1 describes them: a UniqueID
 // per pinhole, owned by the host that opened it, a lease of its own, one backend transaction per
@@ -33,15 +33,6 @@ function setUp(options: Parameters<typeof makeMappings>[0] = {}) {
   const made = makeMappings(options);
   made.mappings.checkPinholeTargets(sameHost);
   return made;
-}
-
-async function faultOf(promise: Promise<unknown>): Promise<number> {
-  try {
-    await promise;
-  } catch (err) {
-    return toUpnpFault(err).upnpCode;
-  }
-  throw new Error('expected a fault');
 }
 
 describe('AddPinhole', () => {
@@ -111,7 +102,16 @@ describe('AddPinhole', () => {
     const { mappings, backend } = setUp();
     await Promise.all([
       mappings.add(
-        { remoteHost: '', externalPort: 5000, protocol: 'TCP', internalClient: HOST_A.address, internalPort: 5000, enabled: true, description: '', leaseSeconds: 60 },
+        {
+          remoteHost: '',
+          externalPort: 5000,
+          protocol: 'TCP',
+          internalClient: HOST_A.address,
+          internalPort: 5000,
+          enabled: true,
+          description: '',
+          leaseSeconds: 60,
+        },
         HOST_A,
       ),
       mappings.openPinhole(pinhole(), HOST_A),
