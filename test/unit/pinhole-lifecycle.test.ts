@@ -8,6 +8,9 @@ import type { PinholeRequest } from '../../core/mapping/pinhole.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { canonicalIPv6, inIPv6Prefix, isRoutableIPv6 } from '../../core/net/ipv6.js';
+import type { MappingRequest, MappingView } from '../../core/mapping/types.js';
+import { describePinhole } from '../../plugins/logging/mapping-log.js';
+import { QuotaPolicy } from '../../plugins/quota/policy.js';
 import { RecordingBackend, faultOf, makeMappings } from '../support/fakes.js';
 
 // IPv6 pinholes in the mapping lifecycle, as WANIPv6FirewallControl:1 describes them: a UniqueID
@@ -27,6 +30,20 @@ const sameHost = (internalClient: string, requester: string) => {
 
 function pinhole(overrides: Partial<PinholeRequest> = {}): PinholeRequest {
   return { remoteHost: '', remotePort: 0, internalClient: A_ADDRESSES[0]!, internalPort: 8080, protocol: 'TCP', leaseSeconds: 3600, ...overrides };
+}
+
+/** An IPv4 port mapping of host A (it shares the table, the transactions and the quotas). */
+function portMapping(port: number): MappingRequest {
+  return {
+    remoteHost: '',
+    externalPort: port,
+    protocol: 'TCP',
+    internalClient: HOST_A.address,
+    internalPort: port,
+    enabled: true,
+    description: '',
+    leaseSeconds: 60,
+  };
 }
 
 function setUp(options: Parameters<typeof makeMappings>[0] = {}) {
@@ -100,22 +117,7 @@ describe('AddPinhole', () => {
 
   it('an IPv4 mapping and a pinhole asked together go to the backend in one transaction', async () => {
     const { mappings, backend } = setUp();
-    await Promise.all([
-      mappings.add(
-        {
-          remoteHost: '',
-          externalPort: 5000,
-          protocol: 'TCP',
-          internalClient: HOST_A.address,
-          internalPort: 5000,
-          enabled: true,
-          description: '',
-          leaseSeconds: 60,
-        },
-        HOST_A,
-      ),
-      mappings.openPinhole(pinhole(), HOST_A),
-    ]);
+    await Promise.all([mappings.add(portMapping(5000), HOST_A), mappings.openPinhole(pinhole(), HOST_A)]);
     expect(backend.applied).toHaveLength(1);
     expect(backend.applied[0]!.add).toHaveLength(1);
     expect(backend.applied[0]!.pinholes?.add).toHaveLength(1);
@@ -246,5 +248,35 @@ describe('IPv6 addresses', () => {
     expect(inIPv6Prefix('2001:db8:77::10', '2001:db8:77::1', 64)).toBe(true);
     expect(inIPv6Prefix('2001:db8:78::10', '2001:db8:77::1', 64)).toBe(false);
     expect(inIPv6Prefix('2001:db8:77::10', '2001:db8:77::1', 0)).toBe(true);
+  });
+});
+
+describe('quotas count pinholes', () => {
+  const refusals = { refuse: (_rule: string, _requester: unknown, error: Error) => error } as unknown as ConstructorParameters<typeof QuotaPolicy>[1];
+
+  it('a client at its per-client quota of mappings and pinholes gets 701 for a new pinhole, and 728 for a new mapping; renewals pass', async () => {
+    const table: { view?: MappingView } = {};
+    const quota = new QuotaPolicy({ perClient: 2, total: 100 }, refusals, () => table.view!);
+    const { mappings } = setUp({ plugins: [quota] });
+    table.view = mappings.view;
+    await mappings.add(portMapping(5000), HOST_A);
+    await mappings.openPinhole(pinhole(), HOST_A);
+    expect(await faultOf(mappings.openPinhole(pinhole({ internalPort: 9 }), HOST_A))).toBe(UpnpErrorCode.PinholeSpaceExhausted);
+    expect(await faultOf(mappings.add(portMapping(5001), HOST_A))).toBe(UpnpErrorCode.NoPortMapsAvailable);
+    await mappings.openPinhole(pinhole({ leaseSeconds: 120 }), HOST_A);
+    // Another client has its own budget.
+    await mappings.openPinhole(pinhole({ internalClient: B_ADDRESSES[0] }), HOST_B);
+  });
+});
+
+describe('pinholes in the log', () => {
+  it('an opened and an expired pinhole read like the mapping records', () => {
+    const p = { ...pinhole(), id: 3, expiresAt: 0, createdBy: HOST_A };
+    expect(describePinhole({ pinhole: p, requester: HOST_A, change: 'opened' }, 3600).message).toBe(
+      'AddPinhole: UniqueID:3 TCP [*]:* -> [2001:db8:77::10]:8080 Lease:3600 by 192.168.77.10 via test',
+    );
+    const expired = describePinhole({ pinhole: p, requester: null, change: 'expired' }, 0);
+    expect(expired.message).toBe('ExpirePinhole: UniqueID:3 TCP [*]:* -> [2001:db8:77::10]:8080 lease expired, opened by 192.168.77.10 via test');
+    expect(expired.fields).toMatchObject({ event: 'pinhole', change: 'expired', uniqueId: 3, createdBy: HOST_A.address });
   });
 });
