@@ -57,7 +57,11 @@ export class QuotaPolicy implements Plugin {
     const size = tables.reduce((sum, t) => sum + t.size, 0);
     // `existing` is what the request renews or replaces: it adds nothing.
     if (size - (existing ? 1 : 0) >= this.options.total) {
-      throw this.refusals.refuse(`total ${this.options.total}`, requester, new UpnpError(code, `the gateway holds its maximum of ${this.options.total} entries`));
+      throw this.refusals.refuse(
+        `total ${this.options.total}`,
+        requester,
+        new UpnpError(code, `the gateway holds its maximum of ${this.options.total} entries`),
+      );
     }
     if (existing?.createdBy.address === requester.address) return;
     // A table smaller than the quota cannot hold too many of this client's: the count, a walk of
