@@ -4,6 +4,7 @@ import { persistedBootId } from './boot-id.js';
 import type { ResolvedConfig } from './config/schema.js';
 import { ConfigError, messageOf } from './errors.js';
 import type { LeaseHolder } from './mapping/state-file.js';
+import type { Pinhole } from './mapping/pinhole.js';
 import type { CommandRunner } from './command-runner.js';
 import { LanHosts } from './net/lan-hosts.js';
 import type { FrontEnd } from './front-end.js';
@@ -82,6 +83,11 @@ export interface DaemonStatus {
     readonly byProtocol: Readonly<Record<string, number>>;
     readonly byClient: Readonly<Record<string, number>>;
     readonly bySource: Readonly<Record<string, number>>;
+  };
+  /** IPv6 pinholes, by the LAN address they open. */
+  readonly pinholes: {
+    readonly total: number;
+    readonly byClient: Readonly<Record<string, number>>;
   };
   readonly frontEnds: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** What the per-client bounds refused. */
@@ -268,6 +274,7 @@ export class Daemon {
         byClient: countBy((m) => m.internalClient),
         bySource: countBy((m) => m.createdBy.via),
       },
+      pinholes: pinholeCounts(this.mappings.pinholes.values()),
       frontEnds: Object.fromEntries(this.frontEnds.map((f) => [f.name, f.status?.() ?? {}])),
       limits: this.limits.stats(),
       persistence: this.persistence,
@@ -421,6 +428,16 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
   const journal = new DurableMappingJournal(file, table, logger);
   mappings.persistTo(journal, config.state.onWriteFailure);
   return { journal, status: journal.persistence };
+}
+
+function pinholeCounts(pinholes: Iterable<Pinhole>): DaemonStatus['pinholes'] {
+  const byClient: Record<string, number> = {};
+  let total = 0;
+  for (const p of pinholes) {
+    byClient[p.internalClient] = (byClient[p.internalClient] ?? 0) + 1;
+    total++;
+  }
+  return { total, byClient };
 }
 
 function describeValue(value: unknown): string {
