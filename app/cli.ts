@@ -34,6 +34,8 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
   --dry-run             change no firewall; show what would be applied; listen on
                         loopback only unless --lan is given                       [config: dryRun]
   --http-port N         HTTP port for descriptions/control/events (0: any free)   [config: httpPort]
+  --no-ipv6             serve SSDP and HTTP over IPv4 only (not on the LAN
+                        interfaces' IPv6 addresses)                               [config: ipv6]
   --admin-listen ADDR:PORT  serve /metrics and a status page there (loopback only
                         unless admin.allowNonLoopback)                            [config: admin.listen]
   --runtime-dir DIR     where the control socket upnpd.sock goes (default /run/upnpd)

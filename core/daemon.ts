@@ -15,6 +15,7 @@ import { DurableMappingJournal, type PersistenceStatus } from './mapping/journal
 import { MappingStateFile } from './mapping/state-file.js';
 import type { MappingViewSlot } from './mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
+import { Ipv6Lan, type Ipv6InterfaceAddress } from './net/ipv6.js';
 import { PluginDriver } from './plugins/driver.js';
 import type { RefusalRegistry } from './plugins/refusals.js';
 import { isPluginSpec, type Plugin } from './plugins/types.js';
@@ -24,12 +25,12 @@ import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 /** Address events of one renumbering arrive together: the LAN is looked at again this long after the last. */
 const LAN_CHANGE_SETTLE_MS = 500;
 
-function describeLan(lan: readonly InterfaceAddress[]): string {
-  return lan
-    .map((a) => `${a.interface}:${a.address}/${a.prefixLength}`)
-    .sort()
-    .join(', ');
+function describeLan(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): string {
+  return [...lan.map((a) => `${a.interface}:${a.address}/${a.prefixLength}`).sort(), ...lanIpv6.describe()].join(', ');
 }
+
+/** The UPnP front-end as a LAN change sees it: its BOOTID and HTTP port carry over to its replacement. */
+type UpnpFrontEnd = FrontEnd & { readonly bootId?: number; readonly httpPort?: number };
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
@@ -41,6 +42,8 @@ export interface DaemonDependencies {
   readonly plugins: readonly Plugin[];
   /** The LAN addresses to serve (lanAddresses()). */
   readonly lan: readonly InterfaceAddress[];
+  /** The LAN IPv6 addresses to serve (lanIpv6Addresses(), read from `network` when not given). */
+  readonly lanIpv6?: readonly Ipv6InterfaceAddress[];
   readonly network?: NetworkInfo;
   readonly clock?: Clock;
   /** Bound to the running table, when plugins were given one (the MAPPINGS token). */
@@ -70,6 +73,16 @@ export function lanAddresses(config: ResolvedConfig, network: NetworkInfo): Inte
     throw new ConfigError(`${config.source}: lan: ${config.lan.map((i) => `"${i}"`).join(', ')}: no such interface with an IPv4 address`);
   }
   return addresses;
+}
+
+/**
+ * The IPv6 addresses to serve besides lanAddresses(): those of the LAN interfaces, none with
+ * `ipv6: false`; in dry-run without --lan, ::1 where the host has it (loopback only, as for IPv4).
+ */
+export function lanIpv6Addresses(config: ResolvedConfig, network: NetworkInfo): Ipv6InterfaceAddress[] {
+  if (!config.ipv6 || !network.ipv6Addresses) return [];
+  if (config.dryRun && !config.lanFromCommandLine) return network.ipv6Addresses('lo').filter((a) => a.address === '::1');
+  return config.lan.flatMap((iface) => network.ipv6Addresses!(iface));
 }
 
 /** What `upnpd status` shows. */
@@ -120,6 +133,25 @@ export class Daemon {
   ) {}
 
   private stopWatchingLan: (() => void) | undefined;
+  private servedIpv6 = new Ipv6Lan([]);
+  private readonly ipv6Listeners = new Set<(current: Ipv6Lan, previous: Ipv6Lan) => void>();
+
+  /**
+   * The IPv6 side of the LAN as served now: the gateway's addresses, the on-link prefixes
+   * (`prefixes`), and which LAN interface a peer address is on (`interfaceOf`).
+   */
+  get lanIpv6(): Ipv6Lan {
+    return this.servedIpv6;
+  }
+
+  /**
+   * Tells `listener` each time the LAN IPv6 addresses changed (a new delegated prefix, an address
+   * gone), once the UPnP front-end serves the new ones. Returns a function that stops telling.
+   */
+  onLanIpv6Change(listener: (current: Ipv6Lan, previous: Ipv6Lan) => void): () => void {
+    this.ipv6Listeners.add(listener);
+    return () => this.ipv6Listeners.delete(listener);
+  }
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
@@ -138,6 +170,7 @@ export class Daemon {
     const network = deps.network ?? new OsNetworkInfo();
     const clock = deps.clock ?? systemClock;
     const lan = deps.lan;
+    const lanIpv6 = new Ipv6Lan(deps.lanIpv6 ?? lanIpv6Addresses(config, network));
 
     const driver = new PluginDriver(deps.plugins, logger);
     driver.applyObserver = deps.onFirewallApply;
@@ -155,7 +188,7 @@ export class Daemon {
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
-    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], announcedBootId: number | undefined) =>
+    const upnpFrontEnd = (servedLan: readonly InterfaceAddress[], servedIpv6: Ipv6Lan, announcedBootId: number | undefined, previousHttpPort?: number) =>
       new UpnpIgdFrontEnd({
         config,
         limits,
@@ -165,9 +198,11 @@ export class Daemon {
         network,
         clock,
         lan: servedLan,
+        lanIpv6: servedIpv6,
+        preferredHttpPort: previousHttpPort,
         onExternalAddressChange: (event) => void driver.hookParallel('onExternalAddressChange', event),
       });
-    const frontEnds: FrontEnd[] = [upnpFrontEnd(lan, bootId)];
+    const frontEnds: FrontEnd[] = [upnpFrontEnd(lan, lanIpv6, bootId)];
     const daemon = new Daemon(
       config,
       logger,
@@ -180,6 +215,7 @@ export class Daemon {
       deps.reconfigurePlugins,
       deps.refusals,
     );
+    daemon.servedIpv6 = lanIpv6;
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -193,7 +229,12 @@ export class Daemon {
     rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
     if (!(config.dryRun && !config.lanFromCommandLine))
-      daemon.watchLan(lan, network, (servedLan, nextBootId) => upnpFrontEnd(servedLan, nextBootId), rememberOwnPorts);
+      daemon.watchLan(
+        lan,
+        network,
+        (servedLan, servedIpv6, nextBootId, previousHttpPort) => upnpFrontEnd(servedLan, servedIpv6, nextBootId, previousHttpPort),
+        rememberOwnPorts,
+      );
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
     logger.info(
@@ -201,6 +242,7 @@ export class Daemon {
         backend: driver.backendName,
         plugins: driver.plugins.map((p) => p.name),
         lan: lan.map((a) => `${a.interface}:${a.address}`),
+        lanIpv6: lanIpv6.describe(),
         urls: frontEnds.flatMap((f) => f.describe?.() ?? []),
       },
       `upnpd running: backend ${driver.backendName}${config.dryRun ? ' (dry-run: no firewall is changed)' : ''}; ` +
@@ -217,10 +259,10 @@ export class Daemon {
   private watchLan(
     initial: readonly InterfaceAddress[],
     network: NetworkInfo,
-    create: (lan: readonly InterfaceAddress[], bootId: number | undefined) => FrontEnd & { readonly bootId?: number },
+    create: (lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan, bootId: number | undefined, previousHttpPort: number | undefined) => UpnpFrontEnd,
     started: (frontEnds: readonly FrontEnd[]) => void,
   ): void {
-    let current = describeLan(initial);
+    let current = describeLan(initial, this.servedIpv6);
     let timer: NodeJS.Timeout | undefined;
     this.stopWatchingLan = network.watchAddresses?.(() => {
       clearTimeout(timer);
@@ -235,21 +277,34 @@ export class Daemon {
             this.logger.error({ err }, `the LAN addresses changed and none is usable now: ${messageOf(err)}; still answering on ${current}`);
             return;
           }
-          if (describeLan(next) === current) return;
-          const old = this.frontEndList.find((f): f is FrontEnd & { readonly bootId?: number } => f.name === 'upnp-igd');
+          const nextIpv6 = new Ipv6Lan(lanIpv6Addresses(this.config, network));
+          const described = describeLan(next, nextIpv6);
+          if (described === current) return;
+          const old = this.frontEndList.find((f): f is UpnpFrontEnd => f.name === 'upnp-igd');
           const nextBootId = this.config.stateDir ? await persistedBootId(this.config.stateDir, this.logger) : (old?.bootId ?? 0) + 1;
           this.logger.info(
-            { previous: current, current: describeLan(next), bootId: nextBootId },
-            `LAN addresses changed (${current} -> ${describeLan(next)}): re-announcing with BOOTID ${nextBootId}; policies keep the LAN subnets of the start until a restart`,
+            { previous: current, current: described, bootId: nextBootId },
+            `LAN addresses changed (${current} -> ${described}): re-announcing with BOOTID ${nextBootId}; policies keep the LAN subnets of the start until a restart`,
           );
           await old?.stop().catch((err: unknown) => this.logger.error({ err }, `stopping the UPnP front-end failed: ${messageOf(err)}`));
-          const replacement = create(next, nextBootId);
+          const replacement = create(next, nextIpv6, nextBootId, old?.httpPort);
           this.frontEndList = [...this.frontEndList.filter((f) => f !== old), replacement];
           await replacement.start().then(
             () => started([replacement]),
             (err: unknown) => this.logger.error({ err }, `the UPnP front-end could not start on the new addresses: ${messageOf(err)}`),
           );
-          current = describeLan(next);
+          current = described;
+          const previousIpv6 = this.servedIpv6;
+          this.servedIpv6 = nextIpv6;
+          if (previousIpv6.describe().join() !== nextIpv6.describe().join()) {
+            for (const listener of this.ipv6Listeners) {
+              try {
+                listener(nextIpv6, previousIpv6);
+              } catch (err) {
+                this.logger.error({ err }, `a LAN IPv6 change listener failed: ${messageOf(err)}`);
+              }
+            }
+          }
         });
       }, LAN_CHANGE_SETTLE_MS);
       timer.unref();

@@ -43,6 +43,7 @@ export type { Clock } from './clock.js';
 export type { CommandRunner, CommandResult } from './command-runner.js';
 export type { Logger, LogLevel } from './logger.js';
 export { SubnetSet, broadcastAddress, networkAddress, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
+export { Ipv6Lan, formatIpv6, parseIpv6, type Ipv6InterfaceAddress, type Ipv6Prefix, type ParsedIpv6 } from './net/ipv6.js';
 export { SERVICE_ID } from './upnp/identity.js';
 // For log-output plugins: where the daemon's records go.
 export { LOG_OUTPUT, isTerminal, prettyRenderer, renderJson, streamDestination } from './logging.js';

@@ -81,6 +81,11 @@ export const configSchema = z
   .object({
     /** LAN interfaces upnpd serves (SSDP, HTTP). */
     lan: z.array(interfaceName).default([]),
+    /**
+     * Serve SSDP and HTTP also on the IPv6 addresses of the LAN interfaces (link-local, ULA,
+     * global); false: IPv4 only. An interface without IPv6 is served over IPv4 as before.
+     */
+    ipv6: z.boolean().default(true),
     /** WAN interface: external address and counters come from it; DNAT rules match it. */
     wan: interfaceName.optional(),
     /** External IPv4 address to report instead of the WAN interface's own. */

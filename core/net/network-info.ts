@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
+import { readIpv6Addresses, type Ipv6InterfaceAddress } from './ipv6.js';
 
 /** Linux interface names: at most 15 characters, no spaces or slashes. */
 export const INTERFACE_NAME = /^[\w.@:-]{1,15}$/;
@@ -31,6 +32,11 @@ export interface LinkState {
 export interface NetworkInfo {
   /** IPv4 addresses of a named interface (empty when it does not exist or has none). */
   ipv4Addresses(iface: string): InterfaceAddress[];
+  /**
+   * Usable IPv6 addresses of a named interface (link-local, ULA, global; none still tentative).
+   * Optional: a NetworkInfo without it describes an IPv4-only host.
+   */
+  ipv6Addresses?(iface: string): Ipv6InterfaceAddress[];
   /** Counters of an interface from /sys/class/net/IFACE/statistics; null when unavailable. */
   counters(iface: string): Promise<WanCounters | null>;
   /** Operational state and speed from /sys/class/net/IFACE; null when the interface does not exist. */
@@ -46,6 +52,10 @@ export class OsNetworkInfo implements NetworkInfo {
   ipv4Addresses(iface: string): InterfaceAddress[] {
     const entries = networkInterfaces()[iface] ?? [];
     return entries.filter((a) => a.family === 'IPv4').map((a) => ({ interface: iface, address: a.address, prefixLength: prefixLengthOf(a.cidr, a.netmask) }));
+  }
+
+  ipv6Addresses(iface: string): Ipv6InterfaceAddress[] {
+    return readIpv6Addresses(iface);
   }
 
   async counters(iface: string): Promise<WanCounters | null> {

@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { MappingService } from '../mapping/service.js';
 import type { ExternalAddressChangeEvent } from '../mapping/types.js';
 import type { InterfaceAddress, NetworkInfo } from '../net/network-info.js';
+import { urlHost, type Ipv6Lan } from '../net/ipv6.js';
 import { DescriptionDocuments } from './description/documents.js';
 import { DEFAULT_DESCRIPTION_PATH, endpointsOf, igdViews, type IgdVersion, type IgdView } from './description/igd-views.js';
 import { renderPresentationPage } from './description/presentation.js';
@@ -30,6 +31,10 @@ export interface UpnpIgdFrontEndOptions {
   readonly clock: Clock;
   /** The LAN addresses to serve (loopback in dry-run unless --lan was given). */
   readonly lan: readonly InterfaceAddress[];
+  /** The LAN IPv6 addresses to serve as well (none when not given). */
+  readonly lanIpv6?: Ipv6Lan;
+  /** With `httpPort` 0: the HTTP port to try first (that of the front-end this one replaces). */
+  readonly preferredHttpPort?: number;
   /** SSDP port; 1900 unless a test needs another. */
   readonly ssdpPort?: number;
   /** BOOTID.UPNP.ORG for this start (persisted with a state directory); from the clock when not given. */
@@ -64,6 +69,11 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private advertiser: SsdpAdvertiser | undefined;
   private readonly control: SoapControl;
   private announcedBootId: number | undefined;
+
+  /** The HTTP port listened on (once started). */
+  get httpPort(): number {
+    return this.http.port;
+  }
 
   /** The BOOTID.UPNP.ORG announced (once started). */
   get bootId(): number | undefined {
@@ -117,7 +127,9 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     }
     this.http = new UpnpHttpServer({
       lan,
+      lanIpv6: options.lanIpv6,
       port: config.httpPort,
+      preferredPort: options.preferredHttpPort,
       serverString: this.serverString,
       logger: this.log,
       handler: routes.dispatch,
@@ -142,7 +154,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     await this.http.start();
     this.advertiser = new SsdpAdvertiser({
       interfaces: lan,
-      location: (address: InterfaceAddress, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
+      ipv6: this.options.lanIpv6,
+      location: (address, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
       udns: this.udns,
       igdVersion: this.views[0]!.version,
       bootId: (this.announcedBootId = this.options.bootId ?? clockBootId()),
@@ -178,17 +191,18 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     };
   }
 
+  /** The description URL on each LAN address, IPv4 first, then IPv6 (link-local ones without their zone). */
   describe(): string[] {
-    return this.options.lan.map((address) => this.descriptionUrl(address));
+    return [...this.options.lan, ...(this.options.lanIpv6?.addresses ?? [])].map((address) => this.descriptionUrl(address));
   }
 
   /**
    * Where a client finds the description: the default path, or the view of a given IGD version
    * (so that an SSDP answer to an IGD:1 search can point at the IGD:1 view).
    */
-  private descriptionUrl(lan: InterfaceAddress, igdVersion?: IgdVersion): string {
+  private descriptionUrl(lan: { readonly address: string }, igdVersion?: IgdVersion): string {
     const view = igdVersion === undefined ? undefined : this.views.find((v) => v.version === igdVersion);
-    return `http://${lan.address}:${this.http.port}${view?.descriptionPath ?? DEFAULT_DESCRIPTION_PATH}`;
+    return `http://${urlHost(lan.address)}:${this.http.port}${view?.descriptionPath ?? DEFAULT_DESCRIPTION_PATH}`;
   }
 
   private addDescriptionRoutes(routes: RouteTable): void {

@@ -7,14 +7,14 @@ import {
   NFT_FORWARD_JUMP_PLUGIN,
   PUBLIC_API,
   TESTBED_ADDRESSES,
-  TESTBED_IPV6,
+  TESTBED_IPV6_ADDRESSES,
+  HOST_INTERFACE,
   createTestbed,
   installNftAdminFirewall,
   startDaemonInGateway,
   tcpReachable,
   udpReachable,
   upnpc,
-  withIPv6,
   type ReachabilityOptions,
   type RunningDaemon,
   type Testbed,
@@ -28,6 +28,8 @@ import {
 // addresses are then accepted because the gateway's neighbour table gives its IPv4 and IPv6
 // addresses the same link-layer address, which is the "any address of the same host" rule.
 
+/** A second IPv6 address of the first LAN client. */
+const LAN_CLIENT_SECOND = '2001:db8:77::20';
 const PASSES_MS = 5_000;
 const BLOCKED_MS = 1_500;
 const LEASE = '3600';
@@ -119,7 +121,7 @@ const IPTABLES: BackendUnderTest = {
 
 for (const backend of [NFTABLES, IPTABLES])
   describeNetns(`IPv6 pinholes (WANIPv6FirewallControl:1) with the ${backend.name} backend, driven by upnpc`, backend.programs, () => {
-    const v6 = TESTBED_IPV6;
+    const v6 = TESTBED_IPV6_ADDRESSES;
     let testbed: Testbed;
     let scratchDir: string | undefined;
     let daemon: RunningDaemon | undefined;
@@ -139,8 +141,9 @@ for (const backend of [NFTABLES, IPTABLES])
 
     beforeAll(async () => {
       scratchDir = await mkdtemp(join(tmpdir(), 'upnpd-pinholes-'));
-      testbed = await createTestbed({ forwardPolicy: backend.forwardPolicy });
-      await withIPv6(testbed);
+      testbed = await createTestbed({ forwardPolicy: backend.forwardPolicy, ipv6: true });
+      // The first client has a second global address (a privacy address, or a second prefix).
+      await testbed.lan.exec('ip', ['-6', 'addr', 'add', `${LAN_CLIENT_SECOND}/${v6.prefixLength}`, 'dev', HOST_INTERFACE, 'nodad']);
       const plugin = await backend.prepare(testbed);
       const configFile = join(scratchDir, 'upnpd.config.mjs');
       const config = [
@@ -227,13 +230,13 @@ for (const backend of [NFTABLES, IPTABLES])
       // A pinhole with no traffic yet: CheckPinholeWorking answers 709 NoTrafficReceived.
       const first = await fromLan('-A', 'empty', '0', v6.lanClient, '6001', TCP, LEASE);
       expectRefused(await fromLan('-C', uniqueIdOf(first)), 709);
-      const second = await fromLan('-A', 'empty', '0', v6.lanClientSecond, '6002', TCP, LEASE);
+      const second = await fromLan('-A', 'empty', '0', LAN_CLIENT_SECOND, '6002', TCP, LEASE);
       expectSucceeded(first);
       expectSucceeded(second);
-      expect(await toLan.tcp(v6.lanClientSecond, 6002)).toBe(true);
+      expect(await toLan.tcp(LAN_CLIENT_SECOND, 6002)).toBe(true);
 
       expectRefused(await fromLan2('-A', 'empty', '0', v6.lanClient, '6003', TCP, LEASE), 606);
-      expectRefused(await fromLan2('-A', 'empty', '0', v6.lanClientSecond, '6003', TCP, LEASE), 606);
+      expectRefused(await fromLan2('-A', 'empty', '0', LAN_CLIENT_SECOND, '6003', TCP, LEASE), 606);
       expectRefused(await fromLan2('-D', uniqueIdOf(first)), 606);
       expectRefused(await fromLan2('-U', uniqueIdOf(second), LEASE), 606);
       expect(await toLan.tcp(v6.lanClient, 6001)).toBe(true);
@@ -247,6 +250,27 @@ for (const backend of [NFTABLES, IPTABLES])
         [fromLan2, own],
       ] as const)
         expectSucceeded(await from('-D', uniqueIdOf(run)));
+    });
+
+    it('upnpc -6 drives pinholes over HTTP over IPv6 with the IGD:2 description (-S, -A, -C, -K, -U, -D)', async () => {
+      // miniupnpc's discovery asks for IGD:1 first and is given the IGD:1 view, which has no
+      // WANIPv6FirewallControl (Windows and consoles break on more): pinhole clients use IGD:2's URL.
+      const igd2 = new URL('/rootDesc2.xml', daemon!.url);
+      igd2.hostname = `[${v6.gatewayLan}]`;
+      const over6 = (...args: string[]) => upnpc(testbed.lan, ['-6', '-u', igd2.href, ...args]);
+      const status = await over6('-S');
+      // It spoke from one of its global IPv6 addresses.
+      expect(status.output).toMatch(/Local LAN ip address : 2001:db8:77::/);
+      expect(status.output).toContain('Inbound Pinhole Allowed: Yes');
+      const add = await over6('-A', 'empty', '0', v6.lanClient, '3333', UDP, LEASE);
+      expectSucceeded(add);
+      expect(await toLan.udp(v6.lanClient, 3333)).toBe(true);
+      const id = uniqueIdOf(add);
+      expect((await over6('-C', id)).output).toContain(`Pinhole ID = ${id} / IsWorking = Yes`);
+      expect(Number(/PinholePackets = (\d+)/.exec((await over6('-K', id)).output)?.[1] ?? 0)).toBeGreaterThan(0);
+      expect((await over6('-U', id, '600')).output).toContain(`UpdatePinhole: Pinhole ID = ${id} with Lease Time: 600`);
+      expectSucceeded(await over6('-D', id));
+      expect(await toLan.udpBlocked(v6.lanClient, 3333)).toBe(true);
     });
 
     it('IPv4 port mappings keep working alongside pinholes', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { TestNamespace } from './netns.js';
 import { NamespaceProcess } from './namespace-process.js';
@@ -24,17 +25,23 @@ export const TESTBED_ADDRESSES = {
 } as const;
 
 /**
- * IPv6 of the testbed (withIPv6): documentation prefixes only (RFC 3849), no NAT. The first LAN
- * client has two addresses (a host with a privacy address, or two prefixes).
+ * The IPv6 addresses of a testbed created with `ipv6: true`: the documentation prefix
+ * 2001:db8::/32 (RFC 3849) and fixed link-local addresses (no address is generated from a MAC, and
+ * duplicate address detection is off, so every address is usable at once and none appears later).
  */
-export const TESTBED_IPV6 = {
-  lanPrefix: '2001:db8:77::',
+export const TESTBED_IPV6_ADDRESSES = {
+  lanPrefix: '2001:db8:77::/64',
   gatewayLan: '2001:db8:77::1',
+  gatewayLanLinkLocal: 'fe80::1',
   lanClient: '2001:db8:77::10',
-  lanClientSecond: '2001:db8:77::20',
+  lanClientLinkLocal: 'fe80::10',
   lanClient2: '2001:db8:77::11',
+  lanClient2LinkLocal: 'fe80::11',
   gatewayWan: '2001:db8:ff::1',
+  gatewayWanLinkLocal: 'fe80::ff:1',
   wanHost: '2001:db8:ff::2',
+  wanHostLinkLocal: 'fe80::ff:2',
+  /** A second address of the `wan` namespace. */
   wanHostAlt: '2001:db8:ff::3',
   prefixLength: 64,
 } as const;
@@ -49,6 +56,12 @@ export interface TestbedOptions {
    * under test must use the same one: a legacy ACCEPT cannot override an nf_tables DROP.
    */
   readonly adminFlavour?: IptablesFlavour;
+  /**
+   * Also give every namespace the IPv6 addresses of TESTBED_IPV6_ADDRESSES, with routes (LAN hosts
+   * through the gateway, the WAN host to the LAN prefix through the gateway) and IPv6 forwarding on.
+   * Without it the namespaces keep the kernel's defaults, as before.
+   */
+  readonly ipv6?: boolean;
 }
 
 /**
@@ -97,6 +110,7 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
     const wan = await namespace('wan');
     const a = TESTBED_ADDRESSES;
     const gw = (...args: string[]) => gateway.exec('ip', args);
+    if (options.ipv6) for (const ns of created) await withoutAddressGeneration(ns);
 
     // Each veth pair is made inside the gateway with its peer born in the other namespace.
     await gw('link', 'add', LAN_INTERFACE, 'type', 'bridge');
@@ -121,6 +135,7 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
     await configureHost(lan, [a.lanClient], a.gatewayLan);
     await configureHost(lan2, [a.lanClient2], a.gatewayLan);
     await configureHost(wan, [a.wanHost, a.wanHostAlt], undefined);
+    if (options.ipv6) await configureIpv6({ gateway, lan, lan2, wan });
 
     return { lan, lan2, gateway, wan, addresses: a, lanInterface: LAN_INTERFACE, wanInterface: WAN_INTERFACE, destroy };
   } catch (err) {
@@ -129,24 +144,35 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
   }
 }
 
-/**
- * Adds IPv6 to a testbed: global documentation addresses on every side (without duplicate
- * address detection, so they work at once), default routes through the gateway, forwarding on.
- */
-export async function withIPv6(testbed: Testbed): Promise<void> {
-  const v6 = TESTBED_IPV6;
-  const add = (ns: TestNamespace, address: string, dev: string) => ns.exec('ip', ['-6', 'addr', 'add', `${address}/${v6.prefixLength}`, 'dev', dev, 'nodad']);
-  await testbed.gateway.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
-  await add(testbed.gateway, v6.gatewayLan, testbed.lanInterface);
-  await add(testbed.gateway, v6.gatewayWan, testbed.wanInterface);
-  for (const [ns, addresses, router] of [
-    [testbed.lan, [v6.lanClient, v6.lanClientSecond], v6.gatewayLan],
-    [testbed.lan2, [v6.lanClient2], v6.gatewayLan],
-    [testbed.wan, [v6.wanHost, v6.wanHostAlt], v6.gatewayWan],
-  ] as const) {
-    for (const address of addresses) await add(ns, address, HOST_INTERFACE);
-    await ns.exec('ip', ['-6', 'route', 'add', 'default', 'via', router]);
+/** No address generated from a MAC and no duplicate address detection, on links made from now on. */
+async function withoutAddressGeneration(ns: TestNamespace): Promise<void> {
+  for (const scope of ['all', 'default']) {
+    await ns.exec('sysctl', ['-q', '-w', `net.ipv6.conf.${scope}.accept_dad=0`, `net.ipv6.conf.${scope}.addr_gen_mode=1`]);
   }
+}
+
+async function configureIpv6(ns: { gateway: TestNamespace; lan: TestNamespace; lan2: TestNamespace; wan: TestNamespace }): Promise<void> {
+  const a = TESTBED_IPV6_ADDRESSES;
+  const add = (target: TestNamespace, address: string, dev: string) =>
+    target.exec('ip', ['-6', 'addr', 'add', `${address}/${a.prefixLength}`, 'dev', dev, 'nodad']);
+  await add(ns.gateway, a.gatewayLan, LAN_INTERFACE);
+  await add(ns.gateway, a.gatewayLanLinkLocal, LAN_INTERFACE);
+  await add(ns.gateway, a.gatewayWan, WAN_INTERFACE);
+  await add(ns.gateway, a.gatewayWanLinkLocal, WAN_INTERFACE);
+  await ns.gateway.exec('ip', ['-6', 'route', 'add', 'default', 'via', a.wanHost, 'dev', WAN_INTERFACE]);
+  await ns.gateway.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+  for (const [host, address, linkLocal] of [
+    [ns.lan, a.lanClient, a.lanClientLinkLocal],
+    [ns.lan2, a.lanClient2, a.lanClient2LinkLocal],
+  ] as const) {
+    await add(host, address, HOST_INTERFACE);
+    await add(host, linkLocal, HOST_INTERFACE);
+    await host.exec('ip', ['-6', 'route', 'add', 'default', 'via', a.gatewayLanLinkLocal, 'dev', HOST_INTERFACE]);
+  }
+  await add(ns.wan, a.wanHost, HOST_INTERFACE);
+  await add(ns.wan, a.wanHostAlt, HOST_INTERFACE);
+  await add(ns.wan, a.wanHostLinkLocal, HOST_INTERFACE);
+  await ns.wan.exec('ip', ['-6', 'route', 'add', a.lanPrefix, 'via', a.gatewayWan, 'dev', HOST_INTERFACE]);
 }
 
 async function configureHost(ns: TestNamespace, addresses: readonly string[], defaultRoute: string | undefined): Promise<void> {
@@ -358,6 +384,43 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
     stop: () => daemon.stop('SIGTERM', DAEMON_STOP_GRACE_MS),
     kill: () => daemon.kill(),
     output: () => daemon.output(),
+  };
+}
+
+/**
+ * A testbed and the daemon started in its gateway with `args`, shared by the tests of the enclosing
+ * describe block: created before them, stopped and removed after them (also on failure); the
+ * daemon's last output is printed when a test fails. Read the fields inside tests only.
+ */
+export function useTestbedDaemon(
+  options: TestbedOptions,
+  args: (testbed: Testbed) => readonly string[],
+): { readonly testbed: Testbed; readonly daemon: RunningDaemon } {
+  let testbed: Testbed | undefined;
+  let daemon: RunningDaemon | undefined;
+  beforeAll(async () => {
+    testbed = await createTestbed(options);
+    daemon = await startDaemonInGateway(testbed, args(testbed));
+  });
+  afterAll(async () => {
+    try {
+      await daemon?.stop();
+    } finally {
+      await testbed?.destroy();
+    }
+  });
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => console.error(`upnpd output, last part:\n${daemon?.output().slice(-6000)}`));
+  });
+  return {
+    get testbed(): Testbed {
+      if (!testbed) throw new Error('useTestbedDaemon: no testbed (it failed to start, or the tests are over)');
+      return testbed;
+    },
+    get daemon(): RunningDaemon {
+      if (!daemon) throw new Error('useTestbedDaemon: no daemon (it failed to start, or the tests are over)');
+      return daemon;
+    },
   };
 }
 

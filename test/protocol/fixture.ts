@@ -15,6 +15,7 @@ import { systemClock } from '../../core/clock.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
 import { type RecordingBackend, makeMappings } from '../support/fakes.js';
+import type { Ipv6Lan } from '../../core/net/ipv6.js';
 
 /**
  * The external address the tests report: TEST-NET-3 (RFC 5737), never routed, so nothing can
@@ -75,6 +76,10 @@ const UNTHROTTLED = { stateChanges: { burst: 100_000, perSecond: 100_000 }, mSea
 export interface IgdFixtureOptions {
   readonly config?: UserConfig;
   readonly lan?: readonly InterfaceAddress[];
+  /** The LAN IPv6 addresses served as well (none by default). */
+  readonly lanIpv6?: Ipv6Lan;
+  /** The HTTP port to try first (as after a LAN change). */
+  readonly preferredHttpPort?: number;
   readonly secureMode?: boolean;
   readonly lease?: LeasePolicy;
   readonly httpLimits?: Partial<HttpLimits>;
@@ -129,6 +134,8 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     network,
     clock,
     lan,
+    lanIpv6: options.lanIpv6,
+    preferredHttpPort: options.preferredHttpPort,
     ssdpPort,
     httpLimits: options.httpLimits,
     onExternalAddressChange: (event) => externalAddressChanges.push(event),

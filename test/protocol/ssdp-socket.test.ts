@@ -2,14 +2,12 @@ import { createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UpnpdError } from '../../core/errors.js';
-import { silentLogger } from '../../core/logger.js';
-import { SsdpAdvertiser, type SsdpAdvertiserOptions } from '../../core/upnp/ssdp/advertiser.js';
+import { SsdpAdvertiser } from '../../core/upnp/ssdp/advertiser.js';
+import { TEST_UDNS, testAdvertiserOptions } from '../support/ssdp-options.js';
 
 // Everything here stays on loopback: the advertiser serves 127.0.0.1/32, so 127.0.0.2 is a
 // requester outside the LAN subnets.
-const G = 'uuid:11111111-1111-5111-8111-111111111111';
-const W = 'uuid:22222222-2222-5222-8222-222222222222';
-const C = 'uuid:33333333-3333-5333-8333-333333333333';
+const { gateway: G, wan: W, wanConnection: C } = TEST_UDNS;
 const IGD = 'urn:schemas-upnp-org:device:InternetGatewayDevice';
 const REPLY_WAIT_MS = 300;
 
@@ -25,21 +23,6 @@ async function freeUdpPort(): Promise<number> {
   const { port } = socket.address();
   await new Promise<void>((resolve) => socket.close(resolve));
   return port;
-}
-
-function optionsFor(port: number): SsdpAdvertiserOptions {
-  return {
-    interfaces: [{ interface: 'lo', address: '127.0.0.1', prefixLength: 32 }],
-    location: (lan, igdVersion) => `http://${lan.address}:5555/rootDesc${igdVersion ?? ''}.xml`,
-    udns: { gateway: G, wan: W, wanConnection: C },
-    igdVersion: 2,
-    bootId: 17,
-    configId: 3,
-    notifyIntervalSeconds: 300,
-    serverString: 'Linux/6.1 UPnP/1.1 upnpd/0.1.0',
-    logger: silentLogger,
-    port,
-  };
 }
 
 function mSearch(...headers: string[]): string {
@@ -74,7 +57,7 @@ describe('SSDP advertiser on loopback (unicast M-SEARCH)', () => {
 
   beforeAll(async () => {
     port = await freeUdpPort();
-    advertiser = new SsdpAdvertiser(optionsFor(port));
+    advertiser = new SsdpAdvertiser(testAdvertiserOptions(port));
     await advertiser.start();
   });
   afterAll(async () => {
@@ -166,7 +149,7 @@ describe('SSDP advertiser lifecycle', () => {
 
   it('stops answering and closes its sockets on stop, and stop is safe to repeat', async () => {
     const port = await freeUdpPort();
-    const advertiser = new SsdpAdvertiser(optionsFor(port));
+    const advertiser = new SsdpAdvertiser(testAdvertiserOptions(port));
     await advertiser.start();
     const request = mSearch('MAN: "ssdp:discover"', 'ST: upnp:rootdevice');
     expect(await exchange(port, [request])).toHaveLength(1);
@@ -181,7 +164,7 @@ describe('SSDP advertiser lifecycle', () => {
   it('rejects start with a coded error when it cannot bind, closing what it opened', async () => {
     const port = await freeUdpPort();
     const advertiser = new SsdpAdvertiser({
-      ...optionsFor(port),
+      ...testAdvertiserOptions(port),
       // TEST-NET-1: no interface of this host has it, so bind fails with EADDRNOTAVAIL.
       interfaces: [
         { interface: 'lo', address: '127.0.0.1', prefixLength: 32 },
@@ -200,6 +183,6 @@ describe('SSDP advertiser lifecycle', () => {
     ['notify interval above max-age/2', { notifyIntervalSeconds: 901 }],
     ['notify interval 0', { notifyIntervalSeconds: 0 }],
   ])('refuses options with %s', (_name, override) => {
-    expect(() => new SsdpAdvertiser({ ...optionsFor(1900), ...override })).toThrow(UpnpdError);
+    expect(() => new SsdpAdvertiser({ ...testAdvertiserOptions(1900), ...override })).toThrow(UpnpdError);
   });
 });

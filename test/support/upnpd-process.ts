@@ -6,7 +6,7 @@ const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
 
 /** The description URL the daemon logs once it answers on loopback. */
-export const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/;
+export const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/;
 
 /** One run of the real `upnpd` command (bin/upnpd.js → dist/), as a user would start it after `npm ci`. */
 export interface UpnpdRun {

@@ -70,12 +70,12 @@ async function soap(descriptionUrl: string, action: string, args: Record<string,
   return response.text();
 }
 
-const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/;
+const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/;
 
 describe('the upnpd command', () => {
   it('starts in dry-run on loopback, prints the description URL, and stops cleanly on SIGTERM', async () => {
     const run = upnpd(['--dry-run', '--log-level', 'info']);
-    const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/);
+    const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/);
     const response = await fetch(url);
     expect(response.status).toBe(200);
     expect(await response.text()).toContain('urn:schemas-upnp-org:device:InternetGatewayDevice');
@@ -87,7 +87,7 @@ describe('the upnpd command', () => {
   it('in dry-run without a WAN reports the documentation address 203.0.113.1 as external, so mapping works on a laptop', async () => {
     const run = upnpd(['--dry-run']);
     try {
-      const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/\S+\.xml/);
+      const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/);
       const description = await (await fetch(url)).text();
       const controlPath = description.match(/WANIPConnection:\d<\/serviceType>[\s\S]*?<controlURL>([^<]+)<\/controlURL>/)![1]!;
       const serviceType = description.match(/urn:schemas-upnp-org:service:WANIPConnection:\d/)![0];

@@ -5,6 +5,7 @@ import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
 import { ClientSlots } from '../../limits/client-slots.js';
 import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
+import { Ipv6Lan, parseIpv6 } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
 import { sendReply, statusReply } from './reply.js';
 import type { RequestHandler } from './routes.js';
@@ -52,8 +53,18 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 export interface UpnpHttpServerOptions {
   /** The LAN addresses to listen on; their subnets are the only peers served. */
   readonly lan: readonly InterfaceAddress[];
+  /**
+   * The LAN IPv6 addresses to listen on as well (link-local ones with their zone); peers must be
+   * on their on-link prefixes, or link-local on a LAN interface. None when not given.
+   */
+  readonly lanIpv6?: Ipv6Lan;
   /** 0: any free port (then the same port on every address). */
   readonly port: number;
+  /**
+   * With `port` 0: the port to try first (that of the previous start, so that the URLs clients
+   * cached stay valid across a LAN address change); any free port when it is taken.
+   */
+  readonly preferredPort?: number;
   readonly serverString: string;
   readonly logger: Logger;
   readonly handler: RequestHandler;
@@ -72,12 +83,14 @@ export class UpnpHttpServer {
   readonly limits: HttpLimits;
   private readonly servers: Server[] = [];
   private readonly lanSubnets: SubnetSet;
+  private readonly lanIpv6: Ipv6Lan;
   private readonly connections: ClientSlots;
   private boundPort = 0;
 
   constructor(private readonly options: UpnpHttpServerOptions) {
     this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
     this.lanSubnets = new SubnetSet(options.lan);
+    this.lanIpv6 = options.lanIpv6 ?? new Ipv6Lan([]);
     this.connections = new ClientSlots(this.limits.maxConnectionsPerClient);
   }
 
@@ -86,14 +99,45 @@ export class UpnpHttpServer {
     return this.boundPort;
   }
 
-  /** Listens on every LAN address: the first picks the port (if 0), the others use the same one. */
+  /**
+   * Listens on every LAN address, IPv4 then IPv6: the first picks the port (if 0), the others use
+   * the same one. A link-local address is bound with its zone, so only its interface reaches it.
+   */
   async start(): Promise<void> {
     if (this.options.lan.length === 0) throw new Error('no LAN address to listen on');
+    const hosts = this.options.lan.map((a) => a.address);
+    const preferred = this.options.port === 0 ? this.options.preferredPort : undefined;
     try {
-      for (const lan of this.options.lan) {
+      await this.listenOn(hosts, preferred ?? this.options.port);
+    } catch (err) {
+      if (preferred === undefined || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      this.options.logger.info({ port: preferred }, `HTTP port ${preferred} is taken now: listening on another`);
+      await this.listenOn(hosts, 0);
+    }
+    // IPv6 comes on top of IPv4: an address that cannot be bound (gone since it was read, its port
+    // taken) is left out with a warning, and IPv4 is served all the same.
+    for (const a of this.lanIpv6.addresses) {
+      const host = a.linkLocal ? `${a.address}%${a.interface}` : a.address;
+      const server = this.createServer();
+      try {
+        await listen(server, host, this.boundPort);
+        this.servers.push(server);
+      } catch (err) {
+        this.options.logger.warn(
+          { address: host, port: this.boundPort, err: messageOf(err) },
+          `HTTP cannot listen on ${host}: ${messageOf(err)}; not served there`,
+        );
+      }
+    }
+  }
+
+  private async listenOn(hosts: readonly string[], port: number): Promise<void> {
+    this.boundPort = 0;
+    try {
+      for (const host of hosts) {
         const server = this.createServer();
         this.servers.push(server);
-        await listen(server, lan.address, this.boundPort || this.options.port);
+        await listen(server, host, this.boundPort || port);
         this.boundPort = (server.address() as { port: number }).port;
       }
     } catch (err) {
@@ -172,14 +216,14 @@ export class UpnpHttpServer {
 
   /** The status that refuses this request before any handler sees it, or undefined. */
   private refusal(req: IncomingMessage, peer: string): number | undefined {
-    if (!this.lanSubnets.contains(peer)) return 403;
+    if (!this.lanSubnets.contains(peer) && !this.lanIpv6.contains(peer)) return 403;
     const host = req.headers.host;
     // HTTP/1.1 requests without Host never get here (Node answers 400); HTTP/1.0 may omit it.
     if (host !== undefined) {
       const target = parseHost(host);
       if (!target) return 400;
-      const ours = this.options.lan.some((a) => a.address === target.address) && (target.port ?? 80) === this.boundPort;
-      if (!ours) return 403;
+      const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.options.lan.some((a) => a.address === target.address);
+      if (!ourAddress || (target.port ?? 80) !== this.boundPort) return 403;
     }
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.limits.maxBodyBytes) return 413;
@@ -187,11 +231,17 @@ export class UpnpHttpServer {
   }
 }
 
-/** `a.b.c.d[:port]`; names are refused (a name in Host is how DNS rebinding looks). */
-function parseHost(host: string): { address: string; port: number | undefined } | undefined {
-  const match = /^([\d.]+)(?::(\d{1,5}))?$/.exec(host.trim());
-  if (!match || !isIPv4(match[1]!)) return undefined;
-  return { address: match[1]!, port: match[2] === undefined ? undefined : Number(match[2]) };
+/**
+ * `a.b.c.d[:port]`, `[2001:db8::1][:port]`, or with a zone as RFC 6874 writes it
+ * (`[fe80::1%25eth0]`, also the raw `%eth0` some clients send). The zone names an interface of
+ * the client, so it is not compared. Names are refused (a name in Host is how DNS rebinding looks).
+ */
+export function parseHost(host: string): { address: string; ipv6: boolean; port: number | undefined } | undefined {
+  const match = /^(?:([\d.]+)|\[([0-9A-Fa-f:.]+)(?:%(?:25)?[\w.@:-]{1,15})?\])(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!match) return undefined;
+  const port = match[3] === undefined ? undefined : Number(match[3]);
+  if (match[1] !== undefined) return isIPv4(match[1]) ? { address: match[1], ipv6: false, port } : undefined;
+  return parseIpv6(match[2]!) ? { address: match[2]!, ipv6: true, port } : undefined;
 }
 
 function listen(server: Server, address: string, port: number): Promise<void> {

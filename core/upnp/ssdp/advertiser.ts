@@ -5,10 +5,11 @@ import { ClientRateLimiter, type RateLimit } from '../../limits/rate-limiter.js'
 import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
 import { normalizeAddress, SubnetSet, type InterfaceAddress } from '../../net/network-info.js';
+import { Ipv6Lan, isLinkLocalIpv6, parseIpv6, type Ipv6InterfaceAddress } from '../../net/ipv6.js';
 import type { DeviceUdns } from '../identity.js';
 import { parseMSearch, responseWindowSeconds } from './m-search.js';
 import { buildAlive, buildByebye, buildSearchResponse, type MessageContext } from './messages.js';
-import { SSDP_MULTICAST_ADDRESS, SSDP_PORT } from './constants.js';
+import { SSDP_IPV6_LINK_LOCAL_GROUP, SSDP_IPV6_SITE_LOCAL_GROUP, SSDP_MULTICAST_ADDRESS, SSDP_PORT } from './constants.js';
 import { DEFAULT_REPLY_LIMITS, ReplyScheduler } from './reply-scheduler.js';
 import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
 import { advertisedSet, answersFor, type AdvertisedSet, type SearchAnswer } from './targets.js';
@@ -17,10 +18,15 @@ export interface SsdpAdvertiserOptions {
   /** LAN addresses to bind and answer on; their subnets are the only sources answered. */
   readonly interfaces: readonly InterfaceAddress[];
   /**
-   * Description URL on that interface. Answers to searches for an older version than `igdVersion`
+   * The LAN IPv6 addresses to serve as well (none when not given): ff02::c and ff05::c are joined
+   * on their interfaces; sources must be on the LAN prefixes, or link-local on that interface.
+   */
+  readonly ipv6?: Ipv6Lan;
+  /**
+   * Description URL on an address. Answers to searches for an older version than `igdVersion`
    * (IGD:1 types on an IGD:2 daemon) ask with that version, for the URL of its view.
    */
-  readonly location: (lan: InterfaceAddress, igdVersion?: 1 | 2) => string;
+  readonly location: (lan: { readonly address: string }, igdVersion?: 1 | 2) => string;
   readonly udns: DeviceUdns;
   /** Highest IGD version offered; searches for a lower version are answered with that version. */
   readonly igdVersion: 1 | 2;
@@ -49,13 +55,21 @@ const MIN_MAX_AGE_SECONDS = 1800;
 /** Alive announcements come up to this fraction early, so that gateways booted together drift apart. */
 const ANNOUNCE_JITTER = 0.2;
 
-/** One LAN address: its socket sends every answer and NOTIFY for that LAN, from that address. */
+/** One LAN address: its socket receives unicast M-SEARCH sent to it and sends from it. */
 interface LanEndpoint {
-  readonly lan: InterfaceAddress;
+  readonly interface: string;
+  /** The address bound (with its zone when link-local). */
+  readonly address: string;
+  /** The address LOCATION names (the interface's preferred one for IPv6; see preferredLocation). */
+  readonly locationAddress: { readonly address: string };
   readonly socket: Socket;
   readonly context: MessageContext;
+  /** The group NOTIFYs go to from this endpoint; undefined: another endpoint announces for its interface. */
+  readonly notifyGroup: string | undefined;
   /** False when multicast cannot be sent on the interface: no NOTIFYs there, searches are still answered. */
   announces: boolean;
+  /** For IPv6 endpoints: the address bound, to pick the endpoint of the requester's scope and prefix. */
+  readonly ipv6?: Ipv6InterfaceAddress;
 }
 
 /**
@@ -88,7 +102,7 @@ export class SsdpAdvertiser {
   private readonly group: string;
   private readonly maxAgeSeconds: number;
   private endpoints: LanEndpoint[] = [];
-  private groupSocket: Socket | undefined;
+  private groupSockets: Socket[] = [];
   private running = false;
   private announceTimer: unknown;
   private announcing: Promise<void> = Promise.resolve();
@@ -144,52 +158,147 @@ export class SsdpAdvertiser {
   }
 
   private async openSockets(): Promise<void> {
-    const opened = await Promise.allSettled(this.options.interfaces.map((lan) => this.openEndpoint(lan)));
+    const ipv6 = this.options.ipv6?.addresses ?? [];
+    const opened = await Promise.allSettled(this.options.interfaces.map((lan) => this.openEndpoint(lan.interface, lan.address, lan, undefined)));
     for (const result of opened) if (result.status === 'fulfilled') this.endpoints.push(result.value);
     const failed = opened.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
-
-    const groupSocket = this.newSocket((datagram, peer) => this.receive(datagram, peer, 'multicast'));
-    this.groupSocket = groupSocket;
-    try {
-      await bind(groupSocket, this.group, this.port);
-    } catch (err) {
-      this.log.warn({ err: messageOf(err) }, 'cannot receive multicast M-SEARCH; answering unicast M-SEARCH only');
-      return;
-    }
-    for (const endpoint of this.endpoints) {
+    // IPv6 comes on top of IPv4: an address that cannot be bound is left out with a warning.
+    for (const lan of ipv6) {
+      const address = lan.linkLocal ? `${lan.address}%${lan.interface}` : lan.address;
       try {
-        groupSocket.addMembership(this.group, endpoint.lan.address);
+        this.endpoints.push(await this.openEndpoint(lan.interface, address, preferredLocation(lan.interface, ipv6), lan));
       } catch (err) {
-        this.log.warn({ interface: endpoint.lan.interface, err: messageOf(err) }, 'cannot join the SSDP group; answering unicast M-SEARCH only');
+        this.log.warn({ interface: lan.interface, address, err: messageOf(err) }, `SSDP cannot listen on ${address}: ${messageOf(err)}; not served there`);
+      }
+    }
+
+    const ipv4 = this.endpoints.filter((e) => !e.ipv6);
+    const groupSocket = await this.openGroupSocket('udp4', this.group, (source) => {
+      const lan = this.subnets.find(source);
+      return lan && ipv4.find((e) => e.address === lan.address);
+    });
+    if (groupSocket)
+      this.joinGroup(
+        groupSocket,
+        this.group,
+        ipv4.map((e) => [e.interface, e.address] as const),
+      );
+    for (const iface of this.options.ipv6?.interfaces ?? []) {
+      // Bound with the interface's zone: the socket takes only what arrives on that interface.
+      const linkSocket = await this.openGroupSocket('udp6', `${SSDP_IPV6_LINK_LOCAL_GROUP}%${iface}`, (source) =>
+        this.options.ipv6!.interfaceOf(source) === iface ? this.ipv6ReplyEndpoint(iface, source) : undefined,
+      );
+      if (linkSocket) this.joinGroup(linkSocket, SSDP_IPV6_LINK_LOCAL_GROUP, [[iface, `::%${iface}`]]);
+    }
+    if (ipv6.length > 0) {
+      // Site-local scope: what miniupnpc asks when nothing answers on ff02::c. One socket for every
+      // LAN interface: the requester's prefix (or zone) says which LAN asked.
+      const siteSocket = await this.openGroupSocket('udp6', SSDP_IPV6_SITE_LOCAL_GROUP, (source) => {
+        const iface = this.options.ipv6!.interfaceOf(source);
+        return iface === undefined ? undefined : this.ipv6ReplyEndpoint(iface, source);
+      });
+      const interfaces = this.options.ipv6!.interfaces;
+      if (siteSocket)
+        this.joinGroup(
+          siteSocket,
+          SSDP_IPV6_SITE_LOCAL_GROUP,
+          interfaces.map((iface) => [iface, `::%${iface}`] as const),
+        );
+    }
+  }
+
+  /** A socket bound to a group that answers through the endpoint `endpointFor` picks for a source (none: ignored). */
+  private async openGroupSocket(type: 'udp4' | 'udp6', group: string, endpointFor: (source: string) => LanEndpoint | undefined): Promise<Socket | undefined> {
+    const socket = this.newSocket(type, (datagram, peer) => this.receive(datagram, peer, 'multicast', endpointFor));
+    this.groupSockets.push(socket);
+    try {
+      await bind(socket, group, this.port);
+      return socket;
+    } catch (err) {
+      this.log.warn({ group, err: messageOf(err) }, 'cannot receive multicast M-SEARCH there; answering unicast M-SEARCH only');
+      return undefined;
+    }
+  }
+
+  private joinGroup(socket: Socket, group: string, interfaces: ReadonlyArray<readonly [name: string, address: string]>): void {
+    for (const [name, address] of interfaces) {
+      try {
+        socket.addMembership(group, address);
+      } catch (err) {
+        this.log.warn({ interface: name, group, err: messageOf(err) }, 'cannot join the SSDP group; answering unicast M-SEARCH only');
       }
     }
   }
 
-  private async openEndpoint(lan: InterfaceAddress): Promise<LanEndpoint> {
-    const socket = this.newSocket((datagram, peer) => this.receive(datagram, peer, 'unicast', endpoint));
-    const endpoint: LanEndpoint = { lan, socket, context: this.messageContext(lan), announces: false };
+  private async openEndpoint(
+    iface: string,
+    address: string,
+    locationAddress: { readonly address: string },
+    ipv6: Ipv6InterfaceAddress | undefined,
+  ): Promise<LanEndpoint> {
+    const socket = this.newSocket(ipv6 ? 'udp6' : 'udp4', (datagram, peer) =>
+      this.receive(datagram, peer, 'unicast', (source) => (this.isLanSource(source, endpoint) ? endpoint : undefined)),
+    );
+    const notifyGroup = ipv6 ? (this.announcerFor(iface) === ipv6 ? `${SSDP_IPV6_LINK_LOCAL_GROUP}%${iface}` : undefined) : this.group;
+    const endpoint: LanEndpoint = {
+      interface: iface,
+      address,
+      locationAddress,
+      socket,
+      context: this.messageContext(locationAddress, ipv6 ? `[${SSDP_IPV6_LINK_LOCAL_GROUP.toUpperCase()}]:${this.port}` : `${this.group}:${this.port}`),
+      notifyGroup,
+      announces: false,
+      ipv6,
+    };
     try {
-      await bind(socket, lan.address, this.port);
+      await bind(socket, address, this.port);
     } catch (err) {
       closeQuietly(socket);
       throw err;
     }
-    try {
-      // Linux already sends multicast from a socket bound to an interface address out of that
-      // interface; naming it keeps NOTIFYs off the default route (the WAN) without relying on that.
-      socket.setMulticastInterface(lan.address);
-      socket.setMulticastTTL(MULTICAST_TTL);
-      endpoint.announces = true;
-    } catch (err) {
-      this.log.warn({ interface: lan.interface, err: messageOf(err) }, 'cannot send multicast; not announcing on this interface');
+    if (notifyGroup !== undefined) {
+      try {
+        // Linux already sends multicast from a socket bound to an interface address out of that
+        // interface; naming it keeps NOTIFYs off the default route (the WAN) without relying on that.
+        socket.setMulticastInterface(ipv6 ? `::%${iface}` : address);
+        socket.setMulticastTTL(MULTICAST_TTL);
+        endpoint.announces = true;
+      } catch (err) {
+        this.log.warn({ interface: iface, err: messageOf(err) }, 'cannot send multicast; not announcing on this interface');
+      }
     }
-    this.log.info({ interface: lan.interface, address: lan.address, port: this.port, announces: endpoint.announces }, 'SSDP listening');
+    this.log.info({ interface: iface, address, port: this.port, announces: endpoint.announces }, 'SSDP listening');
     return endpoint;
   }
 
-  private newSocket(onMessage: (datagram: Buffer, peer: RemoteInfo) => void): Socket {
-    const socket = createSocket({ type: 'udp4', reuseAddr: true });
+  /** Whether a unicast M-SEARCH from `source` to `endpoint` comes from its LAN (IPv4 subnets; IPv6: that interface). */
+  private isLanSource(source: string, endpoint: LanEndpoint): boolean {
+    return endpoint.ipv6 ? this.options.ipv6?.interfaceOf(source) === endpoint.interface : this.subnets.contains(source);
+  }
+
+  /** The IPv6 address of an interface whose endpoint sends its NOTIFYs: the link-local one (ff02::c is link scope), else the first. */
+  private announcerFor(iface: string): Ipv6InterfaceAddress | undefined {
+    const addresses = this.options.ipv6?.addresses.filter((a) => a.interface === iface) ?? [];
+    return addresses.find((a) => a.linkLocal) ?? addresses[0];
+  }
+
+  /**
+   * The endpoint of `iface` that answers an IPv6 source: from an address of the source's scope
+   * (link-local to link-local; a global or ULA source from the address of its prefix), so that the
+   * answer's source is one the requester can reach back.
+   */
+  private ipv6ReplyEndpoint(iface: string, source: string): LanEndpoint | undefined {
+    const candidates = this.endpoints.filter((e) => e.ipv6 && e.interface === iface);
+    const parsed = parseIpv6(source);
+    if (!parsed) return undefined;
+    if (isLinkLocalIpv6(parsed.value)) return candidates.find((e) => e.ipv6!.linkLocal) ?? candidates[0];
+    const onPrefix = candidates.find((e) => !e.ipv6!.linkLocal && new Ipv6Lan([e.ipv6!]).contains(source));
+    return onPrefix ?? candidates.find((e) => !e.ipv6!.linkLocal) ?? candidates[0];
+  }
+
+  private newSocket(type: 'udp4' | 'udp6', onMessage: (datagram: Buffer, peer: RemoteInfo) => void): Socket {
+    const socket = createSocket({ type, reuseAddr: true, ipv6Only: type === 'udp6' });
     // An error handler is mandatory (an 'error' event without one kills the process); it only logs.
     socket.on('error', (err) => this.log.warn({ err: messageOf(err) }, 'SSDP socket error'));
     socket.on('message', onMessage);
@@ -197,36 +306,35 @@ export class SsdpAdvertiser {
   }
 
   private async closeSockets(): Promise<void> {
-    const sockets = [...this.endpoints.map((e) => e.socket), ...(this.groupSocket ? [this.groupSocket] : [])];
+    const sockets = [...this.endpoints.map((e) => e.socket), ...this.groupSockets];
     this.endpoints = [];
-    this.groupSocket = undefined;
+    this.groupSockets = [];
     await Promise.all(sockets.map((s) => new Promise<void>((resolve) => closeQuietly(s, resolve))));
   }
 
-  private messageContext(lan: InterfaceAddress): MessageContext {
+  private messageContext(locationAddress: { readonly address: string }, host: string): MessageContext {
     return {
-      location: this.options.location(lan),
+      location: this.options.location(locationAddress),
       serverString: this.options.serverString,
       maxAgeSeconds: this.maxAgeSeconds,
       bootId: this.options.bootId,
       configId: this.options.configId,
-      host: `${this.group}:${this.port}`,
+      host,
       searchPort: this.port === SSDP_PORT ? undefined : this.port,
     };
   }
 
   /**
-   * A datagram on the group socket (multicast) or on a LAN address (unicast, `receivedOn`). A
-   * multicast search is answered from the LAN the requester is on, a unicast one from the address
-   * it was sent to.
+   * A datagram on a group socket (multicast) or on a LAN address (unicast). `endpointFor` says
+   * which endpoint answers the source: none when the source is not on the LAN the socket serves
+   * (outside the IPv4 subnets, the IPv6 prefixes, or link-local on another interface).
    */
-  private receive(datagram: Buffer, peer: RemoteInfo, delivery: 'multicast' | 'unicast', receivedOn?: LanEndpoint): void {
+  private receive(datagram: Buffer, peer: RemoteInfo, delivery: 'multicast' | 'unicast', endpointFor: (source: string) => LanEndpoint | undefined): void {
     if (!this.running) return;
     const source = normalizeAddress(peer.address);
-    const lan = this.subnets.find(source);
-    const endpoint = lan && (receivedOn ?? this.endpoints.find((e) => e.lan === lan));
+    const endpoint = endpointFor(source);
     if (!endpoint) {
-      this.log.debug({ source }, 'SSDP datagram from outside the LAN subnets ignored');
+      this.log.debug({ source }, 'SSDP datagram from outside the LAN ignored');
       return;
     }
     if (peer.port === 0) return;
@@ -263,18 +371,20 @@ export class SsdpAdvertiser {
 
   private searchResponse(endpoint: LanEndpoint, answer: SearchAnswer): string {
     const context =
-      answer.igdVersion === undefined ? endpoint.context : { ...endpoint.context, location: this.options.location(endpoint.lan, answer.igdVersion) };
+      answer.igdVersion === undefined
+        ? endpoint.context
+        : { ...endpoint.context, location: this.options.location(endpoint.locationAddress, answer.igdVersion) };
     return buildSearchResponse(answer, context, new Date());
   }
 
   private async announce(kind: 'alive' | 'byebye'): Promise<void> {
     const build = kind === 'alive' ? buildAlive : buildByebye;
     const paced = this.endpoints
-      .filter((e) => e.announces)
+      .filter((e) => e.announces && e.notifyGroup !== undefined)
       .map(async (endpoint) => {
         for (const [i, target] of this.set.targets.entries()) {
           if (i > 0) await this.sleep(DEFAULT_REPLY_LIMITS.spacingMs);
-          await this.send(endpoint, build(target, endpoint.context), this.port, this.group);
+          await this.send(endpoint, build(target, endpoint.context), this.port, endpoint.notifyGroup!);
         }
       });
     await Promise.all(paced);
@@ -293,7 +403,7 @@ export class SsdpAdvertiser {
   private send(endpoint: LanEndpoint, message: string, port: number, address: string): Promise<void> {
     return new Promise((resolve) => {
       const done = (err?: Error | null) => {
-        if (err) this.log.warn({ interface: endpoint.lan.interface, to: `${address}:${port}`, err: messageOf(err) }, 'SSDP send failed');
+        if (err) this.log.warn({ interface: endpoint.interface, to: `${address}:${port}`, err: messageOf(err) }, 'SSDP send failed');
         resolve();
       };
       try {
@@ -307,6 +417,17 @@ export class SsdpAdvertiser {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.clock.setTimer(resolve, ms));
   }
+}
+
+/**
+ * The address an interface's IPv6 LOCATION names: a ULA (stable when the delegated prefix
+ * changes), else a global address, else the link-local one (written without zone: see urlHost).
+ * One address per interface, the same in NOTIFYs and answers.
+ */
+export function preferredLocation(iface: string, addresses: readonly Ipv6InterfaceAddress[]): Ipv6InterfaceAddress {
+  const own = addresses.filter((a) => a.interface === iface);
+  const isUla = (a: Ipv6InterfaceAddress) => parseIpv6(a.address)!.value >> 121n === 0x7en;
+  return own.find((a) => !a.linkLocal && isUla(a)) ?? own.find((a) => !a.linkLocal) ?? own[0]!;
 }
 
 function bind(socket: Socket, address: string, port: number): Promise<void> {
