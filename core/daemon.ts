@@ -152,6 +152,29 @@ export class Daemon {
     this.ipv6Listeners.add(listener);
     return () => this.ipv6Listeners.delete(listener);
   }
+
+  /**
+   * Pinholes open only to LAN hosts' own addresses, checked in the neighbour table (with `commands`;
+   * without, only the address a client spoke from), on the LAN IPv6 prefixes served now; when the
+   * prefixes change (a new delegated prefix), pinholes to addresses that left the LAN are closed.
+   */
+  private guardPinholes(commands: CommandRunner | undefined): void {
+    if (commands) {
+      const hosts = new LanHosts(this.config.lan, commands, () => this.lanIpv6);
+      this.mappings.checkPinholeTargets((internalClient, requester) => hosts.refuse(internalClient, requester));
+    }
+    this.onLanIpv6Change((current) => {
+      this.mappings
+        .closePinholesWhere((p) => !current.contains(p.internalClient), 'deleted', null)
+        .then(
+          (closed) => {
+            if (closed.length > 0)
+              this.logger.info({ closed: closed.map((p) => p.id) }, `closed ${closed.length} pinhole(s) to addresses no longer on the LAN`);
+          },
+          (err: unknown) => this.logger.error({ err }, `could not close the pinholes of addresses that left the LAN: ${messageOf(err)}`),
+        );
+    });
+  }
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
@@ -181,10 +204,6 @@ export class Daemon {
     const ownPorts = new Set<number>(config.httpPort > 0 ? [config.httpPort] : []);
     const ownAddresses = new Set(lan.map((a) => a.address));
     mappings.protectOwnEndpoints((address, port) => ownPorts.has(port) && (ownAddresses.has(address) || address.startsWith('127.')));
-    if (deps.commands) {
-      const hosts = new LanHosts(config.lan, deps.commands);
-      mappings.checkPinholeTargets((internalClient, requester) => hosts.refuse(internalClient, requester));
-    }
     const state = config.stateDir ? await restoreMappings(config.stateDir, config, mappings, logger) : NO_STATE_DIRECTORY;
     const bootId = config.stateDir ? await persistedBootId(config.stateDir, logger) : undefined;
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
@@ -216,6 +235,7 @@ export class Daemon {
       deps.refusals,
     );
     daemon.servedIpv6 = lanIpv6;
+    daemon.guardPinholes(deps.commands);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {

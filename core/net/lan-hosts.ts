@@ -1,9 +1,8 @@
 import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CommandRunner } from '../command-runner.js';
-import { canonicalIPv6, inIPv6Prefix, isRoutableIPv6 } from './ipv6.js';
+import { canonicalIPv6, isRoutableIPv6, type Ipv6Lan } from './ipv6.js';
 import { INTERFACE_NAME } from './network-info.js';
 
 /**
@@ -36,34 +35,13 @@ interface Neighbour {
   readonly state?: readonly string[];
 }
 
-export interface LanPrefix {
-  readonly interface: string;
-  readonly prefix: string;
-  readonly length: number;
-}
-
-/** The IPv6 prefixes (global or ULA) of the LAN interfaces, and the gateway's own addresses there. */
-export function lanIPv6Prefixes(interfaces: readonly string[]): { prefixes: LanPrefix[]; own: Set<string> } {
-  const prefixes: LanPrefix[] = [];
-  const own = new Set<string>();
-  const all = networkInterfaces();
-  for (const name of interfaces) {
-    for (const a of all[name] ?? []) {
-      if (a.family !== 'IPv6' || !isRoutableIPv6(a.address) || !a.cidr) continue;
-      own.add(canonicalIPv6(a.address));
-      prefixes.push({ interface: name, prefix: a.address, length: Number(a.cidr.split('/')[1]) });
-    }
-  }
-  return { prefixes, own };
-}
-
 export class LanHosts {
   constructor(
     private readonly interfaces: readonly string[],
     private readonly commands: CommandRunner,
+    /** The LAN's IPv6 side as served now (asked each time: a new delegated prefix counts at once). */
+    private readonly lan: () => Ipv6Lan,
     private readonly settings: NeighbourSettings = DEFAULT_NEIGHBOUR_SETTINGS,
-    /** The LAN's prefixes now (read again each time: a new delegated prefix counts at once). */
-    private readonly prefixes: () => { prefixes: LanPrefix[]; own: Set<string> } = () => lanIPv6Prefixes(interfaces),
   ) {}
 
   /**
@@ -72,11 +50,10 @@ export class LanHosts {
    * requester's own address or another address of the same host.
    */
   async refuse(internalClient: string, requester: string): Promise<string | undefined> {
-    const { prefixes, own } = this.prefixes();
+    const lan = this.lan();
     const target = canonicalIPv6(internalClient);
-    const lan = prefixes.find((p) => inIPv6Prefix(target, p.prefix, p.length));
-    if (!isRoutableIPv6(target) || !lan) return `${internalClient} is not an address on a LAN IPv6 prefix`;
-    if (own.has(target)) return `${internalClient} is the gateway's own address`;
+    if (!isRoutableIPv6(target) || !lan.contains(target)) return `${internalClient} is not an address on a LAN IPv6 prefix`;
+    if (lan.isOwnAddress(target)) return `${internalClient} is the gateway's own address`;
     const from = requester.startsWith('::ffff:') && isIP(requester.slice(7)) === 4 ? requester.slice(7) : requester;
     if (isIP(from) === 6 && canonicalIPv6(from) === target) return undefined;
     const requesterLink = await this.linkAddress(from, false);
