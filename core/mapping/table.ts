@@ -1,3 +1,4 @@
+import { MAX_PINHOLE_ID, pinholeRuleOf, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
 import type { MappingChanges } from './state-file.js';
 import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type RuleSpec } from './types.js';
 
@@ -8,6 +9,8 @@ import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type Mapp
 export class MappingTable implements MappingView {
   private readonly byKey = new Map<string, PortMapping>();
   private ordered: PortMapping[] = [];
+  /** IPv6 pinholes by UniqueID, in the order they were opened. */
+  readonly pinholes = new Map<number, Pinhole>();
 
   get size(): number {
     return this.ordered.length;
@@ -26,7 +29,11 @@ export class MappingTable implements MappingView {
   }
 
   /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
-  commit(upserts: Iterable<PortMapping>, removals: Iterable<string>): void {
+  commit(upserts: Iterable<PortMapping>, removals: Iterable<string>, pinholes: ReadonlyMap<number, Pinhole | null> = new Map()): void {
+    for (const [id, pinhole] of pinholes) {
+      if (pinhole) this.pinholes.set(id, pinhole);
+      else this.pinholes.delete(id);
+    }
     const removed = new Set<string>();
     for (const k of removals) {
       if (this.byKey.delete(k)) removed.add(k);
@@ -52,8 +59,41 @@ export class MappingDraft implements MappingView {
   private staged = new Map<string, PortMapping | null>();
   /** Keys removed and then added again in this draft: they move to the end, as if done in sequence. */
   private reinserted = new Set<string>();
+  /** UniqueID → staged pinhole, or null for a staged removal. */
+  private stagedPinholes = new Map<number, Pinhole | null>();
 
   constructor(private readonly table: MappingTable) {}
+
+  /** The pinholes as they stand in this draft. */
+  readonly pinholes: PinholeView = {
+    get: (id) => (this.stagedPinholes.has(id) ? (this.stagedPinholes.get(id) ?? undefined) : this.table.pinholes.get(id)),
+    values: () => this.pinholeValues(),
+    get size() {
+      return [...this.values()].length;
+    },
+  };
+
+  private *pinholeValues(): IterableIterator<Pinhole> {
+    for (const [id, p] of this.table.pinholes) if (!this.stagedPinholes.has(id)) yield p;
+    for (const p of this.stagedPinholes.values()) if (p) yield p;
+  }
+
+  putPinhole(pinhole: Pinhole): void {
+    this.stagedPinholes.set(pinhole.id, pinhole);
+  }
+
+  removePinhole(id: number): void {
+    this.stagedPinholes.set(id, null);
+  }
+
+  /** A UniqueID no pinhole of the table or of this draft holds, the lowest above `after` (wrapping); undefined when all are taken. */
+  freePinholeId(after: number): number | undefined {
+    for (let i = 1; i <= MAX_PINHOLE_ID; i++) {
+      const id = ((after + i - 1) % MAX_PINHOLE_ID) + 1;
+      if (this.pinholes.get(id) === undefined && !this.stagedPinholes.has(id)) return id;
+    }
+    return undefined;
+  }
 
   get(key: MappingKey): PortMapping | undefined {
     const k = keyString(key);
@@ -95,16 +135,17 @@ export class MappingDraft implements MappingView {
   }
 
   hasChanges(): boolean {
-    return this.staged.size > 0;
+    return this.staged.size > 0 || this.stagedPinholes.size > 0;
   }
 
   savepoint(): DraftSavepoint {
-    return { staged: new Map(this.staged), reinserted: new Set(this.reinserted) };
+    return { staged: new Map(this.staged), reinserted: new Set(this.reinserted), pinholes: new Map(this.stagedPinholes) };
   }
 
   rollbackTo(savepoint: DraftSavepoint): void {
     this.staged = new Map(savepoint.staged);
     this.reinserted = new Set(savepoint.reinserted);
+    this.stagedPinholes = new Map(savepoint.pinholes);
   }
 
   changeSet(): ChangeSet {
@@ -118,6 +159,19 @@ export class MappingDraft implements MappingView {
       if (beforeRule) remove.push(beforeRule);
       if (afterRule) add.push(afterRule);
     }
+    const pinholes = this.pinholeChanges();
+    return pinholes.remove.length + pinholes.add.length > 0 ? { remove, add, pinholes } : { remove, add };
+  }
+
+  private pinholeChanges(): { remove: PinholeRule[]; add: PinholeRule[] } {
+    const remove: PinholeRule[] = [];
+    const add: PinholeRule[] = [];
+    for (const [id, after] of this.stagedPinholes) {
+      const before = this.table.pinholes.get(id);
+      if (before && after && samePinholeRule(before, after)) continue;
+      if (before) remove.push(pinholeRuleOf(before));
+      if (after) add.push(pinholeRuleOf(after));
+    }
     return { remove, add };
   }
 
@@ -129,7 +183,10 @@ export class MappingDraft implements MappingView {
       if (!m || this.reinserted.has(k)) unmapped.push(keyFromString(k));
       if (m) mapped.push(m);
     }
-    return { mapped, unmapped };
+    if (this.stagedPinholes.size === 0) return { mapped, unmapped };
+    const pinholes = [...this.stagedPinholes.values()].filter((p): p is Pinhole => p !== null);
+    const closedPinholes = [...this.stagedPinholes].filter(([, p]) => p === null).map(([id]) => id);
+    return { mapped, unmapped, pinholes, closedPinholes };
   }
 
   /** Whether this draft adds a mapping the table does not hold, or points a key at another target (what a full disk may refuse). */
@@ -138,6 +195,10 @@ export class MappingDraft implements MappingView {
       if (!m) continue;
       const before = this.table.get(keyFromString(k));
       if (!before || !sameRule(ruleOf(before), ruleOf(m))) return true;
+    }
+    for (const [id, p] of this.stagedPinholes) {
+      const before = this.table.pinholes.get(id);
+      if (p && !(before && samePinholeRule(before, p))) return true;
     }
     return false;
   }
@@ -149,15 +210,17 @@ export class MappingDraft implements MappingView {
       if (m) upserts.push(m);
       if (!m || this.reinserted.has(k)) removals.push(k);
     }
-    this.table.commit(upserts, removals);
+    this.table.commit(upserts, removals, this.stagedPinholes);
     this.staged.clear();
     this.reinserted.clear();
+    this.stagedPinholes.clear();
   }
 }
 
 export interface DraftSavepoint {
   readonly staged: ReadonlyMap<string, PortMapping | null>;
   readonly reinserted: ReadonlySet<string>;
+  readonly pinholes: ReadonlyMap<number, Pinhole | null>;
 }
 
 function keyFromString(k: string): MappingKey {

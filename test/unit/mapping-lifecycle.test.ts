@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { UpnpError, UpnpErrorCode, toUpnpFault } from '../../core/errors.js';
+import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import type { MappingRequest } from '../../core/mapping/types.js';
 import type { Plugin } from '../../core/plugins/types.js';
-import { makeMappings, settle } from '../support/fakes.js';
+import { faultOf, makeMappings, settle } from '../support/fakes.js';
 
 const A = { address: '192.168.77.10', via: 'test' };
 const B = { address: '192.168.77.11', via: 'test' };
@@ -19,15 +19,6 @@ function req(overrides: Partial<MappingRequest> = {}): MappingRequest {
     leaseSeconds: 3600,
     ...overrides,
   };
-}
-
-async function faultOf(promise: Promise<unknown>): Promise<number> {
-  try {
-    await promise;
-  } catch (err) {
-    return toUpnpFault(err).upnpCode;
-  }
-  throw new Error('expected a fault');
 }
 
 describe('mapping lifecycle', () => {
