@@ -567,7 +567,8 @@ export class MappingService implements MappingView {
     const adjusted = await this.hooks.beforeMap(request, this.policyContext(draft, requester, asked));
     this.checkTarget(adjusted);
     const existing = draft.get(adjusted);
-    if (existing && existing.internalClient !== adjusted.internalClient) {
+    // Another client's port, whichever remote host either restricts it to (a PCP FILTER, a UPnP RemoteHost).
+    if (draft.holdersOf(adjusted.protocol, adjusted.externalPort).some((m) => m.internalClient !== adjusted.internalClient)) {
       throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is mapped to another client`);
     }
     if (existing) checkOwner(existing, adjusted);

@@ -1,6 +1,6 @@
 import { MAX_PINHOLE_ID, pinholeRuleOf, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
 import type { MappingChanges } from './state-file.js';
-import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type RuleSpec } from './types.js';
+import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type Protocol, type RuleSpec } from './types.js';
 
 /**
  * The mappings, in a stable order (the order GetGenericPortMappingEntry indexes). Lookup by key
@@ -11,6 +11,8 @@ export class MappingTable implements MappingView {
   private ordered: PortMapping[] = [];
   /** IPv6 pinholes by UniqueID, in the order they were opened. */
   readonly pinholes = new Map<number, Pinhole>();
+  /** `protocol/port` → keys of the mappings on that port restricted to one remote host (rare: most are for any host). */
+  private readonly restrictedByPort = new Map<string, Set<string>>();
 
   get size(): number {
     return this.ordered.length;
@@ -36,7 +38,11 @@ export class MappingTable implements MappingView {
     }
     const removed = new Set<string>();
     for (const k of removals) {
-      if (this.byKey.delete(k)) removed.add(k);
+      const mapping = this.byKey.get(k);
+      if (mapping && this.byKey.delete(k)) {
+        removed.add(k);
+        this.unindex(mapping, k);
+      }
     }
     if (removed.size > 0) this.ordered = this.ordered.filter((m) => !removed.has(keyString(m)));
     for (const mapping of upserts) {
@@ -45,7 +51,26 @@ export class MappingTable implements MappingView {
       this.byKey.set(k, mapping);
       if (previous) this.ordered[this.ordered.indexOf(previous)] = mapping;
       else this.ordered.push(mapping);
+      this.index(mapping, k);
     }
+  }
+
+  /** Keys of the mappings on `protocol` `port` that are restricted to one remote host. */
+  restrictedOn(protocol: Protocol, port: number): Iterable<string> {
+    return this.restrictedByPort.get(`${protocol}/${port}`) ?? [];
+  }
+
+  private index(mapping: PortMapping, k: string): void {
+    if (mapping.remoteHost === '') return;
+    const port = `${mapping.protocol}/${mapping.externalPort}`;
+    const keys = this.restrictedByPort.get(port) ?? new Set<string>();
+    this.restrictedByPort.set(port, keys.add(k));
+  }
+
+  private unindex(mapping: PortMapping, k: string): void {
+    const port = `${mapping.protocol}/${mapping.externalPort}`;
+    const keys = this.restrictedByPort.get(port);
+    if (keys?.delete(k) && keys.size === 0) this.restrictedByPort.delete(port);
   }
 }
 
@@ -99,6 +124,16 @@ export class MappingDraft implements MappingView {
     const k = keyString(key);
     if (this.staged.has(k)) return this.staged.get(k) ?? undefined;
     return this.table.get(key);
+  }
+
+  /**
+   * Every mapping of `protocol` `port` as the draft stands, whatever its remote host: the one for
+   * any host and those restricted to one. A port belongs to one client however it is restricted.
+   */
+  holdersOf(protocol: Protocol, port: number): PortMapping[] {
+    const keys = new Set([keyString({ remoteHost: '', externalPort: port, protocol }), ...this.table.restrictedOn(protocol, port)]);
+    for (const [k, m] of this.staged) if (m && m.protocol === protocol && m.externalPort === port) keys.add(k);
+    return [...keys].flatMap((k) => this.get(keyFromString(k)) ?? []);
   }
 
   get size(): number {
