@@ -1,31 +1,5 @@
-import { NAT_PMP_FIGURE_KEYS, natPmpFigureSpecs } from './natpmp-figures.js';
+import { NAT_PMP_FIGURES } from './natpmp-figures.js';
 import type { BenchProfile } from './profile.js';
-
-export const FIGURE_KEYS = [
-  'extIp1',
-  'extIp8',
-  'extIpCpu',
-  'cycles1',
-  'cycles8',
-  'cyclesCpu',
-  'addFirst',
-  'addAll',
-  'addLinearity',
-  'listByIndex',
-  'listCpu',
-  'listGeneratorCpu',
-  'listInPages',
-  'connectFirst',
-  'connectLast',
-  'connectRatio',
-  'rssIdle',
-  'rssMapped',
-  'startEmpty',
-  'startPersisted',
-  ...NAT_PMP_FIGURE_KEYS,
-] as const;
-
-export type FigureKey = (typeof FIGURE_KEYS)[number];
 
 export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'MB' | '×';
 
@@ -36,33 +10,61 @@ export interface FigureSpec {
   readonly better: 'higher' | 'lower' | 'none';
 }
 
+export type Sizes = Pick<BenchProfile, 'mappings' | 'firstCheckpoint'>;
+
+/** A row of the table: its label for the sizes of a run, its unit and which way is better. */
+export interface FigureRow {
+  readonly label: (sizes: Sizes) => string;
+  readonly unit: Unit;
+  readonly better: FigureSpec['better'];
+}
+
+/**
+ * The rows of the table, in order, as data: a module that measures more (another front-end's
+ * rows, say) adds its own rows here and fills them from its own phase. Unless a label says
+ * "keep-alive", every request comes on a new TCP connection sent with `Connection: Close`, as
+ * miniupnpc, libtorrent and GUPnP send them.
+ */
+export const FIGURES = {
+  extIp1: { label: () => 'GetExternalIPAddress, 1 client', unit: 'req/s', better: 'higher' },
+  extIp8: { label: () => 'GetExternalIPAddress, 8 clients (8 LAN hosts)', unit: 'req/s', better: 'higher' },
+  extIpCpu1: { label: () => '  daemon CPU per GetExternalIPAddress (1 client)', unit: 'µs', better: 'lower' },
+  extIpCpu: { label: () => '  daemon CPU per GetExternalIPAddress (8 clients)', unit: 'µs', better: 'lower' },
+  extIpKeepAlive1: { label: () => 'GetExternalIPAddress, 1 client, keep-alive', unit: 'req/s', better: 'higher' },
+  extIpKeepAlive8: { label: () => 'GetExternalIPAddress, 8 clients, keep-alive', unit: 'req/s', better: 'higher' },
+  extIpKeepAliveCpu: { label: () => '  daemon CPU per GetExternalIPAddress (8 clients, keep-alive)', unit: 'µs', better: 'lower' },
+  cycles1: { label: () => 'AddPortMapping+DeletePortMapping, 1 worker, 100 LAN hosts', unit: 'cycles/s', better: 'higher' },
+  cycles8: { label: () => 'AddPortMapping+DeletePortMapping, 8 workers, 100 LAN hosts', unit: 'cycles/s', better: 'higher' },
+  cyclesCpu: { label: () => '  daemon CPU per add+delete cycle (8 workers, firewall commands included)', unit: 'µs', better: 'lower' },
+  addFirst: { label: (s: Sizes) => `add ${s.firstCheckpoint} mappings (100 LAN hosts)`, unit: 's', better: 'lower' },
+  addAll: { label: (s: Sizes) => `add ${s.mappings} mappings (100 LAN hosts)`, unit: 's', better: 'lower' },
+  addLinearity: {
+    label: (s: Sizes) => `  add ${s.mappings} / add ${s.firstCheckpoint} (linear: ${s.mappings / s.firstCheckpoint})`,
+    unit: '×',
+    better: 'none',
+  },
+  listByIndex: { label: (s: Sizes) => `list ${s.mappings}: GetGenericPortMappingEntry walk`, unit: 's', better: 'lower' },
+  listCpu: { label: () => '  daemon CPU per GetGenericPortMappingEntry', unit: 'µs', better: 'lower' },
+  listGeneratorCpu: { label: () => '  generator CPU per GetGenericPortMappingEntry', unit: 'µs', better: 'lower' },
+  listByIndexKeepAlive: { label: (s: Sizes) => `list ${s.mappings}: GetGenericPortMappingEntry walk, keep-alive`, unit: 's', better: 'lower' },
+  listInPages: { label: (s: Sizes) => `list ${s.mappings}: GetListOfPortMappings`, unit: 's', better: 'lower' },
+  connectFirst: { label: (s: Sizes) => `TCP connect via the first of ${s.mappings} mappings`, unit: 'µs', better: 'lower' },
+  connectLast: { label: (s: Sizes) => `TCP connect via the last of ${s.mappings} mappings`, unit: 'µs', better: 'lower' },
+  connectRatio: { label: () => '  last / first connect latency', unit: '×', better: 'none' },
+  rssIdle: { label: () => 'RSS idle', unit: 'MB', better: 'lower' },
+  rssMapped: { label: (s: Sizes) => `RSS with ${s.mappings} mappings, settled`, unit: 'MB', better: 'lower' },
+  startEmpty: { label: () => 'start-up, no mappings', unit: 's', better: 'lower' },
+  startPersisted: { label: (s: Sizes) => `start-up with ${s.mappings} persisted mappings`, unit: 's', better: 'lower' },
+  ...NAT_PMP_FIGURES,
+} as const satisfies Record<string, FigureRow>;
+
+export type FigureKey = keyof typeof FIGURES;
+
+export const FIGURE_KEYS = Object.keys(FIGURES) as FigureKey[];
+
 /** What each figure measures, in the words of the table. */
-export function figureSpecs(profile: Pick<BenchProfile, 'mappings' | 'firstCheckpoint'>): Record<FigureKey, FigureSpec> {
-  const n = profile.mappings;
-  const first = profile.firstCheckpoint;
-  return {
-    extIp1: { label: 'GetExternalIPAddress, 1 client', unit: 'req/s', better: 'higher' },
-    extIp8: { label: 'GetExternalIPAddress, 8 clients', unit: 'req/s', better: 'higher' },
-    extIpCpu: { label: '  daemon CPU per GetExternalIPAddress (8 clients)', unit: 'µs', better: 'lower' },
-    cycles1: { label: 'AddPortMapping+DeletePortMapping, 1 worker, 100 LAN hosts', unit: 'cycles/s', better: 'higher' },
-    cycles8: { label: 'AddPortMapping+DeletePortMapping, 8 workers, 100 LAN hosts', unit: 'cycles/s', better: 'higher' },
-    cyclesCpu: { label: '  daemon CPU per add+delete cycle (8 workers, nft included)', unit: 'µs', better: 'lower' },
-    addFirst: { label: `add ${first} mappings (100 LAN hosts)`, unit: 's', better: 'lower' },
-    addAll: { label: `add ${n} mappings (100 LAN hosts)`, unit: 's', better: 'lower' },
-    addLinearity: { label: `  add ${n} / add ${first} (linear: ${n / first})`, unit: '×', better: 'none' },
-    listByIndex: { label: `list ${n}: GetGenericPortMappingEntry`, unit: 's', better: 'lower' },
-    listCpu: { label: '  daemon CPU per GetGenericPortMappingEntry', unit: 'µs', better: 'lower' },
-    listGeneratorCpu: { label: '  generator CPU per GetGenericPortMappingEntry', unit: 'µs', better: 'lower' },
-    listInPages: { label: `list ${n}: GetListOfPortMappings`, unit: 's', better: 'lower' },
-    connectFirst: { label: `TCP connect via the first of ${n} mappings`, unit: 'µs', better: 'lower' },
-    connectLast: { label: `TCP connect via the last of ${n} mappings`, unit: 'µs', better: 'lower' },
-    connectRatio: { label: '  last / first connect latency', unit: '×', better: 'none' },
-    rssIdle: { label: 'RSS idle', unit: 'MB', better: 'lower' },
-    rssMapped: { label: `RSS with ${n} mappings, settled`, unit: 'MB', better: 'lower' },
-    startEmpty: { label: 'start-up, no mappings', unit: 's', better: 'lower' },
-    startPersisted: { label: `start-up with ${n} persisted mappings`, unit: 's', better: 'lower' },
-    ...natPmpFigureSpecs(profile),
-  };
+export function figureSpecs(profile: Sizes): Record<FigureKey, FigureSpec> {
+  return Object.fromEntries(FIGURE_KEYS.map((key) => [key, { ...FIGURES[key], label: FIGURES[key].label(profile) }])) as Record<FigureKey, FigureSpec>;
 }
 
 /** One daemon's figures from one repeat. A figure is missing when it could not be measured (see notes). */

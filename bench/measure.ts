@@ -2,9 +2,9 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { measureConnectLatency } from './dataplane/measure.js';
 import type { DaemonUnderTest, GatewaySetup, PersistedMappings, RunningDaemon } from './daemons/types.js';
-import { median, type Notes, type Sample } from './figures.js';
+import { median, type FigureKey, type Notes, type Sample } from './figures.js';
 import type { LoadGenerator } from './load/remote.js';
-import type { ThroughputResult } from './load/protocol.js';
+import type { ConnectionMode, ThroughputResult } from './load/protocol.js';
 import { cpuSeconds, processGone, residentBytes, settledResidentBytes } from './process-stats.js';
 import type { BenchProfile } from './profile.js';
 
@@ -49,93 +49,200 @@ export const GROUPS = {
 
 export type GroupName = keyof typeof GROUPS;
 
+/** What a phase works with: the daemon running, and where its figures go. */
+interface PhaseContext extends MeasureContext {
+  readonly running: RunningDaemon;
+  readonly sample: Sample;
+}
+
+type Phase = (context: PhaseContext) => Promise<void>;
+
+/**
+ * The phases of the `requests` group, in order, as data. A daemon that serves only a constant
+ * (Node's floor) runs the GetExternalIPAddress phases alone (DaemonUnderTest.answersOnly).
+ */
+const REQUEST_PHASES: ReadonlyArray<{ readonly phase: Phase; readonly constantAnswer: boolean }> = [
+  { phase: warmUp, constantAnswer: true },
+  { phase: (c) => externalAddress(c, 'close'), constantAnswer: true },
+  { phase: (c) => externalAddress(c, 'keep-alive'), constantAnswer: true },
+  { phase: addDeleteCycles, constantAnswer: false },
+];
+
 async function measureRequests(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
-  const { generator, profile, log } = context;
   const sample: Sample = {};
   return withDaemon(daemon, context, undefined, sample, async (running, startSeconds) => {
     sample.startEmpty = startSeconds;
     await sleep(SETTLE_MS);
     sample.rssIdle = residentBytes(running.pid) / MB;
-    log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB`);
-
-    const { throughput } = profile;
-    const limits = { warmupMs: throughput.warmupMs, maxOps: throughput.maxOps, maxMs: throughput.measureMs };
-    const expectedAddress = context.gateway.testbed.addresses.gatewayWan;
-    for (const concurrency of [1, 8] as const) {
-      const { result, cpuPerOp } = await withCpu(running.pid, () => generator.run({ kind: 'getExternalIp', concurrency, ...limits, expectedAddress }));
-      sample[concurrency === 1 ? 'extIp1' : 'extIp8'] = rate(result);
-      if (concurrency === 8) sample.extIpCpu = cpuPerOp;
-      log(`GetExternalIPAddress, ${concurrency} client(s): ${rate(result).toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
-    }
-    for (const concurrency of [1, 8] as const) {
-      const { result, cpuPerOp } = await withCpu(running.pid, () =>
-        generator.run({ kind: 'addDeleteCycles', concurrency, ...limits, firstPort: CYCLE_PORTS_START }),
-      );
-      sample[concurrency === 1 ? 'cycles1' : 'cycles8'] = rate(result);
-      if (concurrency === 8) sample.cyclesCpu = cpuPerOp;
-      log(`AddPortMapping+DeletePortMapping, ${concurrency} client(s): ${rate(result).toFixed(0)} cycles/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
+    context.log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB`);
+    for (const { phase, constantAnswer } of REQUEST_PHASES) {
+      if (constantAnswer || !daemon.answersOnly) await phase({ ...context, running, sample });
     }
     return {};
   });
 }
 
+function throughputLimits(profile: BenchProfile): { warmupMs: number; maxOps: number; maxMs: number } {
+  const { throughput } = profile;
+  return { warmupMs: throughput.warmupMs, maxOps: throughput.maxOps, maxMs: throughput.measureMs };
+}
+
+/** Requests every daemon answers, unmeasured, before the first measured row (bounded by WARM_UP_MAX_MS too). */
+const WARM_UP_REQUESTS = 5_000;
+const WARM_UP_MAX_MS = 15_000;
+
+/**
+ * Unmeasured requests before the first measured phase, for every daemon alike: a Node daemon's
+ * first thousands of requests run before V8 has compiled its hot paths, which is start-up cost,
+ * not cost per request (the rows starting with "start-up" measure the start).
+ */
+async function warmUp({ generator, gateway, log }: PhaseContext): Promise<void> {
+  const expectedAddress = gateway.testbed.addresses.gatewayWan;
+  const result = await generator.run({
+    kind: 'getExternalIp',
+    connection: 'close',
+    concurrency: 8,
+    warmupMs: 0,
+    maxOps: WARM_UP_REQUESTS,
+    maxMs: WARM_UP_MAX_MS,
+    expectedAddress,
+  });
+  log(`warm-up: ${result.ops} requests`);
+}
+
+/** GetExternalIPAddress from 1 and from 8 clients (LAN hosts), with the daemon's CPU time per request. */
+async function externalAddress({ generator, profile, log, running, sample, gateway }: PhaseContext, connection: ConnectionMode): Promise<void> {
+  const expectedAddress = gateway.testbed.addresses.gatewayWan;
+  const keys = {
+    close: { 1: { rate: 'extIp1', cpu: 'extIpCpu1' }, 8: { rate: 'extIp8', cpu: 'extIpCpu' } },
+    'keep-alive': { 1: { rate: 'extIpKeepAlive1', cpu: undefined }, 8: { rate: 'extIpKeepAlive8', cpu: 'extIpKeepAliveCpu' } },
+  } as const satisfies Record<ConnectionMode, Record<1 | 8, { rate: FigureKey; cpu: FigureKey | undefined }>>;
+  for (const concurrency of [1, 8] as const) {
+    const { result, cpuPerOp } = await withCpu(running.pid, () =>
+      generator.run({ kind: 'getExternalIp', connection, concurrency, ...throughputLimits(profile), expectedAddress }),
+    );
+    const { rate: rateKey, cpu: cpuKey } = keys[connection][concurrency];
+    sample[rateKey] = rate(result);
+    if (cpuKey) sample[cpuKey] = cpuPerOp;
+    log(`GetExternalIPAddress, ${concurrency} client(s), ${connection}: ${rate(result).toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
+  }
+}
+
+/** AddPortMapping+DeletePortMapping from 1 and 8 workers going round the LAN hosts, a new connection per request. */
+async function addDeleteCycles({ generator, profile, log, running, sample }: PhaseContext): Promise<void> {
+  for (const concurrency of [1, 8] as const) {
+    const { result, cpuPerOp } = await withCpu(running.pid, () =>
+      generator.run({ kind: 'addDeleteCycles', connection: 'close', concurrency, ...throughputLimits(profile), firstPort: CYCLE_PORTS_START }),
+    );
+    sample[concurrency === 1 ? 'cycles1' : 'cycles8'] = rate(result);
+    if (concurrency === 8) sample.cyclesCpu = cpuPerOp;
+    log(`AddPortMapping+DeletePortMapping, ${concurrency} worker(s): ${rate(result).toFixed(0)} cycles/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
+  }
+}
+
+/** The phases of the `table` group, in order; the last may crash miniupnpd 2.3.1 (see bench/README.md). */
+const TABLE_PHASES: readonly Phase[] = [addTable, connectLatency, walkTable, walkTableKeepAlive, settledMemory, listInPages];
+
 async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
-  const { generator, profile, log } = context;
-  const n = profile.mappings;
-  const firstPort = FIRST_MAPPED_PORT;
-  const lastPort = FIRST_MAPPED_PORT + n - 1;
   const sample: Sample = {};
   return withDaemon(daemon, context, undefined, sample, async (running) => {
-    const added = await generator.run({ kind: 'addMappings', firstPort, count: n, checkpoints: [profile.firstCheckpoint, n], maxMs: profile.phaseMaxMs });
-    const firstMs = added.checkpointMs[profile.firstCheckpoint];
-    if (firstMs !== undefined) sample.addFirst = firstMs / 1000;
-    if (added.added < n) throw new Error(`only ${added.added} of ${n} mappings added within ${profile.phaseMaxMs / 1000} s`);
-    sample.addAll = added.checkpointMs[n]! / 1000;
-    if (sample.addFirst !== undefined) sample.addLinearity = sample.addAll / sample.addFirst;
-    log(`add ${profile.firstCheckpoint}: ${sample.addFirst?.toFixed(2)} s, add ${n}: ${sample.addAll.toFixed(2)} s`);
-
-    const latency = await measureConnectLatency(context.gateway.testbed, { ports: [firstPort, lastPort], ...profile.connect });
-    sample.connectFirst = median(latency.get(firstPort)!);
-    sample.connectLast = median(latency.get(lastPort)!);
-    sample.connectRatio = sample.connectLast / sample.connectFirst;
-    log(`TCP connect via port ${firstPort}: ${sample.connectFirst.toFixed(0)} µs, via port ${lastPort}: ${sample.connectLast.toFixed(0)} µs`);
-
-    const cpuBefore = cpuSeconds(running.pid);
-    const byIndex = await generator.run({ kind: 'listByIndex', maxEntries: n + 1, maxMs: profile.phaseMaxMs });
-    if (byIndex.entries !== n) throw new Error(`GetGenericPortMappingEntry listed ${byIndex.entries} mappings, expected ${n}`);
-    sample.listByIndex = byIndex.elapsedMs / 1000;
-    // The n entries and the fault that ends the listing.
-    sample.listCpu = ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (n + 1);
-    sample.listGeneratorCpu = (byIndex.cpuMs * 1000) / (n + 1);
-    log(
-      `list ${n} with GetGenericPortMappingEntry: ${sample.listByIndex.toFixed(2)} s, ${sample.listCpu.toFixed(0)} µs daemon CPU each, ` +
-        `${sample.listGeneratorCpu.toFixed(0)} µs generator CPU each`,
-    );
-
-    // After the work on the table and before the phase miniupnpd may not survive; measured after a
-    // quiet period, so that it counts what the daemon holds rather than the garbage of the last burst.
-    sample.rssMapped = (await settledResidentBytes(running.pid)) / MB;
-    log(`RSS with ${n} mappings (settled): ${sample.rssMapped.toFixed(1)} MB`);
-
-    // Last: miniupnpd 2.3.1 may crash here (see bench/README.md).
-    try {
-      const inPages = await generator.run({ kind: 'listInPages', pageSize: LIST_PAGE_SIZE, maxEntries: n + 1, maxMs: profile.phaseMaxMs });
-      if (inPages.entries !== n) throw new Error(`GetListOfPortMappings listed ${inPages.entries} distinct mappings, expected ${n}`);
-      sample.listInPages = inPages.elapsedMs / 1000;
-      log(`list ${n} with GetListOfPortMappings: ${sample.listInPages.toFixed(2)} s (${inPages.calls} calls)`);
-    } catch (err) {
-      if (!processGone(running.pid)) throw err;
-      const note = `${daemon.name} crashed (its process is gone) answering GetListOfPortMappings with ${n} mappings: ${messageOf(err)}`;
-      log(note);
-      return { listInPages: note };
+    for (const phase of TABLE_PHASES) {
+      const note = await phase({ ...context, running, sample }).then(
+        () => undefined,
+        (err: unknown) => {
+          if (phase !== listInPages || !processGone(running.pid)) throw err;
+          return `${daemon.name} crashed (its process is gone) answering GetListOfPortMappings with ${context.profile.mappings} mappings: ${messageOf(err)}`;
+        },
+      );
+      if (note) {
+        context.log(note);
+        return { listInPages: note };
+      }
     }
     return {};
   });
+}
+
+async function addTable({ generator, profile, log, sample }: PhaseContext): Promise<void> {
+  const n = profile.mappings;
+  const added = await generator.run({
+    kind: 'addMappings',
+    connection: 'close',
+    firstPort: FIRST_MAPPED_PORT,
+    count: n,
+    checkpoints: [profile.firstCheckpoint, n],
+    maxMs: profile.phaseMaxMs,
+  });
+  const firstMs = added.checkpointMs[profile.firstCheckpoint];
+  if (firstMs !== undefined) sample.addFirst = firstMs / 1000;
+  if (added.added < n) throw new Error(`only ${added.added} of ${n} mappings added within ${profile.phaseMaxMs / 1000} s`);
+  sample.addAll = added.checkpointMs[n]! / 1000;
+  if (sample.addFirst !== undefined) sample.addLinearity = sample.addAll / sample.addFirst;
+  log(`add ${profile.firstCheckpoint}: ${sample.addFirst?.toFixed(2)} s, add ${n}: ${sample.addAll.toFixed(2)} s`);
+}
+
+async function connectLatency({ gateway, profile, log, sample }: PhaseContext): Promise<void> {
+  const firstPort = FIRST_MAPPED_PORT;
+  const lastPort = FIRST_MAPPED_PORT + profile.mappings - 1;
+  const latency = await measureConnectLatency(gateway.testbed, { ports: [firstPort, lastPort], ...profile.connect });
+  sample.connectFirst = median(latency.get(firstPort)!);
+  sample.connectLast = median(latency.get(lastPort)!);
+  sample.connectRatio = sample.connectLast / sample.connectFirst;
+  log(`TCP connect via port ${firstPort}: ${sample.connectFirst.toFixed(0)} µs, via port ${lastPort}: ${sample.connectLast.toFixed(0)} µs`);
+}
+
+/** The walk a control point makes (`upnpc -l`): GetGenericPortMappingEntry 0, 1, … until 713. */
+async function walk(
+  { generator, profile, running }: PhaseContext,
+  connection: ConnectionMode,
+): Promise<{ seconds: number; daemonCpu: number; generatorCpu: number }> {
+  const n = profile.mappings;
+  const cpuBefore = cpuSeconds(running.pid);
+  const byIndex = await generator.run({ kind: 'listByIndex', connection, maxEntries: n + 1, maxMs: profile.phaseMaxMs });
+  if (byIndex.entries !== n) throw new Error(`GetGenericPortMappingEntry listed ${byIndex.entries} mappings, expected ${n}`);
+  // The n entries and the fault that ends the listing.
+  return {
+    seconds: byIndex.elapsedMs / 1000,
+    daemonCpu: ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (n + 1),
+    generatorCpu: (byIndex.cpuMs * 1000) / (n + 1),
+  };
+}
+
+async function walkTable(context: PhaseContext): Promise<void> {
+  const { seconds, daemonCpu, generatorCpu } = await walk(context, 'close');
+  Object.assign(context.sample, { listByIndex: seconds, listCpu: daemonCpu, listGeneratorCpu: generatorCpu });
+  context.log(
+    `walk of ${context.profile.mappings} with GetGenericPortMappingEntry: ${seconds.toFixed(2)} s, ${daemonCpu.toFixed(0)} µs daemon CPU each, ` +
+      `${generatorCpu.toFixed(0)} µs generator CPU each`,
+  );
+}
+
+async function walkTableKeepAlive(context: PhaseContext): Promise<void> {
+  const { seconds } = await walk(context, 'keep-alive');
+  context.sample.listByIndexKeepAlive = seconds;
+  context.log(`walk of ${context.profile.mappings}, keep-alive: ${seconds.toFixed(2)} s`);
+}
+
+/**
+ * After the work on the table and before the phase miniupnpd may not survive; measured after a
+ * quiet period, so that it counts what the daemon holds rather than the garbage of the last burst.
+ */
+async function settledMemory({ running, profile, log, sample }: PhaseContext): Promise<void> {
+  sample.rssMapped = (await settledResidentBytes(running.pid)) / MB;
+  log(`RSS with ${profile.mappings} mappings (settled): ${sample.rssMapped.toFixed(1)} MB`);
+}
+
+async function listInPages({ generator, profile, log, sample }: PhaseContext): Promise<void> {
+  const n = profile.mappings;
+  const inPages = await generator.run({ kind: 'listInPages', connection: 'close', pageSize: LIST_PAGE_SIZE, maxEntries: n + 1, maxMs: profile.phaseMaxMs });
+  if (inPages.entries !== n) throw new Error(`GetListOfPortMappings listed ${inPages.entries} distinct mappings, expected ${n}`);
+  sample.listInPages = inPages.elapsedMs / 1000;
+  log(`list ${n} with GetListOfPortMappings: ${sample.listInPages.toFixed(2)} s (${inPages.calls} calls)`);
 }
 
 async function measurePersistedStart(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
   const { profile } = context;
-  const persisted: PersistedMappings = { count: profile.mappings, firstPort: FIRST_MAPPED_PORT, client: context.gateway.testbed.addresses.lanClient };
+  const persisted: PersistedMappings = { count: profile.mappings, firstPort: FIRST_MAPPED_PORT, clients: context.gateway.lanHosts };
   const sample: Sample = {};
   return withDaemon(daemon, context, persisted, sample, (_running, startSeconds) => {
     sample.startPersisted = startSeconds;

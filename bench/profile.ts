@@ -18,12 +18,16 @@ export interface BenchProfile {
   readonly connect: { readonly samples: number; readonly warmup: number };
   /** Bound on a daemon's start (description served; persisted mappings reloaded). */
   readonly startTimeoutMs: number;
+  /** Whether the iptables backends are compared too (`--no-iptables`: not). */
+  readonly iptables: boolean;
 }
 
 const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
   full: {
     name: 'full',
-    budgetMs: 10 * 60_000,
+    // About 25 minutes for the UPnP groups (miniupnpd's table groups alone take minutes), the
+    // NAT-PMP groups a few more (miniupnpd's 5000 NAT-PMP maps are quadratic too).
+    budgetMs: 30 * 60_000,
     repeats: 3,
     throughput: { warmupMs: 1_000, measureMs: 5_000, maxOps: 1_000_000 },
     mappings: 5000,
@@ -32,11 +36,13 @@ const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
     phaseMaxMs: 360_000,
     connect: { samples: 200, warmup: 20 },
     startTimeoutMs: 90_000,
+    iptables: true,
   },
   quick: {
     name: 'quick',
-    // The UPnP groups take about 100 s on a quiet 2-core machine, the NAT-PMP groups about 30 s more.
-    budgetMs: 3 * 60_000,
+    // The nftables and iptables UPnP groups take about 4 minutes on a shared 2-core machine, the
+    // NAT-PMP groups (nftables only) about 30 s more.
+    budgetMs: 6 * 60_000,
     repeats: 1,
     throughput: { warmupMs: 300, measureMs: 1_500, maxOps: 1_000_000 },
     // Small enough for miniupnpd to add them within the budget.
@@ -45,17 +51,20 @@ const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
     phaseMaxMs: 30_000,
     connect: { samples: 100, warmup: 10 },
     startTimeoutMs: 30_000,
+    iptables: true,
   },
 };
 
-export const USAGE = `Usage: npm run bench -- [--quick] [--repeats N]
+export const USAGE = `Usage: npm run bench -- [--quick] [--repeats N] [--no-iptables]
 
 Runs upnpd and miniupnpd one after the other on the same namespace testbed and prints a table of
 absolute figures and the ratio upnpd/miniupnpd (medians over repeats). Needs root.
 
-  --quick      1000 mappings instead of 5000, one repeat, shorter phases: at most 3 minutes
-               (default: at most 10 minutes)
+  --quick      1000 mappings instead of 5000, one repeat, shorter phases: at most 6 minutes
+               (default: at most 30 minutes)
   --repeats N  repeats per daemon (default 3, quick 1); fewer run if the time budget runs out
+  --no-iptables  the nftables comparison alone (default: the iptables backends too, with
+               miniupnpd-iptables fetched by apt-get download into ~/.cache/upnpd-bench once)
   --help       print this help
 `;
 
@@ -64,12 +73,13 @@ export type CommandLine = { readonly help: true } | { readonly help: false; read
 export function parseCommandLine(argv: readonly string[]): CommandLine {
   const { values } = parseArgs({
     args: [...argv],
-    options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, help: { type: 'boolean' } },
+    options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, 'no-iptables': { type: 'boolean' }, help: { type: 'boolean' } },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) return { help: true };
-  const profile = PROFILES[values.quick ? 'quick' : 'full'];
+  const chosen = PROFILES[values.quick ? 'quick' : 'full'];
+  const profile = values['no-iptables'] ? { ...chosen, iptables: false } : chosen;
   if (values.repeats === undefined) return { help: false, profile };
   const repeats = Number(values.repeats);
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 20) throw new Error(`--repeats must be an integer from 1 to 20, not "${values.repeats}"`);

@@ -15,12 +15,27 @@ export interface Machine {
   readonly node: string;
 }
 
+/**
+ * One comparison: upnpd against miniupnpd with the same firewall backend, and further columns
+ * shown beside them without a ratio (Node's floor: where the figure exists, the least any Node
+ * HTTP server spends).
+ */
+export interface Section {
+  readonly title: string;
+  /** The rows this comparison measures, in the order of `FIGURES` (default: all of them). */
+  readonly figures?: readonly FigureKey[];
+  readonly upnpd: DaemonResults;
+  readonly miniupnpd: DaemonResults;
+  readonly others?: readonly DaemonResults[];
+}
+
+export type TableInput = Pick<Section, 'upnpd' | 'miniupnpd' | 'others' | 'figures'> & { readonly profile: Pick<BenchProfile, 'mappings' | 'firstCheckpoint'> };
+
 export interface Report {
   readonly profile: BenchProfile;
   readonly date: Date;
   readonly machine: Machine;
-  readonly upnpd: DaemonResults;
-  readonly miniupnpd: DaemonResults;
+  readonly sections: readonly Section[];
   readonly errors: readonly string[];
   /** Why fewer repeats ran than asked, if they did. */
   readonly shortfall?: string;
@@ -33,23 +48,26 @@ const NOT_MEASURED = 'n/a';
  * terminal): per figure the medians for both daemons, the ratio upnpd/miniupnpd and which is
  * better by how much.
  */
-export function resultsTable(report: Pick<Report, 'profile' | 'upnpd' | 'miniupnpd'>): string {
+export function resultsTable(report: TableInput): string {
   const specs = figureSpecs(report.profile);
   const ours = aggregate(report.upnpd.samples);
   const theirs = aggregate(report.miniupnpd.samples);
-  const rows = FIGURE_KEYS.map((key) => {
+  const others = (report.others ?? []).map((d) => aggregate(d.samples));
+  const rows = (report.figures ?? FIGURE_KEYS).map((key) => {
     const spec = specs[key];
     const u = ours[key]?.median;
     const m = theirs[key]?.median;
-    return [spec.label, spec.unit, formatValue(u, spec.unit), formatValue(m, spec.unit), ...comparison(spec, u, m)];
+    const extra = others.map((o) => (o[key] === undefined ? '' : formatValue(o[key].median, spec.unit)));
+    return [spec.label, spec.unit, formatValue(u, spec.unit), formatValue(m, spec.unit), ...comparison(spec, u, m), ...extra];
   });
-  return markdownTable(['figure', 'unit', report.upnpd.name, report.miniupnpd.name, 'upnpd/miniupnpd', 'better'], rows);
+  const header = ['figure', 'unit', report.upnpd.name, report.miniupnpd.name, `${report.upnpd.name}/${report.miniupnpd.name}`, 'better'];
+  return markdownTable([...header, ...(report.others ?? []).map((d) => d.name)], rows);
 }
 
 /** Why figures are missing, one line per daemon and figure. */
-export function notesList(report: Pick<Report, 'profile' | 'upnpd' | 'miniupnpd'>): string[] {
+export function notesList(report: TableInput): string[] {
   const specs = figureSpecs(report.profile);
-  return [report.upnpd, report.miniupnpd].flatMap((daemon) =>
+  return [report.upnpd, report.miniupnpd, ...(report.others ?? [])].flatMap((daemon) =>
     (Object.entries(daemon.notes) as [FigureKey, string][]).map(([key, note]) => `${specs[key].label}, ${daemon.name}: ${NOT_MEASURED}: ${note}`),
   );
 }
@@ -57,34 +75,34 @@ export function notesList(report: Pick<Report, 'profile' | 'upnpd' | 'miniupnpd'
 /** The results file: the table, the machine, what ran, what failed, every sample. */
 export function resultsMarkdown(report: Report): string {
   const { profile, machine } = report;
-  const repeats = (d: DaemonResults) => `${d.samples.length} of ${profile.repeats}`;
-  const lines = [
-    `# upnpd vs miniupnpd, ${profile.name} run, ${report.date.toISOString()}`,
-    '',
-    resultsTable(report),
-    '',
-    'Medians over the repeats; "better" names the daemon that did better on that figure and by what factor.',
-    ...notesList(report).map((note) => `- ${note}`),
+  const daemons = report.sections.flatMap((s) => [s.upnpd, s.miniupnpd, ...(s.others ?? [])]);
+  const repeats = daemons.map((d) => `${d.name} ${d.samples.length} of ${profile.repeats}`).join(', ');
+  const lines = [`# upnpd vs miniupnpd, ${profile.name} run, ${report.date.toISOString()}`, ''];
+  for (const section of report.sections) {
+    lines.push(`## ${section.title}`, '', resultsTable({ profile, ...section }), '', ...notesList({ profile, ...section }).map((note) => `- ${note}`), '');
+  }
+  lines.push(
+    'Medians over the repeats; "better" names the daemon that did better on that figure and by what factor. Every request on a new',
+    'connection (`Connection: Close`, as miniupnpc sends them) unless the row says keep-alive.',
     '',
     '## Machine and versions',
     '',
     `- CPUs: ${machine.cpus} × ${machine.cpuModel}`,
     `- kernel: ${machine.kernel}`,
     `- Node.js: ${machine.node}`,
-    `- ${report.upnpd.version}`,
-    `- ${report.miniupnpd.version}`,
-    `- repeats: upnpd ${repeats(report.upnpd)}, miniupnpd ${repeats(report.miniupnpd)}${report.shortfall ? ` (${report.shortfall})` : ''}`,
+    ...daemons.map((d) => `- ${d.version}`),
+    `- repeats: ${repeats}${report.shortfall ? ` (${report.shortfall})` : ''}`,
     '',
     'How it was measured: bench/README.md.',
-  ];
+  );
   if (report.errors.length > 0) lines.push('', '## Errors', '', ...report.errors.map((e) => `- ${e.replace(/\n/g, '\n  ')}`));
-  lines.push('', '## Every sample', '', samplesTable(report), '');
+  lines.push('', '## Every sample', '', samplesTable(profile, daemons), '');
   return lines.join('\n');
 }
 
-function samplesTable(report: Report): string {
-  const specs = figureSpecs(report.profile);
-  const columns = [report.upnpd, report.miniupnpd].flatMap((d) => d.samples.map((sample, i) => ({ title: `${d.name} #${i + 1}`, sample })));
+function samplesTable(profile: BenchProfile, daemons: readonly DaemonResults[]): string {
+  const specs = figureSpecs(profile);
+  const columns = daemons.flatMap((d) => d.samples.map((sample, i) => ({ title: `${d.name} #${i + 1}`, sample })));
   const rows = FIGURE_KEYS.map((key) => [specs[key].label, ...columns.map(({ sample }) => formatValue(sample[key], specs[key].unit))]);
   return markdownTable(['figure', ...columns.map((c) => c.title)], rows);
 }

@@ -5,16 +5,19 @@ import { performance } from 'node:perf_hooks';
 import { namespaceSupport } from '../test/netns/netns.js';
 import { haveProgram } from '../test/support/requirements.js';
 import { build, buildNeeded } from './build.js';
-import { miniupnpd, probeMiniupnpd } from './daemons/miniupnpd.js';
+import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd, unpackedMiniupnpdIptables } from './daemons/miniupnpd.js';
 import type { DaemonUnderTest } from './daemons/types.js';
-import { upnpd } from './daemons/upnpd.js';
-import type { Notes, Sample } from './figures.js';
+import { upnpd, upnpdIptables } from './daemons/upnpd.js';
+import { nodeFloor } from './daemons/node-floor.js';
+import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
+import { FIGURE_KEYS, type Notes, type Sample } from './figures.js';
+import { NAT_PMP_FIGURE_KEYS } from './natpmp-figures.js';
 import { Schedule } from './schedule.js';
 import { LoadGenerator } from './load/remote.js';
 import { GROUPS as UPNP_GROUPS, type GroupName as UpnpGroupName } from './measure.js';
 import { NAT_PMP_GROUPS, type NatPmpGroupName } from './natpmp-rows.js';
 import { USAGE, parseCommandLine, type BenchProfile } from './profile.js';
-import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine } from './report.js';
+import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine, type Section } from './report.js';
 import { createBenchTestbed, type BenchTestbed } from './testbed.js';
 
 /** Both daemons listen here in turn. */
@@ -26,6 +29,8 @@ const CLEANUP_GRACE_MS = 30_000;
 const EXIT_USAGE = 2;
 const GROUPS = { ...UPNP_GROUPS, ...NAT_PMP_GROUPS };
 type GroupName = UpnpGroupName | NatPmpGroupName;
+/** The rows of a comparison without the NAT-PMP groups. */
+const UPNP_FIGURE_KEYS = FIGURE_KEYS.filter((key) => !(NAT_PMP_FIGURE_KEYS as readonly string[]).includes(key));
 
 async function main(argv: readonly string[]): Promise<number> {
   let profile: BenchProfile;
@@ -59,7 +64,8 @@ async function main(argv: readonly string[]): Promise<number> {
     await build();
   }
 
-  const daemons = [upnpd, miniupnpd(probe.version)] as const;
+  const comparisons = await comparisonsToRun(probe.version, profile.iptables);
+  const daemons = comparisons.flatMap((c) => [c.upnpd, c.miniupnpd, ...c.others]);
   const results = new Map<DaemonUnderTest, { samples: Sample[]; notes: Notes }>(daemons.map((d) => [d, { samples: [], notes: {} }]));
   const errors: string[] = [];
 
@@ -75,15 +81,12 @@ async function main(argv: readonly string[]): Promise<number> {
   let schedule: Schedule<DaemonUnderTest, GroupName>;
   try {
     const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, profile.budgetMs + CLEANUP_GRACE_MS);
-    const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun };
-    // The figure exists once every daemon compared can persist mappings.
-    const upnpGroups: GroupName[] = daemons.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
-    const groups: GroupName[] = [...upnpGroups, 'natPmpRequests', 'natPmpTable'];
+    const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun, lanHosts: bench.lanHosts };
     schedule = new Schedule(profile.repeats, deadline - FINISH_RESERVE_MS);
     for (let repeat = 1; repeat <= profile.repeats; repeat += 1) {
       // Alternate the order so that drift (a warming machine, other load) hits both alike.
-      const order = repeat % 2 === 1 ? daemons : [...daemons].reverse();
-      for (const { daemon, group } of schedule.tasks(repeat, order, groups)) {
+      const tasks = comparisons.flatMap((c) => tasksOf(c, repeat));
+      for (const { daemon, group } of schedule.tasks(repeat, tasks)) {
         log(`${daemon.name}, ${group}, repeat ${repeat}`);
         const measurement = await schedule.timed(daemon, group, () =>
           GROUPS[group](daemon, { gateway, profile, generator, log: (line) => log(`  ${daemon.name} #${repeat}: ${line}`) }),
@@ -102,27 +105,91 @@ async function main(argv: readonly string[]): Promise<number> {
     await bench.destroy();
   }
 
-  const daemonResults = async (daemon: DaemonUnderTest): Promise<DaemonResults> => {
+  const daemonResults = async (daemon: DaemonUnderTest, compared: readonly DaemonUnderTest[]): Promise<DaemonResults> => {
     const { samples, notes } = results.get(daemon)!;
-    return { name: daemon.name, version: await daemon.version(), samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, daemons), ...notes } };
+    return { name: daemon.name, version: await daemon.version(), samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, compared), ...notes } };
   };
-  const report = {
-    profile,
-    date: new Date(),
-    machine: machine(),
-    upnpd: await daemonResults(daemons[0]),
-    miniupnpd: await daemonResults(daemons[1]),
-    errors,
-    shortfall: schedule.shortfall(),
-  };
-  process.stdout.write(`\n${resultsTable(report)}\n`);
-  for (const note of notesList(report)) process.stdout.write(`- ${note}\n`);
+  const sections: Section[] = [];
+  for (const c of comparisons) {
+    const pair = [c.upnpd, c.miniupnpd];
+    sections.push({
+      title: c.title,
+      ...(c.natPmp ? {} : { figures: UPNP_FIGURE_KEYS }),
+      upnpd: await daemonResults(c.upnpd, pair),
+      miniupnpd: await daemonResults(c.miniupnpd, pair),
+      others: await Promise.all(c.others.map((d) => daemonResults(d, []))),
+    });
+  }
+  const report = { profile, date: new Date(), machine: machine(), sections, errors, shortfall: schedule.shortfall() };
+  for (const section of sections) {
+    process.stdout.write(`\n${section.title}\n\n${resultsTable({ profile, ...section })}\n`);
+    for (const note of notesList({ profile, ...section })) process.stdout.write(`- ${note}\n`);
+  }
   for (const error of errors) process.stdout.write(`ERROR ${error}\n`);
   const file = resultsFile(profile, report.date);
   mkdirSync(new URL('./', file), { recursive: true });
   writeFileSync(file, resultsMarkdown(report));
   log(`results written to ${file.pathname} (${((performance.now() - started) / 1000).toFixed(0)} s in all)`);
   return errors.length === 0 ? 0 : 1;
+}
+
+/** upnpd against miniupnpd with one firewall backend, and what is shown beside them. */
+interface Comparison {
+  readonly title: string;
+  readonly upnpd: DaemonUnderTest;
+  readonly miniupnpd: DaemonUnderTest;
+  /** Shown beside them, without a ratio (Node's floor). */
+  readonly others: readonly DaemonUnderTest[];
+  /** Whether the pair runs the NAT-PMP groups too (the nftables pair only). */
+  readonly natPmp: boolean;
+}
+
+/**
+ * nftables backends (miniupnpd-nftables as installed) with Node's floor beside them and the
+ * NAT-PMP rows, then the iptables backends (miniupnpd-iptables unpacked into the harness's cache;
+ * UPnP rows only), unless `--no-iptables` or that build cannot be had (said in the log; the
+ * nftables comparison runs all the same).
+ */
+async function comparisonsToRun(installedVersion: string, withIptables: boolean): Promise<Comparison[]> {
+  const comparisons: Comparison[] = [
+    {
+      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP rows run with these backends only",
+      upnpd,
+      miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
+      others: [nodeFloor(TESTBED_ADDRESSES.gatewayWan)],
+      natPmp: true,
+    },
+  ];
+  if (!withIptables) return comparisons;
+  const iptablesBuild = await unpackedMiniupnpdIptables();
+  if (!iptablesBuild.available) {
+    log(`no iptables comparison: ${iptablesBuild.reason}`);
+    return comparisons;
+  }
+  comparisons.push({
+    title:
+      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP rows run with the nftables backends',
+    upnpd: upnpdIptables,
+    miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
+    others: [],
+    natPmp: false,
+  });
+  return comparisons;
+}
+
+/**
+ * The groups each daemon of a comparison runs in one repeat, the daemons' order alternating
+ * between repeats. The persisted start-up is measured once both daemons can persist, the NAT-PMP
+ * groups where the comparison says; Node's floor runs the request phases only.
+ */
+function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: DaemonUnderTest; group: GroupName }> {
+  const pair = repeat % 2 === 1 ? [comparison.upnpd, comparison.miniupnpd] : [comparison.miniupnpd, comparison.upnpd];
+  const upnpGroups: GroupName[] = pair.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
+  const groups: GroupName[] = comparison.natPmp ? [...upnpGroups, 'natPmpRequests', 'natPmpTable'] : upnpGroups;
+  return [
+    ...groups.flatMap((group) => pair.map((daemon) => ({ daemon, group }))),
+    ...comparison.others.map((daemon) => ({ daemon, group: 'requests' as const })),
+  ];
 }
 
 /** Why the benchmark cannot run here (not root, no `ip netns`, no nft), or undefined. */

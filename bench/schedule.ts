@@ -7,8 +7,8 @@ export interface Task<D extends { readonly name: string }, G extends string> {
 
 /**
  * Which (daemon, group) runs in each repeat so that the whole run stays within its time budget.
- * The first repeat runs everything; later repeats run the cheapest tasks first and skip a task
- * whose longest run so far would not end before the deadline (miniupnpd's table group alone can
+ * The first repeat runs everything while the deadline has not passed; later repeats run the
+ * cheapest tasks first and skip a task whose longest run so far would not end before the deadline (miniupnpd's table group alone can
  * take minutes). What was skipped is reported, never hidden.
  */
 export class Schedule<D extends { readonly name: string }, G extends string> {
@@ -22,10 +22,14 @@ export class Schedule<D extends { readonly name: string }, G extends string> {
   ) {}
 
   /** The tasks of one repeat, decided one at a time (so that each sees the time left when its turn comes). */
-  *tasks(repeat: number, daemons: readonly D[], groups: readonly G[]): Generator<Task<D, G>> {
-    const all = groups.flatMap((group) => daemons.map((daemon) => ({ daemon, group })));
+  *tasks(repeat: number, all: readonly Task<D, G>[]): Generator<Task<D, G>> {
     if (repeat === 1) {
-      yield* all;
+      // Everything once, as long as there is time left at all (past the deadline the watchdog would
+      // end the run before its report is written).
+      for (const task of all) {
+        if (this.now() < this.deadline) yield task;
+        else this.runs.set(keyOf(task), this.runs.get(keyOf(task)) ?? 0);
+      }
       return;
     }
     const cheapestFirst = [...all].sort((a, b) => this.estimate(a) - this.estimate(b));
@@ -50,7 +54,11 @@ export class Schedule<D extends { readonly name: string }, G extends string> {
   shortfall(): string | undefined {
     const short = [...this.runs]
       .filter(([, runs]) => runs < this.repeats)
-      .map(([key, runs]) => `${key.replace('/', ' ')}: ${runs} of ${this.repeats} (one takes about ${Math.round(this.longestMs.get(key)! / 1000)} s)`);
+      .map(([key, runs]) => {
+        const longest = this.longestMs.get(key);
+        const why = longest === undefined ? 'not reached before the time was up' : `one takes about ${Math.round(longest / 1000)} s`;
+        return `${key.replace('/', ' ')}: ${runs} of ${this.repeats} (${why})`;
+      });
     return short.length > 0 ? `the time budget allowed ${short.join('; ')}` : undefined;
   }
 

@@ -53,6 +53,9 @@ export async function createBenchTestbed(lifetimeMs: number): Promise<BenchTestb
   const lanHosts = Array.from({ length: BENCH_LAN_HOSTS }, (_, i) => `${lanPrefix}${FIRST_LAN_HOST + i}`);
   try {
     for (const address of lanHosts) await testbed.lan.exec('ip', ['addr', 'add', `${address}/${testbed.addresses.prefixLength}`, 'dev', HOST_INTERFACE]);
+    // A new connection per request, thousands a second from one address: let the LAN namespace
+    // (only it: the setting is per namespace) reuse its ports in TIME_WAIT, as a busy client would.
+    await testbed.lan.exec('sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1']);
     const host = testbed.addresses.wanHost;
     stunServer = NamespaceProcess.start(
       testbed.wan,

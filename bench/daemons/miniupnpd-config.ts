@@ -35,8 +35,27 @@ export const MINIUPNPD_NFT = {
   postroutingChain: 'postrouting_miniupnpd',
 } as const;
 
-/** The miniupnpd.conf the benchmark runs with: the same policy as upnpd's defaults where both have one. */
-export function miniupnpdConfig(s: MiniupnpdSettings): string {
+/**
+ * The chains of the iptables build (its defaults; iptables_init.sh creates them): nat MINIUPNPD
+ * from PREROUTING, filter MINIUPNPD from FORWARD, nat MINIUPNPD-POSTROUTING from POSTROUTING.
+ */
+export const MINIUPNPD_IPTABLES = { chain: 'MINIUPNPD', postroutingChain: 'MINIUPNPD-POSTROUTING' } as const;
+
+/**
+ * The miniupnpd.conf the benchmark runs with: the same policy as upnpd's defaults where both have
+ * one. The nftables build is told where its chains are; the iptables build uses its defaults.
+ */
+export function miniupnpdConfig(s: MiniupnpdSettings, backend: 'nftables' | 'iptables' = 'nftables'): string {
+  const chains =
+    backend === 'nftables'
+      ? [
+          `upnp_table_name=${MINIUPNPD_NFT.table}`,
+          `upnp_nat_table_name=${MINIUPNPD_NFT.table}`,
+          `upnp_forward_chain=${MINIUPNPD_NFT.forwardChain}`,
+          `upnp_nat_chain=${MINIUPNPD_NFT.natChain}`,
+          `upnp_nat_postrouting_chain=${MINIUPNPD_NFT.postroutingChain}`,
+        ]
+      : [];
   return [
     `ext_ifname=${s.wanInterface}`,
     `listening_ip=${s.lanInterface}`,
@@ -55,11 +74,7 @@ export function miniupnpdConfig(s: MiniupnpdSettings): string {
     'clean_ruleset_interval=0',
     `lease_file=${s.leaseFile}`,
     `uuid=${s.uuid}`,
-    `upnp_table_name=${MINIUPNPD_NFT.table}`,
-    `upnp_nat_table_name=${MINIUPNPD_NFT.table}`,
-    `upnp_forward_chain=${MINIUPNPD_NFT.forwardChain}`,
-    `upnp_nat_chain=${MINIUPNPD_NFT.natChain}`,
-    `upnp_nat_postrouting_chain=${MINIUPNPD_NFT.postroutingChain}`,
+    ...chains,
     // upnpd's default lease policy: at most a week.
     'min_lifetime=120',
     'max_lifetime=604800',
@@ -104,4 +119,46 @@ export function miniupnpdNftSkeleton(s: AdminFirewallSettings): string {
  */
 export function miniupnpdLeaseFile(mappings: readonly { port: number; client: string; expiresAtUnix: number; description: string }[]): string {
   return mappings.map((m) => `TCP:${m.port}:${m.client}:${m.port}:${m.expiresAtUnix}:${m.description}\n`).join('');
+}
+
+/**
+ * An iptables-legacy-restore script: the admin's forward filter in x_tables (the tables
+ * miniupnpd-iptables' libiptc edits), drop by default, replies and LAN-to-WAN accepted; and, for
+ * miniupnpd, its chains and jumps as Debian's iptables_init.sh adds them. The nat and mangle tables
+ * are written whole, so that a run starts from them alone.
+ */
+export function legacyFirewallScript(s: { readonly lanInterface: string; readonly wanInterface: string }, withMiniupnpd: boolean): string {
+  const { chain, postroutingChain } = MINIUPNPD_IPTABLES;
+  const ours = (lines: readonly string[]) => (withMiniupnpd ? lines : []);
+  return [
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD DROP [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ...ours([`:${chain} - [0:0]`, `-A FORWARD -i ${s.wanInterface} ! -o ${s.wanInterface} -j ${chain}`]),
+    '-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    `-A FORWARD -i ${s.lanInterface} -o ${s.wanInterface} -j ACCEPT`,
+    'COMMIT',
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':INPUT ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':POSTROUTING ACCEPT [0:0]',
+    ...ours([
+      `:${chain} - [0:0]`,
+      `:${postroutingChain} - [0:0]`,
+      `-A PREROUTING -i ${s.wanInterface} -j ${chain}`,
+      `-A POSTROUTING -o ${s.wanInterface} -j ${postroutingChain}`,
+    ]),
+    'COMMIT',
+    '*mangle',
+    ':PREROUTING ACCEPT [0:0]',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':POSTROUTING ACCEPT [0:0]',
+    ...ours([`:${chain} - [0:0]`, `-A PREROUTING -i ${s.wanInterface} -j ${chain}`]),
+    'COMMIT',
+    '',
+  ].join('\n');
 }

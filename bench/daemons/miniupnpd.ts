@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { BENCH_DESCRIPTION, BENCH_LEASE_SECONDS } from '../load/protocol.js';
 import { processGone } from '../process-stats.js';
 import { removeTableIfPresent } from './gateway-firewall.js';
-import { MINIUPNPD_NFT, miniupnpdConfig, miniupnpdLeaseFile, miniupnpdNftSkeleton } from './miniupnpd-config.js';
+import { MINIUPNPD_NFT, legacyFirewallScript, miniupnpdConfig, miniupnpdLeaseFile, miniupnpdNftSkeleton } from './miniupnpd-config.js';
 import type { DaemonUnderTest, GatewaySetup, PersistedMappings, RunningDaemon } from './types.js';
 
 export const MINIUPNPD_PATH = '/usr/sbin/miniupnpd';
@@ -46,24 +47,73 @@ export async function probeMiniupnpd(): Promise<MiniupnpdProbe> {
 }
 
 /**
- * Debian's miniupnpd (nftables build) with a generated config, its nftables skeleton installed by
- * the harness, and its external address learnt from the WAN host's STUN server.
+ * Debian's miniupnpd-iptables, unpacked into a cache folder of the harness's own (it conflicts with
+ * the installed miniupnpd-nftables as a package, so it is never installed): `apt-get download`
+ * and `dpkg -x` the first time. Its version line, or why it is not available.
+ */
+export async function unpackedMiniupnpdIptables(): Promise<MiniupnpdProbe & { readonly path?: string }> {
+  const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'upnpd-bench', PACKAGES.iptables);
+  const path = join(cache, 'usr/sbin/miniupnpd');
+  if (!existsSync(path)) {
+    const download = mkdtempSync(join(tmpdir(), 'upnpd-bench-deb-'));
+    try {
+      const fetched = await execa('apt-get', ['download', PACKAGES.iptables], { cwd: download, reject: false, timeout: 120_000 });
+      const deb = readdirSync(download).find((f) => f.endsWith('.deb'));
+      if (!deb)
+        return { available: false, reason: `apt-get download ${PACKAGES.iptables} failed: ${(fetched.stderr || fetched.stdout).trim().split('\n').pop()}` };
+      mkdirSync(cache, { recursive: true });
+      const unpacked = await execa('dpkg', ['-x', join(download, deb), cache], { reject: false });
+      if (unpacked.exitCode !== 0) return { available: false, reason: `dpkg -x ${deb} failed: ${unpacked.stderr.trim()}` };
+    } finally {
+      rmSync(download, { recursive: true, force: true });
+    }
+  }
+  const r = await execa(path, ['--version'], { reject: false });
+  if (r.exitCode !== 0 || !/iptables/.test(r.stdout))
+    return { available: false, reason: `${path} does not run as the iptables build: ${r.stdout || r.stderr}` };
+  return { available: true, version: r.stdout.trim().replace(/\n/g, ', '), path };
+}
+
+export interface MiniupnpdBuild {
+  /** Its name in the tables. */
+  readonly name: string;
+  readonly version: string;
+  readonly path: string;
+  readonly backend: 'nftables' | 'iptables';
+}
+
+/**
+ * Debian's miniupnpd with a generated config, its firewall skeleton installed by the harness (the
+ * nftables build: its chains in the admin's nftables table, as nft_init.sh would lay them out; the
+ * iptables build: the admin's x_tables filter and its chains, as iptables_init.sh adds them), and
+ * its external address learnt from the WAN host's STUN server.
  *
  * It runs as a daemon, not in the foreground: with `-d` miniupnpd logs every LOG_DEBUG line to
  * stderr (a few per request, and with thousands of mappings thousands per main-loop pass),
  * which would measure its logging instead of its work. As a daemon it masks everything below
  * LOG_NOTICE, the counterpart of upnpd's `--log-level warn`. Its pid comes from its pid file.
  */
-export function miniupnpd(version: string): DaemonUnderTest {
+export function miniupnpd(build: MiniupnpdBuild): DaemonUnderTest {
   return {
-    name: 'miniupnpd',
+    name: build.name,
     persistence: { supported: true },
-    version: () => Promise.resolve(version),
-    start: (gateway, persisted) => startMiniupnpd(gateway, persisted),
+    version: () => Promise.resolve(build.version),
+    start: (gateway, persisted) => startMiniupnpd(build, gateway, persisted),
   };
 }
 
-async function startMiniupnpd(gateway: GatewaySetup, persisted: PersistedMappings | undefined): Promise<RunningDaemon> {
+/** The x_tables of the gateway as a fresh namespace has them: empty, every policy ACCEPT. */
+export async function resetLegacyTables(gateway: GatewaySetup['testbed']['gateway']): Promise<void> {
+  const tables = {
+    filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+    nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+    mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+  };
+  const script = Object.entries(tables).flatMap(([table, chains]) => [`*${table}`, ...chains.map((c) => `:${c} ACCEPT [0:0]`), 'COMMIT']);
+  await gateway.exec('iptables-legacy-restore', [], { input: `${script.join('\n')}\n` });
+}
+
+async function startMiniupnpd(build: MiniupnpdBuild, gateway: GatewaySetup, persisted: PersistedMappings | undefined): Promise<RunningDaemon> {
   const { testbed } = gateway;
   const dir = join(gateway.workDir, 'miniupnpd');
   rmSync(dir, { recursive: true, force: true });
@@ -72,31 +122,40 @@ async function startMiniupnpd(gateway: GatewaySetup, persisted: PersistedMapping
 
   writeFileSync(
     files.config,
-    miniupnpdConfig({
-      wanInterface: testbed.wanInterface,
-      lanInterface: testbed.lanInterface,
-      lanSubnet: testbed.addresses.lanSubnet,
-      httpPort: gateway.httpPort,
-      stunHost: gateway.stun.host,
-      stunPort: gateway.stun.port,
-      uuid: randomUUID(),
-      leaseFile: files.leases,
-    }),
+    miniupnpdConfig(
+      {
+        wanInterface: testbed.wanInterface,
+        lanInterface: testbed.lanInterface,
+        lanSubnet: testbed.addresses.lanSubnet,
+        httpPort: gateway.httpPort,
+        stunHost: gateway.stun.host,
+        stunPort: gateway.stun.port,
+        uuid: randomUUID(),
+        leaseFile: files.leases,
+      },
+      build.backend,
+    ),
   );
   if (persisted) {
     const expiresAtUnix = Math.floor(Date.now() / 1000) + BENCH_LEASE_SECONDS;
     const mappings = Array.from({ length: persisted.count }, (_, i) => ({
       port: persisted.firstPort + i,
-      client: persisted.client,
+      client: persisted.clients[i % persisted.clients.length]!,
       expiresAtUnix,
       description: BENCH_DESCRIPTION,
     }));
     writeFileSync(files.leases, miniupnpdLeaseFile(mappings));
   }
-  await removeTableIfPresent(testbed.gateway, MINIUPNPD_NFT.family, MINIUPNPD_NFT.table);
-  await testbed.gateway.exec('nft', ['-f', '-'], { input: miniupnpdNftSkeleton({ lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface }) });
+  const interfaces = { lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface };
+  const removeFirewall = async () => {
+    if (build.backend === 'nftables') await removeTableIfPresent(testbed.gateway, MINIUPNPD_NFT.family, MINIUPNPD_NFT.table);
+    else await resetLegacyTables(testbed.gateway);
+  };
+  await removeFirewall();
+  if (build.backend === 'nftables') await testbed.gateway.exec('nft', ['-f', '-'], { input: miniupnpdNftSkeleton(interfaces) });
+  else await testbed.gateway.exec('iptables-legacy-restore', [], { input: legacyFirewallScript(interfaces, true) });
 
-  const command = [MINIUPNPD_PATH, '-f', files.config, '-P', files.pid];
+  const command = [build.path, '-f', files.config, '-P', files.pid];
   // The launcher returns once miniupnpd has forked into the background.
   await testbed.gateway.exec(command[0]!, command.slice(1), { timeoutMs: PIDFILE_TIMEOUT_MS });
   const pid = await readPidFile(files.pid);
@@ -108,7 +167,7 @@ async function startMiniupnpd(gateway: GatewaySetup, persisted: PersistedMapping
     diagnostics: () => reproduce,
     async stop() {
       const killed = await terminate(pid);
-      await removeTableIfPresent(testbed.gateway, MINIUPNPD_NFT.family, MINIUPNPD_NFT.table);
+      await removeFirewall();
       rmSync(dir, { recursive: true, force: true });
       return killed ? `miniupnpd did not exit within ${STOP_GRACE_MS / 1000} s of SIGTERM; killed` : undefined;
     },

@@ -7,6 +7,8 @@ export interface GatewaySetup {
   readonly workDir: string;
   readonly httpPort: number;
   readonly stun: { readonly host: string; readonly port: number };
+  /** The LAN hosts the load comes from (addresses of the LAN client's namespace). */
+  readonly lanHosts: readonly string[];
   /**
    * Lifts the daemon's per-client rate limit on state changes (upnpd's `limits.stateChanges`;
    * miniupnpd has none), for rows whose load comes from one or a few LAN addresses.
@@ -18,7 +20,8 @@ export interface GatewaySetup {
 export interface PersistedMappings {
   readonly count: number;
   readonly firstPort: number;
-  readonly client: string;
+  /** The LAN hosts that made them, in turn (mapping i to clients[i % length], to itself). */
+  readonly clients: readonly string[];
 }
 
 export interface RunningDaemon {
@@ -37,10 +40,12 @@ export interface RunningDaemon {
 
 export type Persistence = { readonly supported: true } | { readonly supported: false; readonly reason: string };
 
-/** One of the two daemons the benchmark compares, started the same way on the same gateway. */
+/** One of the daemons the benchmark compares, started the same way on the same gateway. */
 export interface DaemonUnderTest {
   readonly name: string;
   readonly persistence: Persistence;
+  /** Serves a constant GetExternalIPAddress answer and nothing else (Node's floor): only those phases run. */
+  readonly answersOnly?: boolean;
   /** Version line(s) for the results file. */
   version(): Promise<string>;
   /** Starts the daemon in the gateway namespace; resolves once its process runs (not yet serving). */

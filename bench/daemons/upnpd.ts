@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
 import { ADMIN_FORWARD, adminFirewallScript, removeTableIfPresent } from './gateway-firewall.js';
+import { resetLegacyTables } from './miniupnpd.js';
+import { legacyFirewallScript } from './miniupnpd-config.js';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { PortMapping } from '../../core/mapping/types.js';
@@ -19,77 +21,94 @@ const UPNPD_TABLE = { family: 'inet', table: 'upnpd' } as const;
 const STOP_GRACE_MS = 30_000;
 
 /**
- * upnpd from this working tree (bin/upnpd.js over dist/), with the nftables backend, secure mode on,
- * its forward accept jumped to from the admin's forward chain (as its README recommends).
+ * upnpd from this working tree (bin/upnpd.js over dist/), secure mode and the other default
+ * policies on. With nftables (`upnpd`): its forward accept jumped to from the admin's nftables
+ * forward chain (as its README recommends). With iptables (`upnpdIptables`): the x_tables build
+ * (`flavour: 'iptables-legacy'`, what miniupnpd-iptables' libiptc edits), its chains jumped to from
+ * the admin's FORWARD and PREROUTING.
  */
-export const upnpd: DaemonUnderTest = {
-  name: 'upnpd',
-  persistence: { supported: true },
+export const upnpd: DaemonUnderTest = upnpdWith('nftables');
+export const upnpdIptables: DaemonUnderTest = upnpdWith('iptables');
 
-  async version() {
-    const { version } = JSON.parse(readFileSync(new URL('package.json', `file://${REPO_ROOT}`), 'utf8')) as { version: string };
-    const head = await execa('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { reject: false });
-    const status = await execa('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no'], { reject: false });
-    const commit = head.exitCode === 0 ? ` (commit ${head.stdout.trim()}${status.stdout.trim() ? ' + uncommitted changes' : ''})` : '';
-    return `upnpd ${version}${commit}`;
-  },
+function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
+  return {
+    name: backend === 'nftables' ? 'upnpd' : 'upnpd (iptables)',
+    persistence: { supported: true },
 
-  async start(gateway: GatewaySetup, persisted) {
-    const { testbed, httpPort } = gateway;
-    const dir = join(gateway.workDir, 'upnpd');
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    const configFile = join(dir, 'upnpd.config.mjs');
-    writeFileSync(configFile, upnpdConfig(gateway.raiseClientRateLimits ?? false));
-    const stateDir = join(dir, 'state');
-    if (persisted) await writeStateFile(stateDir, persisted);
-    await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
-    await testbed.gateway.exec('nft', ['-f', '-'], { input: adminFirewallScript({ lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface }) });
+    async version() {
+      const { version } = JSON.parse(readFileSync(new URL('package.json', `file://${REPO_ROOT}`), 'utf8')) as { version: string };
+      const head = await execa('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { reject: false });
+      const status = await execa('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no'], { reject: false });
+      const commit = head.exitCode === 0 ? ` (commit ${head.stdout.trim()}${status.stdout.trim() ? ' + uncommitted changes' : ''})` : '';
+      return `upnpd ${version}${commit}`;
+    },
 
-    const daemon = NamespaceProcess.start(
-      testbed.gateway,
-      [
-        ...daemonCommand(),
-        '--config',
-        configFile,
-        '--lan',
-        testbed.lanInterface,
-        '--wan',
-        testbed.wanInterface,
-        '--backend',
-        'nftables',
-        '--http-port',
-        String(httpPort),
-        '--log-level',
-        'warn',
-        '--state-dir',
-        stateDir,
-      ],
-      { cwd: dir },
-    );
-    return {
-      pid: daemon.pid,
-      descriptionUrl: `http://${testbed.addresses.gatewayLan}:${httpPort}/rootDesc.xml`,
-      diagnostics: () => `upnpd output:\n${daemon.output()}`,
-      async stop() {
-        const code = await daemon.stop('SIGTERM', STOP_GRACE_MS);
-        const leftovers = [
-          (await removeTableIfPresent(testbed.gateway, UPNPD_TABLE.family, UPNPD_TABLE.table)) && `table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`,
-          (await testbed.gateway.exec('nft', ['list', 'table', ADMIN_FORWARD.family, ADMIN_FORWARD.table])).includes(UPNPD_TABLE.table) &&
-            `its chain or set in the admin's table ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}`,
-        ].filter(Boolean);
-        await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
-        rmSync(dir, { recursive: true, force: true });
-        if (code !== 0 || leftovers.length > 0) {
-          throw new Error(
-            `upnpd did not stop cleanly (exit ${code}${leftovers.length > 0 ? `; left behind: ${leftovers.join(', ')}` : ''}):\n${daemon.output()}`,
-          );
-        }
-        return undefined;
-      },
-    };
-  },
-};
+    async start(gateway: GatewaySetup, persisted) {
+      const { testbed, httpPort } = gateway;
+      const dir = join(gateway.workDir, 'upnpd');
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      const configFile = join(dir, 'upnpd.config.mjs');
+      writeFileSync(configFile, upnpdConfig(backend, gateway.raiseClientRateLimits ?? false));
+      const stateDir = join(dir, 'state');
+      if (persisted) await writeStateFile(stateDir, persisted);
+      const interfaces = { lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface };
+      await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
+      await resetLegacyTables(testbed.gateway);
+      if (backend === 'nftables') await testbed.gateway.exec('nft', ['-f', '-'], { input: adminFirewallScript(interfaces) });
+      else await testbed.gateway.exec('iptables-legacy-restore', [], { input: legacyFirewallScript(interfaces, false) });
+
+      const daemon = NamespaceProcess.start(
+        testbed.gateway,
+        [
+          ...daemonCommand(),
+          '--config',
+          configFile,
+          '--lan',
+          testbed.lanInterface,
+          '--wan',
+          testbed.wanInterface,
+          '--backend',
+          backend,
+          '--http-port',
+          String(httpPort),
+          '--log-level',
+          'warn',
+          '--state-dir',
+          stateDir,
+        ],
+        { cwd: dir },
+      );
+      return {
+        pid: daemon.pid,
+        descriptionUrl: `http://${testbed.addresses.gatewayLan}:${httpPort}/rootDesc.xml`,
+        diagnostics: () => `upnpd output:\n${daemon.output()}`,
+        async stop() {
+          const code = await daemon.stop('SIGTERM', STOP_GRACE_MS);
+          const leftovers =
+            backend === 'nftables'
+              ? [
+                  (await removeTableIfPresent(testbed.gateway, UPNPD_TABLE.family, UPNPD_TABLE.table)) && `table ${UPNPD_TABLE.family} ${UPNPD_TABLE.table}`,
+                  (await testbed.gateway.exec('nft', ['list', 'table', ADMIN_FORWARD.family, ADMIN_FORWARD.table])).includes(UPNPD_TABLE.table) &&
+                    `its chain or set in the admin's table ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}`,
+                ].filter(Boolean)
+              : /upnpd/i.test(await testbed.gateway.exec('iptables-legacy-save', []))
+                ? ['its rules or chains in the x_tables']
+                : [];
+          await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
+          await resetLegacyTables(testbed.gateway);
+          rmSync(dir, { recursive: true, force: true });
+          if (code !== 0 || leftovers.length > 0) {
+            throw new Error(
+              `upnpd did not stop cleanly (exit ${code}${leftovers.length > 0 ? `; left behind: ${leftovers.join(', ')}` : ''}):\n${daemon.output()}`,
+            );
+          }
+          return undefined;
+        },
+      };
+    },
+  };
+}
 
 /**
  * Executed as the installed `upnpd` command is, so its shebang's settings apply. With
@@ -110,40 +129,43 @@ function daemonCommand(): string[] {
 async function writeStateFile(stateDir: string, persisted: PersistedMappings): Promise<void> {
   const file = new MappingStateFile(stateDir, silentLogger);
   await file.prepare();
-  const createdBy = { address: persisted.client, via: 'upnp-igd:2' };
   const mappings: PortMapping[] = Array.from({ length: persisted.count }, (_, i) => ({
     remoteHost: '',
     externalPort: persisted.firstPort + i,
     protocol: 'TCP',
-    internalClient: persisted.client,
+    internalClient: persisted.clients[i % persisted.clients.length]!,
     internalPort: persisted.firstPort + i,
     enabled: true,
     description: BENCH_DESCRIPTION,
     leaseSeconds: BENCH_LEASE_SECONDS,
     expiresAt: 0,
-    createdBy,
+    createdBy: { address: persisted.clients[i % persisted.clients.length]!, via: 'upnp-igd:2' },
   }));
   await file.save(mappings, () => BENCH_LEASE_SECONDS * 1000);
 }
 
 /**
- * The benchmark's load comes from one LAN client (up to 5000 mappings): above upnpd's default
- * quotas (128 per client, 4096 in all), which it raises here until the load is spread over many
- * LAN addresses, as a real LAN's would be.
+ * The load comes from 100 LAN hosts, 50 mappings each at most: under the default quota per client
+ * (128). The table of 5000 is above the default total (4096), the one quota raised here (the
+ * NAT-PMP request rows raise `limits.stateChanges` too, through `GatewaySetup.raiseClientRateLimits`).
  */
-const BENCH_QUOTA = { perClient: 20_000, total: 20_000 } as const;
+const BENCH_QUOTA = { total: 20_000 } as const;
 
 /** `limits.stateChanges` for the rows that raise it: the schema's ceiling, far above any rate measured here. */
 const RAISED_STATE_CHANGES = { perSecond: 100_000, burst: 100_000 } as const;
 
 /** The config file: only what the command line cannot say. */
-function upnpdConfig(raiseClientRateLimits: boolean): string {
+function upnpdConfig(backend: 'nftables' | 'iptables', raiseClientRateLimits: boolean): string {
   const { family, table, chain } = ADMIN_FORWARD;
+  const firewall =
+    backend === 'nftables'
+      ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })`
+      : `iptables({ flavour: 'iptables-legacy' })`;
   return [
-    `import { nftables, quota } from '${PACKAGE_ENTRY}';`,
+    `import { ${backend}, quota } from '${PACKAGE_ENTRY}';`,
     '',
     'export default {',
-    `  plugins: [nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } }), quota(${JSON.stringify(BENCH_QUOTA)})],`,
+    `  plugins: [${firewall}, quota(${JSON.stringify(BENCH_QUOTA)})],`,
     ...(raiseClientRateLimits ? [`  limits: { stateChanges: ${JSON.stringify(RAISED_STATE_CHANGES)} },`] : []),
     '};',
     '',

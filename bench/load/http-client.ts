@@ -1,4 +1,5 @@
 import { type Socket, connect } from 'node:net';
+import type { ConnectionMode } from './protocol.js';
 
 /** Largest response the generator reads (a GetListOfPortMappings page of 1000 entries is ~400 KB). */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -40,11 +41,21 @@ export class HttpClient {
   private readonly idle = new Map<string, Socket[]>();
   private readonly open = new Set<Socket>();
 
-  /** `localAddress`: the source address of every connection (one LAN host among many), or the default. */
-  constructor(private readonly localAddress?: string) {}
+  /**
+   * `localAddress`: the source address of every connection (one LAN host among many), or the default.
+   * `connection`: 'close' is miniupnpc's way (a new connection per request, each sent with
+   * `Connection: Close`); 'keep-alive' keeps a connection while the server keeps it open.
+   */
+  constructor(
+    private readonly localAddress?: string,
+    private readonly connection: ConnectionMode = 'keep-alive',
+  ) {}
 
   async request(url: URL, request: HttpRequest): Promise<HttpResponse> {
     const origin = `${url.hostname}:${url.port || 80}`;
+    if (this.connection === 'close') {
+      return this.exchange(url, origin, this.connect(url), { ...request, headers: { ...request.headers, Connection: 'Close' } });
+    }
     const reused = this.idle.get(origin)?.pop();
     try {
       return await this.exchange(url, origin, reused ?? this.connect(url), request);
@@ -94,7 +105,7 @@ export class HttpClient {
       };
       const finish = (response: ReadResponse) => {
         cleanUp();
-        if (response.keepAlive && !socket.destroyed) this.keepIdle(origin, socket);
+        if (response.keepAlive && this.connection === 'keep-alive' && !socket.destroyed) this.keepIdle(origin, socket);
         else socket.destroy();
         resolve({ status: response.status, body: response.body });
       };

@@ -16,9 +16,20 @@ export interface DiscoverCommand {
   readonly awaitMappingPort?: number;
 }
 
-/** GetExternalIPAddress from `concurrency` clients at once; every answer is checked. */
+/**
+ * How the client uses connections: 'close' as miniupnpc, libtorrent and GUPnP do (a new TCP
+ * connection per request, sent with `Connection: Close`), or 'keep-alive' (a connection kept while
+ * the daemon keeps it open; miniupnpd closes it after each response anyway).
+ */
+export type ConnectionMode = 'close' | 'keep-alive';
+
+/**
+ * GetExternalIPAddress from `concurrency` clients at once, client k from LAN host k (a client is a
+ * host, as on a real LAN); every answer is checked.
+ */
 export interface ExternalAddressCommand {
   readonly kind: 'getExternalIp';
+  readonly connection: ConnectionMode;
   readonly concurrency: number;
   readonly warmupMs: number;
   readonly maxOps: number;
@@ -29,6 +40,7 @@ export interface ExternalAddressCommand {
 /** AddPortMapping then DeletePortMapping, each client on a port of its own (firstPort + client index). */
 export interface AddDeleteCyclesCommand {
   readonly kind: 'addDeleteCycles';
+  readonly connection: ConnectionMode;
   readonly concurrency: number;
   readonly warmupMs: number;
   readonly maxOps: number;
@@ -36,9 +48,10 @@ export interface AddDeleteCyclesCommand {
   readonly firstPort: number;
 }
 
-/** One client adds TCP mappings firstPort, firstPort+1, ... (to itself) and notes when each checkpoint count was reached. */
+/** The LAN hosts in turn add TCP mappings firstPort, firstPort+1, ... (each to itself) and note when each checkpoint count was reached. */
 export interface AddMappingsCommand {
   readonly kind: 'addMappings';
+  readonly connection: ConnectionMode;
   readonly firstPort: number;
   readonly count: number;
   readonly checkpoints: readonly number[];
@@ -48,6 +61,7 @@ export interface AddMappingsCommand {
 /** Lists every mapping with GetGenericPortMappingEntry, index 0 up to the first 713. */
 export interface ListByIndexCommand {
   readonly kind: 'listByIndex';
+  readonly connection: ConnectionMode;
   readonly maxEntries: number;
   readonly maxMs: number;
 }
@@ -55,6 +69,7 @@ export interface ListByIndexCommand {
 /** Lists every TCP mapping with GetListOfPortMappings, `pageSize` per call. */
 export interface ListInPagesCommand {
   readonly kind: 'listInPages';
+  readonly connection: ConnectionMode;
   readonly pageSize: number;
   readonly maxEntries: number;
   readonly maxMs: number;

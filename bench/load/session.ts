@@ -6,6 +6,7 @@ import {
   BENCH_LEASE_SECONDS,
   type AddMappingsCommand,
   type AddMappingsResult,
+  type ConnectionMode,
   type DiscoverCommand,
   type DiscoverResult,
   type ListByIndexCommand,
@@ -24,27 +25,27 @@ const DISCOVER_RETRY_MS = 20;
 const HIGHEST_PORT = 65535;
 
 /**
- * One control point's view of one daemon: discovers its control URL, then runs the phases the
- * harness asks for. Connections are kept while the daemon keeps them open (a daemon that closes
- * after each response, as miniupnpd does, gets a new connection per request).
+ * The control points of a LAN talking to one daemon: discovers its control URL, then runs the
+ * phases the harness asks for, each with a new connection per request (`Connection: Close`, as
+ * miniupnpc does) or with connections kept while the daemon keeps them open, as the command says.
  */
 export class LoadSession {
-  private readonly http = new HttpClient();
-  private soap: SoapClient | undefined;
+  private readonly self: LanHost;
   private readonly hosts: readonly LanHost[];
 
   /**
    * `internalClient`: this host's own LAN address. `hostAddresses`: further addresses of this
-   * namespace, each acting as one LAN host (a client is a source address): the phases that change
-   * state (add/delete cycles, adding the table) spread over them as a real LAN's load does, so that
-   * no host goes past upnpd's per-client rate limit. Every mapping points to the host that made it
-   * (secure mode). Without them, everything comes from `internalClient`.
+   * namespace, each acting as one LAN host (a client is a source address): the request-rate phases
+   * and adding the table spread over them as a real LAN's load does, so that no host goes past
+   * upnpd's per-client limits (rate of changes, connections). Every mapping points to the host
+   * that made it (secure mode). Without them, everything comes from `internalClient`.
    */
   constructor(
     private readonly internalClient: string,
     hostAddresses: readonly string[] = [],
   ) {
-    this.hosts = hostAddresses.map((address) => ({ address, http: new HttpClient(address), soap: undefined }));
+    this.self = lanHost(internalClient, undefined);
+    this.hosts = hostAddresses.map((address) => lanHost(address, address));
   }
 
   run<C extends LoadCommand>(command: C): Promise<ResultOf[C['kind']]> {
@@ -52,8 +53,7 @@ export class LoadSession {
   }
 
   close(): void {
-    this.http.close();
-    for (const host of this.hosts) host.http.close();
+    for (const host of [this.self, ...this.hosts]) for (const http of Object.values(host.http)) http.close();
   }
 
   private dispatch(command: LoadCommand): Promise<ResultOf[LoadCommand['kind']]> {
@@ -61,8 +61,10 @@ export class LoadSession {
       case 'discover':
         return this.discover(command);
       case 'getExternalIp':
-        return this.throughput(command, async () => {
-          const { NewExternalIPAddress } = await this.client.call('GetExternalIPAddress');
+        // Client k is LAN host k: eight clients are eight hosts, as on a LAN.
+        return this.throughput(command, async (worker) => {
+          const { client } = this.host(worker, command.connection);
+          const { NewExternalIPAddress } = await client.call('GetExternalIPAddress');
           if (NewExternalIPAddress !== command.expectedAddress) {
             throw new Error(`GetExternalIPAddress answered "${NewExternalIPAddress}", expected ${command.expectedAddress}`);
           }
@@ -74,7 +76,7 @@ export class LoadSession {
         const hostsPerWorker = Math.max(1, Math.floor(this.hosts.length / concurrency));
         return this.throughput(command, async (worker) => {
           const port = command.firstPort + worker;
-          const { client, address } = this.host(worker + concurrency * (turns[worker]!++ % hostsPerWorker));
+          const { client, address } = this.host(worker + concurrency * (turns[worker]!++ % hostsPerWorker), command.connection);
           await this.addMapping(client, address, port);
           await client.call('DeletePortMapping', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' });
         });
@@ -88,9 +90,11 @@ export class LoadSession {
     }
   }
 
-  private get client(): SoapClient {
-    if (!this.soap) throw new Error('no daemon discovered yet: send a discover command first');
-    return this.soap;
+  /** This host's own client (the read-only listings: one client walking the table). */
+  private client(connection: ConnectionMode): SoapClient {
+    const soap = this.self.soap?.[connection];
+    if (!soap) throw new Error('no daemon discovered yet: send a discover command first');
+    return soap;
   }
 
   private async discover({ descriptionUrl, timeoutMs, awaitMappingPort }: DiscoverCommand): Promise<DiscoverResult> {
@@ -102,11 +106,13 @@ export class LoadSession {
     };
     for (;;) {
       try {
-        const response = await this.http.request(url, { method: 'GET' });
+        const response = await this.self.http['keep-alive'].request(url, { method: 'GET' });
         if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
         const endpoint = findWanIpConnection(response.body, url);
-        this.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, this.http);
-        for (const host of this.hosts) host.soap = new SoapClient(endpoint.controlUrl, endpoint.serviceType, host.http);
+        for (const host of [this.self, ...this.hosts]) {
+          const soap = (connection: ConnectionMode) => new SoapClient(endpoint.controlUrl, endpoint.serviceType, host.http[connection]);
+          host.soap = { close: soap('close'), 'keep-alive': soap('keep-alive') };
+        }
         break;
       } catch (err) {
         // Not listening yet: keep trying until the time is up.
@@ -115,21 +121,23 @@ export class LoadSession {
     }
     while (awaitMappingPort !== undefined) {
       try {
-        await this.client.call('GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: awaitMappingPort, NewProtocol: 'TCP' });
+        await this.client('keep-alive').call('GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: awaitMappingPort, NewProtocol: 'TCP' });
         break;
       } catch (err) {
         await retry(`mapping TCP ${awaitMappingPort} not reported`, err);
       }
     }
-    return { controlUrl: this.client.controlUrl.href, serviceType: this.client.serviceType };
+    const found = this.client('keep-alive');
+    return { controlUrl: found.controlUrl.href, serviceType: found.serviceType };
   }
 
   /** The LAN host number `n` (round the hosts), or this host when there are none. */
-  private host(n: number): { client: SoapClient; address: string } {
-    if (this.hosts.length === 0) return { client: this.client, address: this.internalClient };
+  private host(n: number, connection: ConnectionMode): { client: SoapClient; address: string } {
+    if (this.hosts.length === 0) return { client: this.client(connection), address: this.internalClient };
     const host = this.hosts[n % this.hosts.length]!;
-    if (!host.soap) throw new Error('no daemon discovered yet: send a discover command first');
-    return { client: host.soap, address: host.address };
+    const soap = host.soap?.[connection];
+    if (!soap) throw new Error('no daemon discovered yet: send a discover command first');
+    return { client: soap, address: host.address };
   }
 
   private addMapping(client: SoapClient, internalClient: string, port: number): Promise<unknown> {
@@ -154,12 +162,12 @@ export class LoadSession {
     return { ...(await runWorkers(limits.concurrency, limits.maxOps, limits.maxMs, op)), warmupOps: warmup.ops };
   }
 
-  private async addMappings({ firstPort, count, checkpoints, maxMs }: AddMappingsCommand): Promise<AddMappingsResult> {
+  private async addMappings({ connection, firstPort, count, checkpoints, maxMs }: AddMappingsCommand): Promise<AddMappingsResult> {
     const start = performance.now();
     const checkpointMs: Record<number, number> = {};
     let added = 0;
     while (added < count && performance.now() - start < maxMs) {
-      const { client, address } = this.host(added);
+      const { client, address } = this.host(added, connection);
       await this.addMapping(client, address, firstPort + added);
       added += 1;
       if (checkpoints.includes(added)) checkpointMs[added] = performance.now() - start;
@@ -167,13 +175,13 @@ export class LoadSession {
     return { added, elapsedMs: performance.now() - start, checkpointMs };
   }
 
-  private async listByIndex({ maxEntries, maxMs }: ListByIndexCommand): Promise<ListResult> {
+  private async listByIndex({ connection, maxEntries, maxMs }: ListByIndexCommand): Promise<ListResult> {
     const start = performance.now();
     const cpuBefore = process.cpuUsage();
     let entries = 0;
     while (entries < maxEntries && performance.now() - start < maxMs) {
       try {
-        await this.client.callExpecting('GetGenericPortMappingEntry', { NewPortMappingIndex: entries }, 'NewExternalPort');
+        await this.client(connection).callExpecting('GetGenericPortMappingEntry', { NewPortMappingIndex: entries }, 'NewExternalPort');
       } catch (err) {
         if (err instanceof SoapFault && err.code === SPECIFIED_ARRAY_INDEX_INVALID) break;
         throw err;
@@ -188,7 +196,7 @@ export class LoadSession {
    * daemon lists in port order (both do). Counts distinct ports, so a daemon that repeats or skips
    * entries shows up as a wrong count rather than a wrong time.
    */
-  private async listInPages({ pageSize, maxEntries, maxMs }: ListInPagesCommand): Promise<ListResult> {
+  private async listInPages({ connection, pageSize, maxEntries, maxMs }: ListInPagesCommand): Promise<ListResult> {
     const start = performance.now();
     const cpuBefore = process.cpuUsage();
     const seen = new Set<number>();
@@ -198,7 +206,7 @@ export class LoadSession {
       calls += 1;
       let ports: number[];
       try {
-        const { NewPortListing } = await this.client.call('GetListOfPortMappings', {
+        const { NewPortListing } = await this.client(connection).call('GetListOfPortMappings', {
           NewStartPort: startPort,
           NewEndPort: HIGHEST_PORT,
           NewProtocol: 'TCP',
@@ -218,10 +226,15 @@ export class LoadSession {
   }
 }
 
+/** One LAN host (a source address): a client per way of using connections. */
 interface LanHost {
   readonly address: string;
-  readonly http: HttpClient;
-  soap: SoapClient | undefined;
+  readonly http: Readonly<Record<ConnectionMode, HttpClient>>;
+  soap: Readonly<Record<ConnectionMode, SoapClient>> | undefined;
+}
+
+function lanHost(address: string, localAddress: string | undefined): LanHost {
+  return { address, http: { close: new HttpClient(localAddress, 'close'), 'keep-alive': new HttpClient(localAddress, 'keep-alive') }, soap: undefined };
 }
 
 function cpuMsSince(before: NodeJS.CpuUsage): number {

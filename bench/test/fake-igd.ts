@@ -9,6 +9,10 @@ import type { AddressInfo } from 'node:net';
 export class FakeIgd {
   readonly mappings = new Map<number, { client: string; description: string }>();
   readonly calls: string[] = [];
+  /** Each request's `Connection` header (undefined when absent) and the number of the connection it came on. */
+  readonly requests: Array<{ readonly connection: string | undefined; readonly socket: number }> = [];
+  private connections = 0;
+  private readonly socketNumbers = new WeakMap<object, number>();
   /** Each state-changing call (AddPortMapping, DeletePortMapping) in order: its port and source address. */
   readonly changes: Array<{ readonly action: string; readonly port: number; readonly from: string }> = [];
   private server: Server | undefined;
@@ -17,6 +21,7 @@ export class FakeIgd {
 
   async start(port = 0): Promise<string> {
     this.server = createServer((req, res) => this.handle(req, res));
+    this.server.on('connection', (socket) => this.socketNumbers.set(socket, ++this.connections));
     await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/rootDesc.xml`;
   }
@@ -27,6 +32,7 @@ export class FakeIgd {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    this.requests.push({ connection: req.headers.connection, socket: this.socketNumbers.get(req.socket) ?? 0 });
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => (body += chunk));

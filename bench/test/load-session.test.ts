@@ -22,9 +22,11 @@ async function started(options: ConstructorParameters<typeof FakeIgd>[0] = {}): 
 }
 
 describe.each([
-  { name: 'keep-alive', closeEachResponse: false },
-  { name: 'Connection: close (like miniupnpd)', closeEachResponse: true },
-])('load session against an IGD answering with $name', ({ closeEachResponse }) => {
+  { name: 'keep-alive', closeEachResponse: false, connection: 'keep-alive' as const },
+  { name: 'keep-alive', closeEachResponse: false, connection: 'close' as const },
+  { name: 'Connection: close (like miniupnpd)', closeEachResponse: true, connection: 'keep-alive' as const },
+  { name: 'Connection: close (like miniupnpd)', closeEachResponse: true, connection: 'close' as const },
+])('load session ($connection) against an IGD answering with $name', ({ closeEachResponse, connection }) => {
   it('discovers the highest WANIPConnection version and its control URL', async () => {
     igd = new FakeIgd({ closeEachResponse });
     const descriptionUrl = await igd.start();
@@ -38,14 +40,24 @@ describe.each([
 
   it('runs exactly maxOps GetExternalIPAddress calls from 8 clients', async () => {
     const { igd, session } = await started({ closeEachResponse });
-    const result = await session.run({ kind: 'getExternalIp', concurrency: 8, maxOps: 50, ...throughputLimits, expectedAddress: '203.0.113.1' });
+    const result = await session.run({ kind: 'getExternalIp', connection, concurrency: 8, maxOps: 50, ...throughputLimits, expectedAddress: '203.0.113.1' });
     expect(result).toMatchObject({ ops: 50 });
     expect(igd.calls.filter((c) => c === 'GetExternalIPAddress')).toHaveLength(50);
+    const soapRequests = igd.requests.slice(1);
+    const sockets = new Set(soapRequests.map((r) => r.socket));
+    if (connection === 'close') {
+      // miniupnpc's way: a new connection for every request, each saying so.
+      expect(sockets.size).toBe(50);
+      expect(soapRequests.every((r) => r.connection === 'Close')).toBe(true);
+    } else {
+      expect(soapRequests.every((r) => r.connection === undefined)).toBe(true);
+      if (!closeEachResponse) expect(sockets.size).toBeLessThanOrEqual(8);
+    }
   });
 
   it('add/delete cycles leave the table empty, each client on its own port', async () => {
     const { igd, session } = await started({ closeEachResponse });
-    const result = await session.run({ kind: 'addDeleteCycles', concurrency: 8, maxOps: 40, ...throughputLimits, firstPort: 40000 });
+    const result = await session.run({ kind: 'addDeleteCycles', connection, concurrency: 8, maxOps: 40, ...throughputLimits, firstPort: 40000 });
     expect(result).toMatchObject({ ops: 40 });
     expect(igd.mappings.size).toBe(0);
     expect(igd.calls.filter((c) => c === 'AddPortMapping')).toHaveLength(40);
@@ -53,7 +65,7 @@ describe.each([
 
   it('adds mappings to the client itself and times each checkpoint', async () => {
     const { igd, session } = await started({ closeEachResponse });
-    const result = await session.run({ kind: 'addMappings', firstPort: 20000, count: 30, checkpoints: [10, 30], maxMs: 10_000 });
+    const result = await session.run({ kind: 'addMappings', connection, firstPort: 20000, count: 30, checkpoints: [10, 30], maxMs: 10_000 });
     expect(result.added).toBe(30);
     expect(result.checkpointMs[10]).toBeLessThanOrEqual(result.checkpointMs[30]!);
     expect([...igd.mappings.keys()]).toEqual(Array.from({ length: 30 }, (_, i) => 20000 + i));
@@ -63,23 +75,23 @@ describe.each([
   it('lists by index up to the first 713, and in pages by port', async () => {
     const { igd, session } = await started({ closeEachResponse });
     for (let port = 30000; port < 30010; port += 1) igd.mappings.set(port, { client: CLIENT, description: 'x' });
-    expect(await session.run({ kind: 'listByIndex', maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 11 });
-    expect(await session.run({ kind: 'listInPages', pageSize: 3, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 4 });
-    expect(await session.run({ kind: 'listInPages', pageSize: 5, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 3 });
+    expect(await session.run({ kind: 'listByIndex', connection, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 11 });
+    expect(await session.run({ kind: 'listInPages', connection, pageSize: 3, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 4 });
+    expect(await session.run({ kind: 'listInPages', connection, pageSize: 5, maxEntries: 100, maxMs: 10_000 })).toMatchObject({ entries: 10, calls: 3 });
   });
 });
 
 describe('load session failures', () => {
   it('fails a phase on a wrong answer', async () => {
     const { session } = await started({ externalAddress: '198.51.100.7' });
-    await expect(session.run({ kind: 'getExternalIp', concurrency: 2, maxOps: 10, ...throughputLimits, expectedAddress: '203.0.113.1' })).rejects.toThrow(
-      /198\.51\.100\.7/,
-    );
+    await expect(
+      session.run({ kind: 'getExternalIp', connection: 'close', concurrency: 2, maxOps: 10, ...throughputLimits, expectedAddress: '203.0.113.1' }),
+    ).rejects.toThrow(/198\.51\.100\.7/);
   });
 
   it('fails a phase on a UPnP fault it does not expect, naming the action and the code', async () => {
     const { session } = await started({ faultOn: { action: 'AddPortMapping', code: 718 } });
-    await expect(session.run({ kind: 'addMappings', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 1_000 })).rejects.toThrow(
+    await expect(session.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 1_000 })).rejects.toThrow(
       /AddPortMapping: UPnP error 718/,
     );
   });
@@ -105,12 +117,12 @@ describe('load session failures', () => {
     const hosts = Array.from({ length: 4 }, (_, i) => `127.0.0.${21 + i}`);
     session = new LoadSession(CLIENT, hosts);
     await session.run({ kind: 'discover', descriptionUrl, timeoutMs: 5_000 });
-    await session.run({ kind: 'addMappings', firstPort: 20000, count: 8, checkpoints: [8], maxMs: 10_000 });
+    await session.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: 8, checkpoints: [8], maxMs: 10_000 });
     expect([...igd.mappings.values()].map((m) => m.client)).toEqual([...hosts, ...hosts]);
     expect(igd.changes.map((c) => c.from)).toEqual([...hosts, ...hosts]);
 
     igd.changes.length = 0;
-    await session.run({ kind: 'addDeleteCycles', concurrency: 2, warmupMs: 0, maxOps: 8, maxMs: 10_000, firstPort: 40000 });
+    await session.run({ kind: 'addDeleteCycles', connection: 'close', concurrency: 2, warmupMs: 0, maxOps: 8, maxMs: 10_000, firstPort: 40000 });
     // Worker 0 (port 40000) goes round hosts 0 and 2, worker 1 (port 40001) round hosts 1 and 3.
     const fromOf = (port: number) => fake.changes.filter((c) => c.port === port).map((c) => c.from);
     expect(fromOf(40000)).toEqual([hosts[0], hosts[0], hosts[2], hosts[2], hosts[0], hosts[0], hosts[2], hosts[2]]);
@@ -120,7 +132,7 @@ describe('load session failures', () => {
 
   it('needs a discover before any phase', async () => {
     session = new LoadSession(CLIENT);
-    await expect(session.run({ kind: 'listByIndex', maxEntries: 1, maxMs: 1_000 })).rejects.toThrow(/discover/);
+    await expect(session.run({ kind: 'listByIndex', connection: 'close', maxEntries: 1, maxMs: 1_000 })).rejects.toThrow(/discover/);
   });
 });
 

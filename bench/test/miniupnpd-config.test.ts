@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { MINIUPNPD_NFT, miniupnpdConfig, miniupnpdLeaseFile, miniupnpdNftSkeleton } from '../daemons/miniupnpd-config.js';
+import {
+  MINIUPNPD_IPTABLES,
+  MINIUPNPD_NFT,
+  legacyFirewallScript,
+  miniupnpdConfig,
+  miniupnpdLeaseFile,
+  miniupnpdNftSkeleton,
+} from '../daemons/miniupnpd-config.js';
 
 const settings = {
   wanInterface: 'wan0',
@@ -58,6 +65,36 @@ describe('miniupnpd nftables skeleton', () => {
     expect(forward).toContain('policy drop;');
     expect(forward.indexOf('ct state established,related accept')).toBeLessThan(forward.indexOf(`jump ${MINIUPNPD_NFT.forwardChain}`));
     expect(forward).toContain('iifname "br-lan" oifname "wan0" accept');
+  });
+});
+
+describe('miniupnpd-iptables', () => {
+  it('gets the same policy without the nftables table options (it keeps its default chains)', () => {
+    const iptables = miniupnpdConfig(settings, 'iptables').split('\n');
+    expect(iptables.filter((line) => !line.startsWith('upnp_'))).toEqual(
+      miniupnpdConfig(settings)
+        .split('\n')
+        .filter((line) => !line.startsWith('upnp_')),
+    );
+    expect(iptables.some((line) => line.startsWith('upnp_'))).toBe(false);
+  });
+
+  it("has the admin's x_tables forward filter, and miniupnpd's chains jumped to as iptables_init.sh adds them", () => {
+    const admin = legacyFirewallScript(settings, false);
+    expect(admin).toContain(':FORWARD DROP [0:0]');
+    expect(admin).toContain('-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
+    expect(admin).toContain('-A FORWARD -i br-lan -o wan0 -j ACCEPT');
+    expect(admin).not.toContain(MINIUPNPD_IPTABLES.chain);
+    const withMiniupnpd = legacyFirewallScript(settings, true);
+    for (const jump of [
+      '-A FORWARD -i wan0 ! -o wan0 -j MINIUPNPD',
+      '-A PREROUTING -i wan0 -j MINIUPNPD',
+      `-A POSTROUTING -o wan0 -j ${MINIUPNPD_IPTABLES.postroutingChain}`,
+    ]) {
+      expect(withMiniupnpd).toContain(jump);
+    }
+    // Three tables, each committed.
+    expect(withMiniupnpd.match(/^COMMIT$/gm)).toHaveLength(3);
   });
 });
 

@@ -124,6 +124,7 @@ export class DurableMappingJournal implements MappingJournal {
    */
   close(): void {
     this.closed = true;
+    void this.file.close();
   }
 
   private async writeSnapshot(changes: MappingChanges): Promise<void> {

@@ -231,6 +231,11 @@ export class MappingStateFile {
     await this.fs.append(this.journalPath, `${JSON.stringify({ t: now, c })}\n`);
   }
 
+  /** Closes the journal kept open between appends (at shutdown). */
+  async close(): Promise<void> {
+    await this.fs.close?.(this.journalPath);
+  }
+
   private async readSnapshot(): Promise<z.output<typeof snapshotSchema> | undefined> {
     let text: string | undefined;
     try {

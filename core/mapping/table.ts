@@ -86,6 +86,15 @@ export class MappingDraft implements MappingView {
   private reinserted = new Set<string>();
   /** UniqueID → staged pinhole, or null for a staged removal. */
   private stagedPinholes = new Map<number, Pinhole | null>();
+  /**
+   * What the table holds under each key ever staged, and which key each of those table entries
+   * has: the table does not change while a draft is open, so each is looked up once, not at every
+   * `size` or `values()` (policies read both for each request of a batch: a restore of 5000
+   * mappings in one batch spent seconds building and parsing keys).
+   */
+  private readonly original = new Map<string, PortMapping | undefined>();
+  private readonly stagedKeyOf = new Map<PortMapping, string>();
+  private cachedSize: number | undefined;
 
   constructor(private readonly table: MappingTable) {}
 
@@ -137,26 +146,37 @@ export class MappingDraft implements MappingView {
   }
 
   get size(): number {
+    if (this.cachedSize !== undefined) return this.cachedSize;
     let size = this.table.size;
     for (const [k, m] of this.staged) {
-      const inTable = this.table.get(keyFromString(k)) !== undefined;
+      const inTable = this.original.get(k) !== undefined;
       if (m && !inTable) size++;
       if (!m && inTable) size--;
     }
-    return size;
+    return (this.cachedSize = size);
   }
 
   *values(): IterableIterator<PortMapping> {
     for (const m of this.table.values()) {
-      const k = keyString(m);
-      if (!this.staged.has(k)) yield m;
+      const k = this.stagedKeyOf.get(m);
+      if (k === undefined || !this.staged.has(k)) yield m;
       else if (this.staged.get(k) && !this.reinserted.has(k)) yield this.staged.get(k)!;
     }
-    for (const [k, m] of this.staged) if (m && (this.reinserted.has(k) || !this.table.get(keyFromString(k)))) yield m;
+    for (const [k, m] of this.staged) if (m && (this.reinserted.has(k) || this.original.get(k) === undefined)) yield m;
+  }
+
+  /** Notes what the table holds under `k` (the first time `k` is staged) and that the draft changes. */
+  private staging(k: string, key: MappingKey): void {
+    this.cachedSize = undefined;
+    if (this.original.has(k)) return;
+    const before = this.table.get(key);
+    this.original.set(k, before);
+    if (before) this.stagedKeyOf.set(before, k);
   }
 
   put(mapping: PortMapping): void {
     const k = keyString(mapping);
+    this.staging(k, mapping);
     if (this.staged.get(k) === null) {
       // Removed earlier in this draft: added again, it goes to the end (a Map keeps a re-set key in place).
       this.staged.delete(k);
@@ -166,7 +186,9 @@ export class MappingDraft implements MappingView {
   }
 
   remove(key: MappingKey): void {
-    this.staged.set(keyString(key), null);
+    const k = keyString(key);
+    this.staging(k, key);
+    this.staged.set(k, null);
   }
 
   hasChanges(): boolean {
@@ -178,6 +200,7 @@ export class MappingDraft implements MappingView {
   }
 
   rollbackTo(savepoint: DraftSavepoint): void {
+    this.cachedSize = undefined;
     this.staged = new Map(savepoint.staged);
     this.reinserted = new Set(savepoint.reinserted);
     this.stagedPinholes = new Map(savepoint.pinholes);
@@ -249,6 +272,9 @@ export class MappingDraft implements MappingView {
     this.staged.clear();
     this.reinserted.clear();
     this.stagedPinholes.clear();
+    this.original.clear();
+    this.stagedKeyOf.clear();
+    this.cachedSize = undefined;
   }
 }
 

@@ -73,11 +73,29 @@ export class OsNetworkInfo implements NetworkInfo {
     return readLinkState(iface);
   }
 
+  /** Who is told of address events; one `ip monitor` runs while there is anyone. */
+  private readonly addressWatchers = new Set<() => void>();
+  private stopMonitor: (() => void) | undefined;
+
   /**
    * The kernel's address events through a long-lived `ip -o monitor address` (one line per
-   * event). Where `ip` cannot run, nothing is reported and callers keep polling.
+   * event), one process however many watch (the WAN address and the LAN's: 2.5 MB of RSS each).
+   * Where `ip` cannot run, nothing is reported and callers keep polling.
    */
   watchAddresses(onChange: () => void): () => void {
+    // Each call its own entry, even for the same function.
+    const watcher = () => onChange();
+    this.addressWatchers.add(watcher);
+    this.stopMonitor ??= this.startAddressMonitor();
+    return () => {
+      this.addressWatchers.delete(watcher);
+      if (this.addressWatchers.size > 0) return;
+      this.stopMonitor?.();
+      this.stopMonitor = undefined;
+    };
+  }
+
+  private startAddressMonitor(): () => void {
     const monitor = execa('ip', ['-o', 'monitor', 'address'], {
       buffer: false,
       reject: false,
@@ -86,7 +104,11 @@ export class OsNetworkInfo implements NetworkInfo {
       stderr: 'ignore',
       env: { LC_ALL: 'C' },
     });
-    if (monitor.stdout) createInterface({ input: monitor.stdout }).on('line', () => onChange());
+    if (monitor.stdout) {
+      createInterface({ input: monitor.stdout }).on('line', () => {
+        for (const watcher of [...this.addressWatchers]) watcher();
+      });
+    }
     void monitor.catch(() => undefined);
     return () => {
       monitor.kill('SIGKILL');

@@ -37,7 +37,8 @@ mount -t tmpfs -o size=${size},mode=0700 none "$STATE" || exit 90
 trap 'kill -TERM $pid' TERM
 i=0
 while kill -0 $pid 2>/dev/null && [ $i -lt ${SHELL_STEPS} ]; do
-  if [ -e "$CONTROL/ro" ]; then rm -f "$CONTROL/ro"; mount -o remount,ro "$STATE" && echo REMOUNTED-ro; fi
+  # Tried until it works: it fails (EBUSY) while upnpd holds its journal open, up to 500 ms after the last append.
+  if [ -e "$CONTROL/ro" ] && mount -o remount,ro "$STATE" 2>/dev/null; then rm -f "$CONTROL/ro"; echo REMOUNTED-ro; fi
   if [ -e "$CONTROL/rw" ]; then rm -f "$CONTROL/rw"; mount -o remount,rw "$STATE" && echo REMOUNTED-rw; fi
   sleep 0.1; i=$((i+1))
 done

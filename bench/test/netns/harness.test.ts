@@ -30,18 +30,29 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
   });
 
   it('drives upnpd from the LAN client, reaches the mapped ports from the WAN host, and cleans up', async () => {
-    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun };
+    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun, lanHosts: bench.lanHosts };
     daemon = await upnpd.start(gateway);
     const found = await generator.run({ kind: 'discover', descriptionUrl: daemon.descriptionUrl, timeoutMs: 20_000 });
     expect(found.controlUrl).toMatch(/^http:\/\/192\.168\.77\.1:49152\//);
     expect(residentBytes(daemon.pid)).toBeGreaterThan(1024 * 1024);
 
-    const rate = await generator.run({ kind: 'getExternalIp', concurrency: 2, warmupMs: 0, maxOps: 20, maxMs: 10_000, expectedAddress: '203.0.113.1' });
+    const rate = await generator.run({
+      kind: 'getExternalIp',
+      connection: 'close',
+      concurrency: 2,
+      warmupMs: 0,
+      maxOps: 20,
+      maxMs: 10_000,
+      expectedAddress: '203.0.113.1',
+    });
     expect(rate.ops).toBe(20);
-    const added = await generator.run({ kind: 'addMappings', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 20_000 });
+    const added = await generator.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 20_000 });
     expect(added.added).toBe(5);
-    expect(await generator.run({ kind: 'listByIndex', maxEntries: 10, maxMs: 10_000 })).toMatchObject({ entries: 5 });
-    expect(await generator.run({ kind: 'listInPages', pageSize: 2, maxEntries: 10, maxMs: 10_000 })).toMatchObject({ entries: 5, calls: 3 });
+    expect(await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: 10, maxMs: 10_000 })).toMatchObject({ entries: 5 });
+    expect(await generator.run({ kind: 'listInPages', connection: 'close', pageSize: 2, maxEntries: 10, maxMs: 10_000 })).toMatchObject({
+      entries: 5,
+      calls: 3,
+    });
 
     const latency = await measureConnectLatency(bench.testbed, { ports: [20000, 20004], samples: 5, warmup: 1 });
     expect(latency.get(20000)).toHaveLength(5);
@@ -55,10 +66,10 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
   });
 
   it('starts upnpd with persisted mappings: it reports the last one once started, and the WAN host reaches it', async () => {
-    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun };
-    daemon = await upnpd.start(gateway, { count: 50, firstPort: 21000, client: bench.testbed.addresses.lanClient });
+    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun, lanHosts: bench.lanHosts };
+    daemon = await upnpd.start(gateway, { count: 50, firstPort: 21000, clients: bench.lanHosts });
     await generator.run({ kind: 'discover', descriptionUrl: daemon.descriptionUrl, timeoutMs: 20_000, awaitMappingPort: 21049 });
-    expect(await generator.run({ kind: 'listByIndex', maxEntries: 60, maxMs: 10_000 })).toMatchObject({ entries: 50 });
+    expect(await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: 60, maxMs: 10_000 })).toMatchObject({ entries: 50 });
     const latency = await measureConnectLatency(bench.testbed, { ports: [21049], samples: 2, warmup: 1 });
     expect(latency.get(21049)).toHaveLength(2);
     await daemon.stop();

@@ -40,6 +40,51 @@ const parser = new XMLParser({
 export function parseSoapEnvelope(body: string): SoapCall {
   // A DTD is never needed in SOAP 1.1 and is where entity attacks live.
   if (/<!DOCTYPE|<!ENTITY/i.test(body)) throw new MalformedSoapError('DTDs are not accepted');
+  return plainSoapEnvelope(body) ?? parsedSoapEnvelope(body);
+}
+
+// The plain envelope every control point sends: an optional XML declaration, Envelope, Body, one
+// action element holding argument elements of text (no comment, CDATA, PI, Header or nesting).
+// Names with an optional prefix; attributes only as name="value" or name='value'.
+const NAME = String.raw`(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)`;
+const ATTRIBUTES = String.raw`(?:\s+[^\s=<>/"']+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*\s*`;
+const PLAIN_ENVELOPE = new RegExp(
+  String.raw`^\s*(?:<\?xml${ATTRIBUTES}\?>\s*)?<(${NAME})${ATTRIBUTES}>\s*<(${NAME})${ATTRIBUTES}>\s*<(${NAME})${ATTRIBUTES}(?:/>|>([^<]*(?:<(?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*${ATTRIBUTES}(?:/>|>[^<]*</[^<>]+>)[^<]*)*)</\5\s*>)\s*</\3\s*>\s*</\1\s*>\s*$`,
+);
+const RESERVED_NAME = /__proto__|constructor|prototype/;
+const PLAIN_ARGUMENT = new RegExp(String.raw`<(${NAME})${ATTRIBUTES}(?:/>|>([^<]*)</([^<>]+)>)`, 'g');
+
+/**
+ * The call in a plain envelope (PLAIN_ENVELOPE), read without building a document: what the XML
+ * parser gives for it, at a fraction of its cost on each request. Undefined for anything else,
+ * which the parser then reads (and refuses if it must): this never refuses.
+ */
+export function plainSoapEnvelope(body: string): SoapCall | undefined {
+  // Names the parser refuses (they would reach an object's prototype): its to refuse.
+  if (RESERVED_NAME.test(body)) return undefined;
+  const envelope = PLAIN_ENVELOPE.exec(body);
+  if (!envelope || envelope[2] !== 'Envelope' || envelope[4] !== 'Body') return undefined;
+  const action = envelope[6]!;
+  const content = envelope[7];
+  // The parser renames names that objects inherit (toString → __toString): its to read.
+  if (action in Object.prototype) return undefined;
+  if (content === undefined || content.trim() === '') return { action, args: {} };
+  // As the parser gives them: no prototype.
+  const args = Object.create(null) as Record<string, string>;
+  let end = 0;
+  for (const argument of content.matchAll(PLAIN_ARGUMENT)) {
+    const [whole, qualified, name, text = '', closing] = argument;
+    if (content.slice(end, argument.index).trim() !== '') return undefined;
+    end = argument.index + whole.length;
+    // A repeated name is a list to the parser; a mismatched end tag is its to refuse.
+    if ((closing !== undefined && closing.trim() !== qualified) || Object.hasOwn(args, name!) || name! in Object.prototype) return undefined;
+    args[name!] = text.trim();
+  }
+  return content.slice(end).trim() === '' ? { action, args } : undefined;
+}
+
+/** The call read by the XML parser (any well-formed envelope); exported for the tests that hold the plain reading to it. */
+export function parsedSoapEnvelope(body: string): SoapCall {
   let document: unknown;
   try {
     document = parser.parse(body);

@@ -1,0 +1,73 @@
+import { NamespaceProcess } from '../../test/netns/namespace-process.js';
+import type { DaemonUnderTest, GatewaySetup } from './types.js';
+
+const CONTROL_PATH = '/ctl/IPConn';
+const SERVICE_TYPE = 'urn:schemas-upnp-org:service:WANIPConnection:1';
+
+/**
+ * Node's own floor: a bare `node:http` server (default options, nothing else loaded) answering
+ * a constant description and a constant GetExternalIPAddress response, run with upnpd's Node and
+ * shebang flags on the same gateway, address and port, driven by the same generator. What upnpd
+ * spends per request above it is upnpd's; what it costs is what Node's HTTP server costs.
+ */
+export function nodeFloor(externalAddress: string): DaemonUnderTest {
+  return {
+    name: 'node:http floor',
+    persistence: { supported: false, reason: 'a constant answer, no mappings' },
+    answersOnly: true,
+    version: () => Promise.resolve(`node:http floor: Node.js ${process.version}, createServer() with default options`),
+    start: (gateway) => Promise.resolve(startFloor(gateway, externalAddress)),
+  };
+}
+
+function startFloor(gateway: GatewaySetup, externalAddress: string) {
+  const { testbed, httpPort } = gateway;
+  const address = testbed.addresses.gatewayLan;
+  const server = NamespaceProcess.start(testbed.gateway, [
+    'env',
+    'MALLOC_ARENA_MAX=1',
+    process.execPath,
+    '--max-semi-space-size=1',
+    // Profiled alike when upnpd is (bench/README.md, "Profiling").
+    ...(process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+    '--input-type=module',
+    '-e',
+    floorProgram(address, httpPort, externalAddress),
+  ]);
+  return {
+    pid: server.pid,
+    descriptionUrl: `http://${address}:${httpPort}/rootDesc.xml`,
+    diagnostics: () => `node:http floor output:\n${server.output()}`,
+    async stop() {
+      const code = await server.stop('SIGTERM', 5_000);
+      if (code !== 0) throw new Error(`the node:http floor exited ${code}:\n${server.output()}`);
+      return undefined;
+    },
+  };
+}
+
+/** The floor's whole program: what any HTTP server in Node does for a request, and no more. */
+export function floorProgram(address: string, port: number, externalAddress: string): string {
+  const description =
+    '<?xml version="1.0"?><root xmlns="urn:schemas-upnp-org:device-1-0"><device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>' +
+    `<serviceList><service><serviceType>${SERVICE_TYPE}</serviceType><controlURL>${CONTROL_PATH}</controlURL></service></serviceList></device></root>`;
+  const answer =
+    '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>' +
+    `<u:GetExternalIPAddressResponse xmlns:u="${SERVICE_TYPE}"><NewExternalIPAddress>${externalAddress}</NewExternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>`;
+  return `
+import { createServer } from 'node:http';
+const description = ${JSON.stringify(description)};
+const answer = ${JSON.stringify(answer)};
+const server = createServer((req, res) => {
+  const body = req.method === 'GET' ? description : answer;
+  req.resume();
+  req.on('end', () => {
+    res.writeHead(200, { 'Content-Type': 'text/xml; charset="utf-8"', 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+});
+server.listen(${port}, ${JSON.stringify(address)}, () => console.log('FLOOR READY'));
+// An orderly exit, so that a --cpu-prof profile is written.
+process.on('SIGTERM', () => process.exit(0));
+`;
+}
