@@ -2,6 +2,7 @@ import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/c
 import type { ExternalAddress, FrontEndContext } from '../../core/front-end.js';
 import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limits.js';
 import { silentLogger } from '../../core/logger.js';
+import { Ipv6Lan } from '../../core/net/ipv6.js';
 import type { InterfaceAddress } from '../../core/net/network-info.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { Epoch } from '../../plugins/nat-pmp/epoch.js';
@@ -57,7 +58,7 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
   const { mappings, backend, clock } = makeMappings({ plugins: policies });
   const external = new SettableExternalAddress(TEST_EXTERNAL_IP);
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
-  const context: FrontEndContext = { mappings, lan, limits, external, clock, logger: silentLogger, config };
+  const context: FrontEndContext = { mappings, lan, lanIpv6: new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
   const options = natPmpOptionsSchema.parse({ port: 0, ...fixture.options });
   const frontEnd = new NatPmpFrontEnd(
     context,
