@@ -37,6 +37,8 @@ export interface NatPmpFixtureOptions {
   readonly secureMode?: boolean;
   /** The LAN served (default 127.0.0.1/8). */
   readonly lan?: InterfaceAddress;
+  /** The LAN IPv6 side served (default none; in dry-run only ::1 is listened on). */
+  readonly lanIpv6?: Ipv6Lan;
   /** As with `--lan`: in dry-run, LAN interfaces named on the command line. */
   readonly lanFromCommandLine?: boolean;
 }
@@ -58,7 +60,7 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
   const { mappings, backend, clock } = makeMappings({ plugins: policies });
   const external = new SettableExternalAddress(TEST_EXTERNAL_IP);
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
-  const context: FrontEndContext = { mappings, lan, lanIpv6: new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
+  const context: FrontEndContext = { mappings, lan, lanIpv6: fixture.lanIpv6 ?? new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
   const options = natPmpOptionsSchema.parse({ port: 0, ...fixture.options });
   const frontEnd = new NatPmpFrontEnd(
     context,
