@@ -90,7 +90,12 @@ export class NatPmpFrontEnd implements FrontEnd {
   }
 
   describe(): string[] {
-    return this.listeners.map(({ bound, socket, ipv6 }) => `udp://${ipv6 ? `[${bound}]` : bound}:${socket.address().port}`);
+    // URLs the daemon parses (for its own ports): WHATWG URLs have no IPv6 zone, so a link-local one is the fragment.
+    return this.listeners.map(({ lan, bound, socket, ipv6 }) => {
+      const port = socket.address().port;
+      if (!ipv6) return `udp://${bound}:${port}`;
+      return bound.includes('%') ? `udp://[${lan.address}]:${port}#${lan.interface}` : `udp://[${bound}]:${port}`;
+    });
   }
 
   status(): Readonly<Record<string, unknown>> {
