@@ -461,7 +461,7 @@ function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services
     const factory = plugin.frontEnd;
     if (!factory) return [];
     const context = { mappings, limits, external: wan, clock, logger: logger.child({ plugin: plugin.name }), config };
-    return [(lan) => Promise.resolve(factory({ ...context, lan }))];
+    return [(lan, lanIpv6) => Promise.resolve(factory({ ...context, lan, lanIpv6 }))];
   });
   return [...(config.upnp.enabled ? [upnpBuilder] : []), ...plugins];
 }

@@ -394,13 +394,14 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
  */
 export function useTestbedDaemon(
   options: TestbedOptions,
-  args: (testbed: Testbed) => readonly string[],
+  /** The daemon's arguments; may prepare the testbed first (the admin's firewall, a config file). */
+  args: (testbed: Testbed) => readonly string[] | Promise<readonly string[]>,
 ): { readonly testbed: Testbed; readonly daemon: RunningDaemon } {
   let testbed: Testbed | undefined;
   let daemon: RunningDaemon | undefined;
   beforeAll(async () => {
     testbed = await createTestbed(options);
-    daemon = await startDaemonInGateway(testbed, args(testbed));
+    daemon = await startDaemonInGateway(testbed, await args(testbed));
   });
   afterAll(async () => {
     try {
