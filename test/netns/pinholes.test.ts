@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import type { Listing } from '../../app/control/protocol.js';
 import { describeNetns } from './netns.js';
 import {
   NFT_FORWARD_JUMP_PLUGIN,
@@ -31,6 +32,7 @@ import {
 
 /** A second IPv6 address of the first LAN client. */
 const LAN_CLIENT_SECOND = '2001:db8:77::20';
+const BIN = new URL('../../bin/upnpd.js', import.meta.url).pathname;
 const PASSES_MS = 5_000;
 const BLOCKED_MS = 1_500;
 const LEASE = '3600';
@@ -139,6 +141,8 @@ for (const backend of [NFTABLES, IPTABLES])
         !(await udpReachable(testbed.wan, address, port, testbed.lan, BLOCKED_MS, options)),
     };
     const pinholeElements = () => backend.pinholesInKernel(testbed);
+    /** `upnpd ARGS --runtime-dir …` run by the admin in the gateway. */
+    const admin = (...args: string[]) => testbed.gateway.exec(process.execPath, [BIN, ...args, '--runtime-dir', join(scratchDir!, 'run')]);
 
     beforeAll(async () => {
       scratchDir = await mkdtemp(join(tmpdir(), 'upnpd-pinholes-'));
@@ -153,7 +157,16 @@ for (const backend of [NFTABLES, IPTABLES])
         '',
       ];
       await writeFile(configFile, config.join('\n'));
-      daemon = await startDaemonInGateway(testbed, ['--lan', testbed.lanInterface, '--wan', testbed.wanInterface, '--config', configFile]);
+      daemon = await startDaemonInGateway(testbed, [
+        '--lan',
+        testbed.lanInterface,
+        '--wan',
+        testbed.wanInterface,
+        '--config',
+        configFile,
+        '--runtime-dir',
+        join(scratchDir, 'run'),
+      ]);
     });
     afterAll(async () => {
       try {
@@ -284,6 +297,41 @@ for (const backend of [NFTABLES, IPTABLES])
       } finally {
         expectSucceeded(await fromLan('-d', '9010', TCP));
       }
+    });
+
+    it('the admin sees pinholes in upnpd list, closes one with upnpd delete pinhole and the rest with upnpd purge --client', async () => {
+      const udp = await fromLan('-A', 'empty', '0', v6.lanClient, '6001', UDP, LEASE);
+      const tcp = await fromLan('-A', 'empty', '0', LAN_CLIENT_SECOND, '6002', TCP, LEASE);
+      const other = await fromLan2('-A', 'empty', '0', v6.lanClient2, '6003', TCP, LEASE);
+      for (const run of [udp, tcp, other]) expectSucceeded(run);
+      const listed = JSON.parse(await admin('list', '--json')) as Listing;
+      expect(listed.pinholes).toEqual(
+        expect.arrayContaining([
+          {
+            uniqueId: Number(uniqueIdOf(udp)),
+            remoteHost: '',
+            remotePort: 0,
+            internalClient: v6.lanClient,
+            internalPort: 6001,
+            protocol: UDP,
+            leaseSecondsLeft: expect.any(Number) as unknown,
+            source: expect.stringMatching(/^upnp-igd:/) as unknown,
+            createdBy: TESTBED_ADDRESSES.lanClient,
+          },
+        ]),
+      );
+      expect(await admin('list')).toMatch(new RegExp(`pinhole +${uniqueIdOf(tcp)} TCP -> \\[${LAN_CLIENT_SECOND}\\]:6002 from \\*`));
+      expect(await toLan.udp(v6.lanClient, 6001)).toBe(true);
+
+      expect(await admin('delete', 'pinhole', uniqueIdOf(udp))).toMatch(/^deleted pinhole/);
+      expect(await pinholeElements()).not.toContain(`${v6.lanClient} . udp . 6001`);
+      expect(await toLan.udpBlocked(v6.lanClient, 6001)).toBe(true);
+
+      expect(await admin('purge', '--client', LAN_CLIENT_SECOND)).toMatch(/^purged pinhole +\d+ TCP -> \[2001:db8:77::20\]:6002/);
+      expect(await pinholeElements()).not.toContain(`${LAN_CLIENT_SECOND} . tcp . 6002`);
+      // The other client's pinhole stays.
+      expect((JSON.parse(await admin('list', '--json')) as Listing).pinholes.map((p) => p.internalClient)).toEqual([v6.lanClient2]);
+      expectSucceeded(await fromLan2('-D', uniqueIdOf(other)));
     });
 
     it('IPv4 port mappings keep working alongside pinholes', async () => {
