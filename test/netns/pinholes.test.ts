@@ -93,7 +93,7 @@ const NFTABLES: BackendUnderTest = {
   },
   async pinholesInKernel(testbed) {
     const listing = await testbed.gateway.exec('nft', ['list', 'table', 'inet', 'filter']);
-    return [...listing.matchAll(/2001:db8:77::[0-9a-f]+ \. (tcp|udp) \. \d+/g)].map((m) => m[0]);
+    return [...listing.matchAll(/2001:db8:7[78]::[0-9a-f]+ \. (tcp|udp) \. \d+/g)].map((m) => m[0]);
   },
   losePinholes: (testbed) => testbed.gateway.exec('nft', ['flush', 'set', 'inet', 'filter', 'upnpd-pinholes']).then(() => undefined),
 };
@@ -352,5 +352,38 @@ for (const backend of [NFTABLES, IPTABLES])
       expect(await eventually(async () => (await pinholeElements()).some((e) => e.endsWith('tcp . 4444')), SETTLE_MS)).toBe(true);
       expect(await toLan.tcp(v6.lanClient, 4444)).toBe(true);
       expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
+    });
+
+    // Last: it renumbers the LAN.
+    it('a LAN prefix change closes the pinholes to addresses that left the LAN, in the table and the kernel; the new prefix keeps its own', async () => {
+      const newPrefixClient = '2001:db8:78::10';
+      const gw = (...args: string[]) => testbed.gateway.exec('ip', ['-6', ...args]);
+      // The new delegated prefix arrives first (gateway and client, as SLAAC would), then the old one goes.
+      await testbed.lan.exec('ip', ['-6', 'addr', 'add', `${newPrefixClient}/64`, 'dev', HOST_INTERFACE, 'nodad']);
+      await gw('addr', 'add', '2001:db8:78::1/64', 'dev', testbed.lanInterface, 'nodad');
+      await testbed.wan.exec('ip', ['-6', 'route', 'add', '2001:db8:78::/64', 'via', v6.gatewayWan]);
+      const listedIds = async () => (JSON.parse(await admin('list', '--json')) as Listing).pinholes.map((p) => p.uniqueId);
+      const old = await fromLan('-A', 'empty', '0', v6.lanClient, '7001', TCP, LEASE);
+      expectSucceeded(old);
+      // The daemon has to see the new prefix before it admits a pinhole to it.
+      let kept: UpnpcRun | undefined;
+      await eventually(async () => {
+        kept = await fromLan('-A', 'empty', '0', newPrefixClient, '7002', TCP, LEASE);
+        return !/failed with code|returned : [1-9]/.test(kept.output);
+      }, SETTLE_MS);
+      expectSucceeded(kept!);
+      expect(await toLan.tcp(v6.lanClient, 7001)).toBe(true);
+      expect(await toLan.tcp(newPrefixClient, 7002)).toBe(true);
+
+      await gw('addr', 'del', `${v6.gatewayLan}/${v6.prefixLength}`, 'dev', testbed.lanInterface);
+      // A route to the old prefix stays, so only the firewall decides whether traffic passes.
+      await gw('route', 'replace', `2001:db8:77::/${v6.prefixLength}`, 'dev', testbed.lanInterface);
+      expect(await eventually(async () => !(await listedIds()).includes(Number(uniqueIdOf(old))), SETTLE_MS)).toBe(true);
+      expect(await listedIds()).toEqual([Number(uniqueIdOf(kept!))]);
+      expect(await eventually(async () => !(await pinholeElements()).includes(`${v6.lanClient} . tcp . 7001`), SETTLE_MS)).toBe(true);
+      expect(await pinholeElements()).toContain(`${newPrefixClient} . tcp . 7002`);
+      expect(await toLan.tcpBlocked(v6.lanClient, 7001)).toBe(true);
+      expect(await toLan.tcp(newPrefixClient, 7002)).toBe(true);
+      expect(daemon!.output()).toMatch(/closed 1 pinhole\(s\) to addresses no longer on the LAN/);
     });
   });
