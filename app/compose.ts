@@ -205,6 +205,7 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
       reconfigurePlugins: reconfigure,
       refusals,
       onFirewallApply: options.onFirewallApply,
+      commands: container.resolve(COMMAND_RUNNER),
     });
   const readers = options.hostReaders ?? OS_READERS;
   if (!readers) return start();

@@ -1,3 +1,4 @@
+import { NAT_PMP_FIGURES } from './natpmp-figures.js';
 import type { BenchProfile } from './profile.js';
 
 export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'MB' | '×';
@@ -9,7 +10,14 @@ export interface FigureSpec {
   readonly better: 'higher' | 'lower' | 'none';
 }
 
-type Sizes = Pick<BenchProfile, 'mappings' | 'firstCheckpoint'>;
+export type Sizes = Pick<BenchProfile, 'mappings' | 'firstCheckpoint'>;
+
+/** A row of the table: its label for the sizes of a run, its unit and which way is better. */
+export interface FigureRow {
+  readonly label: (sizes: Sizes) => string;
+  readonly unit: Unit;
+  readonly better: FigureSpec['better'];
+}
 
 /**
  * The rows of the table, in order, as data: a module that measures more (another front-end's
@@ -47,7 +55,8 @@ export const FIGURES = {
   rssMapped: { label: (s: Sizes) => `RSS with ${s.mappings} mappings, settled`, unit: 'MB', better: 'lower' },
   startEmpty: { label: () => 'start-up, no mappings', unit: 's', better: 'lower' },
   startPersisted: { label: (s: Sizes) => `start-up with ${s.mappings} persisted mappings`, unit: 's', better: 'lower' },
-} as const satisfies Record<string, { label: (sizes: Sizes) => string; unit: Unit; better: FigureSpec['better'] }>;
+  ...NAT_PMP_FIGURES,
+} as const satisfies Record<string, FigureRow>;
 
 export type FigureKey = keyof typeof FIGURES;
 

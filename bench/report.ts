@@ -22,12 +22,14 @@ export interface Machine {
  */
 export interface Section {
   readonly title: string;
+  /** The rows this comparison measures, in the order of `FIGURES` (default: all of them). */
+  readonly figures?: readonly FigureKey[];
   readonly upnpd: DaemonResults;
   readonly miniupnpd: DaemonResults;
   readonly others?: readonly DaemonResults[];
 }
 
-export type TableInput = Pick<Section, 'upnpd' | 'miniupnpd' | 'others'> & { readonly profile: Pick<BenchProfile, 'mappings' | 'firstCheckpoint'> };
+export type TableInput = Pick<Section, 'upnpd' | 'miniupnpd' | 'others' | 'figures'> & { readonly profile: Pick<BenchProfile, 'mappings' | 'firstCheckpoint'> };
 
 export interface Report {
   readonly profile: BenchProfile;
@@ -51,7 +53,7 @@ export function resultsTable(report: TableInput): string {
   const ours = aggregate(report.upnpd.samples);
   const theirs = aggregate(report.miniupnpd.samples);
   const others = (report.others ?? []).map((d) => aggregate(d.samples));
-  const rows = FIGURE_KEYS.map((key) => {
+  const rows = (report.figures ?? FIGURE_KEYS).map((key) => {
     const spec = specs[key];
     const u = ours[key]?.median;
     const m = theirs[key]?.median;

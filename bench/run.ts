@@ -10,10 +10,12 @@ import type { DaemonUnderTest } from './daemons/types.js';
 import { upnpd, upnpdIptables } from './daemons/upnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
-import type { Notes, Sample } from './figures.js';
+import { FIGURE_KEYS, type Notes, type Sample } from './figures.js';
+import { NAT_PMP_FIGURE_KEYS } from './natpmp-figures.js';
 import { Schedule } from './schedule.js';
 import { LoadGenerator } from './load/remote.js';
-import { GROUPS, type GroupName } from './measure.js';
+import { GROUPS as UPNP_GROUPS, type GroupName as UpnpGroupName } from './measure.js';
+import { NAT_PMP_GROUPS, type NatPmpGroupName } from './natpmp-rows.js';
 import { USAGE, parseCommandLine, type BenchProfile } from './profile.js';
 import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine, type Section } from './report.js';
 import { createBenchTestbed, type BenchTestbed } from './testbed.js';
@@ -25,6 +27,10 @@ const FINISH_RESERVE_MS = 15_000;
 /** After the budget, this long for cleanup before the run is cut short. */
 const CLEANUP_GRACE_MS = 30_000;
 const EXIT_USAGE = 2;
+const GROUPS = { ...UPNP_GROUPS, ...NAT_PMP_GROUPS };
+type GroupName = UpnpGroupName | NatPmpGroupName;
+/** The rows of a comparison without the NAT-PMP groups. */
+const UPNP_FIGURE_KEYS = FIGURE_KEYS.filter((key) => !(NAT_PMP_FIGURE_KEYS as readonly string[]).includes(key));
 
 async function main(argv: readonly string[]): Promise<number> {
   let profile: BenchProfile;
@@ -108,6 +114,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const pair = [c.upnpd, c.miniupnpd];
     sections.push({
       title: c.title,
+      ...(c.natPmp ? {} : { figures: UPNP_FIGURE_KEYS }),
       upnpd: await daemonResults(c.upnpd, pair),
       miniupnpd: await daemonResults(c.miniupnpd, pair),
       others: await Promise.all(c.others.map((d) => daemonResults(d, []))),
@@ -133,20 +140,24 @@ interface Comparison {
   readonly miniupnpd: DaemonUnderTest;
   /** Shown beside them, without a ratio (Node's floor). */
   readonly others: readonly DaemonUnderTest[];
+  /** Whether the pair runs the NAT-PMP groups too (the nftables pair only). */
+  readonly natPmp: boolean;
 }
 
 /**
- * nftables backends (miniupnpd-nftables as installed) with Node's floor beside them, then the
- * iptables backends (miniupnpd-iptables unpacked into the harness's cache), unless `--no-iptables`
- * or that build cannot be had (said in the log; the nftables comparison runs all the same).
+ * nftables backends (miniupnpd-nftables as installed) with Node's floor beside them and the
+ * NAT-PMP rows, then the iptables backends (miniupnpd-iptables unpacked into the harness's cache;
+ * UPnP rows only), unless `--no-iptables` or that build cannot be had (said in the log; the
+ * nftables comparison runs all the same).
  */
 async function comparisonsToRun(installedVersion: string, withIptables: boolean): Promise<Comparison[]> {
   const comparisons: Comparison[] = [
     {
-      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor",
+      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP rows run with these backends only",
       upnpd,
       miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
       others: [nodeFloor(TESTBED_ADDRESSES.gatewayWan)],
+      natPmp: true,
     },
   ];
   if (!withIptables) return comparisons;
@@ -156,22 +167,25 @@ async function comparisonsToRun(installedVersion: string, withIptables: boolean)
     return comparisons;
   }
   comparisons.push({
-    title: 'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package)',
+    title:
+      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP rows run with the nftables backends',
     upnpd: upnpdIptables,
     miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
     others: [],
+    natPmp: false,
   });
   return comparisons;
 }
 
 /**
  * The groups each daemon of a comparison runs in one repeat, the daemons' order alternating
- * between repeats. The persisted start-up is measured once both daemons can persist; Node's floor
- * runs the request phases only.
+ * between repeats. The persisted start-up is measured once both daemons can persist, the NAT-PMP
+ * groups where the comparison says; Node's floor runs the request phases only.
  */
 function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: DaemonUnderTest; group: GroupName }> {
   const pair = repeat % 2 === 1 ? [comparison.upnpd, comparison.miniupnpd] : [comparison.miniupnpd, comparison.upnpd];
-  const groups: GroupName[] = pair.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
+  const upnpGroups: GroupName[] = pair.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
+  const groups: GroupName[] = comparison.natPmp ? [...upnpGroups, 'natPmpRequests', 'natPmpTable'] : upnpGroups;
   return [
     ...groups.flatMap((group) => pair.map((daemon) => ({ daemon, group }))),
     ...comparison.others.map((daemon) => ({ daemon, group: 'requests' as const })),

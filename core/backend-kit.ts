@@ -7,6 +7,8 @@ import { BackendError } from './errors.js';
 import type { RuleSpec } from './mapping/types.js';
 
 export { EMPTY_CHANGE_SET, isEmptyChangeSet, keyOf, keyString, ruleOf, sameRule } from './mapping/types.js';
+export { isValidPinholeRule, pinholeRuleOf, pinholeRuleString, samePinholeRule } from './mapping/pinhole.js';
+export { canonicalIPv6 } from './net/ipv6.js';
 export { INTERFACE_NAME } from './net/network-info.js';
 export { interfaceName } from './config/schema.js';
 export type { CommandExit, CommandResult, CommandRunner, RunningCommand, StartOptions } from './command-runner.js';

@@ -3,7 +3,10 @@ import { HeapTrimmer } from './heap-trimmer.js';
 import { persistedBootId } from './boot-id.js';
 import type { ResolvedConfig } from './config/schema.js';
 import { ConfigError, messageOf } from './errors.js';
-import type { PortMapping } from './mapping/types.js';
+import type { LeaseHolder } from './mapping/state-file.js';
+import type { Pinhole } from './mapping/pinhole.js';
+import type { CommandRunner } from './command-runner.js';
+import { LanHosts } from './net/lan-hosts.js';
 import type { FrontEnd } from './front-end.js';
 import type { Logger } from './logger.js';
 import type { ReconcileStats } from './mapping/reconciler.js';
@@ -54,6 +57,8 @@ export interface DaemonDependencies {
   readonly refusals?: RefusalRegistry;
   /** Told how long each firewall apply took, from the first (the restore at start) on. */
   readonly onFirewallApply?: (seconds: number, ok: boolean) => void;
+  /** Runs `ip neigh` for the pinhole ownership check (a host opens pinholes to any of its own addresses). Without it: only the address it spoke from. */
+  readonly commands?: CommandRunner;
 }
 
 /** The LAN addresses to serve: loopback in dry-run unless --lan named interfaces. */
@@ -91,6 +96,11 @@ export interface DaemonStatus {
     readonly byProtocol: Readonly<Record<string, number>>;
     readonly byClient: Readonly<Record<string, number>>;
     readonly bySource: Readonly<Record<string, number>>;
+  };
+  /** IPv6 pinholes, by the LAN address they open. */
+  readonly pinholes: {
+    readonly total: number;
+    readonly byClient: Readonly<Record<string, number>>;
   };
   readonly frontEnds: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** What the per-client bounds refused. */
@@ -144,6 +154,29 @@ export class Daemon {
     return () => this.ipv6Listeners.delete(listener);
   }
   private stopWatchingWan: (() => void) | undefined;
+
+  /**
+   * Pinholes open only to LAN hosts' own addresses, checked in the neighbour table (with `commands`;
+   * without, only the address a client spoke from), on the LAN IPv6 prefixes served now; when the
+   * prefixes change (a new delegated prefix), pinholes to addresses that left the LAN are closed.
+   */
+  private guardPinholes(commands: CommandRunner | undefined): void {
+    if (commands) {
+      const hosts = new LanHosts(this.config.lan, commands, () => this.lanIpv6);
+      this.mappings.checkPinholeTargets((internalClient, requester) => hosts.refuse(internalClient, requester));
+    }
+    this.onLanIpv6Change((current) => {
+      this.mappings
+        .closePinholesWhere((p) => !current.contains(p.internalClient), 'deleted', null)
+        .then(
+          (closed) => {
+            if (closed.length > 0)
+              this.logger.info({ closed: closed.map((p) => p.id) }, `closed ${closed.length} pinhole(s) to addresses no longer on the LAN`);
+          },
+          (err: unknown) => this.logger.error({ err }, `could not close the pinholes of addresses that left the LAN: ${messageOf(err)}`),
+        );
+    });
+  }
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
@@ -200,6 +233,7 @@ export class Daemon {
     daemon.stopWatchingWan = wan.onChange((current, previous) => {
       void driver.hookParallel('onExternalAddressChange', { previous: previous ?? '', current: current ?? '' });
     });
+    daemon.guardPinholes(deps.commands);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -312,6 +346,7 @@ export class Daemon {
         byClient: countBy((m) => m.internalClient),
         bySource: countBy((m) => m.createdBy.via),
       },
+      pinholes: pinholeCounts(this.mappings.pinholes.values()),
       frontEnds: Object.fromEntries(this.frontEnds.map((f) => [f.name, f.status?.() ?? {}])),
       limits: this.limits.stats(),
       persistence: this.persistence,
@@ -426,7 +461,7 @@ function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services
     const factory = plugin.frontEnd;
     if (!factory) return [];
     const context = { mappings, limits, external: wan, clock, logger: logger.child({ plugin: plugin.name }), config };
-    return [(lan) => Promise.resolve(factory({ ...context, lan }))];
+    return [(lan, lanIpv6) => Promise.resolve(factory({ ...context, lan, lanIpv6 }))];
   });
   return [...(config.upnp.enabled ? [upnpBuilder] : []), ...plugins];
 }
@@ -478,15 +513,23 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
           logger.error({ err, file: file.path }, `${outcome.failed} saved mapping(s) could not be reinstalled, and no copy could be kept: ${messageOf(err)}`),
       );
     }
-  } else if (loaded.expired || loaded.invalid) {
+  }
+  if (loaded.pinholes.length > 0) {
+    const restored = await mappings.restorePinholes(loaded.pinholes);
+    logger.info(
+      { file: file.path, restored, stored: loaded.pinholes.length },
+      `restored ${restored} of ${loaded.pinholes.length} IPv6 pinhole(s) from ${file.path}`,
+    );
+  }
+  if (loaded.mappings.length === 0 && (loaded.expired || loaded.invalid)) {
     logger.info(
       { file: file.path, expired: loaded.expired, invalid: loaded.invalid },
       `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`,
     );
   }
-  const table = { mappings: () => mappings.values(), remainingMs: (m: PortMapping) => mappings.leaseLeftMs(m) };
+  const table = { mappings: () => mappings.values(), pinholes: () => mappings.pinholes.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
   try {
-    await file.save(table.mappings(), table.remainingMs);
+    await file.save(table.mappings(), table.remainingMs, table.pinholes());
   } catch (err) {
     const lastError = `${(err as NodeJS.ErrnoException).code ?? 'error'}: ${messageOf(err)}`;
     logger.error(
@@ -498,6 +541,16 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
   const journal = new DurableMappingJournal(file, table, logger);
   mappings.persistTo(journal, config.state.onWriteFailure);
   return { journal, status: journal.persistence };
+}
+
+function pinholeCounts(pinholes: Iterable<Pinhole>): DaemonStatus['pinholes'] {
+  const byClient: Record<string, number> = {};
+  let total = 0;
+  for (const p of pinholes) {
+    byClient[p.internalClient] = (byClient[p.internalClient] ?? 0) + 1;
+    total++;
+  }
+  return { total, byClient };
 }
 
 function describeValue(value: unknown): string {

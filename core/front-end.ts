@@ -3,6 +3,7 @@ import type { ResolvedConfig } from './config/schema.js';
 import type { ClientLimits } from './limits/client-limits.js';
 import type { Logger } from './logger.js';
 import type { MappingService } from './mapping/service.js';
+import type { Ipv6Lan } from './net/ipv6.js';
 import type { InterfaceAddress } from './net/network-info.js';
 
 /**
@@ -27,7 +28,20 @@ export interface FrontEnd {
  */
 export type FrontEndMappings = Pick<
   MappingService,
-  'add' | 'addAny' | 'delete' | 'deleteMatching' | 'get' | 'values' | 'size' | 'onChange' | 'remainingSeconds'
+  | 'add'
+  | 'addAny'
+  | 'delete'
+  | 'deleteMatching'
+  | 'get'
+  | 'values'
+  | 'size'
+  | 'onChange'
+  | 'remainingSeconds'
+  // IPv6 pinholes (PCP MAP for an IPv6 internal host): the same operations WANIPv6FirewallControl calls.
+  | 'pinholesSupported'
+  | 'pinholes'
+  | 'openPinhole'
+  | 'closePinhole'
 >;
 
 /** The gateway's external IPv4 address, watched once by the daemon for every front-end. */
@@ -43,6 +57,11 @@ export interface FrontEndContext {
   readonly mappings: FrontEndMappings;
   /** The LAN addresses to serve (loopback in dry-run unless --lan was given); their subnets are "the LAN". */
   readonly lan: readonly InterfaceAddress[];
+  /**
+   * The LAN IPv6 side served (addresses, link-local with their interface, prefixes): a front-end
+   * listening on it answers a peer only when `interfaceOf(peer)` is the interface it listens on.
+   */
+  readonly lanIpv6: Ipv6Lan;
   /** Per-client bounds shared by every front-end: one state-change bucket per client, whatever protocol it speaks. */
   readonly limits: ClientLimits;
   readonly external: ExternalAddress;

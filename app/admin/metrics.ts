@@ -6,6 +6,7 @@ export const METRIC_NAMES = [
   'upnpd_info',
   'upnpd_uptime_seconds',
   'upnpd_mappings',
+  'upnpd_pinholes',
   'upnpd_requests_total',
   'upnpd_limit_refusals_total',
   'upnpd_backend_apply_seconds',
@@ -89,6 +90,16 @@ export function daemonMetrics(daemon: Daemon, applyTimes: ApplyTimes = new Apply
       collect() {
         this.reset();
         for (const m of daemon.mappings.values()) this.inc({ protocol: m.protocol, source: m.createdBy.via });
+      },
+    }),
+    upnpd_pinholes: new Gauge({
+      name: 'upnpd_pinholes',
+      help: 'IPv6 pinholes in the table, by protocol and front-end',
+      labelNames: ['protocol', 'source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of daemon.mappings.pinholes.values()) this.inc({ protocol: p.protocol, source: p.createdBy.via });
       },
     }),
     upnpd_requests_total: new Counter({

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { Daemon } from '../../core/daemon.js';
 import { ConfigError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { ADMIN_REQUESTER, listed } from '../control/server.js';
+import { ADMIN_REQUESTER, closePinholeAsAdmin, listing } from '../control/server.js';
 import { type ApplyTimes, daemonMetrics } from './metrics.js';
 import { statusPage } from './page.js';
 
@@ -78,12 +78,7 @@ export async function startAdminServer(
   }
 
   function page(res: ServerResponse, notice?: string, status = 200): void {
-    const html = statusPage(
-      daemon.status(),
-      [...daemon.mappings.values()].map((m) => listed(daemon, m)),
-      token,
-      notice,
-    );
+    const html = statusPage(daemon.status(), listing(daemon), token, notice);
     res.writeHead(status, {
       'content-type': 'text/html; charset=utf-8',
       'cache-control': 'no-store',
@@ -107,6 +102,11 @@ export async function startAdminServer(
     const form = new URLSearchParams(body);
     const sent = Buffer.from(form.get('token') ?? '');
     if (sent.length !== token.length || !timingSafeEqual(sent, Buffer.from(token))) return void res.writeHead(403).end('bad token\n');
+    const uniqueId = form.get('uniqueId');
+    if (uniqueId !== null) {
+      const closed = /^\d{1,5}$/.test(uniqueId) ? await closePinholeAsAdmin(daemon, Number(uniqueId), 'admin-page') : undefined;
+      return void res.writeHead(303, { location: closed ? '/?deleted=1' : '/?deleted=0' }).end();
+    }
     const protocol = form.get('protocol');
     const externalPort = Number(form.get('externalPort'));
     const remoteHost = form.get('remoteHost') ?? '';

@@ -4,15 +4,17 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { messageOf } from '../../core/errors.js';
 import type { DaemonStatus } from '../../core/daemon.js';
-import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping } from './protocol.js';
+import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping, type ListedPinhole, type Listing } from './protocol.js';
 
 export const CONTROL_USAGE = `Usage: upnpd status [--json] [--runtime-dir DIR]
        upnpd list [--json] [--runtime-dir DIR]
        upnpd delete PROTOCOL EXTERNAL_PORT [--remote-host ADDR] [--runtime-dir DIR]
+       upnpd delete pinhole UNIQUE_ID [--runtime-dir DIR]
        upnpd purge [--client ADDR] [--runtime-dir DIR]
 
 Talk to the running daemon through its control socket (DIR/upnpd.sock, default /run/upnpd, owner
-only). delete and purge remove mappings as the daemon does: rules, saved state, notifications.
+only). list shows port mappings and IPv6 pinholes. delete and purge remove them as the daemon
+does: rules, saved state, notifications; purge --client (IPv4 or IPv6) removes that client's.
 `;
 
 /**
@@ -50,6 +52,16 @@ export function request(path: string, body: ControlRequest): Promise<ControlResp
 function mappingLine(m: ListedMapping): string {
   const lease = m.leaseSecondsLeft === null ? 'permanent' : `${m.leaseSecondsLeft}s`;
   return `${m.protocol.padEnd(3)} ${String(m.externalPort).padStart(5)} -> ${`${m.internalClient}:${m.internalPort}`.padEnd(21)} ${(m.remoteHost || '*').padEnd(15)} ${lease.padStart(9)}  ${m.source.padEnd(12)} ${m.createdBy.padEnd(15)} ${m.description}`;
+}
+
+export function pinholeLine(p: ListedPinhole): string {
+  const remote = `${p.remoteHost || '*'}${p.remotePort === 0 ? '' : ` port ${p.remotePort}`}`;
+  return `pinhole ${String(p.uniqueId).padStart(5)} ${p.protocol.padEnd(3)} -> [${p.internalClient}]:${p.internalPort} from ${remote}  ${`${p.leaseSecondsLeft}s`.padStart(7)}  ${p.source.padEnd(12)} ${p.createdBy}`;
+}
+
+/** The lines of a list (verb '') or of what delete or purge removed. */
+export function listingLines(listing: Listing, verb: string): string[] {
+  return [...listing.mappings.map((m) => verb + mappingLine(m)), ...listing.pinholes.map((p) => verb + pinholeLine(p))];
 }
 
 function statusText(s: DaemonStatus): string {
@@ -103,7 +115,14 @@ export async function controlCommand(
     return 0;
   }
   let body: ControlRequest;
-  if (command === 'delete') {
+  if (command === 'delete' && positionals[0] === 'pinhole') {
+    const id = positionals[1] ?? '';
+    if (positionals.length !== 2 || !/^\d{1,5}$/.test(id)) {
+      err.write(`upnpd delete pinhole: give the pinhole's UNIQUE_ID (upnpd list shows it)\n${CONTROL_USAGE}`);
+      return 2;
+    }
+    body = { command: 'delete-pinhole', uniqueId: Number(id) };
+  } else if (command === 'delete') {
     const [protocol, port] = positionals;
     if (positionals.length !== 2 || !/^(tcp|udp)$/i.test(protocol ?? '') || !/^\d{1,5}$/.test(port ?? '')) {
       err.write(`upnpd delete: give PROTOCOL (TCP or UDP) and EXTERNAL_PORT\n${CONTROL_USAGE}`);
@@ -140,9 +159,9 @@ export async function controlCommand(
   if (values.json) out.write(`${JSON.stringify(response.result, null, 2)}\n`);
   else if (command === 'status') out.write(`${statusText(response.result as DaemonStatus)}\n`);
   else {
-    const rows = response.result as ListedMapping[];
     const verb = command === 'list' ? '' : command === 'delete' ? 'deleted ' : 'purged ';
-    out.write(rows.length === 0 ? `${command === 'list' ? 'no mappings' : 'nothing to remove'}\n` : `${rows.map((m) => verb + mappingLine(m)).join('\n')}\n`);
+    const lines = listingLines(response.result as Listing, verb);
+    out.write(lines.length === 0 ? `${command === 'list' ? 'no mappings or pinholes' : 'nothing to remove'}\n` : `${lines.join('\n')}\n`);
   }
   return 0;
 }

@@ -6,6 +6,7 @@ export type ControlRequest =
   | { readonly command: 'status' }
   | { readonly command: 'list' }
   | { readonly command: 'delete'; readonly protocol: 'TCP' | 'UDP'; readonly externalPort: number; readonly remoteHost: string }
+  | { readonly command: 'delete-pinhole'; readonly uniqueId: number }
   | { readonly command: 'purge'; readonly client?: string };
 
 export type ControlResponse = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly error: string };
@@ -24,6 +25,28 @@ export interface ListedMapping {
   readonly source: string;
   /** The address of the client that made it. */
   readonly createdBy: string;
+}
+
+/** An IPv6 pinhole as `upnpd list --json` prints it. */
+export interface ListedPinhole {
+  /** WANIPv6FirewallControl's UniqueID (what `upnpd delete pinhole ID` takes). */
+  readonly uniqueId: number;
+  /** '' for any remote host. */
+  readonly remoteHost: string;
+  /** 0 for any remote port. */
+  readonly remotePort: number;
+  readonly internalClient: string;
+  readonly internalPort: number;
+  readonly protocol: string;
+  readonly leaseSecondsLeft: number;
+  readonly source: string;
+  readonly createdBy: string;
+}
+
+/** What list, delete and purge answer: the mappings and the pinholes (listed, or removed). */
+export interface Listing {
+  readonly mappings: readonly ListedMapping[];
+  readonly pinholes: readonly ListedPinhole[];
 }
 
 /** Bounds of the control channel: it is local and owner-only, but still never unbounded. */

@@ -1,18 +1,23 @@
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { Daemon } from '../../core/daemon.js';
 import { messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { MAX_PINHOLE_ID, type Pinhole } from '../../core/mapping/pinhole.js';
 import type { PortMapping } from '../../core/mapping/types.js';
-import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping } from './protocol.js';
+import { canonicalIPv6 } from '../../core/net/ipv6.js';
+import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping, type ListedPinhole, type Listing } from './protocol.js';
 
 /** The admin, as the lifecycle's notifications and log lines name who removed a mapping. */
 export const ADMIN_REQUESTER = { address: 'admin', via: 'control' } as const;
 
-export function listed(daemon: Daemon, m: PortMapping): ListedMapping {
+/** What list, delete and purge need of the daemon. */
+export type ControlledDaemon = Pick<Daemon, 'mappings' | 'status'>;
+
+export function listed(daemon: ControlledDaemon, m: PortMapping): ListedMapping {
   return {
     protocol: m.protocol,
     externalPort: m.externalPort,
@@ -26,12 +31,45 @@ export function listed(daemon: Daemon, m: PortMapping): ListedMapping {
   };
 }
 
-async function answer(daemon: Daemon, request: ControlRequest): Promise<unknown> {
+export function listedPinhole(daemon: ControlledDaemon, p: Pinhole): ListedPinhole {
+  return {
+    uniqueId: p.id,
+    remoteHost: p.remoteHost,
+    remotePort: p.remotePort,
+    internalClient: p.internalClient,
+    internalPort: p.internalPort,
+    protocol: p.protocol,
+    leaseSecondsLeft: daemon.mappings.remainingSeconds(p),
+    source: p.createdBy.via,
+    createdBy: p.createdBy.address,
+  };
+}
+
+/** The mappings and pinholes of the table, as list and the status page show them. */
+export function listing(daemon: ControlledDaemon): Listing {
+  return {
+    mappings: [...daemon.mappings.values()].map((m) => listed(daemon, m)),
+    pinholes: [...daemon.mappings.pinholes.values()].map((p) => listedPinhole(daemon, p)),
+  };
+}
+
+/** Closes the pinhole with this UniqueID as the admin (no ownership check); undefined when there is none. */
+export async function closePinholeAsAdmin(daemon: ControlledDaemon, uniqueId: number, via: string): Promise<Pinhole | undefined> {
+  const [closed] = await daemon.mappings.closePinholesWhere((p) => p.id === uniqueId, 'deleted', { ...ADMIN_REQUESTER, via });
+  return closed;
+}
+
+export async function answer(daemon: ControlledDaemon, request: ControlRequest): Promise<unknown> {
   switch (request.command) {
     case 'status':
       return daemon.status();
     case 'list':
-      return [...daemon.mappings.values()].map((m) => listed(daemon, m));
+      return listing(daemon);
+    case 'delete-pinhole': {
+      const closed = await closePinholeAsAdmin(daemon, request.uniqueId, ADMIN_REQUESTER.via);
+      if (!closed) throw new Error(`no pinhole ${request.uniqueId}`);
+      return { mappings: [], pinholes: [listedPinhole(daemon, closed)] } satisfies Listing;
+    }
     case 'delete': {
       const removed = await daemon.mappings.removeWhere(
         (m) => m.protocol === request.protocol && m.externalPort === request.externalPort && m.remoteHost === request.remoteHost,
@@ -40,16 +78,18 @@ async function answer(daemon: Daemon, request: ControlRequest): Promise<unknown>
       );
       if (removed.length === 0)
         throw new Error(`no mapping ${request.protocol} ${request.externalPort}${request.remoteHost ? ` from ${request.remoteHost}` : ''}`);
-      return removed.map((m) => listed(daemon, m));
+      return { mappings: removed.map((m) => listed(daemon, m)), pinholes: [] } satisfies Listing;
     }
     case 'purge': {
-      const removed = await daemon.mappings.removeWhere((m) => request.client === undefined || m.internalClient === request.client, 'deleted', ADMIN_REQUESTER);
-      return removed.map((m) => listed(daemon, m));
+      const { client } = request;
+      const removed = await daemon.mappings.removeWhere((m) => client === undefined || m.internalClient === client, 'deleted', ADMIN_REQUESTER);
+      const closed = await daemon.mappings.closePinholesWhere((p) => client === undefined || p.internalClient === client, 'deleted', ADMIN_REQUESTER);
+      return { mappings: removed.map((m) => listed(daemon, m)), pinholes: closed.map((p) => listedPinhole(daemon, p)) } satisfies Listing;
     }
   }
 }
 
-function parseRequest(line: string): ControlRequest {
+export function parseRequest(line: string): ControlRequest {
   const value = JSON.parse(line) as Partial<Record<string, unknown>>;
   switch (value.command) {
     case 'status':
@@ -64,9 +104,19 @@ function parseRequest(line: string): ControlRequest {
         throw new Error('--remote-host must be an IPv4 address');
       return { command: 'delete', protocol, externalPort: externalPort as number, remoteHost: remoteHost ?? '' };
     }
-    case 'purge':
-      if (value.client !== undefined && !(typeof value.client === 'string' && isIPv4(value.client))) throw new Error('--client must be an IPv4 address');
-      return { command: 'purge', client: value.client };
+    case 'delete-pinhole': {
+      const { uniqueId } = value;
+      if (!Number.isInteger(uniqueId) || (uniqueId as number) < 1 || (uniqueId as number) > MAX_PINHOLE_ID)
+        throw new Error(`delete pinhole needs a UniqueID (1-${MAX_PINHOLE_ID})`);
+      return { command: 'delete-pinhole', uniqueId: uniqueId as number };
+    }
+    case 'purge': {
+      const { client } = value;
+      if (client === undefined) return { command: 'purge' };
+      if (typeof client !== 'string' || !(isIPv4(client) || isIPv6(client))) throw new Error('--client must be an IPv4 or IPv6 address');
+      // Pinholes hold canonical IPv6 addresses: 2001:DB8:0::1 names the same client as 2001:db8::1.
+      return { command: 'purge', client: isIPv6(client) ? canonicalIPv6(client) : client };
+    }
     default:
       throw new Error(`unknown command ${JSON.stringify(value.command)}`);
   }

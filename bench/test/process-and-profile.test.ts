@@ -43,8 +43,8 @@ describe('process memory', () => {
 
 describe('bench command line', () => {
   it('runs the full profile by default and the quick one with --quick', () => {
-    expect(parseCommandLine([])).toMatchObject({ help: false, profile: { name: 'full', repeats: 3, budgetMs: 25 * 60_000, iptables: true } });
-    expect(parseCommandLine(['--quick'])).toMatchObject({ help: false, profile: { name: 'quick', repeats: 1, budgetMs: 5 * 60_000, iptables: true } });
+    expect(parseCommandLine([])).toMatchObject({ help: false, profile: { name: 'full', repeats: 3, budgetMs: 30 * 60_000, iptables: true } });
+    expect(parseCommandLine(['--quick'])).toMatchObject({ help: false, profile: { name: 'quick', repeats: 1, budgetMs: 6 * 60_000, iptables: true } });
   });
 
   it('leaves the iptables comparison out with --no-iptables', () => {

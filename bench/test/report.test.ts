@@ -40,6 +40,18 @@ describe('results table', () => {
     expect(rowOf(table, '  last / first connect latency').slice(2)).toEqual(['1.01', '1.90', '—', '—']);
   });
 
+  it('shows only the rows a comparison measures when it names them (the iptables pair has no NAT-PMP rows)', () => {
+    const input = { profile, upnpd: daemon('upnpd', [{ extIp1: 1, natPmpCycles1: 2 }]), miniupnpd: daemon('miniupnpd', [{ extIp1: 1, natPmpCycles1: 2 }]) };
+    const natPmpLabel = 'NAT-PMP map+delete, 1 client (limits.stateChanges raised)';
+    expect(rowOf(resultsTable(input), natPmpLabel).slice(2)).toEqual(['2', '2', '1.00', 'upnpd 1.0×']);
+    const upnpOnly = resultsTable({ ...input, figures: ['extIp1', 'addAll'] });
+    const labels = upnpOnly
+      .split('\n')
+      .filter((line) => line.startsWith('| '))
+      .map((line) => line.split('|')[1]!.trim());
+    expect(labels).toEqual(['figure', 'GetExternalIPAddress, 1 client', 'add 5000 mappings (100 LAN hosts)']);
+  });
+
   it('lists why figures are missing', () => {
     const notes = notesList({
       profile,

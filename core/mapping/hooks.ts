@@ -1,3 +1,4 @@
+import type { PinholeEvent, PinholePolicyContext, PinholeRequest, PinholeRule } from './pinhole.js';
 import type { ChangeSet, IntegrityReport, MappedEvent, MappingRequest, PolicyContext, PortMapping, RepairedEvent, RuleSpec, UnmappedEvent } from './types.js';
 
 /**
@@ -13,6 +14,10 @@ export interface MappingHooks {
   beforeMap(request: MappingRequest, context: PolicyContext): Promise<MappingRequest>;
   /** May veto (throw) a client's removal of a mapping. The same "may be asked again" applies. */
   beforeUnmap(mapping: PortMapping, context: PolicyContext): Promise<void>;
+  /** Policies for IPv6 pinholes: may veto (throw; a UpnpError keeps its code) or adjust. The same "may be asked again" applies. */
+  beforePinhole(request: PinholeRequest, context: PinholePolicyContext): Promise<PinholeRequest>;
+  /** A pinhole was opened, renewed, restored or closed (after the change committed). */
+  onPinhole(event: PinholeEvent): void;
   /** Notifications, after the change committed; never fail the change. */
   onMapped(event: MappedEvent): void;
   onUnmapped(event: UnmappedEvent): void;
@@ -32,9 +37,14 @@ export interface MappingFirewall {
   /** Recreates the backend's own tables or chains (empty). */
   init?(): Promise<void>;
   /** A cheap check that what the backend installed for `expected` is intact. */
-  check?(expected: readonly RuleSpec[]): Promise<IntegrityReport>;
-  /** Recreates everything (tables, chains, jumps, every rule of `rules`) in one transaction. */
-  resync?(rules: readonly RuleSpec[]): Promise<void>;
+  check?(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[]): Promise<IntegrityReport>;
+  /** Recreates everything (tables, chains, jumps, every rule of `rules` and `pinholes`) in one transaction. */
+  resync?(rules: readonly RuleSpec[], pinholes: readonly PinholeRule[]): Promise<void>;
+  /**
+   * IPv6 pinholes, when the backend has them: change sets may then carry `pinholes`, and this
+   * reads a pinhole's packet counter from the kernel. Absent: the core refuses pinholes (703).
+   */
+  pinholes?: { packets(rule: PinholeRule): Promise<number> };
   /** Calls `onChange` when the kernel reports a change that may have touched the backend's rules; returns a stop function. */
   watch?(onChange: () => void): () => void;
 }

@@ -1,6 +1,7 @@
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { MappingChanges, MappingStateFile } from './state-file.js';
+import type { Pinhole } from './pinhole.js';
+import type { LeaseHolder, MappingChanges, MappingStateFile } from './state-file.js';
 import { keyString, type PortMapping } from './types.js';
 
 /**
@@ -48,7 +49,9 @@ export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = {
 /** The committed table, as the journal snapshots it. */
 export interface TableSource {
   mappings(): Iterable<PortMapping>;
-  remainingMs(mapping: PortMapping): number | null;
+  /** IPv6 pinholes (absent: none). */
+  pinholes?(): Iterable<Pinhole>;
+  remainingMs(entry: LeaseHolder): number | null;
 }
 
 /**
@@ -83,7 +86,7 @@ export class DurableMappingJournal implements MappingJournal {
 
   async record(changes: MappingChanges): Promise<void> {
     if (this.closed) return;
-    const empty = changes.mapped.length === 0 && changes.unmapped.length === 0;
+    const empty = changes.mapped.length === 0 && changes.unmapped.length === 0 && !changes.pinholes?.length && !changes.closedPinholes?.length;
     if (empty && !this.failing) return;
     try {
       // After a failed write the journal may end in a partial line: never append after it, rewrite both files.
@@ -129,7 +132,11 @@ export class DurableMappingJournal implements MappingJournal {
     for (const m of this.table.mappings()) byKey.set(keyString(m), m);
     for (const k of changes.unmapped) byKey.delete(keyString(k));
     for (const m of changes.mapped) byKey.set(keyString(m), m);
-    await this.file.save(byKey.values(), (m) => this.table.remainingMs(m));
+    const pinholes = new Map<number, Pinhole>();
+    for (const p of this.table.pinholes?.() ?? []) pinholes.set(p.id, p);
+    for (const id of changes.closedPinholes ?? []) pinholes.delete(id);
+    for (const p of changes.pinholes ?? []) pinholes.set(p.id, p);
+    await this.file.save(byKey.values(), (m) => this.table.remainingMs(m), pinholes.values());
     this.records = 0;
   }
 

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { MappingFirewall } from './hooks.js';
+import type { PinholeRule } from './pinhole.js';
 import { isEmptyChangeSet, keyString, type ChangeSet, type IntegrityReport, type RepairedEvent, type RuleSpec } from './types.js';
 
 /** How often the firewall is checked, and how long a kernel event may wait for the check it triggers. */
@@ -35,6 +36,8 @@ export interface ReconcileStats {
 export interface ReconcileSource {
   /** The rules the table says must be installed. */
   expectedRules(): RuleSpec[];
+  /** The IPv6 pinholes the table says must be open (checked and resynced by backends with `check`/`resync`). */
+  expectedPinholes(): PinholeRule[];
   /** Runs `task` in the change queue, alone (never concurrently with a batch). */
   exclusive<T>(task: () => Promise<T>): Promise<T>;
   /** Whether changes are being applied right now (a periodic check then waits). */
@@ -120,15 +123,16 @@ export class Reconciler {
     const started = this.clock.now();
     let report: IntegrityReport;
     const expected = this.source.expectedRules();
+    const pinholes = this.source.expectedPinholes();
     try {
-      report = await this.check(expected);
+      report = await this.check(expected, pinholes);
     } catch (err) {
       this.failed(`checking the firewall ${reason}`, err);
       return false;
     }
     if (report.missing.length === 0) return false;
     try {
-      await this.resync(expected);
+      await this.resync(expected, pinholes);
     } catch (err) {
       this.failed(`repairing the firewall ${reason}`, err);
       return false;
@@ -140,7 +144,7 @@ export class Reconciler {
     this.logger.warn(
       { missing: report.missing, tookMs, rules: expected.length, reason },
       `the firewall had lost part of upnpd's rules (reloaded or changed outside upnpd): ${report.missing.join('; ')}; ` +
-        `resynced ${expected.length} mapping(s) in ${tookMs} ms (${reason})`,
+        `resynced ${expected.length} mapping(s)${pinholes.length > 0 ? ` and ${pinholes.length} pinhole(s)` : ''} in ${tookMs} ms (${reason})`,
     );
     return true;
   }
@@ -148,7 +152,7 @@ export class Reconciler {
   private async checkThenRepair(reason: string): Promise<void> {
     let report: IntegrityReport;
     try {
-      report = await this.check(this.source.expectedRules());
+      report = await this.check(this.source.expectedRules(), this.source.expectedPinholes());
     } catch (err) {
       this.failed(`checking the firewall ${reason}`, err);
       return;
@@ -162,14 +166,14 @@ export class Reconciler {
     }
   }
 
-  private async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
+  private async check(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[]): Promise<IntegrityReport> {
     this.counters.checks++;
     this.last = { ...this.last, lastCheckAt: this.clock.now() };
-    return this.firewall.check ? this.firewall.check(expected) : checkByListing(this.firewall, expected);
+    return this.firewall.check ? this.firewall.check(expected, pinholes) : checkByListing(this.firewall, expected);
   }
 
-  private async resync(rules: readonly RuleSpec[]): Promise<void> {
-    if (this.firewall.resync) return this.firewall.resync(rules);
+  private async resync(rules: readonly RuleSpec[], pinholes: readonly PinholeRule[]): Promise<void> {
+    if (this.firewall.resync) return this.firewall.resync(rules, pinholes);
     await this.firewall.init?.();
     const repair = differenceToApply(await this.firewall.list(), rules);
     if (!isEmptyChangeSet(repair)) await this.firewall.apply(repair);

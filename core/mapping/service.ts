@@ -4,8 +4,18 @@ import type { Logger } from '../logger.js';
 import { ExpiryQueue } from './expiry-queue.js';
 import type { MappingFirewall, MappingHooks } from './hooks.js';
 import type { MappingJournal, WriteFailurePolicy } from './journal.js';
+import {
+  pinholeOf,
+  pinholeRuleOf,
+  pinholeRuleString,
+  samePinholeRule,
+  type Pinhole,
+  type PinholeEvent,
+  type PinholeRequest,
+  type PinholeView,
+} from './pinhole.js';
 import { Reconciler } from './reconciler.js';
-import type { RestoredMapping } from './state-file.js';
+import type { LeaseHolder, RestoredMapping } from './state-file.js';
 import { MappingDraft, MappingTable } from './table.js';
 import {
   isEmptyChangeSet,
@@ -55,7 +65,23 @@ export interface AddAnyOptions {
   readonly freePortsOnly?: boolean;
 }
 
-type Notification = { readonly hook: 'onMapped'; readonly event: MappedEvent } | { readonly hook: 'onUnmapped' | 'onExpire'; readonly event: UnmappedEvent };
+type Notification =
+  | { readonly hook: 'onMapped'; readonly event: MappedEvent }
+  | { readonly hook: 'onUnmapped' | 'onExpire'; readonly event: UnmappedEvent }
+  | { readonly hook: 'onPinhole'; readonly event: PinholeEvent };
+
+/**
+ * Who may open and manage pinholes to an address: a LAN host, to any of its own IPv6 addresses
+ * (core/net/lan-hosts.ts answers from the gateway's neighbour table). Returns why not, or undefined.
+ */
+export type PinholeTargetCheck = (internalClient: string, requester: string) => Promise<string | undefined>;
+
+/** A restored pinhole: the lease time it has left when upnpd starts. */
+export interface RestoredPinhole extends PinholeRequest {
+  readonly id: number;
+  readonly remainingMs: number;
+  readonly createdBy: Requester;
+}
 
 interface Outcome<T> {
   readonly result: T;
@@ -116,6 +142,11 @@ export class MappingService implements MappingView {
   /** Set while a batch is staged with a journal that cannot be written, under the 'refuse' policy. */
   private refusingNewMappings = false;
   private isOwnEndpoint: (address: string, port: number) => boolean = () => false;
+  /** Without a neighbour table: a client opens pinholes only to the address it spoke from. */
+  private pinholeTargetRefused: PinholeTargetCheck = (internalClient, requester) =>
+    Promise.resolve(internalClient === requester ? undefined : `${requester} may open pinholes only to its own address`);
+  /** The last UniqueID given out: the next is the lowest free one after it (IDs are not reused at once). */
+  private lastPinholeId = 0;
   /** Keeps the firewall in step with the table; repairs run through this queue. The daemon starts its periodic checks. */
   readonly reconciler: Reconciler;
 
@@ -130,6 +161,7 @@ export class MappingService implements MappingView {
       firewall,
       {
         expectedRules: () => [...this.table.values()].filter((m) => m.enabled).map(ruleOf),
+        expectedPinholes: () => [...this.table.pinholes.values()].map(pinholeRuleOf),
         exclusive: (task) => this.exclusive(task),
         busy: () => this.draining !== undefined,
         repaired: (event) => this.hooks.onRepaired(event),
@@ -196,15 +228,131 @@ export class MappingService implements MappingView {
     this.isOwnEndpoint = isOwnEndpoint;
   }
 
+  /** How pinhole targets are checked from now on (the daemon passes the LAN's neighbour table). */
+  checkPinholeTargets(check: PinholeTargetCheck): void {
+    this.pinholeTargetRefused = check;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // IPv6 pinholes: the same queue, transactions, journal and expiry as mappings
+  // -------------------------------------------------------------------------------------------
+
+  /** Whether the firewall backend can open pinholes (WANIPv6FirewallControl's InboundPinholeAllowed). */
+  get pinholesSupported(): boolean {
+    return this.firewall.pinholes !== undefined;
+  }
+
+  /** The pinholes, read only, in the order they were opened. */
+  readonly pinholes: PinholeView = readOnlyPinholes(this.table.pinholes);
+
+  /**
+   * Opens a pinhole for `requester` to one of its own IPv6 addresses, or renews the identical one
+   * it already holds (same rule: the same UniqueID is answered). Policies (beforePinhole) may veto.
+   */
+  openPinhole(request: PinholeRequest, requester: Requester): Promise<Pinhole> {
+    return this.enqueue(async (draft) => {
+      this.requirePinholes();
+      await this.requirePinholeTarget(request.internalClient, requester);
+      const held = [...draft.pinholes.values()].find((p) => samePinholeRule(p, request));
+      const adjusted = await this.hooks.beforePinhole(request, { requester, existing: held, pinholes: draft.pinholes });
+      if (!samePinholeRule(adjusted, request)) await this.requirePinholeTarget(adjusted.internalClient, requester);
+      const id = held?.id ?? draft.freePinholeId(this.lastPinholeId);
+      if (id === undefined) throw new UpnpError(UpnpErrorCode.PinholeSpaceExhausted, 'every UniqueID is in use');
+      if (!held) this.lastPinholeId = id;
+      const pinhole = pinholeOf(adjusted, id, this.pinholeExpiry(adjusted.leaseSeconds), held?.createdBy ?? requester);
+      draft.putPinhole(pinhole);
+      return { result: pinhole, notifications: [{ hook: 'onPinhole', event: { pinhole, requester, change: held ? 'renewed' : 'opened' } }] };
+    });
+  }
+
+  /** UpdatePinhole: a new lease for a pinhole the requester's host owns. 704 when there is none. */
+  updatePinhole(id: number, leaseSeconds: number, requester: Requester): Promise<Pinhole> {
+    return this.enqueue(async (draft) => {
+      const existing = await this.ownedPinhole(draft.pinholes, id, requester);
+      const pinhole = pinholeOf({ ...existing, leaseSeconds }, id, this.pinholeExpiry(leaseSeconds), existing.createdBy);
+      draft.putPinhole(pinhole);
+      return { result: pinhole, notifications: [{ hook: 'onPinhole', event: { pinhole, requester, change: 'renewed' } }] };
+    });
+  }
+
+  /** DeletePinhole: closes a pinhole the requester's host owns. 704 when there is none. */
+  closePinhole(id: number, requester: Requester): Promise<Pinhole> {
+    return this.enqueue(async (draft) => {
+      const pinhole = await this.ownedPinhole(draft.pinholes, id, requester);
+      draft.removePinhole(id);
+      return { result: pinhole, notifications: [{ hook: 'onPinhole', event: { pinhole, requester, change: 'deleted' } }] };
+    });
+  }
+
+  /** GetPinholePackets: the packets the kernel let through a pinhole the requester's host owns. */
+  async pinholePackets(id: number, requester: Requester): Promise<number> {
+    const pinhole = await this.ownedPinhole(this.pinholes, id, requester);
+    if (!this.firewall.pinholes) throw new UpnpError(UpnpErrorCode.InboundPinholeNotAllowed, 'the firewall backend has no IPv6 pinholes');
+    return this.firewall.pinholes.packets(pinholeRuleOf(pinhole));
+  }
+
+  /** Closes, in one transaction and without asking policies, the pinholes that match (an admin's purge, shutdown). */
+  closePinholesWhere(matches: (p: Pinhole) => boolean, change: 'deleted' | 'shutdown', requester: Requester | null): Promise<Pinhole[]> {
+    return this.enqueue((draft) => {
+      const closed = [...draft.pinholes.values()].filter(matches);
+      for (const p of closed) draft.removePinhole(p.id);
+      return { result: closed, notifications: closed.map((pinhole) => ({ hook: 'onPinhole' as const, event: { pinhole, requester, change } })) };
+    });
+  }
+
+  /** Reinstalls pinholes kept across a restart (in one transaction), asking the policies again; returns how many were restored. */
+  restorePinholes(pinholes: readonly RestoredPinhole[]): Promise<number> {
+    if (pinholes.length === 0 || !this.pinholesSupported) return Promise.resolve(0);
+    return this.enqueue(async (draft) => {
+      const notifications: Notification[] = [];
+      for (const { id, remainingMs, createdBy, ...request } of pinholes) {
+        const savepoint = draft.savepoint();
+        try {
+          if (draft.pinholes.get(id)) throw new Error(`UniqueID ${id} is restored twice`);
+          const adjusted = await this.hooks.beforePinhole(request, { requester: createdBy, existing: undefined, pinholes: draft.pinholes });
+          const pinhole = pinholeOf(adjusted, id, this.clock.now() + Math.min(remainingMs, this.lease.maxSeconds * 1000), createdBy);
+          draft.putPinhole(pinhole);
+          this.lastPinholeId = Math.max(this.lastPinholeId, id);
+          notifications.push({ hook: 'onPinhole', event: { pinhole, requester: createdBy, change: 'restored' } });
+        } catch (err) {
+          draft.rollbackTo(savepoint);
+          this.logger.warn({ err, pinhole: id }, `not restoring pinhole ${id} (${pinholeRuleString(request)}): ${messageOf(err)}`);
+        }
+      }
+      return { result: notifications.length, notifications };
+    });
+  }
+
+  private requirePinholes(): void {
+    if (!this.firewall.pinholes) throw new UpnpError(UpnpErrorCode.InboundPinholeNotAllowed, 'the firewall backend has no IPv6 pinholes');
+  }
+
+  private async requirePinholeTarget(internalClient: string, requester: Requester): Promise<void> {
+    const why = await this.pinholeTargetRefused(internalClient, requester.address);
+    if (why !== undefined) throw new UpnpError(UpnpErrorCode.NotAuthorized, why);
+  }
+
+  /** The pinhole under `id` if the requester's host owns it (its internal client is one of that host's addresses): 704, else 606. */
+  private async ownedPinhole(pinholes: PinholeView, id: number, requester: Requester): Promise<Pinhole> {
+    const pinhole = pinholes.get(id);
+    if (!pinhole) throw new UpnpError(UpnpErrorCode.NoSuchEntry, `no pinhole has UniqueID ${id}`);
+    await this.requirePinholeTarget(pinhole.internalClient, requester);
+    return pinhole;
+  }
+
+  private pinholeExpiry(leaseSeconds: number): number {
+    return this.clock.now() + Math.min(leaseSeconds, this.lease.maxSeconds) * 1000;
+  }
+
   /** Milliseconds left on a lease, null for a permanent one (what the state file keeps). */
-  leaseLeftMs(mapping: PortMapping): number | null {
-    return mapping.expiresAt === null ? null : Math.max(0, mapping.expiresAt - this.clock.now());
+  leaseLeftMs(entry: LeaseHolder): number | null {
+    return entry.expiresAt === null ? null : Math.max(0, entry.expiresAt - this.clock.now());
   }
 
   /** Seconds left on a lease, 0 for a permanent one (as UPnP reports it). */
-  remainingSeconds(mapping: PortMapping): number {
-    if (mapping.expiresAt === null) return 0;
-    return Math.max(1, Math.ceil((mapping.expiresAt - this.clock.now()) / 1000));
+  remainingSeconds(entry: LeaseHolder): number {
+    if (entry.expiresAt === null) return 0;
+    return Math.max(1, Math.ceil((entry.expiresAt - this.clock.now()) / 1000));
   }
 
   /** Adds a mapping, or replaces the one under the same key when the same internal client holds it (a renewal). */
@@ -347,9 +495,10 @@ export class MappingService implements MappingView {
     });
   }
 
-  /** Removes every mapping and its rules (at shutdown). No policy is asked. */
+  /** Removes every mapping and pinhole and their rules (at shutdown). No policy is asked. */
   async removeAll(): Promise<number> {
-    return (await this.removeWhere(() => true, 'shutdown', null)).length;
+    const pinholes = await this.closePinholesWhere(() => true, 'shutdown', null);
+    return (await this.removeWhere(() => true, 'shutdown', null)).length + pinholes.length;
   }
 
   /**
@@ -391,15 +540,20 @@ export class MappingService implements MappingView {
         draft.remove(mapping);
         expired.push(mapping);
       }
+      const expiredPinholes = [...draft.pinholes.values()].filter((p) => p.expiresAt <= now);
+      for (const p of expiredPinholes) draft.removePinhole(p.id);
       return {
-        result: expired.length,
-        notifications: expired.flatMap((mapping): Notification[] => {
-          const event: UnmappedEvent = { mapping, reason: 'expired', requester: null };
-          return [
-            { hook: 'onExpire', event },
-            { hook: 'onUnmapped', event },
-          ];
-        }),
+        result: expired.length + expiredPinholes.length,
+        notifications: [
+          ...expiredPinholes.map((pinhole): Notification => ({ hook: 'onPinhole', event: { pinhole, requester: null, change: 'expired' } })),
+          ...expired.flatMap((mapping): Notification[] => {
+            const event: UnmappedEvent = { mapping, reason: 'expired', requester: null };
+            return [
+              { hook: 'onExpire', event },
+              { hook: 'onUnmapped', event },
+            ];
+          }),
+        ],
       };
     });
     // Not removed after all (the firewall refused): they are due again at the next pass.
@@ -418,7 +572,8 @@ export class MappingService implements MappingView {
     const adjusted = await this.hooks.beforeMap(request, this.policyContext(draft, requester, asked));
     this.checkTarget(adjusted);
     const existing = draft.get(adjusted);
-    if (existing && existing.internalClient !== adjusted.internalClient) {
+    // Another client's port, whichever remote host either restricts it to (a PCP FILTER, a UPnP RemoteHost).
+    if (draft.holdersOf(adjusted.protocol, adjusted.externalPort).some((m) => m.internalClient !== adjusted.internalClient)) {
       throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is mapped to another client`);
     }
     if (existing) checkOwner(existing, adjusted);
@@ -468,7 +623,7 @@ export class MappingService implements MappingView {
   }
 
   private policyContext(draft: MappingDraft, requester: Requester, existing: PortMapping | undefined): PolicyContext {
-    return { requester, existing, mappings: draft };
+    return { requester, existing, mappings: draft, pinholes: draft.pinholes };
   }
 
   private enqueue<T>(run: (draft: MappingDraft) => Outcome<T> | Promise<Outcome<T>>): Promise<T> {
@@ -630,6 +785,7 @@ export class MappingService implements MappingView {
       entry.change.resolve(entry.outcome.result);
       for (const n of entry.outcome.notifications) {
         if (n.hook === 'onMapped') this.hooks.onMapped(n.event);
+        else if (n.hook === 'onPinhole') this.hooks.onPinhole(n.event);
         else if (n.hook === 'onExpire') this.hooks.onExpire(n.event);
         else this.hooks.onUnmapped(n.event);
       }
@@ -639,7 +795,9 @@ export class MappingService implements MappingView {
   private scheduleExpiry(): void {
     if (this.closed) return;
     this.expiries.dropWhile((at, key) => this.table.get(key)?.expiresAt !== at);
-    const next = this.expiries.peekTime();
+    // Pinholes are few next to mappings (a host's few services): their earliest lease is found by a walk.
+    let next = this.expiries.peekTime();
+    for (const p of this.table.pinholes.values()) if (next === undefined || p.expiresAt < next) next = p.expiresAt;
     if (next === undefined) return this.clearExpiryTimer();
     const dueAt = Math.max(next, this.clock.now() + (this.expiryFailed ? EXPIRY_RETRY_MS : 0));
     // A timer due no later is kept (if it finds nothing due, it schedules again): re-arming it at
@@ -700,6 +858,16 @@ function readOnlyView(table: MappingTable): MappingView {
     heldBy: (address: string) => table.heldBy(address),
     get size() {
       return table.size;
+    },
+  });
+}
+
+function readOnlyPinholes(pinholes: ReadonlyMap<number, Pinhole>): PinholeView {
+  return Object.freeze({
+    get: (id: number) => pinholes.get(id),
+    values: () => pinholes.values(),
+    get size() {
+      return pinholes.size;
     },
   });
 }

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { nodeStateFs, type StateFs } from './state-fs.js';
+import { MAX_PINHOLE_ID, type Pinhole } from './pinhole.js';
+import type { RestoredPinhole } from './service.js';
 import { PROTOCOLS, keyString, type MappingKey, type MappingRequest, type PortMapping, type Requester } from './types.js';
 
 /** The snapshot of the mappings in the state directory (the file earlier releases wrote alone). */
@@ -16,6 +18,11 @@ const FORMAT_VERSION = 1;
  * comes in a SOAP body, which the HTTP server caps at 16 KiB (DEFAULT_HTTP_LIMITS.maxBodyBytes).
  */
 export const STORED_MAPPING_LIMITS = { maxDescriptionLength: 16 * 1024 } as const;
+
+/** What the lease left is computed from: a mapping's or a pinhole's monotonic expiry. */
+export interface LeaseHolder {
+  readonly expiresAt: number | null;
+}
 
 /** A mapping as stored: its lease ends at a wall-clock time, which outlives the process (the monotonic clock does not). */
 export interface StoredMapping extends MappingRequest {
@@ -33,6 +40,8 @@ export interface RestoredMapping extends MappingRequest {
 
 export interface LoadedMappings {
   readonly mappings: readonly RestoredMapping[];
+  /** IPv6 pinholes whose leases have not ended. */
+  readonly pinholes: readonly RestoredPinhole[];
   /** Leases that ended while upnpd was not running. */
   readonly expired: number;
   /** Entries that are not valid mappings (each is logged), skipped. */
@@ -43,6 +52,9 @@ export interface LoadedMappings {
 export interface MappingChanges {
   readonly mapped: readonly PortMapping[];
   readonly unmapped: readonly MappingKey[];
+  /** IPv6 pinholes opened or renewed, and the UniqueIDs of those closed (absent: none). */
+  readonly pinholes?: readonly Pinhole[];
+  readonly closedPinholes?: readonly number[];
 }
 
 const keySchema = z
@@ -70,12 +82,42 @@ const storedMappingSchema = keySchema
   })
   .strict();
 
-const snapshotSchema = z.object({ version: z.literal(FORMAT_VERSION), savedAt: z.string(), mappings: z.array(z.unknown()) });
+const pinholeIdSchema = z.number().int().min(1).max(MAX_PINHOLE_ID);
+const port = (min: number) => z.number().int().min(min).max(65535);
+/** A pinhole as stored. Files without pinholes (earlier releases) read as before; `pinholes` is optional. */
+const storedPinholeSchema = z
+  .object({
+    id: pinholeIdSchema,
+    remoteHost: z.union([z.literal(''), z.ipv6()]),
+    remotePort: port(0),
+    internalClient: z.ipv6(),
+    internalPort: port(1),
+    protocol: z.enum(PROTOCOLS),
+    leaseSeconds: z.number().int().min(1),
+    expiresAtWallMs: z.number().int(),
+    createdBy: z.object({ address: z.string(), via: z.string() }).strict(),
+  })
+  .strict();
+type StoredPinhole = z.output<typeof storedPinholeSchema>;
+
+const snapshotSchema = z.object({
+  version: z.literal(FORMAT_VERSION),
+  savedAt: z.string(),
+  mappings: z.array(z.unknown()),
+  pinholes: z.array(z.unknown()).optional(),
+});
 
 /** One journal line: the wall-clock time of the write and the batch's changes, in order. */
 const journalLineSchema = z.object({
   t: z.number().int(),
-  c: z.array(z.union([z.object({ map: z.unknown() }).strict(), z.object({ unmap: z.unknown() }).strict()])),
+  c: z.array(
+    z.union([
+      z.object({ map: z.unknown() }).strict(),
+      z.object({ unmap: z.unknown() }).strict(),
+      z.object({ pin: z.unknown() }).strict(),
+      z.object({ unpin: z.unknown() }).strict(),
+    ]),
+  ),
 });
 
 /** An entry read back, with the wall-clock time it was written (a bound on its lease). */
@@ -113,9 +155,15 @@ export class MappingStateFile {
   /** The stored mappings whose leases have not ended: the snapshot with the journal replayed over it. Never throws. */
   async load(): Promise<LoadedMappings> {
     const entries = new Map<string, ReadEntry>();
+    const pinholeEntries = new Map<number, StoredPinhole>();
     let invalid = 0;
     const snapshot = await this.readSnapshot();
     if (snapshot) {
+      for (const [index, entry] of (snapshot.pinholes ?? []).entries()) {
+        const stored = this.validPinhole(entry, `${this.path}: pinholes[${index}]`);
+        if (stored) pinholeEntries.set(stored.id, stored);
+        else invalid += 1;
+      }
       const savedAt = Date.parse(snapshot.savedAt);
       for (const [index, entry] of snapshot.mappings.entries()) {
         const stored = this.validMapping(entry, `${this.path}: mappings[${index}]`);
@@ -123,10 +171,15 @@ export class MappingStateFile {
         else invalid += 1;
       }
     }
-    invalid += await this.replayJournal(entries);
-    const now = this.wallClock();
-    const mappings: RestoredMapping[] = [];
+    invalid += await this.replayJournal(entries, pinholeEntries);
     let expired = 0;
+    const now = this.wallClock();
+    const pinholes: RestoredPinhole[] = [];
+    for (const { expiresAtWallMs, ...pinhole } of pinholeEntries.values()) {
+      if (expiresAtWallMs <= now) expired += 1;
+      else pinholes.push({ ...pinhole, remainingMs: Math.min(expiresAtWallMs - now, pinhole.leaseSeconds * 1000) });
+    }
+    const mappings: RestoredMapping[] = [];
     for (const { stored, writtenAt } of entries.values()) {
       const { expiresAtWallMs, ...request } = stored;
       if (expiresAtWallMs !== null && expiresAtWallMs <= now) {
@@ -135,7 +188,7 @@ export class MappingStateFile {
       }
       mappings.push({ ...request, remainingMs: expiresAtWallMs === null ? null : leaseLeft(expiresAtWallMs, now, writtenAt, request.leaseSeconds) });
     }
-    return { mappings, expired, invalid };
+    return { mappings, pinholes, expired, invalid };
   }
 
   /** Copies the snapshot and the journal next to themselves as `<file>.<why>-<time>`; returns the snapshot copy's path. */
@@ -151,19 +204,29 @@ export class MappingStateFile {
    * Compaction: replaces the snapshot with these mappings, then empties the journal. `remainingMs`
    * gives each one's lease left now (null: permanent).
    */
-  async save(mappings: Iterable<PortMapping>, remainingMs: (mapping: PortMapping) => number | null): Promise<void> {
+  async save(mappings: Iterable<PortMapping>, remainingMs: (entry: LeaseHolder) => number | null, pinholes: Iterable<Pinhole> = []): Promise<void> {
     const now = this.wallClock();
     const stored = [...mappings].map((m) => storedOf(m, remainingMs(m), now));
-    await this.fs.replace(this.path, `${JSON.stringify({ version: FORMAT_VERSION, savedAt: new Date(now).toISOString(), mappings: stored }, null, 1)}\n`);
+    const storedPinholes = [...pinholes].map((p) => storedPinholeOf(p, remainingMs, now));
+    // Without pinholes the file is exactly what earlier releases wrote (and read).
+    const snapshot = {
+      version: FORMAT_VERSION,
+      savedAt: new Date(now).toISOString(),
+      mappings: stored,
+      ...(storedPinholes.length > 0 && { pinholes: storedPinholes }),
+    };
+    await this.fs.replace(this.path, `${JSON.stringify(snapshot, null, 1)}\n`);
     await this.fs.replace(this.journalPath, '');
   }
 
   /** Appends one batch's changes to the journal as one line; resolves once it is on disk. */
-  async append(changes: MappingChanges, remainingMs: (mapping: PortMapping) => number | null): Promise<void> {
+  async append(changes: MappingChanges, remainingMs: (entry: LeaseHolder) => number | null): Promise<void> {
     const now = this.wallClock();
     const c = [
       ...changes.unmapped.map((k) => ({ unmap: { protocol: k.protocol, externalPort: k.externalPort, remoteHost: k.remoteHost } })),
       ...changes.mapped.map((m) => ({ map: storedOf(m, remainingMs(m), now) })),
+      ...(changes.closedPinholes ?? []).map((id) => ({ unpin: id })),
+      ...(changes.pinholes ?? []).map((p) => ({ pin: storedPinholeOf(p, remainingMs, now) })),
     ];
     await this.fs.append(this.journalPath, `${JSON.stringify({ t: now, c })}\n`);
   }
@@ -191,7 +254,7 @@ export class MappingStateFile {
   }
 
   /** Replays the journal's lines over `entries`; returns how many entries were invalid. A torn last line (a crash mid-write) is ignored. */
-  private async replayJournal(entries: Map<string, ReadEntry>): Promise<number> {
+  private async replayJournal(entries: Map<string, ReadEntry>, pinholes: Map<number, StoredPinhole>): Promise<number> {
     let text: string | undefined;
     try {
       text = await this.fs.readText(this.journalPath);
@@ -221,6 +284,18 @@ export class MappingStateFile {
         continue;
       }
       for (const change of record.c) {
+        if ('unpin' in change) {
+          const id = pinholeIdSchema.safeParse(change.unpin);
+          if (id.success) pinholes.delete(id.data);
+          else invalid += 1;
+          continue;
+        }
+        if ('pin' in change) {
+          const stored = this.validPinhole(change.pin, where);
+          if (stored) pinholes.set(stored.id, stored);
+          else invalid += 1;
+          continue;
+        }
         if ('unmap' in change) {
           const key = keySchema.safeParse(change.unmap);
           if (key.success) entries.delete(keyString(key.data));
@@ -241,6 +316,13 @@ export class MappingStateFile {
       }
     }
     return invalid;
+  }
+
+  private validPinhole(entry: unknown, where: string): StoredPinhole | undefined {
+    const parsed = storedPinholeSchema.safeParse(entry);
+    if (parsed.success) return parsed.data;
+    this.logger.warn({ file: where }, `${where} skipped: ${flat(parsed.error)}`);
+    return undefined;
   }
 
   private validMapping(entry: unknown, where: string): StoredMapping | undefined {
@@ -279,6 +361,22 @@ function storedOf(m: PortMapping, left: number | null, now: number): StoredMappi
     expiresAtWallMs: left === null ? null : Math.round(now + left),
     createdBy: { address: m.createdBy.address, via: m.createdBy.via },
     ...(m.ownerNonce === undefined ? {} : { ownerNonce: m.ownerNonce }),
+  };
+}
+
+/** A pinhole as stored; its lease left comes from the same function as a mapping's (the monotonic clock). */
+function storedPinholeOf(p: Pinhole, remainingMs: (entry: LeaseHolder) => number | null, now: number): StoredPinhole {
+  const left = remainingMs(p) ?? 0;
+  return {
+    id: p.id,
+    remoteHost: p.remoteHost,
+    remotePort: p.remotePort,
+    internalClient: p.internalClient,
+    internalPort: p.internalPort,
+    protocol: p.protocol,
+    leaseSeconds: p.leaseSeconds,
+    expiresAtWallMs: Math.round(now + left),
+    createdBy: { address: p.createdBy.address, via: p.createdBy.via },
   };
 }
 

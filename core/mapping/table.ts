@@ -1,5 +1,6 @@
+import { MAX_PINHOLE_ID, pinholeRuleOf, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
 import type { MappingChanges } from './state-file.js';
-import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type RuleSpec } from './types.js';
+import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type Protocol, type RuleSpec } from './types.js';
 
 /**
  * The mappings, in a stable order (the order GetGenericPortMappingEntry indexes). Lookup by key
@@ -10,6 +11,10 @@ export class MappingTable implements MappingView {
   private ordered: PortMapping[] = [];
   /** How many mappings each client (creator's address) holds: what quotas count, without a walk. */
   private readonly held = new Map<string, number>();
+  /** IPv6 pinholes by UniqueID, in the order they were opened. */
+  readonly pinholes = new Map<number, Pinhole>();
+  /** `protocol/port` → keys of the mappings on that port restricted to one remote host (rare: most are for any host). */
+  private readonly restrictedByPort = new Map<string, Set<string>>();
 
   get size(): number {
     return this.ordered.length;
@@ -32,7 +37,11 @@ export class MappingTable implements MappingView {
   }
 
   /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
-  commit(upserts: Iterable<PortMapping>, removals: Iterable<string>): void {
+  commit(upserts: Iterable<PortMapping>, removals: Iterable<string>, pinholes: ReadonlyMap<number, Pinhole | null> = new Map()): void {
+    for (const [id, pinhole] of pinholes) {
+      if (pinhole) this.pinholes.set(id, pinhole);
+      else this.pinholes.delete(id);
+    }
     const removed = new Set<string>();
     for (const k of removals) {
       const previous = this.byKey.get(k);
@@ -40,6 +49,7 @@ export class MappingTable implements MappingView {
       this.byKey.delete(k);
       removed.add(k);
       countHeld(this.held, previous, -1);
+      this.unindex(previous, k);
     }
     if (removed.size > 0) this.ordered = this.ordered.filter((m) => !removed.has(keyString(m)));
     for (const mapping of upserts) {
@@ -50,7 +60,26 @@ export class MappingTable implements MappingView {
       else this.ordered.push(mapping);
       if (previous) countHeld(this.held, previous, -1);
       countHeld(this.held, mapping, 1);
+      this.index(mapping, k);
     }
+  }
+
+  /** Keys of the mappings on `protocol` `port` that are restricted to one remote host. */
+  restrictedOn(protocol: Protocol, port: number): Iterable<string> {
+    return this.restrictedByPort.get(`${protocol}/${port}`) ?? [];
+  }
+
+  private index(mapping: PortMapping, k: string): void {
+    if (mapping.remoteHost === '') return;
+    const port = `${mapping.protocol}/${mapping.externalPort}`;
+    const keys = this.restrictedByPort.get(port) ?? new Set<string>();
+    this.restrictedByPort.set(port, keys.add(k));
+  }
+
+  private unindex(mapping: PortMapping, k: string): void {
+    const port = `${mapping.protocol}/${mapping.externalPort}`;
+    const keys = this.restrictedByPort.get(port);
+    if (keys?.delete(k) && keys.size === 0) this.restrictedByPort.delete(port);
   }
 }
 
@@ -72,6 +101,8 @@ export class MappingDraft implements MappingView {
   private readonly staged = new Map<string, PortMapping | null>();
   /** Keys removed and then added again in this draft: they move to the end, as if done in sequence. */
   private readonly reinserted = new Set<string>();
+  /** UniqueID → staged pinhole, or null for a staged removal (few: copied whole at a savepoint). */
+  private stagedPinholes = new Map<number, Pinhole | null>();
   /**
    * What the table holds under each key ever staged, and which key each of those table entries
    * has: the table does not change while a draft is open, so each is looked up once, not at every
@@ -94,8 +125,49 @@ export class MappingDraft implements MappingView {
 
   constructor(private readonly table: MappingTable) {}
 
+  /** The pinholes as they stand in this draft. */
+  readonly pinholes: PinholeView = {
+    get: (id) => (this.stagedPinholes.has(id) ? (this.stagedPinholes.get(id) ?? undefined) : this.table.pinholes.get(id)),
+    values: () => this.pinholeValues(),
+    get size() {
+      return [...this.values()].length;
+    },
+  };
+
+  private *pinholeValues(): IterableIterator<Pinhole> {
+    for (const [id, p] of this.table.pinholes) if (!this.stagedPinholes.has(id)) yield p;
+    for (const p of this.stagedPinholes.values()) if (p) yield p;
+  }
+
+  putPinhole(pinhole: Pinhole): void {
+    this.stagedPinholes.set(pinhole.id, pinhole);
+  }
+
+  removePinhole(id: number): void {
+    this.stagedPinholes.set(id, null);
+  }
+
+  /** A UniqueID no pinhole of the table or of this draft holds, the lowest above `after` (wrapping); undefined when all are taken. */
+  freePinholeId(after: number): number | undefined {
+    for (let i = 1; i <= MAX_PINHOLE_ID; i++) {
+      const id = ((after + i - 1) % MAX_PINHOLE_ID) + 1;
+      if (this.pinholes.get(id) === undefined && !this.stagedPinholes.has(id)) return id;
+    }
+    return undefined;
+  }
+
   get(key: MappingKey): PortMapping | undefined {
     return this.visible(keyString(key), key);
+  }
+
+  /**
+   * Every mapping of `protocol` `port` as the draft stands, whatever its remote host: the one for
+   * any host and those restricted to one. A port belongs to one client however it is restricted.
+   */
+  holdersOf(protocol: Protocol, port: number): PortMapping[] {
+    const keys = new Set([keyString({ remoteHost: '', externalPort: port, protocol }), ...this.table.restrictedOn(protocol, port)]);
+    for (const [k, m] of this.staged) if (m && m.protocol === protocol && m.externalPort === port) keys.add(k);
+    return [...keys].flatMap((k) => this.get(keyFromString(k)) ?? []);
   }
 
   get size(): number {
@@ -135,7 +207,7 @@ export class MappingDraft implements MappingView {
   }
 
   savepoint(): DraftSavepoint {
-    return { undoLength: this.undo.length };
+    return { undoLength: this.undo.length, pinholes: new Map(this.stagedPinholes) };
   }
 
   /** Undoes every put and remove since `savepoint` was taken (newest first). */
@@ -149,6 +221,7 @@ export class MappingDraft implements MappingView {
       else this.reinserted.delete(k);
       this.counted(now, this.visible(k));
     }
+    this.stagedPinholes = new Map(savepoint.pinholes);
   }
 
   /** The mapping the draft shows under `k`: the staged one, else the table's. */
@@ -180,7 +253,7 @@ export class MappingDraft implements MappingView {
   }
 
   hasChanges(): boolean {
-    return this.staged.size > 0;
+    return this.staged.size > 0 || this.stagedPinholes.size > 0;
   }
 
   changeSet(): ChangeSet {
@@ -194,6 +267,19 @@ export class MappingDraft implements MappingView {
       if (beforeRule) remove.push(beforeRule);
       if (afterRule) add.push(afterRule);
     }
+    const pinholes = this.pinholeChanges();
+    return pinholes.remove.length + pinholes.add.length > 0 ? { remove, add, pinholes } : { remove, add };
+  }
+
+  private pinholeChanges(): { remove: PinholeRule[]; add: PinholeRule[] } {
+    const remove: PinholeRule[] = [];
+    const add: PinholeRule[] = [];
+    for (const [id, after] of this.stagedPinholes) {
+      const before = this.table.pinholes.get(id);
+      if (before && after && samePinholeRule(before, after)) continue;
+      if (before) remove.push(pinholeRuleOf(before));
+      if (after) add.push(pinholeRuleOf(after));
+    }
     return { remove, add };
   }
 
@@ -205,7 +291,10 @@ export class MappingDraft implements MappingView {
       if (!m || this.reinserted.has(k)) unmapped.push(keyFromString(k));
       if (m) mapped.push(m);
     }
-    return { mapped, unmapped };
+    if (this.stagedPinholes.size === 0) return { mapped, unmapped };
+    const pinholes = [...this.stagedPinholes.values()].filter((p): p is Pinhole => p !== null);
+    const closedPinholes = [...this.stagedPinholes].filter(([, p]) => p === null).map(([id]) => id);
+    return { mapped, unmapped, pinholes, closedPinholes };
   }
 
   /** Whether this draft adds a mapping the table does not hold, or points a key at another target (what a full disk may refuse). */
@@ -214,6 +303,10 @@ export class MappingDraft implements MappingView {
       if (!m) continue;
       const before = this.table.get(keyFromString(k));
       if (!before || !sameRule(ruleOf(before), ruleOf(m))) return true;
+    }
+    for (const [id, p] of this.stagedPinholes) {
+      const before = this.table.pinholes.get(id);
+      if (p && !(before && samePinholeRule(before, p))) return true;
     }
     return false;
   }
@@ -225,9 +318,10 @@ export class MappingDraft implements MappingView {
       if (m) upserts.push(m);
       if (!m || this.reinserted.has(k)) removals.push(k);
     }
-    this.table.commit(upserts, removals);
+    this.table.commit(upserts, removals, this.stagedPinholes);
     this.staged.clear();
     this.reinserted.clear();
+    this.stagedPinholes.clear();
     this.original.clear();
     this.stagedKeyOf.clear();
     this.sizeChange = 0;
@@ -239,6 +333,7 @@ export class MappingDraft implements MappingView {
 /** A point in a draft's changes to roll back to (the length of its undo log then). */
 export interface DraftSavepoint {
   readonly undoLength: number;
+  readonly pinholes: ReadonlyMap<number, Pinhole | null>;
 }
 
 /** What a key showed in the draft before a put or remove: its staged value (undefined: none staged) and whether it was reinserted. */

@@ -1,3 +1,5 @@
+import type { PinholeChanges, PinholeView } from './pinhole.js';
+
 /** Transport protocols a port mapping can forward. */
 export type Protocol = 'TCP' | 'UDP';
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP'];
@@ -121,12 +123,17 @@ export function sameRule(a: RuleSpec, b: RuleSpec): boolean {
 export interface ChangeSet {
   readonly remove: readonly RuleSpec[];
   readonly add: readonly RuleSpec[];
+  /**
+   * IPv6 pinholes, in the same transaction. Present only when the change has some: a backend that
+   * does not declare `pinholes` never receives it (the core refuses pinholes first).
+   */
+  readonly pinholes?: PinholeChanges;
 }
 
 export const EMPTY_CHANGE_SET: ChangeSet = Object.freeze({ remove: [], add: [] });
 
 export function isEmptyChangeSet(c: ChangeSet): boolean {
-  return c.remove.length === 0 && c.add.length === 0;
+  return c.remove.length === 0 && c.add.length === 0 && (c.pinholes === undefined || (c.pinholes.remove.length === 0 && c.pinholes.add.length === 0));
 }
 
 /** A read-only view of the mapping table (what policies and plugins see). */
@@ -145,6 +152,8 @@ export interface PolicyContext {
   readonly existing: PortMapping | undefined;
   /** The table as it stands inside this change (read only). */
   readonly mappings: MappingView;
+  /** The IPv6 pinholes as they stand inside this change (quotas count them too). */
+  readonly pinholes?: PinholeView;
 }
 
 export interface MappedEvent {

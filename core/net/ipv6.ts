@@ -188,3 +188,31 @@ function readIfInet6(): string {
 export function urlHost(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }
+
+// For IPv6 pinholes: which addresses a pinhole may open, and the one text form rules are compared in.
+
+/** The canonical text of an IPv6 address (RFC 5952); the text itself when it is not one (or has a zone). */
+export function canonicalIPv6(address: string): string {
+  const parsed = parseIpv6(address);
+  return parsed && parsed.zone === undefined ? formatIpv6(parsed.value) : address;
+}
+
+/** Whether `address` lies in `prefix`/`length`. */
+export function inIPv6Prefix(address: string, prefix: string, length: number): boolean {
+  const a = parseIpv6(address);
+  const p = parseIpv6(prefix);
+  if (!a || !p || a.zone !== undefined) return false;
+  const mask = prefixMask(length);
+  return (a.value & mask) === (p.value & mask);
+}
+
+/**
+ * Whether an address may be a pinhole's internal client at all: a unicast address a WAN host can
+ * reach (not unspecified, loopback, link-local, multicast or IPv4-mapped; no zone).
+ */
+export function isRoutableIPv6(address: string): boolean {
+  const parsed = parseIpv6(address);
+  if (!parsed || parsed.zone !== undefined) return false;
+  const { value } = parsed;
+  return value > 1n && value >> 120n !== 0xffn && !isLinkLocalIpv6(value) && !isIpv4Mapped(value);
+}

@@ -1,6 +1,7 @@
 import { PluginHookError, PluginRegistrationError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { MappingFirewall, MappingHooks } from '../mapping/hooks.js';
+import type { PinholeEvent, PinholePolicyContext, PinholeRequest } from '../mapping/pinhole.js';
 import type { MappedEvent, MappingRequest, PolicyContext, PortMapping, RepairedEvent, UnmappedEvent } from '../mapping/types.js';
 import { HOOK_KINDS, type FirewallBackend, type Hooks, type HooksOfKind, type Plugin } from './types.js';
 
@@ -53,8 +54,9 @@ export class PluginDriver implements MappingHooks {
       },
       list: () => this.callFirewall('list', () => backend.list()),
       init: () => this.callFirewall('init', () => backend.init()),
-      ...(backend.check && { check: (expected) => this.callFirewall('check', () => backend.check!(expected)) }),
-      ...(backend.resync && { resync: (rules) => this.callFirewall('resync', () => backend.resync!(rules)) }),
+      ...(backend.check && { check: (expected, pinholes) => this.callFirewall('check', () => backend.check!(expected, pinholes)) }),
+      ...(backend.resync && { resync: (rules, pinholes) => this.callFirewall('resync', () => backend.resync!(rules, pinholes)) }),
+      ...(backend.pinholes && { pinholes: { packets: (rule) => this.callFirewall('pinholes.packets', () => backend.pinholes!.packets(rule)) } }),
       ...(backend.watch && { watch: (onChange) => backend.watch!(onChange) }),
     };
   }
@@ -69,6 +71,14 @@ export class PluginDriver implements MappingHooks {
 
   beforeUnmap(mapping: PortMapping, context: PolicyContext): Promise<void> {
     return this.hookSeq('beforeUnmap', mapping, context);
+  }
+
+  beforePinhole(request: PinholeRequest, context: PinholePolicyContext): Promise<PinholeRequest> {
+    return this.hookSeq('beforePinhole', request, context);
+  }
+
+  onPinhole(event: PinholeEvent): void {
+    void this.hookParallel('onPinhole', event);
   }
 
   onMapped(event: MappedEvent): void {
@@ -115,7 +125,11 @@ export class PluginDriver implements MappingHooks {
   }
 
   /** Runs a sequential hook: each handler may return a replacement value; a throw vetoes. */
-  async hookSeq<H extends 'beforeMap'>(hook: H, value: Parameters<Hooks[H]>[0], context: Parameters<Hooks[H]>[1]): Promise<Parameters<Hooks[H]>[0]>;
+  async hookSeq<H extends 'beforeMap' | 'beforePinhole'>(
+    hook: H,
+    value: Parameters<Hooks[H]>[0],
+    context: Parameters<Hooks[H]>[1],
+  ): Promise<Parameters<Hooks[H]>[0]>;
   async hookSeq<H extends 'beforeUnmap'>(hook: H, value: Parameters<Hooks[H]>[0], context: Parameters<Hooks[H]>[1]): Promise<void>;
   async hookSeq(hook: HooksOfKind<'sequential'>, value: unknown, context: unknown): Promise<unknown> {
     let current = value;
@@ -133,7 +147,7 @@ export class PluginDriver implements MappingHooks {
     return current;
   }
 
-  private async callFirewall<T>(method: 'apply' | 'list' | 'init' | 'check' | 'resync', call: () => Promise<T>): Promise<T> {
+  private async callFirewall<T>(method: 'apply' | 'list' | 'init' | 'check' | 'resync' | 'pinholes.packets', call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {

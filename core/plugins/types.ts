@@ -16,7 +16,9 @@ import type {
   RuleSpec,
   UnmappedEvent,
 } from '../mapping/types.js';
+import type { PinholeEvent, PinholePolicyContext, PinholeRequest, PinholeRule } from '../mapping/pinhole.js';
 
+export type { Pinhole, PinholeChanges, PinholeEvent, PinholePolicyContext, PinholeRequest, PinholeRule, PinholeView } from '../mapping/pinhole.js';
 export type {
   ExternalAddressChangeEvent,
   IntegrityReport,
@@ -49,6 +51,10 @@ export interface Hooks {
   beforeMap(request: MappingRequest, context: PolicyContext): Awaitable<MappingRequest | void>;
   /** May veto (throw) the removal of a mapping asked for by a client. May run more than once, as beforeMap. */
   beforeUnmap(mapping: PortMapping, context: PolicyContext): Awaitable<void>;
+  /** May veto (throw) or adjust an IPv6 pinhole before it is opened or restored. May run more than once, as beforeMap. */
+  beforePinhole(request: PinholeRequest, context: PinholePolicyContext): Awaitable<PinholeRequest | void>;
+  /** A pinhole was opened, renewed, restored or closed. */
+  onPinhole(event: PinholeEvent): Awaitable<void>;
   onMapped(event: MappedEvent): Awaitable<void>;
   onUnmapped(event: UnmappedEvent): Awaitable<void>;
   onExpire(event: UnmappedEvent): Awaitable<void>;
@@ -63,6 +69,8 @@ export type HookName = keyof Hooks;
 export const HOOK_KINDS = {
   beforeMap: 'sequential',
   beforeUnmap: 'sequential',
+  beforePinhole: 'sequential',
+  onPinhole: 'parallel',
   onMapped: 'parallel',
   onUnmapped: 'parallel',
   onExpire: 'parallel',
@@ -163,6 +171,8 @@ export interface BackendCapabilities {
   readonly dialect: string;
   /** Can restrict a mapping to one remote host. */
   readonly remoteHost: boolean;
+  /** Can open IPv6 pinholes (the backend then has `pinholes`); absent or false: pinhole requests answer 703. */
+  readonly pinholes?: boolean;
   /** Free-form facts found by probing (binary path, version, flavour). */
   readonly details: Readonly<Record<string, string>>;
 }
@@ -197,14 +207,21 @@ export interface FirewallBackend {
    * rules or elements. Returns what is missing, in words for the log; nothing when intact.
    * Without it, the core compares `list()` with the table.
    */
-  check?(expected: readonly RuleSpec[]): Promise<IntegrityReport>;
+  check?(expected: readonly RuleSpec[], pinholes?: readonly PinholeRule[]): Promise<IntegrityReport>;
   /**
    * Optional, for reconciliation: recreates the table/chains/jumps and every rule of `rules` in
    * ONE transaction, whatever is left of them. The core calls it (never concurrently with
    * `apply`) when `check` found something missing. Without it, the core calls `init()` and then
    * applies the difference between `list()` and `rules`.
    */
-  resync?(rules: readonly RuleSpec[]): Promise<void>;
+  resync?(rules: readonly RuleSpec[], pinholes?: readonly PinholeRule[]): Promise<void>;
+  /**
+   * Optional, IPv6 pinholes: a backend that has this receives change sets with `pinholes` (applied
+   * in the same transaction as the mappings), lists, checks and resyncs them too, and reads a
+   * pinhole's packet counter from the kernel (GetPinholePackets). Without it the core refuses
+   * pinholes with 703 InboundPinholeNotAllowed and never sends them.
+   */
+  readonly pinholes?: PinholeBackend;
   /**
    * Optional: calls `onChange` whenever the kernel reports a change that may have touched the
    * backend's rules (e.g. from `nft monitor`); the core then checks at once instead of at the next
@@ -217,6 +234,14 @@ export interface FirewallBackend {
    * start (each finding logged as a warning) and by `upnpd doctor`.
    */
   diagnose?(): Promise<readonly Finding[]>;
+}
+
+/** What a backend with IPv6 pinholes offers besides carrying them in change sets. */
+export interface PinholeBackend {
+  /** The pinholes installed (for reconciliation and tests). */
+  list(): Promise<PinholeRule[]>;
+  /** Packets the kernel let through this pinhole's rule (0 when it is not installed). */
+  packets(rule: PinholeRule): Promise<number>;
 }
 
 /**

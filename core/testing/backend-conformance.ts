@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { pinholeRuleString, type PinholeRule } from '../mapping/pinhole.js';
 import type { ChangeSet, RuleSpec } from '../mapping/types.js';
 import type { FirewallBackend } from '../plugins/types.js';
 
@@ -24,6 +25,18 @@ function rule(externalPort: number, overrides: Partial<RuleSpec> = {}): RuleSpec
   };
 }
 
+/** IPv6 pinhole targets of the suite (documentation prefix). */
+export const CONFORMANCE_PINHOLE_CLIENT = '2001:db8:77::10';
+export const CONFORMANCE_PINHOLE_REMOTE_HOST = '2001:db8:ff::9';
+
+function pinhole(internalPort: number, overrides: Partial<PinholeRule> = {}): PinholeRule {
+  return { remoteHost: '', remotePort: 0, internalClient: CONFORMANCE_PINHOLE_CLIENT, internalPort, protocol: 'TCP', ...overrides };
+}
+
+function pinholeIds(rules: readonly PinholeRule[]): string[] {
+  return rules.map(pinholeRuleString).sort();
+}
+
 function sorted(rules: readonly RuleSpec[]): RuleSpec[] {
   const key = (r: RuleSpec) => `${r.protocol}/${String(r.externalPort).padStart(5, '0')}/${r.remoteHost}/${r.internalClient}/${r.internalPort}`;
   return [...rules].map((r) => ({ ...r })).sort((a, b) => key(a).localeCompare(key(b)));
@@ -39,6 +52,8 @@ function sorted(rules: readonly RuleSpec[]): RuleSpec[] {
  * The contract: init is idempotent and starts empty; apply is atomic (removals, then additions,
  * all or nothing); removing a rule that is not installed is an error; list reads back exactly
  * what is installed; shutdown removes everything and is idempotent; init works again afterwards.
+ * A backend with IPv6 pinholes (a `pinholes` member, `pinholes: true` from probe) meets the same
+ * contract for them, in the same change sets; one without says so and is never sent any.
  */
 export function describeBackendConformance(name: string, setup: () => Promise<BackendUnderTest>): void {
   describe(`backend conformance: ${name}`, () => {
@@ -116,6 +131,44 @@ export function describeBackendConformance(name: string, setup: () => Promise<Ba
       const failing: ChangeSet = { remove: [rule(4400), rule(4999)], add: [rule(4401)] };
       await expect(backend.apply(failing)).rejects.toThrow();
       expect(await backend.list()).toEqual([rule(4400)]);
+    });
+
+    it('declares IPv6 pinholes in probe exactly when it has them', async () => {
+      const capabilities = await backend.probe();
+      expect(capabilities.pinholes === true).toBe(backend.pinholes !== undefined);
+    });
+
+    it('IPv6 pinholes (if it has them): opened in the same change set as mappings, listed back exactly, closed', async () => {
+      if (!backend.pinholes) return;
+      const opened = [
+        pinhole(8080),
+        pinhole(5060, { protocol: 'UDP' }),
+        pinhole(22, { remoteHost: CONFORMANCE_PINHOLE_REMOTE_HOST }),
+        pinhole(4500, { remotePort: 4500 }),
+      ];
+      await backend.apply({ remove: [], add: [rule(4600)], pinholes: { remove: [], add: opened } });
+      expect(pinholeIds(await backend.pinholes.list())).toEqual(pinholeIds(opened));
+      expect(await backend.list()).toEqual([rule(4600)]);
+      expect(await backend.pinholes.packets(opened[0]!)).toBe(0);
+      await backend.apply({ remove: [], add: [], pinholes: { remove: opened.slice(1), add: [] } });
+      expect(pinholeIds(await backend.pinholes.list())).toEqual(pinholeIds(opened.slice(0, 1)));
+    });
+
+    it('IPv6 pinholes (if it has them): a change set closing a pinhole that is not open fails and changes nothing', async () => {
+      if (!backend.pinholes) return;
+      await backend.apply({ remove: [], add: [rule(4700)], pinholes: { remove: [], add: [pinhole(7000)] } });
+      const failing: ChangeSet = { remove: [], add: [rule(4701)], pinholes: { remove: [pinhole(7999)], add: [pinhole(7001)] } };
+      await expect(backend.apply(failing)).rejects.toThrow();
+      expect(pinholeIds(await backend.pinholes.list())).toEqual(pinholeIds([pinhole(7000)]));
+      expect(await backend.list()).toEqual([rule(4700)]);
+    });
+
+    it('IPv6 pinholes (if it has them): shutdown closes them and init starts without any', async () => {
+      if (!backend.pinholes) return;
+      await backend.apply({ remove: [], add: [], pinholes: { remove: [], add: [pinhole(9000)] } });
+      await backend.shutdown();
+      await backend.init();
+      expect(await backend.pinholes.list()).toEqual([]);
     });
 
     it('shutdown removes every rule, is idempotent, and init works again afterwards', async () => {

@@ -12,12 +12,14 @@ export const SERVICE_TYPE = {
   layer3Forwarding: 'urn:schemas-upnp-org:service:Layer3Forwarding',
   wanCommonInterfaceConfig: 'urn:schemas-upnp-org:service:WANCommonInterfaceConfig',
   wanIpConnection: 'urn:schemas-upnp-org:service:WANIPConnection',
+  wanIpv6FirewallControl: 'urn:schemas-upnp-org:service:WANIPv6FirewallControl',
 } as const;
 
 export const SERVICE_ID = {
   layer3Forwarding: 'urn:upnp-org:serviceId:L3Forwarding1',
   wanCommonInterfaceConfig: 'urn:upnp-org:serviceId:WANCommonIFC1',
   wanIpConnection: 'urn:upnp-org:serviceId:WANIPConn1',
+  wanIpv6FirewallControl: 'urn:upnp-org:serviceId:WANIPv6Firewall1',
 } as const;
 
 /** The three UDNs (root IGD, WANDevice, WANConnectionDevice) as `uuid:...`. */

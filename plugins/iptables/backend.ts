@@ -7,10 +7,22 @@ import {
   type FirewallBackend,
   type IntegrityReport,
   type Logger,
+  type PinholeBackend,
+  type PinholeChanges,
+  type PinholeRule,
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { isEmptyChangeSet, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
+import { isEmptyChangeSet, pinholeRuleString, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
+import {
+  buildPinholeResyncScript,
+  buildPinholeScript,
+  buildPinholeShutdownScript,
+  parsePinholeSave,
+  pinholeProblems,
+  type PinholeRuleOptions,
+  type SavedPinholeRules,
+} from './pinholes.js';
 import { forwardPolicyFinding, mixedFlavourFinding } from './diagnose.js';
 import {
   buildInitScript,
@@ -20,6 +32,7 @@ import {
   integrityProblems,
   installedMappings,
   inverseOf,
+  ip6ProgramsOf,
   parseSave,
   programsOf,
   renderCommands,
@@ -42,7 +55,10 @@ const COMMAND_TIMEOUT_MS = 30_000;
  */
 export class IptablesBackend implements FirewallBackend {
   private readonly programs: IptablesPrograms;
+  private readonly programs6: IptablesPrograms;
   private readonly wanInterface: string | undefined;
+  /** IPv6 pinholes (option `pinholes`): ACCEPT rules in upnpd's chain of ip6tables' filter table. */
+  readonly pinholes: PinholeBackend | undefined;
 
   constructor(
     private readonly options: IptablesOptions,
@@ -51,7 +67,21 @@ export class IptablesBackend implements FirewallBackend {
     config: Pick<ResolvedConfig, 'wan'> | undefined,
   ) {
     this.programs = programsOf(options.flavour);
+    this.programs6 = ip6ProgramsOf(options.flavour);
     this.wanInterface = options.wanInterface ?? config?.wan;
+    this.pinholes = options.pinholes
+      ? {
+          list: async () => (await this.readPinholes()).installed.map((p) => p.rule),
+          packets: async (rule) => {
+            const wanted = pinholeRuleString(rule);
+            return (await this.readPinholes()).installed.find((p) => pinholeRuleString(p.rule) === wanted)?.packets ?? 0;
+          },
+        }
+      : undefined;
+  }
+
+  private get pinholeOptions(): PinholeRuleOptions {
+    return { chain: this.options.pinholeChain, wanInterface: this.ruleOptions.wanInterface, comment: this.options.comment };
   }
 
   private get ruleOptions(): IptablesRuleOptions {
@@ -72,14 +102,27 @@ export class IptablesBackend implements FirewallBackend {
     ] as const) {
       await this.mustRun(`listing the ${table} table`, this.programs.iptables, ['-w', XTABLES_WAIT_SECONDS, '-t', table, '-S', chain]);
     }
+    if (this.pinholes) {
+      for (const program of [this.programs6.restore, this.programs6.save]) await this.mustRun('asking its version (IPv6 pinholes)', program, ['-V']);
+      await this.mustRun('listing the ip6 filter table (IPv6 pinholes)', this.programs6.iptables, [
+        '-w',
+        XTABLES_WAIT_SECONDS,
+        '-t',
+        'filter',
+        '-S',
+        'FORWARD',
+      ]);
+    }
     return {
       dialect: 'iptables',
       remoteHost: true,
+      ...(this.pinholes && { pinholes: true }),
       details: {
         flavour: this.options.flavour,
         version,
         wanInterface: ruleOptions.wanInterface,
         chains: `${ruleOptions.preroutingChain} (nat), ${ruleOptions.insertForwardRules ? ruleOptions.forwardChain : 'none'} (filter)`,
+        ...(this.pinholes && { pinholes: `${this.options.pinholeChain} (ip6 filter)` }),
       },
     };
   }
@@ -87,11 +130,36 @@ export class IptablesBackend implements FirewallBackend {
   async init(): Promise<void> {
     const options = this.ruleOptions;
     await this.restore('creating upnpd chains', buildInitScript(await this.readRuleset(), options));
+    if (this.pinholes) await this.restore6('creating the pinhole chain', buildPinholeResyncScript(await this.readPinholes(), [], this.pinholeOptions));
     const forward = options.insertForwardRules ? `${options.forwardChain} (filter)` : 'no filter rules';
     this.logger.info({ flavour: options.flavour }, `iptables: mappings go to ${options.preroutingChain} (nat) and ${forward}`);
   }
 
+  /**
+   * IPv4 rules, then pinholes: two restore runs (iptables and ip6tables have no common
+   * transaction); when the pinhole part fails, the IPv4 part is undone, so a change set is still
+   * all or nothing.
+   */
   async apply(changes: ChangeSet): Promise<void> {
+    const ipv4 = { remove: changes.remove, add: changes.add };
+    await this.applyIpv4(ipv4);
+    if (!changes.pinholes || changes.pinholes.remove.length + changes.pinholes.add.length === 0) return;
+    try {
+      await this.applyPinholes(changes.pinholes);
+    } catch (err) {
+      await this.applyIpv4(inverseOf(ipv4)).catch((undo: unknown) =>
+        this.logger.error({ err: undo }, `iptables: could not undo the IPv4 part: ${messageOf(undo)}`),
+      );
+      throw err;
+    }
+  }
+
+  private async applyPinholes(changes: PinholeChanges): Promise<void> {
+    if (!this.pinholes) throw new BackendError('iptables: IPv6 pinholes are off (iptables({ pinholes: true }) turns them on)');
+    await this.restore6(`changing ${changes.remove.length + changes.add.length} pinhole(s)`, buildPinholeScript(changes, this.pinholeOptions));
+  }
+
+  private async applyIpv4(changes: ChangeSet): Promise<void> {
     if (isEmptyChangeSet(changes)) return;
     const options = this.ruleOptions;
     const script = buildRestoreScript(changes, options);
@@ -121,7 +189,10 @@ export class IptablesBackend implements FirewallBackend {
 
   /** The commands apply would run, one iptables command line per rule change. */
   render(changes: ChangeSet): string {
-    return renderCommands(changes, this.ruleOptions).join('\n');
+    const pinholes = changes.pinholes && this.pinholes ? buildPinholeScript(changes.pinholes, this.pinholeOptions) : '';
+    return [...renderCommands(changes, this.ruleOptions), ...(pinholes ? [`${this.programs6.restore} --noflush <<EOF`, pinholes.trimEnd(), 'EOF'] : [])].join(
+      '\n',
+    );
   }
 
   /** The forward path and a mix of iptables flavours (read only). */
@@ -147,18 +218,42 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   /** Reads nat and filter once (iptables-save): upnpd's chains, the jumps to them, every mapping's rules. */
-  async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
-    return { missing: integrityProblems(await this.readRuleset(), this.ruleOptions, expected) };
+  async check(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<IntegrityReport> {
+    const missing = integrityProblems(await this.readRuleset(), this.ruleOptions, expected);
+    if (this.pinholes) missing.push(...pinholeProblems(await this.readPinholes(), this.pinholeOptions, pinholes));
+    return { missing };
   }
 
-  /** Recreates chains and jumps and every mapping in one `iptables-restore --noflush` run. */
-  async resync(rules: readonly RuleSpec[]): Promise<void> {
+  /** Recreates chains and jumps and every mapping in one `iptables-restore --noflush` run (and the pinholes in one ip6tables-restore run). */
+  async resync(rules: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<void> {
     await this.restore(`recreating upnpd chains with ${rules.length} mapping(s)`, buildResyncScript(await this.readRuleset(), rules, this.ruleOptions));
+    if (this.pinholes) {
+      await this.restore6(
+        `recreating the pinhole chain with ${pinholes.length} pinhole(s)`,
+        buildPinholeResyncScript(await this.readPinholes(), pinholes, this.pinholeOptions),
+      );
+    }
   }
 
   async shutdown(): Promise<void> {
     const script = buildShutdownScript(await this.readRuleset(), this.ruleOptions);
     if (script) await this.restore('removing upnpd rules and chains', script);
+    if (this.pinholes) {
+      const script6 = buildPinholeShutdownScript(await this.readPinholes(), this.pinholeOptions);
+      if (script6) await this.restore6('removing the pinhole chain', script6);
+    }
+  }
+
+  /** upnpd's pinhole rules with their packet counters (`ip6tables-save -c -t filter`). */
+  private async readPinholes(): Promise<SavedPinholeRules> {
+    const saved = await this.mustRun('reading the ip6 filter table', this.programs6.save, ['-c', '-t', 'filter']);
+    return parsePinholeSave(saved.stdout, this.pinholeOptions);
+  }
+
+  private async restore6(what: string, script: string): Promise<void> {
+    if (!script) return;
+    const result = await this.run(this.programs6.restore, ['-w', XTABLES_WAIT_SECONDS, '--noflush'], script);
+    if (result.exitCode !== 0) throw new BackendError(restoreFailureMessage(what, script, result).replace('iptables-restore', this.programs6.restore));
   }
 
   /** Whether the nat section of a failed restore is in effect: from the failing line, else from what is installed. */

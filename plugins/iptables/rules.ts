@@ -13,10 +13,10 @@ const BUILT_IN_CHAIN: Record<IptablesTable, string> = { nat: 'PREROUTING', filte
 const ALL_BUILT_IN_CHAINS = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'];
 
 /** An iptables chain name option: `builtIn` itself, or a chain of upnpd's own. */
+const chainName = z.string().regex(/^[A-Za-z0-9_][\w.-]{0,27}$/, 'must be an iptables chain name (letters, digits, "_", "." or "-"; at most 28 characters)');
+
 function chainOption(builtIn: string, defaultName: string) {
-  return z
-    .string()
-    .regex(/^[A-Za-z0-9_][\w.-]{0,27}$/, 'must be an iptables chain name (letters, digits, "_", "." or "-"; at most 28 characters)')
+  return chainName
     .refine((name) => name === builtIn || !ALL_BUILT_IN_CHAINS.includes(name), `must be ${builtIn} or a chain of upnpd's own`)
     .default(defaultName);
 }
@@ -37,6 +37,14 @@ export const iptablesOptionsSchema = z
     flavour: z.enum(['iptables', 'iptables-legacy']).default('iptables'),
     /** Interface the DNAT and ACCEPT rules match; default: the daemon's `wan`. */
     wanInterface: interfaceName.optional(),
+    /**
+     * IPv6 pinholes (WANIPv6FirewallControl): ACCEPT rules in a chain of upnpd's own in ip6tables'
+     * filter table, jumped to from its FORWARD. Off unless asked for: it is the admin's IPv6
+     * forward path that upnpd then changes.
+     */
+    pinholes: z.boolean().default(false),
+    /** ip6tables filter chain of the pinholes (always upnpd's own). */
+    pinholeChain: chainName.refine((name) => !ALL_BUILT_IN_CHAINS.includes(name), "must be a chain of upnpd's own").default('UPNPD-PINHOLES'),
     /** Every rule upnpd adds carries a comment starting with this tag; it is how upnpd finds its rules. */
     comment: z
       .string()
@@ -58,6 +66,11 @@ export interface IptablesPrograms {
 
 export function programsOf(flavour: IptablesOptions['flavour']): IptablesPrograms {
   return { iptables: flavour, restore: `${flavour}-restore`, save: `${flavour}-save` };
+}
+
+/** The IPv6 programs of the same flavour (ip6tables, ip6tables-legacy). */
+export function ip6ProgramsOf(flavour: IptablesOptions['flavour']): IptablesPrograms {
+  return programsOf(flavour.replace('iptables', 'ip6tables') as IptablesOptions['flavour']);
 }
 
 // ---------------------------------------------------------------------------------------------

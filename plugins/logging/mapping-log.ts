@@ -1,5 +1,5 @@
-import { SERVICE_ID, type MappedEvent, type PortMapping, type Requester, type UnmappedEvent } from 'upnpd';
-import { sameRule } from 'upnpd/backend';
+import { SERVICE_ID, type MappedEvent, type PinholeEvent, type PortMapping, type Requester, type UnmappedEvent } from 'upnpd';
+import { pinholeRuleString, sameRule } from 'upnpd/backend';
 
 /** What happened to a mapping. */
 export type MappingChange = 'added' | 'renewed' | 'replaced' | 'restored' | 'deleted' | 'expired' | 'removed';
@@ -51,6 +51,37 @@ export function describeUnmapped(event: UnmappedEvent): MappingLogEntry {
       ...(requester ? requesterFields(requester) : { requester: null, createdBy: mapping.createdBy.address, via: mapping.createdBy.via }),
     },
     message: `${verb}: ${target(mapping)} ${who}`,
+  };
+}
+
+const PINHOLE_VERBS: Readonly<Record<PinholeEvent['change'], string>> = {
+  opened: 'AddPinhole',
+  renewed: 'AddPinhole (renewed)',
+  restored: 'RestorePinhole',
+  deleted: 'DeletePinhole',
+  expired: 'ExpirePinhole',
+  shutdown: 'RemovePinhole',
+};
+
+/** An IPv6 pinhole opened, renewed, restored or closed, in the same shape as a mapping's record. */
+export function describePinhole(event: PinholeEvent, leaseSeconds: number): MappingLogEntry {
+  const { pinhole, requester, change } = event;
+  const closed = change === 'deleted' || change === 'expired' || change === 'shutdown';
+  const who = requester ? by(requester) : `${change === 'expired' ? 'lease expired' : 'at shutdown'}, opened ${by(pinhole.createdBy)}`;
+  return {
+    fields: {
+      event: 'pinhole',
+      change,
+      uniqueId: pinhole.id,
+      protocol: pinhole.protocol,
+      internalClient: pinhole.internalClient,
+      internalPort: pinhole.internalPort,
+      remoteHost: pinhole.remoteHost,
+      remotePort: pinhole.remotePort,
+      ...(closed ? {} : { lease: leaseSeconds }),
+      ...(requester ? requesterFields(requester) : { requester: null, createdBy: pinhole.createdBy.address, via: pinhole.createdBy.via }),
+    },
+    message: `${PINHOLE_VERBS[change]}: UniqueID:${pinhole.id} ${pinholeRuleString(pinhole)}${closed ? '' : ` Lease:${leaseSeconds}`} ${who}`,
   };
 }
 

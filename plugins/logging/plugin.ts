@@ -11,11 +11,12 @@ import {
   type LogOutput,
   type Logger,
   type MappedEvent,
+  type PinholeEvent,
   type Plugin,
   type UnmappedEvent,
 } from 'upnpd';
 import { DropCounter } from './drops.js';
-import { describeMapped, describeUnmapped } from './mapping-log.js';
+import { describeMapped, describePinhole, describeUnmapped } from './mapping-log.js';
 import { describeTarget, syslogTarget, type LoggingOptions, type SyslogTarget } from './options.js';
 import { stdoutDestination } from './stdout.js';
 import type { SyslogDestination } from './syslog-destination.js';
@@ -47,6 +48,7 @@ export class LoggingPlugin implements Plugin {
       // An expiry is notified to both hooks; onExpire logs it.
       onUnmapped: (event) => (event.reason === 'expired' ? undefined : this.logUnmapped(event)),
       onExpire: (event) => this.logUnmapped(event),
+      onPinhole: (event) => this.logPinhole(event),
     };
   }
 
@@ -95,6 +97,12 @@ export class LoggingPlugin implements Plugin {
     // Notifications run right after the change commits, so this is the lease as granted.
     const leaseSeconds = expiresAt === null ? 0 : Math.max(1, Math.round((expiresAt - this.clock.now()) / 1000));
     const { fields, message } = describeMapped(event, leaseSeconds);
+    this.logger.info(fields, message);
+  }
+
+  private logPinhole(event: PinholeEvent): void {
+    const leaseSeconds = Math.max(1, Math.round((event.pinhole.expiresAt - this.clock.now()) / 1000));
+    const { fields, message } = describePinhole(event, leaseSeconds);
     this.logger.info(fields, message);
   }
 

@@ -33,6 +33,8 @@ const BY_UPNP_CODE: Partial<Record<UpnpErrorCode, RefusalAnswer>> = {
   [UpnpErrorCode.InvalidArgs]: NOT_AUTHORIZED,
   // No free port left, a quota reached.
   [UpnpErrorCode.NoPortMapsAvailable]: NO_RESOURCES,
+  // A quota reached by pinholes (PCP MAP over IPv6).
+  [UpnpErrorCode.PinholeSpaceExhausted]: NO_RESOURCES,
   // The state cannot be written, the daemon is stopping.
   [UpnpErrorCode.ActionFailed]: NO_RESOURCES,
 };

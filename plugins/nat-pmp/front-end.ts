@@ -1,5 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { SubnetSet, messageOf, type FrontEnd, type FrontEndContext, type InterfaceAddress, type Logger } from 'upnpd';
+import { SubnetSet, messageOf, type FrontEnd, type FrontEndContext, type InterfaceAddress, type Ipv6InterfaceAddress, type Logger } from 'upnpd';
 import { ANNOUNCEMENTS, Announcer } from './announcer.js';
 import { NAT_PMP_VERSION, NatPmpResult, natPmpErrorResponse } from './codec.js';
 import type { Epoch } from './epoch.js';
@@ -7,6 +7,7 @@ import { MappingRequests } from './mapping-requests.js';
 import { NatPmpHandler } from './nat-pmp-handler.js';
 import type { NatPmpOptions } from './options.js';
 import { PcpHandler } from './pcp-handler.js';
+import { Ipv6Map } from './pcp-pinholes.js';
 
 /** In dry-run, NAT-PMP/PCP answer on loopback only, as UPnP does. */
 const LOOPBACK: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
@@ -15,16 +16,22 @@ const LOOPBACK: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', pref
 interface Listener {
   readonly lan: InterfaceAddress;
   readonly socket: Socket;
+  /** The address as bound (a link-local one with its zone). */
+  readonly bound: string;
+  readonly ipv6: boolean;
 }
 
 /**
- * NAT-PMP (RFC 6886) and PCP (RFC 6887) on UDP 5351 of each LAN IPv4 address, answering LAN
- * sources only. Both act on the one mapping table through the same lifecycle and policies as UPnP.
+ * NAT-PMP (RFC 6886) and PCP (RFC 6887) on UDP 5351 of each LAN IPv4 address, and PCP alone on
+ * each LAN IPv6 address (global/ULA and link-local), answering LAN sources only. Both act on the
+ * one mapping table through the same lifecycle and policies as UPnP; PCP MAP for an IPv6 host opens
+ * a pinhole (pcp-pinholes.ts).
  */
 export class NatPmpFrontEnd implements FrontEnd {
   readonly name = 'nat-pmp';
   private readonly log: Logger;
   private readonly served: readonly InterfaceAddress[];
+  private readonly servedIpv6: readonly Ipv6InterfaceAddress[];
   private readonly lanSubnets: SubnetSet;
   private readonly natPmp: NatPmpHandler;
   private readonly pcp: PcpHandler;
@@ -43,22 +50,28 @@ export class NatPmpFrontEnd implements FrontEnd {
     this.log = context.logger.child({ component: 'nat-pmp' });
     const { dryRun, lanFromCommandLine } = context.config;
     this.served = dryRun && lanFromCommandLine ? [LOOPBACK] : context.lan.filter((a) => !dryRun || a.address.startsWith('127.'));
+    // IPv6 in dry-run: ::1 only, as IPv4 keeps to loopback.
+    this.servedIpv6 = options.pcp ? context.lanIpv6.addresses.filter((a) => !dryRun || a.address === '::1') : [];
     this.lanSubnets = new SubnetSet(this.served);
     const requests = new MappingRequests(context, options);
     const external = () => context.external.externalAddress;
     const seconds = () => epoch.seconds();
     this.natPmp = new NatPmpHandler(requests, external, seconds);
-    this.pcp = new PcpHandler(requests, options, external, seconds);
+    this.pcp = new PcpHandler(requests, options, external, seconds, new Ipv6Map(requests, context.mappings));
     this.announcer = new Announcer(context.clock, () => this.announce());
   }
 
   async start(): Promise<void> {
     await this.epoch.externalAddressIs(this.context.external.externalAddress);
-    for (const lan of this.served) {
-      // One address that cannot be bound (another NAT-PMP server holds it) leaves the others served.
-      await this.listen(lan).then(
+    const addresses = [
+      ...this.served.map((lan) => ({ lan, bound: lan.address, ipv6: false })),
+      ...this.servedIpv6.map((a) => ({ lan: a, bound: a.linkLocal ? `${a.address}%${a.interface}` : a.address, ipv6: true })),
+    ];
+    for (const { lan, bound, ipv6 } of addresses) {
+      // One address that cannot be bound (another NAT-PMP server holds it, an IPv6 address gone) leaves the others served.
+      await this.listen(lan, bound, ipv6).then(
         (listener) => this.listeners.push(listener),
-        (err: unknown) => this.log.error({ err, address: lan.address }, `NAT-PMP/PCP cannot listen on ${lan.address}:${this.options.port}: ${messageOf(err)}`),
+        (err: unknown) => this.log.error({ err, address: bound }, `NAT-PMP/PCP cannot listen on ${bound} port ${this.options.port}: ${messageOf(err)}`),
       );
     }
     this.unsubscribe = this.context.external.onChange((current) => {
@@ -77,38 +90,46 @@ export class NatPmpFrontEnd implements FrontEnd {
   }
 
   describe(): string[] {
-    return this.listeners.map(({ lan, socket }) => `udp://${lan.address}:${socket.address().port}`);
+    // URLs the daemon parses (for its own ports): WHATWG URLs have no IPv6 zone, so a link-local one is the fragment.
+    return this.listeners.map(({ lan, bound, socket, ipv6 }) => {
+      const port = socket.address().port;
+      if (!ipv6) return `udp://${bound}:${port}`;
+      return bound.includes('%') ? `udp://[${lan.address}]:${port}#${lan.interface}` : `udp://[${bound}]:${port}`;
+    });
   }
 
   status(): Readonly<Record<string, unknown>> {
     return { addresses: this.describe(), epoch: this.epoch.seconds(), pcp: this.options.pcp, ...this.counts };
   }
 
-  private listen(lan: InterfaceAddress): Promise<Listener> {
+  private listen(lan: InterfaceAddress, bound: string, ipv6: boolean): Promise<Listener> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: 'udp4' });
+      const socket = createSocket({ type: ipv6 ? 'udp6' : 'udp4', ...(ipv6 ? { ipv6Only: true } : {}) });
       socket.once('error', (err) => {
         socket.close();
         reject(err);
       });
-      socket.on('message', (packet, peer) => void this.receive({ lan, socket }, packet, peer));
-      socket.bind(this.options.port, lan.address, () => {
+      const listener: Listener = { lan, socket, bound, ipv6 };
+      socket.on('message', (packet, peer) => void this.receive(listener, packet, peer));
+      socket.bind(this.options.port, bound, () => {
         socket.removeAllListeners('error');
-        socket.on('error', (err) => this.log.warn({ err, address: lan.address }, `NAT-PMP socket on ${lan.address}: ${messageOf(err)}`));
-        resolve({ lan, socket });
+        socket.on('error', (err) => this.log.warn({ err, address: bound }, `NAT-PMP socket on ${bound}: ${messageOf(err)}`));
+        resolve(listener);
       });
     });
   }
 
   private async receive(listener: Listener, packet: Buffer, peer: RemoteInfo): Promise<void> {
     // Never anything from outside the LAN (a WAN host sending to the LAN address through the gateway).
-    if (!this.lanSubnets.contains(peer.address)) {
+    // IPv6: a peer on a LAN prefix or link-local, on the interface of the address it was sent to.
+    const lan = listener.ipv6 ? this.context.lanIpv6.interfaceOf(peer.address) === listener.lan.interface : this.lanSubnets.contains(peer.address);
+    if (!lan) {
       this.counts.notLan += 1;
       return;
     }
     let answer: Buffer | undefined;
     try {
-      answer = await this.answer(packet, peer.address);
+      answer = await this.answer(packet, peer.address, listener.ipv6);
     } catch (err) {
       this.log.error({ err, client: peer.address }, `NAT-PMP/PCP request from ${peer.address} failed: ${messageOf(err)}`);
       return;
@@ -123,9 +144,10 @@ export class NatPmpFrontEnd implements FrontEnd {
     });
   }
 
-  private answer(packet: Buffer, client: string): Promise<Buffer | undefined> | Buffer | undefined {
+  private answer(packet: Buffer, client: string, ipv6: boolean): Promise<Buffer | undefined> | Buffer | undefined {
     if (packet.length === 0) return undefined;
-    if (packet[0] === NAT_PMP_VERSION) return this.natPmp.handle(packet, client);
+    // NAT-PMP is IPv4-only (RFC 6886): version 0 over IPv6 is dropped, it has nothing to tell an IPv6 host.
+    if (packet[0] === NAT_PMP_VERSION) return ipv6 ? undefined : this.natPmp.handle(packet, client);
     if (this.options.pcp) return this.pcp.handle(packet, client);
     // Without PCP, any other version is one NAT-PMP does not support (RFC 6886 §3.5).
     return packet.length >= 2 ? natPmpErrorResponse(packet[1]! & 0x7f, NatPmpResult.unsupportedVersion, this.epoch.seconds()) : undefined;
@@ -146,7 +168,9 @@ export class NatPmpFrontEnd implements FrontEnd {
   private startAnnouncing(): void {
     // Dry-run announces nothing off the host; nor is there anything to announce without an address.
     if (!this.options.announce || this.context.config.dryRun || this.context.external.externalAddress === undefined) return;
-    this.announcing = this.listeners.filter(({ lan, socket }) => {
+    this.announcing = this.listeners.filter(({ lan, socket, ipv6 }) => {
+      // No announcements over IPv6 (yet): NAT-PMP's do not exist there and PCP's go to ff02::1.
+      if (ipv6) return false;
       // Loopback has no one to tell; and a socket whose multicast interface cannot be set would
       // send by the default route, perhaps off the LAN: neither announces.
       if (lan.address.startsWith('127.')) return false;

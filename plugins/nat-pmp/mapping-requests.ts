@@ -93,6 +93,11 @@ export class MappingRequests {
     return Math.max(granted, Math.min(this.options.lifetime.maxSeconds, this.context.mappings.remainingSeconds(mapping)));
   }
 
+  /** What a lifecycle call threw (a pinhole refused, say), logged and answered in the one table. */
+  refusedBy(err: unknown, client: string, what: string): Refused {
+    return this.refused(refusalOf(err), client, what);
+  }
+
   private refused(refusal: Refusal, client: string, what: string): Refused {
     const log = refusal.kind === 'internal-error' || refusal.kind === 'backend-failed' ? 'error' : 'debug';
     this.context.logger[log]({ client, request: what, refusal: refusal.kind }, `${what} from ${client} refused: ${describeRefusal(refusal)}`);

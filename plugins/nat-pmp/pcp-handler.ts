@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import type { PortMapping, Protocol } from 'upnpd';
+import { parseIpv6, type PortMapping, type Protocol } from 'upnpd';
 import { errorLifetime, portUnavailable } from './answers.js';
 import {
   IP_PROTOCOL,
@@ -17,20 +17,22 @@ import {
 import type { MappingRequests } from './mapping-requests.js';
 import type { NatPmpOptions } from './options.js';
 
-type MapRequest = PcpRequest & { readonly map: NonNullable<PcpRequest['map']> };
+export type MapRequest = PcpRequest & { readonly map: NonNullable<PcpRequest['map']> };
 
 /** A MAP answered: the result, and on success what was assigned. */
-type MapAnswer = { readonly lifetime: number; readonly externalPort: number; readonly options: readonly Buffer[] } | { readonly refused: PcpResult };
+export type MapAnswer =
+  | { readonly lifetime: number; readonly externalPort: number; readonly externalAddress?: string; readonly options: readonly Buffer[] }
+  | { readonly refused: PcpResult };
 
 /**
- * MAP for one address family of the internal host. IPv4 (NAT: a port mapping) is served here; IPv6
- * (a firewall pinhole, no translation) plugs in beside it once the core has pinholes.
+ * MAP for one address family of the internal host: IPv4 (NAT: a port mapping, Ipv4Map) and IPv6
+ * (a firewall pinhole, no translation, Ipv6Map in pcp-pinholes.ts).
  */
-interface MapFamily {
+export interface MapFamily {
   map(request: MapRequest, client: string, internalClient: string): Promise<MapAnswer>;
 }
 
-const PROTOCOLS: Readonly<Record<number, Protocol>> = { [IP_PROTOCOL.TCP]: 'TCP', [IP_PROTOCOL.UDP]: 'UDP' };
+export const PROTOCOLS: Readonly<Record<number, Protocol>> = { [IP_PROTOCOL.TCP]: 'TCP', [IP_PROTOCOL.UDP]: 'UDP' };
 
 /** PCP version 2 (RFC 6887): ANNOUNCE and MAP. PEER is not served (UNSUPP_OPCODE). */
 export class PcpHandler {
@@ -41,8 +43,9 @@ export class PcpHandler {
     private readonly options: NatPmpOptions,
     private readonly externalAddress: () => string | undefined,
     private readonly epoch: () => number,
+    ipv6?: MapFamily,
   ) {
-    this.families = { ipv4: new Ipv4Map(requests, externalAddress) };
+    this.families = { ipv4: new Ipv4Map(requests, externalAddress), ...(ipv6 ? { ipv6 } : {}) };
   }
 
   /** The answer to one request from `client`, or undefined when it is dropped. */
@@ -52,7 +55,7 @@ export class PcpHandler {
     if (parsed.kind === 'error') return this.error(parsed.opcode, parsed.result, parsed.body);
     const request = parsed.request;
     // RFC 6887 §8.3: the client address field must be the packet's source (no NAT between them).
-    if (request.clientAddress !== client) return this.error(request.opcode, PcpResult.ADDRESS_MISMATCH, request.body);
+    if (!sameAddress(request.clientAddress, client)) return this.error(request.opcode, PcpResult.ADDRESS_MISMATCH, request.body);
     if (request.opcode === PcpOpcode.announce) return pcpResponse({ opcode: PcpOpcode.announce, result: PcpResult.SUCCESS, lifetime: 0, epoch: this.epoch() });
     return this.map(request as MapRequest, client);
   }
@@ -66,9 +69,9 @@ export class PcpHandler {
     const thirdParty = request.options.thirdParty;
     if (thirdParty !== undefined && !this.options.allowThirdParty) return this.error(request.opcode, PcpResult.NOT_AUTHORIZED, request.body);
     const internalClient = thirdParty ?? client;
+    // MAP does not cross families: the internal host is of the sender's family (no IPv6 side: mismatch).
     const family = isIPv4(internalClient) ? this.families.ipv4 : this.families.ipv6;
-    // No IPv6 MAP yet: an IPv4 client cannot name an IPv6 internal host.
-    if (!family) return this.error(request.opcode, PcpResult.ADDRESS_MISMATCH, request.body);
+    if (!family || isIPv4(internalClient) !== isIPv4(client)) return this.error(request.opcode, PcpResult.ADDRESS_MISMATCH, request.body);
     const answer = await family.map(request, client, internalClient);
     if ('refused' in answer) return this.error(request.opcode, answer.refused, request.body);
     return pcpResponse({
@@ -76,7 +79,11 @@ export class PcpHandler {
       result: PcpResult.SUCCESS,
       lifetime: answer.lifetime,
       epoch: this.epoch(),
-      body: mapResponseBody(request.map, { externalPort: answer.externalPort, externalAddress: this.externalAddress() ?? '0.0.0.0' }, answer.options),
+      body: mapResponseBody(
+        request.map,
+        { externalPort: answer.externalPort, externalAddress: answer.externalAddress ?? this.externalAddress() ?? '0.0.0.0' },
+        answer.options,
+      ),
     });
   }
 
@@ -84,6 +91,22 @@ export class PcpHandler {
   private error(opcode: number, result: PcpResult, body: Buffer): Buffer {
     return pcpResponse({ opcode, result, lifetime: errorLifetime(result), epoch: this.epoch(), body });
   }
+}
+
+/** The options a successful MAP answer echoes (RFC 6887 §13: PREFER_FAILURE, FILTER, THIRD_PARTY as processed). */
+export function echoedOptions(options: PcpRequest['options']): Buffer[] {
+  return [
+    ...(options.preferFailure ? [pcpOption(PcpOption.PREFER_FAILURE)] : []),
+    ...options.filters.map((f) => pcpOption(PcpOption.FILTER, filterOptionData(f))),
+    ...(options.thirdParty !== undefined ? [pcpOption(PcpOption.THIRD_PARTY, addressBytes(options.thirdParty))] : []),
+  ];
+}
+
+/** Whether two address texts name the same address (IPv6: whatever the spelling, the zone ignored). */
+export function sameAddress(a: string, b: string): boolean {
+  if (a === b) return true;
+  const [x, y] = [parseIpv6(a), parseIpv6(b)];
+  return x !== undefined && y !== undefined && x.value === y.value;
 }
 
 /** MAP for an IPv4 internal host: a port mapping in the one table, owned by the request's nonce. */
@@ -103,11 +126,7 @@ class Ipv4Map implements MapFamily {
     if ('refused' in remote) return remote;
     const nonce = map.nonce.toString('hex');
     const held = (m: PortMapping) => m.internalClient === internalClient && m.protocol === protocol;
-    const echoed = [
-      ...(options.preferFailure ? [pcpOption(PcpOption.PREFER_FAILURE)] : []),
-      ...options.filters.map((f) => pcpOption(PcpOption.FILTER, filterOptionData(f))),
-      ...(options.thirdParty !== undefined ? [pcpOption(PcpOption.THIRD_PARTY, addressBytes(options.thirdParty))] : []),
-    ];
+    const echoed = echoedOptions(options);
 
     const limited = this.requests.admit(client, request.lifetime === 0 ? 'PCP delete' : 'PCP map');
     if (limited) return { refused: limited.answer.pcp };

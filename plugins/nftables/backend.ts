@@ -7,10 +7,13 @@ import {
   type FirewallBackend,
   type IntegrityReport,
   type Logger,
+  type PinholeBackend,
+  type PinholeRule,
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { keyString, ruleOf, type CommandRunner } from 'upnpd/backend';
+import { keyString, pinholeRuleString, ruleOf, type CommandRunner } from 'upnpd/backend';
+import { parseInstalledPinholes } from './pinholes.js';
 import type { ForwardJump, NftablesOptions } from './options.js';
 import {
   NO_LEFTOVERS,
@@ -23,6 +26,7 @@ import {
   ownTable,
   parseAdminTable,
   parseInstalledRules,
+  pinholePlace,
   type AdminTableState,
   type NftablesSettings,
 } from './rules.js';
@@ -57,7 +61,11 @@ export class NftablesBackend implements FirewallBackend {
   ) {
     this.wanInterface = options.wanInterface ?? config?.wan;
     this.session = new NftSession(() => runner.start('nft', ['-i'], { env: NFT_SESSION_ENV }));
+    this.pinholes = pinholePlace(options) ? { list: () => this.listPinholes(), packets: (rule) => this.pinholePackets(rule) } : undefined;
   }
+
+  /** IPv6 pinholes: only with forwardJump into an inet table (where the admin's IPv6 forward policy is decided). */
+  readonly pinholes: PinholeBackend | undefined;
 
   async probe(): Promise<BackendCapabilities> {
     const version = await this.nftVersion();
@@ -72,10 +80,12 @@ export class NftablesBackend implements FirewallBackend {
     const jump = this.options.forwardJump;
     const forward = jump ? `accepted through a jump from ${describeJump(jump)}` : 'left to the admin (no forwardJump)';
     const transactions = (await this.sessionWorks()) ? 'one long-lived nft -i' : 'one nft -f - per change set (this nft has no interactive mode)';
+    const pinholes = this.pinholes ? `sets in ${describeJump(jump!)}` : 'none (they need forwardJump into an inet table)';
     return {
       dialect: 'nftables',
       remoteHost: true,
-      details: { program: 'nft', version, table: this.tableName(), wanInterface: this.settings().wanInterface, forward, transactions },
+      pinholes: this.pinholes !== undefined,
+      details: { program: 'nft', version, table: this.tableName(), wanInterface: this.settings().wanInterface, forward, transactions, pinholes },
     };
   }
 
@@ -94,7 +104,8 @@ export class NftablesBackend implements FirewallBackend {
   async apply(changes: ChangeSet): Promise<void> {
     const script = buildChangeScript(changes, this.options, this.installed.values());
     if (script === '') return;
-    const what = `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)`;
+    const pinholes = changes.pinholes ? ` (pinholes: ${changes.pinholes.remove.length} closed, ${changes.pinholes.add.length} opened)` : '';
+    const what = `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)${pinholes}`;
     if (this.session) {
       this.logger.debug({ script }, `nftables: ${what}`);
       let result;
@@ -132,7 +143,7 @@ export class NftablesBackend implements FirewallBackend {
    * Reads upnpd's table and, with `forwardJump`, the admin's table (two `nft -j list table`):
    * tables, chains, maps, the DNAT rules, the jump, the accept rule and set, element counts.
    */
-  async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
+  async check(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<IntegrityReport> {
     const { family, table } = ownTable(this.options);
     const jump = this.options.forwardJump;
     const [own, admin] = await Promise.all([
@@ -141,12 +152,12 @@ export class NftablesBackend implements FirewallBackend {
     ]);
     const missing = own.exitCode === 0 ? ownTableProblems(own.stdout, this.options, expected) : [`table ${this.tableName()}`];
     // The admin's table gone: nothing to jump from (it is checked again once it is back).
-    if (jump && admin?.exitCode === 0) missing.push(...forwardProblems(admin.stdout, { ...this.options, forwardJump: jump }, expected));
+    if (jump && admin?.exitCode === 0) missing.push(...forwardProblems(admin.stdout, { ...this.options, forwardJump: jump }, expected, pinholes));
     return { missing };
   }
 
   /** One nft transaction: the table recreated with every element, the admin's chain, set and jump replaced. */
-  async resync(rules: readonly RuleSpec[]): Promise<void> {
+  async resync(rules: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<void> {
     let settings = this.settings();
     let leftovers;
     const jump = this.options.forwardJump;
@@ -156,11 +167,15 @@ export class NftablesBackend implements FirewallBackend {
       if (state?.jumpChainExists) {
         leftovers = state.leftovers;
       } else {
-        this.logger.warn(`nftables: ${describeJump(jump)} does not exist (yet): mappings are restored without the forward accept`);
+        this.logger.warn(`nftables: ${describeJump(jump)} does not exist (yet): mappings are restored without the forward accept, pinholes later`);
         settings = { ...settings, forwardJump: undefined };
       }
     }
-    await this.runScript(buildResyncScript(settings, rules, leftovers), `recreate table ${this.tableName()} with ${rules.length} mapping(s)`);
+    const restoredPinholes = settings.forwardJump ? pinholes : [];
+    await this.runScript(
+      buildResyncScript(settings, rules, leftovers, restoredPinholes),
+      `recreate table ${this.tableName()} with ${rules.length} mapping(s) and ${restoredPinholes.length} pinhole(s)`,
+    );
     this.installed.clear();
     for (const rule of rules) this.installed.set(keyString(rule), ruleOf(rule));
   }
@@ -175,6 +190,24 @@ export class NftablesBackend implements FirewallBackend {
     await this.session?.close();
     await this.runScript(buildShutdownScript(this.options, admin?.leftovers ?? NO_LEFTOVERS), `remove table ${this.tableName()}`);
     this.installed.clear();
+  }
+
+  /** The pinholes in the admin's table, with their kernel counters (one `nft -j list table`). */
+  private async installedPinholes() {
+    const jump = this.options.forwardJump!;
+    const result = await this.nft(['-j', 'list', 'table', jump.family, jump.table]);
+    if (result.exitCode !== 0) throw new BackendError(`nftables: cannot list ${describeJump(jump)}: ${errorText(result.stderr)}`);
+    const listing = JSON.parse(result.stdout) as { nftables?: Array<Record<string, unknown>> };
+    return parseInstalledPinholes(listing.nftables ?? [], pinholePlace(this.options)!);
+  }
+
+  private async listPinholes(): Promise<PinholeRule[]> {
+    return (await this.installedPinholes()).map((p) => p.rule);
+  }
+
+  private async pinholePackets(rule: PinholeRule): Promise<number> {
+    const wanted = pinholeRuleString(rule);
+    return (await this.installedPinholes()).find((p) => pinholeRuleString(p.rule) === wanted)?.packets ?? 0;
   }
 
   private async rereadInstalled(): Promise<void> {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { BackendError, type ChangeSet, type Protocol, type RuleSpec } from 'upnpd';
+import { BackendError, type ChangeSet, type PinholeRule, type Protocol, type RuleSpec } from 'upnpd';
 import { assertValidRules, isValidRule } from 'upnpd/backend';
 import { INTERFACE_NAME, type ForwardJump, type NftablesOptions } from './options.js';
+import { existingPinholeSets, pinholeChangeLines, pinholeInitLines, pinholeProblems, pinholeRemovalLines, type PinholePlace } from './pinholes.js';
 
 export { nftablesOptionsSchema, type NftablesOptions } from './options.js';
 
@@ -18,6 +19,7 @@ export { nftablesOptionsSchema, type NftablesOptions } from './options.js';
  *     set upnpd-accept     client . l4proto . port                    (one element per target)
  *     chain upnpd-forward  ct status dnat ip daddr . l4proto . dport @upnpd-accept accept
  *     chain <theirs>       jump upnpd-forward                         (inserted first)
+ *   and, when that table is `inet`, the IPv6 pinhole sets and their accept rules (pinholes.ts).
  */
 
 /** Options once the WAN interface is known: the init script needs it, change scripts do not. */
@@ -39,9 +41,11 @@ export interface ForwardLeftovers {
   readonly jumps: readonly AdminJump[];
   readonly chain: boolean;
   readonly acceptSet: boolean;
+  /** Pinhole sets found (by name). */
+  readonly pinholeSets?: readonly string[];
 }
 
-export const NO_LEFTOVERS: ForwardLeftovers = Object.freeze({ jumps: [], chain: false, acceptSet: false });
+export const NO_LEFTOVERS: ForwardLeftovers = Object.freeze({ jumps: [], chain: false, acceptSet: false, pinholeSets: [] });
 
 const DNAT_ANY_MAP = 'dnat-any';
 const DNAT_REMOTE_MAP = 'dnat-remote';
@@ -57,6 +61,8 @@ interface AdminForward extends TableRef {
   readonly jumpFrom: string;
   readonly chain: string;
   readonly acceptSet: string;
+  /** upnpd's own table name: the prefix of its names here. */
+  readonly ownTable: string;
 }
 
 export function ownTable(options: NftablesOptions): TableRef {
@@ -69,7 +75,24 @@ function adminForward(options: NftablesOptions): AdminForward | undefined {
 
 /** Names derive from upnpd's table name, so two instances never collide in the admin's table. */
 function forwardIn(jump: ForwardJump, ownTableName: string): AdminForward {
-  return { family: jump.family, table: jump.table, jumpFrom: jump.chain, chain: `${ownTableName}-forward`, acceptSet: `${ownTableName}-accept` };
+  return {
+    family: jump.family,
+    table: jump.table,
+    jumpFrom: jump.chain,
+    chain: `${ownTableName}-forward`,
+    acceptSet: `${ownTableName}-accept`,
+    ownTable: ownTableName,
+  };
+}
+
+/**
+ * Where IPv6 pinholes go: the admin's table of `forwardJump` when it is an `inet` one (an `ip`
+ * table never sees IPv6); undefined otherwise, and the backend then declares no pinholes.
+ */
+export function pinholePlace(options: NftablesOptions, wanInterface = ''): PinholePlace | undefined {
+  const forward = adminForward(options);
+  if (!forward || forward.family !== 'inet') return undefined;
+  return { table: ref(forward), chain: forward.chain, prefix: options.table, wanInterface };
 }
 
 function ref(t: TableRef): string {
@@ -113,6 +136,7 @@ export function buildInitScript(settings: NftablesSettings, leftovers: ForwardLe
     '}',
   ];
   const forward = adminForward(settings);
+  const pinholes = pinholePlace(settings, settings.wanInterface);
   if (forward) {
     const table = ref(forward);
     lines.push(
@@ -120,6 +144,7 @@ export function buildInitScript(settings: NftablesSettings, leftovers: ForwardLe
       `add chain ${table} ${forward.chain}`,
       `add set ${table} ${forward.acceptSet} { type ${ACCEPT_KEY}; }`,
       `add rule ${table} ${forward.chain} ct status dnat ip daddr . meta l4proto . th dport @${forward.acceptSet} accept`,
+      ...(pinholes ? pinholeInitLines(pinholes) : []),
       // At the top, so that a drop rule further down the admin's chain cannot shadow it.
       `insert rule ${table} ${forward.jumpFrom} jump ${forward.chain} comment "${jumpComment(settings)}"`,
     );
@@ -155,7 +180,17 @@ export function buildChangeScript(changes: ChangeSet, options: NftablesOptions, 
     ...elements('add', own, DNAT_REMOTE_MAP, remote(changes.add).map(mapped)),
     ...elements('add', own, DNAT_ANY_MAP, anyHost(changes.add).map(mapped)),
     ...(forward ? elements('add', forward, forward.acceptSet, accept.add) : []),
+    ...pinholeScript(changes, options),
   ]);
+}
+
+/** The pinhole part of a change set; refused when the options leave no place for pinholes (the core never sends them then). */
+function pinholeScript(changes: ChangeSet, options: NftablesOptions): string[] {
+  const pinholes = changes.pinholes;
+  if (!pinholes || pinholes.remove.length + pinholes.add.length === 0) return [];
+  const place = pinholePlace(options);
+  if (!place) throw new BackendError('nftables: IPv6 pinholes need forwardJump into an inet table');
+  return pinholeChangeLines(pinholes, place);
 }
 
 /** Deletes a table whether or not it exists (`add` first makes the `delete` always valid). */
@@ -169,6 +204,7 @@ function removeLeftovers(forward: AdminForward, leftovers: ForwardLeftovers): st
     ...leftovers.jumps.map((j) => `delete rule ${admin} ${j.chain} handle ${j.handle}`),
     ...(leftovers.chain ? [`flush chain ${admin} ${forward.chain}`, `delete chain ${admin} ${forward.chain}`] : []),
     ...(leftovers.acceptSet ? [`delete set ${admin} ${forward.acceptSet}`] : []),
+    ...pinholeRemovalLines({ table: admin, prefix: forward.ownTable }, leftovers.pinholeSets ?? []),
   ];
 }
 
@@ -313,6 +349,12 @@ function protocolOf(value: unknown): Protocol | undefined {
   return undefined;
 }
 
+/** The pinhole sets an earlier run left (only named when there are some). */
+function pinholeSetsIn(objects: ReadonlyArray<Record<string, unknown>>, forward: AdminForward): { pinholeSets?: string[] } {
+  const pinholeSets = existingPinholeSets(objects, { table: ref(forward), prefix: forward.ownTable });
+  return pinholeSets.length > 0 ? { pinholeSets } : {};
+}
+
 /** What the admin's table named by `forwardJump` holds that matters to upnpd. */
 export interface AdminTableState {
   /** Whether the chain named by `forwardJump` exists (init needs it). */
@@ -340,6 +382,7 @@ export function parseAdminTable(json: string, options: { readonly table: string;
       jumps,
       chain: chains.some((c) => c.name === forward.chain),
       acceptSet: sets.some((s) => s.name === forward.acceptSet),
+      ...pinholeSetsIn(objects, forward),
     },
   };
 }
@@ -353,8 +396,14 @@ export function parseAdminTable(json: string, options: { readonly table: string;
  * `rules` and, with `forwardJump`, the chain, set (with its elements) and jump in the admin's table
  * (replacing `leftovers`). What a reload left of the old state does not matter.
  */
-export function buildResyncScript(settings: NftablesSettings, rules: readonly RuleSpec[], leftovers: ForwardLeftovers = NO_LEFTOVERS): string {
-  return buildInitScript(settings, leftovers) + buildChangeScript({ remove: [], add: rules }, settings, []);
+export function buildResyncScript(
+  settings: NftablesSettings,
+  rules: readonly RuleSpec[],
+  leftovers: ForwardLeftovers = NO_LEFTOVERS,
+  pinholes: readonly PinholeRule[] = [],
+): string {
+  const changes: ChangeSet = pinholes.length > 0 ? { remove: [], add: rules, pinholes: { remove: [], add: pinholes } } : { remove: [], add: rules };
+  return buildInitScript(settings, leftovers) + buildChangeScript(changes, settings, []);
 }
 
 const elementsSchema = namedObject.extend({ elem: z.array(z.unknown()).optional() });
@@ -391,7 +440,12 @@ export function ownTableProblems(json: string, options: NftablesOptions, expecte
  * `nft -j list table` of that table: the jump, upnpd's chain and its rule, the set and its
  * elements. Nothing when the admin's chain itself is gone (there is nothing to jump from yet).
  */
-export function forwardProblems(json: string, options: NftablesOptions & { readonly forwardJump: ForwardJump }, expected: readonly RuleSpec[]): string[] {
+export function forwardProblems(
+  json: string,
+  options: NftablesOptions & { readonly forwardJump: ForwardJump },
+  expected: readonly RuleSpec[],
+  pinholes: readonly PinholeRule[] = [],
+): string[] {
   const forward = forwardIn(options.forwardJump, options.table);
   const what = `table ${ref(forward)}`;
   const state = parseAdminTable(json, options);
@@ -412,5 +466,7 @@ export function forwardProblems(json: string, options: NftablesOptions & { reado
     const found = set.elem?.length ?? 0;
     if (found < wanted) problems.push(`${wanted - found} of ${wanted} element(s) of set ${forward.acceptSet} of ${what}`);
   }
+  const place = pinholePlace(options);
+  if (place) problems.push(...pinholeProblems(objects, place, pinholes));
   return problems;
 }

@@ -1,4 +1,4 @@
-import { PLUGIN_OPTIONS, definePlugin, refusalReporter, z } from 'upnpd';
+import { MAPPINGS, PLUGIN_OPTIONS, definePlugin, refusalReporter, z } from 'upnpd';
 import { DEFAULT_QUOTAS, QuotaPolicy, type QuotaOptions } from './policy.js';
 
 export const quotaOptionsSchema = z
@@ -8,11 +8,12 @@ export const quotaOptionsSchema = z
   })
   .strict();
 
-/** `quota({ perClient, total })`: mapping quotas per client (source address) and in all. On by default. */
+/** `quota({ perClient, total })`: quotas of mappings and IPv6 pinholes per client (source address) and in all. On by default. */
 export const quota = definePlugin({
   name: 'quota',
   optionsSchema: quotaOptionsSchema,
-  create: (container) => new QuotaPolicy(container.resolve(PLUGIN_OPTIONS) as QuotaOptions, refusalReporter(container, 'quota')),
+  create: (container) =>
+    new QuotaPolicy(container.resolve(PLUGIN_OPTIONS) as QuotaOptions, refusalReporter(container, 'quota'), () => container.resolve(MAPPINGS)),
 });
 
 export { DEFAULT_QUOTAS, QuotaPolicy } from './policy.js';

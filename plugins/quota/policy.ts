@@ -1,4 +1,4 @@
-import { UpnpError, UpnpErrorCode, type MappingRequest, type Plugin, type PolicyContext, type RefusalReporter } from 'upnpd';
+import { UpnpError, UpnpErrorCode, type Plugin, type RefusalReporter, type Requester } from 'upnpd';
 
 /**
  * Default quotas. A client is a source IP address. What clients need: a game console or a torrent
@@ -19,43 +19,71 @@ export interface QuotaOptions {
   readonly total: number;
 }
 
+/** What a quota counts: the table's mappings and IPv6 pinholes, as they stand inside the change. */
+interface Entries {
+  readonly size: number;
+  values(): Iterable<{ readonly createdBy: Requester }>;
+  /** How many entries `address` created, where the table counts them itself (the mapping table does). */
+  heldBy?(address: string): number;
+}
+
 /**
- * Per-client and global mapping quotas, counted from the table as it stands inside the change
- * (a policy may run more than once per request, so it keeps no count of its own). A renewal (the
- * same key, already held by this client) never counts against the quota. Refused with 728
- * NoPortMapsAvailable, which AddAnyPortMapping does not retry on another port.
+ * Per-client and global quotas, counted from the table as it stands inside the change (a policy
+ * may run more than once per request, so it keeps no count of its own). Mappings and IPv6
+ * pinholes share the budget: each is a rule in the firewall and an entry in the table. A renewal
+ * (the same key or pinhole, already held by this client) never counts against the quota. A
+ * mapping is refused with 728 NoPortMapsAvailable (which AddAnyPortMapping does not retry on
+ * another port), a pinhole with 701 PinholeSpaceExhausted.
  */
 export class QuotaPolicy implements Plugin {
   readonly name = 'quota';
-  readonly hooks: Plugin['hooks'] = { beforeMap: (request, context) => this.check(request, context) };
+  readonly hooks: Plugin['hooks'] = {
+    beforeMap: (_request, { requester, existing, mappings, pinholes }) =>
+      this.check(requester, existing, [mappings, ...(pinholes ? [pinholes] : [])], UpnpErrorCode.NoPortMapsAvailable),
+    beforePinhole: (_request, { requester, existing, pinholes }) =>
+      this.check(requester, existing, [this.mappings?.() ?? EMPTY, pinholes], UpnpErrorCode.PinholeSpaceExhausted),
+  };
 
   constructor(
     private options: QuotaOptions,
     private readonly refusals: RefusalReporter,
+    /** The mapping table, for counting pinholes against the same budget. */
+    private readonly mappings?: () => Entries,
   ) {}
 
   reconfigure(options: unknown): void {
     this.options = options as QuotaOptions;
   }
 
-  private check(_request: MappingRequest, { requester, existing, mappings }: PolicyContext): void {
-    // `existing` is the mapping under the request's key: replacing it adds nothing.
-    const replaced = existing;
-    if (mappings.size - (replaced ? 1 : 0) >= this.options.total) {
+  private check(requester: Requester, existing: { readonly createdBy: Requester } | undefined, tables: readonly Entries[], code: UpnpErrorCode): void {
+    const size = tables.reduce((sum, t) => sum + t.size, 0);
+    // `existing` is what the request renews or replaces: it adds nothing.
+    if (size - (existing ? 1 : 0) >= this.options.total) {
       throw this.refusals.refuse(
         `total ${this.options.total}`,
         requester,
-        new UpnpError(UpnpErrorCode.NoPortMapsAvailable, `the gateway holds its maximum of ${this.options.total} mappings`),
+        new UpnpError(code, `the gateway holds its maximum of ${this.options.total} entries`),
       );
     }
-    if (replaced?.createdBy.address === requester.address) return;
-    // Counted by the table as it stands inside the change, in O(1): a restore asks this of every mapping.
-    if (mappings.heldBy(requester.address) >= this.options.perClient) {
+    if (existing?.createdBy.address === requester.address) return;
+    // Counted as the tables stand inside the change; the mapping table counts per client in O(1)
+    // (a restore asks this of every mapping), the few pinholes are walked.
+    const held = tables.reduce((sum, table) => sum + heldIn(table, requester.address), 0);
+    if (held >= this.options.perClient) {
       throw this.refusals.refuse(
         `perClient ${this.options.perClient}`,
         requester,
-        new UpnpError(UpnpErrorCode.NoPortMapsAvailable, `${requester.address} holds its maximum of ${this.options.perClient} mappings`),
+        new UpnpError(code, `${requester.address} holds its maximum of ${this.options.perClient} mappings and pinholes`),
       );
     }
   }
+}
+
+const EMPTY: Entries = { size: 0, values: () => [] };
+
+function heldIn(table: Entries, address: string): number {
+  if (table.heldBy) return table.heldBy(address);
+  let held = 0;
+  for (const e of table.values()) if (e.createdBy.address === address) held++;
+  return held;
 }

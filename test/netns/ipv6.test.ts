@@ -189,10 +189,11 @@ describeNetns('upnpd over IPv6 on the LAN of the testbed', ['ip', 'upnpc', 'nft'
     expect('status' in lanLinkLocal).toBe(false);
   });
 
-  it('upnpc -6 discovers it over IPv6 and reads the external address; LOCATION names the LAN global address', async () => {
+  it('upnpc -6 discovers it over IPv6 and reads the external address; LOCATION names the LAN global address and the IGD:2 view', async () => {
     const status = await upnpc(testbed.lan, ['-6', '-i', '-m', HOST_INTERFACE, '-s']);
     expectSucceeded(status);
-    expect(status.output).toContain(`desc: http://[${a6.gatewayLan}]:${port}/rootDesc1.xml`);
+    // It searched for IGD:1; over IPv6 the answer points at the IGD:2 view (WANIPv6FirewallControl).
+    expect(status.output).toContain(`desc: http://[${a6.gatewayLan}]:${port}/rootDesc.xml`);
     expect(status.output).toContain(`ExternalIPAddress = ${a.gatewayWan}`);
     const listed = await upnpc(testbed.lan, ['-6', '-i', '-m', HOST_INTERFACE, '-l']);
     expectSucceeded(listed);
@@ -221,7 +222,9 @@ describeNetns('upnpd over IPv6 on the LAN of the testbed', ['ip', 'upnpc', 'nft'
       ).toEqual([job.from]);
       const text = replies[0]!.text;
       expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-      expect(header(text, 'LOCATION')).toBe(`http://[${a6.gatewayLan}]:${port}/rootDesc1.xml`);
+      // An IGD:1 search over IPv6 is answered with IGD:1 but the IGD:2 view (pinhole clients search over IPv6).
+      expect(header(text, 'ST')).toBe(`${IGD}:1`);
+      expect(header(text, 'LOCATION')).toBe(`http://[${a6.gatewayLan}]:${port}/rootDesc.xml`);
       seen.add(`${header(text, 'BOOTID.UPNP.ORG')} ${header(text, 'CONFIGID.UPNP.ORG')}`);
     }
     expect(seen.size).toBe(1);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { NamespaceProcess } from './namespace-process.js';
 import { describeNetns, type TestNamespace } from './netns.js';
+import { NAT_PMP_PORT, exchangeIn } from './pcp-exchange.js';
 import {
   TESTBED_ADDRESSES,
   createTestbed,
@@ -18,7 +19,6 @@ import {
   type Testbed,
 } from './topology.js';
 import {
-  EXCHANGE_SCRIPT,
   NAT_PMP_EXTERNAL_ADDRESS_REQUEST,
   PCP,
   announceRequest,
@@ -36,30 +36,8 @@ import {
 
 const PASSES_MS = 5_000;
 const BLOCKED_MS = 1_500;
-const ANSWER_MS = 2_000;
-const NAT_PMP_PORT = 5351;
 /** How long the LAN listens to the announcements after a start: the first six are due by 7.75 s. */
 const ANNOUNCEMENT_WATCH_MS = 9_500;
-
-/** Sends one datagram from `ns` (optionally from `localAddress`) and resolves with the answer, if any came. */
-async function exchangeIn(ns: TestNamespace, host: string, packet: Buffer, localAddress = ''): Promise<Buffer | undefined> {
-  const run = NamespaceProcess.start(ns, [
-    process.execPath,
-    '-e',
-    EXCHANGE_SCRIPT,
-    host,
-    String(NAT_PMP_PORT),
-    packet.toString('hex'),
-    localAddress,
-    String(ANSWER_MS),
-  ]);
-  try {
-    const [, hex] = await run.waitFor(/^(?:ANSWER ([0-9a-f]*)|NO ANSWER)$/m, ANSWER_MS + 10_000);
-    return hex === undefined ? undefined : Buffer.from(hex, 'hex');
-  } finally {
-    await run.kill();
-  }
-}
 
 /** Listens on the LAN for announcements to 224.0.0.1:5350; prints each with its arrival time. */
 const ANNOUNCEMENT_LISTENER = `

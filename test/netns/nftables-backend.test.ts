@@ -149,6 +149,11 @@ describeNetns('nftables backend in the testbed, next to an nftables admin firewa
       'the jump from chain forward of table inet filter to upnpd-forward',
       'chain upnpd-forward of table inet filter',
       'set upnpd-accept of table inet filter',
+      // The IPv6 pinhole sets live beside the accept set in an inet table.
+      'set upnpd-pinholes of table inet filter',
+      'set upnpd-pinholes-host of table inet filter',
+      'set upnpd-pinholes-port of table inet filter',
+      'set upnpd-pinholes-host-port of table inet filter',
     ]);
     await backend.resync(rules);
     expect(await backend.check(rules)).toEqual({ missing: [] });

@@ -65,8 +65,9 @@ describeNetns('nftables ruleset in a namespace', ['nft', 'iptables-nft'], () => 
     await backend.apply({ remove: [], add: many });
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(await ruleCount()).toBe(withOne);
-    // Two DNAT rules, the accept rule and the jump to it.
-    expect(withOne).toBe(adminRules + 4);
+    // Two DNAT rules, the accept rule and the jump to it; with an inet table, the four pinhole
+    // rules (one per set: any remote, one host, one port, both), whatever the pinholes.
+    expect(withOne).toBe(adminRules + 4 + 4);
     expect(await backend.list()).toHaveLength(2000);
 
     await backend.apply({ remove: many, add: [] });

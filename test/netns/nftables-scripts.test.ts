@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { keyString, type RuleSpec } from '../../core/mapping/types.js';
-import { buildChangeScript, buildInitScript, parseInstalledRules, type NftablesSettings } from '../../plugins/nftables/rules.js';
-import { GOLDEN_CHANGES } from '../../plugins/nftables/testing/golden-scripts.js';
+import { buildChangeScript, buildInitScript, parseInstalledRules, pinholePlace, type NftablesSettings } from '../../plugins/nftables/rules.js';
+import { GOLDEN_CHANGES, GOLDEN_PINHOLE_CHANGES } from '../../plugins/nftables/testing/golden-scripts.js';
+import { parseInstalledPinholes } from '../../plugins/nftables/pinholes.js';
+import { pinholeRuleString } from '../../core/mapping/pinhole.js';
 import { describeNetns, TestNamespace } from './netns.js';
 
 /** The rules in effect after a change, sorted (nft lists elements in an order of its own). */
@@ -49,6 +51,24 @@ describeNetns('nftables golden scripts against the installed nft', ['nft'], () =
       for (const rule of listed) expect(acceptSet).toContain(`${rule.internalClient} . ${rule.protocol.toLowerCase()} . ${rule.internalPort}`);
       const elements = acceptSet.match(/\d+\.\d+\.\d+\.\d+ \. (tcp|udp) \. \d+/g) ?? [];
       expect(elements.length).toBe(new Set(listed.map((r) => `${r.internalClient}/${r.protocol}/${r.internalPort}`)).size);
+    });
+  }
+
+  for (const golden of GOLDEN_PINHOLE_CHANGES) {
+    it(`${golden.name}: nft -c accepts it, and applying it leaves the expected pinholes in the admin's table`, async () => {
+      const { settings, installed, changes } = golden;
+      await initialise(settings);
+      if (installed.length > 0) await nft(['-f', '-'], buildChangeScript({ remove: [], add: [], pinholes: { remove: [], add: installed } }, settings));
+
+      await nft(['-c', '-f', '-'], golden.script);
+      await nft(['-f', '-'], golden.script);
+
+      const { family, table } = settings.forwardJump!;
+      const listing = JSON.parse(await nft(['-j', 'list', 'table', family, table])) as { nftables: Array<Record<string, unknown>> };
+      const pinholes = parseInstalledPinholes(listing.nftables, pinholePlace(settings)!).map((p) => pinholeRuleString(p.rule));
+      const closed = new Set((changes.pinholes?.remove ?? []).map(pinholeRuleString));
+      const expected = [...installed.map(pinholeRuleString).filter((r) => !closed.has(r)), ...(changes.pinholes?.add ?? []).map(pinholeRuleString)];
+      expect(pinholes.sort()).toEqual(expected.sort());
     });
   }
 

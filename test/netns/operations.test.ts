@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { ListedMapping } from '../../app/control/protocol.js';
+import type { Listing } from '../../app/control/protocol.js';
 import { describeNetns } from './netns.js';
 import { NamespaceProcess } from './namespace-process.js';
 import {
@@ -94,8 +94,9 @@ describeNetns('operating a gateway: control socket, metrics, status page, webhoo
     const added = await upnpc(testbed.lan, ['-u', daemon.url, '-e', 'ops test', '-a', lanClient, '7700', '7700', 'TCP', '3600']);
     expect(added.exitCode, added.output).toBe(0);
 
-    const listed = JSON.parse(await testbed.gateway.exec(process.execPath, [BIN, 'list', '--json', '--runtime-dir', runtimeDir()])) as ListedMapping[];
-    expect(listed).toEqual([
+    const listed = JSON.parse(await testbed.gateway.exec(process.execPath, [BIN, 'list', '--json', '--runtime-dir', runtimeDir()])) as Listing;
+    expect(listed.pinholes).toEqual([]);
+    expect(listed.mappings).toEqual([
       expect.objectContaining({
         protocol: 'TCP',
         externalPort: 7700,
@@ -113,7 +114,10 @@ describeNetns('operating a gateway: control socket, metrics, status page, webhoo
     expect(page).toMatch(/<td>TCP<\/td><td>7700<\/td><td>192\.168\.77\.10:7700<\/td>/);
 
     await testbed.gateway.exec(process.execPath, [BIN, 'delete', 'TCP', '7700', '--runtime-dir', runtimeDir()]);
-    expect(JSON.parse(await testbed.gateway.exec(process.execPath, [BIN, 'list', '--json', '--runtime-dir', runtimeDir()]))).toEqual([]);
+    expect(JSON.parse(await testbed.gateway.exec(process.execPath, [BIN, 'list', '--json', '--runtime-dir', runtimeDir()]))).toEqual({
+      mappings: [],
+      pinholes: [],
+    });
     // The rules went too: nothing of 7700 is left in the kernel.
     expect(await testbed.gateway.exec('nft', ['list', 'ruleset'])).not.toContain('7700');
 

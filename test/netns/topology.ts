@@ -226,7 +226,8 @@ export interface ReachabilityOptions {
 /** How long a listener may take to start before the check fails (node start-up on a busy machine). */
 const LISTENER_START_MS = 10_000;
 
-// The listeners print one line when ready and one line with what they received, then exit. They
+// The listeners bind the wildcard of both families (IPv4 arrives as ::ffff:a.b.c.d), so one
+// check serves mappings and IPv6 pinholes. They print one line when ready and one line with what they received, then exit. They
 // exit on their own after their lifetime, in case the test process dies before it can kill them.
 const TCP_LISTENER = `
 const [port, lifetime] = process.argv.slice(1).map(Number);
@@ -237,7 +238,7 @@ require('node:net').createServer((socket) => {
   socket.on('data', (chunk) => { data += chunk; if (data.length > 4096) socket.destroy(); });
   socket.on('end', () => { console.log('RECEIVED ' + JSON.stringify(data)); process.exit(0); });
   socket.on('error', () => {});
-}).listen(port, '0.0.0.0', () => console.log('LISTENING'));
+}).listen(port, '::', () => console.log('LISTENING'));
 `;
 
 const TCP_SENDER = `
@@ -252,15 +253,15 @@ socket.on('error', () => process.exit(1));
 const UDP_LISTENER = `
 const [port, lifetime] = process.argv.slice(1).map(Number);
 setTimeout(() => process.exit(3), lifetime);
-const socket = require('node:dgram').createSocket('udp4');
+const socket = require('node:dgram').createSocket('udp6');
 socket.on('message', (data) => { console.log('RECEIVED ' + JSON.stringify(data.toString('utf8'))); process.exit(0); });
-socket.bind(port, '0.0.0.0', () => console.log('LISTENING'));
+socket.bind(port, '::', () => console.log('LISTENING'));
 `;
 
 // Datagrams may be lost (e.g. while ARP resolves): send one every 100 ms until the time is up.
 const UDP_SENDER = `
 const [host, port, payload, localAddress, timeout] = process.argv.slice(1);
-const socket = require('node:dgram').createSocket('udp4');
+const socket = require('node:dgram').createSocket(require('node:net').isIPv6(host) ? 'udp6' : 'udp4');
 socket.on('error', () => {});
 let left = Math.max(1, Math.ceil(Number(timeout) / 100));
 socket.bind(0, localAddress || undefined, () => {
@@ -393,13 +394,14 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
  */
 export function useTestbedDaemon(
   options: TestbedOptions,
-  args: (testbed: Testbed) => readonly string[],
+  /** The daemon's arguments; may prepare the testbed first (the admin's firewall, a config file). */
+  args: (testbed: Testbed) => readonly string[] | Promise<readonly string[]>,
 ): { readonly testbed: Testbed; readonly daemon: RunningDaemon } {
   let testbed: Testbed | undefined;
   let daemon: RunningDaemon | undefined;
   beforeAll(async () => {
     testbed = await createTestbed(options);
-    daemon = await startDaemonInGateway(testbed, args(testbed));
+    daemon = await startDaemonInGateway(testbed, await args(testbed));
   });
   afterAll(async () => {
     try {

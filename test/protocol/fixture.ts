@@ -14,7 +14,7 @@ import { RefusalRegistry } from '../../core/plugins/refusals.js';
 import { systemClock } from '../../core/clock.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
-import { makeMappings } from '../support/fakes.js';
+import { type RecordingBackend, makeMappings } from '../support/fakes.js';
 import type { Ipv6Lan } from '../../core/net/ipv6.js';
 
 /**
@@ -86,6 +86,8 @@ export interface IgdFixtureOptions {
   readonly network?: FakeNetwork;
   /** Policy plugins run after secure mode. */
   readonly plugins?: readonly Plugin[];
+  /** The in-memory backend (default: one with IPv6 pinholes). */
+  readonly backend?: RecordingBackend;
 }
 
 export type IgdFixture = Awaited<ReturnType<typeof startIgd>>;
@@ -122,7 +124,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     plugins: [],
   };
   const policies = [...(options.secureMode === false ? [] : [secureModeFor(lan)]), ...(options.plugins ?? [])];
-  const { mappings, backend, clock } = makeMappings({ plugins: policies, lease: options.lease });
+  const { mappings, backend, clock } = makeMappings({ plugins: policies, lease: options.lease, backend: options.backend });
   const ssdpPort = await freeUdpPort();
   const externalAddressChanges: ExternalAddressChangeEvent[] = [];
   const frontEnd = new UpnpIgdFrontEnd({
@@ -159,6 +161,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
       await mappings.removeAll();
       backend.failNext = 0;
       backend.applied.length = 0;
+      backend.pinholePackets.clear();
       network.wanAddresses = [];
       network.wanCounters = { ...DEFAULT_COUNTERS };
     },
@@ -278,10 +281,11 @@ export function rawRequest(port: number, head: string, body = '', options: RawRe
 export const WANIP = 'urn:schemas-upnp-org:service:WANIPConnection';
 export const WANCOMMON = 'urn:schemas-upnp-org:service:WANCommonInterfaceConfig';
 export const L3F = 'urn:schemas-upnp-org:service:Layer3Forwarding';
+export const WANIP6FC = 'urn:schemas-upnp-org:service:WANIPv6FirewallControl';
 
 /** Control paths by service type prefix and view version (as the descriptions list them). */
 export function controlPath(typePrefix: string, view: 1 | 2): string {
-  const name = { [WANIP]: 'WANIPConn', [WANCOMMON]: 'WANCommonIFC', [L3F]: 'L3F' }[typePrefix];
+  const name = { [WANIP]: 'WANIPConn', [WANCOMMON]: 'WANCommonIFC', [L3F]: 'L3F', [WANIP6FC]: 'WANIP6FC' }[typePrefix];
   return `/igd${view}/${name}/control`;
 }
 

@@ -15,6 +15,7 @@ const IGD = 'urn:schemas-upnp-org:device:InternetGatewayDevice';
 const WAN_DEVICE = 'urn:schemas-upnp-org:device:WANDevice';
 const WAN_CONNECTION_DEVICE = 'urn:schemas-upnp-org:device:WANConnectionDevice';
 const WAN_IP = 'urn:schemas-upnp-org:service:WANIPConnection';
+const WAN_IPV6_FIREWALL = 'urn:schemas-upnp-org:service:WANIPv6FirewallControl';
 const WAN_COMMON = 'urn:schemas-upnp-org:service:WANCommonInterfaceConfig';
 const L3F = 'urn:schemas-upnp-org:service:Layer3Forwarding';
 
@@ -31,6 +32,7 @@ function fullSet(v: 1 | 2): [string, string][] {
     [C, C],
     [`${WAN_CONNECTION_DEVICE}:${v}`, `${C}::${WAN_CONNECTION_DEVICE}:${v}`],
     [`${WAN_IP}:${v}`, `${C}::${WAN_IP}:${v}`],
+    ...(v === 2 ? ([[`${WAN_IPV6_FIREWALL}:1`, `${C}::${WAN_IPV6_FIREWALL}:1`]] as [string, string][]) : []),
   ];
 }
 
@@ -73,6 +75,8 @@ describe('search matching', () => {
     [`${WAN_IP}:1`, 2, [[`${WAN_IP}:1`, `${C}::${WAN_IP}:1`]]],
     [`${WAN_IP}:2`, 2, [[`${WAN_IP}:2`, `${C}::${WAN_IP}:2`]]],
     [`${WAN_IP}:2`, 1, none],
+    [`${WAN_IPV6_FIREWALL}:1`, 2, [[`${WAN_IPV6_FIREWALL}:1`, `${C}::${WAN_IPV6_FIREWALL}:1`]]],
+    [`${WAN_IPV6_FIREWALL}:1`, 1, none],
     [`${WAN_IP}:3`, 2, none],
     [`${WAN_COMMON}:1`, 2, [[`${WAN_COMMON}:1`, `${W}::${WAN_COMMON}:1`]]],
     [`${WAN_COMMON}:2`, 2, none],

@@ -1,10 +1,11 @@
 import type { Clock } from '../../core/clock.js';
-import { BackendError } from '../../core/errors.js';
+import { BackendError, toUpnpFault } from '../../core/errors.js';
 import { silentLogger, type LogFn, type Logger } from '../../core/logger.js';
 import { keyString, ruleOf, type ChangeSet, type RuleSpec } from '../../core/mapping/types.js';
 import { MappingService, type LeasePolicy } from '../../core/mapping/service.js';
 import { PluginDriver } from '../../core/plugins/driver.js';
-import type { BackendCapabilities, FirewallBackend, Plugin } from '../../core/plugins/types.js';
+import type { BackendCapabilities, FirewallBackend, PinholeBackend, Plugin } from '../../core/plugins/types.js';
+import { pinholeRuleOf, pinholeRuleString, type PinholeRule } from '../../core/mapping/pinhole.js';
 
 /** A clock the test moves by hand; timers fire when `advance` passes them. */
 export class ManualClock implements Clock {
@@ -38,12 +39,30 @@ export class ManualClock implements Clock {
   }
 }
 
-/** An in-memory backend that records every change set and can be told to fail. */
+/**
+ * An in-memory backend that records every change set and can be told to fail. It opens IPv6
+ * pinholes unless built with `{ pinholes: false }` (a backend that declares none).
+ */
 export class RecordingBackend implements FirewallBackend {
   readonly installed = new Map<string, RuleSpec>();
+  /** Installed pinhole rules by their identity (pinholeRuleString). */
+  readonly installedPinholes = new Map<string, PinholeRule>();
+  /** Packets "the kernel" counted, by pinhole identity (set by tests). */
+  readonly pinholePackets = new Map<string, number>();
   readonly applied: ChangeSet[] = [];
   failNext = 0;
   failWhen: ((changes: ChangeSet) => boolean) | undefined;
+  readonly pinholes: PinholeBackend | undefined;
+
+  constructor(options: { readonly pinholes?: boolean } = {}) {
+    this.pinholes =
+      options.pinholes === false
+        ? undefined
+        : {
+            list: () => Promise.resolve([...this.installedPinholes.values()]),
+            packets: (rule) => Promise.resolve(this.pinholePackets.get(pinholeRuleString(rule)) ?? 0),
+          };
+  }
 
   probe(): Promise<BackendCapabilities> {
     return Promise.resolve({ dialect: 'memory', remoteHost: true, details: {} });
@@ -55,8 +74,13 @@ export class RecordingBackend implements FirewallBackend {
       return Promise.reject(new BackendError('injected failure'));
     }
     for (const r of changes.remove) if (!this.installed.has(keyString(r))) return Promise.reject(new BackendError(`not installed: ${keyString(r)}`));
+    if (changes.pinholes && !this.pinholes) return Promise.reject(new BackendError('this backend has no pinholes'));
+    for (const r of changes.pinholes?.remove ?? [])
+      if (!this.installedPinholes.has(pinholeRuleString(r))) return Promise.reject(new BackendError(`pinhole not installed: ${pinholeRuleString(r)}`));
     for (const r of changes.remove) this.installed.delete(keyString(r));
     for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
+    for (const r of changes.pinholes?.remove ?? []) this.installedPinholes.delete(pinholeRuleString(r));
+    for (const r of changes.pinholes?.add ?? []) this.installedPinholes.set(pinholeRuleString(r), pinholeRuleOf(r));
     this.applied.push(changes);
     return Promise.resolve();
   }
@@ -65,6 +89,7 @@ export class RecordingBackend implements FirewallBackend {
   }
   shutdown(): Promise<void> {
     this.installed.clear();
+    this.installedPinholes.clear();
     return Promise.resolve();
   }
   render(changes: ChangeSet): string {
@@ -78,8 +103,8 @@ export function backendPluginFor(backend: FirewallBackend, name = 'memory'): Plu
 
 export const DEFAULT_LEASE: LeasePolicy = { defaultSeconds: 3600, maxSeconds: 604800, allowPermanent: true };
 
-export function makeMappings(options: { plugins?: Plugin[]; lease?: LeasePolicy; clock?: ManualClock } = {}) {
-  const backend = new RecordingBackend();
+export function makeMappings(options: { plugins?: Plugin[]; lease?: LeasePolicy; clock?: ManualClock; backend?: RecordingBackend } = {}) {
+  const backend = options.backend ?? new RecordingBackend();
   const clock = options.clock ?? new ManualClock();
   const driver = new PluginDriver([backendPluginFor(backend), ...(options.plugins ?? [])], silentLogger);
   const mappings = new MappingService(driver, driver.firewall, clock, options.lease ?? DEFAULT_LEASE, silentLogger);
@@ -116,4 +141,14 @@ export class RecordingLogger implements Logger {
       this.lines.push({ level, message: typeof a === 'string' ? a : (b ?? '') });
     };
   }
+}
+
+/** The UPnP fault code a change is refused with (fails the test when it is not refused). */
+export async function faultOf(promise: Promise<unknown>): Promise<number> {
+  try {
+    await promise;
+  } catch (err) {
+    return toUpnpFault(err).upnpCode;
+  }
+  throw new Error('expected a fault');
 }

@@ -2,6 +2,7 @@ import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/c
 import type { ExternalAddress, FrontEndContext } from '../../core/front-end.js';
 import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limits.js';
 import { silentLogger } from '../../core/logger.js';
+import { Ipv6Lan } from '../../core/net/ipv6.js';
 import type { InterfaceAddress } from '../../core/net/network-info.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { Epoch } from '../../plugins/nat-pmp/epoch.js';
@@ -36,6 +37,8 @@ export interface NatPmpFixtureOptions {
   readonly secureMode?: boolean;
   /** The LAN served (default 127.0.0.1/8). */
   readonly lan?: InterfaceAddress;
+  /** The LAN IPv6 side served (default none; in dry-run only ::1 is listened on). */
+  readonly lanIpv6?: Ipv6Lan;
   /** As with `--lan`: in dry-run, LAN interfaces named on the command line. */
   readonly lanFromCommandLine?: boolean;
 }
@@ -57,7 +60,7 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
   const { mappings, backend, clock } = makeMappings({ plugins: policies });
   const external = new SettableExternalAddress(TEST_EXTERNAL_IP);
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
-  const context: FrontEndContext = { mappings, lan, limits, external, clock, logger: silentLogger, config };
+  const context: FrontEndContext = { mappings, lan, lanIpv6: fixture.lanIpv6 ?? new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
   const options = natPmpOptionsSchema.parse({ port: 0, ...fixture.options });
   const frontEnd = new NatPmpFrontEnd(
     context,

@@ -28,13 +28,25 @@ export const PCP = {
   },
 } as const;
 
-/** ::ffff:a.b.c.d as 16 octets (RFC 6887 §5: IPv4 addresses are IPv4-mapped). */
-export function mapped(ipv4: string): Buffer {
-  return Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...ipv4.split('.').map(Number)]);
+/**
+ * An address as PCP's 16 octets (RFC 6887 §5): IPv4 as ::ffff:a.b.c.d, IPv6 as it is (a zone,
+ * `%eth0`, is not carried).
+ */
+export function mapped(address: string): Buffer {
+  if (!address.includes(':')) return Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...address.split('.').map(Number)]);
+  const bare = address.split('%')[0]!;
+  const [left, right] = bare.includes('::') ? bare.split('::') : [bare, undefined];
+  const head = left ? left.split(':') : [];
+  const tail = right ? right.split(':') : [];
+  const groups = right === undefined ? head : [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
+  return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
 }
 
+/** 16 octets as text: dotted IPv4 when IPv4-mapped, else IPv6 in RFC 5952 form (as the WHATWG URL parser writes it). */
 function unmapped(bytes: Buffer): string {
-  return [...bytes.subarray(12, 16)].join('.');
+  if (bytes.subarray(0, 12).equals(Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]))) return [...bytes.subarray(12, 16)].join('.');
+  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2).toString(16));
+  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
 }
 
 export interface PcpOptionSpec {
@@ -51,7 +63,7 @@ function option({ code, data = Buffer.alloc(0) }: PcpOptionSpec): Buffer {
   return out;
 }
 
-/** FILTER (RFC 6887 §13.3): prefix length counts the IPv4-mapped bits (128 = one IPv4 host). */
+/** FILTER (RFC 6887 §13.3): prefix length counts the IPv4-mapped bits (128 = one IPv4 host); an IPv6 peer as it is. */
 export function filterOption(remote: string, prefixLength = 128, remotePort = 0): PcpOptionSpec {
   const data = Buffer.alloc(20);
   data.writeUInt8(prefixLength, 1);
@@ -191,7 +203,7 @@ export function parseNatPmpResponse(packet: Buffer): NatPmpResponse {
 /** Sends one datagram from `localAddress` and waits for one answer; undefined when none comes in time. */
 export function exchange(packet: Buffer, to: { host: string; port: number; localAddress?: string }, timeoutMs = 1_000): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
+    const socket = createSocket(to.host.includes(':') ? 'udp6' : 'udp4');
     const timer = setTimeout(() => finish(undefined), timeoutMs);
     const finish = (answer: Buffer | undefined) => {
       clearTimeout(timer);
@@ -210,11 +222,11 @@ export function exchange(packet: Buffer, to: { host: string; port: number; local
 
 /**
  * The same exchange as a script for `node -e` inside a namespace: args host, port, packet hex,
- * local address ('' for any), timeout ms. Prints `ANSWER <hex>` or `NO ANSWER`, then exits.
+ * local address ('' for any), timeout ms; IPv6 when the host has a colon (`fe80::1%eth0` too). Prints `ANSWER <hex>` or `NO ANSWER`, then exits.
  */
 export const EXCHANGE_SCRIPT = `
 const [host, port, hex, localAddress, timeout] = process.argv.slice(1);
-const socket = require('node:dgram').createSocket('udp4');
+const socket = require('node:dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4');
 setTimeout(() => { console.log('NO ANSWER'); process.exit(0); }, Number(timeout));
 socket.on('message', (m) => { console.log('ANSWER ' + m.toString('hex')); process.exit(0); });
 socket.on('error', (e) => { console.log('ERROR ' + e.message); process.exit(1); });

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { ListedMapping } from '../../app/control/protocol.js';
+import type { Listing } from '../../app/control/protocol.js';
 import { DESCRIPTION_URL, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 
 // The control socket and the admin commands, against the real daemon (dry-run on loopback).
@@ -54,7 +54,8 @@ describe('the control socket', () => {
 
     const list = await upnpd(['list', '--json', '--runtime-dir', dir]);
     expect(list.code).toBe(0);
-    const listed = JSON.parse(list.stdout) as ListedMapping[];
+    const { mappings: listed, pinholes } = JSON.parse(list.stdout) as Listing;
+    expect(pinholes).toEqual([]);
     expect(listed).toHaveLength(3);
     expect(listed[0]).toMatchObject({
       protocol: 'TCP',
@@ -102,7 +103,7 @@ describe('the control socket', () => {
     const purged = await upnpd(['purge', '--client', '127.0.0.1', '--runtime-dir', dir]);
     expect(purged.code).toBe(0);
     expect(purged.stdout.trim().split('\n')).toHaveLength(2);
-    expect(JSON.parse((await upnpd(['list', '--json', '--runtime-dir', dir])).stdout)).toEqual([]);
+    expect(JSON.parse((await upnpd(['list', '--json', '--runtime-dir', dir])).stdout)).toEqual({ mappings: [], pinholes: [] });
   });
 
   it('answers usage errors with 2 and a missing daemon with 1', async () => {

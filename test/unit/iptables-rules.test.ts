@@ -26,12 +26,14 @@ function rule(externalPort: number, overrides: Partial<RuleSpec> = {}): RuleSpec
 const script = (...lines: string[]) => `${lines.join('\n')}\n`;
 
 describe('iptables options', () => {
-  it('defaults to upnpd chains, forward rules on, nf_tables iptables and the "upnpd" tag', () => {
+  it('defaults to upnpd chains, forward rules on, nf_tables iptables, the "upnpd" tag and IPv6 pinholes off', () => {
     expect(iptablesOptionsSchema.parse({})).toEqual({
       insertForwardRules: true,
       forwardChain: 'UPNPD-FORWARD',
       preroutingChain: 'UPNPD-PREROUTING',
       flavour: 'iptables',
+      pinholes: false,
+      pinholeChain: 'UPNPD-PINHOLES',
       comment: 'upnpd',
     });
   });
@@ -41,6 +43,7 @@ describe('iptables options', () => {
     [{ preroutingChain: 'FORWARD' }, /preroutingChain.*must be PREROUTING or a chain of upnpd's own/],
     [{ forwardChain: 'a'.repeat(29) }, /forwardChain.*at most 28 characters/],
     [{ forwardChain: '-j ACCEPT' }, /forwardChain.*chain name/],
+    [{ pinholeChain: 'FORWARD' }, /pinholeChain.*must be a chain of upnpd's own/],
     [{ comment: 'up npd' }, /comment/],
     [{ wanInterface: 'eth0; reboot' }, /wanInterface.*interface name/],
     [{ flavour: 'nft' }, /flavour/],

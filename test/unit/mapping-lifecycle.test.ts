@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { UpnpError, UpnpErrorCode, toUpnpFault } from '../../core/errors.js';
+import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import type { MappingRequest } from '../../core/mapping/types.js';
 import type { Plugin } from '../../core/plugins/types.js';
-import { makeMappings, settle } from '../support/fakes.js';
+import { faultOf, makeMappings, settle } from '../support/fakes.js';
 
 const A = { address: '192.168.77.10', via: 'test' };
 const B = { address: '192.168.77.11', via: 'test' };
@@ -19,15 +19,6 @@ function req(overrides: Partial<MappingRequest> = {}): MappingRequest {
     leaseSeconds: 3600,
     ...overrides,
   };
-}
-
-async function faultOf(promise: Promise<unknown>): Promise<number> {
-  try {
-    await promise;
-  } catch (err) {
-    return toUpnpFault(err).upnpCode;
-  }
-  throw new Error('expected a fault');
 }
 
 describe('mapping lifecycle', () => {
@@ -56,6 +47,38 @@ describe('mapping lifecycle', () => {
       add: [expect.objectContaining({ internalPort: 6000 })],
     });
     expect(mappings.size).toBe(1);
+  });
+
+  it('never gives a port to another client under another remote host (a port belongs to one client however it is restricted)', async () => {
+    const { mappings } = makeMappings();
+    const R1 = '203.0.113.7';
+    const R2 = '203.0.113.8';
+    await mappings.add(req({ remoteHost: R1 }), A);
+    expect(await faultOf(mappings.add(req({ internalClient: B.address }), B))).toBe(UpnpErrorCode.ConflictInMappingEntry);
+    expect(await faultOf(mappings.add(req({ remoteHost: R2, internalClient: B.address }), B))).toBe(UpnpErrorCode.ConflictInMappingEntry);
+    // The holder may restrict the same port to several remote hosts, and add the one for any host.
+    await mappings.add(req({ remoteHost: R2 }), A);
+    await mappings.add(req(), A);
+    expect(mappings.size).toBe(3);
+    // Held for any host by B on another port: A cannot take it restricted to one host either.
+    await mappings.add(req({ externalPort: 6000, internalClient: B.address }), B);
+    expect(await faultOf(mappings.add(req({ externalPort: 6000, remoteHost: R1 }), A))).toBe(UpnpErrorCode.ConflictInMappingEntry);
+    // Once every restricted mapping of A is gone, the port is free for B.
+    await mappings.delete(req({ remoteHost: R1 }), A);
+    await mappings.delete(req({ remoteHost: R2 }), A);
+    await mappings.delete(req(), A);
+    await mappings.add(req({ remoteHost: R1, internalClient: B.address }), B);
+    expect(mappings.get(req({ remoteHost: R1 }))!.internalClient).toBe(B.address);
+  });
+
+  it('answers 718 for a port another client asked for earlier in the same batch, under another remote host', async () => {
+    const { mappings } = makeMappings();
+    const [first, second] = await Promise.allSettled([
+      mappings.add(req({ remoteHost: '203.0.113.7' }), A),
+      mappings.add(req({ internalClient: B.address }), B),
+    ]);
+    expect(first.status).toBe('fulfilled');
+    expect(second.status === 'rejected' && second.reason instanceof UpnpError && second.reason.upnpCode).toBe(UpnpErrorCode.ConflictInMappingEntry);
   });
 
   it('answers 718 when another client holds the key, and keeps the holder', async () => {

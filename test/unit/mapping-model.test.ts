@@ -109,7 +109,9 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
             if (model.size - (existing ? 1 : 0) >= quota.total) return 728;
             if (!renewal && [...model.values()].filter((e) => e.client === o.client).length >= quota.perClient) return 728;
           }
-          if (existing && existing.client !== o.client) return 718;
+          // A port belongs to one client, whichever remote host each mapping of it is restricted to.
+          const portPrefix = `${o.protocol}/${o.port}/`;
+          if ([...model].some(([key, e]) => key.startsWith(portPrefix) && e.client !== o.client)) return 718;
           // A nonce owns the mapping: a request with another one may not renew it.
           if (existing?.nonce !== undefined && o.nonce !== undefined && existing.nonce !== o.nonce) return 606;
           const unchangedRule = existing && existing.internalPort === o.internalPort;

@@ -47,7 +47,7 @@ describe('MappingStateFile', () => {
     const file = new MappingStateFile(dir, silentLogger, () => WALL_NOW);
     await file.prepare();
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    expect(await file.load()).toEqual({ mappings: [], expired: 0, invalid: 0 });
+    expect(await file.load()).toEqual({ mappings: [], pinholes: [], expired: 0, invalid: 0 });
   });
 
   it('keeps each lease as the wall-clock time it ends, and gives back the time left when read later', async () => {
@@ -55,7 +55,7 @@ describe('MappingStateFile', () => {
     const file = new MappingStateFile(dir, silentLogger, () => wall);
     await file.prepare();
     const monotonicNow = 5_000;
-    const leaseLeft = (m: PortMapping) => (m.expiresAt === null ? null : m.expiresAt - monotonicNow);
+    const leaseLeft = (m: { readonly expiresAt: number | null }) => (m.expiresAt === null ? null : m.expiresAt - monotonicNow);
     await file.save([mapping(8080, monotonicNow + HOUR_MS), mapping(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })], leaseLeft);
     expect(statSync(file.path).mode & 0o777).toBe(0o600);
 
@@ -63,6 +63,7 @@ describe('MappingStateFile', () => {
     const loaded = await file.load();
     expect(loaded).toEqual({
       mappings: [restored(8080, 50 * 60_000), restored(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })],
+      pinholes: [],
       expired: 0,
       invalid: 0,
     });
@@ -105,7 +106,7 @@ describe('MappingStateFile', () => {
     const file = new MappingStateFile(dir, logger, () => WALL_NOW);
     await file.prepare();
     writeFileSync(file.path, '{"version": 1, "mappings": [');
-    expect(await file.load()).toEqual({ mappings: [], expired: 0, invalid: 0 });
+    expect(await file.load()).toEqual({ mappings: [], pinholes: [], expired: 0, invalid: 0 });
     expect(readdirSync(dir)).toEqual(['mappings.json.unreadable-2026-11-24T12-00-00-000Z']);
     expect(logger.lines).toEqual([
       { level: 'error', message: expect.stringMatching(/mappings\.json is not a mappings file upnpd can read .*moved it to .*unreadable-2026/) as unknown },

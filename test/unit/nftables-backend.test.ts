@@ -101,11 +101,12 @@ describe('NftablesBackend.probe', () => {
     await expect(backendWith(new FakeNft(() => VERSION), {}).probe()).rejects.toThrow(/no WAN interface/);
   });
 
-  it('reports its dialect, remote-host support and what it found', async () => {
+  it('reports its dialect, remote-host support, IPv6 pinholes (forwardJump into an inet table) and what it found', async () => {
     const capabilities = await backendWith(new FakeNft(() => VERSION)).probe();
     expect(capabilities).toEqual({
       dialect: 'nftables',
       remoteHost: true,
+      pinholes: true,
       details: {
         program: 'nft',
         version: '1.0.6',
@@ -113,6 +114,7 @@ describe('NftablesBackend.probe', () => {
         wanInterface: 'wan0',
         forward: 'accepted through a jump from chain forward of table inet filter',
         transactions: 'one long-lived nft -i',
+        pinholes: 'sets in chain forward of table inet filter',
       },
     });
   });

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { BackendError } from '../../core/errors.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
-import { buildChangeScript, buildInitScript, buildShutdownScript, parseAdminTable, parseInstalledRules } from '../../plugins/nftables/rules.js';
-import { GOLDEN_ADMIN_TABLE, GOLDEN_CHANGES, goldenSettings, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
+import { buildChangeScript, buildInitScript, buildShutdownScript, parseAdminTable, parseInstalledRules, pinholePlace } from '../../plugins/nftables/rules.js';
+import { GOLDEN_ADMIN_TABLE, GOLDEN_CHANGES, GOLDEN_PINHOLE_CHANGES, goldenSettings, mapping, pinhole } from '../../plugins/nftables/testing/golden-scripts.js';
 
 describe('nftables change scripts (golden)', () => {
   for (const golden of GOLDEN_CHANGES) {
@@ -11,6 +11,31 @@ describe('nftables change scripts (golden)', () => {
       expect(buildChangeScript(golden.changes, golden.settings, golden.installed)).toBe(golden.script);
     });
   }
+
+  for (const golden of GOLDEN_PINHOLE_CHANGES) {
+    it(golden.name, () => {
+      expect(buildChangeScript(golden.changes, golden.settings)).toBe(golden.script);
+    });
+  }
+
+  it('pinholes: refused without forwardJump into an inet table (the backend then declares no pinholes)', () => {
+    const changes = { remove: [], add: [], pinholes: { remove: [], add: [pinhole('TCP', '2001:db8:1::10', 80)] } };
+    expect(() => buildChangeScript(changes, goldenSettings())).toThrow(/forwardJump into an inet table/);
+    expect(() => buildChangeScript(changes, goldenSettings({ forwardJump: { ...GOLDEN_ADMIN_TABLE, family: 'ip' } }))).toThrow(BackendError);
+    expect(pinholePlace(goldenSettings({ forwardJump: { ...GOLDEN_ADMIN_TABLE, family: 'ip' } }))).toBeUndefined();
+  });
+
+  it('pinholes: values that could inject into the script are refused', () => {
+    const withJump = goldenSettings({ forwardJump: GOLDEN_ADMIN_TABLE });
+    for (const bad of [
+      pinhole('TCP', '2001:db8::1 } ; flush ruleset', 80),
+      pinhole('TCP', '192.168.1.10', 80),
+      pinhole('TCP', 'fe80::1%eth0', 80),
+      pinhole('TCP', '2001:db8::1', 0),
+    ]) {
+      expect(() => buildChangeScript({ remove: [], add: [], pinholes: { remove: [], add: [bad] } }, withJump)).toThrow(BackendError);
+    }
+  });
 
   const withJump = goldenSettings({ forwardJump: GOLDEN_ADMIN_TABLE });
 
@@ -66,18 +91,29 @@ describe('nftables init and shutdown scripts', () => {
 	}
 `;
 
+  /** The IPv6 pinhole sets and rules with forwardJump into an inet table (the same text `nft -c` checks in the netns test). */
+  const PINHOLE_INIT = `add set inet filter upnpd-pinholes { type ipv6_addr . inet_proto . inet_service; counter; }
+add set inet filter upnpd-pinholes-host { type ipv6_addr . ipv6_addr . inet_proto . inet_service; counter; }
+add set inet filter upnpd-pinholes-port { type inet_service . ipv6_addr . inet_proto . inet_service; counter; }
+add set inet filter upnpd-pinholes-host-port { type ipv6_addr . inet_service . ipv6_addr . inet_proto . inet_service; counter; }
+add rule inet filter upnpd-forward iifname "wan0" ip6 daddr . meta l4proto . th dport @upnpd-pinholes accept
+add rule inet filter upnpd-forward iifname "wan0" ip6 saddr . ip6 daddr . meta l4proto . th dport @upnpd-pinholes-host accept
+add rule inet filter upnpd-forward iifname "wan0" th sport . ip6 daddr . meta l4proto . th dport @upnpd-pinholes-port accept
+add rule inet filter upnpd-forward iifname "wan0" ip6 saddr . th sport . ip6 daddr . meta l4proto . th dport @upnpd-pinholes-host-port accept
+`;
+
   it('recreates the table with its two maps and its prerouting chain, and nothing else without forwardJump', () => {
     expect(buildInitScript(goldenSettings())).toBe(`add table inet upnpd\ndelete table inet upnpd\n${table}}\n`);
   });
 
-  it('with forwardJump: adds a chain and set to the admin table, then one jump to it', () => {
+  it('with forwardJump into an inet table: adds a chain and set to the admin table, the IPv6 pinhole sets and their four rules, then one jump to it', () => {
     expect(buildInitScript(goldenSettings({ forwardJump: GOLDEN_ADMIN_TABLE }))).toBe(`add table inet upnpd
 delete table inet upnpd
 ${table}}
 add chain inet filter upnpd-forward
 add set inet filter upnpd-accept { type ipv4_addr . inet_proto . inet_service; }
 add rule inet filter upnpd-forward ct status dnat ip daddr . meta l4proto . th dport @upnpd-accept accept
-insert rule inet filter forward jump upnpd-forward comment "upnpd: port mappings of table inet upnpd"
+${PINHOLE_INIT}insert rule inet filter forward jump upnpd-forward comment "upnpd: port mappings of table inet upnpd"
 `);
   });
 
@@ -93,7 +129,7 @@ delete set inet filter upnpd-accept
 add chain inet filter upnpd-forward
 add set inet filter upnpd-accept { type ipv4_addr . inet_proto . inet_service; }
 add rule inet filter upnpd-forward ct status dnat ip daddr . meta l4proto . th dport @upnpd-accept accept
-insert rule inet filter forward jump upnpd-forward comment "upnpd: port mappings of table inet upnpd"
+${PINHOLE_INIT}insert rule inet filter forward jump upnpd-forward comment "upnpd: port mappings of table inet upnpd"
 `);
   });
 

@@ -38,6 +38,8 @@ import {
   type MappingRequest,
   type MappingView,
   type NetworkInfo,
+  type PinholeRule,
+  type PinholeView,
   type Plugin,
   type PluginSpec,
   type PolicyContext,
@@ -154,12 +156,15 @@ describe('BackendContext', () => {
 });
 
 describe('FirewallBackend', () => {
-  it('is six methods, with these signatures (a backend implementing just them compiles), three optional ones for reconciliation and one for diagnosis', () => {
+  it('is six methods, with these signatures (a backend implementing just them compiles), three optional ones for reconciliation, one for diagnosis and optional IPv6 pinholes', () => {
     expectTypeOf<keyof FirewallBackend>().toEqualTypeOf<
-      'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render' | 'check' | 'resync' | 'watch' | 'diagnose'
+      'probe' | 'init' | 'apply' | 'list' | 'shutdown' | 'render' | 'check' | 'resync' | 'watch' | 'diagnose' | 'pinholes'
     >();
-    expectTypeOf<FirewallBackend['check']>().toEqualTypeOf<((expected: readonly RuleSpec[]) => Promise<IntegrityReport>) | undefined>();
-    expectTypeOf<FirewallBackend['resync']>().toEqualTypeOf<((rules: readonly RuleSpec[]) => Promise<void>) | undefined>();
+    expectTypeOf<FirewallBackend['check']>().toEqualTypeOf<
+      ((expected: readonly RuleSpec[], pinholes?: readonly PinholeRule[]) => Promise<IntegrityReport>) | undefined
+    >();
+    expectTypeOf<FirewallBackend['resync']>().toEqualTypeOf<((rules: readonly RuleSpec[], pinholes?: readonly PinholeRule[]) => Promise<void>) | undefined>();
+    expectTypeOf<FirewallBackend['pinholes']>().toEqualTypeOf<{ list(): Promise<PinholeRule[]>; packets(rule: PinholeRule): Promise<number> } | undefined>();
     expectTypeOf<FirewallBackend['watch']>().toEqualTypeOf<((onChange: () => void) => () => void) | undefined>();
     expectTypeOf<FirewallBackend['diagnose']>().toEqualTypeOf<(() => Promise<readonly Finding[]>) | undefined>();
     expectTypeOf<FirewallBackend['probe']>().toEqualTypeOf<() => Promise<BackendCapabilities>>();
@@ -175,6 +180,7 @@ describe('FirewallBackend', () => {
     expectTypeOf<BackendCapabilities>().toEqualTypeOf<{
       readonly dialect: string;
       readonly remoteHost: boolean;
+      readonly pinholes?: boolean;
       readonly details: Readonly<Record<string, string>>;
     }>();
   });
@@ -200,7 +206,9 @@ describe('Plugin and its hooks', () => {
   });
 
   it('has these hooks, and no others', () => {
-    expectTypeOf<HookName>().toEqualTypeOf<'beforeMap' | 'beforeUnmap' | 'onMapped' | 'onUnmapped' | 'onExpire' | 'onExternalAddressChange' | 'onRepaired'>();
+    expectTypeOf<HookName>().toEqualTypeOf<
+      'beforeMap' | 'beforeUnmap' | 'beforePinhole' | 'onPinhole' | 'onMapped' | 'onUnmapped' | 'onExpire' | 'onExternalAddressChange' | 'onRepaired'
+    >();
   });
 
   it('sequential hooks: beforeMap may return an adjusted request or nothing, possibly async; beforeUnmap may only veto', () => {
@@ -212,6 +220,7 @@ describe('Plugin and its hooks', () => {
       readonly requester: { readonly address: string; readonly via: string };
       readonly existing: PortMapping | undefined;
       readonly mappings: MappingView;
+      readonly pinholes?: PinholeView;
     }>();
     // Both ways compile: a synchronous veto-only handler and an async adjusting one.
     const hooks: Plugin['hooks'] = {
@@ -238,6 +247,8 @@ describe('Plugin and its hooks', () => {
     expectTypeOf(HOOK_KINDS).toEqualTypeOf<{
       readonly beforeMap: 'sequential';
       readonly beforeUnmap: 'sequential';
+      readonly beforePinhole: 'sequential';
+      readonly onPinhole: 'parallel';
       readonly onMapped: 'parallel';
       readonly onUnmapped: 'parallel';
       readonly onExpire: 'parallel';
@@ -247,6 +258,8 @@ describe('Plugin and its hooks', () => {
     expect(HOOK_KINDS).toEqual({
       beforeMap: 'sequential',
       beforeUnmap: 'sequential',
+      beforePinhole: 'sequential',
+      onPinhole: 'parallel',
       onMapped: 'parallel',
       onUnmapped: 'parallel',
       onExpire: 'parallel',
@@ -318,7 +331,11 @@ describe('rules as data', () => {
       readonly internalClient: string;
       readonly internalPort: number;
     }>();
-    expectTypeOf<ChangeSet>().toEqualTypeOf<{ readonly remove: readonly RuleSpec[]; readonly add: readonly RuleSpec[] }>();
+    expectTypeOf<ChangeSet>().toEqualTypeOf<{
+      readonly remove: readonly RuleSpec[];
+      readonly add: readonly RuleSpec[];
+      readonly pinholes?: { readonly remove: readonly PinholeRule[]; readonly add: readonly PinholeRule[] };
+    }>();
     expectTypeOf<MappingKey>().toEqualTypeOf<{ readonly remoteHost: string; readonly externalPort: number; readonly protocol: Protocol }>();
     expectTypeOf<MappingRequest>().toExtend<RuleSpec>();
     expectTypeOf<MappingRequest>().toHaveProperty('enabled').toEqualTypeOf<boolean>();

@@ -21,7 +21,7 @@ export function renderRootDescription(view: IgdView, info: DeviceInfo, configId?
     type: DEVICE_TYPE.wanConnection,
     udn: info.udns.wanConnection,
     name: 'WANConnectionDevice',
-    services: [view.wanIpConnection],
+    services: [view.wanIpConnection, ...(view.wanIpv6FirewallControl ? [view.wanIpv6FirewallControl] : [])],
     children: [],
   });
   const wanDevice = device(view, info, {

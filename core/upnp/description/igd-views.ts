@@ -1,4 +1,4 @@
-import { LAYER3_FORWARDING, WAN_COMMON_INTERFACE_CONFIG, WAN_IP_CONNECTION } from './services.js';
+import { LAYER3_FORWARDING, WAN_COMMON_INTERFACE_CONFIG, WAN_IP_CONNECTION, WAN_IPV6_FIREWALL_CONTROL } from './services.js';
 import { serviceAtVersion, type ServiceAtVersion, type ServiceSpec, type ServiceVersion } from './service-model.js';
 
 export type IgdVersion = ServiceVersion;
@@ -22,6 +22,8 @@ export interface IgdView {
   readonly layer3Forwarding: ServiceEndpoint;
   readonly wanCommonInterfaceConfig: ServiceEndpoint;
   readonly wanIpConnection: ServiceEndpoint;
+  /** IPv6 pinholes: IGD:2 only (the IGD:1 view is for clients that break on anything new). */
+  readonly wanIpv6FirewallControl?: ServiceEndpoint;
 }
 
 /** The path clients are given by default; which view it shows depends on the client (see DescriptionDocuments). */
@@ -38,6 +40,7 @@ export function igdView(version: IgdVersion): IgdView {
     layer3Forwarding: endpoint(LAYER3_FORWARDING, 1),
     wanCommonInterfaceConfig: endpoint(WAN_COMMON_INTERFACE_CONFIG, 1),
     wanIpConnection: endpoint(WAN_IP_CONNECTION, version),
+    ...(version >= 2 && { wanIpv6FirewallControl: endpoint(WAN_IPV6_FIREWALL_CONTROL, 1) }),
   };
 }
 
@@ -47,5 +50,5 @@ export function igdViews(setting: IgdVersion | 'both'): IgdView[] {
 }
 
 export function endpointsOf(view: IgdView): ServiceEndpoint[] {
-  return [view.layer3Forwarding, view.wanCommonInterfaceConfig, view.wanIpConnection];
+  return [view.layer3Forwarding, view.wanCommonInterfaceConfig, view.wanIpConnection, ...(view.wanIpv6FirewallControl ? [view.wanIpv6FirewallControl] : [])];
 }

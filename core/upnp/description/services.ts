@@ -147,3 +147,47 @@ export const LAYER3_FORWARDING = {
     { name: 'GetDefaultConnectionService', in: [], out: [arg('NewDefaultConnectionService', 'DefaultConnectionService')] },
   ],
 } as const satisfies ServiceSpec;
+
+/** Longest pinhole lease WANIPv6FirewallControl:1 allows (A_ARG_TYPE_LeaseTime: 1 to 86400 seconds). */
+export const MAX_PINHOLE_LEASE_SECONDS = 86400;
+
+const PINHOLE_ARGS = [
+  arg('RemoteHost', 'A_ARG_TYPE_RemoteHost'),
+  arg('RemotePort', 'A_ARG_TYPE_Port'),
+  arg('InternalClient', 'A_ARG_TYPE_InternalClient'),
+  arg('InternalPort', 'A_ARG_TYPE_Port'),
+  arg('Protocol', 'A_ARG_TYPE_Protocol'),
+];
+const UNIQUE_ID = arg('UniqueID', 'A_ARG_TYPE_UniqueID');
+
+/** IGD:2's IPv6 firewall control (WANIPv6FirewallControl:1), in the WANConnectionDevice of the IGD:2 view only. */
+export const WAN_IPV6_FIREWALL_CONTROL = {
+  name: 'WANIPv6FirewallControl',
+  typePrefix: SERVICE_TYPE.wanIpv6FirewallControl,
+  serviceId: SERVICE_ID.wanIpv6FirewallControl,
+  pathName: 'WANIP6FC',
+  highestVersion: 1,
+  stateVariables: [
+    { name: 'FirewallEnabled', dataType: 'boolean', evented: true },
+    { name: 'InboundPinholeAllowed', dataType: 'boolean', evented: true },
+    { name: 'SystemUpdateID', dataType: 'ui4', evented: true },
+    { name: 'A_ARG_TYPE_OutboundPinholeTimeout', dataType: 'ui4', evented: false },
+    { name: 'A_ARG_TYPE_RemoteHost', dataType: 'string', evented: false },
+    { name: 'A_ARG_TYPE_InternalClient', dataType: 'string', evented: false },
+    { name: 'A_ARG_TYPE_Port', dataType: 'ui2', evented: false },
+    { name: 'A_ARG_TYPE_Protocol', dataType: 'ui2', evented: false },
+    { name: 'A_ARG_TYPE_LeaseTime', dataType: 'ui4', evented: false, range: { minimum: 1, maximum: MAX_PINHOLE_LEASE_SECONDS } },
+    { name: 'A_ARG_TYPE_UniqueID', dataType: 'ui2', evented: false },
+    { name: 'A_ARG_TYPE_PinholePackets', dataType: 'ui4', evented: false },
+    { name: 'A_ARG_TYPE_Boolean', dataType: 'boolean', evented: false },
+  ],
+  actions: [
+    { name: 'GetFirewallStatus', in: [], out: [arg('FirewallEnabled', 'FirewallEnabled'), arg('InboundPinholeAllowed', 'InboundPinholeAllowed')] },
+    { name: 'GetOutboundPinholeTimeout', in: PINHOLE_ARGS, out: [arg('OutboundPinholeTimeout', 'A_ARG_TYPE_OutboundPinholeTimeout')] },
+    { name: 'AddPinhole', in: [...PINHOLE_ARGS, arg('LeaseTime', 'A_ARG_TYPE_LeaseTime')], out: [UNIQUE_ID] },
+    { name: 'UpdatePinhole', in: [UNIQUE_ID, arg('NewLeaseTime', 'A_ARG_TYPE_LeaseTime')], out: [] },
+    { name: 'DeletePinhole', in: [UNIQUE_ID], out: [] },
+    { name: 'GetPinholePackets', in: [UNIQUE_ID], out: [arg('PinholePackets', 'A_ARG_TYPE_PinholePackets')] },
+    { name: 'CheckPinholeWorking', in: [UNIQUE_ID], out: [arg('IsWorking', 'A_ARG_TYPE_Boolean')] },
+  ],
+} as const satisfies ServiceSpec;

@@ -7,6 +7,7 @@ import { layer3ForwardingHandlers } from './layer3-forwarding.js';
 import { physicalLinkStatus, wanCommonInterfaceConfigHandlers } from './wan-common-interface-config.js';
 import type { WanConnection } from '../../net/wan-connection.js';
 import { CONNECTION_TYPE, connectionStatus, wanIpConnectionHandlers } from './wan-ip-connection.js';
+import { firewallVariables, wanIpv6FirewallControlHandlers } from './wan-ipv6-firewall-control.js';
 
 export interface IgdServiceDeps {
   readonly mappings: MappingService;
@@ -16,12 +17,12 @@ export interface IgdServiceDeps {
   readonly wanInterface: string | undefined;
   readonly addAnyPortRange: readonly [number, number];
   readonly udns: DeviceUdns;
-  /** WANIPConnection:2's SystemUpdateID: changes whenever the mapping table does. */
+  /** WANIPConnection:2's and WANIPv6FirewallControl's SystemUpdateID: changes whenever the table (mappings or pinholes) does. */
   readonly systemUpdateId: () => number;
 }
 
 /**
- * The three control endpoints of one view, each with its handlers and the current values of its
+ * The control endpoints of one view (three, and the IPv6 firewall control in IGD:2), each with its handlers and the current values of its
  * evented state variables (what GENA sends and QueryStateVariable reads).
  */
 export function igdControlEndpoints(view: IgdView, deps: IgdServiceDeps): ControlEndpoint[] {
@@ -49,5 +50,14 @@ export function igdControlEndpoints(view: IgdView, deps: IgdServiceDeps): Contro
         ...(view.wanIpConnection.service.version >= 2 ? { SystemUpdateID: String(deps.systemUpdateId()) } : {}),
       }),
     },
+    ...(view.wanIpv6FirewallControl
+      ? [
+          {
+            endpoint: view.wanIpv6FirewallControl,
+            handlers: wanIpv6FirewallControlHandlers(mappings),
+            variables: () => firewallVariables(mappings, deps.systemUpdateId()),
+          },
+        ]
+      : []),
   ];
 }

@@ -369,9 +369,15 @@ export class SsdpAdvertiser {
     this.log.debug({ source, st: searchTarget, mx, delivery, outcome }, 'M-SEARCH');
   }
 
+  /**
+   * A search for an older IGD version gets the URL of that view, except over IPv6: control points
+   * that search over IPv6 are the ones that need WANIPv6FirewallControl (IGD:2 view only), and
+   * miniupnpc asks for IGD:1 first and keeps the first answer; the clients that break on IGD:2
+   * (Windows, consoles) search over IPv4, which keeps pointing them at the IGD:1 view.
+   */
   private searchResponse(endpoint: LanEndpoint, answer: SearchAnswer): string {
     const context =
-      answer.igdVersion === undefined
+      answer.igdVersion === undefined || endpoint.ipv6
         ? endpoint.context
         : { ...endpoint.context, location: this.options.location(endpoint.locationAddress, answer.igdVersion) };
     return buildSearchResponse(answer, context, new Date());

@@ -57,6 +57,7 @@ export function advertisedSet(udns: DeviceUdns, igdVersion: 1 | 2): AdvertisedSe
       types: [
         { urn: DEVICE_TYPE.wanConnection, version: igdVersion },
         { urn: SERVICE_TYPE.wanIpConnection, version: igdVersion },
+        ...(igdVersion >= 2 ? [{ urn: SERVICE_TYPE.wanIpv6FirewallControl, version: 1 }] : []),
       ],
     },
   ];

@@ -1,4 +1,4 @@
-import type { ChangeSet, Protocol, RuleSpec } from 'upnpd';
+import type { ChangeSet, PinholeRule, Protocol, RuleSpec } from 'upnpd';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../options.js';
 import type { NftablesSettings } from '../rules.js';
 
@@ -103,6 +103,58 @@ add element inet filter upnpd-accept { 192.168.1.11 . tcp . 8000, 192.168.1.12 .
     changes: { remove: [web], add: [webMoved] },
     script: `delete element ip igd dnat-any { tcp . 8080 }
 add element ip igd dnat-any { tcp . 8080 : 192.168.1.11 . 8000 }
+`,
+  },
+];
+
+export function pinhole(protocol: Protocol, internalClient: string, internalPort: number, remoteHost = '', remotePort = 0): PinholeRule {
+  return { remoteHost, remotePort, internalClient, internalPort, protocol };
+}
+
+/** A golden change of IPv6 pinholes (with `installed` pinholes put in first), always with forwardJump into an inet table. */
+export interface GoldenPinholeChange {
+  readonly name: string;
+  readonly settings: NftablesSettings;
+  readonly installed: readonly PinholeRule[];
+  readonly changes: ChangeSet;
+  readonly script: string;
+}
+
+const server = pinhole('TCP', '2001:db8:1::10', 8080);
+const voice = pinhole('UDP', '2001:db8:1::10', 5060);
+const fromPartner = pinhole('TCP', '2001:db8:1::10', 22, '2001:db8:ffff::7');
+const fromPartnerPort = pinhole('UDP', '2001:db8:1::11', 4500, '2001:db8:ffff::7', 4500);
+const fromAnyPort443 = pinhole('TCP', '2001:db8:1::11', 8443, '', 443);
+
+export const GOLDEN_PINHOLE_CHANGES: readonly GoldenPinholeChange[] = [
+  {
+    name: 'pinholes: a TCP and a UDP one to any remote host, with an IPv4 mapping in the same transaction',
+    settings: withJump,
+    installed: [],
+    changes: { remove: [], add: [web], pinholes: { remove: [], add: [server, voice] } },
+    script: `add element inet upnpd dnat-any { tcp . 8080 : 192.168.1.10 . 80 }
+add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }
+add element inet filter upnpd-pinholes { 2001:db8:1::10 . tcp . 8080, 2001:db8:1::10 . udp . 5060 }
+`,
+  },
+  {
+    name: 'pinholes: restricted to a remote host, a remote port, or both: one set each',
+    settings: withJump,
+    installed: [],
+    changes: { remove: [], add: [], pinholes: { remove: [], add: [fromPartner, fromAnyPort443, fromPartnerPort] } },
+    script: `add element inet filter upnpd-pinholes-host { 2001:db8:ffff::7 . 2001:db8:1::10 . tcp . 22 }
+add element inet filter upnpd-pinholes-port { 443 . 2001:db8:1::11 . tcp . 8443 }
+add element inet filter upnpd-pinholes-host-port { 2001:db8:ffff::7 . 4500 . 2001:db8:1::11 . udp . 4500 }
+`,
+  },
+  {
+    name: 'pinholes: closing one and moving another (delete then add, one transaction)',
+    settings: withJump,
+    installed: [server, fromPartner],
+    changes: { remove: [], add: [], pinholes: { remove: [server, fromPartner], add: [pinhole('TCP', '2001:db8:1::10', 8081)] } },
+    script: `delete element inet filter upnpd-pinholes { 2001:db8:1::10 . tcp . 8080 }
+delete element inet filter upnpd-pinholes-host { 2001:db8:ffff::7 . 2001:db8:1::10 . tcp . 22 }
+add element inet filter upnpd-pinholes { 2001:db8:1::10 . tcp . 8081 }
 `,
   },
 ];

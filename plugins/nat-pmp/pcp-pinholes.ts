@@ -1,0 +1,123 @@
+import { isIPv4 } from 'node:net';
+import type { FrontEndMappings, Pinhole, Requester } from 'upnpd';
+import { PcpResult, type PcpRequest } from './codec.js';
+import type { MappingRequests } from './mapping-requests.js';
+import { PROTOCOLS, echoedOptions, sameAddress, type MapAnswer, type MapFamily, type MapRequest } from './pcp-handler.js';
+
+/** The pinhole operations PCP uses (the same MappingService calls as WANIPv6FirewallControl). */
+export type PinholeOperations = Pick<FrontEndMappings, 'pinholesSupported' | 'pinholes' | 'openPinhole' | 'closePinhole'>;
+
+/** Who holds a pinhole's PCP mapping: its UniqueID and the nonce of the MAP that opened it. */
+interface NonceHold {
+  readonly id: number;
+  readonly nonce: string;
+}
+
+/**
+ * MAP for an IPv6 internal host (RFC 6887 §11, with no translation): a firewall pinhole in the one
+ * table, through MappingService.openPinhole/closePinhole, so the core's rules hold as for UPnP (a
+ * host opens pinholes only to its own global/ULA addresses; quotas, policies, persistence). The
+ * assigned external address and port are the internal ones.
+ *
+ * The nonce that owns a pinhole is kept here, in memory: a renewal or delete with another nonce is
+ * NOT_AUTHORIZED. After a restart the pinholes come back from the state file without their nonce,
+ * and the first MAP of their host (whatever its nonce) takes them over, as a UPnP-opened one.
+ */
+export class Ipv6Map implements MapFamily {
+  /** By rule identity (internal address, protocol, internal port): the pinhole and its nonce. */
+  private readonly nonces = new Map<string, NonceHold>();
+
+  constructor(
+    private readonly requests: MappingRequests,
+    private readonly pinholes: PinholeOperations,
+  ) {}
+
+  async map(request: MapRequest, client: string, internalClient: string): Promise<MapAnswer> {
+    const { map, options } = request;
+    const protocol = PROTOCOLS[map.protocol];
+    if (!protocol) return { refused: PcpResult.UNSUPP_PROTOCOL };
+    if (map.internalPort === 0 && request.lifetime !== 0) return { refused: PcpResult.MALFORMED_REQUEST };
+    // A backend without pinholes: the admin's choice, that will not change by asking again (long error lifetime).
+    if (!this.pinholes.pinholesSupported) return { refused: PcpResult.NOT_AUTHORIZED };
+    const remote = remotePeerOf(options.filters);
+    if ('refused' in remote) return remote;
+    const nonce = map.nonce.toString('hex');
+    const requester: Requester = { address: client, via: 'pcp' };
+    const held = (p: Pinhole) => sameAddress(p.internalClient, internalClient) && p.protocol === protocol;
+    const echoed = echoedOptions(options);
+
+    const limited = this.requests.admit(client, request.lifetime === 0 ? 'PCP pinhole delete' : 'PCP pinhole map');
+    if (limited) return { refused: limited.answer.pcp };
+
+    const matches =
+      map.internalPort === 0 ? (p: Pinhole) => held(p) && this.nonceOf(p) === nonce : (p: Pinhole) => held(p) && p.internalPort === map.internalPort;
+    const existing = [...this.pinholes.pinholes.values()].filter(matches);
+    if (existing.some((p) => this.nonceOf(p) !== undefined && this.nonceOf(p) !== nonce)) return { refused: PcpResult.NOT_AUTHORIZED };
+
+    if (request.lifetime === 0) {
+      const closed = await this.close(existing, requester);
+      if (closed) return closed;
+      return { lifetime: 0, externalPort: map.internalPort, externalAddress: internalClient, options: echoed };
+    }
+
+    // No translation: the external address and port are the internal ones. Another one suggested is
+    // not had; with PREFER_FAILURE that is a failure (RFC 6887 §13.2), else the internal ones are answered.
+    const suggested = map.suggestedExternalAddress;
+    const otherAddress = suggested !== '' && !sameAddress(suggested, internalClient);
+    const otherPort = map.suggestedExternalPort !== 0 && map.suggestedExternalPort !== map.internalPort;
+    if (options.preferFailure && (otherAddress || otherPort)) return { refused: PcpResult.CANNOT_PROVIDE_EXTERNAL };
+
+    // A new FILTER replaces the old one: the pinhole to the old remote peer is closed.
+    const moved = existing.filter((p) => !sameAddress(p.remoteHost, remote.remoteHost) || p.remotePort !== remote.remotePort);
+    const closed = await this.close(moved, requester);
+    if (closed) return closed;
+    const leaseSeconds = this.requests.clamp(request.lifetime);
+    const ask = { ...remote, internalClient, internalPort: map.internalPort, protocol, leaseSeconds };
+    try {
+      const pinhole = await this.pinholes.openPinhole(ask, requester);
+      this.nonces.set(ruleKey(pinhole), { id: pinhole.id, nonce });
+      return { lifetime: leaseSeconds, externalPort: map.internalPort, externalAddress: internalClient, options: echoed };
+    } catch (err) {
+      return { refused: this.requests.refusedBy(err, client, `pcp pinhole ${protocol} [${internalClient}]:${map.internalPort}`).answer.pcp };
+    }
+  }
+
+  /** The nonce that owns a pinhole, if PCP opened it since upnpd started. */
+  private nonceOf(pinhole: Pinhole): string | undefined {
+    const hold = this.nonces.get(ruleKey(pinhole));
+    return hold?.id === pinhole.id ? hold.nonce : undefined;
+  }
+
+  /** Closes pinholes one by one; the refusal of the first that cannot be closed, or undefined. */
+  private async close(pinholes: readonly Pinhole[], requester: Requester): Promise<MapAnswer | undefined> {
+    for (const pinhole of pinholes) {
+      try {
+        await this.pinholes.closePinhole(pinhole.id, requester);
+        this.nonces.delete(ruleKey(pinhole));
+      } catch (err) {
+        return { refused: this.requests.refusedBy(err, requester.address, `pcp pinhole delete ${pinhole.id}`).answer.pcp };
+      }
+    }
+    return undefined;
+  }
+}
+
+function ruleKey(p: Pick<Pinhole, 'internalClient' | 'protocol' | 'internalPort'>): string {
+  return `${p.internalClient} ${p.protocol} ${p.internalPort}`;
+}
+
+/**
+ * The pinhole's remote side for the FILTER options (RFC 6887 §13.3). A pinhole holds one remote
+ * host (or any) and one remote port (or any): no FILTER → any; one FILTER with prefix 0 → any host,
+ * its port; prefix 128 → that host, its port; several → EXCESSIVE_REMOTE_PEERS; another prefix
+ * length → UNSUPP_OPTION (a pinhole cannot hold a prefix); an IPv4 peer → MALFORMED_OPTION.
+ */
+function remotePeerOf(filters: PcpRequest['options']['filters']): { remoteHost: string; remotePort: number } | { refused: PcpResult } {
+  if (filters.length === 0) return { remoteHost: '', remotePort: 0 };
+  if (filters.length > 1) return { refused: PcpResult.EXCESSIVE_REMOTE_PEERS };
+  const [filter] = filters as [PcpRequest['options']['filters'][number]];
+  if (filter.prefixLength === 0) return { remoteHost: '', remotePort: filter.remotePort };
+  if (isIPv4(filter.remoteAddress)) return { refused: PcpResult.MALFORMED_OPTION };
+  if (filter.prefixLength !== 128) return { refused: PcpResult.UNSUPP_OPTION };
+  return { remoteHost: filter.remoteAddress, remotePort: filter.remotePort };
+}
