@@ -48,11 +48,13 @@ async function measurePinholes(daemon: DaemonUnderTest, context: MeasureContext)
     if (failure !== undefined) {
       if (daemon === upnpd) throw new Error(`pinholes: ${failure}`);
       log(`no pinhole figures: ${failure}`);
-      return { pinholesAdd: `n/a: ${failure}`, pinholeCpu: `n/a: ${failure}` };
+      return { pinholesAdd: failure, pinholeCpu: failure };
     }
     sample.pinholesAdd = result.elapsedMs / 1000;
     sample.pinholeCpu = (cpu * 1e6) / result.added;
-    log(`add ${n} pinholes: ${sample.pinholesAdd.toFixed(2)} s, ${sample.pinholeCpu.toFixed(0)} µs CPU each, ${installed} in the kernel`);
+    log(
+      `add ${n} pinholes at ${result.controlUrl}: ${sample.pinholesAdd.toFixed(2)} s, ${sample.pinholeCpu.toFixed(0)} µs CPU each, ${installed} in the kernel`,
+    );
     return {};
   });
 }

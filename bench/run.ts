@@ -156,7 +156,7 @@ interface Comparison {
 async function comparisonsToRun(installedVersion: string, withIptables: boolean): Promise<Comparison[]> {
   const comparisons: Comparison[] = [
     {
-      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP rows run with these backends only",
+      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP and IPv6 pinhole rows run with these backends only",
       upnpd,
       miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
       others: [nodeFloor(TESTBED_ADDRESSES.gatewayWan)],
@@ -171,7 +171,7 @@ async function comparisonsToRun(installedVersion: string, withIptables: boolean)
   }
   comparisons.push({
     title:
-      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP rows run with the nftables backends',
+      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP and IPv6 pinhole rows run with the nftables backends',
     upnpd: upnpdIptables,
     miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
     others: [],

@@ -61,6 +61,8 @@ export interface PinholeLoadOptions {
 }
 
 export interface PinholeLoadResult {
+  /** The WANIPv6FirewallControl control URL used (none when it was not found). */
+  readonly controlUrl?: string;
   readonly added: number;
   readonly elapsedMs: number;
   /** The first failure, when not every pinhole was added. */
@@ -98,7 +100,7 @@ export async function addPinholes(options: PinholeLoadOptions): Promise<PinholeL
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   const elapsedMs = performance.now() - started;
   if (error === undefined && added < plan.length) error = `only ${added} of ${plan.length} pinholes added within ${options.maxMs / 1000} s`;
-  return { added, elapsedMs, ...(error === undefined ? {} : { error }) };
+  return { controlUrl: endpoint.controlUrl.href, added, elapsedMs, ...(error === undefined ? {} : { error }) };
 }
 
 function soapFrom(host: string, endpoint: ControlEndpoint): SoapClient {

@@ -96,7 +96,7 @@ describe('the pinhole load', () => {
   it('finds the service over IPv6 and adds every planned pinhole to its requester', async () => {
     const gateway = await fakeGateway(() => 200);
     const result = await addPinholes(options(gateway.url));
-    expect(result).toMatchObject({ added: 20 });
+    expect(result).toMatchObject({ added: 20, controlUrl: `${gateway.url}/ctl/6FC` });
     expect(result.error).toBeUndefined();
     expect(gateway.bodies).toHaveLength(20);
     expect(gateway.bodies[0]).toContain(
