@@ -1,4 +1,5 @@
 import { NAT_PMP_FIGURES } from './natpmp-figures.js';
+import { PINHOLE_FIGURES } from './pinhole-figures.js';
 import type { BenchProfile } from './profile.js';
 
 export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'MB' | '×';
@@ -56,6 +57,7 @@ export const FIGURES = {
   startEmpty: { label: () => 'start-up, no mappings', unit: 's', better: 'lower' },
   startPersisted: { label: (s: Sizes) => `start-up with ${s.mappings} persisted mappings`, unit: 's', better: 'lower' },
   ...NAT_PMP_FIGURES,
+  ...PINHOLE_FIGURES,
 } as const satisfies Record<string, FigureRow>;
 
 export type FigureKey = keyof typeof FIGURES;

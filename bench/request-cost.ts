@@ -13,7 +13,7 @@ import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
 import { readFileSync } from 'node:fs';
 import { cpuSeconds, processTree, residentBytes } from './process-stats.js';
-import { createBenchTestbed } from './testbed.js';
+import { createBenchTestbed, gatewaySetup } from './testbed.js';
 
 const HTTP_PORT = 49152;
 const LIFETIME_MS = 15 * 60_000;
@@ -49,7 +49,7 @@ const bench = await createBenchTestbed(LIFETIME_MS);
 const perRequest = new Map<string, number[]>(daemons.map((d) => [d.name, []]));
 try {
   const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);
-  const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun, lanHosts: bench.lanHosts };
+  const gateway = gatewaySetup(bench, HTTP_PORT);
   for (let repeat = 0; repeat < repeats; repeat += 1) {
     for (const daemon of daemons) {
       const running = await daemon.start(gateway);

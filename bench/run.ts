@@ -16,9 +16,11 @@ import { Schedule } from './schedule.js';
 import { LoadGenerator } from './load/remote.js';
 import { GROUPS as UPNP_GROUPS, type GroupName as UpnpGroupName } from './measure.js';
 import { NAT_PMP_GROUPS, type NatPmpGroupName } from './natpmp-rows.js';
+import { PINHOLE_FIGURE_KEYS } from './pinhole-figures.js';
+import { PINHOLE_GROUPS, type PinholeGroupName } from './pinhole-rows.js';
 import { USAGE, parseCommandLine, type BenchProfile } from './profile.js';
 import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine, type Section } from './report.js';
-import { createBenchTestbed, type BenchTestbed } from './testbed.js';
+import { createBenchTestbed, gatewaySetup, type BenchTestbed } from './testbed.js';
 
 /** Both daemons listen here in turn. */
 const HTTP_PORT = 49152;
@@ -27,10 +29,11 @@ const FINISH_RESERVE_MS = 15_000;
 /** After the budget, this long for cleanup before the run is cut short. */
 const CLEANUP_GRACE_MS = 30_000;
 const EXIT_USAGE = 2;
-const GROUPS = { ...UPNP_GROUPS, ...NAT_PMP_GROUPS };
-type GroupName = UpnpGroupName | NatPmpGroupName;
-/** The rows of a comparison without the NAT-PMP groups. */
-const UPNP_FIGURE_KEYS = FIGURE_KEYS.filter((key) => !(NAT_PMP_FIGURE_KEYS as readonly string[]).includes(key));
+const GROUPS = { ...UPNP_GROUPS, ...NAT_PMP_GROUPS, ...PINHOLE_GROUPS };
+type GroupName = UpnpGroupName | NatPmpGroupName | PinholeGroupName;
+/** The rows of a comparison without the NAT-PMP and pinhole groups (those run with the nftables backends only). */
+const NFTABLES_ONLY_KEYS: readonly string[] = [...NAT_PMP_FIGURE_KEYS, ...PINHOLE_FIGURE_KEYS];
+const UPNP_FIGURE_KEYS = FIGURE_KEYS.filter((key) => !NFTABLES_ONLY_KEYS.includes(key));
 
 async function main(argv: readonly string[]): Promise<number> {
   let profile: BenchProfile;
@@ -81,7 +84,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let schedule: Schedule<DaemonUnderTest, GroupName>;
   try {
     const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, profile.budgetMs + CLEANUP_GRACE_MS);
-    const gateway = { testbed: bench.testbed, workDir: bench.workDir, httpPort: HTTP_PORT, stun: bench.stun, lanHosts: bench.lanHosts };
+    const gateway = gatewaySetup(bench, HTTP_PORT);
     schedule = new Schedule(profile.repeats, deadline - FINISH_RESERVE_MS);
     for (let repeat = 1; repeat <= profile.repeats; repeat += 1) {
       // Alternate the order so that drift (a warming machine, other load) hits both alike.
@@ -140,7 +143,7 @@ interface Comparison {
   readonly miniupnpd: DaemonUnderTest;
   /** Shown beside them, without a ratio (Node's floor). */
   readonly others: readonly DaemonUnderTest[];
-  /** Whether the pair runs the NAT-PMP groups too (the nftables pair only). */
+  /** Whether the pair runs the NAT-PMP and pinhole groups too (the nftables pair only). */
   readonly natPmp: boolean;
 }
 
@@ -153,7 +156,7 @@ interface Comparison {
 async function comparisonsToRun(installedVersion: string, withIptables: boolean): Promise<Comparison[]> {
   const comparisons: Comparison[] = [
     {
-      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP rows run with these backends only",
+      title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP and IPv6 pinhole rows run with these backends only",
       upnpd,
       miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
       others: [nodeFloor(TESTBED_ADDRESSES.gatewayWan)],
@@ -168,7 +171,7 @@ async function comparisonsToRun(installedVersion: string, withIptables: boolean)
   }
   comparisons.push({
     title:
-      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP rows run with the nftables backends',
+      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP and IPv6 pinhole rows run with the nftables backends',
     upnpd: upnpdIptables,
     miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
     others: [],
@@ -185,7 +188,7 @@ async function comparisonsToRun(installedVersion: string, withIptables: boolean)
 function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: DaemonUnderTest; group: GroupName }> {
   const pair = repeat % 2 === 1 ? [comparison.upnpd, comparison.miniupnpd] : [comparison.miniupnpd, comparison.upnpd];
   const upnpGroups: GroupName[] = pair.every((d) => d.persistence.supported) ? ['requests', 'table', 'persistedStart'] : ['requests', 'table'];
-  const groups: GroupName[] = comparison.natPmp ? [...upnpGroups, 'natPmpRequests', 'natPmpTable'] : upnpGroups;
+  const groups: GroupName[] = comparison.natPmp ? [...upnpGroups, 'natPmpRequests', 'natPmpTable', 'pinholes'] : upnpGroups;
   return [
     ...groups.flatMap((group) => pair.map((daemon) => ({ daemon, group }))),
     ...comparison.others.map((daemon) => ({ daemon, group: 'requests' as const })),

@@ -9,6 +9,8 @@ export interface GatewaySetup {
   readonly stun: { readonly host: string; readonly port: number };
   /** The LAN hosts the load comes from (addresses of the LAN client's namespace). */
   readonly lanHosts: readonly string[];
+  /** The IPv6 LAN hosts the pinhole load comes from (addresses of the LAN client's namespace). */
+  readonly lanHosts6: readonly string[];
   /**
    * Lifts the daemon's per-client rate limit on state changes (upnpd's `limits.stateChanges`;
    * miniupnpd has none), for rows whose load comes from one or a few LAN addresses.

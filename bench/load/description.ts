@@ -1,6 +1,7 @@
 import { parseXml } from './soap-client.js';
 
 const WAN_IP_CONNECTION = /^urn:schemas-upnp-org:service:WANIPConnection:(\d+)$/;
+const WAN_IPV6_FIREWALL_CONTROL = /^urn:schemas-upnp-org:service:WANIPv6FirewallControl:(\d+)$/;
 
 export interface ControlEndpoint {
   readonly controlUrl: URL;
@@ -13,16 +14,26 @@ export interface ControlEndpoint {
  * its own paths; this is how a control point finds them.
  */
 export function findWanIpConnection(descriptionXml: string, descriptionUrl: URL): ControlEndpoint {
+  return findService(descriptionXml, descriptionUrl, WAN_IP_CONNECTION, 'WANIPConnection');
+}
+
+/** The WANIPv6FirewallControl service of a root description (IGD:2), as findWanIpConnection finds WANIPConnection. */
+export function findWanIpv6FirewallControl(descriptionXml: string, descriptionUrl: URL): ControlEndpoint {
+  return findService(descriptionXml, descriptionUrl, WAN_IPV6_FIREWALL_CONTROL, 'WANIPv6FirewallControl');
+}
+
+/** The service whose type `pattern` matches (its group 1: the version), the highest version offered. */
+function findService(descriptionXml: string, descriptionUrl: URL, pattern: RegExp, name: string): ControlEndpoint {
   const root = (parseXml(descriptionXml) as { root?: Record<string, unknown> }).root;
   if (!root) throw new Error(`${descriptionUrl.href}: not a UPnP root description`);
   const base = typeof root.URLBase === 'string' && root.URLBase !== '' ? new URL(root.URLBase) : descriptionUrl;
 
   let best: { version: number; service: Record<string, unknown> } | undefined;
   for (const service of services(root.device)) {
-    const match = WAN_IP_CONNECTION.exec(typeof service.serviceType === 'string' ? service.serviceType.trim() : '');
+    const match = pattern.exec(typeof service.serviceType === 'string' ? service.serviceType.trim() : '');
     if (match && (!best || Number(match[1]) > best.version)) best = { version: Number(match[1]), service };
   }
-  if (!best) throw new Error(`${descriptionUrl.href}: no WANIPConnection service in the description`);
+  if (!best) throw new Error(`${descriptionUrl.href}: no ${name} service in the description`);
   return { controlUrl: new URL(String(best.service.controlURL).trim(), base), serviceType: String(best.service.serviceType).trim() };
 }
 

@@ -73,7 +73,8 @@ export class HttpClient {
   }
 
   private connect(url: URL): Socket {
-    const socket = connect({ host: url.hostname, port: Number(url.port || 80), noDelay: true, localAddress: this.localAddress });
+    // An IPv6 literal's hostname keeps its brackets in a URL; net.connect wants the bare address.
+    const socket = connect({ host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || 80), noDelay: true, localAddress: this.localAddress });
     this.open.add(socket);
     socket.on('close', () => {
       this.open.delete(socket);

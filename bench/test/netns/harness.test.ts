@@ -6,7 +6,7 @@ import { upnpd } from '../../daemons/upnpd.js';
 import type { GatewaySetup, RunningDaemon } from '../../daemons/types.js';
 import { LoadGenerator } from '../../load/remote.js';
 import { processGone, residentBytes } from '../../process-stats.js';
-import { createBenchTestbed, type BenchTestbed } from '../../testbed.js';
+import { createBenchTestbed, gatewaySetup, type BenchTestbed } from '../../testbed.js';
 
 const LIFETIME_MS = 60_000;
 
@@ -30,7 +30,7 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
   });
 
   it('drives upnpd from the LAN client, reaches the mapped ports from the WAN host, and cleans up', async () => {
-    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun, lanHosts: bench.lanHosts };
+    const gateway: GatewaySetup = gatewaySetup(bench, 49152);
     daemon = await upnpd.start(gateway);
     const found = await generator.run({ kind: 'discover', descriptionUrl: daemon.descriptionUrl, timeoutMs: 20_000 });
     expect(found.controlUrl).toMatch(/^http:\/\/192\.168\.77\.1:49152\//);
@@ -66,7 +66,7 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
   });
 
   it('starts upnpd with persisted mappings: it reports the last one once started, and the WAN host reaches it', async () => {
-    const gateway: GatewaySetup = { testbed: bench.testbed, workDir: bench.workDir, httpPort: 49152, stun: bench.stun, lanHosts: bench.lanHosts };
+    const gateway: GatewaySetup = gatewaySetup(bench, 49152);
     daemon = await upnpd.start(gateway, { count: 50, firstPort: 21000, clients: bench.lanHosts });
     await generator.run({ kind: 'discover', descriptionUrl: daemon.descriptionUrl, timeoutMs: 20_000, awaitMappingPort: 21049 });
     expect(await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: 60, maxMs: 10_000 })).toMatchObject({ entries: 50 });
