@@ -110,6 +110,10 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
     const wan = await namespace('wan');
     const a = TESTBED_ADDRESSES;
     const gw = (...args: string[]) => gateway.exec('ip', args);
+    // Link-local addresses are ready at once: an address that finished duplicate address detection
+    // after the daemon started is a LAN change, and the daemon restarts its front-ends for it (a
+    // moment in which requests are refused, as on a gateway that starts while its links come up).
+    for (const ns of created) await withoutDuplicateAddressDetection(ns);
     if (options.ipv6) for (const ns of created) await withoutAddressGeneration(ns);
 
     // Each veth pair is made inside the gateway with its peer born in the other namespace.
@@ -142,6 +146,11 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
     await destroy();
     throw err;
   }
+}
+
+/** No duplicate address detection on links made from now on (their link-local addresses are never tentative). */
+async function withoutDuplicateAddressDetection(ns: TestNamespace): Promise<void> {
+  for (const scope of ['all', 'default']) await ns.exec('sysctl', ['-q', '-w', `net.ipv6.conf.${scope}.accept_dad=0`]);
 }
 
 /** No address generated from a MAC and no duplicate address detection, on links made from now on. */
