@@ -37,19 +37,24 @@ const KILL_AFTER_MS: readonly [number, number] = [800, 2_500];
 /**
  * One upnpc loop: adds ports first..first+count-1, and deletes every 4th port it added just
  * before; prints `TRY add P` before each call and `ACK add P` (`ACK del P`) after each success.
- * Ends when the range is done (after the kill, every call fails at once).
+ * Ends when the range is done, or once the file `killed` exists (the test makes it just before the
+ * kill), so that no call starts against a dead daemon.
  */
-function loadScript(url: string, client: string, first: number): string {
+function loadScript(url: string, client: string, first: number, killed: string): string {
   return `
 i=0
 while [ $i -lt ${PORTS_PER_CLIENT} ]; do
+  [ -e '${killed}' ] && exit 0
   p=$((${first} + i))
   echo "TRY add $p"
-  if upnpc -u '${url}' -e crash -a ${client} $p $p TCP 3600 2>&1 | grep -q 'is redirected to internal'; then echo "ACK add $p"; fi
+  out=$(upnpc -u '${url}' -e crash -a ${client} $p $p TCP 3600 2>&1)
+  if echo "$out" | grep -q 'is redirected to internal'; then echo "ACK add $p"; else echo "ERR add $p $(echo "$out" | grep -i 'fail\\|error' | head -1)"; fi
   if [ $((i % 4)) -eq 3 ]; then
     q=$((p - 1))
+    [ -e '${killed}' ] && exit 0
     echo "TRY del $q"
-    if upnpc -u '${url}' -d $q TCP 2>&1 | grep -q 'returned : 0'; then echo "ACK del $q"; fi
+    out=$(upnpc -u '${url}' -d $q TCP 2>&1)
+    if echo "$out" | grep -q 'returned : 0'; then echo "ACK del $q"; else echo "ERR del $q $(echo "$out" | grep -i 'fail\\|error\\|returned' | head -1)"; fi
   fi
   i=$((i+1))
 done
@@ -110,38 +115,44 @@ describeNetns('kill -9 under load (nftables backend, real daemon)', ['ip', 'upnp
       const before = parseUpnpcListing((await upnpc(testbed.lan, ['-u', daemon.url, '-l'])).output).map((m) => m.externalPort);
       expect(before.sort((a, b) => a - b)).toEqual([...acknowledged].sort((a, b) => a - b));
 
+      const killed = join(scratchDir, `killed-${round}`);
       const loads = Array.from({ length: CLIENTS }, (_, c) =>
         NamespaceProcess.start(testbed.lan, [
           'sh',
           '-c',
-          loadScript(daemon!.url, TESTBED_ADDRESSES.lanClient, 30000 + round * CLIENTS * PORTS_PER_CLIENT + c * PORTS_PER_CLIENT),
+          loadScript(daemon!.url, TESTBED_ADDRESSES.lanClient, 30000 + round * CLIENTS * PORTS_PER_CLIENT + c * PORTS_PER_CLIENT, killed),
         ]),
       );
       const [low, high] = KILL_AFTER_MS;
       await new Promise((resolve) => setTimeout(resolve, low + Math.random() * (high - low)));
+      await writeFile(killed, '');
       await daemon.kill();
       daemon = undefined;
       // With the daemon gone, every loop runs out quickly (connection refused); bounded anyway.
       for (const load of loads) await load.stop('SIGTERM', 60_000);
       let acks = 0;
-      const inDoubt = new Set<number>();
+      // A call without a success answer may have been done or not: the one each loop had in flight
+      // at the kill, and any other that failed without a UPnP answer (a timeout on a loaded machine).
+      const inDoubt = new Map<number, string>();
       for (const load of loads) {
-        let unanswered: number | undefined;
-        for (const [, kind, op, port] of load.output().matchAll(/^(TRY|ACK) (add|del) (\d+)$/gm)) {
+        for (const [, kind, op, port, why] of load.output().matchAll(/^(TRY|ACK|ERR) (add|del) (\d+) ?(.*)$/gm)) {
           if (kind === 'TRY') {
-            if (unanswered !== undefined) break; // the call before got no answer: it was in flight at the kill
-            unanswered = Number(port);
+            inDoubt.set(Number(port), 'no answer (in flight at the kill)');
             continue;
           }
-          unanswered = undefined;
+          if (kind === 'ERR') {
+            inDoubt.set(Number(port), why || 'failed');
+            continue;
+          }
+          inDoubt.delete(Number(port));
           acks += 1;
           if (op === 'add') acknowledged.add(Number(port));
           else acknowledged.delete(Number(port));
         }
-        if (unanswered !== undefined) inDoubt.add(unanswered);
       }
       expect(acks, `round ${round}: the load got answers before the kill`).toBeGreaterThan(0);
-      expect(inDoubt.size).toBeLessThanOrEqual(CLIENTS);
+      // One per loop at the kill; a loaded machine may time out a few more, never many.
+      expect(inDoubt.size, `round ${round}: calls in doubt: ${JSON.stringify([...inDoubt])}`).toBeLessThanOrEqual(CLIENTS * 4);
 
       daemon = await startDaemonInGateway(testbed, daemonArgs);
       const restored = parseUpnpcListing((await upnpc(testbed.lan, ['-u', daemon.url, '-l'])).output)
@@ -149,9 +160,12 @@ describeNetns('kill -9 under load (nftables backend, real daemon)', ['ip', 'upnp
         .sort((a, b) => a - b);
       const lost = [...acknowledged].filter((p) => !restored.includes(p) && !inDoubt.has(p));
       const unasked = restored.filter((p) => !acknowledged.has(p) && !inDoubt.has(p));
-      expect({ lost, unasked }, `round ${round}: ${acks} answers, ${restored.length} restored`).toEqual({ lost: [], unasked: [] });
+      expect({ lost, unasked }, `round ${round}: ${acks} answers, ${restored.length} restored, in doubt: ${JSON.stringify([...inDoubt])}`).toEqual({
+        lost: [],
+        unasked: [],
+      });
       // The calls in doubt are settled now: the daemon's table says how.
-      for (const p of inDoubt) {
+      for (const p of inDoubt.keys()) {
         if (restored.includes(p)) acknowledged.add(p);
         else acknowledged.delete(p);
       }
