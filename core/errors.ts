@@ -103,6 +103,21 @@ export class UpnpError extends UpnpdError {
   }
 }
 
+/** The codes a quota refuses with: 728 NoPortMapsAvailable for a mapping, 701 PinholeSpaceExhausted for a pinhole. */
+export type QuotaErrorCode = typeof UpnpErrorCode.NoPortMapsAvailable | typeof UpnpErrorCode.PinholeSpaceExhausted;
+
+/**
+ * A refusal because the requesting client holds its own quota, not because the gateway is full:
+ * UPnP still answers its code (728, or 701 for a pinhole); PCP answers USER_EX_QUOTA (RFC 6887
+ * §7.4) where a full gateway gets NO_RESOURCES. A quota policy throws it for a per-client limit.
+ */
+export class ClientQuotaError extends UpnpError {
+  constructor(upnpCode: QuotaErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(upnpCode, detail, options);
+    this.name = 'ClientQuotaError';
+  }
+}
+
 /** A firewall backend could not apply a change set. The table is left unchanged. */
 export class BackendError extends UpnpdError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -38,7 +38,19 @@ export type {
 export { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from './plugins/tokens.js';
 export { REFUSAL_LOG_LIMITS, RefusalRegistry, RefusalReporter, refusalReporter, type Refusal } from './plugins/refusals.js';
 export type { ChangeSet, MappingKey, MappingRequest, PortMapping, Protocol, Requester, RuleSpec } from './mapping/types.js';
-export { UpnpError, UpnpErrorCode, BackendError, UpnpdError, ConfigError, PluginHookError, PluginRegistrationError, messageOf, upnpErrorIn } from './errors.js';
+export {
+  UpnpError,
+  UpnpErrorCode,
+  ClientQuotaError,
+  type QuotaErrorCode,
+  BackendError,
+  UpnpdError,
+  ConfigError,
+  PluginHookError,
+  PluginRegistrationError,
+  messageOf,
+  upnpErrorIn,
+} from './errors.js';
 export type { Clock } from './clock.js';
 // For protocol front-end plugins (Plugin.frontEnd): what the daemon hands them.
 export type { ExternalAddress, FrontEnd, FrontEndContext, FrontEndFactory, FrontEndMappings } from './front-end.js';

@@ -1,4 +1,4 @@
-import { BackendError, UpnpErrorCode, messageOf, upnpErrorIn, type UpnpError } from 'upnpd';
+import { BackendError, ClientQuotaError, UpnpErrorCode, messageOf, upnpErrorIn, type UpnpError } from 'upnpd';
 import { NatPmpResult, PcpResult } from './codec.js';
 
 /** Why a NAT-PMP or PCP request was not granted, in the mapping lifecycle's terms. */
@@ -18,6 +18,8 @@ export interface RefusalAnswer {
 const NOT_AUTHORIZED: RefusalAnswer = { natPmp: NatPmpResult.notAuthorized, pcp: PcpResult.NOT_AUTHORIZED };
 const NO_RESOURCES: RefusalAnswer = { natPmp: NatPmpResult.outOfResources, pcp: PcpResult.NO_RESOURCES };
 const NETWORK_FAILURE: RefusalAnswer = { natPmp: NatPmpResult.networkFailure, pcp: PcpResult.NETWORK_FAILURE };
+/** This client's own quota (NAT-PMP has no code of its own for it). */
+const USER_EX_QUOTA: RefusalAnswer = { natPmp: NatPmpResult.outOfResources, pcp: PcpResult.USER_EX_QUOTA };
 
 /**
  * The UPnP error a policy or the lifecycle refused with, as NAT-PMP and PCP say it. Policies speak
@@ -31,9 +33,9 @@ const BY_UPNP_CODE: Partial<Record<UpnpErrorCode, RefusalAnswer>> = {
   [UpnpErrorCode.ConflictWithOtherMechanisms]: NOT_AUTHORIZED,
   // A remote host a policy refuses (FILTER).
   [UpnpErrorCode.InvalidArgs]: NOT_AUTHORIZED,
-  // No free port left, a quota reached.
+  // No free port left, the gateway's total quota reached.
   [UpnpErrorCode.NoPortMapsAvailable]: NO_RESOURCES,
-  // A quota reached by pinholes (PCP MAP over IPv6).
+  // The gateway's total quota reached by a pinhole (PCP MAP over IPv6).
   [UpnpErrorCode.PinholeSpaceExhausted]: NO_RESOURCES,
   // The state cannot be written, the daemon is stopping.
   [UpnpErrorCode.ActionFailed]: NO_RESOURCES,
@@ -45,6 +47,7 @@ export function answerFor(refusal: Refusal): RefusalAnswer {
     case 'refused':
       // No port could be had because a policy refused this client whatever the port: not authorized.
       if (portRefusedFor(refusal) === UpnpErrorCode.NotAuthorized) return NOT_AUTHORIZED;
+      if (isClientQuota(refusal.error)) return USER_EX_QUOTA;
       return BY_UPNP_CODE[refusal.error.upnpCode] ?? NOT_AUTHORIZED;
     case 'rate-limited':
       return NO_RESOURCES;
@@ -66,7 +69,17 @@ function portRefusedFor(refusal: Refusal): UpnpErrorCode | undefined {
 
 /** PCP PREFER_FAILURE: whether the refusal means the suggested port itself could not be had (CANNOT_PROVIDE_EXTERNAL). */
 export function portUnavailable(refusal: Refusal): boolean {
-  return refusal.kind === 'refused' && refusal.error.upnpCode === UpnpErrorCode.NoPortMapsAvailable && portRefusedFor(refusal) !== UpnpErrorCode.NotAuthorized;
+  return (
+    refusal.kind === 'refused' &&
+    refusal.error.upnpCode === UpnpErrorCode.NoPortMapsAvailable &&
+    portRefusedFor(refusal) !== UpnpErrorCode.NotAuthorized &&
+    !isClientQuota(refusal.error)
+  );
+}
+
+/** Whether the client's own quota refused it, directly or as the reason no port could be had. */
+function isClientQuota(error: UpnpError): boolean {
+  return error instanceof ClientQuotaError || upnpErrorIn(error.cause) instanceof ClientQuotaError;
 }
 
 /** What a lifecycle call threw, as a Refusal. */

@@ -1,4 +1,4 @@
-import { UpnpError, UpnpErrorCode, type Plugin, type RefusalReporter, type Requester } from 'upnpd';
+import { ClientQuotaError, UpnpError, UpnpErrorCode, type Plugin, type QuotaErrorCode, type RefusalReporter, type Requester } from 'upnpd';
 
 /**
  * Default quotas. A client is a source IP address. What clients need: a game console or a torrent
@@ -33,7 +33,8 @@ interface Entries {
  * pinholes share the budget: each is a rule in the firewall and an entry in the table. A renewal
  * (the same key or pinhole, already held by this client) never counts against the quota. A
  * mapping is refused with 728 NoPortMapsAvailable (which AddAnyPortMapping does not retry on
- * another port), a pinhole with 701 PinholeSpaceExhausted.
+ * another port), a pinhole with 701 PinholeSpaceExhausted; a per-client refusal is a
+ * ClientQuotaError, which PCP answers with USER_EX_QUOTA.
  */
 export class QuotaPolicy implements Plugin {
   readonly name = 'quota';
@@ -55,7 +56,7 @@ export class QuotaPolicy implements Plugin {
     this.options = options as QuotaOptions;
   }
 
-  private check(requester: Requester, existing: { readonly createdBy: Requester } | undefined, tables: readonly Entries[], code: UpnpErrorCode): void {
+  private check(requester: Requester, existing: { readonly createdBy: Requester } | undefined, tables: readonly Entries[], code: QuotaErrorCode): void {
     const size = tables.reduce((sum, t) => sum + t.size, 0);
     // `existing` is what the request renews or replaces: it adds nothing.
     if (size - (existing ? 1 : 0) >= this.options.total) {
@@ -73,7 +74,7 @@ export class QuotaPolicy implements Plugin {
       throw this.refusals.refuse(
         `perClient ${this.options.perClient}`,
         requester,
-        new UpnpError(code, `${requester.address} holds its maximum of ${this.options.perClient} mappings and pinholes`),
+        new ClientQuotaError(code, `${requester.address} holds its maximum of ${this.options.perClient} mappings and pinholes`),
       );
     }
   }

@@ -3,6 +3,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import type { MappingRequest, Requester } from '../../core/mapping/types.js';
 import type { Plugin } from '../../core/plugins/types.js';
+import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
+import { silentLogger } from '../../core/logger.js';
+import { systemClock } from '../../core/clock.js';
 import { startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
 import {
   NAT_PMP_EXTERNAL_ADDRESS_REQUEST,
@@ -17,6 +20,8 @@ import {
   thirdPartyOption,
   type MapRequestSpec,
 } from '../support/pcp-client.js';
+// After the fixture, which loads the core: the quota plugin's module is also loaded by the core's index.
+import { QuotaPolicy } from '../../plugins/quota/policy.js';
 
 const CLIENT = '127.0.0.1';
 const OTHER_CLIENT = '127.0.0.2';
@@ -331,6 +336,29 @@ describe('PCP version 2 (RFC 6887)', () => {
   it('THIRD_PARTY allowed still meets secure mode: NOT_AUTHORIZED', async () => {
     const f = await start({ options: { allowThirdParty: true } });
     expect(await pcp(f, mapRequest({ ...MAP, options: [thirdPartyOption(OTHER_CLIENT)] }))).toMatchObject({ result: PCP.result.NOT_AUTHORIZED });
+  });
+
+  it('§7.4 a client past its own quota gets USER_EX_QUOTA (a short-lived error), a full gateway NO_RESOURCES; NAT-PMP says 4 for both', async () => {
+    const quota = new QuotaPolicy({ perClient: 1, total: 2 }, new RefusalReporter('quota', new RefusalRegistry(), silentLogger, systemClock));
+    const f = await start({ plugins: [quota] });
+    expect(await pcp(f, mapRequest(MAP))).toMatchObject({ result: PCP.result.SUCCESS });
+    const second = { ...MAP, internalPort: 7001, suggestedPort: 7001 };
+    expect(await pcp(f, mapRequest(second))).toMatchObject({ result: PCP.result.USER_EX_QUOTA, lifetime: 30 });
+    // The port is not what is refused, so PREFER_FAILURE does not turn it into CANNOT_PROVIDE_EXTERNAL.
+    expect(await pcp(f, mapRequest({ ...second, options: [PREFER_FAILURE] }))).toMatchObject({ result: PCP.result.USER_EX_QUOTA });
+    expect(await natPmp(f, natPmpMapRequest('tcp', 7002, 7002, 3600))).toMatchObject({ result: 4 });
+    // A renewal of what the client holds is not a new mapping.
+    expect(await pcp(f, mapRequest({ ...MAP, lifetime: 7200 }))).toMatchObject({ result: PCP.result.SUCCESS, lifetime: 7200 });
+    expect(await pcp(f, mapRequest({ ...MAP, client: OTHER_CLIENT, internalPort: 7003, suggestedPort: 7003 }), OTHER_CLIENT)).toMatchObject({
+      result: PCP.result.SUCCESS,
+    });
+    const third = '127.0.0.3';
+    expect(await pcp(f, mapRequest({ ...MAP, client: third, internalPort: 7004, suggestedPort: 7004 }), third)).toMatchObject({
+      result: PCP.result.NO_RESOURCES,
+      lifetime: 30,
+    });
+    expect(await natPmp(f, natPmpMapRequest('tcp', 7005, 7005, 3600), third)).toMatchObject({ result: 4 });
+    expect(f.mappings.size).toBe(2);
   });
 
   it('§13.2 PREFER_FAILURE: the suggested port or CANNOT_PROVIDE_EXTERNAL; without it, another port', async () => {

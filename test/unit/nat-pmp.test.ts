@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BackendError, UpnpError, UpnpErrorCode } from '../../core/errors.js';
+import { BackendError, ClientQuotaError, UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { ANNOUNCEMENTS, Announcer } from '../../plugins/nat-pmp/announcer.js';
 import { answerFor, portUnavailable, refusalOf, type Refusal } from '../../plugins/nat-pmp/answers.js';
@@ -66,13 +66,20 @@ describe('result codes: one place turns refusals into NAT-PMP and PCP answers', 
   const cases: Array<[string, Refusal, { natPmp: number; pcp: number }]> = [
     ['secure mode / permissions (606)', refusalOf(new UpnpError(UpnpErrorCode.NotAuthorized)), { natPmp: 2, pcp: PcpResult.NOT_AUTHORIZED }],
     ['a reserved port (718)', refusalOf(new UpnpError(UpnpErrorCode.ConflictInMappingEntry)), { natPmp: 2, pcp: PcpResult.NOT_AUTHORIZED }],
-    ['a quota or no free port (728)', refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
+    ["the gateway's quota or no free port (728)", refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
     [
       'every port refused as not authorized (728 from 606)',
       refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable, undefined, { cause: new UpnpError(UpnpErrorCode.NotAuthorized) })),
       { natPmp: 2, pcp: PcpResult.NOT_AUTHORIZED },
     ],
-    ['a pinhole quota (701)', refusalOf(new UpnpError(UpnpErrorCode.PinholeSpaceExhausted)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
+    ["the client's own quota (728)", refusalOf(new ClientQuotaError(UpnpErrorCode.NoPortMapsAvailable)), { natPmp: 4, pcp: PcpResult.USER_EX_QUOTA }],
+    [
+      "no port could be had because of the client's own quota (728 from 728)",
+      refusalOf(new UpnpError(UpnpErrorCode.NoPortMapsAvailable, undefined, { cause: new ClientQuotaError(UpnpErrorCode.NoPortMapsAvailable) })),
+      { natPmp: 4, pcp: PcpResult.USER_EX_QUOTA },
+    ],
+    ["the client's own pinhole quota (701)", refusalOf(new ClientQuotaError(UpnpErrorCode.PinholeSpaceExhausted)), { natPmp: 4, pcp: PcpResult.USER_EX_QUOTA }],
+    ["the gateway's pinhole quota (701)", refusalOf(new UpnpError(UpnpErrorCode.PinholeSpaceExhausted)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
     ['the state cannot be written (501)', refusalOf(new UpnpError(UpnpErrorCode.ActionFailed)), { natPmp: 4, pcp: PcpResult.NO_RESOURCES }],
     ['the firewall failed', refusalOf(new BackendError('boom')), { natPmp: 3, pcp: PcpResult.NETWORK_FAILURE }],
     ['no external address', { kind: 'no-external-address' }, { natPmp: 3, pcp: PcpResult.NETWORK_FAILURE }],
