@@ -91,6 +91,8 @@ export interface DaemonStatus {
   readonly backend: string;
   readonly dryRun: boolean;
   readonly uptimeSeconds: number;
+  /** The external address every front-end answers with (null while the WAN has none). */
+  readonly externalAddress: string | null;
   readonly mappings: {
     readonly total: number;
     readonly byProtocol: Readonly<Record<string, number>>;
@@ -340,6 +342,7 @@ export class Daemon {
       backend: this.driver.backendName,
       dryRun: this.config.dryRun,
       uptimeSeconds: Math.round((performance.now() - this.startedAt) / 1000),
+      externalAddress: this.wan.externalAddress ?? null,
       mappings: {
         total: all.length,
         byProtocol: countBy((m) => m.protocol),

@@ -13,7 +13,6 @@ export function statusPage(status: DaemonStatus, { mappings, pinholes }: Listing
     `<form method="post" action="/delete"><input type="hidden" name="token" value="${e(token)}">${Object.entries(fields)
       .map(([name, value]) => `<input type="hidden" name="${name}" value="${e(String(value))}">`)
       .join('')}<button type="submit" aria-label="${e(label)}">Delete</button></form>`;
-  const upnp = status.frontEnds['upnp-igd'] as { externalAddress?: string | null } | undefined;
   const rows = mappings
     .map(
       (m) => `<tr>
@@ -37,7 +36,7 @@ export function statusPage(status: DaemonStatus, { mappings, pinholes }: Listing
 <style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#eee}.notice{background:#ffd;padding:.5em}</style>
 </head><body>
 <h1>upnpd</h1>
-<p>Version ${e(status.version)}, backend ${e(status.backend)}${status.dryRun ? ' (dry-run)' : ''}, up ${status.uptimeSeconds} s, external address ${e(upnp?.externalAddress ?? 'none')}.</p>
+<p>Version ${e(status.version)}, backend ${e(status.backend)}${status.dryRun ? ' (dry-run)' : ''}, up ${status.uptimeSeconds} s, external address ${e(status.externalAddress ?? 'none')}.</p>
 ${notice ? `<p class="notice">${e(notice)}</p>` : ''}
 <h2>Port mappings (${mappings.length})</h2>
 ${mappings.length === 0 ? '<p>No mappings.</p>' : `<table><thead><tr><th>Protocol</th><th>External port</th><th>Internal client</th><th>Remote host</th><th>Lease left</th><th>Front-end</th><th>Made by</th><th>Description</th><th></th></tr></thead><tbody>\n${rows}\n</tbody></table>`}

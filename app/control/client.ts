@@ -70,7 +70,7 @@ function statusText(s: DaemonStatus): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ') || 'none';
   const lines = [
-    `upnpd ${s.version}, backend ${s.backend}${s.dryRun ? ' (dry-run)' : ''}, up ${s.uptimeSeconds} s`,
+    `upnpd ${s.version}, backend ${s.backend}${s.dryRun ? ' (dry-run)' : ''}, up ${s.uptimeSeconds} s, external address ${s.externalAddress ?? 'none'}`,
     `mappings: ${s.mappings.total} (${counts(s.mappings.byProtocol)}); by client: ${counts(s.mappings.byClient)}; by front-end: ${counts(s.mappings.bySource)}`,
     ...Object.entries(s.frontEnds).map(
       ([name, fields]) =>
@@ -80,7 +80,8 @@ function statusText(s: DaemonStatus): string {
     ),
   ];
   for (const [key, value] of Object.entries(s)) {
-    if (!['version', 'backend', 'dryRun', 'uptimeSeconds', 'mappings', 'frontEnds'].includes(key)) lines.push(`${key}: ${JSON.stringify(value)}`);
+    if (!['version', 'backend', 'dryRun', 'uptimeSeconds', 'externalAddress', 'mappings', 'frontEnds'].includes(key))
+      lines.push(`${key}: ${JSON.stringify(value)}`);
   }
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { describe, expect, it } from 'vitest';
+import { statusPage } from '../../app/admin/page.js';
 import { assemblePlugins } from '../../app/compose.js';
 import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
 import { Daemon } from '../../core/daemon.js';
@@ -82,6 +83,9 @@ describe('the front-end slot (Plugin.frontEnd)', () => {
       const [context] = recording.built;
       expect(context!.lan).toEqual([LAN_A]);
       expect(context!.external.externalAddress).toBe('203.0.113.1');
+      // Without the UPnP front-end, status and the admin page still show the external address.
+      expect(daemon.status().externalAddress).toBe('203.0.113.1');
+      expect(statusPage(daemon.status(), { mappings: [], pinholes: [] }, 't')).toContain('external address 203.0.113.1.');
       expect(context!.limits).toBe(daemon.limits);
       const mapping = await context!.mappings.add(
         {
