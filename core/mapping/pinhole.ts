@@ -21,6 +21,11 @@ export interface PinholeRequest {
   readonly protocol: Protocol;
   /** Seconds; pinholes are never permanent. */
   readonly leaseSeconds: number;
+  /**
+   * The PCP nonce (hex) of the MAP that opened it: kept with the pinhole and in the state file, so
+   * that after a restart too only that client renews or deletes it through PCP. Absent for UPnP.
+   */
+  readonly ownerNonce?: string;
 }
 
 /** A pinhole as the table holds it. `expiresAt` is on the monotonic clock (ms). */
@@ -83,6 +88,7 @@ export function pinholeOf(request: PinholeRequest, id: number, expiresAt: number
     leaseSeconds: request.leaseSeconds,
     expiresAt,
     createdBy,
+    ...(request.ownerNonce !== undefined && { ownerNonce: request.ownerNonce }),
   };
 }
 

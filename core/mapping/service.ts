@@ -259,7 +259,9 @@ export class MappingService implements MappingView {
       const id = held?.id ?? draft.freePinholeId(this.lastPinholeId);
       if (id === undefined) throw new UpnpError(UpnpErrorCode.PinholeSpaceExhausted, 'every UniqueID is in use');
       if (!held) this.lastPinholeId = id;
-      const pinhole = pinholeOf(adjusted, id, this.pinholeExpiry(adjusted.leaseSeconds), held?.createdBy ?? requester);
+      // A renewal without a nonce (UPnP) keeps the PCP owner's.
+      const owned = held?.ownerNonce !== undefined && adjusted.ownerNonce === undefined ? { ...adjusted, ownerNonce: held.ownerNonce } : adjusted;
+      const pinhole = pinholeOf(owned, id, this.pinholeExpiry(adjusted.leaseSeconds), held?.createdBy ?? requester);
       draft.putPinhole(pinhole);
       return { result: pinhole, notifications: [{ hook: 'onPinhole', event: { pinhole, requester, change: held ? 'renewed' : 'opened' } }] };
     });

@@ -65,6 +65,9 @@ const keySchema = z
   })
   .strict();
 
+/** PCP's 96-bit mapping nonce, in hex. */
+const ownerNonceSchema = z.string().regex(/^[0-9a-f]{24}$/);
+
 const storedMappingSchema = keySchema
   .extend({
     internalClient: z.ipv4(),
@@ -75,10 +78,7 @@ const storedMappingSchema = keySchema
     expiresAtWallMs: z.number().int().nullable(),
     createdBy: z.object({ address: z.string(), via: z.string() }).strict(),
     /** PCP's owner nonce (optional: files without it, from earlier releases, still load). */
-    ownerNonce: z
-      .string()
-      .regex(/^[0-9a-f]{24}$/)
-      .optional(),
+    ownerNonce: ownerNonceSchema.optional(),
   })
   .strict();
 
@@ -96,6 +96,8 @@ const storedPinholeSchema = z
     leaseSeconds: z.number().int().min(1),
     expiresAtWallMs: z.number().int(),
     createdBy: z.object({ address: z.string(), via: z.string() }).strict(),
+    /** PCP's owner nonce (optional, as for mappings). */
+    ownerNonce: ownerNonceSchema.optional(),
   })
   .strict();
 type StoredPinhole = z.output<typeof storedPinholeSchema>;
@@ -377,6 +379,7 @@ function storedPinholeOf(p: Pinhole, remainingMs: (entry: LeaseHolder) => number
     leaseSeconds: p.leaseSeconds,
     expiresAtWallMs: Math.round(now + left),
     createdBy: { address: p.createdBy.address, via: p.createdBy.via },
+    ...(p.ownerNonce === undefined ? {} : { ownerNonce: p.ownerNonce }),
   };
 }
 

@@ -7,26 +7,17 @@ import { PROTOCOLS, echoedOptions, sameAddress, type MapAnswer, type MapFamily, 
 /** The pinhole operations PCP uses (the same MappingService calls as WANIPv6FirewallControl). */
 export type PinholeOperations = Pick<FrontEndMappings, 'pinholesSupported' | 'pinholes' | 'openPinhole' | 'closePinhole'>;
 
-/** Who holds a pinhole's PCP mapping: its UniqueID and the nonce of the MAP that opened it. */
-interface NonceHold {
-  readonly id: number;
-  readonly nonce: string;
-}
-
 /**
  * MAP for an IPv6 internal host (RFC 6887 §11, with no translation): a firewall pinhole in the one
  * table, through MappingService.openPinhole/closePinhole, so the core's rules hold as for UPnP (a
  * host opens pinholes only to its own global/ULA addresses; quotas, policies, persistence). The
  * assigned external address and port are the internal ones.
  *
- * The nonce that owns a pinhole is kept here, in memory: a renewal or delete with another nonce is
- * NOT_AUTHORIZED. After a restart the pinholes come back from the state file without their nonce,
- * and the first MAP of their host (whatever its nonce) takes them over, as a UPnP-opened one.
+ * The nonce of the MAP that opened a pinhole owns it (the pinhole's `ownerNonce`, kept in the state
+ * file, so also after a restart): a renewal or delete with another nonce is NOT_AUTHORIZED. A
+ * pinhole UPnP opened has no nonce: the first MAP of its host takes it over.
  */
 export class Ipv6Map implements MapFamily {
-  /** By rule identity (internal address, protocol, internal port): the pinhole and its nonce. */
-  private readonly nonces = new Map<string, NonceHold>();
-
   constructor(
     private readonly requests: MappingRequests,
     private readonly pinholes: PinholeOperations,
@@ -49,10 +40,9 @@ export class Ipv6Map implements MapFamily {
     const limited = this.requests.admit(client, request.lifetime === 0 ? 'PCP pinhole delete' : 'PCP pinhole map');
     if (limited) return { refused: limited.answer.pcp };
 
-    const matches =
-      map.internalPort === 0 ? (p: Pinhole) => held(p) && this.nonceOf(p) === nonce : (p: Pinhole) => held(p) && p.internalPort === map.internalPort;
+    const matches = map.internalPort === 0 ? (p: Pinhole) => held(p) && p.ownerNonce === nonce : (p: Pinhole) => held(p) && p.internalPort === map.internalPort;
     const existing = [...this.pinholes.pinholes.values()].filter(matches);
-    if (existing.some((p) => this.nonceOf(p) !== undefined && this.nonceOf(p) !== nonce)) return { refused: PcpResult.NOT_AUTHORIZED };
+    if (existing.some((p) => p.ownerNonce !== undefined && p.ownerNonce !== nonce)) return { refused: PcpResult.NOT_AUTHORIZED };
 
     if (request.lifetime === 0) {
       const closed = await this.close(existing, requester);
@@ -72,20 +62,13 @@ export class Ipv6Map implements MapFamily {
     const closed = await this.close(moved, requester);
     if (closed) return closed;
     const leaseSeconds = this.requests.clamp(request.lifetime);
-    const ask = { ...remote, internalClient, internalPort: map.internalPort, protocol, leaseSeconds };
+    const ask = { ...remote, internalClient, internalPort: map.internalPort, protocol, leaseSeconds, ownerNonce: nonce };
     try {
-      const pinhole = await this.pinholes.openPinhole(ask, requester);
-      this.nonces.set(ruleKey(pinhole), { id: pinhole.id, nonce });
+      await this.pinholes.openPinhole(ask, requester);
       return { lifetime: leaseSeconds, externalPort: map.internalPort, externalAddress: internalClient, options: echoed };
     } catch (err) {
       return { refused: this.requests.refusedBy(err, client, `pcp pinhole ${protocol} [${internalClient}]:${map.internalPort}`).answer.pcp };
     }
-  }
-
-  /** The nonce that owns a pinhole, if PCP opened it since upnpd started. */
-  private nonceOf(pinhole: Pinhole): string | undefined {
-    const hold = this.nonces.get(ruleKey(pinhole));
-    return hold?.id === pinhole.id ? hold.nonce : undefined;
   }
 
   /** Closes pinholes one by one; the refusal of the first that cannot be closed, or undefined. */
@@ -93,17 +76,12 @@ export class Ipv6Map implements MapFamily {
     for (const pinhole of pinholes) {
       try {
         await this.pinholes.closePinhole(pinhole.id, requester);
-        this.nonces.delete(ruleKey(pinhole));
       } catch (err) {
         return { refused: this.requests.refusedBy(err, requester.address, `pcp pinhole delete ${pinhole.id}`).answer.pcp };
       }
     }
     return undefined;
   }
-}
-
-function ruleKey(p: Pick<Pinhole, 'internalClient' | 'protocol' | 'internalPort'>): string {
-  return `${p.internalClient} ${p.protocol} ${p.internalPort}`;
 }
 
 /**

@@ -172,6 +172,37 @@ describe('the owner nonce in the state file', () => {
     ]);
   });
 
+  it("is kept with a pinhole PCP opened, through the snapshot and the journal; a UPnP one's has none", async () => {
+    const pinhole = {
+      id: 1,
+      remoteHost: '',
+      remotePort: 0,
+      internalClient: '2001:db8:1::10',
+      internalPort: 8080,
+      protocol: 'TCP' as const,
+      leaseSeconds: 600,
+      expiresAt: 0,
+      createdBy: { address: '2001:db8:1::10', via: 'pcp' },
+    };
+    const file = new MappingStateFile(dir.path, silentLogger);
+    await file.save([], () => 60_000, [{ ...pinhole, ownerNonce: '00112233445566778899aabb' }]);
+    await file.append(
+      { mapped: [], unmapped: [], pinholes: [{ ...pinhole, id: 2, internalPort: 8081, ownerNonce: 'ffeeddccbbaa998877665544' }] },
+      () => 60_000,
+    );
+    await file.append(
+      { mapped: [], unmapped: [], pinholes: [{ ...pinhole, id: 3, internalPort: 8082, createdBy: { address: pinhole.internalClient, via: 'upnp' } }] },
+      () => 60_000,
+    );
+    const loaded = await file.load();
+    expect(loaded.pinholes.map((p) => [p.id, p.ownerNonce])).toEqual([
+      [1, '00112233445566778899aabb'],
+      [2, 'ffeeddccbbaa998877665544'],
+      [3, undefined],
+    ]);
+    expect(loaded.invalid).toBe(0);
+  });
+
   it('is optional: a mapping without one (UPnP, earlier releases) loads as before; a malformed one is skipped', async () => {
     const file = new MappingStateFile(dir.path, silentLogger);
     await file.save([mapping, { ...mapping, externalPort: 7001, ownerNonce: 'not hex' }], () => 60_000);

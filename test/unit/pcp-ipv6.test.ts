@@ -113,6 +113,33 @@ describe('PCP MAP for an IPv6 internal host: a pinhole', () => {
     expect((await ask(HOST, { nonce: randomBytes(12), lifetime: 0 })).result).toBe(PCP.result.NOT_AUTHORIZED);
   });
 
+  it('the nonce still holds the pinhole after a restart: it is restored with the pinhole (as from the state file)', async () => {
+    const before = handler();
+    const nonce = randomBytes(12);
+    expect((await before.ask(HOST, { nonce })).result).toBe(PCP.result.SUCCESS);
+    const [opened] = [...before.mappings.pinholes.values()];
+    expect(opened!.ownerNonce).toBe(nonce.toString('hex'));
+    const after = handler();
+    const { expiresAt: _expiresAt, ...kept } = opened!;
+    expect(await after.mappings.restorePinholes([{ ...kept, remainingMs: 300_000 }])).toBe(1);
+    expect((await after.ask(HOST, { nonce: randomBytes(12), lifetime: 0 })).result).toBe(PCP.result.NOT_AUTHORIZED);
+    expect((await after.ask(HOST, { nonce: randomBytes(12) })).result).toBe(PCP.result.NOT_AUTHORIZED);
+    expect((await after.ask(HOST, { nonce, lifetime: 900 })).lifetime).toBe(900);
+    expect([...after.mappings.pinholes.values()].map((p) => [p.id, p.ownerNonce])).toEqual([[opened!.id, nonce.toString('hex')]]);
+  });
+
+  it('a UPnP renewal (no nonce) of a pinhole PCP opened keeps its owner nonce', async () => {
+    const { mappings, ask } = handler();
+    const nonce = randomBytes(12);
+    expect((await ask(HOST, { nonce })).result).toBe(PCP.result.SUCCESS);
+    await mappings.openPinhole(
+      { remoteHost: '', remotePort: 0, internalClient: HOST, internalPort: 8080, protocol: 'TCP', leaseSeconds: 600 },
+      { address: HOST, via: 'upnp' },
+    );
+    expect([...mappings.pinholes.values()].map((p) => p.ownerNonce)).toEqual([nonce.toString('hex')]);
+    expect((await ask(HOST, { nonce: randomBytes(12), lifetime: 0 })).result).toBe(PCP.result.NOT_AUTHORIZED);
+  });
+
   it('the client address field must be the sender (ADDRESS_MISMATCH), and MAP does not cross families', async () => {
     const { mappings, pcp } = handler({ allowThirdParty: true });
     const lying = mapRequest({ client: OTHER_HOST, nonce: randomBytes(12), protocol: PCP.protocol.tcp, internalPort: 80, lifetime: 600 });
