@@ -27,6 +27,22 @@ export function ipForwardingFinding(value: string | undefined): Finding {
   };
 }
 
+/** Where the kernel says whether it forwards IPv6 (per network namespace). */
+export const IPV6_FORWARD_SYSCTL = '/proc/sys/net/ipv6/conf/all/forwarding';
+
+/** IPv6 forwarding, checked where upnpd opens IPv6 pinholes (a backend with pinholes, `ipv6` on). */
+export function ipv6ForwardingFinding(value: string | undefined): Finding {
+  const check = 'ipv6-forwarding';
+  if (value === undefined) return { check, severity: 'warning', message: `cannot read ${IPV6_FORWARD_SYSCTL}: whether this host forwards IPv6 is unknown` };
+  if (value.trim() === '1') return { check, severity: 'ok', message: 'net.ipv6.conf.all.forwarding is 1: this host forwards IPv6' };
+  return {
+    check,
+    severity: 'error',
+    message: 'net.ipv6.conf.all.forwarding is 0: this host forwards no IPv6 packet, so no pinhole can work (clients are told it opened and nothing arrives)',
+    fix: 'sysctl -w net.ipv6.conf.all.forwarding=1 (and the same line in /etc/sysctl.d/ to keep it), or ipv6: false to serve IPv4 only',
+  };
+}
+
 /**
  * Address ranges that miniupnpc (upnpc, Transmission, many games) and libp2p's nat-port-mapper
  * treat as "not connected" or double NAT when the gateway reports them as its external address.

@@ -7,7 +7,9 @@ import type { FirewallBackend, Finding } from '../../core/plugins/types.js';
 import { udnsForLan } from '../../core/upnp/index.js';
 import {
   IP_FORWARD_SYSCTL,
+  IPV6_FORWARD_SYSCTL,
   ipForwardingFinding,
+  ipv6ForwardingFinding,
   lanAddressFindings,
   otherIgdFinding,
   portFindings,
@@ -23,12 +25,14 @@ export type { Finding };
 /** What the checks read from the host; tests give their own. */
 export interface HostReaders {
   readonly ipForward: () => Promise<string | undefined>;
+  readonly ipv6Forward: () => Promise<string | undefined>;
   readonly boundPorts: () => Promise<BoundPort[]>;
   readonly probeIgds: (lan: readonly InterfaceAddress[]) => Promise<IgdAnswer[]>;
 }
 
 export const OS_READERS: HostReaders = {
   ipForward: () => readFile(IP_FORWARD_SYSCTL, 'utf8').catch(() => undefined),
+  ipv6Forward: () => readFile(IPV6_FORWARD_SYSCTL, 'utf8').catch(() => undefined),
   boundPorts: readBoundPorts,
   probeIgds: (lan) => probeIgds(lan),
 };
@@ -56,6 +60,8 @@ export async function hostFindings(
 ): Promise<Finding[]> {
   const findings: Finding[] = [];
   if (!config.dryRun) findings.push(ipForwardingFinding(await readers.ipForward()));
+  // Only where pinholes are opened: an IPv4-only gateway need not forward IPv6.
+  if (!config.dryRun && config.ipv6 && backend?.pinholes) findings.push(ipv6ForwardingFinding(await readers.ipv6Forward()));
   const external = config.externalIp ?? (config.wan ? network.ipv4Addresses(config.wan)[0]?.address : undefined);
   const where = config.externalIp ? 'externalIp' : config.wan ? `the address of ${config.wan}` : 'neither wan nor externalIp is set';
   findings.push(wanAddressFinding(external, where, config.dryRun));

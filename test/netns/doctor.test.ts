@@ -209,6 +209,18 @@ describeNetns('upnpd doctor on a gateway whose nftables forward chain drops', ['
     );
   });
 
+  it('IPv6 forwarding off where pinholes are opened (forwardJump into inet): an error, ok after sysctl -w net.ipv6.conf.all.forwarding=1', async () => {
+    const args = [...base(), '--config', await configFile(scratch, NFT_FORWARD_JUMP_PLUGIN)];
+    await testbed.gateway.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=0']);
+    const off = await doctor(testbed, args);
+    expect(severityOf(off, 'ipv6-forwarding')).toEqual(['error']);
+    expect(off.findings.find((f) => f.check === 'ipv6-forwarding')?.fix).toMatch(/sysctl -w net.ipv6.conf.all.forwarding=1/);
+    await testbed.gateway.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+    expect(severityOf(await doctor(testbed, args), 'ipv6-forwarding')).toEqual(['ok']);
+    // Without pinholes (no forwardJump) it is not checked.
+    expect(severityOf(await doctor(testbed, [...base(), '--backend', 'nftables']), 'ipv6-forwarding')).toEqual([]);
+  });
+
   it('with the forwardJump it names: ok, before the start and while the daemon runs', async () => {
     const config = await configFile(scratch, NFT_FORWARD_JUMP_PLUGIN);
     expect(severityOf(await doctor(testbed, [...base(), '--config', config]), 'forward-path')).toEqual(['ok']);

@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { doctor, doctorFindings } from '../../app/doctor.js';
 import { startDaemon } from '../../app/compose.js';
-import type { HostReaders } from '../../app/checks/index.js';
+import { hostFindings, type HostReaders } from '../../app/checks/index.js';
 import {
   ipForwardingFinding,
+  ipv6ForwardingFinding,
   nonPublicKind,
   otherIgdFinding,
   parseProcNet,
@@ -31,7 +32,13 @@ function network(addresses: Record<string, InterfaceAddress[]>): NetworkInfo {
 }
 
 function readers(overrides: Partial<HostReaders> = {}): HostReaders {
-  return { ipForward: () => Promise.resolve('1\n'), boundPorts: () => Promise.resolve([]), probeIgds: () => Promise.resolve([]), ...overrides };
+  return {
+    ipForward: () => Promise.resolve('1\n'),
+    ipv6Forward: () => Promise.resolve('1\n'),
+    boundPorts: () => Promise.resolve([]),
+    probeIgds: () => Promise.resolve([]),
+    ...overrides,
+  };
 }
 
 function config(overrides: Record<string, unknown> = {}, plugins: ResolvedConfig['plugins'] = []): ResolvedConfig {
@@ -45,6 +52,27 @@ describe('IP forwarding', () => {
     expect(ipForwardingFinding('0\n')).toMatchObject({ severity: 'error', fix: expect.stringContaining('sysctl -w net.ipv4.ip_forward=1') as unknown });
     expect(ipForwardingFinding('1\n').severity).toBe('ok');
     expect(ipForwardingFinding(undefined).severity).toBe('warning');
+  });
+});
+
+describe('IPv6 forwarding', () => {
+  it('is an error when net.ipv6.conf.all.forwarding is 0, with the fix, and ok when 1', () => {
+    expect(ipv6ForwardingFinding('0\n')).toMatchObject({
+      severity: 'error',
+      fix: expect.stringContaining('sysctl -w net.ipv6.conf.all.forwarding=1') as unknown,
+    });
+    expect(ipv6ForwardingFinding('1\n').severity).toBe('ok');
+    expect(ipv6ForwardingFinding(undefined).severity).toBe('warning');
+  });
+
+  it('is checked only where pinholes are opened: a backend with pinholes and ipv6 on', async () => {
+    const lan = network({ 'br-lan': [LAN], wan0: [{ interface: 'wan0', address: '198.51.100.7', prefixLength: 24 }] });
+    const off = readers({ ipv6Forward: () => Promise.resolve('0\n') });
+    const checks = async (backend: RecordingBackend, overrides: Record<string, unknown> = {}) =>
+      bySeverity(await hostFindings(config(overrides), lan, off, backend), 'ipv6-forwarding');
+    expect(await checks(new RecordingBackend({ pinholes: true }))).toEqual(['error']);
+    expect(await checks(new RecordingBackend({ pinholes: true }), { ipv6: false })).toEqual([]);
+    expect(await checks(new RecordingBackend({ pinholes: false }))).toEqual([]);
   });
 });
 
@@ -175,7 +203,7 @@ describe('upnpd doctor', () => {
 
   it('lists every check; IP forwarding off is an error, a CGNAT WAN address a warning', async () => {
     const findings = await doctorFindings(config({}, [memory()]), env('0\n'));
-    expect(findings.map((f) => f.check)).toEqual(['config', 'firewall', 'ssdp-port', 'ip-forwarding', 'wan-address', 'lan-address', 'other-igd']);
+    expect(findings.map((f) => f.check)).toEqual(['config', 'firewall', 'ssdp-port', 'ip-forwarding', 'ipv6-forwarding', 'wan-address', 'lan-address', 'other-igd']);
     expect(bySeverity(findings, 'ip-forwarding')).toEqual(['error']);
     expect(bySeverity(findings, 'wan-address')).toEqual(['warning']);
     expect(
