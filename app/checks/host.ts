@@ -14,33 +14,57 @@ import { SSDP_MULTICAST_ADDRESS, SSDP_PORT } from '../../core/upnp/ssdp/constant
 
 /** Where the kernel says whether it forwards IPv4 (per network namespace). */
 export const IP_FORWARD_SYSCTL = '/proc/sys/net/ipv4/ip_forward';
-
-export function ipForwardingFinding(value: string | undefined): Finding {
-  const check = 'ip-forwarding';
-  if (value === undefined) return { check, severity: 'warning', message: `cannot read ${IP_FORWARD_SYSCTL}: whether this host forwards IPv4 is unknown` };
-  if (value.trim() === '1') return { check, severity: 'ok', message: 'net.ipv4.ip_forward is 1: this host forwards IPv4' };
-  return {
-    check,
-    severity: 'error',
-    message: 'net.ipv4.ip_forward is 0: this host forwards no IPv4 packet, so no mapping can work (clients are told it succeeded and nothing arrives)',
-    fix: 'sysctl -w net.ipv4.ip_forward=1 (and net.ipv4.ip_forward=1 in /etc/sysctl.d/ to keep it)',
-  };
-}
-
 /** Where the kernel says whether it forwards IPv6 (per network namespace). */
 export const IPV6_FORWARD_SYSCTL = '/proc/sys/net/ipv6/conf/all/forwarding';
 
-/** IPv6 forwarding, checked where upnpd opens IPv6 pinholes (a backend with pinholes, `ipv6` on). */
-export function ipv6ForwardingFinding(value: string | undefined): Finding {
-  const check = 'ipv6-forwarding';
-  if (value === undefined) return { check, severity: 'warning', message: `cannot read ${IPV6_FORWARD_SYSCTL}: whether this host forwards IPv6 is unknown` };
-  if (value.trim() === '1') return { check, severity: 'ok', message: 'net.ipv6.conf.all.forwarding is 1: this host forwards IPv6' };
+/** One family's forwarding switch: what a 0 there breaks, and its fix. */
+interface ForwardingSwitch {
+  readonly check: string;
+  readonly family: string;
+  readonly path: string;
+  readonly sysctl: string;
+  readonly breaks: string;
+  readonly alternative: string;
+}
+
+const FORWARDING: Readonly<Record<'ipv4' | 'ipv6', ForwardingSwitch>> = {
+  ipv4: {
+    check: 'ip-forwarding',
+    family: 'IPv4',
+    path: IP_FORWARD_SYSCTL,
+    sysctl: 'net.ipv4.ip_forward',
+    breaks: 'no mapping can work (clients are told it succeeded and nothing arrives)',
+    alternative: '',
+  },
+  ipv6: {
+    check: 'ipv6-forwarding',
+    family: 'IPv6',
+    path: IPV6_FORWARD_SYSCTL,
+    sysctl: 'net.ipv6.conf.all.forwarding',
+    breaks: 'no pinhole can work (clients are told it opened and nothing arrives)',
+    alternative: ', or ipv6: false to serve IPv4 only',
+  },
+};
+
+function forwardingFinding(value: string | undefined, s: ForwardingSwitch): Finding {
+  const check = s.check;
+  if (value === undefined) return { check, severity: 'warning', message: `cannot read ${s.path}: whether this host forwards ${s.family} is unknown` };
+  if (value.trim() === '1') return { check, severity: 'ok', message: `${s.sysctl} is 1: this host forwards ${s.family}` };
   return {
     check,
     severity: 'error',
-    message: 'net.ipv6.conf.all.forwarding is 0: this host forwards no IPv6 packet, so no pinhole can work (clients are told it opened and nothing arrives)',
-    fix: 'sysctl -w net.ipv6.conf.all.forwarding=1 (and the same line in /etc/sysctl.d/ to keep it), or ipv6: false to serve IPv4 only',
+    message: `${s.sysctl} is 0: this host forwards no ${s.family} packet, so ${s.breaks}`,
+    fix: `sysctl -w ${s.sysctl}=1 (and ${s.sysctl}=1 in /etc/sysctl.d/ to keep it)${s.alternative}`,
   };
+}
+
+export function ipForwardingFinding(value: string | undefined): Finding {
+  return forwardingFinding(value, FORWARDING.ipv4);
+}
+
+/** IPv6 forwarding, checked where upnpd opens IPv6 pinholes (a backend with pinholes, `ipv6` on). */
+export function ipv6ForwardingFinding(value: string | undefined): Finding {
+  return forwardingFinding(value, FORWARDING.ipv6);
 }
 
 /**
