@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import { canonicalIPv6 } from '../net/ipv6.js';
-import type { Protocol, Requester } from './types.js';
+import type { MappingView, Protocol, Requester } from './types.js';
 
 /**
  * IPv6 pinholes: holes in the gateway's firewall that let WAN hosts reach a LAN host's IPv6 port
@@ -68,6 +68,8 @@ export interface PinholePolicyContext {
   readonly existing: Pinhole | undefined;
   /** The pinholes as they stand inside this change. */
   readonly pinholes: PinholeView;
+  /** The port mappings as they stand inside this change (quotas count them too). */
+  readonly mappings?: MappingView;
 }
 
 export interface PinholeEvent {

@@ -254,7 +254,8 @@ export class MappingService implements MappingView {
       this.requirePinholes();
       await this.requirePinholeTarget(request.internalClient, requester);
       const held = [...draft.pinholes.values()].find((p) => samePinholeRule(p, request));
-      const adjusted = await this.hooks.beforePinhole(request, { requester, existing: held, pinholes: draft.pinholes });
+      if (held) checkOwner(held, request);
+      const adjusted = await this.hooks.beforePinhole(request, { requester, existing: held, pinholes: draft.pinholes, mappings: draft });
       if (!samePinholeRule(adjusted, request)) await this.requirePinholeTarget(adjusted.internalClient, requester);
       const id = held?.id ?? draft.freePinholeId(this.lastPinholeId);
       if (id === undefined) throw new UpnpError(UpnpErrorCode.PinholeSpaceExhausted, 'every UniqueID is in use');
@@ -311,7 +312,7 @@ export class MappingService implements MappingView {
         const savepoint = draft.savepoint();
         try {
           if (draft.pinholes.get(id)) throw new Error(`UniqueID ${id} is restored twice`);
-          const adjusted = await this.hooks.beforePinhole(request, { requester: createdBy, existing: undefined, pinholes: draft.pinholes });
+          const adjusted = await this.hooks.beforePinhole(request, { requester: createdBy, existing: undefined, pinholes: draft.pinholes, mappings: draft });
           const pinhole = pinholeOf(adjusted, id, this.clock.now() + Math.min(remainingMs, this.lease.maxSeconds * 1000), createdBy);
           draft.putPinhole(pinhole);
           this.lastPinholeId = Math.max(this.lastPinholeId, id);
@@ -834,10 +835,11 @@ function* candidatePorts(first: number, [low, high]: readonly [number, number]):
   for (let p = low; p < start; p++) if (p !== first) yield p;
 }
 
-/** A PCP client may not renew or delete a mapping another nonce owns (RFC 6887 §11.1: NOT_AUTHORIZED). */
-function checkOwner(existing: PortMapping, request: { readonly ownerNonce?: string }): void {
+/** A PCP client may not renew or delete a mapping or pinhole another nonce owns (RFC 6887 §11.1: NOT_AUTHORIZED). */
+function checkOwner(existing: PortMapping | Pinhole, request: { readonly ownerNonce?: string }): void {
   if (existing.ownerNonce !== undefined && request.ownerNonce !== undefined && existing.ownerNonce !== request.ownerNonce) {
-    throw new UpnpError(UpnpErrorCode.NotAuthorized, `${existing.protocol} ${existing.externalPort} belongs to another PCP client (nonce)`);
+    const what = 'id' in existing ? `pinhole ${existing.id}` : `${existing.protocol} ${existing.externalPort}`;
+    throw new UpnpError(UpnpErrorCode.NotAuthorized, `${what} belongs to another PCP client (nonce)`);
   }
 }
 

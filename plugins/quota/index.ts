@@ -1,4 +1,4 @@
-import { MAPPINGS, PLUGIN_OPTIONS, definePlugin, refusalReporter, z } from 'upnpd';
+import { PLUGIN_OPTIONS, definePlugin, refusalReporter, z } from 'upnpd';
 import { DEFAULT_QUOTAS, QuotaPolicy, type QuotaOptions } from './policy.js';
 
 export const quotaOptionsSchema = z
@@ -12,8 +12,7 @@ export const quotaOptionsSchema = z
 export const quota = definePlugin({
   name: 'quota',
   optionsSchema: quotaOptionsSchema,
-  create: (container) =>
-    new QuotaPolicy(container.resolve(PLUGIN_OPTIONS) as QuotaOptions, refusalReporter(container, 'quota'), () => container.resolve(MAPPINGS)),
+  create: (container) => new QuotaPolicy(container.resolve(PLUGIN_OPTIONS) as QuotaOptions, refusalReporter(container, 'quota')),
 });
 
 export { DEFAULT_QUOTAS, QuotaPolicy } from './policy.js';

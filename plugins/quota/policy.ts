@@ -41,15 +41,13 @@ export class QuotaPolicy implements Plugin {
   readonly hooks: Plugin['hooks'] = {
     beforeMap: (_request, { requester, existing, mappings, pinholes }) =>
       this.check(requester, existing, [mappings, ...(pinholes ? [pinholes] : [])], UpnpErrorCode.NoPortMapsAvailable),
-    beforePinhole: (_request, { requester, existing, pinholes }) =>
-      this.check(requester, existing, [this.mappings?.() ?? EMPTY, pinholes], UpnpErrorCode.PinholeSpaceExhausted),
+    beforePinhole: (_request, { requester, existing, pinholes, mappings }) =>
+      this.check(requester, existing, [mappings ?? EMPTY, pinholes], UpnpErrorCode.PinholeSpaceExhausted),
   };
 
   constructor(
     private options: QuotaOptions,
     private readonly refusals: RefusalReporter,
-    /** The mapping table, for counting pinholes against the same budget. */
-    private readonly mappings?: () => Entries,
   ) {}
 
   reconfigure(options: unknown): void {

@@ -8,7 +8,7 @@ import type { PinholeRequest } from '../../core/mapping/pinhole.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { canonicalIPv6, inIPv6Prefix, isRoutableIPv6 } from '../../core/net/ipv6.js';
-import type { MappingRequest, MappingView } from '../../core/mapping/types.js';
+import type { MappingRequest } from '../../core/mapping/types.js';
 import { describePinhole } from '../../plugins/logging/mapping-log.js';
 import { QuotaPolicy } from '../../plugins/quota/policy.js';
 import { RecordingBackend, faultOf, makeMappings } from '../support/fakes.js';
@@ -255,10 +255,8 @@ describe('quotas count pinholes', () => {
   const refusals = { refuse: (_rule: string, _requester: unknown, error: Error) => error } as unknown as ConstructorParameters<typeof QuotaPolicy>[1];
 
   it('a client at its per-client quota of mappings and pinholes gets 701 for a new pinhole, and 728 for a new mapping; renewals pass', async () => {
-    const table: { view?: MappingView } = {};
-    const quota = new QuotaPolicy({ perClient: 2, total: 100 }, refusals, () => table.view!);
+    const quota = new QuotaPolicy({ perClient: 2, total: 100 }, refusals);
     const { mappings } = setUp({ plugins: [quota] });
-    table.view = mappings.view;
     await mappings.add(portMapping(5000), HOST_A);
     await mappings.openPinhole(pinhole(), HOST_A);
     expect(await faultOf(mappings.openPinhole(pinhole({ internalPort: 9 }), HOST_A))).toBe(UpnpErrorCode.PinholeSpaceExhausted);
