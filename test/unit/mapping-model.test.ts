@@ -10,6 +10,7 @@ import { QuotaPolicy } from '../../plugins/quota/index.js';
 import type { QuotaOptions } from '../../plugins/quota/policy.js';
 import { makeMappings, settle } from '../support/fakes.js';
 import { MemoryStateFs } from '../support/memory-state-fs.js';
+import { MODEL_STATE_DIR, MODEL_WALL_NOW, modelSteps } from '../support/model-steps.js';
 
 /**
  * Model-based property test: random sequences of add / delete / time passing / backend failure,
@@ -66,17 +67,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), port: fc.integer({ min: 1, max: 4 }), protocol, remoteHost, requester: client }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 150_000 }) }) },
 );
-/**
- * Steps: a group of ops submitted at once (concurrent requests), or a single op that the backend
- * refuses (a group could net out to no firewall change, so failures are injected one op at a time).
- */
-const step = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 4 }), backendFails: fc.constant(false) }) },
-  { weight: 1, arbitrary: fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 1 }), backendFails: fc.constant(true) }) },
-);
-const steps = fc.array(step, { minLength: 1, maxLength: 25 });
-const STATE_DIR = '/state';
-const WALL_NOW = Date.parse('2026-12-06T12:00:00Z');
+const steps = modelSteps(op);
 
 /** Small quotas, so that random sequences reach them (both the per-client one and the total). */
 const QUOTA: QuotaOptions = { perClient: 3, total: 5 };
@@ -93,9 +84,12 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
       const plugins = quota ? [new QuotaPolicy(quota, new RefusalReporter('quota', new RefusalRegistry(), silentLogger, { now: () => 0 }))] : [];
       const { mappings, backend, clock } = makeMappings({ plugins, lease: { defaultSeconds: 60, maxSeconds: 100, allowPermanent: true } });
       const fs = new MemoryStateFs();
-      const file = new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, fs);
+      const file = new MappingStateFile(MODEL_STATE_DIR, silentLogger, () => MODEL_WALL_NOW, fs);
       const table = { mappings: () => mappings.values(), remainingMs: (m: Parameters<typeof mappings.leaseLeftMs>[0]) => mappings.leaseLeftMs(m) };
-      mappings.persistTo(new DurableMappingJournal(file, table, silentLogger, { compactAfterRecords, errorLogIntervalMs: 60_000 }, () => WALL_NOW), 'refuse');
+      mappings.persistTo(
+        new DurableMappingJournal(file, table, silentLogger, { compactAfterRecords, errorLogIntervalMs: 60_000 }, () => MODEL_WALL_NOW),
+        'refuse',
+      );
       const model = new Map<string, ModelEntry>(); // insertion order = index order
       const expectedCodes: Array<number | undefined> = [];
       const actualCodes: Array<number | undefined> = [];
@@ -174,11 +168,11 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
         for (let i = 0; i < mappings.size; i++) expect(keyString(mappings.at(i)!)).toBe(expected[i]![0]);
 
         // Restart now, from the disk as a crash would leave it.
-        const journalPath = `${STATE_DIR}/${JOURNAL_FILE}`;
+        const journalPath = `${MODEL_STATE_DIR}/${JOURNAL_FILE}`;
         const onDisk = new MemoryStateFs();
         for (const [path, text] of fs.files) onDisk.files.set(path, text);
         onDisk.files.set(journalPath, (onDisk.files.get(journalPath) ?? '') + tornTail);
-        const restored = await new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, onDisk).load();
+        const restored = await new MappingStateFile(MODEL_STATE_DIR, silentLogger, () => MODEL_WALL_NOW, onDisk).load();
         const target = (m: { internalClient: string; internalPort: number } & Parameters<typeof keyString>[0]) =>
           `${keyString(m)}>${m.internalClient}:${m.internalPort}`;
         expect(restored.mappings.map(target)).toEqual([...mappings.values()].map(target));

@@ -11,6 +11,7 @@ import { QuotaPolicy } from '../../plugins/quota/index.js';
 import type { QuotaOptions } from '../../plugins/quota/policy.js';
 import { makeMappings, settle } from '../support/fakes.js';
 import { MemoryStateFs } from '../support/memory-state-fs.js';
+import { MODEL_STATE_DIR, MODEL_WALL_NOW, modelSteps } from '../support/model-steps.js';
 
 /**
  * Model-based property test of IPv6 pinholes in the one table: random sequences of open (or renew),
@@ -83,13 +84,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('map' as const), client: host, port: fc.integer({ min: 1, max: 4 }), lease }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 150_000 }) }) },
 );
-const step = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 4 }), backendFails: fc.constant(false) }) },
-  { weight: 1, arbitrary: fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 1 }), backendFails: fc.constant(true) }) },
-);
-const steps = fc.array(step, { minLength: 1, maxLength: 25 });
-const STATE_DIR = '/state';
-const WALL_NOW = Date.parse('2026-12-06T12:00:00Z');
+const steps = modelSteps(op);
 const QUOTA: QuotaOptions = { perClient: 3, total: 5 };
 
 describe('IPv6 pinholes against a model', () => {
@@ -108,14 +103,14 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
         Promise.resolve(internalClient === requester ? undefined : 'not an address of the requester'),
       );
       const fs = new MemoryStateFs();
-      const file = new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, fs);
+      const file = new MappingStateFile(MODEL_STATE_DIR, silentLogger, () => MODEL_WALL_NOW, fs);
       const persisted = {
         mappings: () => mappings.values(),
         pinholes: () => mappings.pinholes.values(),
         remainingMs: (e: Parameters<typeof mappings.leaseLeftMs>[0]) => mappings.leaseLeftMs(e),
       };
       mappings.persistTo(
-        new DurableMappingJournal(file, persisted, silentLogger, { compactAfterRecords, errorLogIntervalMs: 60_000 }, () => WALL_NOW),
+        new DurableMappingJournal(file, persisted, silentLogger, { compactAfterRecords, errorLogIntervalMs: 60_000 }, () => MODEL_WALL_NOW),
         'refuse',
       );
 
@@ -244,7 +239,7 @@ async function checkAgainstModel(quota: QuotaOptions | undefined): Promise<void>
         // Restart now, from the disk as a crash would leave it.
         const onDisk = new MemoryStateFs();
         for (const [path, text] of fs.files) onDisk.files.set(path, text);
-        const restored = await new MappingStateFile(STATE_DIR, silentLogger, () => WALL_NOW, onDisk).load();
+        const restored = await new MappingStateFile(MODEL_STATE_DIR, silentLogger, () => MODEL_WALL_NOW, onDisk).load();
         expect(restored.pinholes.map((p) => [p.id, pinholeRuleString(p), p.createdBy.address, p.ownerNonce])).toEqual(
           live.map((p) => [p.id, pinholeRuleString(p), p.createdBy.address, p.ownerNonce]),
         );
