@@ -42,16 +42,17 @@ export class MappingTable implements MappingView {
       if (pinhole) this.pinholes.set(id, pinhole);
       else this.pinholes.delete(id);
     }
-    const removed = new Set<string>();
+    // By identity: building every mapping's key to filter a 5000-entry table cost more than the rest of a delete.
+    const removed = new Set<PortMapping>();
     for (const k of removals) {
       const previous = this.byKey.get(k);
       if (!previous) continue;
       this.byKey.delete(k);
-      removed.add(k);
+      removed.add(previous);
       countHeld(this.held, previous, -1);
       this.unindex(previous, k);
     }
-    if (removed.size > 0) this.ordered = this.ordered.filter((m) => !removed.has(keyString(m)));
+    if (removed.size > 0) this.ordered = this.ordered.filter((m) => !removed.has(m));
     for (const mapping of upserts) {
       const k = keyString(mapping);
       const previous = this.byKey.get(k);
