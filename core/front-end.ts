@@ -34,6 +34,7 @@ export type FrontEndMappings = Pick<
   | 'deleteMatching'
   | 'get'
   | 'values'
+  | 'ofClient'
   | 'size'
   | 'onChange'
   | 'remainingSeconds'

@@ -197,6 +197,10 @@ export class MappingService implements MappingView {
     return this.table.heldBy(address);
   }
 
+  ofClient(internalClient: string): Iterable<PortMapping> {
+    return this.table.ofClient(internalClient);
+  }
+
   /** The table as plugins may see it: read only, without the lifecycle's methods. */
   readonly view: MappingView = readOnlyView(this.table);
 
@@ -373,21 +377,30 @@ export class MappingService implements MappingView {
    */
   addAny(request: MappingRequest, requester: Requester, options: AddAnyOptions): Promise<PortMapping> {
     return this.enqueue(async (draft) => {
-      const held = [...draft.values()].find(
-        (m) =>
-          m.internalClient === request.internalClient &&
-          m.internalPort === request.internalPort &&
-          m.protocol === request.protocol &&
-          m.remoteHost === request.remoteHost,
-      );
+      let held: PortMapping | undefined;
+      for (const m of draft.ofClient(request.internalClient)) {
+        if (m.internalPort === request.internalPort && m.protocol === request.protocol && m.remoteHost === request.remoteHost) {
+          held = m;
+          break;
+        }
+      }
       if (held) checkOwner(held, request);
-      const candidates = candidatePorts(held?.externalPort ?? request.externalPort, options.portRange);
-      const taken = options.freePortsOnly ? takenPorts(draft, request.protocol, held) : undefined;
+      const first = held?.externalPort ?? request.externalPort;
+      // The first port is looked at alone (it is usually free, or this client's); the table's taken
+      // ports are gathered only when the search goes on past it.
+      let taken: Set<number> | undefined;
+      const isTaken = (port: number): boolean => {
+        if (!options.freePortsOnly) return false;
+        if (taken) return taken.has(port);
+        if (port === first) return draft.holdersOf(request.protocol, port).some((m) => m !== held);
+        taken = takenPorts(draft, request.protocol, held);
+        return taken.has(port);
+      };
       let attempts = 0;
       let refusal: unknown;
-      for (const externalPort of candidates) {
+      for (const externalPort of candidatePorts(first, options.portRange)) {
         if (attempts >= options.maxAttempts) break;
-        if (taken?.has(externalPort)) continue;
+        if (isTaken(externalPort)) continue;
         const existing = draft.get({ ...request, externalPort });
         if (existing && existing.internalClient !== request.internalClient) continue;
         attempts++;
@@ -477,11 +490,13 @@ export class MappingService implements MappingView {
   /**
    * Deletes, in one transaction, every mapping that matches and that policies let this requester
    * delete; mappings a policy refuses (with a UPnP error) are skipped. Returns what was deleted.
+   * With `internalClient`, only that client's mappings are looked at (no walk of the table).
    */
-  deleteMatching(matches: (m: PortMapping) => boolean, requester: Requester): Promise<PortMapping[]> {
+  deleteMatching(matches: (m: PortMapping) => boolean, requester: Requester, internalClient?: string): Promise<PortMapping[]> {
     return this.enqueue(async (draft) => {
       const deleted: PortMapping[] = [];
-      for (const mapping of [...draft.values()].filter(matches)) {
+      const candidates = internalClient === undefined ? draft.values() : draft.ofClient(internalClient);
+      for (const mapping of [...candidates].filter(matches)) {
         try {
           await this.hooks.beforeUnmap(mapping, this.policyContext(draft, requester, mapping));
         } catch (err) {
@@ -860,6 +875,7 @@ function readOnlyView(table: MappingTable): MappingView {
     get: (key: MappingKey) => table.get(key),
     values: () => table.values(),
     heldBy: (address: string) => table.heldBy(address),
+    ofClient: (internalClient: string) => table.ofClient(internalClient),
     get size() {
       return table.size;
     },

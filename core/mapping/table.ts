@@ -15,6 +15,8 @@ export class MappingTable implements MappingView {
   readonly pinholes = new Map<number, Pinhole>();
   /** `protocol/port` → keys of the mappings on that port restricted to one remote host (rare: most are for any host). */
   private readonly restrictedByPort = new Map<string, Set<string>>();
+  /** Internal client → keys of its mappings, in table order (a renewal keeps its place, a re-insertion goes last). */
+  private readonly byClient = new Map<string, Set<string>>();
 
   get size(): number {
     return this.ordered.length;
@@ -34,6 +36,10 @@ export class MappingTable implements MappingView {
 
   heldBy(address: string): number {
     return this.held.get(address) ?? 0;
+  }
+
+  *ofClient(internalClient: string): IterableIterator<PortMapping> {
+    for (const k of this.byClient.get(internalClient) ?? []) yield this.byKey.get(k)!;
   }
 
   /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
@@ -60,6 +66,7 @@ export class MappingTable implements MappingView {
       if (previous) this.ordered[this.ordered.indexOf(previous)] = mapping;
       else this.ordered.push(mapping);
       if (previous) countHeld(this.held, previous, -1);
+      if (previous && previous.internalClient !== mapping.internalClient) this.dropFromClient(previous.internalClient, k);
       countHeld(this.held, mapping, 1);
       this.index(mapping, k);
     }
@@ -71,6 +78,8 @@ export class MappingTable implements MappingView {
   }
 
   private index(mapping: PortMapping, k: string): void {
+    const own = this.byClient.get(mapping.internalClient) ?? new Set<string>();
+    this.byClient.set(mapping.internalClient, own.add(k));
     if (mapping.remoteHost === '') return;
     const port = `${mapping.protocol}/${mapping.externalPort}`;
     const keys = this.restrictedByPort.get(port) ?? new Set<string>();
@@ -78,9 +87,15 @@ export class MappingTable implements MappingView {
   }
 
   private unindex(mapping: PortMapping, k: string): void {
+    this.dropFromClient(mapping.internalClient, k);
     const port = `${mapping.protocol}/${mapping.externalPort}`;
     const keys = this.restrictedByPort.get(port);
     if (keys?.delete(k) && keys.size === 0) this.restrictedByPort.delete(port);
+  }
+
+  private dropFromClient(internalClient: string, k: string): void {
+    const own = this.byClient.get(internalClient);
+    if (own?.delete(k) && own.size === 0) this.byClient.delete(internalClient);
   }
 }
 
@@ -177,6 +192,28 @@ export class MappingDraft implements MappingView {
 
   heldBy(address: string): number {
     return this.table.heldBy(address) + (this.heldChange.get(address) ?? 0);
+  }
+
+  /** What `values()` shows of one internal client, in the same order, from the table's index and the staged changes. */
+  *ofClient(internalClient: string): IterableIterator<PortMapping> {
+    // A mapping another client's was replaced by in place keeps that one's place in the order, which
+    // this client's index cannot know: walk then (the lifecycle never stages that: it answers 718).
+    for (const [k, m] of this.staged) {
+      const original = this.original.get(k);
+      if (m?.internalClient === internalClient && original && original.internalClient !== internalClient && !this.reinserted.has(k)) {
+        for (const shown of this.values()) if (shown.internalClient === internalClient) yield shown;
+        return;
+      }
+    }
+    for (const m of this.table.ofClient(internalClient)) {
+      const k = this.stagedKeyOf.get(m);
+      if (k === undefined || !this.staged.has(k)) yield m;
+      else {
+        const staged = this.staged.get(k);
+        if (staged && !this.reinserted.has(k) && staged.internalClient === internalClient) yield staged;
+      }
+    }
+    for (const [k, m] of this.staged) if (m?.internalClient === internalClient && (this.reinserted.has(k) || this.original.get(k) === undefined)) yield m;
   }
 
   *values(): IterableIterator<PortMapping> {

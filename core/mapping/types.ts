@@ -143,6 +143,8 @@ export interface MappingView {
   values(): Iterable<PortMapping>;
   /** How many mappings the client at `address` holds (created; `createdBy.address`), in O(1). */
   heldBy(address: string): number;
+  /** The mappings to one internal client, in table order, without walking the others. */
+  ofClient(internalClient: string): Iterable<PortMapping>;
 }
 
 /** What a policy sees besides the request. */

@@ -29,6 +29,10 @@ export class MappingViewSlot implements MappingView {
     return this.bound().heldBy(address);
   }
 
+  ofClient(internalClient: string): Iterable<PortMapping> {
+    return this.bound().ofClient(internalClient);
+  }
+
   private bound(): MappingView {
     if (!this.source)
       throw new UpnpdError(

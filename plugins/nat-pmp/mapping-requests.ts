@@ -73,15 +73,15 @@ export class MappingRequests {
     }
   }
 
-  /** The mappings of the table that match (to look before a change; the change itself re-checks inside the lifecycle). */
-  find(matches: (m: PortMapping) => boolean): PortMapping[] {
-    return [...this.context.mappings.values()].filter(matches);
+  /** The internal client's mappings that match (to look before a change; the change itself re-checks inside the lifecycle). */
+  find(internalClient: string, matches: (m: PortMapping) => boolean): PortMapping[] {
+    return [...this.context.mappings.ofClient(internalClient)].filter(matches);
   }
 
-  /** Deletes what `matches` selects; a refusal of the whole (a nonce that does not own it) is answered. */
-  async delete(client: string, via: string, matches: (m: PortMapping) => boolean): Promise<PortMapping[] | Refused> {
+  /** Deletes the internal client's mappings `matches` selects; a refusal of the whole (a nonce that does not own it) is answered. */
+  async delete(client: string, via: string, internalClient: string, matches: (m: PortMapping) => boolean): Promise<PortMapping[] | Refused> {
     try {
-      return await this.context.mappings.deleteMatching(matches, { address: client, via });
+      return await this.context.mappings.deleteMatching(matches, { address: client, via }, internalClient);
     } catch (err) {
       return this.refused(refusalOf(err), client, `${via} delete`);
     }

@@ -75,7 +75,7 @@ export class NatPmpHandler {
       request.internalPort === 0
         ? (m: PortMapping) => ofClient(m) && protocolOf(m.createdBy.via) === 'nat-pmp'
         : (m: PortMapping) => ofClient(m) && m.internalPort === request.internalPort && m.remoteHost === '';
-    const outcome = await this.requests.delete(client, 'nat-pmp', matches);
+    const outcome = await this.requests.delete(client, 'nat-pmp', client, matches);
     return answer(Array.isArray(outcome) ? NatPmpResult.success : outcome.answer.natPmp);
   }
 }

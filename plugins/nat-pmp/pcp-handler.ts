@@ -135,9 +135,9 @@ class Ipv4Map implements MapFamily {
       // Delete: the mapping of that internal port (port 0: all of this nonce's), if this nonce owns it.
       const matches =
         map.internalPort === 0 ? (m: PortMapping) => held(m) && m.ownerNonce === nonce : (m: PortMapping) => held(m) && m.internalPort === map.internalPort;
-      const owned = this.requests.find(matches);
+      const owned = this.requests.find(internalClient, matches);
       if (owned.some((m) => m.ownerNonce !== undefined && m.ownerNonce !== nonce)) return { refused: PcpResult.NOT_AUTHORIZED };
-      const outcome = await this.requests.delete(client, 'pcp', (m) => matches(m) && (m.ownerNonce === undefined || m.ownerNonce === nonce));
+      const outcome = await this.requests.delete(client, 'pcp', internalClient, (m) => matches(m) && (m.ownerNonce === undefined || m.ownerNonce === nonce));
       if (!Array.isArray(outcome)) return { refused: outcome.answer.pcp };
       return { lifetime: 0, externalPort: owned[0]?.externalPort ?? map.suggestedExternalPort, options: echoed };
     }
@@ -146,12 +146,12 @@ class Ipv4Map implements MapFamily {
     if (map.suggestedExternalAddress !== '' && map.suggestedExternalAddress !== external && options.preferFailure) {
       return { refused: PcpResult.CANNOT_PROVIDE_EXTERNAL };
     }
-    const existing = this.requests.find((m) => held(m) && m.internalPort === map.internalPort);
+    const existing = this.requests.find(internalClient, (m) => held(m) && m.internalPort === map.internalPort);
     if (existing.some((m) => m.ownerNonce !== undefined && m.ownerNonce !== nonce)) return { refused: PcpResult.NOT_AUTHORIZED };
     // A new FILTER replaces the old one: the mapping moves to the new remote host.
     const moved = existing.filter((m) => m.remoteHost !== remote.remoteHost && m.ownerNonce === nonce);
     if (moved.length > 0) {
-      const outcome = await this.requests.delete(client, 'pcp', (m) => moved.includes(m));
+      const outcome = await this.requests.delete(client, 'pcp', internalClient, (m) => moved.includes(m));
       if (!Array.isArray(outcome)) return { refused: outcome.answer.pcp };
     }
     const outcome = await this.requests.map({

@@ -18,7 +18,7 @@ function request(internalClient: string): MappingRequest {
 }
 
 function context(requester: Requester): PolicyContext {
-  return { requester, existing: undefined, mappings: { get: () => undefined, size: 0, values: () => [], heldBy: () => 0 } };
+  return { requester, existing: undefined, mappings: { get: () => undefined, size: 0, values: () => [], heldBy: () => 0, ofClient: () => [] } };
 }
 
 /** The UPnP code a hook refuses with, or 0 when it allows. */

@@ -7,7 +7,7 @@ import { makeMappings } from '../support/fakes.js';
 import { buildPolicy } from '../support/policies.js';
 
 /**
- * The draft keeps its size and per-client counts as it goes, and rolls back through an undo log:
+ * The draft keeps its size, per-client counts and per-client index as it goes, and rolls back through an undo log:
  * after any sequence of puts, removals, savepoints, rollbacks and commits, what it counts must
  * equal what a walk of what it shows counts, and a rollback must show exactly what it showed at
  * the savepoint.
@@ -62,7 +62,11 @@ function shown(view: { values(): Iterable<PortMapping> }): string[] {
 function expectCountsMatchWalk(view: MappingTable | MappingDraft): void {
   const all = [...view.values()];
   expect(view.size).toBe(all.length);
-  for (const client of [...CLIENTS, '10.0.0.1']) expect(view.heldBy(client)).toBe(all.filter((m) => m.createdBy.address === client).length);
+  for (const client of [...CLIENTS, '10.0.0.1']) {
+    expect(view.heldBy(client)).toBe(all.filter((m) => m.createdBy.address === client).length);
+    // The per-client index shows what a walk shows of that client, in the same order.
+    expect([...view.ofClient(client)]).toEqual(all.filter((m) => m.internalClient === client));
+  }
 }
 
 describe('MappingDraft counts and rollbacks', () => {

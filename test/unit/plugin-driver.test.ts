@@ -19,7 +19,7 @@ const request: MappingRequest = {
 const context = {
   requester: { address: '192.168.77.10', via: 'test' },
   existing: undefined,
-  mappings: { get: () => undefined, size: 0, values: () => [], heldBy: () => 0 },
+  mappings: { get: () => undefined, size: 0, values: () => [], heldBy: () => 0, ofClient: () => [] },
 };
 
 function driverWith(...plugins: Plugin[]): PluginDriver {

@@ -41,6 +41,7 @@ function table(mappings: readonly PortMapping[]): MappingView {
     size: mappings.length,
     values: () => mappings,
     heldBy: (address) => mappings.filter((m) => m.createdBy.address === address).length,
+    ofClient: (internalClient) => mappings.filter((m) => m.internalClient === internalClient),
   };
 }
 
@@ -276,6 +277,9 @@ describe('quotas', () => {
         throw new Error('walked the table');
       },
       heldBy: (address) => (address === CLIENT.address ? 3 : 1),
+      ofClient: () => {
+        throw new Error('walked the table');
+      },
     };
     expect(await verdict(policy, request({ externalPort: 9 }), { requester: CLIENT, existing: undefined, mappings: counted })).toBe(728);
     expect(

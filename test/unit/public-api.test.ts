@@ -283,7 +283,8 @@ describe('injection tokens', () => {
   });
 
   it('MAPPINGS is a read-only view: it reads, it cannot change the table', () => {
-    expectTypeOf<keyof MappingView>().toEqualTypeOf<'get' | 'size' | 'values' | 'heldBy'>();
+    expectTypeOf<keyof MappingView>().toEqualTypeOf<'get' | 'size' | 'values' | 'heldBy' | 'ofClient'>();
+    expectTypeOf<MappingView['ofClient']>().toEqualTypeOf<(internalClient: string) => Iterable<PortMapping>>();
     expectTypeOf<MappingView['get']>().toEqualTypeOf<(key: MappingKey) => PortMapping | undefined>();
     expectTypeOf<MappingView['heldBy']>().toEqualTypeOf<(address: string) => number>();
     expectTypeOf<MappingView['values']>().toEqualTypeOf<() => Iterable<PortMapping>>();
