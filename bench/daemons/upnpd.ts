@@ -116,13 +116,19 @@ function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
  * says plus those flags, for profiling the daemon under the benchmark's load.
  */
 function daemonCommand(): string[] {
+  // BENCH_UPNPD_COMMAND (e.g. `env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`) and
+  // BENCH_UPNPD_ENTRY replace the shebang and bin/upnpd.js, for A/B runs of launcher settings or
+  // of another build (bench/rss-probe.ts).
+  const entry = process.env.BENCH_UPNPD_ENTRY ?? DAEMON_ENTRY;
+  const command = process.env.BENCH_UPNPD_COMMAND?.split(/\s+/).filter(Boolean);
+  if (command?.length) return [...command, entry];
   const extraFlags = process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-  if (extraFlags.length === 0) return [DAEMON_ENTRY];
+  if (extraFlags.length === 0) return [entry];
   const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(DAEMON_ENTRY, 'utf8').split('\n')[0] ?? '');
   const words = shebang?.[1]?.split(/\s+/) ?? [];
   const node = words.indexOf('node');
   if (node < 0) throw new Error(`${DAEMON_ENTRY}: expected a "#!/usr/bin/env -S [VAR=value ...] node [flags]" line`);
-  return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, DAEMON_ENTRY];
+  return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, entry];
 }
 
 /** `mappings.json` as upnpd saves it (written by upnpd's own MappingStateFile), holding the persisted mappings. */
