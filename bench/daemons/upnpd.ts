@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
 import { ADMIN_FORWARD, adminFirewallScript, removeTableIfPresent } from './gateway-firewall.js';
@@ -14,7 +14,9 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings } from './types.j
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
-const PACKAGE_ENTRY = pathToFileURL(join(REPO_ROOT, 'dist/core/index.js')).href;
+/** The public API the config file imports its plugins from: that of the tree the daemon runs from. */
+const packageEntry = () =>
+  pathToFileURL(join(process.env.BENCH_UPNPD_ENTRY ? join(dirname(process.env.BENCH_UPNPD_ENTRY), '..') : REPO_ROOT, 'dist/core/index.js')).href;
 /** Where upnpd's nftables backend keeps its rules by default. */
 const UPNPD_TABLE = { family: 'inet', table: 'upnpd' } as const;
 /** upnpd removes every mapping at shutdown (one nft transaction); give it time with 5000. */
@@ -168,7 +170,7 @@ function upnpdConfig(backend: 'nftables' | 'iptables', raiseClientRateLimits: bo
       ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })`
       : `iptables({ flavour: 'iptables-legacy' })`;
   return [
-    `import { ${backend}, quota } from '${PACKAGE_ENTRY}';`,
+    `import { ${backend}, quota } from '${packageEntry()}';`,
     '',
     'export default {',
     `  plugins: [${firewall}, quota(${JSON.stringify(BENCH_QUOTA)})],`,

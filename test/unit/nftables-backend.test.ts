@@ -272,3 +272,43 @@ describe('nftables plugin', () => {
     await expect(backend.probe()).rejects.toThrow(/no WAN interface/);
   });
 });
+
+describe('NftablesBackend.check', () => {
+  /** `nft -j list table inet upnpd` with one mapping, tcp 8080 → 192.168.1.10:80 (nft 1.0.6's shape). */
+  const listing = JSON.stringify({
+    nftables: [
+      { table: { family: 'inet', name: 'upnpd', handle: 2 } },
+      {
+        map: {
+          family: 'inet',
+          name: 'dnat-any',
+          table: 'upnpd',
+          type: ['inet_proto', 'inet_service'],
+          handle: 3,
+          map: 'ipv4_addr . inet_service',
+          elem: [[{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }]],
+        },
+      },
+    ],
+  });
+  const mappingsMissing = (missing: readonly string[]) => missing.filter((m) => m.includes('mapping(s)'));
+
+  it('answers for what is expected now when nft lists the same as at the last check (the parse is reused, never the answer for other rules)', async () => {
+    const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: listing } : undefined));
+    const backend = backendWith(runner, { wanInterface: 'wan0' });
+    expect(mappingsMissing((await backend.check([web])).missing)).toEqual([]);
+    // Same listing, as many rules, another one: missing.
+    expect(mappingsMissing((await backend.check([webAlias])).missing)).toEqual(['1 of 1 mapping(s) in the maps of table inet upnpd']);
+    expect(mappingsMissing((await backend.check([web, webAlias])).missing)).toEqual(['1 of 2 mapping(s) in the maps of table inet upnpd']);
+    const first = await backend.check([web]);
+    const again = await backend.check([web]);
+    expect(again.missing).toEqual(first.missing);
+    expect(mappingsMissing(again.missing)).toEqual([]);
+    // The table gone: reported, whatever the last listing said.
+    const gone = new FakeNft((call) =>
+      call.args.join(' ') === '-j list table inet upnpd' ? { exitCode: 1, stderr: 'Error: No such file or directory\n' } : undefined,
+    );
+    const after = backendWith(gone, { wanInterface: 'wan0' });
+    expect((await after.check([web])).missing).toEqual(['table inet upnpd']);
+  });
+});
