@@ -3,7 +3,7 @@
 // interleaved (A, B, A, B, …) so that the shared machine's noise falls on all of them alike.
 // COMMAND replaces the shebang (`env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`; empty: the
 // shebang of ENTRY's bin/upnpd.js), ENTRY a bin/upnpd.js (empty: this tree's). Per variant and
-// repeat: RSS idle (median of 5 samples a second apart, 5 s after start), the daemon's CPU per
+// repeat: RSS idle (median of 5 samples a second apart, 5 s after start, medianResidentBytes), the daemon's CPU per
 // GetExternalIPAddress on a new connection (after a warm-up), RSS after those requests, and RSS
 // with N mappings added from the bench's 100 LAN hosts and walked, settled (median of 5 samples
 // after 15 s quiet); each figure with the processes it adds up.
@@ -13,7 +13,7 @@ import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
 import { upnpd } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
-import { cpuSeconds, parseVmRss, processTree, residentBytes } from './process-stats.js';
+import { cpuSeconds, medianResidentBytes, parseVmRss, processTree } from './process-stats.js';
 import { createBenchTestbed, gatewaySetup } from './testbed.js';
 
 const HTTP_PORT = 49152;
@@ -40,21 +40,22 @@ const requests = Number(values.requests);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Median of `count` samples of the tree's RSS a second apart, and each process's share in the last. */
-async function sampleRss(pid: number, count = 5): Promise<{ mb: number; parts: string }> {
-  const samples: number[] = [];
-  for (let i = 0; i < count; i += 1) {
-    if (i > 0) await sleep(1000);
-    samples.push(residentBytes(pid) / MB);
-  }
+/** The tree's RSS (medianResidentBytes), and each process's own share in a sample taken after. */
+async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
+  const mb = (await medianResidentBytes(pid)) / MB;
   const parts = processTree(pid)
     .map((p) => {
-      const command = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 3).join(' ');
+      let command = '(exited)';
+      try {
+        command = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 3).join(' ');
+      } catch {
+        // Gone since the tree was read.
+      }
       return `${(ownResidentBytes(p) / MB).toFixed(1)} ${p === pid ? 'node' : command.slice(0, 30)}`;
     })
     .join(' + ');
   if (values.signal) process.kill(pid, 'SIGUSR2');
-  return { mb: median(samples), parts };
+  return { mb, parts };
 }
 
 function ownResidentBytes(pid: number): number {

@@ -6,7 +6,7 @@ import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
 import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
-import { GOLDEN_ADMIN_TABLE, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
+import { GOLDEN_ADMIN_TABLE, GOLDEN_LISTING, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { FakeInteractiveNft } from '../support/fake-nft-interactive.js';
 
 interface Call {
@@ -274,27 +274,10 @@ describe('nftables plugin', () => {
 });
 
 describe('NftablesBackend.check', () => {
-  /** `nft -j list table inet upnpd` with one mapping, tcp 8080 → 192.168.1.10:80 (nft 1.0.6's shape). */
-  const listing = JSON.stringify({
-    nftables: [
-      { table: { family: 'inet', name: 'upnpd', handle: 2 } },
-      {
-        map: {
-          family: 'inet',
-          name: 'dnat-any',
-          table: 'upnpd',
-          type: ['inet_proto', 'inet_service'],
-          handle: 3,
-          map: 'ipv4_addr . inet_service',
-          elem: [[{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }]],
-        },
-      },
-    ],
-  });
   const mappingsMissing = (missing: readonly string[]) => missing.filter((m) => m.includes('mapping(s)'));
 
-  it('answers for what is expected now when nft lists the same as at the last check (the parse is reused, never the answer for other rules)', async () => {
-    const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: listing } : undefined));
+  it('answers for what is expected now when nft lists the same as at the last check (GOLDEN_LISTING has tcp 8080 → 192.168.1.10:80, not 8081) (the parse is reused, never the answer for other rules)', async () => {
+    const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: GOLDEN_LISTING } : undefined));
     const backend = backendWith(runner, { wanInterface: 'wan0' });
     expect(mappingsMissing((await backend.check([web])).missing)).toEqual([]);
     // Same listing, as many rules, another one: missing.
