@@ -30,7 +30,7 @@ import {
   type AdminTableState,
   type NftablesSettings,
 } from './rules.js';
-import { watchRuleset, type RulesetWatch } from './monitor.js';
+import { watchRuleset } from './monitor.js';
 import { NFT_SESSION_ENV, NftSession } from './session.js';
 import { forwardPathFindings } from './diagnose.js';
 
@@ -52,7 +52,6 @@ export class NftablesBackend implements FirewallBackend {
   private readonly wanInterface: string | undefined;
   /** Runs change sets; undefined where nft has no interactive mode, and each change set runs its own `nft -f -`. */
   private session: NftSession | undefined;
-  private rulesetWatch: RulesetWatch | undefined;
   /** The last check's listings, what it was given and its answer (check reuses it while all of them are the same). */
   private lastCheck:
     | {
@@ -135,9 +134,6 @@ export class NftablesBackend implements FirewallBackend {
     }
     for (const r of changes.remove) this.installed.delete(keyString(r));
     for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
-    this.rulesetWatch?.changed(
-      changes.remove.length + changes.add.length + (changes.pinholes ? changes.pinholes.add.length + changes.pinholes.remove.length : 0),
-    );
   }
 
   /** Whether a forward chain of the admin's drops what upnpd maps (read only). */
@@ -212,12 +208,7 @@ export class NftablesBackend implements FirewallBackend {
 
   /** Reports deleted tables (`nft monitor destroy tables`), so that a flushed ruleset or a reloaded admin table is repaired at once. */
   watch(onChange: () => void): () => void {
-    const watch = watchRuleset(this.runner, this.logger, onChange);
-    this.rulesetWatch = watch;
-    return () => {
-      watch.stop();
-      if (this.rulesetWatch === watch) this.rulesetWatch = undefined;
-    };
+    return watchRuleset(this.runner, this.logger, onChange);
   }
 
   async shutdown(): Promise<void> {

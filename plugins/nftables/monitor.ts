@@ -31,46 +31,16 @@ const RESTART_DELAY_MS = { first: 1_000, max: 60_000 } as const;
 export const MONITOR_RECYCLE_MS = 5 * 60_000;
 
 /**
- * A burst of element changes (mappings added or removed) also grows that cache: with 5000
- * mappings added one change set each, nft monitor held 16.9 MB, where one started afterwards holds
- * about 9 (it reads the ruleset once at start). So after `afterChanges` element changes it is
- * replaced once they have been quiet for `quietMs`.
- */
-export const MONITOR_BURST_RECYCLE = { afterChanges: 500, quietMs: 10_000 } as const;
-
-export interface MonitorRecycling {
-  /** Replaced this often however quiet the ruleset is. */
-  readonly everyMs: number;
-  /** Replaced once this many element changes were made (RulesetWatch.changed) and then `quietMs` passed without one. */
-  readonly afterChanges: number;
-  readonly quietMs: number;
-}
-
-export interface RulesetWatch {
-  /** Tells the watch that upnpd changed this many elements (for MonitorRecycling.afterChanges). */
-  readonly changed: (count: number) => void;
-  readonly stop: () => void;
-}
-
-/**
  * Watches the ruleset with a long-lived `nft monitor destroy tables` and calls `onChange` for each line that may
  * mean a loss. When nft ends it is started again, waiting longer each time (the periodic check
- * covers the gap).
+ * covers the gap). Returns the function that stops watching.
  */
-export function watchRuleset(
-  runner: CommandRunner,
-  logger: Logger,
-  onChange: () => void,
-  recycling: MonitorRecycling = { everyMs: MONITOR_RECYCLE_MS, ...MONITOR_BURST_RECYCLE },
-): RulesetWatch {
+export function watchRuleset(runner: CommandRunner, logger: Logger, onChange: () => void, recycleMs: number = MONITOR_RECYCLE_MS): () => void {
   let stopped = false;
   let child: RunningCommand | undefined;
   let delayMs: number = RESTART_DELAY_MS.first;
   let restartTimer: NodeJS.Timeout | undefined;
   let recycleTimer: NodeJS.Timeout | undefined;
-  let quietTimer: NodeJS.Timeout | undefined;
-  let changesSeen = 0;
-  let recycle: (() => void) | undefined;
 
   const begin = () => {
     restartTimer = undefined;
@@ -78,15 +48,12 @@ export function watchRuleset(
     const started = Date.now();
     const current = runner.start('nft', MONITOR_ARGS, { stdout: true });
     child = current;
-    changesSeen = 0;
     let recycled = false;
-    recycle = () => {
+    recycleTimer = setTimeout(() => {
       // Replaced at once (the periodic check covers the instant in between).
-      if (recycled) return;
       recycled = true;
       current.kill();
-    };
-    recycleTimer = setTimeout(recycle, recycling.everyMs);
+    }, recycleMs);
     recycleTimer.unref();
     child.stderr.resume();
     if (child.stdout) {
@@ -96,8 +63,6 @@ export function watchRuleset(
     }
     void child.exited.then((exit) => {
       clearTimeout(recycleTimer);
-      clearTimeout(quietTimer);
-      recycle = undefined;
       if (stopped) return;
       if (recycled) return begin();
       // A monitor that ran a while and then ended starts again soon; one that cannot start, ever later.
@@ -115,21 +80,10 @@ export function watchRuleset(
   } catch (err) {
     logger.warn({ err }, `nftables: cannot run nft monitor: ${messageOf(err)}`);
   }
-  return {
-    changed(count) {
-      if (stopped || !recycle) return;
-      changesSeen += count;
-      if (changesSeen < recycling.afterChanges) return;
-      clearTimeout(quietTimer);
-      quietTimer = setTimeout(() => recycle?.(), recycling.quietMs);
-      quietTimer.unref();
-    },
-    stop() {
-      stopped = true;
-      if (restartTimer) clearTimeout(restartTimer);
-      clearTimeout(recycleTimer);
-      clearTimeout(quietTimer);
-      child?.kill();
-    },
+  return () => {
+    stopped = true;
+    if (restartTimer) clearTimeout(restartTimer);
+    clearTimeout(recycleTimer);
+    child?.kill();
   };
 }

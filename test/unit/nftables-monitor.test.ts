@@ -41,7 +41,7 @@ describe('nft monitor', () => {
       },
     };
     let changes = 0;
-    const { stop } = watchRuleset(runner, silentLogger, () => changes++);
+    const stop = watchRuleset(runner, silentLogger, () => changes++);
     expect(started).toEqual([['nft', 'monitor', 'destroy', 'tables', '(stdout)']]);
     stdout.write([...OWN_CHANGES, ...LOSSES].join('\n') + '\n');
     await settle();
@@ -54,10 +54,26 @@ describe('nft monitor', () => {
   });
 
   it('replaces nft monitor every so often (its cache grows with the changes it sees), without a warning', async () => {
-    const { children, runner } = recordingRunner();
+    const children: Array<{ killed: boolean; exit: (e: CommandExit) => void }> = [];
+    const runner: CommandRunner = {
+      run: () => Promise.reject(new Error('not used')),
+      start: (): RunningCommand => {
+        const entry = { killed: false, exit: (_e: CommandExit) => {} };
+        const exited = new Promise<CommandExit>((r) => (entry.exit = r));
+        children.push(entry);
+        return {
+          pid: children.length,
+          stdin: new PassThrough(),
+          stderr: new PassThrough(),
+          stdout: new PassThrough(),
+          exited,
+          kill: () => ((entry.killed = true), entry.exit({ signal: 'SIGTERM' })),
+        };
+      },
+    };
     const warnings: string[] = [];
     const logger = { ...silentLogger, warn: ((_o: unknown, m?: string) => void warnings.push(m ?? '')) as typeof silentLogger.warn };
-    const { stop } = watchRuleset(runner, logger, () => {}, { everyMs: 30, afterChanges: 500, quietMs: 60_000 });
+    const stop = watchRuleset(runner, logger, () => {}, 30);
     const deadline = Date.now() + 5_000;
     while (children.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     stop();
@@ -65,50 +81,4 @@ describe('nft monitor', () => {
     expect(children.slice(0, 2).every((c) => c.killed)).toBe(true);
     expect(warnings).toEqual([]);
   });
-
-  it('replaces nft monitor once a burst of element changes has been quiet for a while, not during it nor after a few', async () => {
-    const { children, runner } = recordingRunner();
-    const watch = watchRuleset(runner, silentLogger, () => {}, { everyMs: 3_600_000, afterChanges: 10, quietMs: 150 });
-    const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    watch.changed(9);
-    await wait(400);
-    expect(children).toHaveLength(1);
-    // The burst goes on past the threshold: each change set puts the replacement off.
-    for (let i = 0; i < 10; i += 1) {
-      watch.changed(1);
-      await wait(20);
-    }
-    expect(children).toHaveLength(1);
-    const deadline = Date.now() + 5_000;
-    while (children.length < 2 && Date.now() < deadline) await wait(10);
-    expect(children).toHaveLength(2);
-    expect(children[0]!.killed).toBe(true);
-    // The new monitor counts from zero: a few changes after it do not replace it.
-    watch.changed(5);
-    await wait(400);
-    expect(children).toHaveLength(2);
-    watch.stop();
-    expect(children[1]!.killed).toBe(true);
-  });
 });
-
-function recordingRunner() {
-  const children: Array<{ killed: boolean; exit: (e: CommandExit) => void }> = [];
-  const runner: CommandRunner = {
-    run: () => Promise.reject(new Error('not used')),
-    start: (): RunningCommand => {
-      const entry = { killed: false, exit: (_e: CommandExit) => {} };
-      const exited = new Promise<CommandExit>((r) => (entry.exit = r));
-      children.push(entry);
-      return {
-        pid: children.length,
-        stdin: new PassThrough(),
-        stderr: new PassThrough(),
-        stdout: new PassThrough(),
-        exited,
-        kill: () => ((entry.killed = true), entry.exit({ signal: 'SIGTERM' })),
-      };
-    },
-  };
-  return { children, runner };
-}
