@@ -10,7 +10,7 @@ export function residentBytes(pid: number): number {
 }
 
 /** A child that has just exited (a zombie until reaped) has no VmRSS line: it holds nothing. */
-function vmRssOrZero(status: string): number {
+export function vmRssOrZero(status: string): number {
   return /^VmRSS:/m.test(status) ? parseVmRss(status) : 0;
 }
 

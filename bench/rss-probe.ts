@@ -58,6 +58,32 @@ async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
   return { mb, parts };
 }
 
+/** How often over 10 s (a sample each 100 ms) the daemon runs a child beyond its long-lived ones, and their RSS then. */
+async function shortLivedChildren(pid: number): Promise<string> {
+  const longLived = /^(nft monitor|ip -o monitor|nft -i)/;
+  let seen = 0;
+  let total = 0;
+  const samples = 100;
+  for (let i = 0; i < samples; i += 1) {
+    const extra = processTree(pid)
+      .slice(1)
+      .filter((p) => {
+        try {
+          return !longLived.test(readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' '));
+        } catch {
+          return false;
+        }
+      })
+      .reduce((sum, p) => sum + ownResidentBytes(p), 0);
+    if (extra > 0) {
+      seen += 1;
+      total += extra;
+    }
+    await sleep(100);
+  }
+  return `in ${seen} of ${samples} samples, ${seen ? (total / seen / MB).toFixed(1) : 0} MB on average then`;
+}
+
 function ownResidentBytes(pid: number): number {
   try {
     return parseVmRss(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -105,6 +131,7 @@ try {
         await sleep(15_000);
         const mapped = await sampleRss(running.pid);
         log(`${mappings} mappings, settled: ${mapped.mb.toFixed(1)} MB (${mapped.parts})`);
+        log(`short-lived children, settled: ${await shortLivedChildren(running.pid)}`);
         rows.get(variant.name)!.push({ idle: idle.mb, cpu, afterRequests: afterRequests.mb, mapped: mapped.mb });
       } finally {
         await running.stop();
