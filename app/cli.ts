@@ -8,8 +8,7 @@ import { upnpdVersion } from '../core/upnp/http/server-string.js';
 import { parseCommandLine, type CommandLine } from './command-line.js';
 import { startDaemon } from './compose.js';
 import { startControlServer, type ControlServer } from './control/server.js';
-import { checkAdminListen, startAdminServer, type AdminServer } from './admin/server.js';
-import { ApplyTimes } from './admin/metrics.js';
+import type { AdminServer } from './admin/server.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -74,7 +73,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT_OK;
     }
     config = await loadConfig({ ...commandLine.load, onSkip: (dir, error) => skippedDirs.push(`${dir} (${error.message})`) });
-    if (config.admin.listen) checkAdminListen(config.admin.listen, config.admin.allowNonLoopback);
+    // The admin page (and prom-client under it, 1.6 MB of heap) is loaded only when it is served.
+    if (config.admin.listen) (await import('./admin/server.js')).checkAdminListen(config.admin.listen, config.admin.allowNonLoopback);
   } catch (err) {
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     if (err instanceof ConfigError) process.stderr.write('Run upnpd --help for the options.\n');
@@ -91,7 +91,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let control: ControlServer | undefined;
   let admin: AdminServer | undefined;
   // Made before the start, so that the metrics count every apply, the restore's included.
-  const applyTimes = config.admin.listen ? new ApplyTimes() : undefined;
+  const applyTimes = config.admin.listen ? new (await import('./admin/metrics.js')).ApplyTimes() : undefined;
   let stopping = false;
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -145,6 +145,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     daemon = started;
     control = await startControlServer(started, config.runtimeDir, logger);
     if (config.admin.listen) {
+      const { startAdminServer } = await import('./admin/server.js');
       admin = await startAdminServer(started, config.admin.listen, { ...config.admin, applyTimes }, logger).catch((err: unknown) => {
         logger.error({ err }, `no admin listener on ${config.admin.listen}: ${messageOf(err)}`);
         return undefined;

@@ -5,7 +5,7 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings, RunningDaemon } 
 import { median, type FigureKey, type Notes, type Sample } from './figures.js';
 import type { LoadGenerator } from './load/remote.js';
 import type { ConnectionMode, ThroughputResult } from './load/protocol.js';
-import { cpuSeconds, processGone, residentBytes, settledResidentBytes } from './process-stats.js';
+import { cpuSeconds, medianResidentBytes, processGone, settledResidentBytes } from './process-stats.js';
 import type { BenchProfile } from './profile.js';
 
 /** The benchmark's mappings: TCP, external = internal port, to the LAN client. */
@@ -73,7 +73,7 @@ async function measureRequests(daemon: DaemonUnderTest, context: MeasureContext)
   return withDaemon(daemon, context, undefined, sample, async (running, startSeconds) => {
     sample.startEmpty = startSeconds;
     await sleep(SETTLE_MS);
-    sample.rssIdle = residentBytes(running.pid) / MB;
+    sample.rssIdle = (await medianResidentBytes(running.pid)) / MB;
     context.log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB`);
     for (const { phase, constantAnswer } of REQUEST_PHASES) {
       if (constantAnswer || !daemon.answersOnly) await phase({ ...context, running, sample });

@@ -6,17 +6,42 @@ import { readdirSync, readFileSync } from 'node:fs';
  * the processes share (libc) are counted once per process, which errs against the daemon.
  */
 export function residentBytes(pid: number): number {
-  return processTree(pid).reduce((sum, p) => sum + (readOrUndefined(`/proc/${p}/status`, parseVmRss) ?? 0), 0);
+  return processTree(pid).reduce((sum, p) => sum + (readOrUndefined(`/proc/${p}/status`, vmRssOrZero) ?? 0), 0);
+}
+
+/** A child that has just exited (a zombie until reaped) has no VmRSS line: it holds nothing. */
+export function vmRssOrZero(status: string): number {
+  return /^VmRSS:/m.test(status) ? parseVmRss(status) : 0;
+}
+
+/** Samples of residentBytes taken for a figure, a second apart; the figure is their median. */
+export const RSS_SAMPLES = { count: 5, intervalMs: 1_000 } as const;
+
+/**
+ * The median of RSS_SAMPLES.count samples of residentBytes a second apart: one sample may catch a
+ * short-lived child (upnpd's periodic `nft -j list`, 15 MB with 5000 mappings, runs for a fraction
+ * of a second every 2 s) or a collection under way, and then says more about the moment than
+ * about the daemon.
+ */
+export async function medianResidentBytes(pid: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < RSS_SAMPLES.count; i += 1) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, RSS_SAMPLES.intervalMs));
+    samples.push(residentBytes(pid));
+  }
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)]!;
 }
 
 /**
- * The resident size after `quietMs` without load: V8 returns the pages of a burst's garbage to the
- * system only when its memory reducer runs, about ten seconds after allocation calms down, so an
- * earlier sample measures garbage rather than what the daemon holds. Both daemons get the same wait.
+ * The resident size after `quietMs` without load (medianResidentBytes): V8 returns the pages of a
+ * burst's garbage to the system only when its memory reducer runs, about ten seconds after
+ * allocation calms down, so an earlier sample measures garbage rather than what the daemon holds.
+ * Both daemons get the same wait.
  */
 export async function settledResidentBytes(pid: number, quietMs = 15_000): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, quietMs));
-  return residentBytes(pid);
+  return medianResidentBytes(pid);
 }
 
 export function parseVmRss(status: string): number {

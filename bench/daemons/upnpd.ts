@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
 import { ADMIN_FORWARD, adminFirewallScript, removeTableIfPresent } from './gateway-firewall.js';
@@ -14,7 +14,9 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings } from './types.j
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
-const PACKAGE_ENTRY = pathToFileURL(join(REPO_ROOT, 'dist/core/index.js')).href;
+/** The public API the config file imports its plugins from: that of the tree the daemon runs from. */
+const packageEntry = () =>
+  pathToFileURL(join(process.env.BENCH_UPNPD_ENTRY ? join(dirname(process.env.BENCH_UPNPD_ENTRY), '..') : REPO_ROOT, 'dist/core/index.js')).href;
 /** Where upnpd's nftables backend keeps its rules by default. */
 const UPNPD_TABLE = { family: 'inet', table: 'upnpd' } as const;
 /** upnpd removes every mapping at shutdown (one nft transaction); give it time with 5000. */
@@ -116,13 +118,19 @@ function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
  * says plus those flags, for profiling the daemon under the benchmark's load.
  */
 function daemonCommand(): string[] {
+  // BENCH_UPNPD_COMMAND (e.g. `env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`) and
+  // BENCH_UPNPD_ENTRY replace the shebang and bin/upnpd.js, for A/B runs of launcher settings or
+  // of another build (bench/rss-probe.ts).
+  const entry = process.env.BENCH_UPNPD_ENTRY ?? DAEMON_ENTRY;
+  const command = process.env.BENCH_UPNPD_COMMAND?.split(/\s+/).filter(Boolean);
+  if (command?.length) return [...command, entry];
   const extraFlags = process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-  if (extraFlags.length === 0) return [DAEMON_ENTRY];
+  if (extraFlags.length === 0) return [entry];
   const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(DAEMON_ENTRY, 'utf8').split('\n')[0] ?? '');
   const words = shebang?.[1]?.split(/\s+/) ?? [];
   const node = words.indexOf('node');
   if (node < 0) throw new Error(`${DAEMON_ENTRY}: expected a "#!/usr/bin/env -S [VAR=value ...] node [flags]" line`);
-  return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, DAEMON_ENTRY];
+  return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, entry];
 }
 
 /** `mappings.json` as upnpd saves it (written by upnpd's own MappingStateFile), holding the persisted mappings. */
@@ -162,7 +170,7 @@ function upnpdConfig(backend: 'nftables' | 'iptables', raiseClientRateLimits: bo
       ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })`
       : `iptables({ flavour: 'iptables-legacy' })`;
   return [
-    `import { ${backend}, quota } from '${PACKAGE_ENTRY}';`,
+    `import { ${backend}, quota } from '${packageEntry()}';`,
     '',
     'export default {',
     `  plugins: [${firewall}, quota(${JSON.stringify(BENCH_QUOTA)})],`,

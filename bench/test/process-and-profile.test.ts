@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cpuSeconds, parentPid, parseCpuTicks, parseVmRss, processGone, processTree, residentBytes } from '../process-stats.js';
+import {
+  cpuSeconds,
+  medianResidentBytes,
+  parentPid,
+  parseCpuTicks,
+  parseVmRss,
+  processGone,
+  processTree,
+  residentBytes,
+  vmRssOrZero,
+} from '../process-stats.js';
 import { parseCommandLine } from '../profile.js';
 
 describe('process memory', () => {
@@ -13,6 +23,18 @@ describe('process memory', () => {
   it("reads this process's own RSS", () => {
     expect(residentBytes(process.pid)).toBeGreaterThan(1024 * 1024);
   });
+
+  it('counts a child that has just exited (a zombie: no VmRSS line) as holding nothing, instead of failing the sample', () => {
+    expect(vmRssOrZero('Name:\tnft\nState:\tZ (zombie)\nPid:\t4242\n')).toBe(0);
+    expect(vmRssOrZero('Name:\tnode\nVmRSS:\t   84212 kB\n')).toBe(84212 * 1024);
+  });
+
+  it('takes the median of several samples a second apart', async () => {
+    const started = Date.now();
+    const median = await medianResidentBytes(process.pid);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_900);
+    expect(median).toBeGreaterThan(1024 * 1024);
+  }, 20_000);
 
   it("adds user, system and reaped children's CPU ticks, whatever the command name holds", () => {
     expect(parseCpuTicks('1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 100 200 300 400 20 0 1 0 99')).toBe(1000);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -114,4 +115,15 @@ export async function soapAction(
     signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: response.status, body: await response.text() };
+}
+
+/** A TCP port free on 127.0.0.1 a moment ago (for a listener the daemon opens, e.g. --admin-listen). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }

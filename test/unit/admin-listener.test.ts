@@ -1,26 +1,15 @@
-import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DESCRIPTION_URL, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
+import { DESCRIPTION_URL, freePort, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
 
 // The admin listener of a real daemon (dry-run on loopback): /metrics, the status page, its delete buttons.
 
 const scratch = mkdtempSync(join(tmpdir(), 'upnpd-admin-'));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 function mapping(port: number): Record<string, string | number> {
   return {

@@ -6,7 +6,7 @@ import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
 import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
-import { GOLDEN_ADMIN_TABLE, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
+import { GOLDEN_ADMIN_TABLE, GOLDEN_LISTING, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { FakeInteractiveNft } from '../support/fake-nft-interactive.js';
 
 interface Call {
@@ -270,5 +270,28 @@ describe('nftables plugin', () => {
     const spec = nftables();
     const backend = backendFromSpec(spec, { commands: new FakeNft(() => VERSION) });
     await expect(backend.probe()).rejects.toThrow(/no WAN interface/);
+  });
+});
+
+describe('NftablesBackend.check', () => {
+  const mappingsMissing = (missing: readonly string[]) => missing.filter((m) => m.includes('mapping(s)'));
+
+  it('answers for what is expected now when nft lists the same as at the last check (GOLDEN_LISTING has tcp 8080 → 192.168.1.10:80, not 8081) (the parse is reused, never the answer for other rules)', async () => {
+    const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: GOLDEN_LISTING } : undefined));
+    const backend = backendWith(runner, { wanInterface: 'wan0' });
+    expect(mappingsMissing((await backend.check([web])).missing)).toEqual([]);
+    // Same listing, as many rules, another one: missing.
+    expect(mappingsMissing((await backend.check([webAlias])).missing)).toEqual(['1 of 1 mapping(s) in the maps of table inet upnpd']);
+    expect(mappingsMissing((await backend.check([web, webAlias])).missing)).toEqual(['1 of 2 mapping(s) in the maps of table inet upnpd']);
+    const first = await backend.check([web]);
+    const again = await backend.check([web]);
+    expect(again.missing).toEqual(first.missing);
+    expect(mappingsMissing(again.missing)).toEqual([]);
+    // The table gone: reported, whatever the last listing said.
+    const gone = new FakeNft((call) =>
+      call.args.join(' ') === '-j list table inet upnpd' ? { exitCode: 1, stderr: 'Error: No such file or directory\n' } : undefined,
+    );
+    const after = backendWith(gone, { wanInterface: 'wan0' });
+    expect((await after.check([web])).missing).toEqual(['table inet upnpd']);
   });
 });

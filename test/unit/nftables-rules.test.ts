@@ -3,7 +3,15 @@ import { BackendError } from '../../core/errors.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
 import { buildChangeScript, buildInitScript, buildShutdownScript, parseAdminTable, parseInstalledRules, pinholePlace } from '../../plugins/nftables/rules.js';
-import { GOLDEN_ADMIN_TABLE, GOLDEN_CHANGES, GOLDEN_PINHOLE_CHANGES, goldenSettings, mapping, pinhole } from '../../plugins/nftables/testing/golden-scripts.js';
+import {
+  GOLDEN_ADMIN_TABLE,
+  GOLDEN_LISTING,
+  GOLDEN_CHANGES,
+  GOLDEN_PINHOLE_CHANGES,
+  goldenSettings,
+  mapping,
+  pinhole,
+} from '../../plugins/nftables/testing/golden-scripts.js';
 
 describe('nftables change scripts (golden)', () => {
   for (const golden of GOLDEN_CHANGES) {
@@ -168,40 +176,7 @@ describe('nftables options', () => {
   });
 });
 
-/** Recorded from nft 1.0.6: `nft -j list table inet upnpd` with three mappings. */
-const LISTING = JSON.stringify({
-  nftables: [
-    { metainfo: { version: '1.0.6', release_name: 'Lester Gooch #5', json_schema_version: 1 } },
-    { table: { family: 'inet', name: 'upnpd', handle: 2 } },
-    {
-      map: {
-        family: 'inet',
-        name: 'dnat-any',
-        table: 'upnpd',
-        type: ['inet_proto', 'inet_service'],
-        handle: 3,
-        map: 'ipv4_addr . inet_service',
-        elem: [
-          [{ concat: ['udp', 9000] }, { concat: ['192.168.1.11', 9000] }],
-          [{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }],
-        ],
-      },
-    },
-    {
-      map: {
-        family: 'inet',
-        name: 'dnat-remote',
-        table: 'upnpd',
-        type: ['ipv4_addr', 'inet_proto', 'inet_service'],
-        handle: 4,
-        map: 'ipv4_addr . inet_service',
-        elem: [[{ concat: ['1.2.3.4', 'tcp', 8080] }, { concat: ['192.168.1.12', 80] }]],
-      },
-    },
-    { set: { family: 'inet', name: 'upnpd-accept', table: 'upnpd', type: ['ipv4_addr', 'inet_proto', 'inet_service'], handle: 5 } },
-    { chain: { family: 'inet', table: 'upnpd', name: 'prerouting', handle: 1, type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } },
-  ],
-});
+const LISTING = GOLDEN_LISTING;
 
 describe('nftables listings', () => {
   it('reads the mappings back from both DNAT maps', () => {

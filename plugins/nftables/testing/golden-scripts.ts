@@ -158,3 +158,38 @@ add element inet filter upnpd-pinholes { 2001:db8:1::10 . tcp . 8081 }
 `,
   },
 ];
+
+/** Recorded from nft 1.0.6: `nft -j list table inet upnpd` with three mappings. */
+export const GOLDEN_LISTING = JSON.stringify({
+  nftables: [
+    { metainfo: { version: '1.0.6', release_name: 'Lester Gooch #5', json_schema_version: 1 } },
+    { table: { family: 'inet', name: 'upnpd', handle: 2 } },
+    {
+      map: {
+        family: 'inet',
+        name: 'dnat-any',
+        table: 'upnpd',
+        type: ['inet_proto', 'inet_service'],
+        handle: 3,
+        map: 'ipv4_addr . inet_service',
+        elem: [
+          [{ concat: ['udp', 9000] }, { concat: ['192.168.1.11', 9000] }],
+          [{ concat: ['tcp', 8080] }, { concat: ['192.168.1.10', 80] }],
+        ],
+      },
+    },
+    {
+      map: {
+        family: 'inet',
+        name: 'dnat-remote',
+        table: 'upnpd',
+        type: ['ipv4_addr', 'inet_proto', 'inet_service'],
+        handle: 4,
+        map: 'ipv4_addr . inet_service',
+        elem: [[{ concat: ['1.2.3.4', 'tcp', 8080] }, { concat: ['192.168.1.12', 80] }]],
+      },
+    },
+    { set: { family: 'inet', name: 'upnpd-accept', table: 'upnpd', type: ['ipv4_addr', 'inet_proto', 'inet_service'], handle: 5 } },
+    { chain: { family: 'inet', table: 'upnpd', name: 'prerouting', handle: 1, type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } },
+  ],
+});

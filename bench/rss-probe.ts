@@ -1,0 +1,151 @@
+// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] --variant 'NAME|COMMAND|ENTRY' …`:
+// upnpd's memory and CPU per request on the bench's testbed, for launcher or build variants run
+// interleaved (A, B, A, B, …) so that the shared machine's noise falls on all of them alike.
+// COMMAND replaces the shebang (`env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`; empty: the
+// shebang of ENTRY's bin/upnpd.js), ENTRY a bin/upnpd.js (empty: this tree's). Per variant and
+// repeat: RSS idle (median of 5 samples a second apart, 5 s after start, medianResidentBytes), the daemon's CPU per
+// GetExternalIPAddress on a new connection (after a warm-up), RSS after those requests, and RSS
+// with N mappings added from the bench's 100 LAN hosts and walked, settled (median of 5 samples
+// after 15 s quiet); each figure with the processes it adds up.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
+import { upnpd } from './daemons/upnpd.js';
+import { median } from './figures.js';
+import { LoadGenerator } from './load/remote.js';
+import { cpuSeconds, medianResidentBytes, parseVmRss, processTree } from './process-stats.js';
+import { createBenchTestbed, gatewaySetup } from './testbed.js';
+
+const HTTP_PORT = 49152;
+const LIFETIME_MS = 40 * 60_000;
+const MB = 1024 * 1024;
+
+const { values } = parseArgs({
+  options: {
+    repeats: { type: 'string', default: '2' },
+    mappings: { type: 'string', default: '5000' },
+    requests: { type: 'string', default: '3000' },
+    variant: { type: 'string', multiple: true, default: ['current||'] },
+    /** Sends the daemon SIGUSR2 after each sample (for a preload that dumps its heap figures then). */
+    signal: { type: 'boolean', default: false },
+  },
+});
+const variants = values.variant.map((v) => {
+  const [name = '', command = '', entry = ''] = v.split('|');
+  return { name, command, entry };
+});
+const repeats = Number(values.repeats);
+const mappings = Number(values.mappings);
+const requests = Number(values.requests);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The tree's RSS (medianResidentBytes), and each process's own share in a sample taken after. */
+async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
+  const mb = (await medianResidentBytes(pid)) / MB;
+  const parts = processTree(pid)
+    .map((p) => {
+      let command = '(exited)';
+      try {
+        command = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 3).join(' ');
+      } catch {
+        // Gone since the tree was read.
+      }
+      return `${(ownResidentBytes(p) / MB).toFixed(1)} ${p === pid ? 'node' : command.slice(0, 30)}`;
+    })
+    .join(' + ');
+  if (values.signal) process.kill(pid, 'SIGUSR2');
+  return { mb, parts };
+}
+
+/** How often over 10 s (a sample each 100 ms) the daemon runs a child beyond its long-lived ones, and their RSS then. */
+async function shortLivedChildren(pid: number): Promise<string> {
+  const longLived = /^(nft monitor|ip -o monitor|nft -i)/;
+  let seen = 0;
+  let total = 0;
+  const samples = 100;
+  for (let i = 0; i < samples; i += 1) {
+    const extra = processTree(pid)
+      .slice(1)
+      .filter((p) => {
+        try {
+          return !longLived.test(readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' '));
+        } catch {
+          return false;
+        }
+      })
+      .reduce((sum, p) => sum + ownResidentBytes(p), 0);
+    if (extra > 0) {
+      seen += 1;
+      total += extra;
+    }
+    await sleep(100);
+  }
+  return `in ${seen} of ${samples} samples, ${seen ? (total / seen / MB).toFixed(1) : 0} MB on average then`;
+}
+
+function ownResidentBytes(pid: number): number {
+  try {
+    return parseVmRss(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return 0;
+  }
+}
+
+interface Row {
+  idle: number;
+  cpu: number;
+  afterRequests: number;
+  mapped: number;
+}
+const rows = new Map<string, Row[]>(variants.map((v) => [v.name, []]));
+
+const bench = await createBenchTestbed(LIFETIME_MS);
+try {
+  const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);
+  const gateway = gatewaySetup(bench, HTTP_PORT);
+  for (let repeat = 0; repeat < repeats; repeat += 1) {
+    for (const variant of variants) {
+      if (variant.command) process.env.BENCH_UPNPD_COMMAND = variant.command;
+      else delete process.env.BENCH_UPNPD_COMMAND;
+      if (variant.entry) process.env.BENCH_UPNPD_ENTRY = variant.entry;
+      else delete process.env.BENCH_UPNPD_ENTRY;
+      const running = await upnpd.start(gateway);
+      const log = (text: string) => process.stderr.write(`[${variant.name} #${repeat + 1}] ${text}\n`);
+      try {
+        await generator.run({ kind: 'discover', descriptionUrl: running.descriptionUrl, timeoutMs: 30_000 });
+        await sleep(5000);
+        const idle = await sampleRss(running.pid);
+        log(`idle ${idle.mb.toFixed(1)} MB (${idle.parts})`);
+        const limits = { connection: 'close', concurrency: 1, warmupMs: 0, maxOps: requests, maxMs: 120_000 } as const;
+        const run = () => generator.run({ kind: 'getExternalIp', ...limits, expectedAddress: TESTBED_ADDRESSES.gatewayWan });
+        await run();
+        const before = cpuSeconds(running.pid);
+        const result = await run();
+        const cpu = ((cpuSeconds(running.pid) - before) * 1e6) / result.ops;
+        await sleep(15_000);
+        const afterRequests = await sampleRss(running.pid);
+        log(`GetExternalIPAddress ${cpu.toFixed(1)} µs CPU each; then ${afterRequests.mb.toFixed(1)} MB (${afterRequests.parts})`);
+        await generator.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: mappings, checkpoints: [mappings], maxMs: 300_000 });
+        await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: mappings + 1, maxMs: 120_000 });
+        await sleep(15_000);
+        const mapped = await sampleRss(running.pid);
+        log(`${mappings} mappings, settled: ${mapped.mb.toFixed(1)} MB (${mapped.parts})`);
+        log(`short-lived children, settled: ${await shortLivedChildren(running.pid)}`);
+        rows.get(variant.name)!.push({ idle: idle.mb, cpu, afterRequests: afterRequests.mb, mapped: mapped.mb });
+      } finally {
+        await running.stop();
+      }
+    }
+  }
+  await generator.stop();
+} finally {
+  await bench.destroy();
+}
+const show = (samples: number[]) => `${median(samples).toFixed(1)} (${samples.map((s) => s.toFixed(1)).join(', ')})`;
+for (const [name, r] of rows) {
+  process.stdout.write(
+    `${name}: idle ${show(r.map((x) => x.idle))} MB; µs/GetExternalIPAddress ${show(r.map((x) => x.cpu))}; ` +
+      `after requests ${show(r.map((x) => x.afterRequests))} MB; ${mappings} mappings ${show(r.map((x) => x.mapped))} MB\n`,
+  );
+}
