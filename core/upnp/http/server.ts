@@ -7,7 +7,7 @@ import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
 import { Ipv6Lan, parseIpv6 } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
-import { sendReply, statusReply } from './reply.js';
+import { UpnpServerResponse, sendReply, statusReply } from './reply.js';
 import type { RequestHandler } from './routes.js';
 
 export interface HttpLimits {
@@ -162,7 +162,14 @@ export class UpnpHttpServer {
 
   private createServer(): Server {
     const limits = this.limits;
+    const serverHeader = this.options.serverString;
     const server = createServer({
+      // Every response carries our SERVER header, sent by sendReply with the others.
+      ServerResponse: class<Request extends IncomingMessage = IncomingMessage> extends UpnpServerResponse<Request> {
+        override get serverHeader(): string {
+          return serverHeader;
+        }
+      },
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
@@ -197,7 +204,6 @@ export class UpnpHttpServer {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
-    res.setHeader('Server', this.options.serverString);
     const peer = normalizeAddress(req.socket.remoteAddress ?? '');
     const refusal = this.refusal(req, peer);
     if (refusal) {
