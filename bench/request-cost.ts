@@ -8,7 +8,7 @@ import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
 import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd, unpackedMiniupnpdIptables } from './daemons/miniupnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
 import type { DaemonUnderTest } from './daemons/types.js';
-import { upnpd, upnpdIptables } from './daemons/upnpd.js';
+import { upnpd, upnpdBaseline, upnpdIptables } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
 import { readFileSync } from 'node:fs';
@@ -37,6 +37,8 @@ const probe = await probeMiniupnpd();
 const all: DaemonUnderTest[] = [
   ...(values.cycles ? [] : [nodeFloor(TESTBED_ADDRESSES.gatewayWan)]),
   upnpd,
+  // Another build (its bin/ and dist/) for an A/B run interleaved with this one.
+  ...(process.env.BENCH_UPNPD_BASELINE ? [upnpdBaseline(process.env.BENCH_UPNPD_BASELINE)] : []),
   ...(probe.available ? [miniupnpd({ name: 'miniupnpd', version: probe.version, path: MINIUPNPD_PATH, backend: 'nftables' })] : []),
 ];
 const iptablesBuild = values.daemon?.some((name) => name.includes('iptables')) ? await unpackedMiniupnpdIptables() : undefined;

@@ -15,7 +15,7 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings } from './types.j
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
 /** The public API the config file imports its plugins from: that of the tree the daemon runs from. */
-const packageEntry = () =>
+const defaultPackageEntry = () =>
   pathToFileURL(join(process.env.BENCH_UPNPD_ENTRY ? join(dirname(process.env.BENCH_UPNPD_ENTRY), '..') : REPO_ROOT, 'dist/core/index.js')).href;
 /** Where upnpd's nftables backend keeps its rules by default. */
 const UPNPD_TABLE = { family: 'inet', table: 'upnpd' } as const;
@@ -32,9 +32,22 @@ const STOP_GRACE_MS = 30_000;
 export const upnpd: DaemonUnderTest = upnpdWith('nftables');
 export const upnpdIptables: DaemonUnderTest = upnpdWith('iptables');
 
-function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
+/**
+ * Another build of upnpd (nftables), named `upnpd (baseline)`: `root` holds its `bin/upnpd.js`
+ * and `dist/` (e.g. a copy of both made before a change), for A/B runs interleaved with this
+ * tree's build (`bench/request-cost.ts` with BENCH_UPNPD_BASELINE=root).
+ */
+export function upnpdBaseline(root: string): DaemonUnderTest {
+  return upnpdWith('nftables', { name: 'upnpd (baseline)', root });
+}
+
+function upnpdWith(backend: 'nftables' | 'iptables', build?: { readonly name: string; readonly root: string }): DaemonUnderTest {
+  // BENCH_UPNPD_ENTRY runs another build's bin/upnpd.js (bench/rss-probe.ts).
+  const entry = build ? join(build.root, 'bin/upnpd.js') : (process.env.BENCH_UPNPD_ENTRY ?? DAEMON_ENTRY);
+  // The config imports the plugins from the build that runs it.
+  const packageEntry = build ? pathToFileURL(join(build.root, 'dist/core/index.js')).href : defaultPackageEntry();
   return {
-    name: backend === 'nftables' ? 'upnpd' : 'upnpd (iptables)',
+    name: build?.name ?? (backend === 'nftables' ? 'upnpd' : 'upnpd (iptables)'),
     persistence: { supported: true },
 
     async version() {
@@ -51,7 +64,7 @@ function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
       const configFile = join(dir, 'upnpd.config.mjs');
-      writeFileSync(configFile, upnpdConfig(backend, gateway.raiseClientRateLimits ?? false));
+      writeFileSync(configFile, upnpdConfig(backend, gateway.raiseClientRateLimits ?? false, packageEntry));
       const stateDir = join(dir, 'state');
       if (persisted) await writeStateFile(stateDir, persisted);
       const interfaces = { lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface };
@@ -63,7 +76,7 @@ function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
       const daemon = NamespaceProcess.start(
         testbed.gateway,
         [
-          ...daemonCommand(),
+          ...daemonCommand(entry),
           '--config',
           configFile,
           '--lan',
@@ -117,19 +130,17 @@ function upnpdWith(backend: 'nftables' | 'iptables'): DaemonUnderTest {
  * BENCH_UPNPD_NODE_FLAGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`) it runs as the shebang
  * says plus those flags, for profiling the daemon under the benchmark's load.
  */
-function daemonCommand(): string[] {
-  // BENCH_UPNPD_COMMAND (e.g. `env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`) and
-  // BENCH_UPNPD_ENTRY replace the shebang and bin/upnpd.js, for A/B runs of launcher settings or
-  // of another build (bench/rss-probe.ts).
-  const entry = process.env.BENCH_UPNPD_ENTRY ?? DAEMON_ENTRY;
+function daemonCommand(entry: string): string[] {
+  // BENCH_UPNPD_COMMAND (e.g. `env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`) replaces the
+  // shebang, for A/B runs of launcher settings (bench/rss-probe.ts).
   const command = process.env.BENCH_UPNPD_COMMAND?.split(/\s+/).filter(Boolean);
   if (command?.length) return [...command, entry];
   const extraFlags = process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
   if (extraFlags.length === 0) return [entry];
-  const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(DAEMON_ENTRY, 'utf8').split('\n')[0] ?? '');
+  const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(entry, 'utf8').split('\n')[0] ?? '');
   const words = shebang?.[1]?.split(/\s+/) ?? [];
   const node = words.indexOf('node');
-  if (node < 0) throw new Error(`${DAEMON_ENTRY}: expected a "#!/usr/bin/env -S [VAR=value ...] node [flags]" line`);
+  if (node < 0) throw new Error(`${entry}: expected a "#!/usr/bin/env -S [VAR=value ...] node [flags]" line`);
   return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, entry];
 }
 
@@ -163,14 +174,14 @@ const BENCH_QUOTA = { total: 20_000 } as const;
 const RAISED_STATE_CHANGES = { perSecond: 100_000, burst: 100_000 } as const;
 
 /** The config file: only what the command line cannot say. */
-function upnpdConfig(backend: 'nftables' | 'iptables', raiseClientRateLimits: boolean): string {
+function upnpdConfig(backend: 'nftables' | 'iptables', raiseClientRateLimits: boolean, packageEntry: string): string {
   const { family, table, chain } = ADMIN_FORWARD;
   const firewall =
     backend === 'nftables'
       ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })`
       : `iptables({ flavour: 'iptables-legacy' })`;
   return [
-    `import { ${backend}, quota } from '${packageEntry()}';`,
+    `import { ${backend}, quota } from '${packageEntry}';`,
     '',
     'export default {',
     `  plugins: [${firewall}, quota(${JSON.stringify(BENCH_QUOTA)})],`,

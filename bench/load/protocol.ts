@@ -129,3 +129,17 @@ export type ResultMessage =
 /** The lease every benchmark mapping asks for, and its description. */
 export const BENCH_LEASE_SECONDS = 3600;
 export const BENCH_DESCRIPTION = 'bench';
+
+/** The AddPortMapping arguments of the bench's mappings: `port` outside to the same port of `internalClient`. */
+export function benchMappingArgs(internalClient: string, port: number): Record<string, string | number> {
+  return {
+    NewRemoteHost: '',
+    NewExternalPort: port,
+    NewProtocol: 'TCP',
+    NewInternalPort: port,
+    NewInternalClient: internalClient,
+    NewEnabled: 1,
+    NewPortMappingDescription: BENCH_DESCRIPTION,
+    NewLeaseDuration: BENCH_LEASE_SECONDS,
+  };
+}

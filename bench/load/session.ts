@@ -2,8 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findWanIpConnection } from './description.js';
 import {
-  BENCH_DESCRIPTION,
-  BENCH_LEASE_SECONDS,
+  benchMappingArgs,
   type AddMappingsCommand,
   type AddMappingsResult,
   type ConnectionMode,
@@ -141,16 +140,7 @@ export class LoadSession {
   }
 
   private addMapping(client: SoapClient, internalClient: string, port: number): Promise<unknown> {
-    return client.call('AddPortMapping', {
-      NewRemoteHost: '',
-      NewExternalPort: port,
-      NewProtocol: 'TCP',
-      NewInternalPort: port,
-      NewInternalClient: internalClient,
-      NewEnabled: 1,
-      NewPortMappingDescription: BENCH_DESCRIPTION,
-      NewLeaseDuration: BENCH_LEASE_SECONDS,
-    });
+    return client.call('AddPortMapping', benchMappingArgs(internalClient, port));
   }
 
   /** Runs `op` from `concurrency` workers: first for the warm-up time (not counted), then measured. */

@@ -198,6 +198,8 @@ export interface RawResponse {
   readonly status: number;
   /** Header names in lower case. */
   readonly headers: Readonly<Record<string, string>>;
+  /** The header lines as received (a repeated header is in `headers` once, here as often as sent). */
+  readonly headerLines: readonly string[];
   readonly body: string;
   /** Interim 100 Continue responses seen before the final one. */
   readonly continues: number;
@@ -258,7 +260,7 @@ export function rawRequest(port: number, head: string, body = '', options: RawRe
         const bodyBytes = received.subarray(end + 4);
         const length = options.headResponse ? 0 : headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
         if (length === undefined ? !closed : bodyBytes.length < length) return closed ? finish(new Error('connection closed mid-body')) : undefined;
-        return finish({ statusLine: statusLine!, status, headers, body: bodyBytes.subarray(0, length).toString('utf8'), continues });
+        return finish({ statusLine: statusLine!, status, headers, headerLines: lines, body: bodyBytes.subarray(0, length).toString('utf8'), continues });
       }
     };
     socket.on('data', (chunk) => {

@@ -63,6 +63,8 @@ async function subscribe(f: IgdFixture, eventPath: string, callbackPort: number,
   ].join('\r\n');
   const response = await rawRequest(f.port, head);
   expect(response.status).toBe(200);
+  // The event service's SERVER header, not a second one from the HTTP server.
+  expect(response.headerLines.filter((line) => /^server:/i.test(line))).toHaveLength(1);
   return response.headers['sid']!;
 }
 

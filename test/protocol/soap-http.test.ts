@@ -96,6 +96,21 @@ describe('SOAP over HTTP', () => {
       expect(result.headers['server']).toMatch(/^Linux\/\S+ UPnP\/1\.1 upnpd\/\d+\.\d+\.\d+$/);
     });
 
+    it('sends one SERVER header with every response: answers, faults, refusals and documents', async () => {
+      const responses = [
+        await soap(f, 'GetExternalIPAddress'),
+        await soap(f, 'GetGenericPortMappingEntry', { NewPortMappingIndex: 0 }),
+        await rawRequest(f.port, `GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1:${f.port}`),
+        await rawRequest(f.port, `GET /nothing-here HTTP/1.1\r\nHost: 127.0.0.1:${f.port}`),
+        await rawRequest(f.port, `GET ${CONTROL} HTTP/1.1\r\nHost: 127.0.0.1:${f.port}`),
+        await rawRequest(f.port, `GET /rootDesc.xml HTTP/1.1\r\nHost: 10.9.9.9:${f.port}`),
+      ];
+      expect(responses.map((r) => r.status)).toEqual([200, 500, 200, 404, 405, 403]);
+      for (const response of responses) {
+        expect(response.headerLines.filter((line) => /^server:/i.test(line))).toEqual([expect.stringMatching(/^Server: Linux\/\S+ UPnP\/1\.1 upnpd\//)]);
+      }
+    });
+
     it('answers Expect: 100-continue with 100 Continue, then the response', async () => {
       const body = envelope(SERVICE, 'GetExternalIPAddress', '');
       const head = postHead(f.port, body, [`SOAPAction: "${SERVICE}#GetExternalIPAddress"`, 'Expect: 100-continue']);

@@ -11,7 +11,10 @@ function route(target: string, method = 'GET'): string | number {
     headersSent: false,
     destroyed: false,
     statusCode: 200,
-    setHeader() {},
+    writeHead(status: number) {
+      this.statusCode = status;
+      return this;
+    },
     end() {
       seen = this.statusCode;
     },

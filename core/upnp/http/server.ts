@@ -7,7 +7,8 @@ import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
 import { Ipv6Lan, parseIpv6 } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
-import { sendReply, statusReply } from './reply.js';
+import { IdleConnections } from './idle-connections.js';
+import { UpnpServerResponse, sendReply, statusReply } from './reply.js';
 import type { RequestHandler } from './routes.js';
 
 export interface HttpLimits {
@@ -85,6 +86,7 @@ export class UpnpHttpServer {
   private readonly lanSubnets: SubnetSet;
   private readonly lanIpv6: Ipv6Lan;
   private readonly connections: ClientSlots;
+  private readonly idle: IdleConnections;
   private boundPort = 0;
 
   constructor(private readonly options: UpnpHttpServerOptions) {
@@ -92,6 +94,7 @@ export class UpnpHttpServer {
     this.lanSubnets = new SubnetSet(options.lan);
     this.lanIpv6 = options.lanIpv6 ?? new Ipv6Lan([]);
     this.connections = new ClientSlots(this.limits.maxConnectionsPerClient);
+    this.idle = new IdleConnections(this.limits.idleTimeoutMs);
   }
 
   /** The port listened on (known after start). */
@@ -149,6 +152,7 @@ export class UpnpHttpServer {
   /** Stops listening and closes every connection, idle or not. */
   async stop(): Promise<void> {
     const servers = this.servers.splice(0);
+    this.idle.stop();
     await Promise.all(
       servers.map(
         (server) =>
@@ -162,7 +166,14 @@ export class UpnpHttpServer {
 
   private createServer(): Server {
     const limits = this.limits;
+    const serverHeader = this.options.serverString;
     const server = createServer({
+      // Every response carries our SERVER header, sent by sendReply with the others.
+      ServerResponse: class<Request extends IncomingMessage = IncomingMessage> extends UpnpServerResponse<Request> {
+        override get serverHeader(): string {
+          return serverHeader;
+        }
+      },
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
@@ -173,7 +184,7 @@ export class UpnpHttpServer {
     });
     server.maxHeadersCount = limits.maxHeaderCount;
     server.maxConnections = limits.maxConnections;
-    server.timeout = limits.idleTimeoutMs;
+    // No `server.timeout` (a timer per connection): `this.idle` closes idle connections.
     server.on('connection', (socket: Socket) => this.admit(socket));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, false));
     // Answering `Expect: 100-continue` ourselves lets an oversized or refused request get its final status first.
@@ -193,11 +204,14 @@ export class UpnpHttpServer {
       socket.destroy();
       return;
     }
-    socket.once('close', () => this.connections.release(client));
+    this.idle.add(socket);
+    socket.once('close', () => {
+      this.connections.release(client);
+      this.idle.delete(socket);
+    });
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
-    res.setHeader('Server', this.options.serverString);
     const peer = normalizeAddress(req.socket.remoteAddress ?? '');
     const refusal = this.refusal(req, peer);
     if (refusal) {
