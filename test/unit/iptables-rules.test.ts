@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import {
@@ -603,5 +604,31 @@ describe('integrityProblems and buildResyncScript (reconciliation)', () => {
     const resync = buildResyncScript(parseSave(SINGLE_CHAIN_LAYOUT), [web, dns], options());
     expect(installedMappings(parseSave(resync.replace(/^-I /gm, '-A ')), options())).toEqual([web, dns]);
     expect(resync).not.toMatch(/^-A UPNPD-(PREROUTING|FORWARD) -i wan0/m);
+  });
+});
+
+describe('shard chains over any sequence of changes (model)', () => {
+  const port = fc.oneof(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 65300, max: 65535 }), fc.integer({ min: 1, max: 65535 }));
+  const mappingArb = fc
+    .record({ externalPort: port, internalPort: port, udp: fc.boolean() })
+    .map(({ externalPort, internalPort, udp }) => rule(externalPort, { internalPort, protocol: udp ? 'UDP' : 'TCP' }));
+
+  it('changing one change set at a time leaves the shard chains of installing the result from scratch: none empty, none missing', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.array(mappingArb, { maxLength: 4 }), fc.nat()), { maxLength: 25 }), (steps) => {
+        const opts = options();
+        let installed: RuleSpec[] = [];
+        let shards = shardsOfRules([], opts);
+        for (const [candidates, seed] of steps) {
+          const key = (r: RuleSpec) => `${r.protocol}/${r.externalPort}`;
+          const add = candidates.filter((c, i) => !installed.some((r) => key(r) === key(c)) && candidates.findIndex((o) => key(o) === key(c)) === i);
+          const remove = installed.filter((_, i) => (seed >> (i % 30)) % 3 === 0);
+          shards = buildRestoreScript({ remove, add }, opts, shards).shards;
+          installed = [...installed.filter((r) => !remove.includes(r)), ...add];
+        }
+        expect(shards).toEqual(shardsOfRules(installed, opts));
+        for (const table of [shards.nat, shards.filter]) for (const count of table.leaves.values()) expect(count).toBeGreaterThan(0);
+      }),
+    );
   });
 });
