@@ -38,12 +38,13 @@ export const iptablesOptionsSchema = z
     /** Also add an ACCEPT rule per mapping in the filter table (needed when FORWARD's policy is DROP). */
     insertForwardRules: z.boolean().default(true),
     /**
-     * filter-table chain of the ACCEPT rules. 'FORWARD' puts them straight there (as the old upnpd
-     * did); any other name is a chain of upnpd's own: created (and flushed) at start, jumped to once
-     * from FORWARD, deleted at shutdown.
+     * filter-table chain that dispatches to the shard chains holding the ACCEPT rules (shards.ts).
+     * 'FORWARD' puts the dispatch rules straight there (the old upnpd put its rules there; the shard
+     * chains are then named after UPNPD-FORWARD); any other name is a chain of upnpd's own, at most
+     * 23 characters: created (and flushed) at start, jumped to once from FORWARD, deleted at shutdown.
      */
     forwardChain: chainOption('FORWARD', DEFAULT_CHAIN.filter),
-    /** nat-table chain of the DNAT rules: 'PREROUTING', or a chain of upnpd's own (as forwardChain). */
+    /** nat-table chain that dispatches to the shards of the DNAT rules: 'PREROUTING', or a chain of upnpd's own (as forwardChain). */
     preroutingChain: chainOption('PREROUTING', DEFAULT_CHAIN.nat),
     /** 'iptables' is whatever `iptables` is (nf_tables on current distributions); 'iptables-legacy' the x_tables one. */
     flavour: z.enum(['iptables', 'iptables-legacy']).default('iptables'),
