@@ -18,8 +18,8 @@ export interface BenchProfile {
   readonly connect: { readonly samples: number; readonly warmup: number };
   /** Bound on a daemon's start (description served; persisted mappings reloaded). */
   readonly startTimeoutMs: number;
-  /** Whether the iptables backends are compared too (`--no-iptables`: not). */
-  readonly iptables: boolean;
+  /** Which comparisons run: both (default), the nftables one alone (`--no-iptables`), the iptables one alone (`--only-iptables`). */
+  readonly comparisons: 'all' | 'nftables' | 'iptables';
 }
 
 const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
@@ -36,7 +36,7 @@ const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
     phaseMaxMs: 360_000,
     connect: { samples: 200, warmup: 20 },
     startTimeoutMs: 90_000,
-    iptables: true,
+    comparisons: 'all',
   },
   quick: {
     name: 'quick',
@@ -51,11 +51,11 @@ const PROFILES: Record<BenchProfile['name'], BenchProfile> = {
     phaseMaxMs: 30_000,
     connect: { samples: 100, warmup: 10 },
     startTimeoutMs: 30_000,
-    iptables: true,
+    comparisons: 'all',
   },
 };
 
-export const USAGE = `Usage: npm run bench -- [--quick] [--repeats N] [--no-iptables]
+export const USAGE = `Usage: npm run bench -- [--quick] [--repeats N] [--no-iptables | --only-iptables]
 
 Runs upnpd and miniupnpd one after the other on the same namespace testbed and prints a table of
 absolute figures and the ratio upnpd/miniupnpd (medians over repeats). Needs root.
@@ -65,6 +65,8 @@ absolute figures and the ratio upnpd/miniupnpd (medians over repeats). Needs roo
   --repeats N  repeats per daemon (default 3, quick 1); fewer run if the time budget runs out
   --no-iptables  the nftables comparison alone (default: the iptables backends too, with
                miniupnpd-iptables fetched by apt-get download into ~/.cache/upnpd-bench once)
+  --only-iptables  the iptables comparison alone (upnpd with iptables-legacy and iptables-nft
+               against miniupnpd-iptables)
   --help       print this help
 `;
 
@@ -73,13 +75,21 @@ export type CommandLine = { readonly help: true } | { readonly help: false; read
 export function parseCommandLine(argv: readonly string[]): CommandLine {
   const { values } = parseArgs({
     args: [...argv],
-    options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, 'no-iptables': { type: 'boolean' }, help: { type: 'boolean' } },
+    options: {
+      quick: { type: 'boolean' },
+      repeats: { type: 'string' },
+      'no-iptables': { type: 'boolean' },
+      'only-iptables': { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) return { help: true };
   const chosen = PROFILES[values.quick ? 'quick' : 'full'];
-  const profile = values['no-iptables'] ? { ...chosen, iptables: false } : chosen;
+  if (values['no-iptables'] && values['only-iptables']) throw new Error('--no-iptables and --only-iptables exclude each other');
+  const comparisons = values['no-iptables'] ? 'nftables' : values['only-iptables'] ? 'iptables' : 'all';
+  const profile: BenchProfile = { ...chosen, comparisons };
   if (values.repeats === undefined) return { help: false, profile };
   const repeats = Number(values.repeats);
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 20) throw new Error(`--repeats must be an integer from 1 to 20, not "${values.repeats}"`);

@@ -7,7 +7,7 @@ import { haveProgram } from '../test/support/requirements.js';
 import { build, buildNeeded } from './build.js';
 import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd, unpackedMiniupnpdIptables } from './daemons/miniupnpd.js';
 import type { DaemonUnderTest } from './daemons/types.js';
-import { upnpd, upnpdIptables } from './daemons/upnpd.js';
+import { upnpd, upnpdIptables, upnpdIptablesNft } from './daemons/upnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
 import { FIGURE_KEYS, type Notes, type Sample } from './figures.js';
@@ -67,8 +67,8 @@ async function main(argv: readonly string[]): Promise<number> {
     await build();
   }
 
-  const comparisons = await comparisonsToRun(probe.version, profile.iptables);
-  const daemons = comparisons.flatMap((c) => [c.upnpd, c.miniupnpd, ...c.others]);
+  const comparisons = await comparisonsToRun(probe.version, profile.comparisons);
+  const daemons = comparisons.flatMap((c) => [c.upnpd, c.miniupnpd, ...c.others.map((o) => o.daemon)]);
   const results = new Map<DaemonUnderTest, { samples: Sample[]; notes: Notes }>(daemons.map((d) => [d, { samples: [], notes: {} }]));
   const errors: string[] = [];
 
@@ -120,7 +120,7 @@ async function main(argv: readonly string[]): Promise<number> {
       ...(c.natPmp ? {} : { figures: UPNP_FIGURE_KEYS }),
       upnpd: await daemonResults(c.upnpd, pair),
       miniupnpd: await daemonResults(c.miniupnpd, pair),
-      others: await Promise.all(c.others.map((d) => daemonResults(d, []))),
+      others: await Promise.all(c.others.map((o) => daemonResults(o.daemon, []))),
     });
   }
   const report = { profile, date: new Date(), machine: machine(), sections, errors, shortfall: schedule.shortfall() };
@@ -141,8 +141,8 @@ interface Comparison {
   readonly title: string;
   readonly upnpd: DaemonUnderTest;
   readonly miniupnpd: DaemonUnderTest;
-  /** Shown beside them, without a ratio (Node's floor). */
-  readonly others: readonly DaemonUnderTest[];
+  /** Shown beside them, without a ratio (Node's floor, upnpd with iptables-nft), each with the groups it runs. */
+  readonly others: readonly { readonly daemon: DaemonUnderTest; readonly groups: readonly GroupName[] }[];
   /** Whether the pair runs the NAT-PMP and pinhole groups too (the nftables pair only). */
   readonly natPmp: boolean;
 }
@@ -153,17 +153,18 @@ interface Comparison {
  * UPnP rows only), unless `--no-iptables` or that build cannot be had (said in the log; the
  * nftables comparison runs all the same).
  */
-async function comparisonsToRun(installedVersion: string, withIptables: boolean): Promise<Comparison[]> {
-  const comparisons: Comparison[] = [
-    {
+async function comparisonsToRun(installedVersion: string, which: BenchProfile['comparisons']): Promise<Comparison[]> {
+  const comparisons: Comparison[] = [];
+  if (which !== 'iptables') {
+    comparisons.push({
       title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP and IPv6 pinhole rows run with these backends only",
       upnpd,
       miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
-      others: [nodeFloor(TESTBED_ADDRESSES.gatewayWan)],
+      others: [{ daemon: nodeFloor(TESTBED_ADDRESSES.gatewayWan), groups: ['requests'] }],
       natPmp: true,
-    },
-  ];
-  if (!withIptables) return comparisons;
+    });
+  }
+  if (which === 'nftables') return comparisons;
   const iptablesBuild = await unpackedMiniupnpdIptables();
   if (!iptablesBuild.available) {
     log(`no iptables comparison: ${iptablesBuild.reason}`);
@@ -171,10 +172,10 @@ async function comparisonsToRun(installedVersion: string, withIptables: boolean)
   }
   comparisons.push({
     title:
-      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP and IPv6 pinhole rows run with the nftables backends',
+      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP and IPv6 pinhole rows run with the nftables backends. Beside them, upnpd with the default flavour iptables-nft (nf_tables underneath; the table rows only)',
     upnpd: upnpdIptables,
     miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
-    others: [],
+    others: [{ daemon: upnpdIptablesNft, groups: ['table'] }],
     natPmp: false,
   });
   return comparisons;
@@ -191,7 +192,7 @@ function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: Daemon
   const groups: GroupName[] = comparison.natPmp ? [...upnpGroups, 'natPmpRequests', 'natPmpTable', 'pinholes'] : upnpGroups;
   return [
     ...groups.flatMap((group) => pair.map((daemon) => ({ daemon, group }))),
-    ...comparison.others.map((daemon) => ({ daemon, group: 'requests' as const })),
+    ...comparison.others.flatMap(({ daemon, groups }) => groups.map((group) => ({ daemon, group }))),
   ];
 }
 

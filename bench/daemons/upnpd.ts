@@ -31,6 +31,12 @@ const STOP_GRACE_MS = 30_000;
  */
 export const upnpd: DaemonUnderTest = upnpdWith('nftables');
 export const upnpdIptables: DaemonUnderTest = upnpdWith('iptables');
+/**
+ * The iptables backend with its default flavour (iptables-nft, nf_tables underneath): the admin's
+ * forward filter is the same, made with iptables-nft (FORWARD policy DROP over the testbed's own
+ * accepts); shown beside the x_tables pair, where a change costs a rewrite of the whole table.
+ */
+export const upnpdIptablesNft: DaemonUnderTest = upnpdWith('iptables', 'iptables');
 
 /**
  * Another build of upnpd (nftables), named `upnpd (baseline)`: `root` holds its `bin/upnpd.js`
@@ -38,16 +44,23 @@ export const upnpdIptables: DaemonUnderTest = upnpdWith('iptables');
  * tree's build (`bench/request-cost.ts` with BENCH_UPNPD_BASELINE=root).
  */
 export function upnpdBaseline(root: string): DaemonUnderTest {
-  return upnpdWith('nftables', { name: 'upnpd (baseline)', root });
+  return upnpdWith('nftables', 'iptables-legacy', { name: 'upnpd (baseline)', root });
 }
 
-function upnpdWith(backend: 'nftables' | 'iptables', build?: { readonly name: string; readonly root: string }): DaemonUnderTest {
+/** The admin's FORWARD policy in the testbed's iptables-nft filter table (its accepts stay). */
+const nftForwardPolicy = (policy: 'DROP' | 'ACCEPT') => `*filter\n:FORWARD ${policy} [0:0]\nCOMMIT\n`;
+
+function upnpdWith(
+  backend: 'nftables' | 'iptables',
+  flavour: 'iptables' | 'iptables-legacy' = 'iptables-legacy',
+  build?: { readonly name: string; readonly root: string },
+): DaemonUnderTest {
   // BENCH_UPNPD_ENTRY runs another build's bin/upnpd.js (bench/rss-probe.ts).
   const entry = build ? join(build.root, 'bin/upnpd.js') : (process.env.BENCH_UPNPD_ENTRY ?? DAEMON_ENTRY);
   // The config imports the plugins from the build that runs it.
   const packageEntry = build ? pathToFileURL(join(build.root, 'dist/core/index.js')).href : defaultPackageEntry();
   return {
-    name: build?.name ?? (backend === 'nftables' ? 'upnpd' : 'upnpd (iptables)'),
+    name: build?.name ?? (backend === 'nftables' ? 'upnpd' : flavour === 'iptables' ? 'upnpd (iptables-nft)' : 'upnpd (iptables)'),
     persistence: { supported: true },
 
     async version() {
@@ -64,13 +77,14 @@ function upnpdWith(backend: 'nftables' | 'iptables', build?: { readonly name: st
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
       const configFile = join(dir, 'upnpd.config.mjs');
-      writeFileSync(configFile, upnpdConfig(backend, gateway.raiseClientRateLimits ?? false, packageEntry));
+      writeFileSync(configFile, upnpdConfig(backend, flavour, gateway.raiseClientRateLimits ?? false, packageEntry));
       const stateDir = join(dir, 'state');
       if (persisted) await writeStateFile(stateDir, persisted);
       const interfaces = { lanInterface: testbed.lanInterface, wanInterface: testbed.wanInterface };
       await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
       await resetLegacyTables(testbed.gateway);
       if (backend === 'nftables') await testbed.gateway.exec('nft', ['-f', '-'], { input: adminFirewallScript(interfaces) });
+      else if (flavour === 'iptables') await testbed.gateway.exec('iptables-nft-restore', ['--noflush'], { input: nftForwardPolicy('DROP') });
       else await testbed.gateway.exec('iptables-legacy-restore', [], { input: legacyFirewallScript(interfaces, false) });
 
       const daemon = NamespaceProcess.start(
@@ -107,9 +121,10 @@ function upnpdWith(backend: 'nftables' | 'iptables', build?: { readonly name: st
                   (await testbed.gateway.exec('nft', ['list', 'table', ADMIN_FORWARD.family, ADMIN_FORWARD.table])).includes(UPNPD_TABLE.table) &&
                     `its chain or set in the admin's table ${ADMIN_FORWARD.family} ${ADMIN_FORWARD.table}`,
                 ].filter(Boolean)
-              : /upnpd/i.test(await testbed.gateway.exec('iptables-legacy-save', []))
-                ? ['its rules or chains in the x_tables']
+              : /upnpd/i.test(await testbed.gateway.exec(`${flavour}-save`, []))
+                ? [`its rules or chains in ${flavour}'s tables`]
                 : [];
+          if (flavour === 'iptables') await testbed.gateway.exec('iptables-nft-restore', ['--noflush'], { input: nftForwardPolicy('ACCEPT') });
           await removeTableIfPresent(testbed.gateway, ADMIN_FORWARD.family, ADMIN_FORWARD.table);
           await resetLegacyTables(testbed.gateway);
           rmSync(dir, { recursive: true, force: true });
@@ -174,12 +189,10 @@ const BENCH_QUOTA = { total: 20_000 } as const;
 const RAISED_STATE_CHANGES = { perSecond: 100_000, burst: 100_000 } as const;
 
 /** The config file: only what the command line cannot say. */
-function upnpdConfig(backend: 'nftables' | 'iptables', raiseClientRateLimits: boolean, packageEntry: string): string {
+function upnpdConfig(backend: 'nftables' | 'iptables', flavour: 'iptables' | 'iptables-legacy', raiseClientRateLimits: boolean, packageEntry: string): string {
   const { family, table, chain } = ADMIN_FORWARD;
   const firewall =
-    backend === 'nftables'
-      ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })`
-      : `iptables({ flavour: 'iptables-legacy' })`;
+    backend === 'nftables' ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })` : `iptables({ flavour: '${flavour}' })`;
   return [
     `import { ${backend}, quota } from '${packageEntry}';`,
     '',

@@ -65,12 +65,14 @@ describe('process memory', () => {
 
 describe('bench command line', () => {
   it('runs the full profile by default and the quick one with --quick', () => {
-    expect(parseCommandLine([])).toMatchObject({ help: false, profile: { name: 'full', repeats: 3, budgetMs: 30 * 60_000, iptables: true } });
-    expect(parseCommandLine(['--quick'])).toMatchObject({ help: false, profile: { name: 'quick', repeats: 1, budgetMs: 6 * 60_000, iptables: true } });
+    expect(parseCommandLine([])).toMatchObject({ help: false, profile: { name: 'full', repeats: 3, budgetMs: 30 * 60_000, comparisons: 'all' } });
+    expect(parseCommandLine(['--quick'])).toMatchObject({ help: false, profile: { name: 'quick', repeats: 1, budgetMs: 6 * 60_000, comparisons: 'all' } });
   });
 
   it('leaves the iptables comparison out with --no-iptables', () => {
-    expect(parseCommandLine(['--quick', '--no-iptables'])).toMatchObject({ profile: { name: 'quick', iptables: false } });
+    expect(parseCommandLine(['--quick', '--no-iptables'])).toMatchObject({ profile: { name: 'quick', comparisons: 'nftables' } });
+    expect(parseCommandLine(['--quick', '--only-iptables'])).toMatchObject({ profile: { name: 'quick', comparisons: 'iptables' } });
+    expect(() => parseCommandLine(['--no-iptables', '--only-iptables'])).toThrow(/exclude each other/);
   });
 
   it('takes --repeats within bounds', () => {

@@ -29,6 +29,7 @@ import {
   buildRestoreScript,
   buildResyncScript,
   buildShutdownScript,
+  EMPTY_SHARDS,
   integrityProblems,
   installedMappings,
   inverseOf,
@@ -36,11 +37,14 @@ import {
   parseSave,
   programsOf,
   renderCommands,
+  shardsOfRules,
+  shardsOfSaved,
   tableAtLine,
   type IptablesOptions,
   type IptablesPrograms,
   type IptablesRuleOptions,
   type SavedRuleset,
+  type Shards,
 } from './rules.js';
 
 /** Seconds iptables-restore waits for the xtables lock held by another program (firewalld, docker, ...). */
@@ -57,6 +61,11 @@ export class IptablesBackend implements FirewallBackend {
   private readonly programs: IptablesPrograms;
   private readonly programs6: IptablesPrograms;
   private readonly wanInterface: string | undefined;
+  /**
+   * The shard chains in effect, as upnpd left them; undefined when unknown (before init, after a
+   * failed change): the next change reads them from iptables-save first.
+   */
+  private shards: Shards | undefined;
   /** IPv6 pinholes (option `pinholes`): ACCEPT rules in upnpd's chain of ip6tables' filter table. */
   readonly pinholes: PinholeBackend | undefined;
 
@@ -129,7 +138,9 @@ export class IptablesBackend implements FirewallBackend {
 
   async init(): Promise<void> {
     const options = this.ruleOptions;
+    this.shards = undefined;
     await this.restore('creating upnpd chains', buildInitScript(await this.readRuleset(), options));
+    this.shards = EMPTY_SHARDS;
     if (this.pinholes) await this.restore6('creating the pinhole chain', buildPinholeResyncScript(await this.readPinholes(), [], this.pinholeOptions));
     const forward = options.insertForwardRules ? `${options.forwardChain} (filter)` : 'no filter rules';
     this.logger.info({ flavour: options.flavour }, `iptables: mappings go to ${options.preroutingChain} (nat) and ${forward}`);
@@ -162,10 +173,17 @@ export class IptablesBackend implements FirewallBackend {
   private async applyIpv4(changes: ChangeSet): Promise<void> {
     if (isEmptyChangeSet(changes)) return;
     const options = this.ruleOptions;
-    const script = buildRestoreScript(changes, options);
+    const shards = this.shards ?? shardsOfSaved(await this.readRuleset(), options);
+    // Unknown until this change is known to be in effect (or not).
+    this.shards = undefined;
+    const planned = buildRestoreScript(changes, options, shards);
+    const script = planned.script;
     this.logger.debug({ script }, 'iptables-restore');
     const result = await this.runRestore(script);
-    if (result.exitCode === 0) return;
+    if (result.exitCode === 0) {
+      this.shards = planned.shards;
+      return;
+    }
 
     const problems = [restoreFailureMessage('applying the change set', script, result)];
     // iptables-restore commits table by table: when the filter section failed, the nat one is
@@ -177,7 +195,7 @@ export class IptablesBackend implements FirewallBackend {
         return false;
       }));
     if (natCommitted) {
-      const undo = buildRestoreScript(inverseOf(changes), { ...options, insertForwardRules: false });
+      const undo = buildRestoreScript(inverseOf(changes), { ...options, insertForwardRules: false }, planned.shards).script;
       const undone = await this.runRestore(undo);
       if (undone.exitCode !== 0) problems.push(restoreFailureMessage('undoing the nat part of a failed change set', undo, undone));
     }
@@ -188,11 +206,13 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   /** The commands apply would run, one iptables command line per rule change. */
-  render(changes: ChangeSet): string {
+  render(changes: ChangeSet, installed: readonly RuleSpec[] = []): string {
     const pinholes = changes.pinholes && this.pinholes ? buildPinholeScript(changes.pinholes, this.pinholeOptions) : '';
-    return [...renderCommands(changes, this.ruleOptions), ...(pinholes ? [`${this.programs6.restore} --noflush <<EOF`, pinholes.trimEnd(), 'EOF'] : [])].join(
-      '\n',
-    );
+    const options = this.ruleOptions;
+    return [
+      ...renderCommands(changes, options, shardsOfRules(installed, options)),
+      ...(pinholes ? [`${this.programs6.restore} --noflush <<EOF`, pinholes.trimEnd(), 'EOF'] : []),
+    ].join('\n');
   }
 
   /** The forward path and a mix of iptables flavours (read only). */
@@ -226,7 +246,10 @@ export class IptablesBackend implements FirewallBackend {
 
   /** Recreates chains and jumps and every mapping in one `iptables-restore --noflush` run (and the pinholes in one ip6tables-restore run). */
   async resync(rules: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<void> {
-    await this.restore(`recreating upnpd chains with ${rules.length} mapping(s)`, buildResyncScript(await this.readRuleset(), rules, this.ruleOptions));
+    const options = this.ruleOptions;
+    this.shards = undefined;
+    await this.restore(`recreating upnpd chains with ${rules.length} mapping(s)`, buildResyncScript(await this.readRuleset(), rules, options));
+    this.shards = shardsOfRules(rules, options);
     if (this.pinholes) {
       await this.restore6(
         `recreating the pinhole chain with ${pinholes.length} pinhole(s)`,
@@ -236,6 +259,7 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   async shutdown(): Promise<void> {
+    this.shards = undefined;
     const script = buildShutdownScript(await this.readRuleset(), this.ruleOptions);
     if (script) await this.restore('removing upnpd rules and chains', script);
     if (this.pinholes) {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ChangeSet, Protocol, RuleSpec } from 'upnpd';
 import { assertValidRules, interfaceName } from 'upnpd/backend';
+import { NO_SHARDS, placementOf, shardChanges, shardOfChain, type Placement, type Shard, type TableShards } from './shards.js';
 
 // Rules as data: pure functions from (change set, options) to an iptables-restore script or to the
 // equivalent iptables commands, and from iptables-save output back to the mappings it holds.
@@ -12,12 +13,23 @@ const TABLES: readonly IptablesTable[] = ['nat', 'filter'];
 const BUILT_IN_CHAIN: Record<IptablesTable, string> = { nat: 'PREROUTING', filter: 'FORWARD' };
 const ALL_BUILT_IN_CHAINS = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'];
 
+/** The longest chain name x_tables takes. */
+const MAX_CHAIN_NAME = 28;
+/** The longest name of upnpd's own nat or filter chain: its shard chains append ".t" and 3 hex digits. */
+const SHARD_NAME_ROOM = MAX_CHAIN_NAME - 5;
+/** Where the shard chains hang when the rules' chain is the built-in one (their names are derived from these). */
+const DEFAULT_CHAIN: Record<IptablesTable, string> = { nat: 'UPNPD-PREROUTING', filter: 'UPNPD-FORWARD' };
+
 /** An iptables chain name option: `builtIn` itself, or a chain of upnpd's own. */
 const chainName = z.string().regex(/^[A-Za-z0-9_][\w.-]{0,27}$/, 'must be an iptables chain name (letters, digits, "_", "." or "-"; at most 28 characters)');
 
 function chainOption(builtIn: string, defaultName: string) {
   return chainName
     .refine((name) => name === builtIn || !ALL_BUILT_IN_CHAINS.includes(name), `must be ${builtIn} or a chain of upnpd's own`)
+    .refine(
+      (name) => name === builtIn || name.length <= SHARD_NAME_ROOM,
+      `a chain of upnpd's own has at most ${SHARD_NAME_ROOM} characters (its shard chains append up to ${MAX_CHAIN_NAME - SHARD_NAME_ROOM})`,
+    )
     .default(defaultName);
 }
 
@@ -26,13 +38,14 @@ export const iptablesOptionsSchema = z
     /** Also add an ACCEPT rule per mapping in the filter table (needed when FORWARD's policy is DROP). */
     insertForwardRules: z.boolean().default(true),
     /**
-     * filter-table chain of the ACCEPT rules. 'FORWARD' puts them straight there (as the old upnpd
-     * did); any other name is a chain of upnpd's own: created (and flushed) at start, jumped to once
-     * from FORWARD, deleted at shutdown.
+     * filter-table chain that dispatches to the shard chains holding the ACCEPT rules (shards.ts).
+     * 'FORWARD' puts the dispatch rules straight there (the old upnpd put its rules there; the shard
+     * chains are then named after UPNPD-FORWARD); any other name is a chain of upnpd's own, at most
+     * 23 characters: created (and flushed) at start, jumped to once from FORWARD, deleted at shutdown.
      */
-    forwardChain: chainOption('FORWARD', 'UPNPD-FORWARD'),
-    /** nat-table chain of the DNAT rules: 'PREROUTING', or a chain of upnpd's own (as forwardChain). */
-    preroutingChain: chainOption('PREROUTING', 'UPNPD-PREROUTING'),
+    forwardChain: chainOption('FORWARD', DEFAULT_CHAIN.filter),
+    /** nat-table chain that dispatches to the shards of the DNAT rules: 'PREROUTING', or a chain of upnpd's own (as forwardChain). */
+    preroutingChain: chainOption('PREROUTING', DEFAULT_CHAIN.nat),
     /** 'iptables' is whatever `iptables` is (nf_tables on current distributions); 'iptables-legacy' the x_tables one. */
     flavour: z.enum(['iptables', 'iptables-legacy']).default('iptables'),
     /** Interface the DNAT and ACCEPT rules match; default: the daemon's `wan`. */
@@ -77,7 +90,8 @@ export function ip6ProgramsOf(flavour: IptablesOptions['flavour']): IptablesProg
 // Edits: one line of a restore script, or one iptables command
 // ---------------------------------------------------------------------------------------------
 
-type Operation = 'append' | 'insert' | 'delete' | 'declareChain' | 'deleteChain';
+/** `declareChain` creates or flushes (`:CHAIN` under --noflush); `createChain` fails when it exists (`-N`). */
+type Operation = 'append' | 'insert' | 'delete' | 'declareChain' | 'createChain' | 'deleteChain';
 
 interface Edit {
   readonly table: IptablesTable;
@@ -87,7 +101,7 @@ interface Edit {
   readonly args: readonly string[];
 }
 
-const FLAG: Record<Operation, string> = { append: '-A', insert: '-I', delete: '-D', declareChain: '-N', deleteChain: '-X' };
+const FLAG: Record<Operation, string> = { append: '-A', insert: '-I', delete: '-D', declareChain: '-N', createChain: '-N', deleteChain: '-X' };
 
 /** The chain upnpd owns in `table`, or undefined when its rules go straight into the built-in chain. */
 function ownChain(table: IptablesTable, options: IptablesRuleOptions): string | undefined {
@@ -95,8 +109,19 @@ function ownChain(table: IptablesTable, options: IptablesRuleOptions): string | 
   return name === BUILT_IN_CHAIN[table] ? undefined : name;
 }
 
-function ruleChain(table: IptablesTable, options: IptablesRuleOptions): string {
+/** The chain that dispatches to the shard chains: upnpd's own, or the built-in one. */
+function rootChain(table: IptablesTable, options: IptablesRuleOptions): string {
   return ownChain(table, options) ?? BUILT_IN_CHAIN[table];
+}
+
+/** The name the shard chains of `table` are derived from. */
+function shardBase(table: IptablesTable, options: IptablesRuleOptions): string {
+  return ownChain(table, options) ?? DEFAULT_CHAIN[table];
+}
+
+/** Where the rule of `spec` goes in `table`: nat by the external port, filter by the internal one (what each rule matches). */
+function placementIn(table: IptablesTable, spec: RuleSpec, options: IptablesRuleOptions): Placement {
+  return placementOf(shardBase(table, options), spec.protocol, table === 'nat' ? spec.externalPort : spec.internalPort);
 }
 
 /** Whether upnpd has rules in `table` at all. */
@@ -116,6 +141,26 @@ function jumpComment(tag: string): string {
   return `${tag} jump`;
 }
 
+function dispatchComment(tag: string): string {
+  return `${tag} shard`;
+}
+
+/** The rule in `from` that sends the packets of `to`'s protocol and ports to `to`. */
+function dispatchRule(table: IptablesTable, from: string, to: Shard, options: IptablesRuleOptions): Omit<Edit, 'operation'> {
+  const p = to.protocol;
+  return {
+    table,
+    chain: from,
+    args: ['-p', p, '-m', p, '--dport', `${to.from}:${to.to}`, '-m', 'comment', '--comment', dispatchComment(options.comment), '-j', to.chain],
+  };
+}
+
+/** The dispatch rule to a shard chain: from the root chain to a block, from its block to a leaf. */
+function dispatchTo(table: IptablesTable, to: Shard, options: IptablesRuleOptions): Omit<Edit, 'operation'> {
+  const { kind, placement } = shardOfChain(shardBase(table, options), to.chain)!;
+  return dispatchRule(table, kind === 'block' ? rootChain(table, options) : placement.block.chain, to, options);
+}
+
 /**
  * The rules of one mapping, arguments in the order iptables-save prints them: the DNAT in nat and,
  * with insertForwardRules, the ACCEPT in filter.
@@ -127,7 +172,7 @@ function mappingRules(spec: RuleSpec, options: IptablesRuleOptions): Omit<Edit, 
   const comment = ['-m', 'comment', '--comment', mappingComment(spec, options.comment)];
   const dnat = {
     table: 'nat' as const,
-    chain: ruleChain('nat', options),
+    chain: placementIn('nat', spec, options).leaf.chain,
     args: [
       ...source,
       '-i',
@@ -148,7 +193,7 @@ function mappingRules(spec: RuleSpec, options: IptablesRuleOptions): Omit<Edit, 
   if (!options.insertForwardRules) return [dnat];
   const accept = {
     table: 'filter' as const,
-    chain: ruleChain('filter', options),
+    chain: placementIn('filter', spec, options).leaf.chain,
     args: [
       ...source,
       '-d',
@@ -169,16 +214,65 @@ function mappingRules(spec: RuleSpec, options: IptablesRuleOptions): Omit<Edit, 
   return [dnat, accept];
 }
 
-/**
- * Removals first, then additions. A mapping restricted to a remote host is inserted at the top and
- * a wildcard one appended, so that for the same port the specific DNAT matches before the wildcard.
- */
-function changeEdits(changes: ChangeSet, options: IptablesRuleOptions): Edit[] {
-  const removals = changes.remove.flatMap((spec) => mappingRules(spec, options).map((r) => ({ ...r, operation: 'delete' as const })));
-  const additions = changes.add.flatMap((spec) =>
-    mappingRules(spec, options).map((r) => ({ ...r, operation: spec.remoteHost ? ('insert' as const) : ('append' as const) })),
+/** The shard chains of both tables that exist (see shards.ts). */
+export interface Shards {
+  readonly nat: TableShards;
+  readonly filter: TableShards;
+}
+
+export const EMPTY_SHARDS: Shards = { nat: NO_SHARDS, filter: NO_SHARDS };
+
+/** A change set as edits, and the shard chains that exist once it is applied. */
+interface ChangePlan {
+  readonly edits: Edit[];
+  readonly shards: Shards;
+}
+
+function mappingAdditions(specs: readonly RuleSpec[], table: IptablesTable, options: IptablesRuleOptions): Edit[] {
+  // A mapping restricted to a remote host is inserted at the top of its leaf and a wildcard one
+  // appended, so that for the same port the specific DNAT matches before the wildcard.
+  return specs.flatMap((spec) =>
+    mappingRules(spec, options)
+      .filter((r) => r.table === table)
+      .map((r) => ({ ...r, operation: spec.remoteHost ? ('insert' as const) : ('append' as const) })),
   );
-  return [...removals, ...additions];
+}
+
+/**
+ * One table's part of a change set, given the shard chains that exist: the mappings' rules
+ * deleted, shard chains left empty deleted (with the rules dispatching to them), new shard chains
+ * created and dispatched to, the mappings' rules added.
+ */
+function tableChangeEdits(table: IptablesTable, changes: ChangeSet, shards: TableShards, options: IptablesRuleOptions): { edits: Edit[]; after: TableShards } {
+  const deletions = changes.remove.flatMap((spec) =>
+    mappingRules(spec, options)
+      .filter((r) => r.table === table)
+      .map((r) => ({ ...r, operation: 'delete' as const })),
+  );
+  const placed = (specs: readonly RuleSpec[]) => specs.map((spec) => placementIn(table, spec, options));
+  const { after, created, emptied } = shardChanges(shards, placed(changes.remove), placed(changes.add));
+  const edits: Edit[] = [
+    ...deletions,
+    ...emptied.flatMap((shard): Edit[] => [
+      { ...dispatchTo(table, shard, options), operation: 'delete' },
+      { table, operation: 'deleteChain', chain: shard.chain, args: [] },
+    ]),
+    ...created.flatMap((shard): Edit[] => [
+      { table, operation: 'createChain', chain: shard.chain, args: [] },
+      { ...dispatchTo(table, shard, options), operation: 'append' },
+    ]),
+    ...mappingAdditions(changes.add, table, options),
+  ];
+  return { edits, after };
+}
+
+/** Removals first, then additions, per table, in the shard chains that `shards` says exist. */
+function planChange(changes: ChangeSet, shards: Shards, options: IptablesRuleOptions): ChangePlan {
+  assertValidRules('iptables', [...changes.remove, ...changes.add]);
+  const nat = tableChangeEdits('nat', changes, shards.nat, options);
+  if (!usesTable('filter', options)) return { edits: nat.edits, shards: { nat: nat.after, filter: shards.filter } };
+  const filter = tableChangeEdits('filter', changes, shards.filter, options);
+  return { edits: [...nat.edits, ...filter.edits], shards: { nat: nat.after, filter: filter.after } };
 }
 
 /** The change set that undoes `changes`. */
@@ -200,6 +294,7 @@ function shellQuote(arg: string): string {
 
 function restoreLine(edit: Edit): string {
   if (edit.operation === 'declareChain') return `:${edit.chain} - [0:0]`;
+  if (edit.operation === 'createChain') return `-N ${edit.chain}`;
   return [FLAG[edit.operation], edit.chain, ...edit.args].map(restoreQuote).join(' ');
 }
 
@@ -214,15 +309,19 @@ function restoreScript(edits: readonly Edit[]): string {
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }
 
-/** The input for `iptables-restore --noflush` that applies `changes` (removals before additions). */
-export function buildRestoreScript(changes: ChangeSet, options: IptablesRuleOptions): string {
-  return restoreScript(changeEdits(changes, options));
+/**
+ * The input for `iptables-restore --noflush` that applies `changes` (removals before additions)
+ * when the shard chains `shards` exist, and the shard chains that exist afterwards.
+ */
+export function buildRestoreScript(changes: ChangeSet, options: IptablesRuleOptions, shards: Shards = EMPTY_SHARDS): { script: string; shards: Shards } {
+  const plan = planChange(changes, shards, options);
+  return { script: restoreScript(plan.edits), shards: plan.shards };
 }
 
 /** The iptables commands equivalent to buildRestoreScript's script, one shell command line each (for dry runs and logs). */
-export function renderCommands(changes: ChangeSet, options: IptablesRuleOptions): string[] {
+export function renderCommands(changes: ChangeSet, options: IptablesRuleOptions, shards: Shards = EMPTY_SHARDS): string[] {
   const program = programsOf(options.flavour).iptables;
-  const edits = changeEdits(changes, options);
+  const { edits } = planChange(changes, shards, options);
   return TABLES.flatMap((table) =>
     edits.filter((e) => e.table === table).map((e) => [program, '-t', table, FLAG[e.operation], e.chain, ...e.args].map(shellQuote).join(' ')),
   );
@@ -339,15 +438,40 @@ export function mappingOfComment(comment: string, tag: string): RuleSpec | undef
   };
 }
 
+/** The target of a rule (`-j CHAIN`), if it has one. */
+function targetOf(rule: SavedRule): string | undefined {
+  const at = rule.args.indexOf('-j');
+  return at >= 0 ? rule.args[at + 1] : undefined;
+}
+
 /**
- * The mappings fully installed in `saved`: one entry per DNAT rule in upnpd's nat chain that has
- * its ACCEPT rule too (when insertForwardRules is on), paired by their comment, in nat order, so a
- * leaked duplicate shows up twice. A mapping missing a rule is not listed, so that reconciliation
- * counts it as missing and resyncs (which drops its remaining half).
+ * The leaf chains of `table` a packet can reach: dispatched to from a block chain that is
+ * dispatched to from the root chain (a firewall reload that dropped a dispatch rule cuts its
+ * mappings off, and they count as missing).
+ */
+function reachableLeaves(saved: SavedRuleset, table: IptablesTable, options: IptablesRuleOptions): Set<string> {
+  const base = shardBase(table, options);
+  const dispatchedFrom = new Map<string, string[]>();
+  for (const r of saved.rules) {
+    if (r.table !== table || r.comment !== dispatchComment(options.comment)) continue;
+    const target = targetOf(r);
+    if (target) dispatchedFrom.set(r.chain, [...(dispatchedFrom.get(r.chain) ?? []), target]);
+  }
+  const targets = (chain: string, kind: 'block' | 'leaf') => (dispatchedFrom.get(chain) ?? []).filter((t) => shardOfChain(base, t)?.kind === kind);
+  return new Set(targets(rootChain(table, options), 'block').flatMap((block) => targets(block, 'leaf')));
+}
+
+/**
+ * The mappings fully installed in `saved`: one entry per DNAT rule in a reachable nat leaf that has
+ * its ACCEPT rule in a reachable filter leaf too (when insertForwardRules is on), paired by their
+ * comment, in nat order, so a leaked duplicate shows up twice. A mapping missing a rule is not
+ * listed, so that reconciliation counts it as missing and resyncs (which drops its remaining half).
  */
 export function installedMappings(saved: SavedRuleset, options: IptablesRuleOptions): RuleSpec[] {
-  const mappingRulesIn = (table: IptablesTable) =>
-    saved.rules.filter((r) => r.table === table && r.chain === ruleChain(table, options) && r.comment && mappingOfComment(r.comment, options.comment));
+  const mappingRulesIn = (table: IptablesTable) => {
+    const leaves = reachableLeaves(saved, table, options);
+    return saved.rules.filter((r) => r.table === table && leaves.has(r.chain) && r.comment && mappingOfComment(r.comment, options.comment));
+  };
   // How many ACCEPT rules are left to pair, by comment (a search of the list for each DNAT rule is quadratic when the orders differ).
   const accepts = new Map<string, number>();
   if (options.insertForwardRules) for (const r of mappingRulesIn('filter')) accepts.set(r.comment!, (accepts.get(r.comment!) ?? 0) + 1);
@@ -361,15 +485,46 @@ export function installedMappings(saved: SavedRuleset, options: IptablesRuleOpti
   return complete;
 }
 
+/** upnpd's shard chains in `table` of `saved`, in the order listed. */
+function savedShardChains(saved: SavedRuleset, table: IptablesTable, options: IptablesRuleOptions): string[] {
+  const base = shardBase(table, options);
+  return [...(saved.chains.get(table) ?? [])].filter((chain) => shardOfChain(base, chain));
+}
+
+/** The shard chains that exist in `saved`, each leaf with the number of mapping rules it holds (to plan changes after a failure). */
+export function shardsOfSaved(saved: SavedRuleset, options: IptablesRuleOptions): Shards {
+  const of = (table: IptablesTable): TableShards => {
+    const base = shardBase(table, options);
+    const leaves = new Map<string, number>();
+    const blocks = new Set<string>();
+    for (const chain of savedShardChains(saved, table, options)) {
+      if (shardOfChain(base, chain)!.kind === 'block') blocks.add(chain);
+      else leaves.set(chain, 0);
+    }
+    for (const r of saved.rules) {
+      const count = r.table === table ? leaves.get(r.chain) : undefined;
+      if (count !== undefined && r.comment && mappingOfComment(r.comment, options.comment)) leaves.set(r.chain, count + 1);
+    }
+    return { leaves, blocks };
+  };
+  return { nat: of('nat'), filter: usesTable('filter', options) ? of('filter') : NO_SHARDS };
+}
+
+/** The shard chains that exist once `rules` are installed from scratch. */
+export function shardsOfRules(rules: readonly RuleSpec[], options: IptablesRuleOptions): Shards {
+  return buildRestoreScript({ remove: [], add: rules }, options).shards;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Start and stop
+// Start, stop and resync
 // ---------------------------------------------------------------------------------------------
 
-/** Deletes upnpd's tagged rules outside its own chains (a previous run's, or the jumps). */
+/** Deletes upnpd's tagged rules outside its own chains (a previous run's, the jumps, dispatch rules in a built-in chain). */
 function strayRuleDeletions(saved: SavedRuleset, table: IptablesTable, options: IptablesRuleOptions): Edit[] {
   const own = ownChain(table, options);
+  const base = shardBase(table, options);
   return saved.rules
-    .filter((r) => r.table === table && r.chain !== own && isTagged(r, options.comment))
+    .filter((r) => r.table === table && r.chain !== own && !shardOfChain(base, r.chain) && isTagged(r, options.comment))
     .map((r) => ({ table, operation: 'delete', chain: r.chain, args: r.args }));
 }
 
@@ -383,49 +538,64 @@ function chainExists(saved: SavedRuleset, table: IptablesTable, chain: string): 
 }
 
 /**
+ * One table's part of a script that starts clean from whatever `saved` holds: upnpd's rules
+ * outside its chains removed (previous runs, old jumps), its own and shard chains flushed; with
+ * `rules` (and the table in use) its own chain jumped to once from the top of the built-in chain and
+ * the shards of `rules` dispatched to and filled, the other shard chains deleted; without, every
+ * chain of upnpd's deleted.
+ */
+function rebuildEdits(saved: SavedRuleset, table: IptablesTable, rules: readonly RuleSpec[] | undefined, options: IptablesRuleOptions): Edit[] {
+  const edits = strayRuleDeletions(saved, table, options);
+  const own = ownChain(table, options);
+  const keep = rules !== undefined && usesTable(table, options);
+  const existing = savedShardChains(saved, table, options);
+  const ownChains = own && (keep || chainExists(saved, table, own)) ? [own] : [];
+  // Declaring an existing chain under --noflush flushes it; a new one is created.
+  const declare = (chain: string): Edit => ({ table, operation: 'declareChain', chain, args: [] });
+  const remove = (chain: string): Edit => ({ table, operation: 'deleteChain', chain, args: [] });
+  if (!keep) return [...edits, ...[...ownChains, ...existing].map(declare), ...[...ownChains, ...existing].map(remove)];
+
+  const { shards } = buildRestoreScript({ remove: [], add: rules }, options);
+  const needed = [...shards[table].blocks, ...shards[table].leaves.keys()];
+  edits.push(...[...ownChains, ...existing, ...needed.filter((c) => !existing.includes(c))].map(declare));
+  edits.push(...existing.filter((c) => !needed.includes(c)).map(remove));
+  if (own) edits.push(jumpTo(table, own, options));
+  const base = shardBase(table, options);
+  for (const chain of needed) {
+    const { kind, placement } = shardOfChain(base, chain)!;
+    edits.push({ ...dispatchTo(table, kind === 'block' ? placement.block : placement.leaf, options), operation: 'append' });
+  }
+  return [...edits, ...mappingAdditions(rules, table, options)];
+}
+
+/**
  * The script that starts clean from whatever `saved` holds: removes upnpd's rules left anywhere
- * (previous runs, old jumps), creates or flushes upnpd's own chains, and jumps to each exactly once
- * from the top of its built-in chain. An own chain no longer needed (insertForwardRules turned off)
- * is deleted.
+ * (previous runs, old jumps, the single-chain layout of earlier versions), creates or flushes
+ * upnpd's own chains, deletes its shard chains, and jumps to each own chain exactly once from the
+ * top of its built-in chain. An own chain no longer needed (insertForwardRules turned off) is
+ * deleted.
  */
 export function buildInitScript(saved: SavedRuleset, options: IptablesRuleOptions): string {
-  return restoreScript(
-    TABLES.flatMap((table): Edit[] => {
-      const edits = strayRuleDeletions(saved, table, options);
-      const own = ownChain(table, options);
-      if (!own) return edits;
-      const needed = usesTable(table, options);
-      const exists = chainExists(saved, table, own);
-      if (!needed && !exists) return edits;
-      edits.push({ table, operation: 'declareChain', chain: own, args: [] });
-      if (needed) {
-        edits.push(jumpTo(table, own, options));
-      } else {
-        edits.push({ table, operation: 'deleteChain', chain: own, args: [] });
-      }
-      return edits;
-    }),
-  );
+  return restoreScript(TABLES.flatMap((table) => rebuildEdits(saved, table, [], options)));
 }
 
 /** The script that removes every rule, jump and chain of upnpd's and nothing else; '' when none is left. */
 export function buildShutdownScript(saved: SavedRuleset, options: IptablesRuleOptions): string {
-  return restoreScript(
-    TABLES.flatMap((table): Edit[] => {
-      const edits = strayRuleDeletions(saved, table, options);
-      const own = ownChain(table, options);
-      if (own && chainExists(saved, table, own)) {
-        // Declaring an existing chain under --noflush flushes it; then it can be deleted.
-        edits.push({ table, operation: 'declareChain', chain: own, args: [] }, { table, operation: 'deleteChain', chain: own, args: [] });
-      }
-      return edits;
-    }),
-  );
+  return restoreScript(TABLES.flatMap((table) => rebuildEdits(saved, table, undefined, options)));
+}
+
+/**
+ * One `iptables-restore --noflush` script that starts clean from whatever `saved` holds (as
+ * buildInitScript) and installs every mapping of `rules` in its shard chains. Each table's section
+ * commits on its own.
+ */
+export function buildResyncScript(saved: SavedRuleset, rules: readonly RuleSpec[], options: IptablesRuleOptions): string {
+  return restoreScript(TABLES.flatMap((table) => rebuildEdits(saved, table, rules, options)));
 }
 
 function hasJump(saved: SavedRuleset, table: IptablesTable, target: string, options: IptablesRuleOptions): boolean {
   return saved.rules.some(
-    (r) => r.table === table && r.chain === BUILT_IN_CHAIN[table] && r.comment === jumpComment(options.comment) && r.args[r.args.indexOf('-j') + 1] === target,
+    (r) => r.table === table && r.chain === BUILT_IN_CHAIN[table] && r.comment === jumpComment(options.comment) && targetOf(r) === target,
   );
 }
 
@@ -435,7 +605,8 @@ function hasJump(saved: SavedRuleset, table: IptablesTable, target: string, opti
 
 /**
  * What is missing of upnpd's rules in `saved` for the mappings `expected`: its own chains, the
- * jumps to them from the built-in chains, and mappings whose rules are not both installed.
+ * jumps to them from the built-in chains, and mappings whose rules are not both installed in
+ * shard chains a packet reaches.
  */
 export function integrityProblems(saved: SavedRuleset, options: IptablesRuleOptions, expected: readonly RuleSpec[]): string[] {
   const problems: string[] = [];
@@ -450,19 +621,4 @@ export function integrityProblems(saved: SavedRuleset, options: IptablesRuleOpti
   const missing = expected.filter((r) => !installed.has(identity(r))).length;
   if (missing > 0) problems.push(`the rules of ${missing} of ${expected.length} mapping(s)`);
   return problems;
-}
-
-/**
- * One `iptables-restore --noflush` script that starts clean from whatever `saved` holds (as
- * buildInitScript: upnpd's rules anywhere removed, its chains created or flushed, one jump each)
- * and installs every mapping of `rules`. Each table's section commits on its own.
- */
-export function buildResyncScript(saved: SavedRuleset, rules: readonly RuleSpec[], options: IptablesRuleOptions): string {
-  const init = TABLES.flatMap((table): Edit[] => {
-    const edits = strayRuleDeletions(saved, table, options);
-    const own = ownChain(table, options);
-    if (own && usesTable(table, options)) edits.push({ table, operation: 'declareChain', chain: own, args: [] }, jumpTo(table, own, options));
-    return edits;
-  });
-  return restoreScript([...init, ...changeEdits({ remove: [], add: rules }, options)]);
 }

@@ -141,10 +141,84 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       backend = makeBackend({ forwardChain: 'FORWARD', preroutingChain: 'PREROUTING' });
       await backend.init();
       await backend.apply({ remove: [], add: [mapping(7300)] });
-      expect(await save()).toMatch(/^-A FORWARD .*"upnpd map tcp\/7300 /m);
+      expect(await save()).toMatch(/^-A FORWARD -p tcp -m tcp --dport 4096:8191 -m comment --comment "upnpd shard" -j UPNPD-FORWARD\.t1$/m);
       expect(await fromWan.tcp(7300)).toBe(true);
       await backend.shutdown();
       expect(await firewallSnapshot(testbed.gateway, flavour)).toEqual(adminRules);
+    });
+
+    /** upnpd's chains in the saved tables, sorted. */
+    const upnpdChains = async () =>
+      (await save())
+        .split('\n')
+        .filter((l) => l.startsWith(':UPNPD-'))
+        .map((l) => l.slice(1).split(' ')[0])
+        .sort();
+
+    it('reaches the LAN client through mappings in the lowest and the highest shard; the last mapping out of a shard takes its chains along', async () => {
+      const low = mapping(1);
+      const highUdp = mapping(65535, { protocol: 'UDP' });
+      const highTcp = mapping(65534);
+      await backend.apply({ remove: [], add: [low, highUdp, highTcp] });
+      expect(await fromWan.tcp(1)).toBe(true);
+      expect(await fromWan.udp(65535)).toBe(true);
+      expect(await fromWan.tcp(65534)).toBe(true);
+      expect(await fromWan.tcpBlocked(65533)).toBe(true);
+
+      await backend.apply({ remove: [low, highUdp], add: [] });
+      expect(await fromWan.tcpBlocked(1)).toBe(true);
+      expect(await fromWan.udpBlocked(65535)).toBe(true);
+      expect(await fromWan.tcp(65534)).toBe(true);
+      expect(await upnpdChains()).toEqual([
+        'UPNPD-FORWARD',
+        'UPNPD-FORWARD.t3ff',
+        'UPNPD-FORWARD.tf',
+        'UPNPD-PREROUTING',
+        'UPNPD-PREROUTING.t3ff',
+        'UPNPD-PREROUTING.tf',
+      ]);
+      await backend.apply({ remove: [highTcp], add: [] });
+      expect(await upnpdChains()).toEqual(['UPNPD-FORWARD', 'UPNPD-PREROUTING']);
+    });
+
+    it('after a reload of the admin firewall, check and resync (what the reconciler runs) put back every shard, low and high', async () => {
+      const rules = [mapping(2), mapping(64000, { protocol: 'UDP' }), mapping(20000)];
+      await backend.apply({ remove: [], add: rules });
+      const before = await upnpdChains();
+      await testbed.gateway.exec(programs.restore, [], { input: `${adminRules.join('\n')}\n` });
+      expect(await fromWan.tcpBlocked(2)).toBe(true);
+      expect((await backend.check(rules)).missing).toContain('the rules of 3 of 3 mapping(s)');
+
+      await backend.resync(rules);
+      expect(await backend.check(rules)).toEqual({ missing: [] });
+      expect(await upnpdChains()).toEqual(before);
+      expect(await fromWan.tcp(2)).toBe(true);
+      expect(await fromWan.udp(64000)).toBe(true);
+      expect(await fromWan.tcp(20000)).toBe(true);
+      // Changes after the resync start from the shards it made.
+      await backend.apply({ remove: [rules[0]!], add: [mapping(3)] });
+      expect(await fromWan.tcp(3)).toBe(true);
+      expect(await backend.list()).toEqual([mapping(3), rules[2], rules[1]]);
+    });
+
+    it('starts over the single-chain layout of earlier versions: its rules go, its mappings come back in shards', async () => {
+      const old = [
+        '*nat',
+        `-A UPNPD-PREROUTING -i ${testbed.wanInterface} -p tcp -m tcp --dport 7700 -m comment --comment "upnpd map tcp/7700 to ${a().lanClient}:7700" -j DNAT --to-destination ${a().lanClient}:7700`,
+        'COMMIT',
+        '*filter',
+        `-A UPNPD-FORWARD -d ${a().lanClient}/32 -i ${testbed.wanInterface} -p tcp -m tcp --dport 7700 -m comment --comment "upnpd map tcp/7700 to ${a().lanClient}:7700" -j ACCEPT`,
+        'COMMIT',
+        '',
+      ].join('\n');
+      await testbed.gateway.exec(programs.restore, ['--noflush'], { input: old });
+      expect(await fromWan.tcp(7700)).toBe(true);
+      const restarted = makeBackend();
+      await restarted.init();
+      expect(await save()).not.toContain('"upnpd map');
+      await restarted.resync([mapping(7700)]);
+      expect(await restarted.list()).toEqual([mapping(7700)]);
+      expect(await fromWan.tcp(7700)).toBe(true);
     });
 
     it('a change set whose nat part fails changes nothing (previous mappings keep working)', async () => {
@@ -170,8 +244,8 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
         { remove: [], add: [victim] },
         { ...iptablesOptionsSchema.parse({ flavour }), wanInterface: testbed.wanInterface },
       )
-        .split('\n')
-        .find((l) => l.startsWith('-A UPNPD-FORWARD '))!
+        .script.split('\n')
+        .find((l) => l.startsWith('-A UPNPD-FORWARD.') && l.includes('"upnpd map '))!
         .replace(/^-A /, '-D ');
       await testbed.gateway.exec(programs.restore, ['--noflush'], { input: `*filter\n${acceptOfVictim}\nCOMMIT\n` });
 
@@ -182,7 +256,7 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
         save().then((out) =>
           out
             .split('\n')
-            .filter((l) => l.startsWith('-A UPNPD-PREROUTING '))
+            .filter((l) => l.startsWith('-A UPNPD-PREROUTING.') && l.includes('-j DNAT'))
             .map((l) => /--dport (\d+)/.exec(l)![1]),
         );
       expect(await dnats()).toEqual(['7500', '7501']);

@@ -42,9 +42,9 @@ describe('the dry-run backend shows what the imitated backend would apply', () =
     await backend.init();
     await backend.apply({ remove: [], add: [mapping] });
     const shown = lines.at(-1)!;
-    expect(shown).toContain('iptables -t nat -A UPNPD-PREROUTING -i eth0 -p tcp -m tcp --dport 8080');
+    expect(shown).toContain('iptables -t nat -A UPNPD-PREROUTING.t07e -i eth0 -p tcp -m tcp --dport 8080');
     expect(shown).toContain('-j DNAT --to-destination 192.168.1.118:80');
-    expect(shown).toContain('iptables -t filter -A UPNPD-FORWARD -d 192.168.1.118/32 -i eth0 -p tcp -m tcp --dport 80');
+    expect(shown).toContain('iptables -t filter -A UPNPD-FORWARD.t001 -d 192.168.1.118/32 -i eth0 -p tcp -m tcp --dport 80');
   });
 
   it('logs the nft script with the imitated backend options', async () => {

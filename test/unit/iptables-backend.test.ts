@@ -12,6 +12,7 @@ import {
   buildResyncScript,
   iptablesOptionsSchema,
   parseSave,
+  shardsOfRules,
   type IptablesOptions,
 } from '../../plugins/iptables/rules.js';
 
@@ -33,11 +34,13 @@ function savedAfterInit(table: string, ...rules: string[]): string {
 /** A CommandRunner that records calls and answers with `respond` (default: success; iptables-save shows upnpd's chains, empty). */
 class ScriptedRunner implements CommandRunner {
   readonly calls: Call[] = [];
+  /** While false, every call succeeds and is not recorded (setting a backend up). */
+  armed = true;
   constructor(private readonly respond: (call: Call) => Partial<CommandResult> | Error = () => ({})) {}
   run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
     const call = { file, args, input: options.input };
-    this.calls.push(call);
-    const answer = this.respond(call);
+    if (this.armed) this.calls.push(call);
+    const answer = this.armed ? this.respond(call) : {};
     if (answer instanceof Error) return Promise.reject(answer);
     const stdout = file.endsWith('-save') ? savedAfterInit(args[args.indexOf('-t') + 1]!) : '';
     return Promise.resolve({ exitCode: 0, stdout, stderr: '', ...answer });
@@ -62,18 +65,55 @@ const rule = (externalPort: number): RuleSpec => ({
   internalPort: externalPort,
 });
 
+/** The shard chains with the mapping on port 80 installed (its leaf holds 80 to 127). */
+const WITH_80 = shardsOfRules([rule(80)], ruleOptions);
+
+/** A backend that has installed the mapping on port 80, so it knows its shard chains; `runner` records what comes after. */
+async function backendWith80(runner: ScriptedRunner, options: Partial<IptablesOptions> = {}): Promise<IptablesBackend> {
+  const backend = backendWith(runner, options);
+  runner.armed = false;
+  await backend.apply({ remove: [], add: [rule(80)] });
+  runner.armed = true;
+  return backend;
+}
+
+const failsRestores =
+  (answer: Partial<CommandResult>) =>
+  (call: Call): Partial<CommandResult> =>
+    call.file.endsWith('-restore') ? answer : {};
+
 describe('IptablesBackend.apply', () => {
-  it('applies a change set with one iptables-restore --noflush run that waits for the xtables lock', async () => {
+  it('applies a change set with one iptables-restore --noflush run that waits for the xtables lock, once it knows its shard chains', async () => {
     const runner = new ScriptedRunner();
+    const backend = await backendWith80(runner);
     const changes = { remove: [rule(80)], add: [rule(81)] };
-    await backendWith(runner).apply(changes);
-    expect(runner.calls).toEqual([{ file: 'iptables-restore', args: ['-w', '10', '--noflush'], input: buildRestoreScript(changes, ruleOptions) }]);
+    await backend.apply(changes);
+    expect(runner.calls).toEqual([
+      { file: 'iptables-restore', args: ['-w', '10', '--noflush'], input: buildRestoreScript(changes, ruleOptions, WITH_80).script },
+    ]);
+  });
+
+  it('reads its shard chains from iptables-save before its first change, and after a failed one', async () => {
+    let failing = true;
+    const runner = new ScriptedRunner((call) =>
+      call.file === 'iptables-restore' && failing ? { exitCode: 1, stderr: 'iptables-restore: line 2 failed\n' } : {},
+    );
+    const backend = backendWith(runner);
+    await expect(backend.apply({ remove: [], add: [rule(80)] })).rejects.toThrow(BackendError);
+    failing = false;
+    await backend.apply({ remove: [], add: [rule(80)] });
+    await backend.apply({ remove: [], add: [rule(81)] });
+    expect(runner.calls.map((c) => c.file)).toEqual([
+      ...['iptables-save', 'iptables-save', 'iptables-restore'],
+      ...['iptables-save', 'iptables-save', 'iptables-restore'],
+      'iptables-restore',
+    ]);
   });
 
   it('runs the legacy programs for the legacy flavour', async () => {
     const runner = new ScriptedRunner();
     await backendWith(runner, { flavour: 'iptables-legacy' }).apply({ remove: [], add: [rule(80)] });
-    expect(runner.calls.map((c) => c.file)).toEqual(['iptables-legacy-restore']);
+    expect(runner.calls.map((c) => c.file)).toEqual(['iptables-legacy-save', 'iptables-legacy-save', 'iptables-legacy-restore']);
   });
 
   it('does nothing for an empty change set', async () => {
@@ -89,47 +129,50 @@ describe('IptablesBackend.apply', () => {
     const runner = new ScriptedRunner(() =>
       restores++ === 0 ? { exitCode: 1, stderr: 'iptables-restore: line 6 failed: Bad rule (does a matching rule exist in that chain?).\n' } : {},
     );
-    const error = await backendWith(runner)
-      .apply(changes)
-      .catch((e: unknown) => e);
+    const error = await (await backendWith80(runner)).apply(changes).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendError);
-    expect((error as Error).message).toMatch(/line 6 failed.*\[line 6: -D UPNPD-FORWARD .*--dport 80 /);
+    expect((error as Error).message).toMatch(/line 6 failed.*\[line 6: -D UPNPD-FORWARD.t001 .*--dport 80 /);
     expect(runner.restores()).toEqual([
-      buildRestoreScript(changes, ruleOptions),
-      buildRestoreScript({ remove: [rule(81)], add: [rule(80)] }, { ...ruleOptions, insertForwardRules: false }),
+      buildRestoreScript(changes, ruleOptions, WITH_80).script,
+      buildRestoreScript({ remove: [rule(81)], add: [rule(80)] }, { ...ruleOptions, insertForwardRules: false }, WITH_80).script,
     ]);
   });
 
   it('undoes nothing when the nat part failed (iptables-restore committed nothing)', async () => {
-    const runner = new ScriptedRunner(() => ({
-      exitCode: 2,
-      stderr: "iptables-restore v1.8.9 (nf_tables): interface name `x' must be shorter than IFNAMSIZ (15)\nError occurred at line: 2\n",
-    }));
+    const runner = new ScriptedRunner(
+      failsRestores({
+        exitCode: 2,
+        stderr: "iptables-restore v1.8.9 (nf_tables): interface name `x' must be shorter than IFNAMSIZ (15)\nError occurred at line: 2\n",
+      }),
+    );
     await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(/Error occurred at line: 2/);
     expect(runner.restores()).toHaveLength(1);
   });
 
   it('undoes nothing when there is no filter part', async () => {
-    const runner = new ScriptedRunner(() => ({ exitCode: 1, stderr: 'iptables-restore: line 3 failed\n' }));
+    const runner = new ScriptedRunner(failsRestores({ exitCode: 1, stderr: 'iptables-restore: line 3 failed\n' }));
     await expect(backendWith(runner, { insertForwardRules: false }).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(BackendError);
     expect(runner.restores()).toHaveLength(1);
   });
 
   it('without a line number, reads the nat table back to decide whether to undo', async () => {
     const natOnly = { ...ruleOptions, insertForwardRules: false };
-    const committedNat = savedAfterInit('nat', buildRestoreScript({ remove: [], add: [rule(81)] }, natOnly).split('\n')[1]!);
+    const natLines = (script: string) => script.split('\n').filter((line) => line.startsWith('-'));
+    const committedNat = savedAfterInit(
+      'nat',
+      ...natLines(buildRestoreScript({ remove: [], add: [rule(80)] }, natOnly).script),
+      ...natLines(buildRestoreScript({ remove: [], add: [rule(81)] }, natOnly, WITH_80).script),
+    );
     let restores = 0;
     const runner = new ScriptedRunner((call) => {
       if (call.file === 'iptables-save') return call.args.includes('nat') ? { stdout: committedNat } : {};
       return restores++ === 0 ? { exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' } : {};
     });
-    await expect(backendWith(runner).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
-    expect(runner.restores()[1]).toBe(buildRestoreScript({ remove: [rule(81)], add: [] }, natOnly));
+    await expect((await backendWith80(runner)).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
+    expect(runner.restores()[1]).toBe(buildRestoreScript({ remove: [rule(81)], add: [] }, natOnly, shardsOfRules([rule(80), rule(81)], ruleOptions)).script);
 
-    const untouched = new ScriptedRunner((call) =>
-      call.file === 'iptables-save' ? {} : { exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' },
-    );
-    await expect(backendWith(untouched).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
+    const untouched = new ScriptedRunner(failsRestores({ exitCode: 4, stderr: 'Another app is currently holding the xtables lock.\n' }));
+    await expect((await backendWith80(untouched)).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(/xtables lock/);
     expect(untouched.restores()).toHaveLength(1);
   });
 
@@ -149,8 +192,9 @@ describe('IptablesBackend.apply', () => {
   });
 
   it('says so when the undo fails too', async () => {
-    const runner = new ScriptedRunner(() => ({ exitCode: 1, stderr: 'iptables-restore: line 5 failed\n' }));
-    await expect(backendWith(runner).apply({ remove: [], add: [rule(80)] })).rejects.toThrow(
+    // 1 *nat, 2 -A, 3 COMMIT, 4 *filter, 5 -A, 6 COMMIT
+    const runner = new ScriptedRunner(failsRestores({ exitCode: 1, stderr: 'iptables-restore: line 5 failed\n' }));
+    await expect((await backendWith80(runner)).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(
       /applying the change set.*; iptables-restore failed undoing the nat part/,
     );
   });
@@ -219,6 +263,6 @@ describe('iptables plugin', () => {
     expect(backend).toBeInstanceOf(IptablesBackend);
     expect(
       backend.render({ remove: [], add: [{ remoteHost: '', externalPort: 8080, protocol: 'TCP', internalClient: '192.168.1.2', internalPort: 80 }] }, []),
-    ).toContain('iptables -t nat -A UPNPD-PREROUTING -i wan0 -p tcp -m tcp --dport 8080');
+    ).toContain('iptables -t nat -A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080');
   });
 });

@@ -72,16 +72,17 @@ describe('installedMappings with many mappings', () => {
       internalClient: `192.168.77.${(i % 100) + 2}`,
       internalPort: 20000 + i,
     }));
-    const saved = buildRestoreScript({ remove: [], add: specs }, options).replace(/^-I /gm, '-A ');
+    const saved = buildRestoreScript({ remove: [], add: specs }, options).script.replace(/^-I /gm, '-A ');
     const lines = saved.split('\n');
     // The ACCEPT of the mapping on 20007 is gone; the rules of 20009 leaked twice (nat and filter).
-    const withoutAccept = lines.filter((l) => !(l.includes('FORWARD') && l.includes('tcp/20007 ')));
+    const withoutAccept = lines.filter((l) => !(l.startsWith('-A UPNPD-FORWARD.') && l.includes('tcp/20007 ')));
     const duplicated = withoutAccept.flatMap((l) => (l.includes('tcp/20009 ') ? [l, l] : [l]));
     const installed = installedMappings(parseSave(duplicated.join('\n')), options);
     const expected = specs.filter((s) => s.externalPort !== 20007).flatMap((s) => (s.externalPort === 20009 ? [s, s] : [s]));
     expect(installed).toEqual(expected);
     // Filter rules in another order than nat (a hand-made or restored ruleset) pair all the same.
-    const filterReversed = [...duplicated.filter((l) => !l.includes('FORWARD')), ...duplicated.filter((l) => l.includes('FORWARD')).reverse()];
+    const inFilter = (l: string) => l.startsWith('*filter') || l.includes('UPNPD-FORWARD');
+    const filterReversed = [...duplicated.filter((l) => !inFilter(l)), '*filter', ...duplicated.filter((l) => inFilter(l) && l !== '*filter').reverse()];
     expect(installedMappings(parseSave(filterReversed.join('\n')), options)).toHaveLength(expected.length);
   });
 });
