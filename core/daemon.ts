@@ -7,7 +7,7 @@ import type { LeaseHolder } from './mapping/state-file.js';
 import type { Pinhole } from './mapping/pinhole.js';
 import type { CommandRunner } from './command-runner.js';
 import { LanHosts } from './net/lan-hosts.js';
-import type { FrontEnd } from './front-end.js';
+import type { FrontEnd, LanAddresses } from './front-end.js';
 import type { Logger } from './logger.js';
 import type { ReconcileStats } from './mapping/reconciler.js';
 import { MappingService } from './mapping/service.js';
@@ -264,10 +264,11 @@ export class Daemon {
   }
 
   /**
-   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): every front-end stops and is
-   * built again on the new addresses (UPnP says byebye for the old ones and announces the new
-   * LOCATION with the next BOOTID; NAT-PMP/PCP rebind their sockets and announce again). Policies
-   * keep the LAN subnets they were given at start (logged).
+   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`, an IPv6 address whose
+   * duplicate address detection ended): each front-end serves the new addresses in place
+   * (`FrontEnd.updateLan`: listeners added and removed, the others answering all along; UPnP
+   * announces the new LOCATIONs with the next BOOTID). One without it, or that cannot, is stopped
+   * and built again on the new addresses. Policies keep the LAN subnets they were given at start (logged).
    */
   private watchLan(
     initial: readonly InterfaceAddress[],
@@ -295,20 +296,11 @@ export class Daemon {
           if (described === current) return;
           this.logger.info(
             { previous: current, current: described },
-            `LAN addresses changed (${current} -> ${described}): the front-ends start again on the new addresses; policies keep the LAN subnets of the start until a restart`,
+            `LAN addresses changed (${current} -> ${described}): the front-ends serve the new addresses; policies keep the LAN subnets of the start until a restart`,
           );
-          for (const old of [...this.frontEndList].reverse()) {
-            await old.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${old.name} failed: ${messageOf(err)}`));
-          }
-          this.frontEndList = await Promise.all(builders.map((build) => build(next, nextIpv6, { lanChanged: true })));
-          // Together: one front-end's slow start (SSDP's announcements) does not keep the others silent.
-          await Promise.all(
-            this.frontEndList.map((replacement) =>
-              replacement.start().then(
-                () => started([replacement]),
-                (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
-              ),
-            ),
+          // Together: one front-end's slow update (SSDP's announcements) does not keep the others waiting.
+          this.frontEndList = await Promise.all(
+            this.frontEndList.map((frontEnd, i) => this.serveChangedLan(frontEnd, builders[i]!, { lan: next, lanIpv6: nextIpv6 }, started)),
           );
           current = described;
           const previousIpv6 = this.servedIpv6;
@@ -326,6 +318,30 @@ export class Daemon {
       }, LAN_CHANGE_SETTLE_MS);
       timer.unref();
     });
+  }
+
+  /** One front-end on changed LAN addresses: updated in place, or else stopped and built again. Returns the one that runs now. */
+  private async serveChangedLan(
+    frontEnd: FrontEnd,
+    build: FrontEndBuilder,
+    lan: LanAddresses,
+    started: (frontEnds: readonly FrontEnd[]) => void,
+  ): Promise<FrontEnd> {
+    const updated = await (frontEnd.updateLan?.(lan) ?? Promise.resolve(false)).catch((err: unknown) => {
+      this.logger.error({ err }, `${frontEnd.name} could not serve the new LAN addresses in place, starting it again: ${messageOf(err)}`);
+      return false;
+    });
+    if (updated) {
+      started([frontEnd]);
+      return frontEnd;
+    }
+    await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
+    const replacement = await build(lan.lan, lan.lanIpv6, { lanChanged: true });
+    await replacement.start().then(
+      () => started([replacement]),
+      (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
+    );
+    return replacement;
   }
 
   status(): DaemonStatus {
@@ -448,13 +464,14 @@ interface FrontEndServices {
 function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services: FrontEndServices): FrontEndBuilder[] {
   const { mappings, limits, wan, clock, logger, network } = services;
   let upnp: UpnpIgdFrontEnd | undefined;
+  // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
+  const nextBootId = async () => (config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1);
   const upnpBuilder: FrontEndBuilder = async (lan, lanIpv6, when) => {
-    // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
-    const bootId = !when?.lanChanged ? services.bootId : config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1;
-    if (when?.lanChanged) logger.info({ bootId }, `LAN addresses changed (UPnP IGD): re-announcing with BOOTID ${bootId}`);
+    const bootId = when?.lanChanged ? await nextBootId() : services.bootId;
+    if (when?.lanChanged) logger.info({ bootId }, `LAN addresses changed (UPnP IGD): starting again with BOOTID ${bootId}`);
     // A replacement keeps the HTTP port of the one it replaces, so that cached URLs stay valid.
     const preferredHttpPort = when?.lanChanged ? upnp?.httpPort : undefined;
-    upnp = new UpnpIgdFrontEnd({ config, limits, bootId, logger, mappings, network, clock, lan, lanIpv6, preferredHttpPort, wan });
+    upnp = new UpnpIgdFrontEnd({ config, limits, bootId, nextBootId, logger, mappings, network, clock, lan, lanIpv6, preferredHttpPort, wan });
     return upnp;
   };
   const plugins = driver.plugins.flatMap((plugin): FrontEndBuilder[] => {
