@@ -79,24 +79,32 @@ require('http').get(process.argv[1], { timeout: 3000 }, (res) => { res.resume();
   .on('timeout', function () { this.destroy(new Error('timeout')); });
 `;
 
-describeNetns('a LAN address change while upnpd runs', ['ip', 'iptables', 'upnpc', 'natpmpc'], () => {
-  let testbed: Testbed;
-  let daemon: RunningDaemon;
-  let listener: NamespaceProcess;
-
+/**
+ * A testbed, upnpd in its gateway serving the LAN bridge, and the SSDP LISTENER on the LAN host
+ * (once it has the answer to its search), for the tests of the enclosing describe block.
+ */
+function useListeningTestbed(): { testbed: Testbed; daemon: RunningDaemon; listener: NamespaceProcess } {
+  const running = {} as { testbed: Testbed; daemon: RunningDaemon; listener: NamespaceProcess };
   beforeAll(async () => {
-    testbed = await createTestbed();
-    daemon = await startDaemonInGateway(testbed, ['--lan', testbed.lanInterface, '--wan', testbed.wanInterface, '--backend', 'iptables']);
-    listener = NamespaceProcess.start(testbed.lan, [process.execPath, '-e', LISTENER, testbed.addresses.lanClient]);
-    await listener.waitFor(/RESPONSE http/, NOTICE_MS);
+    running.testbed = await createTestbed();
+    const { testbed } = running;
+    running.daemon = await startDaemonInGateway(testbed, ['--lan', testbed.lanInterface, '--wan', testbed.wanInterface, '--backend', 'iptables']);
+    running.listener = NamespaceProcess.start(testbed.lan, [process.execPath, '-e', LISTENER, testbed.addresses.lanClient]);
+    await running.listener.waitFor(/RESPONSE http/, NOTICE_MS);
   });
   afterAll(async () => {
-    await listener?.kill();
-    await daemon?.stop();
-    await testbed?.destroy();
+    await running.listener?.kill();
+    await running.daemon?.stop();
+    await running.testbed?.destroy();
   });
+  return running;
+}
+
+describeNetns('a LAN address change while upnpd runs', ['ip', 'iptables', 'upnpc', 'natpmpc'], () => {
+  const running = useListeningTestbed();
 
   it('re-announces: byebye, then alive with the new LOCATION and a higher BOOTID, and serves there', async () => {
+    const { testbed, daemon, listener } = running;
     const { gatewayLan, lanClient, prefixLength } = testbed.addresses;
     const oldLocation = daemon.url;
     expect(oldLocation).toContain(`http://${gatewayLan}:`);
@@ -138,28 +146,15 @@ describeNetns('a LAN address added while upnpd runs (IPv6 with duplicate address
   const ADDED_IPV6 = 'fd00:77::1';
   const CLIENT_IPV6 = 'fd00:77::10';
   const LOOP_MS = 15_000;
-  let testbed: Testbed;
-  let daemon: RunningDaemon;
-  let listener: NamespaceProcess;
-
-  beforeAll(async () => {
-    testbed = await createTestbed();
-    daemon = await startDaemonInGateway(testbed, ['--lan', testbed.lanInterface, '--wan', testbed.wanInterface, '--backend', 'iptables']);
-    listener = NamespaceProcess.start(testbed.lan, [process.execPath, '-e', LISTENER, testbed.addresses.lanClient]);
-    await listener.waitFor(/RESPONSE http/, NOTICE_MS);
-  });
-  afterAll(async () => {
-    await listener?.kill();
-    await daemon?.stop();
-    await testbed?.destroy();
-  });
+  const running = useListeningTestbed();
 
   const fetchFromLan = async (url: string) => {
-    const r = await testbed.lan.runner().run(process.execPath, ['-e', FETCH, url], { timeoutMs: 10_000 });
+    const r = await running.testbed.lan.runner().run(process.execPath, ['-e', FETCH, url], { timeoutMs: 10_000 });
     return r.stdout.trim() || r.stderr.trim();
   };
 
   it('serves the new addresses once ready, and the requests on the others all get answers meanwhile', async () => {
+    const { testbed, daemon, listener } = running;
     const { gatewayLan, prefixLength } = testbed.addresses;
     const port = new URL(daemon.url).port;
     const loop = NamespaceProcess.start(testbed.lan, [process.execPath, '-e', REQUEST_LOOP, daemon.url, gatewayLan, String(LOOP_MS)]);
