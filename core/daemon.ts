@@ -6,7 +6,7 @@ import { ConfigError, messageOf } from './errors.js';
 import type { LeaseHolder } from './mapping/state-file.js';
 import type { Pinhole } from './mapping/pinhole.js';
 import type { CommandRunner } from './command-runner.js';
-import { LanHosts } from './net/lan-hosts.js';
+import { DEFAULT_NEIGHBOUR_SETTINGS, LanHosts, NeighbourCache } from './net/lan-hosts.js';
 import type { FrontEnd, LanAddresses } from './front-end.js';
 import type { Logger } from './logger.js';
 import type { ReconcileStats } from './mapping/reconciler.js';
@@ -154,15 +154,19 @@ export class Daemon {
     return () => this.ipv6Listeners.delete(listener);
   }
   private stopWatchingWan: (() => void) | undefined;
+  private stopWatchingNeighbours: (() => void) | undefined;
 
   /**
    * Pinholes open only to LAN hosts' own addresses, checked in the neighbour table (with `commands`;
    * without, only the address a client spoke from), on the LAN IPv6 prefixes served now; when the
    * prefixes change (a new delegated prefix), pinholes to addresses that left the LAN are closed.
    */
-  private guardPinholes(commands: CommandRunner | undefined): void {
+  private guardPinholes(commands: CommandRunner | undefined, network: NetworkInfo): void {
     if (commands) {
-      const hosts = new LanHosts(this.config.lan, commands, () => this.lanIpv6);
+      // The neighbour events (from the `ip monitor` already running for the addresses) spare most checks a process.
+      const cache = network.watchNeighbours && new NeighbourCache(this.config.lan, (onEvent) => network.watchNeighbours!(onEvent));
+      this.stopWatchingNeighbours = cache && (() => cache.close());
+      const hosts = new LanHosts(this.config.lan, commands, () => this.lanIpv6, DEFAULT_NEIGHBOUR_SETTINGS, cache);
       this.mappings.checkPinholeTargets((internalClient, requester) => hosts.refuse(internalClient, requester));
     }
     this.onLanIpv6Change((current) => {
@@ -233,7 +237,7 @@ export class Daemon {
     daemon.stopWatchingWan = wan.onChange((current, previous) => {
       void driver.hookParallel('onExternalAddressChange', { previous: previous ?? '', current: current ?? '' });
     });
-    daemon.guardPinholes(deps.commands);
+    daemon.guardPinholes(deps.commands, network);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
@@ -382,6 +386,7 @@ export class Daemon {
       this.stopWatchingLan?.();
       await this.lanChange;
       this.stopWatchingWan?.();
+      this.stopWatchingNeighbours?.();
       this.heapTrimmer.stop();
       await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
