@@ -30,8 +30,6 @@ function describeLan(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): string
   return [...lan.map((a) => `${a.interface}:${a.address}/${a.prefixLength}`).sort(), ...lanIpv6.describe()].join(', ');
 }
 
-/** The UPnP front-end as a LAN change sees it: its BOOTID and HTTP port carry over to its replacement. */
-
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
 
@@ -184,7 +182,7 @@ export class Daemon {
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
-  /** The protocol front-ends, as they run now (each is replaced when a LAN address changes). */
+  /** The protocol front-ends, as they run now (one that cannot take a LAN address change in place is replaced). */
   get frontEnds(): readonly FrontEnd[] {
     return this.frontEndList;
   }
@@ -244,9 +242,13 @@ export class Daemon {
       await daemon.stop();
       throw err;
     }
-    // With httpPort 0 the port is known only now (and a state file could not have named it).
+    // With httpPort 0 the port is known only now (and a state file could not have named it); a LAN
+    // address added while running is the gateway's own as well.
     const rememberOwnPorts = (started: readonly FrontEnd[]) => {
-      for (const url of started.flatMap((f) => f.describe?.() ?? [])) ownPorts.add(Number(new URL(url).port));
+      for (const url of started.flatMap((f) => f.describe?.() ?? []).map((u) => new URL(u))) {
+        ownPorts.add(Number(url.port));
+        ownAddresses.add(url.hostname);
+      }
     };
     rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
