@@ -6,8 +6,8 @@ import { ConfigError, messageOf } from './errors.js';
 import type { LeaseHolder } from './mapping/state-file.js';
 import type { Pinhole } from './mapping/pinhole.js';
 import type { CommandRunner } from './command-runner.js';
-import { LanHosts } from './net/lan-hosts.js';
-import type { FrontEnd } from './front-end.js';
+import { DEFAULT_NEIGHBOUR_SETTINGS, LanHosts, NeighbourCache } from './net/lan-hosts.js';
+import type { FrontEnd, LanAddresses } from './front-end.js';
 import type { Logger } from './logger.js';
 import type { ReconcileStats } from './mapping/reconciler.js';
 import { MappingService } from './mapping/service.js';
@@ -29,8 +29,6 @@ const LAN_CHANGE_SETTLE_MS = 500;
 function describeLan(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): string {
   return [...lan.map((a) => `${a.interface}:${a.address}/${a.prefixLength}`).sort(), ...lanIpv6.describe()].join(', ');
 }
-
-/** The UPnP front-end as a LAN change sees it: its BOOTID and HTTP port carry over to its replacement. */
 
 /** Keys a SIGHUP reload can change in place; everything else needs a restart. */
 const RELOADABLE_KEYS = new Set(['logLevel', 'lease']);
@@ -156,15 +154,19 @@ export class Daemon {
     return () => this.ipv6Listeners.delete(listener);
   }
   private stopWatchingWan: (() => void) | undefined;
+  private stopWatchingNeighbours: (() => void) | undefined;
 
   /**
    * Pinholes open only to LAN hosts' own addresses, checked in the neighbour table (with `commands`;
    * without, only the address a client spoke from), on the LAN IPv6 prefixes served now; when the
    * prefixes change (a new delegated prefix), pinholes to addresses that left the LAN are closed.
    */
-  private guardPinholes(commands: CommandRunner | undefined): void {
+  private guardPinholes(commands: CommandRunner | undefined, network: NetworkInfo): void {
     if (commands) {
-      const hosts = new LanHosts(this.config.lan, commands, () => this.lanIpv6);
+      // The neighbour events (from the `ip monitor` already running for the addresses) spare most checks a process.
+      const cache = network.watchNeighbours && new NeighbourCache(this.config.lan, (onEvent) => network.watchNeighbours!(onEvent));
+      this.stopWatchingNeighbours = cache && (() => cache.close());
+      const hosts = new LanHosts(this.config.lan, commands, () => this.lanIpv6, DEFAULT_NEIGHBOUR_SETTINGS, cache);
       this.mappings.checkPinholeTargets((internalClient, requester) => hosts.refuse(internalClient, requester));
     }
     this.onLanIpv6Change((current) => {
@@ -182,7 +184,7 @@ export class Daemon {
   /** LAN address changes are handled one after another. */
   private lanChange: Promise<void> = Promise.resolve();
 
-  /** The protocol front-ends, as they run now (each is replaced when a LAN address changes). */
+  /** The protocol front-ends, as they run now (one that cannot take a LAN address change in place is replaced). */
   get frontEnds(): readonly FrontEnd[] {
     return this.frontEndList;
   }
@@ -235,16 +237,20 @@ export class Daemon {
     daemon.stopWatchingWan = wan.onChange((current, previous) => {
       void driver.hookParallel('onExternalAddressChange', { previous: previous ?? '', current: current ?? '' });
     });
-    daemon.guardPinholes(deps.commands);
+    daemon.guardPinholes(deps.commands, network);
     try {
       for (const frontEnd of frontEnds) await frontEnd.start();
     } catch (err) {
       await daemon.stop();
       throw err;
     }
-    // With httpPort 0 the port is known only now (and a state file could not have named it).
+    // With httpPort 0 the port is known only now (and a state file could not have named it); a LAN
+    // address added while running is the gateway's own as well.
     const rememberOwnPorts = (started: readonly FrontEnd[]) => {
-      for (const url of started.flatMap((f) => f.describe?.() ?? [])) ownPorts.add(Number(new URL(url).port));
+      for (const url of started.flatMap((f) => f.describe?.() ?? []).map((u) => new URL(u))) {
+        ownPorts.add(Number(url.port));
+        ownAddresses.add(url.hostname);
+      }
     };
     rememberOwnPorts(frontEnds);
     daemon.heapTrimmer.start();
@@ -266,10 +272,11 @@ export class Daemon {
   }
 
   /**
-   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`): every front-end stops and is
-   * built again on the new addresses (UPnP says byebye for the old ones and announces the new
-   * LOCATION with the next BOOTID; NAT-PMP/PCP rebind their sockets and announce again). Policies
-   * keep the LAN subnets they were given at start (logged).
+   * A LAN address change (DHCP on a LAN bridge, an admin's `ip addr`, an IPv6 address whose
+   * duplicate address detection ended): each front-end serves the new addresses in place
+   * (`FrontEnd.updateLan`: listeners added and removed, the others answering all along; UPnP
+   * announces the new LOCATIONs with the next BOOTID). One without it, or that cannot, is stopped
+   * and built again on the new addresses. Policies keep the LAN subnets they were given at start (logged).
    */
   private watchLan(
     initial: readonly InterfaceAddress[],
@@ -297,20 +304,11 @@ export class Daemon {
           if (described === current) return;
           this.logger.info(
             { previous: current, current: described },
-            `LAN addresses changed (${current} -> ${described}): the front-ends start again on the new addresses; policies keep the LAN subnets of the start until a restart`,
+            `LAN addresses changed (${current} -> ${described}): the front-ends serve the new addresses; policies keep the LAN subnets of the start until a restart`,
           );
-          for (const old of [...this.frontEndList].reverse()) {
-            await old.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${old.name} failed: ${messageOf(err)}`));
-          }
-          this.frontEndList = await Promise.all(builders.map((build) => build(next, nextIpv6, { lanChanged: true })));
-          // Together: one front-end's slow start (SSDP's announcements) does not keep the others silent.
-          await Promise.all(
-            this.frontEndList.map((replacement) =>
-              replacement.start().then(
-                () => started([replacement]),
-                (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
-              ),
-            ),
+          // Together: one front-end's slow update (SSDP's announcements) does not keep the others waiting.
+          this.frontEndList = await Promise.all(
+            this.frontEndList.map((frontEnd, i) => this.serveChangedLan(frontEnd, builders[i]!, { lan: next, lanIpv6: nextIpv6 }, started)),
           );
           current = described;
           const previousIpv6 = this.servedIpv6;
@@ -328,6 +326,30 @@ export class Daemon {
       }, LAN_CHANGE_SETTLE_MS);
       timer.unref();
     });
+  }
+
+  /** One front-end on changed LAN addresses: updated in place, or else stopped and built again. Returns the one that runs now. */
+  private async serveChangedLan(
+    frontEnd: FrontEnd,
+    build: FrontEndBuilder,
+    lan: LanAddresses,
+    started: (frontEnds: readonly FrontEnd[]) => void,
+  ): Promise<FrontEnd> {
+    const updated = await (frontEnd.updateLan?.(lan) ?? Promise.resolve(false)).catch((err: unknown) => {
+      this.logger.error({ err }, `${frontEnd.name} could not serve the new LAN addresses in place, starting it again: ${messageOf(err)}`);
+      return false;
+    });
+    if (updated) {
+      started([frontEnd]);
+      return frontEnd;
+    }
+    await frontEnd.stop().catch((err: unknown) => this.logger.error({ err }, `stopping ${frontEnd.name} failed: ${messageOf(err)}`));
+    const replacement = await build(lan.lan, lan.lanIpv6, { lanChanged: true });
+    await replacement.start().then(
+      () => started([replacement]),
+      (err: unknown) => this.logger.error({ err }, `${replacement.name} could not start on the new addresses: ${messageOf(err)}`),
+    );
+    return replacement;
   }
 
   status(): DaemonStatus {
@@ -369,6 +391,7 @@ export class Daemon {
       this.stopWatchingLan?.();
       await this.lanChange;
       this.stopWatchingWan?.();
+      this.stopWatchingNeighbours?.();
       this.heapTrimmer.stop();
       await this.mappings.reconciler.stop();
       for (const frontEnd of [...this.frontEnds].reverse()) {
@@ -451,13 +474,14 @@ interface FrontEndServices {
 function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services: FrontEndServices): FrontEndBuilder[] {
   const { mappings, limits, wan, clock, logger, network } = services;
   let upnp: UpnpIgdFrontEnd | undefined;
+  // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
+  const nextBootId = async () => (config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1);
   const upnpBuilder: FrontEndBuilder = async (lan, lanIpv6, when) => {
-    // After a LAN change it announces the next BOOTID: from the state directory, else one more than before.
-    const bootId = !when?.lanChanged ? services.bootId : config.stateDir ? await persistedBootId(config.stateDir, logger) : (upnp?.bootId ?? 0) + 1;
-    if (when?.lanChanged) logger.info({ bootId }, `LAN addresses changed (UPnP IGD): re-announcing with BOOTID ${bootId}`);
+    const bootId = when?.lanChanged ? await nextBootId() : services.bootId;
+    if (when?.lanChanged) logger.info({ bootId }, `LAN addresses changed (UPnP IGD): starting again with BOOTID ${bootId}`);
     // A replacement keeps the HTTP port of the one it replaces, so that cached URLs stay valid.
     const preferredHttpPort = when?.lanChanged ? upnp?.httpPort : undefined;
-    upnp = new UpnpIgdFrontEnd({ config, limits, bootId, logger, mappings, network, clock, lan, lanIpv6, preferredHttpPort, wan });
+    upnp = new UpnpIgdFrontEnd({ config, limits, bootId, nextBootId, logger, mappings, network, clock, lan, lanIpv6, preferredHttpPort, wan });
     return upnp;
   };
   const plugins = driver.plugins.flatMap((plugin): FrontEndBuilder[] => {

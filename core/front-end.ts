@@ -19,6 +19,20 @@ export interface FrontEnd {
   describe?(): string[];
   /** What the operations status shows of this front-end (e.g. the external address it reports). */
   status?(): Readonly<Record<string, unknown>>;
+  /**
+   * Optional: the LAN addresses changed while running (one added when its duplicate address
+   * detection ended, one removed, a renumbering). Serve `lan` from now on in place: listen on the
+   * addresses added, stop listening on those removed, and keep the others answering without a
+   * break. Resolves false when it cannot (the daemon then stops it and builds it again with the
+   * factory, as it does for a front-end without this method).
+   */
+  updateLan?(lan: LanAddresses): Promise<boolean>;
+}
+
+/** The LAN addresses a front-end serves (FrontEndContext's `lan` and `lanIpv6`). */
+export interface LanAddresses {
+  readonly lan: readonly InterfaceAddress[];
+  readonly lanIpv6: Ipv6Lan;
 }
 
 /**
@@ -75,6 +89,7 @@ export interface FrontEndContext {
 /**
  * The front-end slot of a plugin (`Plugin.frontEnd`): the daemon calls it once the plugins are
  * provisioned and the saved mappings restored, then starts what it returns. When the LAN addresses
- * change, the running front-end is stopped and the factory is called again with the new ones.
+ * change, the running front-end's `updateLan` serves the new ones; without it (or when it resolves
+ * false) the front-end is stopped and the factory is called again with the new ones.
  */
 export type FrontEndFactory = (context: FrontEndContext) => FrontEnd;

@@ -53,7 +53,7 @@ export {
 } from './errors.js';
 export type { Clock } from './clock.js';
 // For protocol front-end plugins (Plugin.frontEnd): what the daemon hands them.
-export type { ExternalAddress, FrontEnd, FrontEndContext, FrontEndFactory, FrontEndMappings } from './front-end.js';
+export type { ExternalAddress, FrontEnd, FrontEndContext, FrontEndFactory, FrontEndMappings, LanAddresses } from './front-end.js';
 export type { AddAnyOptions } from './mapping/service.js';
 export type { ClientLimits, ClientLimitSettings } from './limits/client-limits.js';
 export type { RateDecision } from './limits/rate-limiter.js';

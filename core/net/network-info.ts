@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { isIPv4 } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { readIpv6Addresses, type Ipv6InterfaceAddress } from './ipv6.js';
@@ -46,7 +46,27 @@ export interface NetworkInfo {
    * (the caller reads again what it needs). Returns a function that stops watching.
    */
   watchAddresses?(onChange: () => void): () => void;
+  /**
+   * Optional: tells `onEvent` of each change of the kernel's neighbour table (an entry resolved,
+   * its link-layer address or state changed, or deleted), and once with `lost` when events may
+   * have been missed from then on (the watch ended). Returns a function that stops watching.
+   */
+  watchNeighbours?(onEvent: (event: NeighbourEvent) => void): () => void;
 }
+
+/** A change of the neighbour table (`ip monitor neigh`), or `lost`: events may be missed from now on. */
+export type NeighbourEvent =
+  | {
+      readonly kind: 'neighbour';
+      readonly address: string;
+      readonly dev: string;
+      /** Absent when the entry has none (FAILED, INCOMPLETE). */
+      readonly lladdr?: string;
+      /** NUD states (REACHABLE, STALE, ...). */
+      readonly states: readonly string[];
+      readonly deleted: boolean;
+    }
+  | { readonly kind: 'lost' };
 
 export class OsNetworkInfo implements NetworkInfo {
   ipv4Addresses(iface: string): InterfaceAddress[] {
@@ -73,30 +93,40 @@ export class OsNetworkInfo implements NetworkInfo {
     return readLinkState(iface);
   }
 
-  /** Who is told of address events; one `ip monitor` runs while there is anyone. */
+  /** Who is told of address and neighbour events; one `ip monitor` runs while there is anyone. */
   private readonly addressWatchers = new Set<() => void>();
+  private readonly neighbourWatchers = new Set<(event: NeighbourEvent) => void>();
   private stopMonitor: (() => void) | undefined;
 
   /**
-   * The kernel's address events through a long-lived `ip -o monitor address` (one line per
-   * event), one process however many watch (the WAN address and the LAN's: 2.5 MB of RSS each).
-   * Where `ip` cannot run, nothing is reported and callers keep polling.
+   * The kernel's address events through a long-lived `ip -o monitor label address neigh` (one
+   * line per event), one process however many watch addresses or neighbours (the WAN address, the
+   * LAN's, the pinhole owners': 2.5 MB of RSS each). Where `ip` cannot run, nothing is reported
+   * and callers keep polling.
    */
   watchAddresses(onChange: () => void): () => void {
     // Each call its own entry, even for the same function.
-    const watcher = () => onChange();
-    this.addressWatchers.add(watcher);
-    this.stopMonitor ??= this.startAddressMonitor();
+    return this.watch(this.addressWatchers, () => onChange());
+  }
+
+  /** Neighbour events from the same `ip monitor` as the address events. */
+  watchNeighbours(onEvent: (event: NeighbourEvent) => void): () => void {
+    return this.watch(this.neighbourWatchers, (event: NeighbourEvent) => onEvent(event));
+  }
+
+  private watch<T>(watchers: Set<T>, watcher: T): () => void {
+    watchers.add(watcher);
+    this.stopMonitor ??= this.startMonitor();
     return () => {
-      this.addressWatchers.delete(watcher);
-      if (this.addressWatchers.size > 0) return;
+      watchers.delete(watcher);
+      if (this.addressWatchers.size + this.neighbourWatchers.size > 0) return;
       this.stopMonitor?.();
       this.stopMonitor = undefined;
     };
   }
 
-  private startAddressMonitor(): () => void {
-    const monitor = execa('ip', ['-o', 'monitor', 'address'], {
+  private startMonitor(): () => void {
+    const monitor = execa('ip', ['-o', 'monitor', 'label', 'address', 'neigh'], {
       buffer: false,
       reject: false,
       stdin: 'ignore',
@@ -104,16 +134,48 @@ export class OsNetworkInfo implements NetworkInfo {
       stderr: 'ignore',
       env: { LC_ALL: 'C' },
     });
+    let stopped = false;
     if (monitor.stdout) {
-      createInterface({ input: monitor.stdout }).on('line', () => {
-        for (const watcher of [...this.addressWatchers]) watcher();
+      createInterface({ input: monitor.stdout }).on('line', (line) => {
+        if (line.startsWith('[NEIGH]')) {
+          const event = parseNeighbourLine(line.slice('[NEIGH]'.length));
+          if (event) for (const watcher of [...this.neighbourWatchers]) watcher(event);
+        } else {
+          for (const watcher of [...this.addressWatchers]) watcher();
+        }
       });
     }
-    void monitor.catch(() => undefined);
+    // Whoever relies on the neighbour events hears that they stopped (unless they asked for it).
+    void monitor
+      .catch(() => undefined)
+      .finally(() => {
+        if (stopped) return;
+        for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'lost' });
+      });
     return () => {
+      stopped = true;
       monitor.kill('SIGKILL');
     };
   }
+}
+
+/** NUD states as `ip neigh` prints them (ip-neighbour(8)). */
+const NEIGHBOUR_STATES = new Set(['PERMANENT', 'NOARP', 'REACHABLE', 'STALE', 'NONE', 'INCOMPLETE', 'DELAY', 'PROBE', 'FAILED']);
+
+/**
+ * One line of `ip -o monitor neigh` (without its label): `[Deleted ]ADDRESS dev DEV [lladdr LL]
+ * [flags] STATE...`. Undefined for a line that is not one (`miss` notices, proxy entries).
+ */
+export function parseNeighbourLine(line: string): NeighbourEvent | undefined {
+  const words = line.trim().split(/\s+/);
+  const deleted = words[0] === 'Deleted';
+  if (deleted) words.shift();
+  const [address, devKeyword, dev] = words;
+  if (address === undefined || devKeyword !== 'dev' || dev === undefined || isIP(address) === 0) return undefined;
+  const lladdrAt = words.indexOf('lladdr');
+  const lladdr = lladdrAt > 0 ? words[lladdrAt + 1]?.toLowerCase() : undefined;
+  const states = words.filter((w) => NEIGHBOUR_STATES.has(w));
+  return { kind: 'neighbour', address, dev, ...(lladdr === undefined ? {} : { lladdr }), states, deleted };
 }
 
 export async function readLinkState(iface: string): Promise<LinkState | null> {

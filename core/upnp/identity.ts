@@ -33,9 +33,12 @@ export interface DeviceUdns {
  * Stable, distinct UDNs derived from a seed (by default the host name and the LAN interfaces),
  * so they survive restarts without any state on disk. Formatted as RFC 4122 name-based UUIDs.
  */
-/** The UDNs of the gateway serving these LAN interfaces on this host (stable across restarts). */
+/**
+ * The UDNs of the gateway serving these LAN interfaces on this host (stable across restarts, and
+ * however many addresses each interface has: one added or removed leaves the device the same).
+ */
 export function udnsForLan(lan: readonly { readonly interface: string }[]): DeviceUdns {
-  return deriveUdns(`${hostname()}/${lan.map((a) => a.interface).join(',')}`);
+  return deriveUdns(`${hostname()}/${[...new Set(lan.map((a) => a.interface))].join(',')}`);
 }
 
 export function deriveUdns(seed: string = hostname()): DeviceUdns {

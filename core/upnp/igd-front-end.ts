@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/schema.js';
-import type { FrontEnd } from '../front-end.js';
+import type { FrontEnd, LanAddresses } from '../front-end.js';
 import type { Logger } from '../logger.js';
 import type { MappingService } from '../mapping/service.js';
 import type { ExternalAddressChangeEvent } from '../mapping/types.js';
@@ -39,6 +39,8 @@ export interface UpnpIgdFrontEndOptions {
   readonly ssdpPort?: number;
   /** BOOTID.UPNP.ORG for this start (persisted with a state directory); from the clock when not given. */
   readonly bootId?: number;
+  /** The BOOTID to announce after a LAN change (persisted with a state directory); one more than the last when not given. */
+  readonly nextBootId?: () => Promise<number>;
   readonly httpLimits?: Partial<HttpLimits>;
   /** The per-client bounds shared with the other front-ends; built from `config.limits` when not given. */
   readonly limits?: ClientLimits;
@@ -75,6 +77,9 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private advertiser: SsdpAdvertiser | undefined;
   private readonly control: SoapControl;
   private announcedBootId: number | undefined;
+  /** The LAN served now (the options' at start; updateLan changes it). */
+  private lan: readonly InterfaceAddress[];
+  private lanIpv6: Ipv6Lan | undefined;
 
   /** The HTTP port listened on (once started). */
   get httpPort(): number {
@@ -94,6 +99,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     this.log = options.logger.child({ component: 'upnp-igd' });
     this.limits = options.limits ?? new ClientLimits(clientLimitSettings(config.limits), options.logger, clock);
     this.views = igdViews(config.upnp.igdVersion);
+    this.lan = lan;
+    this.lanIpv6 = options.lanIpv6;
     this.udns = udnsForLan(lan);
     const version = upnpdVersion();
     this.serverString = serverString(version);
@@ -146,7 +153,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   }
 
   async start(): Promise<void> {
-    const { config, mappings, lan } = this.options;
+    const { config, mappings } = this.options;
     if (this.ownsWan) this.wan.start();
     this.unsubscribes.push(
       mappings.onChange(() => {
@@ -160,8 +167,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     );
     await this.http.start();
     this.advertiser = new SsdpAdvertiser({
-      interfaces: lan,
-      ipv6: this.options.lanIpv6,
+      interfaces: this.lan,
+      ipv6: this.lanIpv6,
       location: (address, igdVersion?: IgdVersion) => this.descriptionUrl(address, igdVersion),
       udns: this.udns,
       igdVersion: this.views[0]!.version,
@@ -176,6 +183,25 @@ export class UpnpIgdFrontEnd implements FrontEnd {
     });
     await this.advertiser.start();
     this.log.info({ urls: this.describe(), configId: this.documents.configId }, 'UPnP IGD listening');
+  }
+
+  /**
+   * Serves changed LAN addresses in place: HTTP listens on the addresses added and closes those
+   * removed, the others answering all along; SSDP follows with the next BOOTID (its LOCATIONs
+   * changed: ssdp:update, then alive). When the LAN interfaces themselves changed, the UDNs (made
+   * from them) would change too: that is another device, so false (the daemon starts it again).
+   */
+  async updateLan({ lan, lanIpv6 }: LanAddresses): Promise<boolean> {
+    const udns = udnsForLan(lan);
+    if (udns.gateway !== this.udns.gateway || !this.advertiser) return false;
+    this.lan = lan;
+    this.lanIpv6 = lanIpv6;
+    await this.http.update(lan, lanIpv6);
+    const bootId = this.options.nextBootId ? await this.options.nextBootId() : (this.announcedBootId ?? 0) + 1;
+    this.log.info({ bootId, urls: this.describe() }, `LAN addresses changed (UPnP IGD): re-announcing with BOOTID ${bootId}`);
+    await this.advertiser.update(lan, lanIpv6, bootId);
+    this.announcedBootId = bootId;
+    return true;
   }
 
   async stop(): Promise<void> {
@@ -200,7 +226,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
 
   /** The description URL on each LAN address, IPv4 first, then IPv6 (link-local ones without their zone). */
   describe(): string[] {
-    return [...this.options.lan, ...(this.options.lanIpv6?.addresses ?? [])].map((address) => this.descriptionUrl(address));
+    return [...this.lan, ...(this.lanIpv6?.addresses ?? [])].map((address) => this.descriptionUrl(address));
   }
 
   /**

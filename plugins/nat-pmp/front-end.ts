@@ -1,5 +1,15 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { SubnetSet, messageOf, type FrontEnd, type FrontEndContext, type InterfaceAddress, type Ipv6InterfaceAddress, type Logger } from 'upnpd';
+import {
+  SubnetSet,
+  messageOf,
+  type FrontEnd,
+  type FrontEndContext,
+  type InterfaceAddress,
+  type Ipv6InterfaceAddress,
+  type Ipv6Lan,
+  type LanAddresses,
+  type Logger,
+} from 'upnpd';
 import { ANNOUNCEMENTS, Announcer } from './announcer.js';
 import { NAT_PMP_VERSION, NatPmpResult, natPmpErrorResponse } from './codec.js';
 import type { Epoch } from './epoch.js';
@@ -30,9 +40,11 @@ interface Listener {
 export class NatPmpFrontEnd implements FrontEnd {
   readonly name = 'nat-pmp';
   private readonly log: Logger;
-  private readonly served: readonly InterfaceAddress[];
-  private readonly servedIpv6: readonly Ipv6InterfaceAddress[];
-  private readonly lanSubnets: SubnetSet;
+  private served: readonly InterfaceAddress[] = [];
+  private servedIpv6: readonly Ipv6InterfaceAddress[] = [];
+  private lanSubnets = new SubnetSet([]);
+  /** The LAN IPv6 side served now (the context's at start; updateLan changes it). */
+  private lanIpv6: Ipv6Lan;
   private readonly natPmp: NatPmpHandler;
   private readonly pcp: PcpHandler;
   private readonly announcer: Announcer;
@@ -48,11 +60,8 @@ export class NatPmpFrontEnd implements FrontEnd {
     private readonly epoch: Epoch,
   ) {
     this.log = context.logger.child({ component: 'nat-pmp' });
-    const { dryRun, lanFromCommandLine } = context.config;
-    this.served = dryRun && lanFromCommandLine ? [LOOPBACK] : context.lan.filter((a) => !dryRun || a.address.startsWith('127.'));
-    // IPv6 in dry-run: ::1 only, as IPv4 keeps to loopback.
-    this.servedIpv6 = options.pcp ? context.lanIpv6.addresses.filter((a) => !dryRun || a.address === '::1') : [];
-    this.lanSubnets = new SubnetSet(this.served);
+    this.lanIpv6 = context.lanIpv6;
+    this.serve(context);
     const requests = new MappingRequests(context, options);
     const external = () => context.external.externalAddress;
     const seconds = () => epoch.seconds();
@@ -63,22 +72,69 @@ export class NatPmpFrontEnd implements FrontEnd {
 
   async start(): Promise<void> {
     await this.epoch.externalAddressIs(this.context.external.externalAddress);
-    const addresses = [
-      ...this.served.map((lan) => ({ lan, bound: lan.address, ipv6: false })),
-      ...this.servedIpv6.map((a) => ({ lan: a, bound: a.linkLocal ? `${a.address}%${a.interface}` : a.address, ipv6: true })),
-    ];
-    for (const { lan, bound, ipv6 } of addresses) {
-      // One address that cannot be bound (another NAT-PMP server holds it, an IPv6 address gone) leaves the others served.
-      await this.listen(lan, bound, ipv6).then(
-        (listener) => this.listeners.push(listener),
-        (err: unknown) => this.log.error({ err, address: bound }, `NAT-PMP/PCP cannot listen on ${bound} port ${this.options.port}: ${messageOf(err)}`),
-      );
-    }
+    await this.listenOnServed();
     this.unsubscribe = this.context.external.onChange((current) => {
       void this.epoch.externalAddressIs(current).then(() => this.startAnnouncing());
     });
     this.startAnnouncing();
     this.log.info({ addresses: this.describe() }, `NAT-PMP${this.options.pcp ? ' and PCP' : ''} listening on ${this.describe().join(', ')}`);
+  }
+
+  /**
+   * Serves changed LAN addresses in place: a socket for each address added, none left on those
+   * removed, the others answering all along. A new IPv4 address is announced from (the epoch goes
+   * on: the mappings did not change).
+   */
+  updateLan(lan: LanAddresses): Promise<boolean> {
+    this.serve(lan);
+    const wanted = new Set(this.addresses().map((a) => a.bound));
+    const gone = this.listeners.filter((l) => !wanted.has(l.bound));
+    this.listeners = this.listeners.filter((l) => wanted.has(l.bound));
+    this.announcing = this.announcing.filter((l) => wanted.has(l.bound));
+    return Promise.all(gone.map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))))
+      .then(() => this.listenOnServed())
+      .then((added) => {
+        if (added.some((l) => !l.ipv6)) this.startAnnouncing();
+        this.log.info(
+          { addresses: this.describe() },
+          `LAN addresses changed: NAT-PMP${this.options.pcp ? ' and PCP' : ''} listening on ${this.describe().join(', ')}`,
+        );
+        return true;
+      });
+  }
+
+  /** Which of the LAN addresses given are served (loopback only in dry-run; IPv6 only with PCP). */
+  private serve({ lan, lanIpv6 }: LanAddresses): void {
+    const { dryRun, lanFromCommandLine } = this.context.config;
+    this.served = dryRun && lanFromCommandLine ? [LOOPBACK] : lan.filter((a) => !dryRun || a.address.startsWith('127.'));
+    // IPv6 in dry-run: ::1 only, as IPv4 keeps to loopback.
+    this.servedIpv6 = this.options.pcp ? lanIpv6.addresses.filter((a) => !dryRun || a.address === '::1') : [];
+    this.lanSubnets = new SubnetSet(this.served);
+    this.lanIpv6 = lanIpv6;
+  }
+
+  private addresses(): Array<{ lan: InterfaceAddress; bound: string; ipv6: boolean }> {
+    return [
+      ...this.served.map((lan) => ({ lan, bound: lan.address, ipv6: false })),
+      ...this.servedIpv6.map((a) => ({ lan: a, bound: a.linkLocal ? `${a.address}%${a.interface}` : a.address, ipv6: true })),
+    ];
+  }
+
+  /** Listens on each address served that has no socket yet; returns the listeners added. */
+  private async listenOnServed(): Promise<Listener[]> {
+    const added: Listener[] = [];
+    for (const { lan, bound, ipv6 } of this.addresses()) {
+      if (this.listeners.some((l) => l.bound === bound)) continue;
+      // One address that cannot be bound (another NAT-PMP server holds it, an IPv6 address gone) leaves the others served.
+      await this.listen(lan, bound, ipv6).then(
+        (listener) => {
+          this.listeners.push(listener);
+          added.push(listener);
+        },
+        (err: unknown) => this.log.error({ err, address: bound }, `NAT-PMP/PCP cannot listen on ${bound} port ${this.options.port}: ${messageOf(err)}`),
+      );
+    }
+    return added;
   }
 
   async stop(): Promise<void> {
@@ -122,7 +178,7 @@ export class NatPmpFrontEnd implements FrontEnd {
   private async receive(listener: Listener, packet: Buffer, peer: RemoteInfo): Promise<void> {
     // Never anything from outside the LAN (a WAN host sending to the LAN address through the gateway).
     // IPv6: a peer on a LAN prefix or link-local, on the interface of the address it was sent to.
-    const lan = listener.ipv6 ? this.context.lanIpv6.interfaceOf(peer.address) === listener.lan.interface : this.lanSubnets.contains(peer.address);
+    const lan = listener.ipv6 ? this.lanIpv6.interfaceOf(peer.address) === listener.lan.interface : this.lanSubnets.contains(peer.address);
     if (!lan) {
       this.counts.notLan += 1;
       return;

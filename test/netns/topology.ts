@@ -27,7 +27,7 @@ export const TESTBED_ADDRESSES = {
 /**
  * The IPv6 addresses of a testbed created with `ipv6: true`: the documentation prefix
  * 2001:db8::/32 (RFC 3849) and fixed link-local addresses (no address is generated from a MAC, and
- * duplicate address detection is off, so every address is usable at once and none appears later).
+ * these are added without duplicate address detection, so every one is usable at once).
  */
 export const TESTBED_IPV6_ADDRESSES = {
   lanPrefix: '2001:db8:77::/64',
@@ -110,10 +110,8 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
     const wan = await namespace('wan');
     const a = TESTBED_ADDRESSES;
     const gw = (...args: string[]) => gateway.exec('ip', args);
-    // Link-local addresses are ready at once: an address that finished duplicate address detection
-    // after the daemon started is a LAN change, and the daemon restarts its front-ends for it (a
-    // moment in which requests are refused, as on a gateway that starts while its links come up).
-    for (const ns of created) await withoutDuplicateAddressDetection(ns);
+    // Duplicate address detection stays on, as on a real gateway: the LAN bridge's link-local
+    // address is ready a moment after the daemon started, a LAN change served in place.
     if (options.ipv6) for (const ns of created) await withoutAddressGeneration(ns);
 
     // Each veth pair is made inside the gateway with its peer born in the other namespace.
@@ -148,16 +146,9 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
   }
 }
 
-/** No duplicate address detection on links made from now on (their link-local addresses are never tentative). */
-async function withoutDuplicateAddressDetection(ns: TestNamespace): Promise<void> {
-  for (const scope of ['all', 'default']) await ns.exec('sysctl', ['-q', '-w', `net.ipv6.conf.${scope}.accept_dad=0`]);
-}
-
-/** No address generated from a MAC and no duplicate address detection, on links made from now on. */
+/** No address generated from a MAC on links made from now on (the testbed's fixed addresses only). */
 async function withoutAddressGeneration(ns: TestNamespace): Promise<void> {
-  for (const scope of ['all', 'default']) {
-    await ns.exec('sysctl', ['-q', '-w', `net.ipv6.conf.${scope}.accept_dad=0`, `net.ipv6.conf.${scope}.addr_gen_mode=1`]);
-  }
+  for (const scope of ['all', 'default']) await ns.exec('sysctl', ['-q', '-w', `net.ipv6.conf.${scope}.addr_gen_mode=1`]);
 }
 
 async function configureIpv6(ns: { gateway: TestNamespace; lan: TestNamespace; lan2: TestNamespace; wan: TestNamespace }): Promise<void> {

@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { startIgd } from './fixture.js';
 
 /**
- * A LAN address change starts the UPnP front-end again (core/daemon.ts watchLan); with `httpPort`
- * 0 the new one listens on the port of the old one, so that the URLs clients cached stay valid.
+ * A LAN change the UPnP front-end cannot take in place (its LAN interfaces, hence its UDNs,
+ * changed) starts it again (core/daemon.ts serveChangedLan); with `httpPort` 0 the new one listens
+ * on the port of the old one, so that the URLs clients cached stay valid.
  */
 describe('the HTTP port carried over to a replacing front-end', () => {
   it('listens on the preferred port when it is free', async () => {

@@ -30,15 +30,21 @@ function mSearch(...headers: string[]): string {
 }
 
 /** Sends datagrams to the advertiser from `from` and collects what comes back for a while. */
-async function exchange(port: number, datagrams: (string | Buffer)[], from = '127.0.0.1', waitMs = REPLY_WAIT_MS): Promise<Reply[]> {
+async function exchange(port: number, datagrams: (string | Buffer)[], from = '127.0.0.1', waitMs = REPLY_WAIT_MS, to = '127.0.0.1'): Promise<Reply[]> {
   const socket = createSocket('udp4');
   const replies: Reply[] = [];
   socket.on('message', (msg, peer) => replies.push({ text: msg.toString('latin1'), from: `${peer.address}:${peer.port}`, at: performance.now() }));
+  // An unreachable port (nothing bound there) is an ICMP error on this socket: nothing came back.
+  socket.on('error', () => undefined);
   await new Promise<void>((resolve) => socket.bind({ address: from, port: 0 }, resolve));
-  for (const d of datagrams) socket.send(d, port, '127.0.0.1');
+  for (const d of datagrams) socket.send(d, port, to);
   await sleep(waitMs);
   await new Promise<void>((resolve) => socket.close(resolve));
   return replies;
+}
+
+function pick(headers: Map<string, string>, ...names: string[]): Record<string, string | undefined> {
+  return Object.fromEntries(names.map((n) => [n, headers.get(n)]));
 }
 
 function headersOf(text: string): { statusLine: string; headers: Map<string, string> } {
@@ -159,6 +165,36 @@ describe('SSDP advertiser lifecycle', () => {
     expect(await exchange(port, [request])).toHaveLength(0);
     expect(await canBindExclusively('127.0.0.1', port)).toBe(true);
     expect(await canBindExclusively('239.255.255.250', port)).toBe(true);
+  });
+
+  it('serves an address added while running and stops serving one removed, the others answering all along with the next BOOTID', async () => {
+    const port = await freeUdpPort();
+    const first = { interface: 'lo', address: '127.0.0.1', prefixLength: 32 };
+    const second = { interface: 'lo', address: '127.0.0.2', prefixLength: 32 };
+    const advertiser = new SsdpAdvertiser(testAdvertiserOptions(port));
+    const search = (to: string, from: string) =>
+      exchange(port, [mSearch(`HOST: ${to}:${port}`, 'MAN: "ssdp:discover"', 'ST: upnp:rootdevice')], from, REPLY_WAIT_MS, to).then((replies) =>
+        replies.map((r) => ({ from: r.from, ...pick(headersOf(r.text).headers, 'LOCATION', 'BOOTID.UPNP.ORG') })),
+      );
+    await advertiser.start();
+    try {
+      expect(await search('127.0.0.2', '127.0.0.2')).toEqual([]);
+      await advertiser.update([first, second], undefined, 18);
+      expect(await search('127.0.0.2', '127.0.0.2')).toEqual([
+        { from: `127.0.0.2:${port}`, LOCATION: 'http://127.0.0.2:5555/rootDesc.xml', 'BOOTID.UPNP.ORG': '18' },
+      ]);
+      expect(await search('127.0.0.1', '127.0.0.1')).toEqual([
+        { from: `127.0.0.1:${port}`, LOCATION: 'http://127.0.0.1:5555/rootDesc.xml', 'BOOTID.UPNP.ORG': '18' },
+      ]);
+      await advertiser.update([first], undefined, 19);
+      expect(await search('127.0.0.2', '127.0.0.2')).toEqual([]);
+      expect(await canBindExclusively('127.0.0.2', port)).toBe(true);
+      expect(await search('127.0.0.1', '127.0.0.1')).toEqual([
+        { from: `127.0.0.1:${port}`, LOCATION: 'http://127.0.0.1:5555/rootDesc.xml', 'BOOTID.UPNP.ORG': '19' },
+      ]);
+    } finally {
+      await advertiser.stop();
+    }
   });
 
   it('rejects start with a coded error when it cannot bind, closing what it opened', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { deriveUdns } from '../../core/upnp/identity.js';
 import { M_SEARCH_LIMITS, parseMSearch, responseWindowSeconds } from '../../core/upnp/ssdp/m-search.js';
-import { buildAlive, buildByebye, buildSearchResponse, type MessageContext } from '../../core/upnp/ssdp/messages.js';
+import { buildAlive, buildByebye, buildSearchResponse, buildUpdate, type MessageContext } from '../../core/upnp/ssdp/messages.js';
 import { advertisedSet, answersFor } from '../../core/upnp/ssdp/targets.js';
 import { ReplyScheduler } from '../../core/upnp/ssdp/reply-scheduler.js';
 import { ManualClock } from '../support/fakes.js';
@@ -294,6 +294,22 @@ describe('message builders', () => {
     );
   });
 
+  it('builds ssdp:update with the current BOOTID and NEXTBOOTID (UDA 1.1 §1.2.4)', () => {
+    expect(buildUpdate({ nt: 'upnp:rootdevice', usn: `${G}::upnp:rootdevice` }, context, 43)).toBe(
+      lines(
+        'NOTIFY * HTTP/1.1',
+        'HOST: 239.255.255.250:1900',
+        'LOCATION: http://192.168.1.1:49152/rootDesc.xml',
+        'NT: upnp:rootdevice',
+        'NTS: ssdp:update',
+        `USN: ${G}::upnp:rootdevice`,
+        'BOOTID.UPNP.ORG: 42',
+        'CONFIGID.UPNP.ORG: 7',
+        'NEXTBOOTID.UPNP.ORG: 43',
+      ),
+    );
+  });
+
   it('names a non-standard search port in alive and responses, not in byebye', () => {
     const onPort = { ...context, searchPort: 41900 };
     const target = { nt: G, usn: G };
@@ -305,7 +321,12 @@ describe('message builders', () => {
   it('keeps every datagram under 512 bytes (small client buffers)', () => {
     const longest = { ...context, location: 'http://192.168.100.100:65535/rootDesc.xml', bootId: 2 ** 31 - 1, configId: 2 ** 24 - 1 };
     for (const t of advertisedSet(udns, 2).targets) {
-      for (const text of [buildAlive(t, longest), buildByebye(t, longest), buildSearchResponse({ st: t.nt, usn: t.usn }, longest, new Date())]) {
+      for (const text of [
+        buildAlive(t, longest),
+        buildByebye(t, longest),
+        buildUpdate(t, longest, 2 ** 31 - 1),
+        buildSearchResponse({ st: t.nt, usn: t.usn }, longest, new Date()),
+      ]) {
         expect(Buffer.byteLength(text)).toBeLessThan(512);
       }
     }

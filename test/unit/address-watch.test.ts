@@ -3,7 +3,7 @@ import { expect, it } from 'vitest';
 import { OsNetworkInfo } from '../../core/net/network-info.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
 
-/** This process's children running `ip -o monitor address` (nothing in the network is changed). */
+/** This process's children running `ip -o monitor label address neigh` (nothing in the network is changed). */
 function addressMonitors(): number {
   return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry))
@@ -11,7 +11,7 @@ function addressMonitors(): number {
       try {
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
         const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        return parent === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').startsWith('ip -o monitor address');
+        return parent === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').startsWith('ip -o monitor label address neigh');
       } catch {
         return false;
       }
@@ -24,12 +24,14 @@ async function eventually(condition: () => boolean): Promise<boolean> {
 }
 
 describeRequiring('address events', missingPrograms(['ip']), () => {
-  it('runs one ip monitor however many watch, until the last stops watching', async () => {
+  it('runs one ip monitor however many watch addresses or neighbours, until the last stops watching', async () => {
     const network = new OsNetworkInfo();
     const stopWan = network.watchAddresses(() => {});
     const stopLan = network.watchAddresses(() => {});
+    const stopNeighbours = network.watchNeighbours(() => {});
     expect(await eventually(() => addressMonitors() === 1)).toBe(true);
     stopWan();
+    stopNeighbours();
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(addressMonitors()).toBe(1);
     stopLan();

@@ -203,7 +203,16 @@ describe('upnpd doctor', () => {
 
   it('lists every check; IP forwarding off is an error, a CGNAT WAN address a warning', async () => {
     const findings = await doctorFindings(config({}, [memory()]), env('0\n'));
-    expect(findings.map((f) => f.check)).toEqual(['config', 'firewall', 'ssdp-port', 'ip-forwarding', 'ipv6-forwarding', 'wan-address', 'lan-address', 'other-igd']);
+    expect(findings.map((f) => f.check)).toEqual([
+      'config',
+      'firewall',
+      'ssdp-port',
+      'ip-forwarding',
+      'ipv6-forwarding',
+      'wan-address',
+      'lan-address',
+      'other-igd',
+    ]);
     expect(bySeverity(findings, 'ip-forwarding')).toEqual(['error']);
     expect(bySeverity(findings, 'wan-address')).toEqual(['warning']);
     expect(

@@ -9,36 +9,11 @@ import type { Ipv6InterfaceAddress, Ipv6Lan } from '../../core/net/ipv6.js';
 import type { InterfaceAddress, NetworkInfo } from '../../core/net/network-info.js';
 import { defineBackend } from '../../core/plugins/define.js';
 import { RecordingBackend, RecordingLogger } from '../support/fakes.js';
+import { LoopbackNetwork } from '../support/loopback-network.js';
 import { describeRequiring } from '../support/requirements.js';
 
 const LOOPBACK: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
 const LOOPBACK_IPV6: Ipv6InterfaceAddress = { interface: 'lo', address: '::1', prefixLength: 128, scopeId: 1, linkLocal: false };
-
-/** The loopback interface as the LAN, whose IPv6 addresses the test changes and reports as the kernel would. */
-class LoopbackNetwork implements NetworkInfo {
-  ipv6: Ipv6InterfaceAddress[] = [LOOPBACK_IPV6];
-  private readonly listeners = new Set<() => void>();
-  ipv4Addresses(iface: string): InterfaceAddress[] {
-    return iface === 'lo' ? [LOOPBACK] : [];
-  }
-  ipv6Addresses(iface: string): Ipv6InterfaceAddress[] {
-    return iface === 'lo' ? this.ipv6 : [];
-  }
-  counters() {
-    return Promise.resolve(null);
-  }
-  link() {
-    return Promise.resolve(null);
-  }
-  watchAddresses(onChange: () => void): () => void {
-    this.listeners.add(onChange);
-    return () => this.listeners.delete(onChange);
-  }
-  change(addresses: Ipv6InterfaceAddress[]): void {
-    this.ipv6 = addresses;
-    for (const listener of this.listeners) listener();
-  }
-}
 
 function configWith(user: UserConfig): ResolvedConfig {
   const memory = defineBackend({ name: 'memory', create: () => new RecordingBackend() });
@@ -57,7 +32,7 @@ describe('the ipv6 switch', () => {
 });
 
 describe('which LAN IPv6 addresses the daemon serves', () => {
-  const network = new LoopbackNetwork();
+  const network = new LoopbackNetwork([LOOPBACK], [LOOPBACK_IPV6]);
   it('those of the LAN interfaces; none with ipv6: false', () => {
     expect(lanIpv6Addresses(configWith({}), network)).toEqual([LOOPBACK_IPV6]);
     expect(lanIpv6Addresses(configWith({ ipv6: false }), network)).toEqual([]);
@@ -83,7 +58,7 @@ const hasLoopbackIpv6 = (async () => {
 
 describeRequiring('the running daemon and its LAN IPv6 side', hasLoopbackIpv6, () => {
   it('serves ::1 besides 127.0.0.1, and tells listeners when the LAN IPv6 addresses change, once they are served', async () => {
-    const network = new LoopbackNetwork();
+    const network = new LoopbackNetwork([LOOPBACK], [LOOPBACK_IPV6]);
     const { output } = createRootLogger({ level: 'silent' });
     const daemon = await startDaemon(configWith({}), { logger: new RecordingLogger(), logOutput: output, network });
     try {
@@ -96,7 +71,7 @@ describeRequiring('the running daemon and its LAN IPv6 side', hasLoopbackIpv6, (
 
       const changes: Array<{ current: Ipv6Lan; previous: Ipv6Lan }> = [];
       const stop = daemon.onLanIpv6Change((current, previous) => changes.push({ current, previous }));
-      network.change([{ ...LOOPBACK_IPV6, prefixLength: 127 }]);
+      network.change([LOOPBACK], [{ ...LOOPBACK_IPV6, prefixLength: 127 }]);
       await expect.poll(() => changes.length, { timeout: 5_000 }).toBe(1);
       expect(changes[0]!.previous.prefixes).toEqual([{ interface: 'lo', prefix: '::1', prefixLength: 128 }]);
       expect(changes[0]!.current.prefixes).toEqual([{ interface: 'lo', prefix: '::', prefixLength: 127 }]);
@@ -104,9 +79,9 @@ describeRequiring('the running daemon and its LAN IPv6 side', hasLoopbackIpv6, (
       expect(daemon.lanIpv6.interfaceOf('::')).toBe('lo');
 
       // An address event that changes nothing (a lifetime refresh) tells nobody; after stop(), nothing either.
-      network.change([{ ...LOOPBACK_IPV6, prefixLength: 127 }]);
+      network.change([LOOPBACK], [{ ...LOOPBACK_IPV6, prefixLength: 127 }]);
       stop();
-      network.change([LOOPBACK_IPV6]);
+      network.change([LOOPBACK], [LOOPBACK_IPV6]);
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       expect(changes).toHaveLength(1);
     } finally {
@@ -116,7 +91,11 @@ describeRequiring('the running daemon and its LAN IPv6 side', hasLoopbackIpv6, (
 
   it('serves no IPv6 with ipv6: false', async () => {
     const { output } = createRootLogger({ level: 'silent' });
-    const daemon = await startDaemon(configWith({ ipv6: false }), { logger: new RecordingLogger(), logOutput: output, network: new LoopbackNetwork() });
+    const daemon = await startDaemon(configWith({ ipv6: false }), {
+      logger: new RecordingLogger(),
+      logOutput: output,
+      network: new LoopbackNetwork([LOOPBACK], [LOOPBACK_IPV6]),
+    });
     try {
       expect(daemon.frontEnds[0]!.describe!()).toEqual([expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\//)]);
       expect(daemon.lanIpv6.addresses).toEqual([]);

@@ -1,46 +1,28 @@
 import 'reflect-metadata';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { statusPage } from '../../app/admin/page.js';
 import { assemblePlugins } from '../../app/compose.js';
 import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
 import { Daemon } from '../../core/daemon.js';
-import type { FrontEnd, FrontEndContext } from '../../core/front-end.js';
+import type { FrontEnd, FrontEndContext, LanAddresses } from '../../core/front-end.js';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
-import type { InterfaceAddress, NetworkInfo } from '../../core/net/network-info.js';
+import type { InterfaceAddress } from '../../core/net/network-info.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { natPmp } from '../../plugins/nat-pmp/index.js';
 import { backendPluginFor, RecordingBackend, RecordingLogger } from '../support/fakes.js';
+import { LoopbackNetwork } from '../support/loopback-network.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 const LAN_A: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 8 };
 const LAN_B: InterfaceAddress = { interface: 'lo', address: '127.0.0.1', prefixLength: 16 };
 
-/** Loopback as the LAN; the test renumbers it and tells the watchers, as the kernel's event would. */
-class RenumberableNetwork implements NetworkInfo {
-  lan: InterfaceAddress[] = [LAN_A];
-  private readonly listeners = new Set<() => void>();
-  ipv4Addresses(iface: string): InterfaceAddress[] {
-    return iface === 'lo' ? this.lan : [];
-  }
-  counters() {
-    return Promise.resolve(null);
-  }
-  link() {
-    return Promise.resolve(null);
-  }
-  watchAddresses(onChange: () => void): () => void {
-    this.listeners.add(onChange);
-    return () => this.listeners.delete(onChange);
-  }
-  renumber(lan: InterfaceAddress[]): void {
-    this.lan = lan;
-    for (const listener of this.listeners) listener();
-  }
-}
-
-/** A third-party front-end plugin that records what it was given and what happened to it. */
-function recordingFrontEnd() {
+/**
+ * A third-party front-end plugin that records what it was given and what happened to it; with
+ * `updateLan`, its front-ends take LAN changes in place (or refuse them, answering false).
+ */
+function recordingFrontEnd(updateLan?: { readonly inPlace: boolean }) {
   const built: FrontEndContext[] = [];
   const events: string[] = [];
   const plugin: Plugin = {
@@ -52,6 +34,12 @@ function recordingFrontEnd() {
         name: 'recording',
         start: () => Promise.resolve(void events.push(`start ${index}`)),
         stop: () => Promise.resolve(void events.push(`stop ${index}`)),
+        ...(updateLan && {
+          updateLan: ({ lan }: LanAddresses) => {
+            events.push(`update ${index} ${lan.map((a) => `${a.address}/${a.prefixLength}`).join(',')}`);
+            return Promise.resolve(updateLan.inPlace);
+          },
+        }),
       };
       return frontEnd;
     },
@@ -76,7 +64,7 @@ describe('the front-end slot (Plugin.frontEnd)', () => {
       logger: new RecordingLogger(),
       plugins: [backendPluginFor(backend), recording.plugin],
       lan: [LAN_A],
-      network: new RenumberableNetwork(),
+      network: new LoopbackNetwork([LAN_A]),
     });
     try {
       expect(daemon.frontEnds.map((f) => f.name)).toEqual(['recording']);
@@ -107,23 +95,44 @@ describe('the front-end slot (Plugin.frontEnd)', () => {
     }
     expect(recording.events).toEqual(['start 1', 'stop 1']);
   });
+});
 
-  it('stops and rebuilds every front-end on the new addresses when the LAN changes', async () => {
-    const recording = recordingFrontEnd();
-    const network = new RenumberableNetwork();
+describe('a LAN change and a front-end', () => {
+  async function renumbered(updateLan?: { readonly inPlace: boolean }) {
+    const recording = recordingFrontEnd(updateLan);
+    const network = new LoopbackNetwork([LAN_A]);
     const daemon = await Daemon.start(config({ upnp: { enabled: false } }), {
       logger: new RecordingLogger(),
       plugins: [backendPluginFor(new RecordingBackend()), recording.plugin],
       lan: [LAN_A],
       network,
     });
+    const before = daemon.frontEnds[0];
     try {
-      network.renumber([LAN_B]);
-      await expect.poll(() => recording.events, { timeout: 5_000 }).toEqual(['start 1', 'stop 1', 'start 2']);
-      expect(recording.built[1]!.lan).toEqual([LAN_B]);
+      network.change([LAN_B]);
+      await expect.poll(() => recording.events.at(-1), { timeout: 5_000 }).toMatch(updateLan?.inPlace ? /^update/ : /^start 2/);
+      // Whatever else the change does comes within this.
+      await sleep(300);
+      return { events: [...recording.events], lan: recording.built.map((b) => b.lan), same: daemon.frontEnds[0] === before };
     } finally {
       await daemon.stop();
     }
+  }
+
+  it('without updateLan: is stopped and built again on the new addresses', async () => {
+    expect(await renumbered()).toEqual({ events: ['start 1', 'stop 1', 'start 2'], lan: [[LAN_A], [LAN_B]], same: false });
+  });
+
+  it('with updateLan: serves the new addresses in place, neither stopped nor built again', async () => {
+    expect(await renumbered({ inPlace: true })).toEqual({ events: ['start 1', 'update 1 127.0.0.1/16'], lan: [[LAN_A]], same: true });
+  });
+
+  it('whose updateLan answers that it cannot: is stopped and built again', async () => {
+    expect(await renumbered({ inPlace: false })).toEqual({
+      events: ['start 1', 'update 1 127.0.0.1/16', 'stop 1', 'start 2'],
+      lan: [[LAN_A], [LAN_B]],
+      same: false,
+    });
   });
 });
 

@@ -5,7 +5,7 @@ import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
 import { ClientSlots } from '../../limits/client-slots.js';
 import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
-import { Ipv6Lan, parseIpv6 } from '../../net/ipv6.js';
+import { Ipv6Lan, parseIpv6, type Ipv6InterfaceAddress } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
 import { IdleConnections } from './idle-connections.js';
 import { UpnpServerResponse, sendReply, statusReply } from './reply.js';
@@ -82,15 +82,18 @@ export interface UpnpHttpServerOptions {
  */
 export class UpnpHttpServer {
   readonly limits: HttpLimits;
-  private readonly servers: Server[] = [];
-  private readonly lanSubnets: SubnetSet;
-  private readonly lanIpv6: Ipv6Lan;
+  /** One server per address listened on, by the host it is bound to (a link-local one with its zone). */
+  private readonly servers = new Map<string, Server>();
+  private lan: readonly InterfaceAddress[];
+  private lanSubnets: SubnetSet;
+  private lanIpv6: Ipv6Lan;
   private readonly connections: ClientSlots;
   private readonly idle: IdleConnections;
   private boundPort = 0;
 
   constructor(private readonly options: UpnpHttpServerOptions) {
     this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
+    this.lan = options.lan;
     this.lanSubnets = new SubnetSet(options.lan);
     this.lanIpv6 = options.lanIpv6 ?? new Ipv6Lan([]);
     this.connections = new ClientSlots(this.limits.maxConnectionsPerClient);
@@ -107,8 +110,8 @@ export class UpnpHttpServer {
    * the same one. A link-local address is bound with its zone, so only its interface reaches it.
    */
   async start(): Promise<void> {
-    if (this.options.lan.length === 0) throw new Error('no LAN address to listen on');
-    const hosts = this.options.lan.map((a) => a.address);
+    if (this.lan.length === 0) throw new Error('no LAN address to listen on');
+    const hosts = this.lan.map((a) => a.address);
     const preferred = this.options.port === 0 ? this.options.preferredPort : undefined;
     try {
       await this.listenOn(hosts, preferred ?? this.options.port);
@@ -117,20 +120,40 @@ export class UpnpHttpServer {
       this.options.logger.info({ port: preferred }, `HTTP port ${preferred} is taken now: listening on another`);
       await this.listenOn(hosts, 0);
     }
-    // IPv6 comes on top of IPv4: an address that cannot be bound (gone since it was read, its port
-    // taken) is left out with a warning, and IPv4 is served all the same.
-    for (const a of this.lanIpv6.addresses) {
-      const host = a.linkLocal ? `${a.address}%${a.interface}` : a.address;
-      const server = this.createServer();
-      try {
-        await listen(server, host, this.boundPort);
-        this.servers.push(server);
-      } catch (err) {
-        this.options.logger.warn(
-          { address: host, port: this.boundPort, err: messageOf(err) },
-          `HTTP cannot listen on ${host}: ${messageOf(err)}; not served there`,
-        );
-      }
+    await this.listenOnIpv6(this.lanIpv6);
+  }
+
+  /**
+   * Serves these LAN addresses from now on, on the same port: listens on the ones added, closes
+   * the servers (and their connections) of the ones removed; the others go on answering untouched.
+   * An address that cannot be bound is left out with a warning.
+   */
+  async update(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): Promise<void> {
+    const wanted = new Set([...lan.map((a) => a.address), ...lanIpv6.addresses.map(ipv6Host)]);
+    // The peers and Host headers accepted change first: a request to an address that goes is refused from now on.
+    this.lan = lan;
+    this.lanSubnets = new SubnetSet(lan);
+    this.lanIpv6 = lanIpv6;
+    await Promise.all([...this.servers].filter(([host]) => !wanted.has(host)).map(([host, server]) => this.close(host, server)));
+    for (const a of lan) if (!this.servers.has(a.address)) await this.listenOrWarn(a.address);
+    await this.listenOnIpv6(lanIpv6);
+  }
+
+  /** IPv6 comes on top of IPv4: an address that cannot be bound (gone since it was read, its port taken) is left out with a warning. */
+  private async listenOnIpv6(lanIpv6: Ipv6Lan): Promise<void> {
+    for (const a of lanIpv6.addresses) if (!this.servers.has(ipv6Host(a))) await this.listenOrWarn(ipv6Host(a));
+  }
+
+  private async listenOrWarn(host: string): Promise<void> {
+    const server = this.createServer();
+    try {
+      await listen(server, host, this.boundPort);
+      this.servers.set(host, server);
+    } catch (err) {
+      this.options.logger.warn(
+        { address: host, port: this.boundPort, err: messageOf(err) },
+        `HTTP cannot listen on ${host}: ${messageOf(err)}; not served there`,
+      );
     }
   }
 
@@ -139,7 +162,7 @@ export class UpnpHttpServer {
     try {
       for (const host of hosts) {
         const server = this.createServer();
-        this.servers.push(server);
+        this.servers.set(host, server);
         await listen(server, host, this.boundPort || port);
         this.boundPort = (server.address() as { port: number }).port;
       }
@@ -151,17 +174,16 @@ export class UpnpHttpServer {
 
   /** Stops listening and closes every connection, idle or not. */
   async stop(): Promise<void> {
-    const servers = this.servers.splice(0);
     this.idle.stop();
-    await Promise.all(
-      servers.map(
-        (server) =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeAllConnections();
-          }),
-      ),
-    );
+    await Promise.all([...this.servers].map(([host, server]) => this.close(host, server)));
+  }
+
+  private close(host: string, server: Server): Promise<void> {
+    this.servers.delete(host);
+    return new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
   }
 
   private createServer(): Server {
@@ -236,7 +258,7 @@ export class UpnpHttpServer {
     if (host !== undefined) {
       const target = parseHost(host);
       if (!target) return 400;
-      const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.options.lan.some((a) => a.address === target.address);
+      const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.lan.some((a) => a.address === target.address);
       if (!ourAddress || (target.port ?? 80) !== this.boundPort) return 403;
     }
     const length = req.headers['content-length'];
@@ -256,6 +278,11 @@ export function parseHost(host: string): { address: string; ipv6: boolean; port:
   const port = match[3] === undefined ? undefined : Number(match[3]);
   if (match[1] !== undefined) return isIPv4(match[1]) ? { address: match[1], ipv6: false, port } : undefined;
   return parseIpv6(match[2]!) ? { address: match[2]!, ipv6: true, port } : undefined;
+}
+
+/** The host an IPv6 address is listened on: a link-local one with its zone, so only its interface reaches it. */
+function ipv6Host(a: Ipv6InterfaceAddress): string {
+  return a.linkLocal ? `${a.address}%${a.interface}` : a.address;
 }
 
 function listen(server: Server, address: string, port: number): Promise<void> {

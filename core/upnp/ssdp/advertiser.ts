@@ -8,11 +8,11 @@ import { normalizeAddress, SubnetSet, type InterfaceAddress } from '../../net/ne
 import { Ipv6Lan, isLinkLocalIpv6, parseIpv6, type Ipv6InterfaceAddress } from '../../net/ipv6.js';
 import type { DeviceUdns } from '../identity.js';
 import { parseMSearch, responseWindowSeconds } from './m-search.js';
-import { buildAlive, buildByebye, buildSearchResponse, type MessageContext } from './messages.js';
+import { buildAlive, buildByebye, buildSearchResponse, buildUpdate, type MessageContext } from './messages.js';
 import { SSDP_IPV6_LINK_LOCAL_GROUP, SSDP_IPV6_SITE_LOCAL_GROUP, SSDP_MULTICAST_ADDRESS, SSDP_PORT } from './constants.js';
 import { DEFAULT_REPLY_LIMITS, ReplyScheduler } from './reply-scheduler.js';
 import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
-import { advertisedSet, answersFor, type AdvertisedSet, type SearchAnswer } from './targets.js';
+import { advertisedSet, answersFor, type AdvertisedSet, type NotificationTarget, type SearchAnswer } from './targets.js';
 
 export interface SsdpAdvertiserOptions {
   /** LAN addresses to bind and answer on; their subnets are the only sources answered. */
@@ -95,14 +95,21 @@ export class SsdpAdvertiser {
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly set: AdvertisedSet;
-  private readonly subnets: SubnetSet;
+  private subnets: SubnetSet;
   private readonly replies: ReplyScheduler;
   private readonly searchRate: ClientRateLimiter;
   private readonly port: number;
   private readonly group: string;
   private readonly maxAgeSeconds: number;
   private endpoints: LanEndpoint[] = [];
-  private groupSockets: Socket[] = [];
+  /** The group sockets: IPv4's, IPv6 link scope's per interface, IPv6 site scope's; each with the memberships it holds. */
+  private ipv4Group: GroupSocket | undefined;
+  private readonly linkGroups = new Map<string, GroupSocket>();
+  private siteGroup: GroupSocket | undefined;
+  /** The LAN served now (the options' at start; `update` changes them). */
+  private interfaces: readonly InterfaceAddress[];
+  private ipv6: Ipv6Lan | undefined;
+  private bootId: number;
   private running = false;
   private announceTimer: unknown;
   private announcing: Promise<void> = Promise.resolve();
@@ -120,6 +127,9 @@ export class SsdpAdvertiser {
     this.log = options.logger.child({ component: 'ssdp' });
     this.clock = options.clock ?? systemClock;
     this.set = advertisedSet(options.udns, options.igdVersion);
+    this.interfaces = options.interfaces;
+    this.ipv6 = options.ipv6;
+    this.bootId = options.bootId;
     this.subnets = new SubnetSet(options.interfaces);
     this.replies = new ReplyScheduler(DEFAULT_REPLY_LIMITS, this.clock, Math.random, (source) =>
       options.refusals?.refuse('m-search-queue', source, 'pending M-SEARCH replies: share of the queue given to a smaller holder'),
@@ -133,7 +143,7 @@ export class SsdpAdvertiser {
   async start(): Promise<void> {
     if (this.running || this.endpoints.length > 0) throw new UpnpdError('UPNPD_ERR_SSDP_STATE', 'SSDP advertiser already started');
     try {
-      await this.openSockets();
+      await this.syncSockets(true);
     } catch (err) {
       await this.closeSockets();
       throw new UpnpdError('UPNPD_ERR_SSDP_BIND', `SSDP cannot bind port ${this.port}: ${messageOf(err)}`, { cause: err });
@@ -157,89 +167,189 @@ export class SsdpAdvertiser {
     await this.closeSockets();
   }
 
-  private async openSockets(): Promise<void> {
-    const ipv6 = this.options.ipv6?.addresses ?? [];
-    const opened = await Promise.allSettled(this.options.interfaces.map((lan) => this.openEndpoint(lan.interface, lan.address, lan, undefined)));
-    for (const result of opened) if (result.status === 'fulfilled') this.endpoints.push(result.value);
-    const failed = opened.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    // IPv6 comes on top of IPv4: an address that cannot be bound is left out with a warning.
-    for (const lan of ipv6) {
-      const address = lan.linkLocal ? `${lan.address}%${lan.interface}` : lan.address;
-      try {
-        this.endpoints.push(await this.openEndpoint(lan.interface, address, preferredLocation(lan.interface, ipv6), lan));
-      } catch (err) {
-        this.log.warn({ interface: lan.interface, address, err: messageOf(err) }, `SSDP cannot listen on ${address}: ${messageOf(err)}; not served there`);
-      }
+  /**
+   * A LAN address was added or removed while running: sockets are opened for the addresses added
+   * and closed for those removed, group memberships follow, and the others keep answering. The
+   * device announces `bootId` from now on (UDA 1.1 §1.2: its set of LOCATIONs changed): where it
+   * announced before, ssdp:update with NEXTBOOTID first, then alive; where it did not (a new
+   * address, or a new announcer for an interface), byebye then alive, as at start.
+   */
+  async update(interfaces: readonly InterfaceAddress[], ipv6: Ipv6Lan | undefined, bootId: number): Promise<void> {
+    if (interfaces.length === 0) throw optionsError('needs at least one LAN address');
+    this.interfaces = interfaces;
+    this.ipv6 = ipv6;
+    this.subnets = new SubnetSet(interfaces);
+    if (!this.running) {
+      this.bootId = bootId;
+      return;
     }
-
-    const ipv4 = this.endpoints.filter((e) => !e.ipv6);
-    const groupSocket = await this.openGroupSocket('udp4', this.group, (source) => {
-      const lan = this.subnets.find(source);
-      return lan && ipv4.find((e) => e.address === lan.address);
-    });
-    if (groupSocket)
-      this.joinGroup(
-        groupSocket,
-        this.group,
-        ipv4.map((e) => [e.interface, e.address] as const),
-      );
-    for (const iface of this.options.ipv6?.interfaces ?? []) {
-      // Bound with the interface's zone: the socket takes only what arrives on that interface.
-      const linkSocket = await this.openGroupSocket('udp6', `${SSDP_IPV6_LINK_LOCAL_GROUP}%${iface}`, (source) =>
-        this.options.ipv6!.interfaceOf(source) === iface ? this.ipv6ReplyEndpoint(iface, source) : undefined,
-      );
-      if (linkSocket) this.joinGroup(linkSocket, SSDP_IPV6_LINK_LOCAL_GROUP, [[iface, `::%${iface}`]]);
-    }
-    if (ipv6.length > 0) {
-      // Site-local scope: what miniupnpc asks when nothing answers on ff02::c. One socket for every
-      // LAN interface: the requester's prefix (or zone) says which LAN asked.
-      const siteSocket = await this.openGroupSocket('udp6', SSDP_IPV6_SITE_LOCAL_GROUP, (source) => {
-        const iface = this.options.ipv6!.interfaceOf(source);
-        return iface === undefined ? undefined : this.ipv6ReplyEndpoint(iface, source);
-      });
-      const interfaces = this.options.ipv6!.interfaces;
-      if (siteSocket)
-        this.joinGroup(
-          siteSocket,
-          SSDP_IPV6_SITE_LOCAL_GROUP,
-          interfaces.map((iface) => [iface, `::%${iface}`] as const),
-        );
-    }
+    // A round still being sent finishes with the BOOTID it began with (and may schedule the next: cleared after it).
+    await this.announcing;
+    this.clock.clearTimer(this.announceTimer);
+    const previousBootId = this.bootId;
+    const announcedBefore = new Set(this.endpoints.filter(announces).map(channelOf));
+    this.bootId = bootId;
+    await this.syncSockets(false);
+    const announcing = this.endpoints.filter(announces);
+    const staying = announcing.filter((e) => announcedBefore.has(channelOf(e)));
+    const joining = announcing.filter((e) => !announcedBefore.has(channelOf(e)));
+    this.announcing = Promise.all([
+      this.announceFrom(staying, (target, context) => buildUpdate(target, { ...context, bootId: previousBootId }, bootId)),
+      this.announceFrom(joining, buildByebye),
+    ]).then(() => this.announce('alive'));
+    await this.announcing;
+    if (this.running) this.scheduleAnnouncement();
   }
 
-  /** A socket bound to a group that answers through the endpoint `endpointFor` picks for a source (none: ignored). */
-  private async openGroupSocket(type: 'udp4' | 'udp6', group: string, endpointFor: (source: string) => LanEndpoint | undefined): Promise<Socket | undefined> {
-    const socket = this.newSocket(type, (datagram, peer) => this.receive(datagram, peer, 'multicast', endpointFor));
-    this.groupSockets.push(socket);
-    try {
-      await bind(socket, group, this.port);
-      return socket;
-    } catch (err) {
-      this.log.warn({ group, err: messageOf(err) }, 'cannot receive multicast M-SEARCH there; answering unicast M-SEARCH only');
+  /**
+   * Opens what the LAN served now needs and closes what it no longer does; sockets of addresses
+   * that stay are kept. With `strict` (the start), an IPv4 address that cannot be bound is an
+   * error; otherwise (and always for IPv6) it is left out with a warning.
+   */
+  private async syncSockets(strict: boolean): Promise<void> {
+    const ipv6 = this.ipv6?.addresses ?? [];
+    const wanted = [
+      ...this.interfaces.map((lan) => ({ iface: lan.interface, address: lan.address, location: lan, ipv6: undefined })),
+      ...ipv6.map((lan) => ({
+        iface: lan.interface,
+        address: lan.linkLocal ? `${lan.address}%${lan.interface}` : lan.address,
+        location: preferredLocation(lan.interface, ipv6),
+        ipv6: lan,
+      })),
+    ];
+    const kept = new Map(this.endpoints.map((e) => [e.address, e.socket]));
+    const gone = this.endpoints.filter((e) => !wanted.some((w) => w.address === e.address));
+    await Promise.all(gone.map((e) => new Promise<void>((resolve) => closeQuietly(e.socket, resolve))));
+    const endpoints: LanEndpoint[] = [];
+    let failure: Error | undefined;
+    for (const w of wanted) {
+      let socket = kept.get(w.address);
+      if (!socket) {
+        try {
+          socket = await this.bindEndpoint(w.ipv6 ? 'udp6' : 'udp4', w.address);
+        } catch (err) {
+          if (strict && !w.ipv6) failure ??= err as Error;
+          else
+            this.log.warn(
+              { interface: w.iface, address: w.address, err: messageOf(err) },
+              `SSDP cannot listen on ${w.address}: ${messageOf(err)}; not served there`,
+            );
+          continue;
+        }
+      }
+      endpoints.push(this.endpointOn(w.iface, w.address, w.location, w.ipv6, socket));
+    }
+    this.endpoints = endpoints;
+    if (failure !== undefined) throw failure;
+
+    this.ipv4Group = await this.syncGroup(
+      this.ipv4Group,
+      { type: 'udp4', bound: this.group, group: this.group },
+      (source) => {
+        const lan = this.subnets.find(source);
+        return lan && this.endpoints.find((e) => !e.ipv6 && e.address === lan.address);
+      },
+      endpoints.filter((e) => !e.ipv6).map((e) => [e.interface, e.address] as const),
+    );
+    const interfaces = ipv6.length > 0 ? (this.ipv6?.interfaces ?? []) : [];
+    for (const iface of new Set([...this.linkGroups.keys(), ...interfaces])) {
+      // Bound with the interface's zone: the socket takes only what arrives on that interface.
+      const socket = await this.syncGroup(
+        this.linkGroups.get(iface),
+        { type: 'udp6', bound: `${SSDP_IPV6_LINK_LOCAL_GROUP}%${iface}`, group: SSDP_IPV6_LINK_LOCAL_GROUP },
+        (source) => (this.ipv6?.interfaceOf(source) === iface ? this.ipv6ReplyEndpoint(iface, source) : undefined),
+        interfaces.includes(iface) ? [[iface, `::%${iface}`]] : [],
+      );
+      if (socket) this.linkGroups.set(iface, socket);
+      else this.linkGroups.delete(iface);
+    }
+    // Site-local scope: what miniupnpc asks when nothing answers on ff02::c. One socket for every
+    // LAN interface: the requester's prefix (or zone) says which LAN asked.
+    this.siteGroup = await this.syncGroup(
+      this.siteGroup,
+      { type: 'udp6', bound: SSDP_IPV6_SITE_LOCAL_GROUP, group: SSDP_IPV6_SITE_LOCAL_GROUP },
+      (source) => {
+        const iface = this.ipv6?.interfaceOf(source);
+        return iface === undefined ? undefined : this.ipv6ReplyEndpoint(iface, source);
+      },
+      interfaces.map((iface) => [iface, `::%${iface}`] as const),
+    );
+  }
+
+  /**
+   * A socket bound to a group, joined on `interfaces` (memberships no longer wanted are dropped),
+   * that answers through the endpoint `endpointFor` picks for a source (none: ignored). Closed when
+   * no interface wants it; undefined when it cannot be bound (then only unicast M-SEARCH is answered).
+   */
+  private async syncGroup(
+    current: GroupSocket | undefined,
+    where: { readonly type: 'udp4' | 'udp6'; readonly bound: string; readonly group: string },
+    endpointFor: (source: string) => LanEndpoint | undefined,
+    interfaces: ReadonlyArray<readonly [name: string, address: string]>,
+  ): Promise<GroupSocket | undefined> {
+    if (interfaces.length === 0) {
+      if (current) await new Promise<void>((resolve) => closeQuietly(current.socket, resolve));
       return undefined;
     }
-  }
-
-  private joinGroup(socket: Socket, group: string, interfaces: ReadonlyArray<readonly [name: string, address: string]>): void {
-    for (const [name, address] of interfaces) {
+    let group = current;
+    if (!group) {
+      const socket = this.newSocket(where.type, (datagram, peer) => this.receive(datagram, peer, 'multicast', endpointFor));
       try {
-        socket.addMembership(group, address);
+        await bind(socket, where.bound, this.port);
       } catch (err) {
-        this.log.warn({ interface: name, group, err: messageOf(err) }, 'cannot join the SSDP group; answering unicast M-SEARCH only');
+        closeQuietly(socket);
+        this.log.warn({ group: where.bound, err: messageOf(err) }, 'cannot receive multicast M-SEARCH there; answering unicast M-SEARCH only');
+        return undefined;
+      }
+      group = { socket, joined: new Set() };
+    }
+    const wanted = new Set(interfaces.map(([, address]) => address));
+    for (const address of [...group.joined].filter((a) => !wanted.has(a))) {
+      group.joined.delete(address);
+      try {
+        group.socket.dropMembership(where.group, address);
+      } catch (err) {
+        // The address is gone already, and the membership with it.
+        this.log.debug({ group: where.group, address, err: messageOf(err) }, 'SSDP group left with its address');
       }
     }
+    for (const [name, address] of interfaces) {
+      if (group.joined.has(address)) continue;
+      try {
+        group.socket.addMembership(where.group, address);
+        group.joined.add(address);
+      } catch (err) {
+        this.log.warn({ interface: name, group: where.group, err: messageOf(err) }, 'cannot join the SSDP group; answering unicast M-SEARCH only');
+      }
+    }
+    return group;
   }
 
-  private async openEndpoint(
+  /** A socket on one LAN address: it receives unicast M-SEARCH sent there, and sends for that address. */
+  private async bindEndpoint(type: 'udp4' | 'udp6', address: string): Promise<Socket> {
+    const socket = this.newSocket(type, (datagram, peer) =>
+      this.receive(datagram, peer, 'unicast', (source) => {
+        const endpoint = this.endpoints.find((e) => e.socket === socket);
+        return endpoint && this.isLanSource(source, endpoint) ? endpoint : undefined;
+      }),
+    );
+    try {
+      await bind(socket, address, this.port);
+    } catch (err) {
+      closeQuietly(socket);
+      throw err;
+    }
+    this.log.info({ address, port: this.port }, 'SSDP listening');
+    return socket;
+  }
+
+  private endpointOn(
     iface: string,
     address: string,
     locationAddress: { readonly address: string },
     ipv6: Ipv6InterfaceAddress | undefined,
-  ): Promise<LanEndpoint> {
-    const socket = this.newSocket(ipv6 ? 'udp6' : 'udp4', (datagram, peer) =>
-      this.receive(datagram, peer, 'unicast', (source) => (this.isLanSource(source, endpoint) ? endpoint : undefined)),
-    );
+    socket: Socket,
+  ): LanEndpoint {
     const notifyGroup = ipv6 ? (this.announcerFor(iface) === ipv6 ? `${SSDP_IPV6_LINK_LOCAL_GROUP}%${iface}` : undefined) : this.group;
     const endpoint: LanEndpoint = {
       interface: iface,
@@ -251,12 +361,6 @@ export class SsdpAdvertiser {
       announces: false,
       ipv6,
     };
-    try {
-      await bind(socket, address, this.port);
-    } catch (err) {
-      closeQuietly(socket);
-      throw err;
-    }
     if (notifyGroup !== undefined) {
       try {
         // Linux already sends multicast from a socket bound to an interface address out of that
@@ -268,18 +372,17 @@ export class SsdpAdvertiser {
         this.log.warn({ interface: iface, err: messageOf(err) }, 'cannot send multicast; not announcing on this interface');
       }
     }
-    this.log.info({ interface: iface, address, port: this.port, announces: endpoint.announces }, 'SSDP listening');
     return endpoint;
   }
 
   /** Whether a unicast M-SEARCH from `source` to `endpoint` comes from its LAN (IPv4 subnets; IPv6: that interface). */
   private isLanSource(source: string, endpoint: LanEndpoint): boolean {
-    return endpoint.ipv6 ? this.options.ipv6?.interfaceOf(source) === endpoint.interface : this.subnets.contains(source);
+    return endpoint.ipv6 ? this.ipv6?.interfaceOf(source) === endpoint.interface : this.subnets.contains(source);
   }
 
   /** The IPv6 address of an interface whose endpoint sends its NOTIFYs: the link-local one (ff02::c is link scope), else the first. */
   private announcerFor(iface: string): Ipv6InterfaceAddress | undefined {
-    const addresses = this.options.ipv6?.addresses.filter((a) => a.interface === iface) ?? [];
+    const addresses = this.ipv6?.addresses.filter((a) => a.interface === iface) ?? [];
     return addresses.find((a) => a.linkLocal) ?? addresses[0];
   }
 
@@ -306,9 +409,12 @@ export class SsdpAdvertiser {
   }
 
   private async closeSockets(): Promise<void> {
-    const sockets = [...this.endpoints.map((e) => e.socket), ...this.groupSockets];
+    const groups = [this.ipv4Group, ...this.linkGroups.values(), this.siteGroup].filter((g) => g !== undefined);
+    const sockets = [...this.endpoints.map((e) => e.socket), ...groups.map((g) => g.socket)];
     this.endpoints = [];
-    this.groupSockets = [];
+    this.ipv4Group = undefined;
+    this.linkGroups.clear();
+    this.siteGroup = undefined;
     await Promise.all(sockets.map((s) => new Promise<void>((resolve) => closeQuietly(s, resolve))));
   }
 
@@ -317,7 +423,7 @@ export class SsdpAdvertiser {
       location: this.options.location(locationAddress),
       serverString: this.options.serverString,
       maxAgeSeconds: this.maxAgeSeconds,
-      bootId: this.options.bootId,
+      bootId: this.bootId,
       configId: this.options.configId,
       host,
       searchPort: this.port === SSDP_PORT ? undefined : this.port,
@@ -383,16 +489,18 @@ export class SsdpAdvertiser {
     return buildSearchResponse(answer, context, new Date());
   }
 
-  private async announce(kind: 'alive' | 'byebye'): Promise<void> {
-    const build = kind === 'alive' ? buildAlive : buildByebye;
-    const paced = this.endpoints
-      .filter((e) => e.announces && e.notifyGroup !== undefined)
-      .map(async (endpoint) => {
-        for (const [i, target] of this.set.targets.entries()) {
-          if (i > 0) await this.sleep(DEFAULT_REPLY_LIMITS.spacingMs);
-          await this.send(endpoint, build(target, endpoint.context), this.port, endpoint.notifyGroup!);
-        }
-      });
+  private announce(kind: 'alive' | 'byebye'): Promise<void> {
+    return this.announceFrom(this.endpoints.filter(announces), kind === 'alive' ? buildAlive : buildByebye);
+  }
+
+  /** One NOTIFY per target from each endpoint to its group, paced. */
+  private async announceFrom(endpoints: readonly LanEndpoint[], build: (target: NotificationTarget, context: MessageContext) => string): Promise<void> {
+    const paced = endpoints.map(async (endpoint) => {
+      for (const [i, target] of this.set.targets.entries()) {
+        if (i > 0) await this.sleep(DEFAULT_REPLY_LIMITS.spacingMs);
+        await this.send(endpoint, build(target, endpoint.context), this.port, endpoint.notifyGroup!);
+      }
+    });
     await Promise.all(paced);
   }
 
@@ -434,6 +542,21 @@ export function preferredLocation(iface: string, addresses: readonly Ipv6Interfa
   const own = addresses.filter((a) => a.interface === iface);
   const isUla = (a: Ipv6InterfaceAddress) => parseIpv6(a.address)!.value >> 121n === 0x7en;
   return own.find((a) => !a.linkLocal && isUla(a)) ?? own.find((a) => !a.linkLocal) ?? own[0]!;
+}
+
+/** A socket bound to an SSDP group and the interface addresses it joined the group on. */
+interface GroupSocket {
+  readonly socket: Socket;
+  readonly joined: Set<string>;
+}
+
+function announces(endpoint: LanEndpoint): boolean {
+  return endpoint.announces && endpoint.notifyGroup !== undefined;
+}
+
+/** Where an endpoint's NOTIFYs reach: its IPv4 address's LAN, or the IPv6 group of its interface. */
+function channelOf(endpoint: LanEndpoint): string {
+  return endpoint.ipv6 ? endpoint.notifyGroup! : endpoint.address;
 }
 
 function bind(socket: Socket, address: string, port: number): Promise<void> {

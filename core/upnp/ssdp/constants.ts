@@ -11,6 +11,7 @@ export const SSDP_IPV6_SITE_LOCAL_GROUP = 'ff05::c';
 /** NTS of a NOTIFY. */
 export const NTS_ALIVE = 'ssdp:alive';
 export const NTS_BYEBYE = 'ssdp:byebye';
+export const NTS_UPDATE = 'ssdp:update';
 
 /** ST of a search for everything. */
 export const ST_ALL = 'ssdp:all';

@@ -1,4 +1,4 @@
-import { NTS_ALIVE, NTS_BYEBYE } from './constants.js';
+import { NTS_ALIVE, NTS_BYEBYE, NTS_UPDATE } from './constants.js';
 import type { NotificationTarget, SearchAnswer } from './targets.js';
 
 /** What every message of one LAN interface carries. */
@@ -59,6 +59,23 @@ export function buildAlive(target: NotificationTarget, context: MessageContext):
 
 export function buildByebye(target: NotificationTarget, context: MessageContext): string {
   return serializeSsdp(NOTIFY_LINE, [['HOST', context.host], ['NT', target.nt], ['NTS', NTS_BYEBYE], ['USN', target.usn], ...bootHeaders(context)]);
+}
+
+/**
+ * ssdp:update (UDA 1.1 §1.2.4): the device's BOOTID is about to change (a LAN address came or
+ * went), sent where it announced before; `context.bootId` is the current one, `nextBootId` the next.
+ */
+export function buildUpdate(target: NotificationTarget, context: MessageContext, nextBootId: number): string {
+  return serializeSsdp(NOTIFY_LINE, [
+    ['HOST', context.host],
+    ['LOCATION', context.location],
+    ['NT', target.nt],
+    ['NTS', NTS_UPDATE],
+    ['USN', target.usn],
+    ...bootHeaders(context),
+    ['NEXTBOOTID.UPNP.ORG', nextBootId],
+    searchPortHeader(context),
+  ]);
 }
 
 const NOTIFY_LINE = 'NOTIFY * HTTP/1.1';
