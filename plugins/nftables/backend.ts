@@ -12,10 +12,11 @@ import {
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { keyString, pinholeRuleString, ruleOf, type CommandRunner } from 'upnpd/backend';
+import { pinholeRuleString, ruleOf, type CommandRunner } from 'upnpd/backend';
 import { parseInstalledPinholes } from './pinholes.js';
 import type { ForwardJump, NftablesOptions } from './options.js';
 import {
+  InstalledMappings,
   NO_LEFTOVERS,
   buildChangeScript,
   buildInitScript,
@@ -48,7 +49,7 @@ const ERROR_LINES = 12;
  */
 export class NftablesBackend implements FirewallBackend {
   /** The rules in effect, as last applied (the accept set's elements are shared per target). */
-  private readonly installed = new Map<string, RuleSpec>();
+  private readonly installed = new InstalledMappings();
   private readonly wanInterface: string | undefined;
   /** Runs change sets; undefined where nft has no interactive mode, and each change set runs its own `nft -f -`. */
   private session: NftSession | undefined;
@@ -103,7 +104,7 @@ export class NftablesBackend implements FirewallBackend {
   async init(): Promise<void> {
     const admin = await this.adminTable('init');
     await this.runScript(buildInitScript(this.settings(), admin?.leftovers), `create table ${this.tableName()}`);
-    this.installed.clear();
+    this.installed.reset([]);
     this.logger.info({ table: this.tableName(), forwardJump: this.options.forwardJump }, `nftables: table ${this.tableName()} created`);
   }
 
@@ -113,7 +114,7 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   async apply(changes: ChangeSet): Promise<void> {
-    const script = buildChangeScript(changes, this.options, this.installed.values());
+    const script = buildChangeScript(changes, this.options, this.installed);
     if (script === '') return;
     const pinholes = changes.pinholes ? ` (pinholes: ${changes.pinholes.remove.length} closed, ${changes.pinholes.add.length} opened)` : '';
     const what = `apply ${changes.remove.length} removal(s) and ${changes.add.length} addition(s)${pinholes}`;
@@ -132,8 +133,7 @@ export class NftablesBackend implements FirewallBackend {
     } else {
       await this.runScript(script, what);
     }
-    for (const r of changes.remove) this.installed.delete(keyString(r));
-    for (const r of changes.add) this.installed.set(keyString(r), ruleOf(r));
+    this.installed.record(changes);
   }
 
   /** Whether a forward chain of the admin's drops what upnpd maps (read only). */
@@ -202,8 +202,7 @@ export class NftablesBackend implements FirewallBackend {
       buildResyncScript(settings, rules, leftovers, restoredPinholes),
       `recreate table ${this.tableName()} with ${rules.length} mapping(s) and ${restoredPinholes.length} pinhole(s)`,
     );
-    this.installed.clear();
-    for (const rule of rules) this.installed.set(keyString(rule), ruleOf(rule));
+    this.installed.reset(rules.map(ruleOf));
   }
 
   /** Reports deleted tables (`nft monitor destroy tables`), so that a flushed ruleset or a reloaded admin table is repaired at once. */
@@ -215,7 +214,7 @@ export class NftablesBackend implements FirewallBackend {
     const admin = await this.adminTable('shutdown');
     await this.session?.close();
     await this.runScript(buildShutdownScript(this.options, admin?.leftovers ?? NO_LEFTOVERS), `remove table ${this.tableName()}`);
-    this.installed.clear();
+    this.installed.reset([]);
   }
 
   /** The pinholes in the admin's table, with their kernel counters (one `nft -j list table`). */
@@ -239,8 +238,7 @@ export class NftablesBackend implements FirewallBackend {
   private async rereadInstalled(): Promise<void> {
     try {
       const rules = await this.list();
-      this.installed.clear();
-      for (const rule of rules) this.installed.set(keyString(rule), rule);
+      this.installed.reset(rules);
     } catch (err) {
       this.logger.warn({ err }, `nftables: could not read back the installed mappings: ${messageOf(err)}`);
     }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BackendError, type ChangeSet, type PinholeRule, type Protocol, type RuleSpec } from 'upnpd';
-import { assertValidRules, isValidRule } from 'upnpd/backend';
+import { assertValidRules, isValidRule, keyString, ruleOf } from 'upnpd/backend';
 import { INTERFACE_NAME, type ForwardJump, type NftablesOptions } from './options.js';
 import { existingPinholeSets, pinholeChangeLines, pinholeInitLines, pinholeProblems, pinholeRemovalLines, type PinholePlace } from './pinholes.js';
 
@@ -164,12 +164,13 @@ export function buildShutdownScript(options: NftablesOptions, leftovers: Forward
  * by every mapping to that target: `installed` — the rules in effect before this change — says
  * which targets stay in use. Without it, only the removed rules are assumed to use their targets.
  */
-export function buildChangeScript(changes: ChangeSet, options: NftablesOptions, installed: Iterable<RuleSpec> = changes.remove): string {
+export function buildChangeScript(changes: ChangeSet, options: NftablesOptions, installed: InstalledMappings | Iterable<RuleSpec> = changes.remove): string {
   // Values go into the script verbatim: anything but a well-formed rule is refused (no injection).
   assertValidRules('nftables', [...changes.remove, ...changes.add]);
   const own = ownTable(options);
   const forward = adminForward(options);
-  const accept = forward ? acceptSetChanges(changes, installed) : { remove: [], add: [] };
+  const inEffect = installed instanceof InstalledMappings ? installed : new InstalledMappings(installed);
+  const accept = forward ? acceptSetChanges(changes, inEffect) : { remove: [], add: [] };
   const remote = (rules: readonly RuleSpec[]) => rules.filter((r) => r.remoteHost !== '');
   const anyHost = (rules: readonly RuleSpec[]) => rules.filter((r) => r.remoteHost === '');
   const mapped = (r: RuleSpec) => `${dnatKey(r)} : ${dnatTarget(r)}`;
@@ -216,18 +217,63 @@ function script(lines: readonly string[]): string {
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }
 
+/**
+ * The mappings in effect, by key, and how many of them use each accept-set element (mappings to one
+ * target share it). Kept up to date change set by change set, so that a change costs the same with
+ * 5 mappings installed as with 5000.
+ */
+export class InstalledMappings {
+  private readonly byKey = new Map<string, RuleSpec>();
+  private readonly acceptUsers = new Map<string, number>();
+
+  constructor(rules: Iterable<RuleSpec> = []) {
+    this.reset(rules);
+  }
+
+  /** How many installed mappings accept traffic to `element` (client . protocol . port). */
+  users(element: string): number {
+    return this.acceptUsers.get(element) ?? 0;
+  }
+
+  /** Forgets everything and takes `rules` as what is in effect. */
+  reset(rules: Iterable<RuleSpec>): void {
+    this.byKey.clear();
+    this.acceptUsers.clear();
+    for (const rule of rules) this.put(rule);
+  }
+
+  /** Records a change set that took effect: its removals, then its additions. */
+  record(changes: ChangeSet): void {
+    for (const rule of changes.remove) this.drop(keyString(rule));
+    for (const rule of changes.add) this.put(ruleOf(rule));
+  }
+
+  private put(rule: RuleSpec): void {
+    const key = keyString(rule);
+    this.drop(key);
+    this.byKey.set(key, rule);
+    const element = acceptElement(rule);
+    this.acceptUsers.set(element, this.users(element) + 1);
+  }
+
+  private drop(key: string): void {
+    const rule = this.byKey.get(key);
+    if (!rule) return;
+    this.byKey.delete(key);
+    const element = acceptElement(rule);
+    const left = this.users(element) - 1;
+    if (left > 0) this.acceptUsers.set(element, left);
+    else this.acceptUsers.delete(element);
+  }
+}
+
 /** Accept-set elements whose number of users goes from some to none (remove) or none to some (add). */
-function acceptSetChanges(changes: ChangeSet, installed: Iterable<RuleSpec>): { remove: string[]; add: string[] } {
+function acceptSetChanges(changes: ChangeSet, installed: InstalledMappings): { remove: string[]; add: string[] } {
   const removed = countBy(changes.remove, acceptElement);
   const added = countBy(changes.add, acceptElement);
-  const usersBefore = new Map<string, number>();
-  for (const rule of installed) {
-    const element = acceptElement(rule);
-    if (removed.has(element) || added.has(element)) usersBefore.set(element, (usersBefore.get(element) ?? 0) + 1);
-  }
   const result = { remove: [] as string[], add: [] as string[] };
   for (const element of new Set([...removed.keys(), ...added.keys()])) {
-    const before = Math.max(usersBefore.get(element) ?? 0, removed.get(element) ?? 0);
+    const before = Math.max(installed.users(element), removed.get(element) ?? 0);
     const after = before - (removed.get(element) ?? 0) + (added.get(element) ?? 0);
     if (before > 0 && after === 0) result.remove.push(element);
     if (before === 0 && after > 0) result.add.push(element);

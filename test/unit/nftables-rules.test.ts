@@ -1,8 +1,17 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BackendError } from '../../core/errors.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
-import { buildChangeScript, buildInitScript, buildShutdownScript, parseAdminTable, parseInstalledRules, pinholePlace } from '../../plugins/nftables/rules.js';
+import {
+  InstalledMappings,
+  buildChangeScript,
+  buildInitScript,
+  buildShutdownScript,
+  parseAdminTable,
+  parseInstalledRules,
+  pinholePlace,
+} from '../../plugins/nftables/rules.js';
 import {
   GOLDEN_ADMIN_TABLE,
   GOLDEN_LISTING,
@@ -260,5 +269,40 @@ describe('nftables listings', () => {
       },
     });
     expect(parseAdminTable(adminListing, { table: 'upnpd', forwardJump: { ...GOLDEN_ADMIN_TABLE, chain: 'FORWARD' } }).jumpChainExists).toBe(false);
+  });
+});
+
+describe('the accept-set use counts kept change set by change set (model)', () => {
+  const withJump = goldenSettings({ forwardJump: GOLDEN_ADMIN_TABLE });
+  // Few clients and ports, so that mappings share targets (one accept element, several users) and replace each other.
+  const mappingArb = fc
+    .record({
+      externalPort: fc.integer({ min: 1, max: 6 }),
+      client: fc.integer({ min: 2, max: 3 }),
+      internalPort: fc.integer({ min: 1, max: 3 }),
+      udp: fc.boolean(),
+    })
+    .map(({ externalPort, client, internalPort, udp }) => mapping(udp ? 'UDP' : 'TCP', externalPort, `10.0.0.${client}`, internalPort));
+
+  it('give every change set the script that the rules in effect, counted from scratch, give', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.array(mappingArb, { maxLength: 4 }), fc.nat()), { maxLength: 30 }), (steps) => {
+        const kept = new InstalledMappings();
+        let inEffect: RuleSpec[] = [];
+        for (const [candidates, seed] of steps) {
+          const key = (r: RuleSpec) => `${r.protocol}/${r.externalPort}`;
+          const remove = inEffect.filter((_, i) => (seed >> (i % 30)) % 3 === 0);
+          const left = inEffect.filter((r) => !remove.includes(r));
+          // A replace (same key, new target) comes as its removal and its addition, as the core sends it.
+          const add = candidates.filter((c, i) => candidates.findIndex((o) => key(o) === key(c)) === i);
+          const replaced = left.filter((r) => add.some((a) => key(a) === key(r)));
+          const changes = { remove: [...remove, ...replaced], add };
+          expect(buildChangeScript(changes, withJump, kept)).toBe(buildChangeScript(changes, withJump, [...inEffect]));
+          kept.record(changes);
+          inEffect = [...left.filter((r) => !replaced.includes(r)), ...add];
+        }
+        expect(kept).toEqual(new InstalledMappings(inEffect));
+      }),
+    );
   });
 });
