@@ -257,7 +257,7 @@ export class MappingService implements MappingView {
     return this.enqueue(async (draft) => {
       this.requirePinholes();
       await this.requirePinholeTarget(request.internalClient, requester);
-      const held = [...draft.pinholes.values()].find((p) => samePinholeRule(p, request));
+      const held = draft.pinholeWithRule(request);
       if (held) checkOwner(held, request);
       const adjusted = await this.hooks.beforePinhole(request, { requester, existing: held, pinholes: draft.pinholes, mappings: draft });
       if (!samePinholeRule(adjusted, request)) await this.requirePinholeTarget(adjusted.internalClient, requester);

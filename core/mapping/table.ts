@@ -1,4 +1,4 @@
-import { MAX_PINHOLE_ID, pinholeRuleOf, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
+import { MAX_PINHOLE_ID, pinholeRuleOf, pinholeRuleString, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
 import type { MappingChanges } from './state-file.js';
 import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type Protocol, type RuleSpec } from './types.js';
 
@@ -12,7 +12,9 @@ export class MappingTable implements MappingView {
   /** How many mappings each client (creator's address) holds: what quotas count, without a walk. */
   private readonly held = new Map<string, number>();
   /** IPv6 pinholes by UniqueID, in the order they were opened. */
-  readonly pinholes = new Map<number, Pinhole>();
+  readonly pinholes: ReadonlyMap<number, Pinhole> = new Map<number, Pinhole>();
+  /** Pinhole rule (`pinholeRuleString`) → UniqueID: a renewal finds its pinhole without parsing every address in the table. */
+  private readonly pinholeIdByRule = new Map<string, number>();
   /** `protocol/port` → keys of the mappings on that port restricted to one remote host (rare: most are for any host). */
   private readonly restrictedByPort = new Map<string, Set<string>>();
   /** Internal client → keys of its mappings, in table order (a renewal keeps its place, a re-insertion goes last). */
@@ -38,15 +40,28 @@ export class MappingTable implements MappingView {
     return this.held.get(address) ?? 0;
   }
 
+  /** The pinhole with this rule (addresses compared in canonical form), if any. */
+  pinholeWithRule(rule: PinholeRule): Pinhole | undefined {
+    const id = this.pinholeIdByRule.get(pinholeRuleString(rule));
+    return id === undefined ? undefined : this.pinholes.get(id);
+  }
+
   *ofClient(internalClient: string): IterableIterator<PortMapping> {
     for (const k of this.byClient.get(internalClient) ?? []) yield this.byKey.get(k)!;
   }
 
   /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
   commit(upserts: Iterable<PortMapping>, removals: Iterable<string>, pinholes: ReadonlyMap<number, Pinhole | null> = new Map()): void {
+    const byId = this.pinholes as Map<number, Pinhole>;
     for (const [id, pinhole] of pinholes) {
-      if (pinhole) this.pinholes.set(id, pinhole);
-      else this.pinholes.delete(id);
+      const before = byId.get(id);
+      if (before) this.pinholeIdByRule.delete(pinholeRuleString(before));
+      if (pinhole) {
+        byId.set(id, pinhole);
+        this.pinholeIdByRule.set(pinholeRuleString(pinhole), id);
+      } else {
+        byId.delete(id);
+      }
     }
     // By identity: building every mapping's key to filter a 5000-entry table cost more than the rest of a delete.
     const removed = new Set<PortMapping>();
@@ -139,20 +154,19 @@ export class MappingDraft implements MappingView {
    */
   private readonly undo: UndoEntry[] = [];
 
-  constructor(private readonly table: MappingTable) {}
-
   /** The pinholes as they stand in this draft. */
-  readonly pinholes: PinholeView = {
-    get: (id) => (this.stagedPinholes.has(id) ? (this.stagedPinholes.get(id) ?? undefined) : this.table.pinholes.get(id)),
-    values: () => this.pinholeValues(),
-    get size() {
-      return [...this.values()].length;
-    },
-  };
+  readonly pinholes: PinholeView;
 
-  private *pinholeValues(): IterableIterator<Pinhole> {
-    for (const [id, p] of this.table.pinholes) if (!this.stagedPinholes.has(id)) yield p;
-    for (const p of this.stagedPinholes.values()) if (p) yield p;
+  constructor(private readonly table: MappingTable) {
+    this.pinholes = new DraftPinholes(table.pinholes, () => this.stagedPinholes);
+  }
+
+  /** The pinhole with this rule as it stands in this draft: one staged in it, or the table's unless the draft changed that one. */
+  pinholeWithRule(rule: PinholeRule): Pinhole | undefined {
+    const wanted = pinholeRuleString(rule);
+    for (const p of this.stagedPinholes.values()) if (p && pinholeRuleString(p) === wanted) return p;
+    const committed = this.table.pinholeWithRule(rule);
+    return committed && !this.stagedPinholes.has(committed.id) ? committed : undefined;
   }
 
   putPinhole(pinhole: Pinhole): void {
@@ -389,4 +403,30 @@ function keyFromString(k: string): MappingKey {
     externalPort: Number(k.slice(first + 1, second)),
     remoteHost: k.slice(second + 1),
   };
+}
+
+/** A draft's pinholes: the table's, with the draft's staged changes (null: closed) over them. */
+class DraftPinholes implements PinholeView {
+  constructor(
+    private readonly committed: ReadonlyMap<number, Pinhole>,
+    private readonly staged: () => ReadonlyMap<number, Pinhole | null>,
+  ) {}
+
+  get(id: number): Pinhole | undefined {
+    const staged = this.staged();
+    return staged.has(id) ? (staged.get(id) ?? undefined) : this.committed.get(id);
+  }
+
+  *values(): IterableIterator<Pinhole> {
+    const staged = this.staged();
+    for (const [id, p] of this.committed) if (!staged.has(id)) yield p;
+    for (const p of staged.values()) if (p) yield p;
+  }
+
+  /** Counted from the staged changes alone (a quota asks for it on every request). */
+  get size(): number {
+    let size = this.committed.size;
+    for (const [id, p] of this.staged()) size += (p ? 1 : 0) - (this.committed.has(id) ? 1 : 0);
+    return size;
+  }
 }

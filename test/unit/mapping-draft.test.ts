@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MappingDraft, MappingTable, type DraftSavepoint } from '../../core/mapping/table.js';
+import { samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from '../../core/mapping/pinhole.js';
 import { keyString, type PortMapping } from '../../core/mapping/types.js';
 import { quota } from '../../plugins/quota/index.js';
 import { makeMappings } from '../support/fakes.js';
@@ -121,5 +122,82 @@ describe('MappingDraft counts and rollbacks', () => {
     expect(await mappings.restore(restored)).toEqual({ restored: 4, refused: 3, failed: 0 });
     expect([...mappings.values()].map((m) => m.externalPort)).toEqual([1, 2, 3, 6]);
     expect([mappings.heldBy(CLIENTS[0]!), mappings.heldBy(CLIENTS[1]!), mappings.view.heldBy(CLIENTS[1]!), mappings.heldBy(CLIENTS[2]!)]).toEqual([3, 1, 1, 0]);
+  });
+});
+
+describe('MappingDraft pinholes', () => {
+  // Two spellings of one address: the rule index compares canonical forms.
+  const CLIENT_SPELLINGS = [['2001:db8:77::10', '2001:DB8:77:0::10'], ['2001:db8:77::11']] as const;
+  type PinholeOp =
+    { kind: 'put'; id: number; client: number; spelling: number; port: number } | { kind: 'close'; id: number } | { kind: 'savepoint' | 'rollback' | 'commit' };
+  const pinholeOp: fc.Arbitrary<PinholeOp> = fc.oneof(
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        kind: fc.constant('put' as const),
+        id: fc.integer({ min: 1, max: 6 }),
+        client: fc.integer({ min: 0, max: 1 }),
+        spelling: fc.integer({ min: 0, max: 1 }),
+        port: fc.integer({ min: 1, max: 3 }),
+      }),
+    },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('close' as const), id: fc.integer({ min: 1, max: 6 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom('savepoint' as const, 'rollback' as const) }) },
+    // Often: the table's own index is what a change to a committed pinhole must keep right.
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('commit' as const) }) },
+  );
+  const pinholeOf = (o: Extract<PinholeOp, { kind: 'put' }>): Pinhole => {
+    const spellings = CLIENT_SPELLINGS[o.client]!;
+    const internalClient = spellings[o.spelling % spellings.length]!;
+    return {
+      id: o.id,
+      remoteHost: '',
+      remotePort: 0,
+      internalClient,
+      internalPort: o.port,
+      protocol: 'TCP',
+      leaseSeconds: 3600,
+      expiresAt: 0,
+      createdBy: { address: internalClient, via: 'upnp-igd:2' },
+    };
+  };
+  const rules = CLIENT_SPELLINGS.flatMap((spellings, client) => [1, 2, 3].map((port) => pinholeOf({ kind: 'put', id: 0, client, spelling: 0, port })));
+
+  function expectLookupsMatchWalk(view: PinholeView, withRule: (rule: PinholeRule) => Pinhole | undefined): void {
+    const all = [...view.values()];
+    expect(view.size).toBe(all.length);
+    for (const rule of rules) expect(withRule(rule)).toBe(all.find((p) => samePinholeRule(p, rule)));
+  }
+
+  it('size and the pinhole with a rule equal a walk after every step, in the draft and in the table', () => {
+    fc.assert(
+      fc.property(fc.array(pinholeOp, { maxLength: 50 }), (ops) => {
+        const table = new MappingTable();
+        let draft = new MappingDraft(table);
+        const savepoints: DraftSavepoint[] = [];
+        for (const o of ops) {
+          if (o.kind === 'put') {
+            const pinhole = pinholeOf(o);
+            // As the service does: one pinhole per rule (a renewal keeps the UniqueID of the one it renews).
+            const holder = draft.pinholeWithRule(pinhole);
+            if (!holder || holder.id === pinhole.id) draft.putPinhole(pinhole);
+          } else if (o.kind === 'close') draft.removePinhole(o.id);
+          else if (o.kind === 'savepoint') savepoints.push(draft.savepoint());
+          else if (o.kind === 'rollback') {
+            const target = savepoints.pop();
+            if (target) draft.rollbackTo(target);
+          } else {
+            draft.commit();
+            expectLookupsMatchWalk({ get: (id) => table.pinholes.get(id), values: () => table.pinholes.values(), size: table.pinholes.size }, (r) =>
+              table.pinholeWithRule(r),
+            );
+            draft = new MappingDraft(table);
+            savepoints.length = 0;
+          }
+          expectLookupsMatchWalk(draft.pinholes, (r) => draft.pinholeWithRule(r));
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
