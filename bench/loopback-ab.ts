@@ -9,10 +9,10 @@
 // and the median of the per-round differences to the first build. Loopback only; bounded by
 // rounds × batch requests and 15 minutes.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { floorProgram } from './daemons/node-floor.js';
 import { median } from './figures.js';
@@ -39,6 +39,16 @@ const rounds = Number(values.rounds);
 const batch = Number(values.batch);
 const concurrency = Number(values.concurrency);
 const entries = values.entries === undefined ? 0 : Number(values.entries);
+
+/** A config file that lets the one loopback client add `entries` mappings at full speed, for the build at `root`. */
+function unlimitedConfig(root: string, port: number): string {
+  const file = join(runtimeDir, `upnpd-${port}.config.mjs`);
+  const limits = { stateChanges: { burst: 100_000, perSecond: 100_000 } };
+  const quota = { perClient: 100_000, total: 100_000 };
+  const api = pathToFileURL(join(root, 'dist/core/index.js')).href;
+  writeFileSync(file, `import { quota } from '${api}';\nexport default { limits: ${JSON.stringify(limits)}, plugins: [quota(${JSON.stringify(quota)})] };\n`);
+  return file;
+}
 
 interface Daemon {
   readonly name: string;
@@ -91,6 +101,8 @@ try {
     // As the shebang runs it, plus the flags given.
     const args = ['MALLOC_ARENA_MAX=1', process.execPath, '--max-semi-space-size=1', '--expose-gc', ...nodeFlags, entry];
     args.push('--dry-run', '--no-ipv6', '--log-level', 'warn', '--http-port', String(port), '--runtime-dir', join(runtimeDir, String(port)));
+    // One client adds every mapping of the walk: the default rate and quota would refuse most.
+    if (entries > 0) args.push('--config', unlimitedConfig(root!, port));
     daemons.push({ name, process: spawn('env', args, { stdio: ['ignore', 'ignore', 'ignore'] }) });
     await answering(new URL(`http://127.0.0.1:${port}/rootDesc.xml`), name);
   }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseUpnpcListing } from '../test/netns/topology.js';
 import { measureConnectLatency } from './dataplane/measure.js';
 import type { DaemonUnderTest, GatewaySetup, PersistedMappings, RunningDaemon } from './daemons/types.js';
 import { median, type FigureKey, type Notes, type Sample } from './figures.js';
@@ -141,7 +142,7 @@ async function addDeleteCycles({ generator, profile, log, running, sample }: Pha
 }
 
 /** The phases of the `table` group, in order; the last may crash miniupnpd 2.3.1 (see bench/README.md). */
-const TABLE_PHASES: readonly Phase[] = [addTable, connectLatency, walkTable, walkTableKeepAlive, settledMemory, listInPages];
+const TABLE_PHASES: readonly Phase[] = [addTable, connectLatency, walkTable, walkTableWithUpnpc, walkTableKeepAlive, settledMemory, listInPages];
 
 async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
   const sample: Sample = {};
@@ -215,6 +216,30 @@ async function walkTable(context: PhaseContext): Promise<void> {
     `walk of ${context.profile.mappings} with GetGenericPortMappingEntry: ${seconds.toFixed(2)} s, ${daemonCpu.toFixed(0)} µs daemon CPU each, ` +
       `${generatorCpu.toFixed(0)} µs generator CPU each`,
   );
+}
+
+/** upnpc may take this long to list the table before the phase gives up (miniupnpd lists 5000 in about 3 s). */
+const UPNPC_WALK_TIMEOUT_MS = 120_000;
+
+/**
+ * The same walk made by the real client, miniupnpc's `upnpc -l`, from the LAN client: a C client
+ * whose own cost per request is far below the Node load generator's, so that the time is mostly the
+ * daemon's. upnpc first fetches the description and asks a few questions (status, connection
+ * type, external address); those few requests are in the time too.
+ */
+async function walkTableWithUpnpc({ gateway, profile, running, sample, log }: PhaseContext): Promise<void> {
+  const n = profile.mappings;
+  const cpuBefore = cpuSeconds(running.pid);
+  const started = performance.now();
+  const listing = await gateway.testbed.lan.runner().run('upnpc', ['-u', running.descriptionUrl, '-l'], { timeoutMs: UPNPC_WALK_TIMEOUT_MS });
+  const seconds = (performance.now() - started) / 1000;
+  const listed = parseUpnpcListing(listing.stdout).length;
+  if (listing.exitCode !== 0 || listed !== n) {
+    throw new Error(`upnpc -l listed ${listed} mappings, expected ${n} (exit code ${listing.exitCode}): ${listing.stderr.slice(0, 300)}`);
+  }
+  sample.listUpnpc = seconds;
+  sample.listUpnpcCpu = ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (n + 1);
+  log(`walk of ${n} with upnpc -l: ${seconds.toFixed(2)} s, ${sample.listUpnpcCpu.toFixed(0)} µs daemon CPU each`);
 }
 
 async function walkTableKeepAlive(context: PhaseContext): Promise<void> {

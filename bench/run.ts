@@ -196,9 +196,12 @@ function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: Daemon
   ];
 }
 
-/** Why the benchmark cannot run here (not root, no `ip netns`, no nft), or undefined. */
+/** Why the benchmark cannot run here (not root, no `ip netns`, no nft, no upnpc), or undefined. */
 async function preflight(): Promise<string | undefined> {
-  for (const program of ['ip', 'nft']) if (!(await haveProgram(program))) return `${program} is not installed (Debian packages iproute2, nftables)`;
+  const packages = { ip: 'iproute2', nft: 'nftables', upnpc: 'miniupnpc' } as const;
+  for (const [program, debianPackage] of Object.entries(packages)) {
+    if (!(await haveProgram(program))) return `${program} is not installed (Debian package ${debianPackage})`;
+  }
   return namespaceSupport();
 }
 
