@@ -14,7 +14,7 @@ import type { Logger } from '../core/logger.js';
 import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
 import { OS_READERS, hostFindings, logFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
-import { OsNetworkInfo, type NetworkInfo } from '../core/net/network-info.js';
+import { systemNetwork, type NetworkInfo } from '../core/net/network-info.js';
 import { dryRun } from '../plugins/dry-run/index.js';
 import { iptables } from '../plugins/iptables/index.js';
 import { logging } from '../plugins/logging/index.js';
@@ -174,7 +174,7 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   const { logger } = options;
   const specs = assemblePlugins(givenConfig);
   const config = withDryRunDefaults(givenConfig, logger);
-  const network = options.network ?? new OsNetworkInfo();
+  const network = options.network ?? systemNetwork(logger);
   const clock = options.clock ?? systemClock;
   const lan = lanAddresses(config, network);
   const mappingView = new MappingViewSlot();

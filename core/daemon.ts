@@ -14,7 +14,7 @@ import { MappingService } from './mapping/service.js';
 import { DurableMappingJournal, type PersistenceStatus } from './mapping/journal.js';
 import { MappingStateFile } from './mapping/state-file.js';
 import type { MappingViewSlot } from './mapping/view-slot.js';
-import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
+import { systemNetwork, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 import { Ipv6Lan, type Ipv6InterfaceAddress } from './net/ipv6.js';
 import { PluginDriver } from './plugins/driver.js';
 import type { RefusalRegistry } from './plugins/refusals.js';
@@ -196,7 +196,7 @@ export class Daemon {
 
   static async start(config: ResolvedConfig, deps: DaemonDependencies): Promise<Daemon> {
     const logger = deps.logger;
-    const network = deps.network ?? new OsNetworkInfo();
+    const network = deps.network ?? systemNetwork(logger);
     const clock = deps.clock ?? systemClock;
     const lan = deps.lan;
     const lanIpv6 = new Ipv6Lan(deps.lanIpv6 ?? lanIpv6Addresses(config, network));

@@ -94,6 +94,11 @@ export class NeighbourCache {
   private hear(event: NeighbourEvent): void {
     this.events++;
     if (event.kind === 'lost') return this.forget();
+    // Flowing again: what changed meanwhile was forgotten with the loss, and a read from before this is not kept (events counted).
+    if (event.kind === 'resumed') {
+      this.live = true;
+      return;
+    }
     if (!this.interfaces.includes(event.dev)) return;
     if (!event.deleted && event.lladdr !== undefined && event.states.some((s) => USABLE_STATES.has(s))) this.set(event.address, event.lladdr);
     else this.entries.delete(keyOf(event.address));

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP, isIPv4 } from 'node:net';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
+import type { Logger } from '../logger.js';
 import { readIpv6Addresses, type Ipv6InterfaceAddress } from './ipv6.js';
 
 /** Linux interface names: at most 15 characters, no spaces or slashes. */
@@ -48,13 +49,14 @@ export interface NetworkInfo {
   watchAddresses?(onChange: () => void): () => void;
   /**
    * Optional: tells `onEvent` of each change of the kernel's neighbour table (an entry resolved,
-   * its link-layer address or state changed, or deleted), and once with `lost` when events may
-   * have been missed from then on (the watch ended). Returns a function that stops watching.
+   * its link-layer address or state changed, or deleted), with `lost` when events may have been
+   * missed from then on (the watch ended), and with `resumed` when they flow again (what changed
+   * in between is unknown). Returns a function that stops watching.
    */
   watchNeighbours?(onEvent: (event: NeighbourEvent) => void): () => void;
 }
 
-/** A change of the neighbour table (`ip monitor neigh`), or `lost`: events may be missed from now on. */
+/** A change of the neighbour table (`ip monitor neigh`); `lost`: events may be missed from now on; `resumed`: they flow again. */
 export type NeighbourEvent =
   | {
       readonly kind: 'neighbour';
@@ -66,9 +68,31 @@ export type NeighbourEvent =
       readonly states: readonly string[];
       readonly deleted: boolean;
     }
-  | { readonly kind: 'lost' };
+  | { readonly kind: 'lost' }
+  | { readonly kind: 'resumed' };
+
+/** When the `ip monitor` behind the address and neighbour events ends without being asked to. */
+export interface MonitorRestarts {
+  /** Waits before each restart in a row (the last repeats): a monitor that cannot run is not respawned in a loop. */
+  readonly delaysMs: readonly number[];
+  /** A monitor that ran this long before it ended starts again after the first delay. */
+  readonly stableMs: number;
+  /** The new monitor is trusted to report events once it has run this long (it subscribes as it starts). */
+  readonly settleMs: number;
+  /** Told once when events stop (until they flow again) and once when they flow again. */
+  readonly report?: (message: string, level: 'warn' | 'info') => void;
+}
+
+export const DEFAULT_MONITOR_RESTARTS: MonitorRestarts = Object.freeze({ delaysMs: [1_000, 5_000, 30_000], stableMs: 60_000, settleMs: 200 });
+
+/** The system's network, with what happens to its `ip monitor` told to `logger`. */
+export function systemNetwork(logger: Pick<Logger, 'warn' | 'info'>): OsNetworkInfo {
+  return new OsNetworkInfo({ ...DEFAULT_MONITOR_RESTARTS, report: (message, level) => logger[level](message) });
+}
 
 export class OsNetworkInfo implements NetworkInfo {
+  constructor(private readonly restarts: MonitorRestarts = DEFAULT_MONITOR_RESTARTS) {}
+
   ipv4Addresses(iface: string): InterfaceAddress[] {
     const entries = networkInterfaces()[iface] ?? [];
     return entries.filter((a) => a.family === 'IPv4').map((a) => ({ interface: iface, address: a.address, prefixLength: prefixLengthOf(a.cidr, a.netmask) }));
@@ -125,36 +149,71 @@ export class OsNetworkInfo implements NetworkInfo {
     };
   }
 
+  /**
+   * Runs `ip monitor` for as long as anyone watches. If it ends unasked (killed, or `ip` missing),
+   * the neighbour watchers hear `lost` and it is started again after a delay; once the new one has
+   * settled, the address watchers are told (an address may have changed meanwhile) and the
+   * neighbour watchers hear `resumed`.
+   */
   private startMonitor(): () => void {
-    const monitor = execa('ip', ['-o', 'monitor', 'label', 'address', 'neigh'], {
-      buffer: false,
-      reject: false,
-      stdin: 'ignore',
-      stdout: 'pipe',
-      stderr: 'ignore',
-      env: { LC_ALL: 'C' },
-    });
     let stopped = false;
-    if (monitor.stdout) {
-      createInterface({ input: monitor.stdout }).on('line', (line) => {
-        if (line.startsWith('[NEIGH]')) {
-          const event = parseNeighbourLine(line.slice('[NEIGH]'.length));
-          if (event) for (const watcher of [...this.neighbourWatchers]) watcher(event);
-        } else {
+    let running: { kill(signal: 'SIGKILL'): void } | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let failuresInARow = 0;
+    const run = (restarted: boolean) => {
+      const startedAt = performance.now();
+      const monitor = execa('ip', ['-o', 'monitor', 'label', 'address', 'neigh'], {
+        buffer: false,
+        reject: false,
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'ignore',
+        env: { LC_ALL: 'C' },
+      });
+      running = monitor;
+      if (monitor.stdout) {
+        createInterface({ input: monitor.stdout }).on('line', (line) => {
+          if (line.startsWith('[NEIGH]')) {
+            const event = parseNeighbourLine(line.slice('[NEIGH]'.length));
+            if (event) for (const watcher of [...this.neighbourWatchers]) watcher(event);
+          } else {
+            for (const watcher of [...this.addressWatchers]) watcher();
+          }
+        });
+      }
+      if (restarted) {
+        timer = setTimeout(() => {
+          if (stopped || running !== monitor) return;
+          this.restarts.report?.('ip monitor runs again: address and neighbour events are back', 'info');
           for (const watcher of [...this.addressWatchers]) watcher();
-        }
-      });
-    }
-    // Whoever relies on the neighbour events hears that they stopped (unless they asked for it).
-    void monitor
-      .catch(() => undefined)
-      .finally(() => {
-        if (stopped) return;
-        for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'lost' });
-      });
+          for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'resumed' });
+        }, this.restarts.settleMs);
+        timer.unref();
+      }
+      void monitor
+        .catch(() => undefined)
+        .then((result) => {
+          if (stopped) return;
+          // Whoever relies on the neighbour events hears that they stopped.
+          for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'lost' });
+          if (performance.now() - startedAt >= this.restarts.stableMs) failuresInARow = 0;
+          const delays = this.restarts.delaysMs;
+          const delay = delays[Math.min(failuresInARow, delays.length - 1)]!;
+          if (failuresInARow === 0) {
+            const why = result?.signal ? `killed by ${result.signal}` : typeof result?.exitCode === 'number' ? `exit code ${result.exitCode}` : 'could not run';
+            this.restarts.report?.(`ip monitor ended (${why}): address and neighbour events stop until it runs again; retrying in ${delay / 1000} s`, 'warn');
+          }
+          failuresInARow++;
+          clearTimeout(timer);
+          timer = setTimeout(() => run(true), delay);
+          timer.unref();
+        });
+    };
+    run(false);
     return () => {
       stopped = true;
-      monitor.kill('SIGKILL');
+      clearTimeout(timer);
+      running?.kill('SIGKILL');
     };
   }
 }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { childProcesses } from '../support/processes.js';
 import { describeNetns } from './netns.js';
 import { NamespaceProcess } from './namespace-process.js';
 import { HOST_INTERFACE, createTestbed, startDaemonInGateway, upnpc, type RunningDaemon, type Testbed } from './topology.js';
@@ -202,5 +203,25 @@ describeNetns('a LAN address added while upnpd runs (IPv6 with duplicate address
     const alive = lines.filter((line) => line.startsWith(`NOTIFY ssdp:alive http://${ADDED_IPV4}:${port}/`));
     expect(alive.length, lines.join('\n')).toBeGreaterThan(0);
     expect(Number(alive.at(-1)!.split(' ').at(-1))).toBeGreaterThan(before);
+  });
+});
+
+describeNetns('a LAN address change while the ip monitor behind the address events is dead', ['ip', 'iptables', 'upnpc'], () => {
+  const running = useListeningTestbed();
+
+  it('is noticed when the monitor runs again: killed, it is restarted and the daemon looks at the LAN again', async () => {
+    const { testbed, daemon, listener } = running;
+    const { gatewayLan, prefixLength } = testbed.addresses;
+    const [monitor] = childProcesses(daemon.pid, 'ip -o monitor');
+    expect(monitor, daemon.output()).toBeDefined();
+    process.kill(monitor!, 'SIGKILL');
+    await expect.poll(() => daemon.output(), { timeout: NOTICE_MS }).toMatch(/ip monitor ended \(killed by SIGKILL\): address and neighbour events stop/);
+    // Renumbered while no monitor runs: no event reports it.
+    await testbed.gateway.exec('ip', ['addr', 'del', `${gatewayLan}/${prefixLength}`, 'dev', testbed.lanInterface]);
+    await testbed.gateway.exec('ip', ['addr', 'add', `${NEW_GATEWAY_LAN}/${prefixLength}`, 'dev', testbed.lanInterface]);
+    await expect.poll(() => daemon.output(), { timeout: NOTICE_MS }).toMatch(/ip monitor runs again/);
+    await listener.waitFor(new RegExp(`NOTIFY ssdp:alive http://${NEW_GATEWAY_LAN.replace(/\./g, '\\.')}:\\d+/\\S+ \\d+`), NOTICE_MS);
+    expect(daemon.output()).toMatch(/LAN addresses changed .*re-announcing with BOOTID/);
+    expect(childProcesses(daemon.pid, 'ip -o monitor')).toHaveLength(1);
   });
 });

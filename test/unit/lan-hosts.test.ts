@@ -56,7 +56,7 @@ function setup() {
     else kernel.table.set(address, lladdr);
     send({ kind: 'neighbour', address, dev: 'br-lan', ...(lladdr === undefined ? {} : { lladdr }), states: [state], deleted });
   };
-  return { kernel, cache, hosts, neighbour, lose: () => send({ kind: 'lost' }), later: (ms: number) => (now += ms) };
+  return { kernel, cache, hosts, neighbour, lose: () => send({ kind: 'lost' }), resume: () => send({ kind: 'resumed' }), later: (ms: number) => (now += ms) };
 }
 
 describe('the pinhole ownership check with the neighbour cache', () => {
@@ -121,6 +121,21 @@ describe('the pinhole ownership check with the neighbour cache', () => {
     const runs = kernel.runs;
     expect(await hosts.refuse(A_PRIVACY, A_FIRST)).toMatch(/another host/);
     expect(kernel.runs).toBeGreaterThan(runs);
+  });
+
+  it('answers from the events again once they flow again, with nothing kept from before the loss', async () => {
+    const { kernel, cache, hosts, neighbour, lose, resume } = setup();
+    neighbour(A_FIRST, HOST_A);
+    neighbour(A_PRIVACY, HOST_A);
+    lose();
+    resume();
+    // What was heard before the loss is gone: the kernel is asked.
+    expect(cache.sameHost(A_FIRST, A_PRIVACY)).toBe(false);
+    neighbour(A_FIRST, HOST_A);
+    neighbour(A_PRIVACY, HOST_A);
+    const runs = kernel.runs;
+    expect(await hosts.refuse(A_PRIVACY, A_FIRST)).toBeUndefined();
+    expect(kernel.runs).toBe(runs);
   });
 
   it('keeps no kernel read during which an event came (it may be older than the event)', async () => {
