@@ -9,8 +9,9 @@ import { describeRequiring, missingPrograms } from '../support/requirements.js';
 /** This process's children running `ip -o monitor label address neigh` (nothing in the network is changed). */
 const addressMonitors = () => childProcesses(process.pid, 'ip -o monitor label address neigh').length;
 
+/** Whether `condition` holds within 10 s (processes start slowly on a loaded machine), checked every 20 ms. */
 async function eventually(condition: () => boolean): Promise<boolean> {
-  for (let i = 0; i < 100 && !condition(); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let i = 0; i < 500 && !condition(); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
   return condition();
 }
 
