@@ -160,6 +160,8 @@ export class OsNetworkInfo implements NetworkInfo {
     let running: { kill(signal: 'SIGKILL'): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
     let failuresInARow = 0;
+    /** Whether the admin was last told that the events stopped (told once per stop, and once when they are back). */
+    let reportedDown = false;
     const run = (restarted: boolean) => {
       const startedAt = performance.now();
       const monitor = execa('ip', ['-o', 'monitor', 'label', 'address', 'neigh'], {
@@ -184,7 +186,8 @@ export class OsNetworkInfo implements NetworkInfo {
       if (restarted) {
         timer = setTimeout(() => {
           if (stopped || running !== monitor) return;
-          this.restarts.report?.('ip monitor runs again: address and neighbour events are back', 'info');
+          if (reportedDown) this.restarts.report?.('ip monitor runs again: address and neighbour events are back', 'info');
+          reportedDown = false;
           for (const watcher of [...this.addressWatchers]) watcher();
           for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'resumed' });
         }, this.restarts.settleMs);
@@ -199,7 +202,8 @@ export class OsNetworkInfo implements NetworkInfo {
           if (performance.now() - startedAt >= this.restarts.stableMs) failuresInARow = 0;
           const delays = this.restarts.delaysMs;
           const delay = delays[Math.min(failuresInARow, delays.length - 1)]!;
-          if (failuresInARow === 0) {
+          if (!reportedDown) {
+            reportedDown = true;
             const why = result?.signal ? `killed by ${result.signal}` : typeof result?.exitCode === 'number' ? `exit code ${result.exitCode}` : 'could not run';
             this.restarts.report?.(`ip monitor ended (${why}): address and neighbour events stop until it runs again; retrying in ${delay / 1000} s`, 'warn');
           }

@@ -91,7 +91,7 @@ describe('an ip monitor that ends unasked', () => {
   it('that cannot run at all is retried at the longest delay, reported once', async () => {
     writeFileSync(join(dir, 'ip'), `#!/bin/sh\nruns=$(cat "${dir}/runs" 2>/dev/null || echo 0); echo $((runs + 1)) > "${dir}/runs"\nexit 2\n`, { mode: 0o755 });
     const reports: string[] = [];
-    const network = new OsNetworkInfo({ delaysMs: [20, 150], stableMs: 60_000, settleMs: 10, report: (message) => reports.push(message) });
+    const network = new OsNetworkInfo({ delaysMs: [20, 150], stableMs: 60_000, settleMs: 100, report: (message) => reports.push(message) });
     const started = performance.now();
     const stop = network.watchNeighbours(() => {});
     try {
