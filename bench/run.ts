@@ -71,6 +71,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const daemons = comparisons.flatMap((c) => [c.upnpd, c.miniupnpd, ...c.others.map((o) => o.daemon)]);
   const results = new Map<DaemonUnderTest, { samples: Sample[]; notes: Notes }>(daemons.map((d) => [d, { samples: [], notes: {} }]));
   const errors: string[] = [];
+  // Read before the run: a commit made while it runs did not build what ran.
+  const versions = new Map(await Promise.all(daemons.map(async (d) => [d, await d.version()] as const)));
 
   log(`${profile.name} run: ${profile.repeats} repeat(s), ${profile.mappings} mappings, budget ${profile.budgetMs / 60_000} min`);
   const bench = await createBenchTestbed(profile.budgetMs + CLEANUP_GRACE_MS);
@@ -108,9 +110,9 @@ async function main(argv: readonly string[]): Promise<number> {
     await bench.destroy();
   }
 
-  const daemonResults = async (daemon: DaemonUnderTest, compared: readonly DaemonUnderTest[]): Promise<DaemonResults> => {
+  const daemonResults = (daemon: DaemonUnderTest, compared: readonly DaemonUnderTest[]): DaemonResults => {
     const { samples, notes } = results.get(daemon)!;
-    return { name: daemon.name, version: await daemon.version(), samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, compared), ...notes } };
+    return { name: daemon.name, version: versions.get(daemon)!, samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, compared), ...notes } };
   };
   const sections: Section[] = [];
   for (const c of comparisons) {
@@ -118,9 +120,9 @@ async function main(argv: readonly string[]): Promise<number> {
     sections.push({
       title: c.title,
       ...(c.natPmp ? {} : { figures: UPNP_FIGURE_KEYS }),
-      upnpd: await daemonResults(c.upnpd, pair),
-      miniupnpd: await daemonResults(c.miniupnpd, pair),
-      others: await Promise.all(c.others.map((o) => daemonResults(o.daemon, []))),
+      upnpd: daemonResults(c.upnpd, pair),
+      miniupnpd: daemonResults(c.miniupnpd, pair),
+      others: c.others.map((o) => daemonResults(o.daemon, [])),
     });
   }
   const report = { profile, date: new Date(), machine: machine(), sections, errors, shortfall: schedule.shortfall() };
