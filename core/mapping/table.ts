@@ -55,7 +55,8 @@ export class MappingTable implements MappingView {
     const byId = this.pinholes as Map<number, Pinhole>;
     for (const [id, pinhole] of pinholes) {
       const before = byId.get(id);
-      if (before) this.pinholeIdByRule.delete(pinholeRuleString(before));
+      // Unless another pinhole of this change took the rule already (closed here, opened under another UniqueID).
+      if (before && this.pinholeIdByRule.get(pinholeRuleString(before)) === id) this.pinholeIdByRule.delete(pinholeRuleString(before));
       if (pinhole) {
         byId.set(id, pinhole);
         this.pinholeIdByRule.set(pinholeRuleString(pinhole), id);
@@ -81,10 +82,21 @@ export class MappingTable implements MappingView {
       if (previous) this.ordered[this.ordered.indexOf(previous)] = mapping;
       else this.ordered.push(mapping);
       if (previous) countHeld(this.held, previous, -1);
-      if (previous && previous.internalClient !== mapping.internalClient) this.dropFromClient(previous.internalClient, k);
       countHeld(this.held, mapping, 1);
-      this.index(mapping, k);
+      if (previous && previous.internalClient !== mapping.internalClient) {
+        // Taken over in place (the lifecycle answers 718 instead, but the table allows it): the new
+        // client's index is rebuilt, so that it keeps table order with this mapping at its old place.
+        this.dropFromClient(previous.internalClient, k);
+        this.index(mapping, k);
+        this.reindexClient(mapping.internalClient);
+      } else {
+        this.index(mapping, k);
+      }
     }
+  }
+
+  private reindexClient(internalClient: string): void {
+    this.byClient.set(internalClient, new Set(this.ordered.filter((m) => m.internalClient === internalClient).map((m) => keyString(m))));
   }
 
   /** Keys of the mappings on `protocol` `port` that are restricted to one remote host. */
@@ -243,7 +255,10 @@ export class MappingDraft implements MappingView {
     const k = keyString(mapping);
     const before = this.stage(k, mapping);
     if (this.staged.get(k) === null) {
-      // Removed earlier in this draft: added again, it goes to the end (a Map keeps a re-set key in place).
+      // Removed earlier in this draft: added again, it goes to the end (a Map keeps a re-set key in
+      // place). Where it stood is noted, so that a rollback puts it back there (rare: O(staged)).
+      const position = [...this.staged.keys()].indexOf(k);
+      this.undo[this.undo.length - 1] = { ...this.undo.at(-1)!, position };
       this.staged.delete(k);
       if (this.original.get(k)) this.reinserted.add(k);
     }
@@ -265,15 +280,24 @@ export class MappingDraft implements MappingView {
   /** Undoes every put and remove since `savepoint` was taken (newest first). */
   rollbackTo(savepoint: DraftSavepoint): void {
     while (this.undo.length > savepoint.undoLength) {
-      const { k, staged, reinserted } = this.undo.pop()!;
+      const { k, staged, reinserted, position } = this.undo.pop()!;
       const now = this.staged.get(k) ?? undefined;
       if (staged === undefined) this.staged.delete(k);
+      else if (position !== undefined) this.restageAt(k, staged, position);
       else this.staged.set(k, staged);
       if (reinserted) this.reinserted.add(k);
       else this.reinserted.delete(k);
       this.counted(now, this.visible(k));
     }
     this.stagedPinholes = new Map(savepoint.pinholes);
+  }
+
+  /** Stages `k` at `position` in the staged order (undoing a put that moved it to the end). */
+  private restageAt(k: string, staged: PortMapping | null, position: number): void {
+    const entries = [...this.staged].filter(([key]) => key !== k);
+    entries.splice(position, 0, [k, staged]);
+    this.staged.clear();
+    for (const [key, m] of entries) this.staged.set(key, m);
   }
 
   /** The mapping the draft shows under `k`: the staged one, else the table's. */
@@ -393,6 +417,8 @@ interface UndoEntry {
   readonly k: string;
   readonly staged: PortMapping | null | undefined;
   readonly reinserted: boolean;
+  /** Where `k` stood in the staged order when a put moved it to the end. */
+  readonly position?: number;
 }
 
 function keyFromString(k: string): MappingKey {

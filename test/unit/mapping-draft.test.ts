@@ -114,6 +114,33 @@ describe('MappingDraft counts and rollbacks', () => {
     expect([table.heldBy('192.168.1.10'), table.heldBy('192.168.1.11'), table.size]).toEqual([0, 1, 1]);
   });
 
+  it("a mapping taken over in place keeps its place in the new client's index too (found by the property above)", () => {
+    const table = new MappingTable();
+    let draft = new MappingDraft(table);
+    draft.put(mapping(2, CLIENTS[0]!, 1));
+    draft.commit();
+    draft = new MappingDraft(table);
+    draft.put(mapping(1, CLIENTS[2]!, 1));
+    draft.put(mapping(2, CLIENTS[2]!, 1));
+    draft.commit();
+    expect([...table.ofClient(CLIENTS[2]!)].map((m) => m.externalPort)).toEqual([2, 1]);
+    expectCountsMatchWalk(table);
+  });
+
+  it('a rollback puts a mapping removed and added again back where it stood (found by the property above)', () => {
+    const draft = new MappingDraft(new MappingTable());
+    draft.put(mapping(1, CLIENTS[0]!, 1));
+    draft.put(mapping(2, CLIENTS[0]!, 1));
+    const savepoint = draft.savepoint();
+    draft.remove({ remoteHost: '', externalPort: 1, protocol: 'TCP' });
+    draft.put(mapping(1, CLIENTS[0]!, 1));
+    const ports = () => [...draft.values()].map((m) => m.externalPort);
+    expect(ports()).toEqual([2, 1]);
+    draft.rollbackTo(savepoint);
+    expect(ports()).toEqual([1, 2]);
+    expectCountsMatchWalk(draft);
+  });
+
   it('a restore under the quota counts each client as it goes, refused and duplicate entries included', async () => {
     const { mappings } = makeMappings({ plugins: [buildPolicy(quota({ perClient: 3, total: 100 }))] });
     const restored = [1, 2, 2, 3, 4, 5].map((port) => ({ ...mapping(port, CLIENTS[0]!, port), remainingMs: null }));
@@ -168,6 +195,22 @@ describe('MappingDraft pinholes', () => {
     expect(view.size).toBe(all.length);
     for (const rule of rules) expect(withRule(rule)).toBe(all.find((p) => samePinholeRule(p, rule)));
   }
+
+  it('a rule closed under one UniqueID and opened under another in one change stays found (found by the property below)', () => {
+    const table = new MappingTable();
+    let draft = new MappingDraft(table);
+    const first = pinholeOf({ kind: 'put', id: 1, client: 0, spelling: 0, port: 2 });
+    draft.putPinhole(first);
+    draft.commit();
+    draft = new MappingDraft(table);
+    // Staged in this order: UniqueID 5 first (closed, then opened with the rule), then 1 closed.
+    draft.removePinhole(5);
+    draft.removePinhole(1);
+    draft.putPinhole({ ...first, id: 5 });
+    expect(draft.pinholeWithRule(first)?.id).toBe(5);
+    draft.commit();
+    expect(table.pinholeWithRule(first)?.id).toBe(5);
+  });
 
   it('size and the pinhole with a rule equal a walk after every step, in the draft and in the table', () => {
     fc.assert(
