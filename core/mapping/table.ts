@@ -11,8 +11,8 @@ export class MappingTable implements MappingView {
   private ordered: PortMapping[] = [];
   /** How many mappings each client (creator's address) holds: what quotas count, without a walk. */
   private readonly held = new Map<string, number>();
-  /** IPv6 pinholes by UniqueID, in the order they were opened. */
-  readonly pinholes: ReadonlyMap<number, Pinhole> = new Map<number, Pinhole>();
+  /** IPv6 pinholes by UniqueID, in the order they were opened (changed by `commit` only, with the index below). */
+  private readonly pinholesById = new Map<number, Pinhole>();
   /** Pinhole rule (`pinholeRuleString`) → UniqueID: a renewal finds its pinhole without parsing every address in the table. */
   private readonly pinholeIdByRule = new Map<string, number>();
   /** `protocol/port` → keys of the mappings on that port restricted to one remote host (rare: most are for any host). */
@@ -22,6 +22,10 @@ export class MappingTable implements MappingView {
 
   get size(): number {
     return this.ordered.length;
+  }
+
+  get pinholes(): ReadonlyMap<number, Pinhole> {
+    return this.pinholesById;
   }
 
   get(key: MappingKey): PortMapping | undefined {
@@ -52,16 +56,15 @@ export class MappingTable implements MappingView {
 
   /** Inserts (at the end) or replaces (in place) several mappings and removes others, as one step. */
   commit(upserts: Iterable<PortMapping>, removals: Iterable<string>, pinholes: ReadonlyMap<number, Pinhole | null> = new Map()): void {
-    const byId = this.pinholes as Map<number, Pinhole>;
     for (const [id, pinhole] of pinholes) {
-      const before = byId.get(id);
+      const before = this.pinholesById.get(id);
       // Unless another pinhole of this change took the rule already (closed here, opened under another UniqueID).
       if (before && this.pinholeIdByRule.get(pinholeRuleString(before)) === id) this.pinholeIdByRule.delete(pinholeRuleString(before));
       if (pinhole) {
-        byId.set(id, pinhole);
+        this.pinholesById.set(id, pinhole);
         this.pinholeIdByRule.set(pinholeRuleString(pinhole), id);
       } else {
-        byId.delete(id);
+        this.pinholesById.delete(id);
       }
     }
     // By identity: building every mapping's key to filter a 5000-entry table cost more than the rest of a delete.

@@ -169,8 +169,8 @@ export function buildChangeScript(changes: ChangeSet, options: NftablesOptions, 
   assertValidRules('nftables', [...changes.remove, ...changes.add]);
   const own = ownTable(options);
   const forward = adminForward(options);
-  const inEffect = installed instanceof InstalledMappings ? installed : new InstalledMappings(installed);
-  const accept = forward ? acceptSetChanges(changes, inEffect) : { remove: [], add: [] };
+  const inEffect = () => (installed instanceof InstalledMappings ? installed : new InstalledMappings(installed));
+  const accept = forward ? acceptSetChanges(changes, inEffect()) : { remove: [], add: [] };
   const remote = (rules: readonly RuleSpec[]) => rules.filter((r) => r.remoteHost !== '');
   const anyHost = (rules: readonly RuleSpec[]) => rules.filter((r) => r.remoteHost === '');
   const mapped = (r: RuleSpec) => `${dnatKey(r)} : ${dnatTarget(r)}`;
