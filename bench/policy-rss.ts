@@ -38,10 +38,10 @@ try {
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no URL from upnpd:\n${output}`)), 20_000);
     const check = () => {
-      const match = /http:\/\/127\.0\.0\.1:\d+\/[^\s"']+\.xml/.exec(output);
+      const match = /upnpd running[^\n]*?(http:\/\/127\.0\.0\.1:\d+\/[^\s"';]+\.xml)/.exec(output);
       if (match) {
         clearTimeout(timer);
-        resolve(match[0]);
+        resolve(match[1]!);
       } else setTimeout(check, 50);
     };
     check();

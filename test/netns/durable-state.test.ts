@@ -58,7 +58,7 @@ cp -a "$STATE/." "$COPY/"
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const match = pattern.exec(output);
-      if (match) return match[0];
+      if (match) return match[1] ?? match[0];
       if (child.exitCode !== null) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -372,8 +372,9 @@ export async function startDaemonInGateway(testbed: Testbed, args: readonly stri
   const daemon = NamespaceProcess.start(testbed.gateway, [process.execPath, DAEMON_ENTRY, ...args], { cwd: REPO_ROOT });
   let url: string;
   try {
-    // Logs may be JSON: the URL ends at whitespace or a quote.
-    [url] = await daemon.waitFor(/http:\/\/[^\s"']+/, DAEMON_START_MS);
+    // Ready once every front-end answers: the "upnpd running" line, not UPnP's own "listening" line
+    // (NAT-PMP is bound after it). Logs may be JSON: the URL ends at whitespace, a quote or ';'.
+    url = (await daemon.waitFor(/upnpd running[^\n]*?(http:\/\/[^\s"';]+)/, DAEMON_START_MS))[1]!;
   } catch (err) {
     await daemon.kill();
     throw new Error(`upnpd did not start in the gateway namespace: ${(err as Error).message}`, { cause: err });

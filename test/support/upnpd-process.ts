@@ -6,8 +6,11 @@ import { join } from 'node:path';
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
 
-/** The description URL the daemon logs once it answers on loopback. */
-export const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/;
+/**
+ * The loopback description URL in the daemon's "upnpd running" line, logged once every front-end
+ * answers (UPnP's own "listening" line comes before NAT-PMP is bound). Group 1 is the URL.
+ */
+export const DESCRIPTION_URL = /upnpd running[^\n]*?(http:\/\/127\.0\.0\.1:\d+\/[^\s"';]+?\.xml)/;
 
 /** One run of the real `upnpd` command (bin/upnpd.js → dist/), as a user would start it after `npm ci`. */
 export interface UpnpdRun {
@@ -17,7 +20,7 @@ export interface UpnpdRun {
   records(): Array<Record<string, unknown>>;
   /** Resolves with the exit status (null when killed by a signal). */
   readonly exited: Promise<number | null>;
-  /** The first match of `pattern` in the output; rejects when it has not appeared within `timeoutMs` or the process ended. */
+  /** The first match of `pattern` in the output (its group 1 when it has one); rejects when it has not appeared within `timeoutMs` or the process ended. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** The exit status; rejects when the process has not ended within `timeoutMs`. */
   exitCode(timeoutMs?: number): Promise<number | null>;
@@ -69,7 +72,7 @@ export function startUpnpd(args: readonly string[], options: { cwd?: string; lif
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         const match = pattern.exec(output);
-        if (match) return match[0];
+        if (match) return match[1] ?? match[0];
         if (child.exitCode !== null || child.signalCode !== null) break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

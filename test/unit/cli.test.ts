@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import { readSavedState } from '../support/saved-state.js';
-import { soapAction } from '../support/upnpd-process.js';
+import { DESCRIPTION_URL, soapAction } from '../support/upnpd-process.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -45,7 +45,7 @@ function upnpd(args: string[], cwd = REPO): Run {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         const match = output.match(pattern);
-        if (match) return match[0];
+        if (match) return match[1] ?? match[0];
         if (child.exitCode !== null) break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
@@ -70,12 +70,10 @@ async function soap(descriptionUrl: string, action: string, args: Record<string,
   return response.text();
 }
 
-const DESCRIPTION_URL = /http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/;
-
 describe('the upnpd command', () => {
   it('starts in dry-run on loopback, prints the description URL, and stops cleanly on SIGTERM', async () => {
     const run = upnpd(['--dry-run', '--log-level', 'info']);
-    const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/);
+    const url = await run.waitFor(DESCRIPTION_URL);
     const response = await fetch(url);
     expect(response.status).toBe(200);
     expect(await response.text()).toContain('urn:schemas-upnp-org:device:InternetGatewayDevice');
@@ -87,7 +85,7 @@ describe('the upnpd command', () => {
   it('in dry-run without a WAN reports the documentation address 203.0.113.1 as external, so mapping works on a laptop', async () => {
     const run = upnpd(['--dry-run']);
     try {
-      const url = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/[^\s"']+?\.xml/);
+      const url = await run.waitFor(DESCRIPTION_URL);
       const description = await (await fetch(url)).text();
       const controlPath = description.match(/WANIPConnection:\d<\/serviceType>[\s\S]*?<controlURL>([^<]+)<\/controlURL>/)![1]!;
       const serviceType = description.match(/urn:schemas-upnp-org:service:WANIPConnection:\d/)![0];
