@@ -1,8 +1,10 @@
-import { createSocket } from 'node:dgram';
+import { Socket, createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UpnpdError } from '../../core/errors.js';
 import { SsdpAdvertiser } from '../../core/upnp/ssdp/advertiser.js';
+import { SSDP_MULTICAST_ADDRESS } from '../../core/upnp/ssdp/constants.js';
+import { RecordingLogger } from '../support/fakes.js';
 import { TEST_UDNS, testAdvertiserOptions } from '../support/ssdp-options.js';
 
 // Everything here stays on loopback: the advertiser serves 127.0.0.1/32, so 127.0.0.2 is a
@@ -220,5 +222,36 @@ describe('SSDP advertiser lifecycle', () => {
     ['notify interval 0', { notifyIntervalSeconds: 0 }],
   ])('refuses options with %s', (_name, override) => {
     expect(() => new SsdpAdvertiser({ ...testAdvertiserOptions(1900), ...override })).toThrow(UpnpdError);
+  });
+});
+
+describe('SSDP NOTIFYs that cannot be sent', () => {
+  // What a laptop's dry-run meets on ::1 (a loopback without MULTICAST: ENETUNREACH), here made
+  // certain by failing every send to the group; answers to searches are sent as usual.
+  it('warns once per endpoint and failure, logs the repeats at debug level, and says when NOTIFYs are sent again', async () => {
+    const logger = new RecordingLogger();
+    const port = await freeUdpPort();
+    const advertiser = new SsdpAdvertiser({ ...testAdvertiserOptions(port), logger });
+    const send = Object.getOwnPropertyDescriptor(Socket.prototype, 'send')!.value as (...a: unknown[]) => void;
+    const failing = vi.spyOn(Socket.prototype, 'send').mockImplementation(function (this: Socket, ...args: unknown[]) {
+      const callback = args.at(-1);
+      if (args[2] === SSDP_MULTICAST_ADDRESS && typeof callback === 'function') {
+        process.nextTick(() => (callback as (err: Error) => void)(Object.assign(new Error('send ENETUNREACH'), { code: 'ENETUNREACH' })));
+        return;
+      }
+      return send.apply(this, args);
+    });
+    try {
+      await advertiser.start(); // byebye, then alive: one NOTIFY per target each
+      const warnings = logger.lines.filter((l) => l.level === 'warn');
+      expect(warnings.map((l) => l.message)).toEqual(['SSDP NOTIFY from 127.0.0.1 failed (send ENETUNREACH); the same failure again is logged at debug level']);
+      expect(logger.lines.filter((l) => l.level === 'debug' && l.message === 'SSDP NOTIFY failed again').length).toBeGreaterThan(5);
+      expect(await exchange(port, [mSearch('HOST: 239.255.255.250:1900', 'MAN: "ssdp:discover"', 'MX: 1', 'ST: upnp:rootdevice')])).toHaveLength(1);
+    } finally {
+      failing.mockRestore();
+      await advertiser.stop(); // byebye, now sent
+    }
+    expect(logger.messages()).toContain('SSDP NOTIFY from 127.0.0.1 sent again');
+    expect(logger.lines.filter((l) => l.level === 'warn')).toHaveLength(1);
   });
 });

@@ -68,6 +68,8 @@ interface LanEndpoint {
   readonly notifyGroup: string | undefined;
   /** False when multicast cannot be sent on the interface: no NOTIFYs there, searches are still answered. */
   announces: boolean;
+  /** The error of the last NOTIFY that could not be sent (logged once as a warning), until one is sent again. */
+  notifyFailure?: string;
   /** For IPv6 endpoints: the address bound, to pick the endpoint of the requester's scope and prefix. */
   readonly ipv6?: Ipv6InterfaceAddress;
 }
@@ -498,7 +500,7 @@ export class SsdpAdvertiser {
     const paced = endpoints.map(async (endpoint) => {
       for (const [i, target] of this.set.targets.entries()) {
         if (i > 0) await this.sleep(DEFAULT_REPLY_LIMITS.spacingMs);
-        await this.send(endpoint, build(target, endpoint.context), this.port, endpoint.notifyGroup!);
+        await this.send(endpoint, build(target, endpoint.context), this.port, endpoint.notifyGroup!, 'notify');
       }
     });
     await Promise.all(paced);
@@ -513,11 +515,16 @@ export class SsdpAdvertiser {
     }, delayMs);
   }
 
-  /** Sends one datagram; failures are logged, never thrown (this runs from timers). */
-  private send(endpoint: LanEndpoint, message: string, port: number, address: string): Promise<void> {
+  /**
+   * Sends one datagram; failures are logged, never thrown (this runs from timers). A NOTIFY that
+   * fails as the last one on the endpoint did (IPv6 multicast on a loopback without MULTICAST,
+   * every few minutes for days) is logged at debug level: a warning once, and a note when they pass.
+   */
+  private send(endpoint: LanEndpoint, message: string, port: number, address: string, kind: 'notify' | 'answer' = 'answer'): Promise<void> {
     return new Promise((resolve) => {
       const done = (err?: Error | null) => {
-        if (err) this.log.warn({ interface: endpoint.interface, to: `${address}:${port}`, err: messageOf(err) }, 'SSDP send failed');
+        if (kind === 'notify') this.noteNotifySent(endpoint, `${address}:${port}`, err);
+        else if (err) this.log.warn({ interface: endpoint.interface, to: `${address}:${port}`, err: messageOf(err) }, 'SSDP send failed');
         resolve();
       };
       try {
@@ -526,6 +533,22 @@ export class SsdpAdvertiser {
         done(err as Error);
       }
     });
+  }
+
+  private noteNotifySent(endpoint: LanEndpoint, to: string, err: Error | null | undefined): void {
+    const where = { interface: endpoint.interface, address: endpoint.address, to };
+    if (!err) {
+      if (endpoint.notifyFailure !== undefined) this.log.info(where, `SSDP NOTIFY from ${endpoint.address} sent again`);
+      endpoint.notifyFailure = undefined;
+      return;
+    }
+    const failure = messageOf(err);
+    if (failure === endpoint.notifyFailure) {
+      this.log.debug({ ...where, err: failure }, 'SSDP NOTIFY failed again');
+      return;
+    }
+    endpoint.notifyFailure = failure;
+    this.log.warn({ ...where, err: failure }, `SSDP NOTIFY from ${endpoint.address} failed (${failure}); the same failure again is logged at debug level`);
   }
 
   private sleep(ms: number): Promise<void> {
