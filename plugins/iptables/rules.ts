@@ -510,9 +510,20 @@ export function shardsOfSaved(saved: SavedRuleset, options: IptablesRuleOptions)
   return { nat: of('nat'), filter: usesTable('filter', options) ? of('filter') : NO_SHARDS };
 }
 
-/** The shard chains that exist once `rules` are installed from scratch. */
+/**
+ * The shard chains that exist once `rules` are installed from scratch: the shards planChange
+ * would leave, counted without building the edits (a dry-run renders each change against every
+ * rule installed).
+ */
 export function shardsOfRules(rules: readonly RuleSpec[], options: IptablesRuleOptions): Shards {
-  return buildRestoreScript({ remove: [], add: rules }, options).shards;
+  assertValidRules('iptables', rules);
+  const of = (table: IptablesTable) =>
+    shardChanges(
+      NO_SHARDS,
+      [],
+      rules.map((spec) => placementIn(table, spec, options)),
+    ).after;
+  return { nat: of('nat'), filter: usesTable('filter', options) ? of('filter') : NO_SHARDS };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -613,6 +613,15 @@ describe('shard chains over any sequence of changes (model)', () => {
     .record({ externalPort: port, internalPort: port, udp: fc.boolean() })
     .map(({ externalPort, internalPort, udp }) => rule(externalPort, { internalPort, protocol: udp ? 'UDP' : 'TCP' }));
 
+  it('counts the shard chains of a rule set as installing it in one change set would leave them, with and without forward rules', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(mappingArb, { selector: (r) => `${r.protocol}/${r.externalPort}`, maxLength: 40 }), fc.boolean(), (rules, forward) => {
+        const opts = options({ insertForwardRules: forward });
+        expect(shardsOfRules(rules, opts)).toEqual(buildRestoreScript({ remove: [], add: rules }, opts).shards);
+      }),
+    );
+  });
+
   it('changing one change set at a time leaves the shard chains of installing the result from scratch: none empty, none missing', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.array(mappingArb, { maxLength: 4 }), fc.nat()), { maxLength: 25 }), (steps) => {
