@@ -6,7 +6,7 @@
 // repeat: RSS idle (median of 5 samples a second apart, 5 s after start, medianResidentBytes), the daemon's CPU per
 // GetExternalIPAddress on a new connection (after a warm-up), RSS after those requests, and RSS
 // with N mappings added from the bench's 100 LAN hosts and walked, settled (median of 5 samples
-// after 15 s quiet); each figure with the processes it adds up.
+// after 15 s quiet), and the CPU it then uses in 30 s without requests; each figure with the processes it adds up.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
@@ -19,6 +19,8 @@ import { createBenchTestbed, gatewaySetup } from './testbed.js';
 const HTTP_PORT = 49152;
 const LIFETIME_MS = 40 * 60_000;
 const MB = 1024 * 1024;
+/** How long the idle CPU with the mappings is measured. */
+const IDLE_CPU_MS = 30_000;
 
 const { values } = parseArgs({
   options: {
@@ -97,6 +99,8 @@ interface Row {
   cpu: number;
   afterRequests: number;
   mapped: number;
+  /** CPU ms per second with the mappings and no requests (the periodic firewall check, timers). */
+  idleCpu: number;
 }
 const rows = new Map<string, Row[]>(variants.map((v) => [v.name, []]));
 
@@ -132,7 +136,11 @@ try {
         const mapped = await sampleRss(running.pid);
         log(`${mappings} mappings, settled: ${mapped.mb.toFixed(1)} MB (${mapped.parts})`);
         log(`short-lived children, settled: ${await shortLivedChildren(running.pid)}`);
-        rows.get(variant.name)!.push({ idle: idle.mb, cpu, afterRequests: afterRequests.mb, mapped: mapped.mb });
+        const quietFrom = cpuSeconds(running.pid);
+        await sleep(IDLE_CPU_MS);
+        const idleCpu = ((cpuSeconds(running.pid) - quietFrom) * 1000) / (IDLE_CPU_MS / 1000);
+        log(`idle CPU with ${mappings} mappings: ${idleCpu.toFixed(1)} ms per second (its children's included)`);
+        rows.get(variant.name)!.push({ idle: idle.mb, cpu, afterRequests: afterRequests.mb, mapped: mapped.mb, idleCpu });
       } finally {
         await running.stop();
       }
@@ -146,6 +154,7 @@ const show = (samples: number[]) => `${median(samples).toFixed(1)} (${samples.ma
 for (const [name, r] of rows) {
   process.stdout.write(
     `${name}: idle ${show(r.map((x) => x.idle))} MB; µs/GetExternalIPAddress ${show(r.map((x) => x.cpu))}; ` +
-      `after requests ${show(r.map((x) => x.afterRequests))} MB; ${mappings} mappings ${show(r.map((x) => x.mapped))} MB\n`,
+      `after requests ${show(r.map((x) => x.afterRequests))} MB; ${mappings} mappings ${show(r.map((x) => x.mapped))} MB, ` +
+      `idle CPU then ${show(r.map((x) => x.idleCpu))} ms/s\n`,
   );
 }

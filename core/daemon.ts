@@ -256,7 +256,7 @@ export class Daemon {
     daemon.heapTrimmer.start();
     if (!(config.dryRun && !config.lanFromCommandLine)) daemon.watchLan(lan, network, builders, rememberOwnPorts);
     // The rules restored at the start are the first the reconciler keeps an eye on.
-    mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000 });
+    mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000, maxCheckShare: config.reconcile.maxCheckShare });
     logger.info(
       {
         backend: driver.backendName,

@@ -76,6 +76,11 @@ export const reconcileSchema = z
   .object({
     /** Seconds between two cheap integrity checks of the firewall (a repair follows when something is missing). */
     intervalSeconds: z.number().min(0.1).max(3600).default(2),
+    /**
+     * The largest share of the time the periodic checks may take: a large table (a check reads all
+     * of it) is checked less often than every intervalSeconds. Firewall events are checked at once.
+     */
+    maxCheckShare: z.number().gt(0).max(1).default(0.02),
   })
   .strict();
 

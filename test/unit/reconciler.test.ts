@@ -166,6 +166,56 @@ describe('reconciliation', () => {
     expect(reconciler.stats.checks).toBe(1);
   });
 
+  it('checks a table whose check is slow less often, at most maxCheckShare of the time; events are still checked at once; quick checks bring the interval back', async () => {
+    /** A check that takes `checkMs` of the clock's time, as reading 5000 mappings does. */
+    class SlowCheckBackend extends ReloadableBackend {
+      checkMs = 0;
+      constructor(private readonly clock: ManualClock) {
+        super();
+      }
+      override async check(expected: readonly RuleSpec[]): Promise<IntegrityReport> {
+        const report = await super.check(expected);
+        // Time passes while the check runs (the clock's own timers are not due within it).
+        await this.clock.advance(this.checkMs);
+        return report;
+      }
+    }
+    const clock = new ManualClock();
+    const backend = new SlowCheckBackend(clock);
+    const logger = new RecordingLogger();
+    const driver = new PluginDriver([backendPluginFor(backend)], logger);
+    const mappings = new MappingService(driver, driver.firewall, clock, DEFAULT_LEASE, logger);
+    const reconciler = mappings.reconciler;
+    await mappings.add(req(5000), A);
+    await mappings.settled();
+    reconciler.start({ intervalMs: 2_000, maxCheckShare: 0.02, eventDebounceMs: 100 });
+
+    backend.checkMs = 100;
+    await clock.advance(2_000); // the first check: 100 ms, so the next one is 5 s later
+    expect(reconciler.stats).toMatchObject({ checks: 1, lastCheckMs: 100, periodMs: 5_000 });
+    expect(logger.messages()).toContain(
+      'a firewall check took 100 ms: checking every 5000 ms instead of 2000 (at most 2 % of the time; firewall events are still checked at once)',
+    );
+    await clock.advance(4_000); // 2 s after the first check was scheduled: not yet
+    expect(reconciler.stats.checks).toBe(1);
+    await clock.advance(1_000);
+    expect(reconciler.stats.checks).toBe(2);
+
+    backend.reload(); // a kernel event: checked and repaired at once, not at the next period
+    await clock.advance(100);
+    expect(backend.installed.has('TCP/5000/')).toBe(true);
+    expect(reconciler.stats).toMatchObject({ checks: 4, repairs: 1 });
+
+    backend.checkMs = 0;
+    await clock.advance(5_000);
+    expect(reconciler.stats.periodMs).toBe(2_000);
+    expect(logger.messages()).toContain('firewall checks are quick again: checking every 2000 ms');
+    const checks = reconciler.stats.checks;
+    await clock.advance(4_000);
+    expect(reconciler.stats.checks).toBe(checks + 2);
+    await reconciler.stop();
+  });
+
   it('gives a backend without check and resync the defaults: list compared with the table, then init and the difference applied', async () => {
     const backend = new RecordingBackend();
     let inits = 0;
