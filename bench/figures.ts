@@ -2,7 +2,7 @@ import { NAT_PMP_FIGURES } from './natpmp-figures.js';
 import { PINHOLE_FIGURES } from './pinhole-figures.js';
 import type { BenchProfile } from './profile.js';
 
-export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'MB' | '×';
+export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'ms/s' | 'MB' | '×';
 
 export interface FigureSpec {
   readonly label: string;
@@ -56,6 +56,7 @@ export const FIGURES = {
   connectRatio: { label: () => '  last / first connect latency', unit: '×', better: 'none' },
   rssIdle: { label: () => 'RSS idle', unit: 'MB', better: 'lower' },
   rssMapped: { label: (s: Sizes) => `RSS with ${s.mappings} mappings, settled`, unit: 'MB', better: 'lower' },
+  idleCpuMapped: { label: (s: Sizes) => `  idle daemon CPU with ${s.mappings} mappings (children included)`, unit: 'ms/s', better: 'lower' },
   startEmpty: { label: () => 'start-up, no mappings', unit: 's', better: 'lower' },
   startPersisted: { label: (s: Sizes) => `start-up with ${s.mappings} persisted mappings`, unit: 's', better: 'lower' },
   ...NAT_PMP_FIGURES,

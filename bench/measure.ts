@@ -253,8 +253,11 @@ async function walkTableKeepAlive(context: PhaseContext): Promise<void> {
  * quiet period, so that it counts what the daemon holds rather than the garbage of the last burst.
  */
 async function settledMemory({ running, profile, log, sample }: PhaseContext): Promise<void> {
+  // The quiet wait is also the idle CPU's measurement: the periodic firewall check, timers.
+  const [cpuBefore, wallBefore] = [cpuSeconds(running.pid), performance.now()];
   sample.rssMapped = (await settledResidentBytes(running.pid)) / MB;
-  log(`RSS with ${profile.mappings} mappings (settled): ${sample.rssMapped.toFixed(1)} MB`);
+  sample.idleCpuMapped = ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (performance.now() - wallBefore);
+  log(`RSS with ${profile.mappings} mappings (settled): ${sample.rssMapped.toFixed(1)} MB; idle CPU ${sample.idleCpuMapped.toFixed(1)} ms/s`);
 }
 
 async function listInPages({ generator, profile, log, sample }: PhaseContext): Promise<void> {

@@ -125,6 +125,7 @@ export function formatValue(value: number | undefined, unit: Unit): string {
     case 's':
       return value < 10 ? value.toFixed(3) : value.toFixed(1);
     case 'MB':
+    case 'ms/s':
       return value.toFixed(1);
     case '×':
       return value.toFixed(2);
