@@ -62,7 +62,7 @@ async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
 
 /** How often over 10 s (a sample each 100 ms) the daemon runs a child beyond its long-lived ones, and their RSS then. */
 async function shortLivedChildren(pid: number): Promise<string> {
-  const longLived = /^(nft monitor|ip -o monitor|nft -i)/;
+  const longLived = /^(nft (--echo )?monitor|ip -o monitor|nft -i)/;
   let seen = 0;
   let total = 0;
   const samples = 100;

@@ -47,12 +47,20 @@ const ERROR_LINES = 12;
  * stays constant however many mappings exist, and every change set is one nft transaction, run
  * by a long-lived `nft -i` (NftSession). Set-up, listing and removal run `nft` once each.
  */
+/** A long-lived `nft monitor` (watchRuleset) and the one listener it reports to, if any. */
+interface RulesetMonitor {
+  readonly stop: () => void;
+  listener: (() => void) | undefined;
+}
+
 export class NftablesBackend implements FirewallBackend {
   /** The rules in effect, as last applied (the accept set's elements are shared per target). */
   private readonly installed = new InstalledMappings();
   private readonly wanInterface: string | undefined;
   /** Runs change sets; undefined where nft has no interactive mode, and each change set runs its own `nft -f -`. */
   private session: NftSession | undefined;
+  /** The running `nft monitor` (see watch) and who hears of what it reports. */
+  private monitor: RulesetMonitor | undefined;
   /** The last check's listings, what it was given and its answer (check reuses it while all of them are the same). */
   private lastCheck:
     | {
@@ -106,6 +114,19 @@ export class NftablesBackend implements FirewallBackend {
     await this.runScript(buildInitScript(this.settings(), admin?.leftovers), `create table ${this.tableName()}`);
     this.installed.reset([]);
     this.logger.info({ table: this.tableName(), forwardJump: this.options.forwardJump }, `nftables: table ${this.tableName()} created`);
+    this.startMonitor();
+  }
+
+  /**
+   * nft monitor's cache holds what exists when it starts, elements included (MONITOR_ARGS): started
+   * here, while upnpd's table is still empty, rather than once the persisted mappings are back.
+   */
+  private startMonitor(): RulesetMonitor {
+    if (!this.monitor) {
+      const hearing: Pick<RulesetMonitor, 'listener'> = { listener: undefined };
+      this.monitor = Object.assign(hearing, { stop: watchRuleset(this.runner, this.logger, () => hearing.listener?.()) });
+    }
+    return this.monitor;
   }
 
   /** The nft transaction apply would run, given the rules in effect before it. */
@@ -207,10 +228,17 @@ export class NftablesBackend implements FirewallBackend {
 
   /** Reports deleted tables (`nft monitor destroy tables`), so that a flushed ruleset or a reloaded admin table is repaired at once. */
   watch(onChange: () => void): () => void {
-    return watchRuleset(this.runner, this.logger, onChange);
+    const monitor = this.startMonitor();
+    monitor.listener = onChange;
+    return () => {
+      if (monitor.listener === onChange) monitor.listener = undefined;
+    };
   }
 
   async shutdown(): Promise<void> {
+    // Before upnpd's own table goes: its deletion is no loss to report.
+    this.monitor?.stop();
+    this.monitor = undefined;
     const admin = await this.adminTable('shutdown');
     await this.session?.close();
     await this.runScript(buildShutdownScript(this.options, admin?.leftovers ?? NO_LEFTOVERS), `remove table ${this.tableName()}`);

@@ -1,9 +1,11 @@
 import 'reflect-metadata';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { CommandResult, CommandRunner, RunningCommand } from '../../core/command-runner.js';
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
+import { MONITOR_ARGS } from '../../plugins/nftables/monitor.js';
 import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { GOLDEN_ADMIN_TABLE, GOLDEN_LISTING, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
@@ -22,6 +24,8 @@ interface Call {
 class FakeNft implements CommandRunner {
   readonly calls: Call[] = [];
   readonly sessions: FakeInteractiveNft[] = [];
+  /** Each `nft --echo monitor destroy tables` started; write a line to its stdout to play an event. */
+  readonly monitors: Array<{ readonly stdout: PassThrough; killed: boolean; startedAfterCalls: number }> = [];
   constructor(private readonly respond: (call: Call) => Partial<CommandResult> | undefined = () => undefined) {}
 
   run(file: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandResult> {
@@ -32,6 +36,14 @@ class FakeNft implements CommandRunner {
   }
 
   start(file: string, args: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): RunningCommand {
+    if (args.join(' ') === MONITOR_ARGS.join(' ')) {
+      const monitor = { stdout: new PassThrough(), killed: false, startedAfterCalls: this.calls.length };
+      this.monitors.push(monitor);
+      let exit!: (e: { signal: NodeJS.Signals }) => void;
+      const exited = new Promise<{ signal: NodeJS.Signals }>((resolve) => (exit = resolve));
+      const kill = () => ((monitor.killed = true), exit({ signal: 'SIGTERM' }));
+      return { pid: 2000 + this.monitors.length, stdin: new PassThrough(), stderr: new PassThrough(), stdout: monitor.stdout, exited, kill };
+    }
     expect([file, ...args]).toEqual(['nft', '-i']);
     // nft -i would otherwise read and write root's ~/.nft.history with every change set.
     expect(options.env).toEqual({ HOME: '/dev/null' });
@@ -199,6 +211,30 @@ describe('NftablesBackend init, list, shutdown', () => {
     const [, init, afterInit] = runner.scripts();
     expect(init).toMatch(/^add table inet upnpd\ndelete table inet upnpd\ntable inet upnpd \{.*\ninsert rule inet filter forward jump upnpd-forward/s);
     expect(afterInit).toContain('add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }');
+  });
+
+  it('starts one nft --echo monitor right after init creates the table (its cache then holds no element), reports its losses to watch, and stops it before shutdown deletes the table', async () => {
+    const runner = new FakeNft();
+    const backend = backendWith(runner, { wanInterface: 'wan0' });
+    await backend.init();
+    expect(runner.monitors).toHaveLength(1);
+    expect(runner.monitors[0]!.startedAfterCalls).toBe(1); // after init's transaction
+    await backend.apply({ remove: [], add: [web] });
+    let losses = 0;
+    const stopWatching = backend.watch(() => losses++);
+    expect(runner.monitors).toHaveLength(1); // watch uses the monitor init started
+    runner.monitors[0]!.stdout.write('add element inet upnpd dnat-any { tcp . 80 : 192.168.77.10 . 80 }\ndelete table inet upnpd\n');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(losses).toBe(1);
+    stopWatching();
+    runner.monitors[0]!.stdout.write('delete table inet upnpd\n');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(losses).toBe(1);
+    const callsBefore = runner.calls.length;
+    await backend.shutdown();
+    expect(runner.monitors[0]!.killed).toBe(true);
+    expect(runner.calls.length).toBeGreaterThan(callsBefore);
+    expect(runner.monitors).toHaveLength(1);
   });
 
   it('without forwardJump, init lists nothing and touches only its own table', async () => {
