@@ -80,7 +80,7 @@ export const reconcileSchema = z
      * The largest share of the time the periodic checks may take: a large table (a check reads all
      * of it) is checked less often than every intervalSeconds. Firewall events are checked at once.
      */
-    maxCheckShare: z.number().gt(0).max(1).default(0.02),
+    maxCheckShare: z.number().gt(0).max(1).default(0.01),
   })
   .strict();
 
