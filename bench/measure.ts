@@ -6,7 +6,7 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings, RunningDaemon } 
 import { median, type FigureKey, type Notes, type Sample } from './figures.js';
 import type { LoadGenerator } from './load/remote.js';
 import type { ConnectionMode, ThroughputResult } from './load/protocol.js';
-import { cpuSeconds, medianResidentBytes, processGone, settledResidentBytes } from './process-stats.js';
+import { SETTLE_QUIET_MS, cpuSeconds, medianResidentBytes, processGone, settledResidentBytes } from './process-stats.js';
 import type { BenchProfile } from './profile.js';
 
 /** The benchmark's mappings: TCP, external = internal port, to the LAN client. */
@@ -18,6 +18,8 @@ const SETTLE_MS = 1_000;
 /** Entries per GetListOfPortMappings call: upnpd's cap, and what miniupnpd returns when asked for 0. */
 const LIST_PAGE_SIZE = 1000;
 const MB = 1024 * 1024;
+/** How long after the last load the idle CPU's measurement begins (inside the settled-RSS wait). */
+const IDLE_CPU_SETTLE_MS = 5_000;
 
 export interface MeasureContext {
   readonly gateway: GatewaySetup;
@@ -253,9 +255,11 @@ async function walkTableKeepAlive(context: PhaseContext): Promise<void> {
  * quiet period, so that it counts what the daemon holds rather than the garbage of the last burst.
  */
 async function settledMemory({ running, profile, log, sample }: PhaseContext): Promise<void> {
-  // The quiet wait is also the idle CPU's measurement: the periodic firewall check, timers.
+  // The idle CPU is measured inside the same quiet wait, once the burst's own aftermath (the heap
+  // trimmer's collection, the last nft session) has had IDLE_CPU_SETTLE_MS.
+  await new Promise((resolve) => setTimeout(resolve, IDLE_CPU_SETTLE_MS));
   const [cpuBefore, wallBefore] = [cpuSeconds(running.pid), performance.now()];
-  sample.rssMapped = (await settledResidentBytes(running.pid)) / MB;
+  sample.rssMapped = (await settledResidentBytes(running.pid, SETTLE_QUIET_MS - IDLE_CPU_SETTLE_MS)) / MB;
   sample.idleCpuMapped = ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (performance.now() - wallBefore);
   log(`RSS with ${profile.mappings} mappings (settled): ${sample.rssMapped.toFixed(1)} MB; idle CPU ${sample.idleCpuMapped.toFixed(1)} ms/s`);
 }

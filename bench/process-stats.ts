@@ -33,13 +33,16 @@ export async function medianResidentBytes(pid: number): Promise<number> {
   return samples[Math.floor(samples.length / 2)]!;
 }
 
+/** The quiet wait of settledResidentBytes. */
+export const SETTLE_QUIET_MS = 15_000;
+
 /**
  * The resident size after `quietMs` without load (medianResidentBytes): V8 returns the pages of a
  * burst's garbage to the system only when its memory reducer runs, about ten seconds after
  * allocation calms down, so an earlier sample measures garbage rather than what the daemon holds.
  * Both daemons get the same wait.
  */
-export async function settledResidentBytes(pid: number, quietMs = 15_000): Promise<number> {
+export async function settledResidentBytes(pid: number, quietMs = SETTLE_QUIET_MS): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, quietMs));
   return medianResidentBytes(pid);
 }
