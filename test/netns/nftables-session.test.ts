@@ -8,6 +8,7 @@ import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { NftablesBackend } from '../../plugins/nftables/backend.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
+import { MONITOR_ARGS } from '../../plugins/nftables/monitor.js';
 import { DEFAULT_SESSION_LIMITS, NFT_SESSION_ENV, NftSession } from '../../plugins/nftables/session.js';
 import { mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { describeNetns, TestNamespace } from './netns.js';
@@ -19,9 +20,10 @@ const PORTS = `table inet t {
 
 const portMappings = (count: number, from = 10_000): RuleSpec[] => Array.from({ length: count }, (_, i) => mapping('TCP', from + i, '192.168.77.10', from + i));
 
+/** The command line of a process, its arguments joined by spaces. */
 function commandOf(pid: number): string | undefined {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
   } catch {
     return undefined; // exited meanwhile
   }
@@ -32,14 +34,16 @@ describeNetns('the nft -i session against a real kernel', ['nft'], () => {
   const nft = (args: string[], input?: string) => ns.exec('nft', args, { input });
   const ports = async () => (await nft(['list', 'set', 'inet', 't', 'ports'])).replace(/\s+/g, ' ');
   /** The nft processes in this namespace (`ip netns pids`: other tests run nft in namespaces of their own). */
-  const nftPids = async () => {
+  /** The `nft` processes in the namespace whose command line is `nft ARGS`. */
+  const nftPids = async (args = '-i') => {
     const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
     return stdout
       .split('\n')
       .filter(Boolean)
       .map(Number)
-      .filter((pid) => commandOf(pid) === 'nft');
+      .filter((pid) => commandOf(pid) === `nft ${args}`);
   };
+  const monitorPids = () => nftPids(MONITOR_ARGS.join(' '));
   const sessionIn = (limits = {}) => new NftSession(() => ns.runner().start('nft', ['-i'], { env: NFT_SESSION_ENV }), { ...DEFAULT_SESSION_LIMITS, ...limits });
 
   beforeEach(async () => {
@@ -82,10 +86,11 @@ describeNetns('the nft -i session against a real kernel', ['nft'], () => {
     expect(await nftPids()).toEqual([]);
   });
 
-  it('the backend keeps one nft for its change sets, starts another after that one is killed, and ends it at shutdown', async () => {
+  it('the backend keeps one nft for its change sets, starts another after that one is killed, and ends it at shutdown; its one nft monitor as well', async () => {
     const backend = new NftablesBackend(nftablesOptionsSchema.parse({ wanInterface: 'wan0' }), ns.runner(), silentLogger, undefined);
     await backend.probe();
     await backend.init();
+    await expect.poll(monitorPids, { timeout: 5_000 }).toHaveLength(1);
     const [first, second, third] = portMappings(3);
     await backend.apply({ remove: [], add: [first!] });
     const pid = backend.sessionPid;
@@ -99,8 +104,10 @@ describeNetns('the nft -i session against a real kernel', ['nft'], () => {
     expect(backend.sessionPid).not.toBe(pid);
     expect((await backend.list()).map((r) => r.externalPort).sort()).toEqual([10_001, 10_002]);
 
+    expect(await monitorPids()).toHaveLength(1);
     await backend.shutdown();
     expect(await nftPids()).toEqual([]);
+    await expect.poll(monitorPids, { timeout: 5_000 }).toEqual([]);
   });
 
   it('leaves no history file in the home directory, where a plain nft -i keeps every line it ran', async () => {
