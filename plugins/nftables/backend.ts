@@ -42,17 +42,17 @@ const NFT_TIMEOUT_MS = 60_000;
 /** Lines of nft's error output quoted in a BackendError (it echoes the offending script lines). */
 const ERROR_LINES = 12;
 
-/**
- * Port mappings in an nftables table of upnpd's own, as elements of maps and a set: the rule count
- * stays constant however many mappings exist, and every change set is one nft transaction, run
- * by a long-lived `nft -i` (NftSession). Set-up, listing and removal run `nft` once each.
- */
 /** A long-lived `nft monitor` (watchRuleset) and the one listener it reports to, if any. */
 interface RulesetMonitor {
   readonly stop: () => void;
   listener: (() => void) | undefined;
 }
 
+/**
+ * Port mappings in an nftables table of upnpd's own, as elements of maps and a set: the rule count
+ * stays constant however many mappings exist, and every change set is one nft transaction, run
+ * by a long-lived `nft -i` (NftSession). Set-up, listing and removal run `nft` once each.
+ */
 export class NftablesBackend implements FirewallBackend {
   /** The rules in effect, as last applied (the accept set's elements are shared per target). */
   private readonly installed = new InstalledMappings();
@@ -226,12 +226,18 @@ export class NftablesBackend implements FirewallBackend {
     this.installed.reset(rules.map(ruleOf));
   }
 
-  /** Reports deleted tables (`nft monitor destroy tables`), so that a flushed ruleset or a reloaded admin table is repaired at once. */
+  /**
+   * Reports deleted tables (`nft --echo monitor destroy tables`), so that a flushed ruleset or a
+   * reloaded admin table is repaired at once: through the monitor init started, which ends when
+   * watching ends (the daemon stops; also when it keeps its rules at shutdown) or at shutdown.
+   */
   watch(onChange: () => void): () => void {
     const monitor = this.startMonitor();
     monitor.listener = onChange;
     return () => {
-      if (monitor.listener === onChange) monitor.listener = undefined;
+      if (this.monitor !== monitor) return;
+      monitor.stop();
+      this.monitor = undefined;
     };
   }
 

@@ -213,7 +213,7 @@ describe('NftablesBackend init, list, shutdown', () => {
     expect(afterInit).toContain('add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }');
   });
 
-  it('starts one nft --echo monitor right after init creates the table (its cache then holds no element), reports its losses to watch, and stops it before shutdown deletes the table', async () => {
+  it('starts one nft --echo monitor right after init creates the table (its cache then holds no element), reports its losses to watch, and ends it when watching ends', async () => {
     const runner = new FakeNft();
     const backend = backendWith(runner, { wanInterface: 'wan0' });
     await backend.init();
@@ -226,15 +226,27 @@ describe('NftablesBackend init, list, shutdown', () => {
     runner.monitors[0]!.stdout.write('add element inet upnpd dnat-any { tcp . 80 : 192.168.77.10 . 80 }\ndelete table inet upnpd\n');
     await new Promise((resolve) => setImmediate(resolve));
     expect(losses).toBe(1);
-    stopWatching();
-    runner.monitors[0]!.stdout.write('delete table inet upnpd\n');
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(losses).toBe(1);
-    const callsBefore = runner.calls.length;
-    await backend.shutdown();
+    stopWatching(); // the daemon stops (also when it keeps its rules and never calls shutdown)
     expect(runner.monitors[0]!.killed).toBe(true);
-    expect(runner.calls.length).toBeGreaterThan(callsBefore);
+    await backend.shutdown();
     expect(runner.monitors).toHaveLength(1);
+  });
+
+  it('ends the monitor at shutdown, before its own table is deleted, when nobody watched', async () => {
+    const runner = new FakeNft();
+    const backend = backendWith(runner, { wanInterface: 'wan0' });
+    await backend.init();
+    const callsBefore = runner.calls.length;
+    let killedBeforeDelete: boolean | undefined;
+    const monitor = runner.monitors[0]!;
+    const run = runner.run.bind(runner);
+    runner.run = (file, args, options) => {
+      if (options?.input?.includes('delete table inet upnpd')) killedBeforeDelete = monitor.killed;
+      return run(file, args, options);
+    };
+    await backend.shutdown();
+    expect(runner.calls.length).toBeGreaterThan(callsBefore);
+    expect(killedBeforeDelete).toBe(true);
   });
 
   it('without forwardJump, init lists nothing and touches only its own table', async () => {
