@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { DESCRIPTION_URL } from '../test/support/upnpd-process.js';
 import { findWanIpConnection } from './load/description.js';
 import { HttpClient } from './load/http-client.js';
 import { SoapClient, SoapFault } from './load/soap-client.js';
@@ -38,7 +39,7 @@ try {
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no URL from upnpd:\n${output}`)), 20_000);
     const check = () => {
-      const match = /upnpd running[^\n]*?(http:\/\/127\.0\.0\.1:\d+\/[^\s"';]+\.xml)/.exec(output);
+      const match = DESCRIPTION_URL.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]!);
