@@ -26,6 +26,8 @@ import { ClientLimits, clientLimitSettings } from './limits/client-limits.js';
 /** Address events of one renumbering arrive together: the LAN is looked at again this long after the last. */
 const LAN_CHANGE_SETTLE_MS = 500;
 
+const EMPTY_IPV6_LAN = new Ipv6Lan([]);
+
 function describeLan(lan: readonly InterfaceAddress[], lanIpv6: Ipv6Lan): string {
   return [...lan.map((a) => `${a.interface}:${a.address}/${a.prefixLength}`).sort(), ...lanIpv6.describe()].join(', ');
 }
@@ -276,7 +278,8 @@ export class Daemon {
    * duplicate address detection ended): each front-end serves the new addresses in place
    * (`FrontEnd.updateLan`: listeners added and removed, the others answering all along; UPnP
    * announces the new LOCATIONs with the next BOOTID). One without it, or that cannot, is stopped
-   * and built again on the new addresses. Policies keep the LAN subnets they were given at start (logged).
+   * and built again on the new addresses. When the IPv4 addresses changed, the plugins are told
+   * first (`onLanAddressChange`: the policies' LAN subnets follow).
    */
   private watchLan(
     initial: readonly InterfaceAddress[],
@@ -285,6 +288,7 @@ export class Daemon {
     started: (frontEnds: readonly FrontEnd[]) => void,
   ): void {
     let current = describeLan(initial, this.servedIpv6);
+    let currentIpv4 = initial;
     let timer: NodeJS.Timeout | undefined;
     this.stopWatchingLan = network.watchAddresses?.(() => {
       clearTimeout(timer);
@@ -304,8 +308,15 @@ export class Daemon {
           if (described === current) return;
           this.logger.info(
             { previous: current, current: described },
-            `LAN addresses changed (${current} -> ${described}): the front-ends serve the new addresses; policies keep the LAN subnets of the start until a restart`,
+            `LAN addresses changed (${current} -> ${described}): the front-ends serve the new addresses`,
           );
+          // Before the front-ends: a host of a new subnet can reach them only from then on, and by
+          // then the policies take it for a LAN host. Not waited for: a synchronous handler (a
+          // policy's) has run when this returns, and a slow one must not hold up the LAN.
+          if (describeLan(next, EMPTY_IPV6_LAN) !== describeLan(currentIpv4, EMPTY_IPV6_LAN)) {
+            void this.driver.hookParallel('onLanAddressChange', { previous: currentIpv4, current: next });
+            currentIpv4 = next;
+          }
           // Together: one front-end's slow update (SSDP's announcements) does not keep the others waiting.
           this.frontEndList = await Promise.all(
             this.frontEndList.map((frontEnd, i) => this.serveChangedLan(frontEnd, builders[i]!, { lan: next, lanIpv6: nextIpv6 }, started)),

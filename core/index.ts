@@ -18,6 +18,7 @@ export type {
   HookName,
   Hooks,
   IntegrityReport,
+  LanAddressChangeEvent,
   MappedEvent,
   MappingView,
   Pinhole,

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { CommandRunner } from '../command-runner.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { FrontEndFactory } from '../front-end.js';
+import type { InterfaceAddress } from '../net/network-info.js';
 import type { Logger } from '../logger.js';
 import type {
   ChangeSet,
@@ -29,6 +30,12 @@ export type {
   UnmappedEvent,
   UnmapReason,
 } from '../mapping/types.js';
+
+/** The LAN IPv4 addresses served before and after a change (`LAN_ADDRESSES` holds those of the start). */
+export interface LanAddressChangeEvent {
+  readonly previous: readonly InterfaceAddress[];
+  readonly current: readonly InterfaceAddress[];
+}
 
 /**
  * Hook kinds, as in Rollup's plugin driver:
@@ -59,6 +66,12 @@ export interface Hooks {
   onUnmapped(event: UnmappedEvent): Awaitable<void>;
   onExpire(event: UnmappedEvent): Awaitable<void>;
   onExternalAddressChange(event: ExternalAddressChangeEvent): Awaitable<void>;
+  /**
+   * The LAN IPv4 addresses upnpd serves changed while it runs (a renumbering, an address added or
+   * removed). Told before the front-ends serve the new ones: a plugin that took `LAN_ADDRESSES` at
+   * start (a policy's LAN subnets) follows here.
+   */
+  onLanAddressChange(event: LanAddressChangeEvent): Awaitable<void>;
   /** The firewall had lost part of upnpd's rules (a reload) and they were put back. */
   onRepaired(event: RepairedEvent): Awaitable<void>;
 }
@@ -75,6 +88,7 @@ export const HOOK_KINDS = {
   onUnmapped: 'parallel',
   onExpire: 'parallel',
   onExternalAddressChange: 'parallel',
+  onLanAddressChange: 'parallel',
   onRepaired: 'parallel',
 } as const satisfies Record<HookName, HookKind>;
 

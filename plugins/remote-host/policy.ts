@@ -12,6 +12,7 @@ import {
 
 /** Where the gateway's own addresses come from. */
 export interface GatewayAddresses {
+  /** The LAN addresses of the start (`onLanAddressChange` brings the later ones). */
   readonly lan: readonly InterfaceAddress[];
   readonly network: NetworkInfo;
   readonly wan: string | undefined;
@@ -27,8 +28,14 @@ export interface GatewayAddresses {
  */
 export class RemoteHostPolicy implements Plugin {
   readonly name = 'remote-host';
-  readonly hooks: Plugin['hooks'] = { beforeMap: (request, context) => this.check(request, context) };
-  private readonly lanSubnets: SubnetSet;
+  readonly hooks: Plugin['hooks'] = {
+    beforeMap: (request, context) => this.check(request, context),
+    // The LAN served now, not the one of the start.
+    onLanAddressChange: ({ current }) => {
+      this.lanSubnets = new SubnetSet(current);
+    },
+  };
+  private lanSubnets: SubnetSet;
 
   constructor(
     private readonly gateway: GatewayAddresses,

@@ -25,7 +25,8 @@ import {
  * Secure mode: a client may map ports only to itself and delete only mappings that point at
  * itself — on every state-changing action, including DeletePortMappingRange (the core skips the
  * mappings this refuses). The internal client must also be a host of a LAN subnet: not outside
- * it, not its network or broadcast address, and not the gateway's own LAN address.
+ * it, not its network or broadcast address, and not the gateway's own LAN address. The LAN is the
+ * one served now: it follows a LAN address change (`onLanAddressChange`).
  *
  * Loopback is the one exception to "not the gateway": on 127.0.0.0/8 the client and the gateway
  * are the same host by construction, so 127.0.0.1 may map to 127.0.0.1 (a developer running
@@ -40,8 +41,8 @@ export class SecureModePolicy implements Plugin {
   readonly name = 'secure-mode';
   readonly order = 'pre' as const;
   readonly hooks: Plugin['hooks'];
-  private readonly lanSubnets: SubnetSet;
-  private readonly gatewayAddresses: ReadonlySet<string>;
+  private lanSubnets!: SubnetSet;
+  private gatewayAddresses!: ReadonlySet<string>;
   private readonly refusals: RefusalReporter;
 
   constructor(
@@ -51,12 +52,18 @@ export class SecureModePolicy implements Plugin {
     @inject(CLOCK) clock: Clock,
   ) {
     this.refusals = new RefusalReporter('secure-mode', registry, logger, clock);
-    this.lanSubnets = new SubnetSet(lan);
-    this.gatewayAddresses = new Set(lan.map((a) => a.address));
+    this.serve(lan);
     this.hooks = {
       beforeMap: (request, context) => this.checkMap(request, context),
       beforeUnmap: (mapping, context) => this.checkUnmap(mapping, context),
+      onLanAddressChange: ({ current }) => this.serve(current),
     };
+  }
+
+  /** The LAN these addresses make: their subnets, and the gateway's own addresses in them. */
+  private serve(lan: readonly InterfaceAddress[]): void {
+    this.lanSubnets = new SubnetSet(lan);
+    this.gatewayAddresses = new Set(lan.map((a) => a.address));
   }
 
   private checkMap(request: MappingRequest, { requester }: PolicyContext): void {

@@ -7,7 +7,8 @@ import { startDaemon } from '../../app/compose.js';
 import { configSchema, type ResolvedConfig } from '../../core/config/schema.js';
 import { createRootLogger } from '../../core/logging.js';
 import type { InterfaceAddress } from '../../core/net/network-info.js';
-import { defineBackend } from '../../core/plugins/define.js';
+import { defineBackend, definePlugin } from '../../core/plugins/define.js';
+import type { LanAddressChangeEvent } from '../../core/plugins/types.js';
 import { natPmp } from '../../plugins/nat-pmp/index.js';
 import { RecordingBackend, RecordingLogger } from '../support/fakes.js';
 import { LoopbackNetwork } from '../support/loopback-network.js';
@@ -64,6 +65,26 @@ async function natPmpResult(address: string, port: number): Promise<number | und
   socket.on('error', () => undefined);
   const answer = new Promise<Buffer>((resolve) => socket.once('message', resolve));
   socket.send(Buffer.from([0, 0]), port, address);
+  const reply = await Promise.race([answer, sleep(1_000).then(() => undefined)]);
+  socket.close();
+  return reply?.readUInt16BE(2);
+}
+
+/**
+ * A NAT-PMP request to map TCP `port` (RFC 6886 §3.3), sent from `from` to `address:pmpPort`; the
+ * result code of the answer, or undefined.
+ */
+async function natPmpMapResult(from: string, address: string, pmpPort: number, port: number): Promise<number | undefined> {
+  const socket = createSocket('udp4');
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.bind(0, from, resolve));
+  const answer = new Promise<Buffer>((resolve) => socket.once('message', resolve));
+  const request = Buffer.alloc(12);
+  request.writeUInt8(2, 1);
+  request.writeUInt16BE(port, 4);
+  request.writeUInt16BE(port, 6);
+  request.writeUInt32BE(600, 8);
+  socket.send(request, pmpPort, address);
   const reply = await Promise.race([answer, sleep(1_000).then(() => undefined)]);
   socket.close();
   return reply?.readUInt16BE(2);
@@ -133,6 +154,34 @@ describe('a LAN address added and removed while running', () => {
       expect(await client.get('/rootDesc.xml')).toBe('HTTP/1.1 200 OK');
       expect(await natPmpResult('127.0.0.1', pmpPort)).toBe(0);
       client.socket.destroy();
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+describe('a LAN address of a new subnet', () => {
+  it('is a LAN host to the policies once served: a host there maps for itself, and plugins hear of the change first', async () => {
+    // Each address its own /32: 127.0.0.2 is outside the LAN of the start, as a renumbered subnet is.
+    const only = (address: string): InterfaceAddress => ({ interface: 'lo', address, prefixLength: 32 });
+    const network = new LoopbackNetwork([only('127.0.0.1')]);
+    const heard: LanAddressChangeEvent[] = [];
+    const lanWatcher = definePlugin({
+      name: 'lan-watcher',
+      create: () => ({ name: 'lan-watcher', hooks: { onLanAddressChange: (event: LanAddressChangeEvent) => void heard.push(event) } }),
+    });
+    const base = config();
+    const { output } = createRootLogger({ level: 'silent' });
+    const daemon = await startDaemon({ ...base, plugins: [...base.plugins, lanWatcher()] }, { logger: new RecordingLogger(), logOutput: output, network });
+    try {
+      const pmp = daemon.frontEnds[1]!;
+      network.change([only('127.0.0.1'), only('127.0.0.2')]);
+      await expect.poll(() => portsOf(pmp.describe!()).has('127.0.0.2'), { timeout: 10_000 }).toBe(true);
+      expect(heard).toEqual([{ previous: [only('127.0.0.1')], current: [only('127.0.0.1'), only('127.0.0.2')] }]);
+      // Secure mode (on by default) maps only for LAN hosts: 127.0.0.2 is one now.
+      const pmpPort = portsOf(pmp.describe!()).get('127.0.0.2')!;
+      expect(await natPmpMapResult('127.0.0.2', '127.0.0.2', pmpPort, 7820)).toBe(0);
+      expect(daemon.mappings.get({ remoteHost: '', externalPort: 7820, protocol: 'TCP' })?.internalClient).toBe('127.0.0.2');
     } finally {
       await daemon.stop();
     }

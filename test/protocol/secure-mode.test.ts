@@ -51,6 +51,14 @@ describe('secure mode policy on a LAN', () => {
     expect({ v1: await run('upnp-igd:1'), v2: await run('upnp-igd:2') }).toEqual(expected);
   });
 
+  it('follows a LAN address change: the new subnet is the LAN, the old one no longer is, the new gateway address is refused', async () => {
+    const renumbered = secureModeFor(LAN);
+    const map = (client: string) => verdict(() => renumbered.hooks!.beforeMap!(request(client), context({ address: client, via: 'upnp-igd:2' })));
+    expect([await map('192.168.1.50'), await map('10.7.0.50')]).toEqual([0, 606]);
+    await renumbered.hooks!.onLanAddressChange!({ previous: LAN, current: [{ interface: 'br-lan', address: '10.7.0.1', prefixLength: 16 }] });
+    expect([await map('192.168.1.50'), await map('10.7.0.50'), await map('10.7.0.1'), await map('10.7.255.255')]).toEqual([606, 0, 606, 606]);
+  });
+
   it('lets a client delete only mappings to itself (606 otherwise)', async () => {
     const mapping: PortMapping = { ...request('192.168.1.50'), expiresAt: null, createdBy: { address: '192.168.1.50', via: 'upnp-igd:2' } };
     const unmap = (address: string) => verdict(() => policy.hooks!.beforeUnmap!(mapping, context({ address, via: 'upnp-igd:2' })));
@@ -63,7 +71,7 @@ describe('secure mode policy on a LAN', () => {
     expect(spec.optionsSchema!.safeParse({ unknown: 1 }).success).toBe(false);
     const plugin = buildPolicy(spec, { lan: LAN });
     expect(plugin.name).toBe('secure-mode');
-    expect(Object.keys(plugin.hooks ?? {}).sort()).toEqual(['beforeMap', 'beforeUnmap']);
+    expect(Object.keys(plugin.hooks ?? {}).sort()).toEqual(['beforeMap', 'beforeUnmap', 'onLanAddressChange']);
   });
 
   it('counts its refusals by rule and logs them with the client', async () => {

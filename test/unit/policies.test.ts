@@ -333,6 +333,13 @@ describe('remote host', () => {
   ])('%s (%s) → %i', async (_, remote, code) => {
     expect(await verdict(policy, request({ remoteHost: remote }))).toBe(code);
   });
+
+  it('takes the LAN served now for the LAN: after a LAN address change, the new subnet is refused and the old one is a WAN host', async () => {
+    const renumbered = buildPolicy(remoteHost(), { lan: LAN, network, config: { wan: 'wan0' } });
+    await renumbered.hooks!.onLanAddressChange!({ previous: LAN, current: [{ interface: 'br-lan', address: '10.7.0.1', prefixLength: 16 }] });
+    expect(await verdict(renumbered, request({ remoteHost: '10.7.3.4' }))).toBe(402);
+    expect(await verdict(renumbered, request({ remoteHost: '192.168.1.77' }))).toBe(0);
+  });
 });
 
 describe('refusals', () => {

@@ -26,6 +26,7 @@ import {
   type Clock,
   type CommandRunner,
   type ExternalAddressChangeEvent,
+  type LanAddressChangeEvent,
   type Finding,
   type FirewallBackend,
   type IntegrityReport,
@@ -207,7 +208,16 @@ describe('Plugin and its hooks', () => {
 
   it('has these hooks, and no others', () => {
     expectTypeOf<HookName>().toEqualTypeOf<
-      'beforeMap' | 'beforeUnmap' | 'beforePinhole' | 'onPinhole' | 'onMapped' | 'onUnmapped' | 'onExpire' | 'onExternalAddressChange' | 'onRepaired'
+      | 'beforeMap'
+      | 'beforeUnmap'
+      | 'beforePinhole'
+      | 'onPinhole'
+      | 'onMapped'
+      | 'onUnmapped'
+      | 'onExpire'
+      | 'onExternalAddressChange'
+      | 'onLanAddressChange'
+      | 'onRepaired'
     >();
   });
 
@@ -241,6 +251,8 @@ describe('Plugin and its hooks', () => {
     expectTypeOf<UnmappedEvent>().toHaveProperty('reason').toEqualTypeOf<'deleted' | 'expired' | 'shutdown'>();
     expectTypeOf<UnmappedEvent>().toHaveProperty('requester').toEqualTypeOf<{ readonly address: string; readonly via: string } | null>();
     expectTypeOf<ExternalAddressChangeEvent>().toEqualTypeOf<{ readonly previous: string; readonly current: string }>();
+    expectTypeOf<Hooks['onLanAddressChange']>().toEqualTypeOf<(event: LanAddressChangeEvent) => void | Promise<void>>();
+    expectTypeOf<LanAddressChangeEvent>().toEqualTypeOf<{ readonly previous: readonly InterfaceAddress[]; readonly current: readonly InterfaceAddress[] }>();
   });
 
   it('HOOK_KINDS gives every hook its kind', () => {
@@ -253,6 +265,7 @@ describe('Plugin and its hooks', () => {
       readonly onUnmapped: 'parallel';
       readonly onExpire: 'parallel';
       readonly onExternalAddressChange: 'parallel';
+      readonly onLanAddressChange: 'parallel';
       readonly onRepaired: 'parallel';
     }>();
     expect(HOOK_KINDS).toEqual({
@@ -264,6 +277,7 @@ describe('Plugin and its hooks', () => {
       onUnmapped: 'parallel',
       onExpire: 'parallel',
       onExternalAddressChange: 'parallel',
+      onLanAddressChange: 'parallel',
       onRepaired: 'parallel',
     });
   });
