@@ -13,7 +13,7 @@ import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
 import { readFileSync } from 'node:fs';
 import { cpuSeconds, processTree, residentBytes } from './process-stats.js';
-import { createBenchTestbed, gatewaySetup } from './testbed.js';
+import { createBenchTestbed, gatewaySetup, removeOnSignal } from './testbed.js';
 
 const HTTP_PORT = 49152;
 const LIFETIME_MS = 15 * 60_000;
@@ -48,6 +48,7 @@ if (iptablesBuild?.available) {
 const daemons = values.daemon ? all.filter((d) => values.daemon!.includes(d.name)) : all;
 
 const bench = await createBenchTestbed(LIFETIME_MS);
+removeOnSignal(bench);
 const perRequest = new Map<string, number[]>(daemons.map((d) => [d.name, []]));
 try {
   const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);

@@ -14,7 +14,7 @@ import { upnpd } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
 import { cpuSeconds, medianResidentBytes, parseVmRss, processTree } from './process-stats.js';
-import { createBenchTestbed, gatewaySetup } from './testbed.js';
+import { createBenchTestbed, gatewaySetup, removeOnSignal } from './testbed.js';
 
 const HTTP_PORT = 49152;
 const LIFETIME_MS = 40 * 60_000;
@@ -53,7 +53,7 @@ async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
       } catch {
         // Gone since the tree was read.
       }
-      return `${(ownResidentBytes(p) / MB).toFixed(1)} ${p === pid ? 'node' : command.slice(0, 30)}`;
+      return `${(ownResidentBytes(p) / MB).toFixed(1)} ${p === pid ? `node (${residentKinds(p)})` : command.slice(0, 30)}`;
     })
     .join(' + ');
   if (values.signal) process.kill(pid, 'SIGUSR2');
@@ -94,6 +94,17 @@ function ownResidentBytes(pid: number): number {
   }
 }
 
+/** A process's resident memory by kind: anonymous (heaps, stacks) and file-backed (the binary and libraries it touched). */
+function residentKinds(pid: number): string {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024;
+    return `anon ${kB('RssAnon').toFixed(1)}, file ${kB('RssFile').toFixed(1)}`;
+  } catch {
+    return 'exited';
+  }
+}
+
 interface Row {
   idle: number;
   cpu: number;
@@ -105,6 +116,7 @@ interface Row {
 const rows = new Map<string, Row[]>(variants.map((v) => [v.name, []]));
 
 const bench = await createBenchTestbed(LIFETIME_MS);
+removeOnSignal(bench);
 try {
   const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);
   const gateway = gatewaySetup(bench, HTTP_PORT);

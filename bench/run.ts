@@ -20,7 +20,7 @@ import { PINHOLE_FIGURE_KEYS } from './pinhole-figures.js';
 import { PINHOLE_GROUPS, type PinholeGroupName } from './pinhole-rows.js';
 import { USAGE, parseCommandLine, type BenchProfile } from './profile.js';
 import { notesList, resultsMarkdown, resultsTable, type DaemonResults, type Machine, type Section } from './report.js';
-import { createBenchTestbed, gatewaySetup, type BenchTestbed } from './testbed.js';
+import { createBenchTestbed, gatewaySetup, removeOnSignal } from './testbed.js';
 
 /** Both daemons listen here in turn. */
 const HTTP_PORT = 49152;
@@ -78,7 +78,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const bench = await createBenchTestbed(profile.budgetMs + CLEANUP_GRACE_MS);
   const { lan, lan2, gateway: gw, wan } = bench.testbed;
   log(`testbed: namespaces ${[lan, lan2, gw, wan].map((ns) => ns.name).join(', ')}`);
-  const stopOnSignal = onSignalCleanUp(bench);
+  const stopOnSignal = removeOnSignal(bench);
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: still running ${CLEANUP_GRACE_MS / 1000} s after the ${profile.budgetMs / 60_000}-minute budget: stopping\n`);
     void bench.destroy().finally(() => process.exit(1));
@@ -212,24 +212,6 @@ function persistenceNote(daemon: DaemonUnderTest, daemons: readonly DaemonUnderT
   if (!daemon.persistence.supported) return { startPersisted: daemon.persistence.reason };
   const cannot = daemons.filter((d) => !d.persistence.supported).map((d) => d.name);
   return cannot.length > 0 ? { startPersisted: `not measured until ${cannot.join(', ')} can persist mappings too` } : {};
-}
-
-/** Removes the testbed on Ctrl-C or SIGTERM; returns a function that uninstalls the handlers. */
-function onSignalCleanUp(bench: BenchTestbed): () => void {
-  let received = false;
-  // A Ctrl-C reaches us twice (from the terminal and relayed by tsx): act on the first only.
-  const handler = (signal: NodeJS.Signals) => {
-    if (received) return;
-    received = true;
-    process.stderr.write(`bench: ${signal}: removing the testbed\n`);
-    void bench.destroy().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  };
 }
 
 function machine(): Machine {

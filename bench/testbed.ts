@@ -92,6 +92,24 @@ export async function createBenchTestbed(lifetimeMs: number): Promise<BenchTestb
   }
 }
 
+/** Removes the testbed on Ctrl-C or SIGTERM; returns a function that uninstalls the handlers. */
+export function removeOnSignal(bench: BenchTestbed): () => void {
+  let received = false;
+  // A Ctrl-C reaches us twice (from the terminal and relayed by tsx): act on the first only.
+  const handler = (signal: NodeJS.Signals) => {
+    if (received) return;
+    received = true;
+    process.stderr.write(`bench: ${signal}: removing the testbed\n`);
+    void bench.destroy().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
 /** What a daemon under test is told about this testbed's gateway, listening on `httpPort`. */
 export function gatewaySetup(bench: BenchTestbed, httpPort: number): GatewaySetup {
   return { testbed: bench.testbed, workDir: bench.workDir, httpPort, stun: bench.stun, lanHosts: bench.lanHosts, lanHosts6: bench.lanHosts6 };
