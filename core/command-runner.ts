@@ -100,3 +100,52 @@ export function startWithExeca(file: string, args: readonly string[], env: Reado
     },
   };
 }
+
+/**
+ * Ends a long-running command that reads commands until its input closes (`nft -i`,
+ * `iptables-restore`): closes its input, and kills it if it has not exited within `timeoutMs`.
+ */
+export async function endCommand(command: RunningCommand, timeoutMs: number): Promise<void> {
+  command.stdin.end();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), timeoutMs);
+  });
+  if ((await Promise.race([command.exited, late])) === 'late') command.kill();
+  clearTimeout(timer);
+}
+
+/**
+ * What a long-running command has printed, and its exit once known, gathered as they come:
+ * `stderr` (and `stdout`, when it was started with it) grow until the reader cuts off what it has
+ * used; `onProgress` runs after each chunk and at the exit. A write to the input of a command that
+ * has died is dropped (its exit says why).
+ */
+export class CommandOutput {
+  stdout = '';
+  stderr = '';
+  exit: CommandExit | undefined;
+  onProgress: (() => void) | undefined;
+
+  constructor(command: RunningCommand) {
+    command.stdout?.setEncoding('utf8');
+    command.stdout?.on('data', (chunk: string) => {
+      this.stdout += chunk;
+      this.onProgress?.();
+    });
+    command.stderr.setEncoding('utf8');
+    command.stderr.on('data', (chunk: string) => {
+      this.stderr += chunk;
+      this.onProgress?.();
+    });
+    command.stdin.on('error', () => undefined);
+    void command.exited.then((exit) => {
+      this.exit = exit;
+      this.onProgress?.();
+    });
+  }
+
+  get hasExited(): boolean {
+    return this.exit !== undefined;
+  }
+}

@@ -24,6 +24,7 @@ import {
   type SavedPinholeRules,
 } from './pinholes.js';
 import { forwardPolicyFinding, mixedFlavourFinding } from './diagnose.js';
+import { RestoreSession, RestoreSessionError } from './restore-session.js';
 import {
   buildInitScript,
   buildRestoreScript,
@@ -68,6 +69,11 @@ export class IptablesBackend implements FirewallBackend {
   private shards: Shards | undefined;
   /** IPv6 pinholes (option `pinholes`): ACCEPT rules in upnpd's chain of ip6tables' filter table. */
   readonly pinholes: PinholeBackend | undefined;
+  /**
+   * One long-lived iptables-restore for the change sets, when it is iptables-nft (set by `probe`);
+   * undefined under x_tables, or once the session could not be started: then each runs its own.
+   */
+  private session: RestoreSession | undefined;
 
   constructor(
     private readonly options: IptablesOptions,
@@ -103,7 +109,9 @@ export class IptablesBackend implements FirewallBackend {
   async probe(): Promise<BackendCapabilities> {
     const ruleOptions = this.ruleOptions;
     const version = (await this.mustRun('asking its version', this.programs.iptables, ['-V'])).stdout.trim();
-    for (const program of [this.programs.restore, this.programs.save]) await this.mustRun('asking its version', program, ['-V']);
+    const restoreVersion = (await this.mustRun('asking its version', this.programs.restore, ['-V'])).stdout;
+    await this.mustRun('asking its version', this.programs.save, ['-V']);
+    this.session = /\(nf_tables\)/.test(restoreVersion) ? this.startSession() : undefined;
     // A harmless listing proves the privileges and the kernel support for both tables.
     for (const [table, chain] of [
       ['nat', 'PREROUTING'],
@@ -260,8 +268,13 @@ export class IptablesBackend implements FirewallBackend {
 
   async shutdown(): Promise<void> {
     this.shards = undefined;
-    const script = buildShutdownScript(await this.readRuleset(), this.ruleOptions);
-    if (script) await this.restore('removing upnpd rules and chains', script);
+    try {
+      const script = buildShutdownScript(await this.readRuleset(), this.ruleOptions);
+      if (script) await this.restore('removing upnpd rules and chains', script);
+    } finally {
+      // Ends the iptables-restore session once the removal has gone through it.
+      await this.session?.close();
+    }
     if (this.pinholes) {
       const script6 = buildPinholeShutdownScript(await this.readPinholes(), this.pinholeOptions);
       if (script6) await this.restore6('removing the pinhole chain', script6);
@@ -303,8 +316,28 @@ export class IptablesBackend implements FirewallBackend {
     if (result.exitCode !== 0) throw new BackendError(restoreFailureMessage(what, script, result));
   }
 
-  private runRestore(script: string): Promise<CommandResult> {
+  private async runRestore(script: string): Promise<CommandResult> {
+    if (this.session) {
+      try {
+        return await this.session.run(script);
+      } catch (err) {
+        // From now on each change runs its own iptables-restore. When the session could not start,
+        // nothing ran and this script runs that way now; otherwise (no answer in time) what it did
+        // is unknown, and the change fails (the reconciler reads the ruleset next).
+        this.logger.warn({ err }, `iptables: the iptables-restore session failed (${messageOf(err)}); one iptables-restore per change from now on`);
+        this.session = undefined;
+        if (err instanceof RestoreSessionError && err.started) {
+          this.shards = undefined;
+          throw err;
+        }
+      }
+    }
     return this.run(this.programs.restore, ['-w', XTABLES_WAIT_SECONDS, '--noflush'], script);
+  }
+
+  /** `stdbuf -oL`: iptables-restore's output line by line, which is how the session learns that a script is done. */
+  private startSession(): RestoreSession {
+    return new RestoreSession(() => this.runner.start('stdbuf', ['-oL', this.programs.restore, '-w', XTABLES_WAIT_SECONDS, '--noflush'], { stdout: true }));
   }
 
   private async mustRun(what: string, program: string, args: readonly string[]): Promise<CommandResult> {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BackendError } from 'upnpd';
-import type { CommandExit, RunningCommand } from 'upnpd/backend';
+import { CommandOutput, endCommand, type CommandExit, type RunningCommand } from 'upnpd/backend';
 
 /** What one transaction printed, and whether nft reported an error. */
 export interface TransactionResult {
@@ -142,29 +142,17 @@ class NftExitedError extends BackendError {
 class NftProcess {
   transactions = 0;
   inputBytes = 0;
-  private stderr = '';
-  private exit: CommandExit | undefined;
-  private onProgress: (() => void) | undefined;
+  private readonly output: CommandOutput;
 
   constructor(
     readonly command: RunningCommand,
     private readonly token: string,
   ) {
-    command.stderr.setEncoding('utf8');
-    command.stderr.on('data', (chunk: string) => {
-      this.stderr += chunk;
-      this.onProgress?.();
-    });
-    // A write to a process that has died fails with EPIPE; its exit is reported through `exited`.
-    command.stdin.on('error', () => undefined);
-    void command.exited.then((exit) => {
-      this.exit = exit;
-      this.onProgress?.();
-    });
+    this.output = new CommandOutput(command);
   }
 
   get hasExited(): boolean {
-    return this.exit !== undefined;
+    return this.output.hasExited;
   }
 
   async transaction(line: string, timeoutMs: number): Promise<TransactionResult> {
@@ -179,19 +167,19 @@ class NftProcess {
     return new Promise<TransactionResult>((resolve, reject) => {
       const settle = (outcome: () => void) => {
         clearTimeout(timer);
-        this.onProgress = undefined;
+        this.output.onProgress = undefined;
         outcome();
       };
       const check = () => {
-        const at = this.stderr.indexOf(echo);
-        const messageStart = at < 0 ? -1 : this.stderr.lastIndexOf('\n', at - 1) + 1;
-        if (at >= 0 && this.stderr.slice(messageStart, at).includes('Error:')) {
-          const output = this.stderr.slice(0, messageStart).replace(PLACE_MARK_LINE, '');
-          this.stderr = this.stderr.slice(at + echo.length);
+        const at = this.output.stderr.indexOf(echo);
+        const messageStart = at < 0 ? -1 : this.output.stderr.lastIndexOf('\n', at - 1) + 1;
+        if (at >= 0 && this.output.stderr.slice(messageStart, at).includes('Error:')) {
+          const output = this.output.stderr.slice(0, messageStart).replace(PLACE_MARK_LINE, '');
+          this.output.stderr = this.output.stderr.slice(at + echo.length);
           settle(() => resolve({ ok: !/^[^\n]*Error:/m.test(output), output }));
-        } else if (this.exit) {
-          const exit = this.exit;
-          const printed = this.stderr.replace(PLACE_MARK_LINE, '').trim();
+        } else if (this.output.exit) {
+          const exit = this.output.exit;
+          const printed = this.output.stderr.replace(PLACE_MARK_LINE, '').trim();
           settle(() =>
             reject(new NftExitedError(`nftables: nft -i ${describeExit(exit)} during a transaction${printed ? `: ${printed}` : ''}`, printed === '')),
           );
@@ -201,21 +189,14 @@ class NftProcess {
         () => settle(() => reject(new BackendError(`nftables: nft did not finish a transaction within ${timeoutMs / 1000} s`))),
         timeoutMs,
       );
-      this.onProgress = check;
+      this.output.onProgress = check;
       this.command.stdin.write(input);
       check();
     });
   }
 
-  /** Closes nft's input, which ends it; kills it if it has not exited by `timeoutMs`. */
-  async end(timeoutMs: number): Promise<void> {
-    this.command.stdin.end();
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), timeoutMs);
-    });
-    if ((await Promise.race([this.command.exited, late])) === 'late') this.command.kill();
-    clearTimeout(timer);
+  end(timeoutMs: number): Promise<void> {
+    return endCommand(this.command, timeoutMs);
   }
 }
 

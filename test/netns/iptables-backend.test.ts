@@ -7,6 +7,7 @@ import { buildRestoreScript, iptablesOptionsSchema, programsOf, type IptablesOpt
 import { MappingService } from '../../core/mapping/service.js';
 import { PluginDriver } from '../../core/plugins/driver.js';
 import { backendPluginFor, DEFAULT_LEASE, ManualClock } from '../support/fakes.js';
+import { childProcesses } from '../support/processes.js';
 import { describeNetns } from './netns.js';
 import { createTestbed, firewallSnapshot, ruleTo, tcpReachable, udpReachable, type Testbed } from './topology.js';
 
@@ -104,6 +105,24 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       expect(await fromWan.tcp(9001, testbed.lan2, { sourceAddress: a().wanHostAlt })).toBe(true);
       expect(await fromWan.tcp(9001, testbed.lan, { sourceAddress: a().wanHost })).toBe(true);
     });
+
+    it(
+      flavour === 'iptables'
+        ? 'applies change sets through one long-lived iptables-restore (nf_tables), which ends at shutdown'
+        : 'applies each change set with an iptables-restore of its own (x_tables: every COMMIT rewrites the table), none left running',
+      async () => {
+        const restores = () => childProcesses(process.pid, `${programs.restore} -w 10 --noflush`);
+        for (const port of [7900, 7901, 7902]) await backend.apply({ remove: [], add: [mapping(port)] });
+        await backend.apply({ remove: [mapping(7901)], add: [] });
+        expect(restores()).toHaveLength(flavour === 'iptables' ? 1 : 0);
+        expect(await backend.list()).toEqual([mapping(7900), mapping(7902)]);
+        expect(await fromWan.tcp(7902)).toBe(true);
+        expect(await fromWan.tcpBlocked(7901)).toBe(true);
+        await backend.shutdown();
+        expect(restores()).toEqual([]);
+        await backend.init();
+      },
+    );
 
     it('replaces a mapping leaving exactly one rule pair', async () => {
       const first = mapping(7000);

@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { CommandExit, RunningCommand } from '../../core/command-runner.js';
+import { readLines } from './line-input.js';
 
 /** What the fake does with one transaction line: its error output (nft prints nothing on success). */
 export type TransactionAnswer = { readonly stderr?: string } | 'hang' | 'die' | 'vanish';
@@ -32,16 +33,11 @@ export class FakeInteractiveNft implements RunningCommand {
     this.exited = new Promise((resolve) => {
       this.exit = resolve;
     });
-    let pending = '';
-    this.stdin.setEncoding('utf8');
-    this.stdin.on('data', (chunk: string) => {
-      pending += chunk;
-      let newline: number;
-      while (!this.ended && !this.stuck && (newline = pending.indexOf('\n')) >= 0) {
-        this.read(pending.slice(0, newline));
-        pending = pending.slice(newline + 1);
-      }
-    });
+    readLines(
+      this.stdin,
+      (line) => this.read(line),
+      () => !this.ended && !this.stuck,
+    );
     this.stdin.on('end', () => this.end({ exitCode: 0 }));
   }
 

@@ -1,11 +1,12 @@
 import 'reflect-metadata';
 import { describe, expect, it } from 'vitest';
-import type { CommandResult, CommandRunner } from '../../core/command-runner.js';
+import type { CommandExit, CommandResult, CommandRunner, RunningCommand, StartOptions } from '../../core/command-runner.js';
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { IptablesBackend, iptables } from '../../plugins/iptables/index.js';
 import { backendFromSpec } from 'upnpd/testing';
+import { FakeIptablesRestore } from '../support/fake-iptables-restore.js';
 import {
   buildInitScript,
   buildRestoreScript,
@@ -45,8 +46,8 @@ class ScriptedRunner implements CommandRunner {
     const stdout = file.endsWith('-save') ? savedAfterInit(args[args.indexOf('-t') + 1]!) : '';
     return Promise.resolve({ exitCode: 0, stdout, stderr: '', ...answer });
   }
-  start(): never {
-    throw new Error('the iptables backend runs no long-lived command');
+  start(file: string, args: readonly string[], options?: StartOptions): RunningCommand {
+    throw new Error(`no long-lived command here (${[file, ...args].join(' ')}, ${JSON.stringify(options)})`);
   }
   restores(): string[] {
     return this.calls.filter((c) => c.file.endsWith('-restore')).map((c) => c.input!);
@@ -197,6 +198,75 @@ describe('IptablesBackend.apply', () => {
     await expect((await backendWith80(runner)).apply({ remove: [], add: [rule(81)] })).rejects.toThrow(
       /applying the change set.*; iptables-restore failed undoing the nat part/,
     );
+  });
+});
+
+/** A ScriptedRunner whose `-V` names `variant`, and whose long-lived commands are fake iptables-restore sessions (or fail to start). */
+class SessionRunner extends ScriptedRunner {
+  readonly sessions: { file: string; args: readonly string[]; options?: StartOptions; restore: FakeIptablesRestore }[] = [];
+  constructor(
+    variant: 'nf_tables' | 'legacy',
+    private readonly startFails = false,
+  ) {
+    super((call) => (call.args[0] === '-V' ? { stdout: `${call.file} v1.8.9 (${variant})\n` } : {}));
+  }
+  override start(file: string, args: readonly string[], options?: StartOptions): RunningCommand {
+    const restore = new FakeIptablesRestore(400 + this.sessions.length);
+    this.sessions.push({ file, args, options, restore });
+    if (!this.startFails) return restore;
+    // As execa reports a program it could not start: no process reads the input.
+    restore.stdin.destroy();
+    const failed: Promise<CommandExit> = Promise.resolve({ error: 'spawnSync stdbuf ENOENT' });
+    return Object.assign(restore, { exited: failed });
+  }
+  oneShotRestores(): number {
+    return this.calls.filter((c) => c.file.endsWith('-restore') && c.args[0] !== '-V').length;
+  }
+}
+
+describe('IptablesBackend change sets through one long-lived iptables-restore', () => {
+  it('under iptables-nft: one `stdbuf -oL iptables-restore --noflush` takes every change set, and ends at shutdown', async () => {
+    const runner = new SessionRunner('nf_tables');
+    const backend = backendWith(runner);
+    await backend.probe();
+    await backend.init();
+    await backend.apply({ remove: [], add: [rule(80)] });
+    await backend.apply({ remove: [rule(80)], add: [rule(81)] });
+    expect(runner.oneShotRestores()).toBe(0);
+    expect(runner.sessions.map(({ file, args, options }) => ({ file, args, options }))).toEqual([
+      { file: 'stdbuf', args: ['-oL', 'iptables-restore', '-w', '10', '--noflush'], options: { stdout: true } },
+    ]);
+    const { restore } = runner.sessions[0]!;
+    expect(restore.committed.filter((l) => l.includes('upnpd map'))).toEqual([
+      expect.stringMatching(/^-A UPNPD-PREROUTING\.t001 .*--dport 80 /),
+      expect.stringMatching(/^-A UPNPD-FORWARD\.t001 .*--dport 80 /),
+      expect.stringMatching(/^-D UPNPD-PREROUTING\.t001 .*--dport 80 /),
+      expect.stringMatching(/^-A UPNPD-PREROUTING\.t001 .*--dport 81 /),
+      expect.stringMatching(/^-D UPNPD-FORWARD\.t001 .*--dport 80 /),
+      expect.stringMatching(/^-A UPNPD-FORWARD\.t001 .*--dport 81 /),
+    ]);
+    await backend.shutdown();
+    expect(await restore.exited).toEqual({ exitCode: 0 });
+  });
+
+  it('under x_tables (iptables-restore says legacy): one iptables-restore per change set, as each COMMIT rewrites the whole table', async () => {
+    const runner = new SessionRunner('legacy');
+    const backend = backendWith(runner);
+    await backend.probe();
+    await backend.apply({ remove: [], add: [rule(80)] });
+    expect(runner.sessions).toEqual([]);
+    expect(runner.oneShotRestores()).toBe(1);
+  });
+
+  it('when the session cannot start (no stdbuf): the change runs on its own iptables-restore, and so do the next ones', async () => {
+    const runner = new SessionRunner('nf_tables', true);
+    const backend = backendWith(runner);
+    await backend.probe();
+    await backend.apply({ remove: [], add: [rule(80)] });
+    await backend.apply({ remove: [], add: [rule(81)] });
+    expect(runner.sessions).toHaveLength(1);
+    expect(runner.oneShotRestores()).toBe(2);
+    expect(runner.restores().join('')).toMatch(/--dport 80 [\s\S]*--dport 81 /);
   });
 });
 

@@ -1,0 +1,195 @@
+import { BackendError } from 'upnpd';
+import { CommandOutput, endCommand, type CommandExit, type CommandResult, type RunningCommand } from 'upnpd/backend';
+
+export interface RestoreSessionLimits {
+  /** A script whose end iptables-restore has not reported by then fails, and the process is killed. */
+  readonly timeoutMs: number;
+  /** After this many scripts the process is replaced by a fresh one. */
+  readonly maxScripts: number;
+  /** After this long without a script the process ends (an idle gateway keeps no helper); the next change starts a new one. */
+  readonly idleMs: number;
+}
+
+export const DEFAULT_RESTORE_SESSION_LIMITS: RestoreSessionLimits = { timeoutMs: 30_000, maxScripts: 5_000, idleMs: 10_000 };
+
+/** A chain no one has, created, flushed and deleted again in one transaction after each script. */
+export const SYNC_CHAIN = 'upnpd-sync';
+/** The section that follows each script: its `-v -F` prints SYNC_LINE once the script's last COMMIT is done. */
+const SYNC_SECTION = `*nat\n-N ${SYNC_CHAIN}\n-v -F ${SYNC_CHAIN}\n-X ${SYNC_CHAIN}\nCOMMIT\n`;
+const SYNC_SECTION_LINES = 5;
+const SYNC_LINE = `Flushing chain \`${SYNC_CHAIN}'\n`;
+/** Where iptables-restore names the input line it failed on ("line 7 failed", "Error occurred at line: 7"). */
+const LINE_NUMBER = /\bline(:?) (\d+)/g;
+
+/**
+ * One long-lived `iptables-nft-restore --noflush` that applies scripts as they come, instead of
+ * one process per change set: starting the program costs more than its nf_tables transaction.
+ *
+ * iptables-restore commits each table's section at its COMMIT line as it reads it, prints nothing
+ * on success, and exits at the first error. Its standard output is line-buffered through
+ * `stdbuf -oL` (the caller starts it so). After each script comes a section whose `-v -F` prints
+ * a line as it is read, so once the script's last COMMIT is done; a failure ends the process, and
+ * the line number in its message (counted over everything it has read) says whose it was. A
+ * script ends with the same result as a one-shot `iptables-restore --noflush` reading it alone:
+ * exit status 0, or the status and the error output with line numbers counted from the script's
+ * first line.
+ *
+ * Only for iptables-nft: the section after each script is one more nf_tables transaction, cheap;
+ * under x_tables each COMMIT replaces the whole table, which would double the cost of a change.
+ */
+/** Why the session could not tell how a script ended; `started: false` when iptables-restore could not even be started (nothing ran). */
+export class RestoreSessionError extends BackendError {
+  constructor(
+    message: string,
+    readonly started: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export class RestoreSession {
+  private current: RestoreProcess | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly startRestore: () => RunningCommand,
+    private readonly limits: RestoreSessionLimits = DEFAULT_RESTORE_SESSION_LIMITS,
+  ) {}
+
+  /** Applies `script` (table sections, each ending with COMMIT). Rejects only when the outcome cannot be told. */
+  run(script: string): Promise<CommandResult> {
+    clearTimeout(this.idleTimer);
+    const result = this.queue.then(() => this.runNow(script.endsWith('\n') ? script : `${script}\n`));
+    const queued = (this.queue = result.catch(() => undefined));
+    void queued.then(() => this.armIdleTimer(queued));
+    return result;
+  }
+
+  /** Ends the process once queued scripts have run. A later `run` starts a new one. */
+  async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
+    await this.queue;
+    await this.retire(true);
+  }
+
+  /** The pid of the running iptables-restore, if one runs (for tests). */
+  get pid(): number | undefined {
+    return this.current?.command.pid;
+  }
+
+  private async runNow(script: string, retried = false): Promise<CommandResult> {
+    if (this.current?.hasExited) this.current = undefined;
+    const restore = (this.current ??= new RestoreProcess(this.startRestore()));
+    try {
+      const outcome = await restore.apply(script, this.limits.timeoutMs);
+      // A process that ended before it read the script (an earlier sync section failed late):
+      // the script did not run, so it runs once more on a fresh process.
+      if (outcome === 'not run') {
+        this.current = undefined;
+        if (retried) throw new RestoreSessionError('iptables-restore ended before reading the change twice in a row', true);
+        return await this.runNow(script, true);
+      }
+      if (outcome.exitCode !== 0 || restore.hasExited) this.current = undefined;
+      return outcome;
+    } catch (err) {
+      this.current = undefined;
+      restore.command.kill();
+      throw err;
+    } finally {
+      if (this.current === restore && restore.scripts >= this.limits.maxScripts) void this.retire(false);
+    }
+  }
+
+  private armIdleTimer(last: Promise<unknown>): void {
+    if (last !== this.queue || !this.current) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (last === this.queue) void this.retire(false);
+    }, this.limits.idleMs);
+    this.idleTimer.unref();
+  }
+
+  /** Closes the current process's input, which ends it; kills it if it lingers. */
+  private async retire(wait: boolean): Promise<void> {
+    const restore = this.current;
+    this.current = undefined;
+    const ended = restore?.end(this.limits.timeoutMs);
+    if (wait) await ended;
+  }
+}
+
+/** One iptables-restore process: how many input lines it has been given, and what it has printed since. */
+class RestoreProcess {
+  scripts = 0;
+  private linesWritten = 0;
+  private readonly output: CommandOutput;
+
+  constructor(readonly command: RunningCommand) {
+    if (!command.stdout) throw new RestoreSessionError('the restore session needs the output of iptables-restore', false);
+    this.output = new CommandOutput(command);
+  }
+
+  get hasExited(): boolean {
+    return this.output.hasExited;
+  }
+
+  /** The script's result, or 'not run' when the process had ended before reading it. */
+  apply(script: string, timeoutMs: number): Promise<CommandResult | 'not run'> {
+    this.scripts += 1;
+    const first = this.linesWritten + 1;
+    const syncFirst = first + lineCount(script);
+    this.linesWritten = syncFirst - 1 + SYNC_SECTION_LINES;
+    return new Promise((resolve, reject) => {
+      const settle = (outcome: () => void) => {
+        clearTimeout(timer);
+        this.output.onProgress = undefined;
+        outcome();
+      };
+      const check = () => {
+        const synced = this.output.stdout.indexOf(SYNC_LINE);
+        if (synced >= 0) {
+          this.output.stdout = this.output.stdout.slice(synced + SYNC_LINE.length);
+          const warnings = this.output.stderr;
+          this.output.stderr = '';
+          settle(() => resolve({ exitCode: 0, stdout: '', stderr: warnings }));
+        } else if (this.output.exit) {
+          const exit = this.output.exit;
+          const failed = firstLineNumber(this.output.stderr);
+          if (exit.error) return settle(() => reject(new RestoreSessionError(`iptables-restore could not be started: ${exit.error}`, false)));
+          if (failed !== undefined && failed < first) return settle(() => resolve('not run'));
+          // Failed in the sync section: the script's own COMMITs were all done before it was read.
+          if (failed !== undefined && failed >= syncFirst) return settle(() => resolve({ exitCode: 0, stdout: '', stderr: '' }));
+          const stderr = this.output.stderr.replace(LINE_NUMBER, (_, colon: string, n: string) => `line${colon} ${Number(n) - first + 1}`);
+          settle(() => resolve({ exitCode: exit.exitCode ?? -1, stdout: '', stderr: stderr || describeExit(exit) }));
+        }
+      };
+      const timer = setTimeout(
+        () => settle(() => reject(new RestoreSessionError(`iptables-restore did not finish a change within ${timeoutMs / 1000} s`, true))),
+        timeoutMs,
+      );
+      this.output.onProgress = check;
+      this.command.stdin.write(script + SYNC_SECTION);
+      check();
+    });
+  }
+
+  end(timeoutMs: number): Promise<void> {
+    return endCommand(this.command, timeoutMs);
+  }
+}
+
+function lineCount(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) count += 1;
+  return count;
+}
+
+function firstLineNumber(stderr: string): number | undefined {
+  const match = /\bline:? (\d+)/.exec(stderr);
+  return match ? Number(match[1]) : undefined;
+}
+
+function describeExit(exit: CommandExit): string {
+  return exit.signal ? `iptables-restore was killed by ${exit.signal}` : `iptables-restore exited with status ${exit.exitCode}`;
+}
