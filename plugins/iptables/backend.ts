@@ -51,6 +51,8 @@ import {
 /** Seconds iptables-restore waits for the xtables lock held by another program (firewalld, docker, ...). */
 const XTABLES_WAIT_SECONDS = '10';
 const COMMAND_TIMEOUT_MS = 30_000;
+/** The session's sync chain in nat is named after upnpd's nat chain (23 characters at most) with this. */
+const SYNC_CHAIN_SUFFIX = '.sync';
 
 /**
  * The iptables backend: per mapping a DNAT rule in nat and (optionally) an ACCEPT rule in filter,
@@ -321,12 +323,13 @@ export class IptablesBackend implements FirewallBackend {
       try {
         return await this.session.run(script);
       } catch (err) {
-        // From now on each change runs its own iptables-restore. When the session could not start,
-        // nothing ran and this script runs that way now; otherwise (no answer in time) what it did
-        // is unknown, and the change fails (the reconciler reads the ruleset next).
+        // From now on each change runs its own iptables-restore. When the script surely did not run
+        // (the session could not start, or ended before reading it), it runs that way now;
+        // otherwise (no answer in time) what it did is unknown, and the change fails (the
+        // reconciler reads the ruleset next).
         this.logger.warn({ err }, `iptables: the iptables-restore session failed (${messageOf(err)}); one iptables-restore per change from now on`);
         this.session = undefined;
-        if (err instanceof RestoreSessionError && err.started) {
+        if (!(err instanceof RestoreSessionError) || err.mayHaveRun) {
           this.shards = undefined;
           throw err;
         }
@@ -337,7 +340,10 @@ export class IptablesBackend implements FirewallBackend {
 
   /** `stdbuf -oL`: iptables-restore's output line by line, which is how the session learns that a script is done. */
   private startSession(): RestoreSession {
-    return new RestoreSession(() => this.runner.start('stdbuf', ['-oL', this.programs.restore, '-w', XTABLES_WAIT_SECONDS, '--noflush'], { stdout: true }));
+    return new RestoreSession(
+      () => this.runner.start('stdbuf', ['-oL', this.programs.restore, '-w', XTABLES_WAIT_SECONDS, '--noflush'], { stdout: true }),
+      `${this.ruleOptions.preroutingChain}${SYNC_CHAIN_SUFFIX}`,
+    );
   }
 
   private async mustRun(what: string, program: string, args: readonly string[]): Promise<CommandResult> {

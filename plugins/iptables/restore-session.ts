@@ -1,4 +1,4 @@
-import { BackendError } from 'upnpd';
+import { BackendError, messageOf } from 'upnpd';
 import { CommandOutput, endCommand, type CommandExit, type CommandResult, type RunningCommand } from 'upnpd/backend';
 
 export interface RestoreSessionLimits {
@@ -12,12 +12,21 @@ export interface RestoreSessionLimits {
 
 export const DEFAULT_RESTORE_SESSION_LIMITS: RestoreSessionLimits = { timeoutMs: 30_000, maxScripts: 5_000, idleMs: 10_000 };
 
-/** A chain no one has, created, flushed and deleted again in one transaction after each script. */
-export const SYNC_CHAIN = 'upnpd-sync';
-/** The section that follows each script: its `-v -F` prints SYNC_LINE once the script's last COMMIT is done. */
-const SYNC_SECTION = `*nat\n-N ${SYNC_CHAIN}\n-v -F ${SYNC_CHAIN}\n-X ${SYNC_CHAIN}\nCOMMIT\n`;
-const SYNC_SECTION_LINES = 5;
-const SYNC_LINE = `Flushing chain \`${SYNC_CHAIN}'\n`;
+/**
+ * The sections around the scripts, for a chain of nat that stays empty: declared when a process
+ * starts (`:CHAIN` under --noflush creates it, or flushes it when it is left over), flushed after
+ * each script (its `-v` prints SYNC_LINE once the script's last COMMIT is done; flushing an empty
+ * chain changes nothing in the kernel), deleted when the process is ended. (Creating and deleting a
+ * chain after each script instead costs a kernel grace period each time: 13 ms a change.)
+ */
+function syncSections(chain: string) {
+  return {
+    declare: `*nat\n:${chain} - [0:0]\nCOMMIT\n`,
+    sync: `*nat\n-v -F ${chain}\nCOMMIT\n`,
+    remove: `*nat\n-X ${chain}\nCOMMIT\n`,
+    syncLine: `Flushing chain \`${chain}'\n`,
+  };
+}
 /** Where iptables-restore names the input line it failed on ("line 7 failed", "Error occurred at line: 7"). */
 const LINE_NUMBER = /\bline(:?) (\d+)/g;
 
@@ -27,8 +36,9 @@ const LINE_NUMBER = /\bline(:?) (\d+)/g;
  *
  * iptables-restore commits each table's section at its COMMIT line as it reads it, prints nothing
  * on success, and exits at the first error. Its standard output is line-buffered through
- * `stdbuf -oL` (the caller starts it so). After each script comes a section whose `-v -F` prints
- * a line as it is read, so once the script's last COMMIT is done; a failure ends the process, and
+ * `stdbuf -oL` (the caller starts it so). After each script comes a section whose `-v -F` of an
+ * empty chain of upnpd's prints a line as it is read, so once the script's last COMMIT is done
+ * (syncSections); a failure ends the process, and
  * the line number in its message (counted over everything it has read) says whose it was. A
  * script ends with the same result as a one-shot `iptables-restore --noflush` reading it alone:
  * exit status 0, or the status and the error output with line numbers counted from the script's
@@ -37,11 +47,11 @@ const LINE_NUMBER = /\bline(:?) (\d+)/g;
  * Only for iptables-nft: the section after each script is one more nf_tables transaction, cheap;
  * under x_tables each COMMIT replaces the whole table, which would double the cost of a change.
  */
-/** Why the session could not tell how a script ended; `started: false` when iptables-restore could not even be started (nothing ran). */
+/** Why the session could not apply a script; `mayHaveRun: false` when the script surely did not run (iptables-restore could not start, or ended before reading it). */
 export class RestoreSessionError extends BackendError {
   constructor(
     message: string,
-    readonly started: boolean,
+    readonly mayHaveRun: boolean,
   ) {
     super(message);
   }
@@ -54,6 +64,8 @@ export class RestoreSession {
 
   constructor(
     private readonly startRestore: () => RunningCommand,
+    /** The nat chain the session keeps (empty) while its process runs: its flush marks the end of each script. */
+    private readonly syncChain: string,
     private readonly limits: RestoreSessionLimits = DEFAULT_RESTORE_SESSION_LIMITS,
   ) {}
 
@@ -78,16 +90,24 @@ export class RestoreSession {
     return this.current?.command.pid;
   }
 
+  private start(): RunningCommand {
+    try {
+      return this.startRestore();
+    } catch (err) {
+      throw new RestoreSessionError(`iptables-restore could not be started: ${messageOf(err)}`, false);
+    }
+  }
+
   private async runNow(script: string, retried = false): Promise<CommandResult> {
     if (this.current?.hasExited) this.current = undefined;
-    const restore = (this.current ??= new RestoreProcess(this.startRestore()));
+    const restore = (this.current ??= new RestoreProcess(this.start(), this.syncChain));
     try {
       const outcome = await restore.apply(script, this.limits.timeoutMs);
       // A process that ended before it read the script (an earlier sync section failed late):
       // the script did not run, so it runs once more on a fresh process.
       if (outcome === 'not run') {
         this.current = undefined;
-        if (retried) throw new RestoreSessionError('iptables-restore ended before reading the change twice in a row', true);
+        if (retried) throw new RestoreSessionError('iptables-restore ended before reading the change twice in a row', false);
         return await this.runNow(script, true);
       }
       if (outcome.exitCode !== 0 || restore.hasExited) this.current = undefined;
@@ -125,9 +145,22 @@ class RestoreProcess {
   private linesWritten = 0;
   private readonly output: CommandOutput;
 
-  constructor(readonly command: RunningCommand) {
+  private readonly sections: ReturnType<typeof syncSections>;
+
+  constructor(
+    readonly command: RunningCommand,
+    syncChain: string,
+  ) {
     if (!command.stdout) throw new RestoreSessionError('the restore session needs the output of iptables-restore', false);
     this.output = new CommandOutput(command);
+    this.sections = syncSections(syncChain);
+    this.write(this.sections.declare);
+  }
+
+  /** Writes input, counting its lines as iptables-restore numbers them. */
+  private write(input: string): void {
+    this.linesWritten += lineCount(input);
+    this.command.stdin.write(input);
   }
 
   get hasExited(): boolean {
@@ -139,7 +172,7 @@ class RestoreProcess {
     this.scripts += 1;
     const first = this.linesWritten + 1;
     const syncFirst = first + lineCount(script);
-    this.linesWritten = syncFirst - 1 + SYNC_SECTION_LINES;
+    const { sync, syncLine } = this.sections;
     return new Promise((resolve, reject) => {
       const settle = (outcome: () => void) => {
         clearTimeout(timer);
@@ -147,9 +180,9 @@ class RestoreProcess {
         outcome();
       };
       const check = () => {
-        const synced = this.output.stdout.indexOf(SYNC_LINE);
+        const synced = this.output.stdout.indexOf(syncLine);
         if (synced >= 0) {
-          this.output.stdout = this.output.stdout.slice(synced + SYNC_LINE.length);
+          this.output.stdout = this.output.stdout.slice(synced + syncLine.length);
           const warnings = this.output.stderr;
           this.output.stderr = '';
           settle(() => resolve({ exitCode: 0, stdout: '', stderr: warnings }));
@@ -169,12 +202,14 @@ class RestoreProcess {
         timeoutMs,
       );
       this.output.onProgress = check;
-      this.command.stdin.write(script + SYNC_SECTION);
+      this.write(script + sync);
       check();
     });
   }
 
+  /** Deletes the sync chain and ends the process (closing its input; killed if it lingers). */
   end(timeoutMs: number): Promise<void> {
+    if (!this.hasExited) this.write(this.sections.remove);
     return endCommand(this.command, timeoutMs);
   }
 }

@@ -14,6 +14,8 @@ import { createTestbed, firewallSnapshot, ruleTo, tcpReachable, udpReachable, ty
 /** A delivery that should happen gets this long; one that should not, this long. */
 const PASSES_MS = 5_000;
 const BLOCKED_MS = 1_500;
+/** The restore session's sync chain under the default chain names. */
+const SYNC_CHAIN = 'UPNPD-PREROUTING.sync';
 
 for (const flavour of ['iptables', 'iptables-legacy'] as const) {
   const programs = programsOf(flavour);
@@ -112,14 +114,18 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
         : 'applies each change set with an iptables-restore of its own (x_tables: every COMMIT rewrites the table), none left running',
       async () => {
         const restores = () => childProcesses(process.pid, `${programs.restore} -w 10 --noflush`);
+        const syncChain = async () => (await save()).split('\n').includes(`:${SYNC_CHAIN} - [0:0]`);
         for (const port of [7900, 7901, 7902]) await backend.apply({ remove: [], add: [mapping(port)] });
         await backend.apply({ remove: [mapping(7901)], add: [] });
         expect(restores()).toHaveLength(flavour === 'iptables' ? 1 : 0);
+        // The session's empty chain in nat, whose flush marks the end of each change set.
+        expect(await syncChain()).toBe(flavour === 'iptables');
         expect(await backend.list()).toEqual([mapping(7900), mapping(7902)]);
         expect(await fromWan.tcp(7902)).toBe(true);
         expect(await fromWan.tcpBlocked(7901)).toBe(true);
         await backend.shutdown();
         expect(restores()).toEqual([]);
+        expect(await syncChain()).toBe(false);
         await backend.init();
       },
     );
@@ -166,11 +172,11 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
       expect(await firewallSnapshot(testbed.gateway, flavour)).toEqual(adminRules);
     });
 
-    /** upnpd's chains in the saved tables, sorted. */
+    /** upnpd's chains in the saved tables, sorted; the restore session's sync chain (there while it runs, under nf_tables) left out. */
     const upnpdChains = async () =>
       (await save())
         .split('\n')
-        .filter((l) => l.startsWith(':UPNPD-'))
+        .filter((l) => l.startsWith(':UPNPD-') && !l.startsWith(`:${SYNC_CHAIN} `))
         .map((l) => l.slice(1).split(' ')[0])
         .sort();
 
