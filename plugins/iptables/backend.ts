@@ -113,6 +113,8 @@ export class IptablesBackend implements FirewallBackend {
     const version = (await this.mustRun('asking its version', this.programs.iptables, ['-V'])).stdout.trim();
     const restoreVersion = (await this.mustRun('asking its version', this.programs.restore, ['-V'])).stdout;
     await this.mustRun('asking its version', this.programs.save, ['-V']);
+    // Probed again (a restart of the backend), the previous session ends first.
+    void this.session?.close();
     this.session = /\(nf_tables\)/.test(restoreVersion) ? this.startSession() : undefined;
     // A harmless listing proves the privileges and the kernel support for both tables.
     for (const [table, chain] of [

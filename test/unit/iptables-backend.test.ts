@@ -249,6 +249,19 @@ describe('IptablesBackend change sets through one long-lived iptables-restore', 
     expect(await restore.exited).toEqual({ exitCode: 0 });
   });
 
+  it('probed again, it ends the session of the previous probe', async () => {
+    const runner = new SessionRunner('nf_tables');
+    const backend = backendWith(runner);
+    await backend.probe();
+    await backend.apply({ remove: [], add: [rule(80)] });
+    await backend.probe();
+    // At once, not when its idle time (10 s) runs out.
+    const stillRunning = new Promise((resolve) => setTimeout(() => resolve('still running after 1 s'), 1_000));
+    expect(await Promise.race([runner.sessions[0]!.restore.exited, stillRunning])).toEqual({ exitCode: 0 });
+    await backend.apply({ remove: [], add: [rule(81)] });
+    expect(runner.sessions).toHaveLength(2);
+  });
+
   it('under x_tables (iptables-restore says legacy): one iptables-restore per change set, as each COMMIT rewrites the whole table', async () => {
     const runner = new SessionRunner('legacy');
     const backend = backendWith(runner);
