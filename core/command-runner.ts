@@ -149,3 +149,74 @@ export class CommandOutput {
     return this.exit !== undefined;
   }
 }
+
+/** A helper process as HelperSlot keeps it: its command, whether it has exited, and how it is ended. */
+export interface SlotProcess {
+  readonly command: RunningCommand;
+  readonly hasExited: boolean;
+  end(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * The one long-lived helper process of a session (`nft -i`, `iptables-restore`) and the jobs that
+ * use it, one at a time: the process is started on first use (`acquire`), started again after it
+ * has exited or was dropped, and ended `idleMs` after the last job, or by `close` once the queued
+ * jobs have run. What a job does with the process, and when it gives up on one, is the session's.
+ */
+export class HelperSlot<P extends SlotProcess> {
+  private process: P | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly limits: { readonly idleMs: number; readonly timeoutMs: number }) {}
+
+  /** The running process, if one runs. */
+  get current(): P | undefined {
+    return this.process;
+  }
+
+  /** Runs `job` after the queued ones; rejects as it does. */
+  enqueue<T>(job: () => Promise<T>): Promise<T> {
+    clearTimeout(this.idleTimer);
+    const result = this.queue.then(job);
+    const queued = (this.queue = result.catch(() => undefined));
+    void queued.then(() => this.armIdleTimer(queued));
+    return result;
+  }
+
+  /** The running process, or a new one from `start` when none runs or it has exited. */
+  acquire(start: () => P): P {
+    if (this.process?.hasExited) this.process = undefined;
+    return (this.process ??= start());
+  }
+
+  /** Forgets `process` (it failed): the next job starts a new one. */
+  drop(process: P): void {
+    if (this.process === process) this.process = undefined;
+  }
+
+  /** Ends the process once queued jobs have run. A later job starts a new one. */
+  async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
+    await this.queue;
+    await this.retire(true);
+  }
+
+  /** Ends the current process (see SlotProcess.end); jobs do not wait for that (`wait: false`), `close` does. */
+  async retire(wait: boolean): Promise<void> {
+    const process = this.process;
+    this.process = undefined;
+    const ended = process?.end(this.limits.timeoutMs);
+    if (wait) await ended;
+  }
+
+  /** Ends the process `idleMs` after the last queued job, unless another is queued meanwhile. */
+  private armIdleTimer(last: Promise<unknown>): void {
+    if (last !== this.queue || !this.process) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (last === this.queue) void this.retire(false);
+    }, this.limits.idleMs);
+    this.idleTimer.unref();
+  }
+}

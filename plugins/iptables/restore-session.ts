@@ -1,5 +1,5 @@
 import { BackendError, messageOf } from 'upnpd';
-import { CommandOutput, endCommand, type CommandExit, type CommandResult, type RunningCommand } from 'upnpd/backend';
+import { CommandOutput, HelperSlot, endCommand, type CommandExit, type CommandResult, type RunningCommand, type SlotProcess } from 'upnpd/backend';
 
 export interface RestoreSessionLimits {
   /** A script whose end iptables-restore has not reported by then fails, and the process is killed. */
@@ -58,36 +58,30 @@ export class RestoreSessionError extends BackendError {
 }
 
 export class RestoreSession {
-  private current: RestoreProcess | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly slot: HelperSlot<RestoreProcess>;
 
   constructor(
     private readonly startRestore: () => RunningCommand,
     /** The nat chain the session keeps (empty) while its process runs: its flush marks the end of each script. */
     private readonly syncChain: string,
     private readonly limits: RestoreSessionLimits = DEFAULT_RESTORE_SESSION_LIMITS,
-  ) {}
+  ) {
+    this.slot = new HelperSlot(limits);
+  }
 
   /** Applies `script` (table sections, each ending with COMMIT). Rejects only when the outcome cannot be told. */
   run(script: string): Promise<CommandResult> {
-    clearTimeout(this.idleTimer);
-    const result = this.queue.then(() => this.runNow(script.endsWith('\n') ? script : `${script}\n`));
-    const queued = (this.queue = result.catch(() => undefined));
-    void queued.then(() => this.armIdleTimer(queued));
-    return result;
+    return this.slot.enqueue(() => this.runNow(script.endsWith('\n') ? script : `${script}\n`));
   }
 
   /** Ends the process once queued scripts have run. A later `run` starts a new one. */
-  async close(): Promise<void> {
-    clearTimeout(this.idleTimer);
-    await this.queue;
-    await this.retire(true);
+  close(): Promise<void> {
+    return this.slot.close();
   }
 
   /** The pid of the running iptables-restore, if one runs (for tests). */
   get pid(): number | undefined {
-    return this.current?.command.pid;
+    return this.slot.current?.command.pid;
   }
 
   private start(): RunningCommand {
@@ -99,48 +93,30 @@ export class RestoreSession {
   }
 
   private async runNow(script: string, retried = false): Promise<CommandResult> {
-    if (this.current?.hasExited) this.current = undefined;
-    const restore = (this.current ??= new RestoreProcess(this.start(), this.syncChain));
+    const restore = this.slot.acquire(() => new RestoreProcess(this.start(), this.syncChain));
     try {
       const outcome = await restore.apply(script, this.limits.timeoutMs);
       // A process that ended before it read the script (an earlier sync section failed late):
       // the script did not run, so it runs once more on a fresh process.
       if (outcome === 'not run') {
-        this.current = undefined;
+        this.slot.drop(restore);
         if (retried) throw new RestoreSessionError('iptables-restore ended before reading the change twice in a row', false);
         return await this.runNow(script, true);
       }
-      if (outcome.exitCode !== 0 || restore.hasExited) this.current = undefined;
+      if (outcome.exitCode !== 0 || restore.hasExited) this.slot.drop(restore);
       return outcome;
     } catch (err) {
-      this.current = undefined;
+      this.slot.drop(restore);
       restore.command.kill();
       throw err;
     } finally {
-      if (this.current === restore && restore.scripts >= this.limits.maxScripts) void this.retire(false);
+      if (this.slot.current === restore && restore.scripts >= this.limits.maxScripts) void this.slot.retire(false);
     }
-  }
-
-  private armIdleTimer(last: Promise<unknown>): void {
-    if (last !== this.queue || !this.current) return;
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      if (last === this.queue) void this.retire(false);
-    }, this.limits.idleMs);
-    this.idleTimer.unref();
-  }
-
-  /** Closes the current process's input, which ends it; kills it if it lingers. */
-  private async retire(wait: boolean): Promise<void> {
-    const restore = this.current;
-    this.current = undefined;
-    const ended = restore?.end(this.limits.timeoutMs);
-    if (wait) await ended;
   }
 }
 
 /** One iptables-restore process: how many input lines it has been given, and what it has printed since. */
-class RestoreProcess {
+class RestoreProcess implements SlotProcess {
   scripts = 0;
   private linesWritten = 0;
   private readonly output: CommandOutput;

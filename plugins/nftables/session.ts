@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BackendError } from 'upnpd';
-import { CommandOutput, endCommand, type CommandExit, type RunningCommand } from 'upnpd/backend';
+import { CommandOutput, HelperSlot, endCommand, type CommandExit, type RunningCommand, type SlotProcess } from 'upnpd/backend';
 
 /** What one transaction printed, and whether nft reported an error. */
 export interface TransactionResult {
@@ -55,44 +55,37 @@ const PLACE_MARK_LINE = /^[ \t]*[\^~][\^~ \t]*\n/;
  * dies, replaced after `maxTransactions`, and ended after `idleMs` without work (NftSessionLimits).
  */
 export class NftSession {
-  private current: NftProcess | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly slot: HelperSlot<NftProcess>;
 
   constructor(
     private readonly startNft: () => RunningCommand,
     private readonly limits: NftSessionLimits = DEFAULT_SESSION_LIMITS,
-  ) {}
+  ) {
+    this.slot = new HelperSlot(limits);
+  }
 
   /** Runs a script (commands one per line) as one transaction. Rejects only when nft could not tell the outcome. */
   run(script: string): Promise<TransactionResult> {
     const line = transactionLine(script);
-    clearTimeout(this.idleTimer);
-    const result = this.queue.then(() => this.runNow(line));
-    const queued = (this.queue = result.catch(() => undefined));
-    void queued.then(() => this.armIdleTimer(queued));
-    return result;
+    return this.slot.enqueue(() => this.runNow(line));
   }
 
   /** Ends the process once queued transactions have run (closing its input, killing it if it lingers). A later `run` starts a new one. */
-  async close(): Promise<void> {
-    clearTimeout(this.idleTimer);
-    await this.queue;
-    await this.retire();
+  close(): Promise<void> {
+    return this.slot.close();
   }
 
   /** The pid of the running nft, if one runs (for tests and the benchmark's accounting). */
   get pid(): number | undefined {
-    return this.current?.command.pid;
+    return this.slot.current?.command.pid;
   }
 
   private async runNow(line: string, retried = false): Promise<TransactionResult> {
-    if (this.current?.hasExited) this.current = undefined;
-    const nft = (this.current ??= new NftProcess(this.startNft(), randomBytes(4).toString('hex')));
+    const nft = this.slot.acquire(() => new NftProcess(this.startNft(), randomBytes(4).toString('hex')));
     try {
       return await nft.transaction(line, this.limits.timeoutMs);
     } catch (err) {
-      this.current = undefined;
+      this.slot.drop(nft);
       nft.command.kill();
       // An nft that had died before this transaction reached it (its exit not yet reported when
       // the line was written) printed nothing for it: the transaction did not run, so it runs
@@ -100,31 +93,10 @@ export class NftSession {
       if (err instanceof NftExitedError && err.silent && !retried) return this.runNow(line, true);
       throw err;
     } finally {
-      if (this.current === nft && (nft.transactions >= this.limits.maxTransactions || nft.inputBytes >= this.limits.maxInputBytes)) {
-        void this.retire({ wait: false });
+      if (this.slot.current === nft && (nft.transactions >= this.limits.maxTransactions || nft.inputBytes >= this.limits.maxInputBytes)) {
+        void this.slot.retire(false);
       }
     }
-  }
-
-  /** Ends the process `idleMs` after the last queued transaction, unless another is queued meanwhile. */
-  private armIdleTimer(last: Promise<unknown>): void {
-    if (last !== this.queue || !this.current) return;
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      if (last === this.queue) void this.retire({ wait: false });
-    }, this.limits.idleMs);
-    this.idleTimer.unref();
-  }
-
-  /**
-   * Ends the current process: its input is closed, and it is killed if it has not exited within
-   * `timeoutMs`. Transactions do not wait for that (`wait: false`); only `close` does.
-   */
-  private async retire({ wait = true }: { wait?: boolean } = {}): Promise<void> {
-    const nft = this.current;
-    this.current = undefined;
-    const ended = nft?.end(this.limits.timeoutMs);
-    if (wait) await ended;
   }
 }
 
@@ -139,7 +111,7 @@ class NftExitedError extends BackendError {
 }
 
 /** One nft process and the stderr it has printed since the last transaction ended. */
-class NftProcess {
+class NftProcess implements SlotProcess {
   transactions = 0;
   inputBytes = 0;
   private readonly output: CommandOutput;
