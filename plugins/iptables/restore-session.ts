@@ -15,7 +15,7 @@ export const DEFAULT_RESTORE_SESSION_LIMITS: RestoreSessionLimits = { timeoutMs:
 /**
  * The sections around the scripts, for a chain of nat that stays empty: declared when a process
  * starts (`:CHAIN` under --noflush creates it, or flushes it when it is left over), flushed after
- * each script (its `-v` prints SYNC_LINE once the script's last COMMIT is done; flushing an empty
+ * each script (its `-v` prints `syncLine` once the script's last COMMIT is done; flushing an empty
  * chain changes nothing in the kernel), deleted when the process is ended. (Creating and deleting a
  * chain after each script instead costs a kernel grace period each time: 13 ms a change.)
  */
@@ -29,6 +29,17 @@ function syncSections(chain: string) {
 }
 /** Where iptables-restore names the input line it failed on ("line 7 failed", "Error occurred at line: 7"). */
 const LINE_NUMBER = /\bline(:?) (\d+)/g;
+const FIRST_LINE_NUMBER = new RegExp(LINE_NUMBER.source);
+
+/** Why the session could not apply a script; `mayHaveRun: false` when the script surely did not run (iptables-restore could not start, or ended before reading it). */
+export class RestoreSessionError extends BackendError {
+  constructor(
+    message: string,
+    readonly mayHaveRun: boolean,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * One long-lived `iptables-nft-restore --noflush` that applies scripts as they come, instead of
@@ -47,16 +58,6 @@ const LINE_NUMBER = /\bline(:?) (\d+)/g;
  * Only for iptables-nft: the section after each script is one more nf_tables transaction, cheap;
  * under x_tables each COMMIT replaces the whole table, which would double the cost of a change.
  */
-/** Why the session could not apply a script; `mayHaveRun: false` when the script surely did not run (iptables-restore could not start, or ended before reading it). */
-export class RestoreSessionError extends BackendError {
-  constructor(
-    message: string,
-    readonly mayHaveRun: boolean,
-  ) {
-    super(message);
-  }
-}
-
 export class RestoreSession {
   private readonly slot: HelperSlot<RestoreProcess>;
 
@@ -120,7 +121,6 @@ class RestoreProcess implements SlotProcess {
   scripts = 0;
   private linesWritten = 0;
   private readonly output: CommandOutput;
-
   private readonly sections: ReturnType<typeof syncSections>;
 
   constructor(
@@ -197,8 +197,8 @@ function lineCount(text: string): number {
 }
 
 function firstLineNumber(stderr: string): number | undefined {
-  const match = /\bline:? (\d+)/.exec(stderr);
-  return match ? Number(match[1]) : undefined;
+  const match = FIRST_LINE_NUMBER.exec(stderr);
+  return match ? Number(match[2]) : undefined;
 }
 
 function describeExit(exit: CommandExit): string {
