@@ -39,6 +39,46 @@ request.on('timeout', () => request.destroy(Object.assign(new Error('timed out')
 request.on('error', (err) => console.log(JSON.stringify({ error: err.code || err.message })));
 `;
 
+/**
+ * Listens for NOTIFY on job.listenHost (an address with its zone when link-local), SUBSCRIBEs to
+ * job.eventPath on the gateway with job.callback, waits for the first NOTIFY (5 s at most), then
+ * UNSUBSCRIBEs; prints { subscribed, notifies, unsubscribed } or { error } as JSON.
+ */
+const SUBSCRIBE_AND_LISTEN = `
+const job = JSON.parse(process.argv[1]);
+const http = require('node:http');
+const notifies = [];
+const listener = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', () => {
+    notifies.push({ method: req.method, sid: req.headers.sid, seq: req.headers.seq, host: req.headers.host, to: req.socket.localAddress, from: req.socket.remoteAddress, body });
+    res.end();
+  });
+});
+const fail = (err) => { console.log(JSON.stringify({ error: err.code || err.message })); process.exit(0); };
+const call = (method, headers, then) => {
+  const req = http.request({ host: job.gatewayHost, port: job.port, path: job.eventPath, method, headers: { Host: job.hostHeader, ...headers }, timeout: 3000 }, (res) => {
+    res.resume();
+    then({ status: res.statusCode, sid: res.headers.sid });
+  });
+  req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'TIMEOUT' })));
+  req.on('error', fail);
+  req.end();
+};
+listener.listen(job.listenPort, job.listenHost, () => {
+  call('SUBSCRIBE', { CALLBACK: job.callback, NT: 'upnp:event', TIMEOUT: 'Second-1800' }, (subscribed) => {
+    const deadline = Date.now() + 5000;
+    const wait = () => {
+      if (notifies.length === 0 && Date.now() < deadline && subscribed.status === 200) return setTimeout(wait, 50);
+      const done = (unsubscribed) => { console.log(JSON.stringify({ subscribed, notifies, unsubscribed })); process.exit(0); };
+      subscribed.sid ? call('UNSUBSCRIBE', { SID: subscribed.sid }, done) : done(undefined);
+    };
+    wait();
+  });
+});
+`;
+
 const SSDP_PORT = 1900;
 const SEARCH_WAIT_MS = 2_500;
 const NOTICE_MS = 10_000;
@@ -141,6 +181,42 @@ describeNetns('upnpd over IPv6 on the LAN of the testbed', ['ip', 'upnpc', 'nft'
       hostHeader: `[${a6.gatewayLanLinkLocal}%25${HOST_INTERFACE}]:${port}`,
     });
     expect(linkLocal).toMatchObject({ status: 200 });
+  });
+
+  it.each([
+    ['its link-local address', `[${TESTBED_IPV6_ADDRESSES.lanClientLinkLocal}]`],
+    ['its link-local address with its own zone (RFC 6874), as Windows writes it', `[${TESTBED_IPV6_ADDRESSES.lanClientLinkLocal}%2512]`],
+  ])('takes a subscription from a link-local control point whose CALLBACK names %s, and delivers the initial event there', async (_, callbackHost) => {
+    const listenPort = 47010;
+    const job = {
+      gatewayHost: `${a6.gatewayLanLinkLocal}%${HOST_INTERFACE}`,
+      port,
+      hostHeader: `[${a6.gatewayLanLinkLocal}%25${HOST_INTERFACE}]:${port}`,
+      eventPath: '/igd2/WANIPConn/events',
+      listenHost: `${a6.lanClientLinkLocal}%${HOST_INTERFACE}`,
+      listenPort,
+      callback: `<http://${callbackHost}:${listenPort}/upnp/eventing/wanip>`,
+    };
+    const stdout = await testbed.lan.exec(process.execPath, ['-e', SUBSCRIBE_AND_LISTEN, JSON.stringify(job)], { timeoutMs: 20_000 });
+    const outcome = JSON.parse(stdout) as {
+      subscribed: { status: number; sid?: string };
+      notifies: { method: string; sid: string; seq: string; host: string; to: string; from: string; body: string }[];
+      unsubscribed?: { status: number };
+    };
+    expect(outcome.subscribed.status).toBe(200);
+    expect(outcome.subscribed.sid).toMatch(/^uuid:/);
+    expect(outcome.notifies).toHaveLength(1);
+    expect(outcome.notifies[0]).toMatchObject({
+      method: 'NOTIFY',
+      sid: outcome.subscribed.sid,
+      seq: '0',
+      // The Host the control point wrote (its own zone means nothing to the gateway and is left out).
+      host: `[${a6.lanClientLinkLocal}]:${listenPort}`,
+      to: `${a6.lanClientLinkLocal}%${HOST_INTERFACE}`,
+      from: `${a6.gatewayLanLinkLocal}%${HOST_INTERFACE}`,
+    });
+    expect(outcome.notifies[0]!.body).toContain(`<ExternalIPAddress>${a.gatewayWan}</ExternalIPAddress>`);
+    expect(outcome.unsubscribed).toEqual({ status: 200, sid: undefined });
   });
 
   it('refuses a Host that is not its own over IPv6 (DNS rebinding)', async () => {

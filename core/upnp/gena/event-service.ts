@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { systemClock, type Clock } from '../../clock.js';
 import { messageOf } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import { parseIpv6 } from '../../net/ipv6.js';
 import { normalizeAddress } from '../../net/network-info.js';
 import { sendReply } from '../http/reply.js';
 import { serverString } from '../http/server-string.js';
@@ -133,12 +134,14 @@ export class EventService {
     const initial = service.variables();
     assertStateVariables(initial);
     const sid = `uuid:${randomUUID()}`;
+    // A link-local subscriber is reached out of the interface its request came in on.
+    const zone = peer.includes('%') ? parseIpv6(peer)?.zone : undefined;
     const subscription = new Subscription({
       sid,
       peer,
       eventPath: service.eventPath,
       callbacks: request.callbacks,
-      deliver: (urls, message) => deliverNotify(urls, message, { timeoutMs: this.settings.notifyTimeoutMs, signal: this.closing.signal }),
+      deliver: (urls, message) => deliverNotify(urls, message, { timeoutMs: this.settings.notifyTimeoutMs, signal: this.closing.signal, zone }),
       maxQueuedEvents: this.settings.maxQueuedEvents,
       maxDeliveryFailures: this.settings.maxDeliveryFailures,
       onUndeliverable: (reason) => {

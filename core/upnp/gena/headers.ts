@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
+import { formatIpv6, parseIpv6 } from '../../net/ipv6.js';
 import { normalizeAddress } from '../../net/network-info.js';
 
 /** Subscriptions last at least this long (UDA: 1800 s or more); also the default. */
@@ -75,8 +76,14 @@ export function grantedTimeoutSeconds(header: string | undefined): number {
 /**
  * `<url1><url2>...` → the URLs, or why they are refused. Each must be http, name the peer's own
  * address literally (no host names: nothing is resolved), and carry no credentials.
+ *
+ * A link-local subscriber's URL may carry a zone (`[fe80::10%2512]` as RFC 6874 writes it, or a
+ * raw `%12`): it names an interface of the subscriber, means nothing here, and a WHATWG URL cannot
+ * hold one, so it is dropped. The peer's own zone (the interface its request came in on) is what
+ * delivery uses (`DeliveryOptions.zone`); it is not part of the comparison.
  */
 function parseCallback(header: string, peer: string, limits: GenaParseLimits): URL[] | string {
+  const peerAddress = withoutZone(peer);
   if (header.length > MAX_CALLBACK_URLS * (limits.maxCallbackLength + 3)) return 'CALLBACK too long';
   const groups = header.match(/<[^<>]*>/g);
   // The angle-bracket groups, separated by nothing but whitespace, must make up the whole header.
@@ -86,15 +93,25 @@ function parseCallback(header: string, peer: string, limits: GenaParseLimits): U
   for (const group of groups) {
     const text = group.slice(1, -1).trim();
     if (text.length > limits.maxCallbackLength) return 'CALLBACK URL too long';
-    const url = URL.canParse(text) ? new URL(text) : undefined;
+    const unzoned = text.replace(ZONE_OF_URL_HOST, '$1]');
+    const url = URL.canParse(unzoned) ? new URL(unzoned) : undefined;
     if (!url || url.protocol !== 'http:') return 'CALLBACK URL must be an http URL';
     if (url.username || url.password) return 'CALLBACK URL must not carry credentials';
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    if (isIP(host) === 0 || normalizeAddress(host) !== peer) return "CALLBACK host must be the subscriber's own address";
+    if (isIP(host) === 0 || withoutZone(normalizeAddress(host)) !== peerAddress) return "CALLBACK host must be the subscriber's own address";
     if (url.port === '0') return 'CALLBACK URL port must not be 0';
     urls.push(url);
   }
   return urls;
+}
+
+/** A URL whose host is a bracketed IPv6 address with a zone (`%25eth0]`, `%12]`); $1 is all before the zone. */
+const ZONE_OF_URL_HOST = /^([a-z][a-z\d+.-]*:\/\/\[[\da-f:.]+)%(?:25)?[\w.@-]{1,15}\]/i;
+
+/** An address without its zone, IPv6 in canonical form (as the URL parser writes a host). */
+function withoutZone(address: string): string {
+  const parsed = address.includes(':') ? parseIpv6(address) : undefined;
+  return parsed ? formatIpv6(parsed.value) : address;
 }
 
 /** A header's value, trimmed; undefined when absent. Repeated headers arrive joined and fail validation. */

@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { messageOf } from '../../errors.js';
+import { isLinkLocalIpv6, parseIpv6 } from '../../net/ipv6.js';
 import { XML_CONTENT_TYPE } from '../http/reply.js';
 
 /** One event message for one subscription. */
@@ -16,6 +17,12 @@ export interface DeliveryOptions {
   readonly timeoutMs: number;
   /** Aborts the exchange early (the event service is closing). */
   readonly signal: AbortSignal;
+  /**
+   * The interface a link-local subscriber is reached through: the zone of its address as its
+   * request arrived. A link-local delivery URL cannot name it (a URL holds no zone), and without
+   * one the kernel cannot tell which link the address is on.
+   */
+  readonly zone?: string;
 }
 
 /**
@@ -49,7 +56,7 @@ export async function sendNotify(url: URL, message: NotifyMessage, options: Deli
   const abortExchange = () => exchange.abort();
   options.signal.addEventListener('abort', abortExchange, { once: true });
   try {
-    return await exchangeNotify(url, message, exchange.signal);
+    return await exchangeNotify(url, message, exchange.signal, options.zone);
   } catch (err) {
     throw timedOut ? new Error(`no answer within ${options.timeoutMs} ms`) : err;
   } finally {
@@ -58,18 +65,21 @@ export async function sendNotify(url: URL, message: NotifyMessage, options: Deli
   }
 }
 
-function exchangeNotify(url: URL, message: NotifyMessage, signal: AbortSignal): Promise<void> {
+function exchangeNotify(url: URL, message: NotifyMessage, signal: AbortSignal, zone: string | undefined): Promise<void> {
   const body = Buffer.from(message.body, 'utf8');
+  const linkLocal = linkLocalTarget(url, zone);
   return new Promise<void>((resolve, reject) => {
     const fail = (err: unknown) => reject(err instanceof Error ? err : new Error(String(err)));
     const req = request(
       url,
       {
+        ...(linkLocal && { hostname: linkLocal.hostname }),
         method: 'NOTIFY',
         // No pooling: a subscriber's slow or dead socket never holds anything beyond this exchange.
         agent: false,
         signal,
         headers: {
+          ...(linkLocal && { HOST: linkLocal.host }),
           'CONTENT-TYPE': XML_CONTENT_TYPE,
           NT: 'upnp:event',
           NTS: 'upnp:propchange',
@@ -90,4 +100,16 @@ function exchangeNotify(url: URL, message: NotifyMessage, signal: AbortSignal): 
     req.on('error', fail);
     req.end(body);
   });
+}
+
+/**
+ * For a link-local URL and a zone: the address to connect to with that zone, and the URL's own
+ * host (without zone) as the Host header, as the subscriber wrote it. Nothing otherwise.
+ */
+function linkLocalTarget(url: URL, zone: string | undefined): { hostname: string; host: string } | undefined {
+  if (zone === undefined || !url.hostname.startsWith('[')) return undefined;
+  const address = url.hostname.slice(1, -1);
+  const parsed = parseIpv6(address);
+  if (!parsed || !isLinkLocalIpv6(parsed.value)) return undefined;
+  return { hostname: `${address}%${zone}`, host: url.host };
 }
