@@ -258,12 +258,24 @@ export class UpnpHttpServer {
     if (host !== undefined) {
       const target = parseHost(host);
       if (!target) return 400;
-      const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.lan.some((a) => a.address === target.address);
-      if (!ourAddress || (target.port ?? 80) !== this.boundPort) return 403;
+      if (!this.isOurs(target)) return 403;
+    }
+    // A browser names the page that sent the request: only a page served by us may (design §10,
+    // Filet-O-Firewall). `null` (a sandboxed or file: page) is from elsewhere too.
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      const target = origin.startsWith('http://') ? parseHost(origin.slice('http://'.length)) : undefined;
+      if (!target || !this.isOurs(target)) return 403;
     }
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.limits.maxBodyBytes) return 413;
     return undefined;
+  }
+
+  /** Whether a Host or Origin names one of our addresses and our port. */
+  private isOurs(target: NonNullable<ReturnType<typeof parseHost>>): boolean {
+    const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.lan.some((a) => a.address === target.address);
+    return ourAddress && (target.port ?? 80) === this.boundPort;
   }
 }
 
