@@ -198,6 +198,16 @@ describe('SOAP over HTTP', () => {
       expect(result.headers['connection']).toBe('close');
     });
 
+    it.each([
+      ['ours, then another', (port: number) => [`Host: 127.0.0.1:${port}`, 'Host: upnp.attacker.example']],
+      ['ours twice', (port: number) => [`Host: 127.0.0.1:${port}`, `host: 127.0.0.1:${port}`]],
+    ] as const)('refuses two Host lines (%s) with 400 (RFC 9112 §3.2)', async (_, hosts) => {
+      const head = [`POST ${CONTROL} HTTP/1.1`, ...hosts(f.port), `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join(
+        '\r\n',
+      );
+      expect((await rawRequest(f.port, head, GET_IP)).status).toBe(400);
+    });
+
     it('refuses HTTP/1.1 without Host', async () => {
       const head = [`POST ${CONTROL} HTTP/1.1`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n');
       expect((await rawRequest(f.port, head, GET_IP)).status).toBe(400);
