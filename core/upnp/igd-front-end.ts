@@ -286,6 +286,7 @@ export class UpnpIgdFrontEnd implements FrontEnd {
  */
 function isXmlContentType(header: string | undefined): boolean {
   if (header === undefined || header.trim() === '') return true;
-  const mediaType = header.split(';', 1)[0]!.trim().toLowerCase();
+  // Up to the first ';' or blank: a client that forgets the ';' before its charset is still read.
+  const mediaType = header.trim().split(/[;\s]/, 1)[0]!.toLowerCase();
   return mediaType === 'text/xml' || mediaType === 'application/xml' || /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+\+xml$/.test(mediaType);
 }
