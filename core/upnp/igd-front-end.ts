@@ -253,6 +253,8 @@ export class UpnpIgdFrontEnd implements FrontEnd {
   private addControlRoutes(routes: RouteTable, soap: SoapControl): void {
     for (const path of soap.paths) {
       routes.add(path, ['POST'], async (req, res, peer) => {
+        // A control request is XML; a form or text/plain POST is what a browser can send without asking (design §10).
+        if (!isXmlContentType(req.headers['content-type'])) return sendReply(res, statusReply(415, { close: true }));
         let body: string;
         try {
           body = await readBody(req, this.http.limits.maxBodyBytes);
@@ -275,4 +277,16 @@ export class UpnpIgdFrontEnd implements FrontEnd {
       if (Object.keys(changed).length > 0) this.events.publish(service, changed);
     }
   }
+}
+
+/**
+ * Whether a request's Content-Type allows an XML body: `text/xml` (what clients send, with or
+ * without a charset), `application/xml`, any `+xml` type; none at all is allowed too (a client
+ * that leaves it out still sends SOAP). Refused: the types an HTML form or a plain fetch can send.
+ */
+function isXmlContentType(header: string | undefined): boolean {
+  if (header === undefined || header.trim() === '') return true;
+  // Up to the first ';' or blank: a client that forgets the ';' before its charset is still read.
+  const mediaType = header.trim().split(/[;\s]/, 1)[0]!.toLowerCase();
+  return mediaType === 'text/xml' || mediaType === 'application/xml' || /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+\+xml$/.test(mediaType);
 }

@@ -582,6 +582,24 @@ describe('SOAP control actions', () => {
     });
   });
 
+  it('answers with characters XML allows only, whatever a client put in a description (U+FFFF, U+FFFE, C0 controls)', async () => {
+    // What XML 1.0 §2.2 (Char) does not allow: libxml2, expat, Go's encoding/xml refuse a document holding one.
+    const notXml = /[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
+    const added = await soap(f, 'AddPortMapping', addArgs({ NewPortMappingDescription: 'a\uffffb\ufffec\u0001d\u001fe' }));
+    expect(added.status).toBe(200);
+    const answers = [
+      await soap(f, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' }),
+      await soap(f, 'GetGenericPortMappingEntry', { NewPortMappingIndex: 0 }),
+    ];
+    for (const answer of answers) {
+      expect(answer.body).not.toMatch(notXml);
+      expect(answer.values['NewPortMappingDescription']).toBe('abcde');
+    }
+    const listing = (await soap(f, 'GetListOfPortMappings', { ...rangeArgs(), NewNumberOfPorts: 0 })).values['NewPortListing']!;
+    expect(listing).not.toMatch(notXml);
+    expect(listing).toContain('<p:NewDescription>abcde</p:NewDescription>');
+  });
+
   it('lists at most NewNumberOfPorts entries', async () => {
     for (const port of [5002, 5000, 5001]) await f.mappings.add(mapping({ externalPort: port }), { address: '127.0.0.1', via: 'test' });
     const listing = (await soap(f, 'GetListOfPortMappings', { ...rangeArgs(), NewNumberOfPorts: 2 })).values['NewPortListing']!;

@@ -198,9 +198,72 @@ describe('SOAP over HTTP', () => {
       expect(result.headers['connection']).toBe('close');
     });
 
+    it.each([
+      ['ours, then another', (port: number) => [`Host: 127.0.0.1:${port}`, 'Host: upnp.attacker.example']],
+      ['ours twice', (port: number) => [`Host: 127.0.0.1:${port}`, `host: 127.0.0.1:${port}`]],
+    ] as const)('refuses two Host lines (%s) with 400 (RFC 9112 §3.2)', async (_, hosts) => {
+      const head = [`POST ${CONTROL} HTTP/1.1`, ...hosts(f.port), `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join(
+        '\r\n',
+      );
+      expect((await rawRequest(f.port, head, GET_IP)).status).toBe(400);
+    });
+
     it('refuses HTTP/1.1 without Host', async () => {
       const head = [`POST ${CONTROL} HTTP/1.1`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n');
       expect((await rawRequest(f.port, head, GET_IP)).status).toBe(400);
+    });
+  });
+
+  describe('requests a browser can send (Filet-O-Firewall, design §10)', () => {
+    const addHead = (body: string, headers: readonly string[]) =>
+      [
+        `POST ${CONTROL} HTTP/1.1`,
+        `Host: 127.0.0.1:${f.port}`,
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        `SOAPAction: "${SERVICE}#AddPortMapping"`,
+        ...headers,
+      ].join('\r\n');
+    const add = envelope(SERVICE, 'AddPortMapping', argsXml(addArgs()));
+
+    it.each(['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'text/plain', 'text/plain; charset=utf-8', 'application/json'])(
+      'refuses Content-Type %s with 415, and maps nothing',
+      async (type) => {
+        const result = await rawRequest(f.port, addHead(add, [`Content-Type: ${type}`]), add);
+        expect(result.status).toBe(415);
+        expect(result.headers['connection']).toBe('close');
+        expect(f.mappings.size).toBe(0);
+      },
+    );
+
+    it.each([
+      ['text/xml; charset="utf-8"'],
+      ['text/xml'],
+      ['TEXT/XML;charset=utf-8'],
+      ['text/xml charset="utf-8"'],
+      ['application/xml'],
+      ['application/soap+xml'],
+      [undefined],
+    ])('accepts Content-Type %s', async (type) => {
+      const result = await rawRequest(f.port, addHead(add, type === undefined ? [] : [`Content-Type: ${type}`]), add);
+      expect(result.status).toBe(200);
+      expect(f.mappings.size).toBe(1);
+    });
+
+    it.each([
+      ['another site', () => 'http://router.attacker.example'],
+      ['an opaque origin', () => 'null'],
+      ['our address on another port', (port: number) => `http://127.0.0.1:${port + 1}`],
+      ['our address over https', (port: number) => `https://127.0.0.1:${port}`],
+    ] as const)('refuses an Origin of %s with 403, and maps nothing', async (_, origin) => {
+      const result = await rawRequest(f.port, addHead(add, ['Content-Type: text/xml', `Origin: ${origin(f.port)}`]), add);
+      expect(result.status).toBe(403);
+      expect(f.mappings.size).toBe(0);
+    });
+
+    it('accepts an Origin that is our own address and port', async () => {
+      const result = await rawRequest(f.port, addHead(add, ['Content-Type: text/xml', `Origin: http://127.0.0.1:${f.port}`]), add);
+      expect(result.status).toBe(200);
+      expect(f.mappings.size).toBe(1);
     });
   });
 

@@ -1,8 +1,19 @@
 const ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
 
-/** Escapes text for XML content and attribute values. Everything echoed to a client goes through here. */
+/**
+ * The five characters XML escapes, and the ones a document may not hold at all (XML 1.0 §2.2, the
+ * Char production: C0 controls but tab, LF and CR; U+FFFE; U+FFFF), which no reference can carry.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are among what this removes
+const TO_ESCAPE = /[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g;
+
+/**
+ * Escapes text for XML content and attribute values, and drops the characters XML cannot hold, so
+ * that what a client wrote (a description with U+FFFF) cannot make a response that strict parsers
+ * (libxml2, expat, Go's encoding/xml, .NET) refuse. Everything echoed to a client goes through here.
+ */
 export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+  return text.replace(TO_ESCAPE, (c) => ESCAPES[c] ?? '');
 }
 
 const DECODES: Readonly<Record<string, string>> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };

@@ -257,13 +257,26 @@ export class UpnpHttpServer {
     // HTTP/1.1 requests without Host never get here (Node answers 400); HTTP/1.0 may omit it.
     if (host !== undefined) {
       const target = parseHost(host);
-      if (!target) return 400;
-      const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.lan.some((a) => a.address === target.address);
-      if (!ourAddress || (target.port ?? 80) !== this.boundPort) return 403;
+      // Node keeps the first of several Host lines; RFC 9112 §3.2 wants the request refused (400).
+      if (!target || hostLines(req.rawHeaders) > 1) return 400;
+      if (!this.isOurs(target)) return 403;
+    }
+    // A browser names the page that sent the request: only a page served by us may (design §10,
+    // Filet-O-Firewall). `null` (a sandboxed or file: page) is from elsewhere too.
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      const target = origin.startsWith('http://') ? parseHost(origin.slice('http://'.length)) : undefined;
+      if (!target || !this.isOurs(target)) return 403;
     }
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.limits.maxBodyBytes) return 413;
     return undefined;
+  }
+
+  /** Whether a Host or Origin names one of our addresses and our port. */
+  private isOurs(target: NonNullable<ReturnType<typeof parseHost>>): boolean {
+    const ourAddress = target.ipv6 ? this.lanIpv6.isOwnAddress(target.address) : this.lan.some((a) => a.address === target.address);
+    return ourAddress && (target.port ?? 80) === this.boundPort;
   }
 }
 
@@ -278,6 +291,13 @@ export function parseHost(host: string): { address: string; ipv6: boolean; port:
   const port = match[3] === undefined ? undefined : Number(match[3]);
   if (match[1] !== undefined) return isIPv4(match[1]) ? { address: match[1], ipv6: false, port } : undefined;
   return parseIpv6(match[2]!) ? { address: match[2]!, ipv6: true, port } : undefined;
+}
+
+/** How many Host lines a request has (its raw headers: name, value, name, value...). */
+function hostLines(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') count++;
+  return count;
 }
 
 /** The host an IPv6 address is listened on: a link-local one with its zone, so only its interface reaches it. */
