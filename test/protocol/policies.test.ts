@@ -15,6 +15,8 @@ import { LOOPBACK_LAN, TEST_EXTERNAL_IP, WAN_INTERFACE, addArgs, soap, useShared
  */
 
 const GATEWAY_LISTENS_ON = 8443;
+/** A LAN client every port is denied to. */
+const DENIED_CLIENT = '127.0.0.3';
 const refusals = new RefusalRegistry();
 const env = {
   lan: [LOOPBACK_LAN],
@@ -26,7 +28,7 @@ const policies = [
   buildPolicy(description(), env),
   buildPolicy(reservedPorts(), env),
   buildPolicy(remoteHost(), env),
-  buildPolicy(permissions({ rules: ['deny 6000-6009 0.0.0.0/0 0-65535', 'allow 0-65535 0.0.0.0/0 0-65535'] }), env),
+  buildPolicy(permissions({ rules: ['deny 6000-6009 0.0.0.0/0 0-65535', `deny 0-65535 ${DENIED_CLIENT}/32 0-65535`, 'allow 0-65535 0.0.0.0/0 0-65535'] }), env),
   buildPolicy(quota({ perClient: 3, total: 100 }), env),
 ];
 
@@ -88,6 +90,13 @@ describe.each([1, 2] as const)('policies through WANIPConnection:%i', (version) 
       for (const port of [5001, 5002, 5003]) expect((await add({ NewExternalPort: port })).status).toBe(200);
       const result = await soap(igd, 'AddAnyPortMapping', addArgs({ NewExternalPort: 5004, NewInternalPort: 5004 }), { view: 2, version: 2 });
       expect(result.errorCode).toBe(728);
+    });
+
+    it('AddAnyPortMapping for a client a deny rule refuses on every port is 606, not 728', async () => {
+      const args = addArgs({ NewInternalClient: DENIED_CLIENT });
+      const result = await soap(igd, 'AddAnyPortMapping', args, { view: 2, version: 2, localAddress: DENIED_CLIENT });
+      expect(result.errorCode).toBe(606);
+      expect(igd.mappings.size).toBe(0);
     });
   }
 });

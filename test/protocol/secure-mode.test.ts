@@ -98,6 +98,12 @@ describe('secure mode through SOAP on loopback (dry-run)', () => {
     expect((await soap(f, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' })).errorCode).toBe(606);
     expect((await soap(f, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 5000, NewProtocol: 'TCP' }, other)).status).toBe(200);
   });
+
+  it('answers AddAnyPortMapping to another host with 606, not 728: no other port would do', async () => {
+    const result = await soap(f, 'AddAnyPortMapping', addArgs({ NewInternalClient: '127.0.0.2' }), { view: 2, version: 2 });
+    expect(result.errorCode).toBe(606);
+    expect(f.mappings.size).toBe(0);
+  });
 });
 
 describe('without secure mode', () => {

@@ -123,6 +123,23 @@ describe('WANIPv6FirewallControl:1 (IGD:2 view)', () => {
     expect(bad.errorCode).toBe(707);
   });
 
+  it('nat-port-mapper (libp2p): the pinhole actions through WANIPConnection:2 in its namespace, RemotePort empty for any port', async () => {
+    // What it sends: AddPinhole, UpdatePinhole (refresh) and DeletePinhole (unmap) to the
+    // WANIPConnection:2 controlURL with SOAPAction "urn:...:WANIPConnection:2#AddPinhole".
+    const viaWanIp = (action: string, args: Record<string, string | number>, version: 1 | 2 = 2) => soap(f, action, args, { version });
+    const added = await viaWanIp('AddPinhole', addArgs({ RemotePort: '' }));
+    expect(added.body).toContain('<u:AddPinholeResponse xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:2">');
+    const UniqueID = Number(added.values.UniqueID);
+    expect([...f.backend.installedPinholes.keys()]).toEqual(['TCP [*]:* -> [2001:db8:77::10]:8080']);
+    expect((await viaWanIp('UpdatePinhole', { UniqueID, NewLeaseTime: 7200 })).status).toBe(200);
+    expect(f.mappings.pinholes.get(UniqueID)?.leaseSeconds).toBe(7200);
+    expect((await viaWanIp('DeletePinhole', { UniqueID }, 2)).status).toBe(200);
+    expect(f.backend.installedPinholes.size).toBe(0);
+    // Its own arguments and ownership still hold there.
+    expect((await viaWanIp('AddPinhole', addArgs({ InternalClient: '2001:db8:77::11' }))).errorCode).toBe(606);
+    expect((await viaWanIp('AddPinhole', addArgs({ RemotePort: 'any' }))).errorCode).toBe(402);
+  });
+
   it('is not in the IGD:1 view', async () => {
     const head = [
       `POST /igd1/WANIP6FC/control HTTP/1.1`,
@@ -132,6 +149,7 @@ describe('WANIPv6FirewallControl:1 (IGD:2 view)', () => {
       'Content-Length: 0',
     ].join('\r\n');
     expect((await rawRequest(f.port, head)).status).toBe(404);
+    expect((await soap(f, 'AddPinhole', addArgs(), { view: 1 })).errorCode).toBe(401);
   });
 });
 

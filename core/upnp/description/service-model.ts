@@ -28,6 +28,8 @@ export interface ArgumentSpec {
   readonly name: string;
   /** The state variable that gives the argument its type (UDA `relatedStateVariable`). */
   readonly stateVariable: string;
+  /** An empty in-value reads as the wildcard 0 instead of being refused (a client quirk the action tolerates). */
+  readonly emptyIsWildcard?: true;
 }
 
 export interface ActionSpec {

@@ -153,7 +153,8 @@ export const MAX_PINHOLE_LEASE_SECONDS = 86400;
 
 const PINHOLE_ARGS = [
   arg('RemoteHost', 'A_ARG_TYPE_RemoteHost'),
-  arg('RemotePort', 'A_ARG_TYPE_Port'),
+  // nat-port-mapper (libp2p) sends RemotePort empty for "any remote port" (miniupnpd reads it as 0).
+  { name: 'RemotePort', stateVariable: 'A_ARG_TYPE_Port', emptyIsWildcard: true } satisfies ArgumentSpec,
   arg('InternalClient', 'A_ARG_TYPE_InternalClient'),
   arg('InternalPort', 'A_ARG_TYPE_Port'),
   arg('Protocol', 'A_ARG_TYPE_Protocol'),

@@ -41,7 +41,11 @@ export function readArguments(service: ServiceAtVersion, action: ActionSpec, raw
     if (!Object.hasOwn(raw, argument.name)) throw invalidArgs(`${argument.name} is missing`);
     const text = raw[argument.name];
     if (typeof text !== 'string') throw invalidArgs(`${argument.name} must be given once, as text`);
-    values.set(argument.name, convert(argument.name, decodeXmlText(text), stateVariableOf(service, argument).dataType));
+    const value = decodeXmlText(text);
+    values.set(
+      argument.name,
+      convert(argument.name, argument.emptyIsWildcard && value.trim() === '' ? '0' : value, stateVariableOf(service, argument).dataType),
+    );
   }
   return new ActionArguments(values);
 }

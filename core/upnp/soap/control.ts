@@ -28,6 +28,20 @@ export interface ControlEndpoint {
   readonly handlers: Readonly<Record<string, ActionHandler>>;
   /** Current values of the state variables a client may query. */
   readonly variables: () => Record<string, string>;
+  /**
+   * Another service of the same device whose actions this controlURL answers too, in the caller's
+   * namespace: nat-port-mapper (libp2p) sends WANIPv6FirewallControl's pinhole actions to
+   * WANIPConnection:2's controlURL with a WANIPConnection:2 SOAPACTION (miniupnpd answers any
+   * action at any controlURL, so it works there).
+   */
+  readonly sibling?: { readonly service: ServiceAtVersion; readonly handlers: Readonly<Record<string, ActionHandler>> };
+}
+
+/** The action a call runs: its service (which types its arguments), its spec and its handler. */
+interface ActionTarget {
+  readonly service: ServiceAtVersion;
+  readonly action: ActionSpec;
+  readonly handler: ActionHandler;
 }
 
 const QUERY_STATE_VARIABLE_TYPE = 'urn:schemas-upnp-org:control-1-0';
@@ -61,8 +75,8 @@ export class SoapControl {
     private readonly admitStateChange?: StateChangeGate,
   ) {
     for (const endpoint of endpoints) {
-      const missing = endpoint.endpoint.service.actions.filter((a) => typeof endpoint.handlers[a.name] !== 'function');
-      if (missing.length > 0) throw new Error(`${endpoint.endpoint.service.serviceType}: no handler for ${missing.map((a) => a.name).join(', ')}`);
+      requireHandlers(endpoint.endpoint.service, endpoint.handlers);
+      if (endpoint.sibling) requireHandlers(endpoint.sibling.service, endpoint.sibling.handlers);
       this.byPath.set(endpoint.endpoint.controlPath, endpoint);
     }
   }
@@ -104,8 +118,7 @@ export class SoapControl {
         return this.reply(QUERY_STATE_VARIABLE_TYPE, 'QueryStateVariable', [{ name: 'return', value: queryStateVariable(control, call) }]);
       }
       const service = this.calledService(control, named.serviceName, named.version);
-      const action = service.actions.find((a) => a.name === named.action);
-      if (!action) throw new UpnpError(UpnpErrorCode.InvalidAction, `${service.serviceType} has no action ${named.action}`);
+      const { service: typedBy, action, handler } = actionTarget(control, service, named.action);
       if (this.admitStateChange && !isReadOnlyAction(action.name)) {
         const decision = this.admitStateChange(peer, action.name);
         if (!decision.allowed) {
@@ -114,10 +127,10 @@ export class SoapControl {
         }
       }
       const requester: Requester = { address: peer, via: `upnp-igd:${service.version}` };
-      const result = await control.handlers[action.name]!({ args: readArguments(service, action, call.args), version: service.version, requester });
+      const result = await handler({ args: readArguments(typedBy, action, call.args), version: typedBy.version, requester });
       this.logger.debug(log, `${action.name} answered`);
       this.count(action.name, 'ok');
-      return this.reply(service.serviceType, action.name, outputValues(service, action, result ?? {}));
+      return this.reply(service.serviceType, action.name, outputValues(typedBy, action, result ?? {}));
     } catch (err) {
       return this.fault(err, log);
     }
@@ -151,6 +164,21 @@ function outputValues(service: ServiceAtVersion, action: ActionSpec, result: Act
     if (value === undefined) throw new Error(`${action.name} produced no ${argument.name}`);
     return { name: argument.name, value: formatValue(value), xmlDocument: stateVariableOf(service, argument).xmlDocument };
   });
+}
+
+function requireHandlers(service: ServiceAtVersion, handlers: Readonly<Record<string, ActionHandler>>): void {
+  const missing = service.actions.filter((a) => typeof handlers[a.name] !== 'function');
+  if (missing.length > 0) throw new Error(`${service.serviceType}: no handler for ${missing.map((a) => a.name).join(', ')}`);
+}
+
+/** The action a call names: in the service called, else in the sibling this controlURL also answers for; 401 when neither has it. */
+function actionTarget(control: ControlEndpoint, service: ServiceAtVersion, name: string): ActionTarget {
+  const own = service.actions.find((a) => a.name === name);
+  if (own) return { service, action: own, handler: control.handlers[own.name]! };
+  const sibling = control.sibling;
+  const borrowed = sibling?.service.actions.find((a) => a.name === name);
+  if (sibling && borrowed) return { service: sibling.service, action: borrowed, handler: sibling.handlers[borrowed.name]! };
+  throw new UpnpError(UpnpErrorCode.InvalidAction, `${service.serviceType} has no action ${name}`);
 }
 
 /** UDA 1.0 QueryStateVariable (Windows XP still uses it): reads one of the endpoint's variables. */

@@ -27,6 +27,7 @@ export interface IgdServiceDeps {
  */
 export function igdControlEndpoints(view: IgdView, deps: IgdServiceDeps): ControlEndpoint[] {
   const { mappings, wan } = deps;
+  const firewall = view.wanIpv6FirewallControl && { endpoint: view.wanIpv6FirewallControl, handlers: wanIpv6FirewallControlHandlers(mappings) };
   const defaultConnectionService = `${deps.udns.wanConnection}:WANConnectionDevice:${view.version},${view.wanIpConnection.service.spec.serviceId}`;
   return [
     {
@@ -49,15 +50,9 @@ export function igdControlEndpoints(view: IgdView, deps: IgdServiceDeps): Contro
         PortMappingNumberOfEntries: String(mappings.size),
         ...(view.wanIpConnection.service.version >= 2 ? { SystemUpdateID: String(deps.systemUpdateId()) } : {}),
       }),
+      // nat-port-mapper calls the pinhole actions through WANIPConnection:2 (see ControlEndpoint.sibling).
+      ...(firewall && { sibling: { service: firewall.endpoint.service, handlers: firewall.handlers } }),
     },
-    ...(view.wanIpv6FirewallControl
-      ? [
-          {
-            endpoint: view.wanIpv6FirewallControl,
-            handlers: wanIpv6FirewallControlHandlers(mappings),
-            variables: () => firewallVariables(mappings, deps.systemUpdateId()),
-          },
-        ]
-      : []),
+    ...(firewall ? [{ ...firewall, variables: () => firewallVariables(mappings, deps.systemUpdateId()) }] : []),
   ];
 }

@@ -1,4 +1,4 @@
-import { UpnpError, UpnpErrorCode } from '../../errors.js';
+import { UpnpError, UpnpErrorCode, upnpErrorIn } from '../../errors.js';
 import type { MappingService } from '../../mapping/service.js';
 import type { MappingKey, MappingRequest, PortMapping, Protocol, Requester } from '../../mapping/types.js';
 import { IGD2_MAX_LEASE_SECONDS, type WAN_IP_CONNECTION } from '../description/services.js';
@@ -65,7 +65,9 @@ export function wanIpConnectionHandlers({ mappings, wan, addAnyPortRange }: WanI
     AddAnyPortMapping: async (call) => {
       const request = readMappingRequest(call);
       requireExternalAddress(wan);
-      const mapping = await mappings.addAny(request, call.requester, { portRange: addAnyPortRange, maxAttempts: ADD_ANY_MAX_ATTEMPTS });
+      const mapping = await mappings
+        .addAny(request, call.requester, { portRange: addAnyPortRange, maxAttempts: ADD_ANY_MAX_ATTEMPTS })
+        .catch(notAuthorizedWhateverThePort);
       return { NewReservedPort: mapping.externalPort };
     },
     DeletePortMapping: async ({ args, requester }) => {
@@ -141,6 +143,18 @@ function readMappingRequest({ args, version, requester }: ActionCall): MappingRe
     description: args.string('NewPortMappingDescription'),
     leaseSeconds: version >= 2 && (lease === 0 || lease > IGD2_MAX_LEASE_SECONDS) ? IGD2_MAX_LEASE_SECONDS : lease,
   };
+}
+
+/**
+ * When no port could be had because a policy refused this client on every port tried (secure
+ * mode: an internal client that is not the requester; a permission rule), the answer is that
+ * refusal, 606 Action not authorized, not 728 NoPortMapsAvailable: ports were not what was
+ * missing (the errors of WANIPConnection:2's AddAnyPortMapping). NAT-PMP/PCP answer it the same way.
+ */
+function notAuthorizedWhateverThePort(err: unknown): never {
+  const refusal = upnpErrorIn(err);
+  const cause = refusal?.upnpCode === UpnpErrorCode.NoPortMapsAvailable ? upnpErrorIn(refusal.cause) : undefined;
+  throw cause?.upnpCode === UpnpErrorCode.NotAuthorized ? cause : err;
 }
 
 /**
