@@ -171,9 +171,31 @@ describe('NAT-PMP version 0 (RFC 6886)', () => {
     expect(answer).toMatchObject({ version: 0, opcode: 131, result: 5, length: 8 });
   });
 
-  it('§3.5 without PCP, another version gets result 1 (unsupported version)', async () => {
+  it('§3.5 an opcode of 128 or more is a response: never answered (two servers would answer each other forever)', async () => {
+    const f = await start();
+    // What a NAT-PMP server answers (an external address, a mapping, result 5) sent back to it.
+    const responses = [
+      Buffer.from([0, 128, 0, 0, 0, 0, 0, 9, 203, 0, 113, 1]),
+      Buffer.from([0, 130, 0, 0, 0, 0, 0, 9, 0x13, 0x88, 0x13, 0x88, 0, 0, 0x0e, 0x10]),
+      Buffer.from([0, 131, 0, 5, 0, 0, 0, 9]),
+      Buffer.from([0, 255]),
+    ];
+    for (const packet of responses) expect(await f.send(packet, CLIENT, 300), `opcode ${packet[1]}`).toBeUndefined();
+    expect(f.mappings.size).toBe(0);
+    expect(await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).toMatchObject({ opcode: 128, result: 0 });
+  });
+
+  it('§3.5 without PCP, another version gets the Unsupported Version answer: version 0, OP 0, result 1, the epoch', async () => {
     const f = await start({ options: { pcp: false } });
-    expect(await natPmp(f, announceRequest(CLIENT))).toMatchObject({ version: 0, result: 1, length: 8 });
+    const epoch = (await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).epoch;
+    expect(await natPmp(f, announceRequest(CLIENT))).toEqual({ version: 0, opcode: 0, result: 1, epoch, length: 8 });
+    expect(
+      await natPmp(f, mapRequest({ client: CLIENT, nonce: randomBytes(12), protocol: PCP.protocol.tcp, internalPort: 5000, lifetime: 3600 })),
+    ).toMatchObject({ version: 0, opcode: 0, result: 1 });
+    // A PCP response (R bit set: a PCP server's answer to that answer) is not answered again.
+    const pcpAnswer = Buffer.alloc(24);
+    pcpAnswer.set([2, 0x80, 0, 1]);
+    expect(await f.send(pcpAnswer, CLIENT, 300)).toBeUndefined();
   });
 
   it('maps the refusals of policies and the lifecycle to result codes 2, 3 and 4', async () => {

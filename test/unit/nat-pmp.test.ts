@@ -59,6 +59,8 @@ describe('packet codec', () => {
     expect(parseNatPmp(request)).toEqual({ kind: 'map', protocol: 'TCP', internalPort: 5000, suggestedExternalPort: 8080, lifetime: 3600 });
     expect(parseNatPmp(request.subarray(0, 11))).toEqual({ kind: 'malformed' });
     expect(parseNatPmp(Buffer.from([0, 7]))).toEqual({ kind: 'unsupported-opcode', opcode: 7 });
+    expect(parseNatPmp(Buffer.from([0, 128]))).toEqual({ kind: 'response' });
+    expect(parseNatPmp(Buffer.from([0, 0x87]))).toEqual({ kind: 'response' });
   });
 });
 
