@@ -167,6 +167,8 @@ class Ipv4Map implements MapFamily {
       exactPort: options.preferFailure && map.suggestedExternalPort !== 0,
     });
     if (!outcome.ok) {
+      // Refused: the mapping stays as it was, to its old remote host.
+      await this.requests.putBack(moved);
       // PREFER_FAILURE: the suggested port is taken or refused (RFC 6887 §13.2).
       return { refused: options.preferFailure && portUnavailable(outcome.refusal) ? PcpResult.CANNOT_PROVIDE_EXTERNAL : outcome.answer.pcp };
     }

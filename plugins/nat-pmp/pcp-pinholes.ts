@@ -5,7 +5,7 @@ import type { MappingRequests } from './mapping-requests.js';
 import { PROTOCOLS, echoedOptions, sameAddress, type MapAnswer, type MapFamily, type MapRequest } from './pcp-handler.js';
 
 /** The pinhole operations PCP uses (the same MappingService calls as WANIPv6FirewallControl). */
-export type PinholeOperations = Pick<FrontEndMappings, 'pinholesSupported' | 'pinholes' | 'openPinhole' | 'closePinhole'>;
+export type PinholeOperations = Pick<FrontEndMappings, 'pinholesSupported' | 'pinholes' | 'openPinhole' | 'closePinhole' | 'remainingSeconds'>;
 
 /**
  * MAP for an IPv6 internal host (RFC 6887 §11, with no translation): a firewall pinhole in the one
@@ -67,7 +67,19 @@ export class Ipv6Map implements MapFamily {
       await this.pinholes.openPinhole(ask, requester);
       return { lifetime: leaseSeconds, externalPort: map.internalPort, externalAddress: internalClient, options: echoed };
     } catch (err) {
-      return { refused: this.requests.refusedBy(err, client, `pcp pinhole ${protocol} [${internalClient}]:${map.internalPort}`).answer.pcp };
+      const refused = this.requests.refusedBy(err, client, `pcp pinhole ${protocol} [${internalClient}]:${map.internalPort}`).answer.pcp;
+      // Refused: the pinhole stays as it was, to its old remote peer.
+      await this.reopen(moved);
+      return { refused };
+    }
+  }
+
+  /** Opens again pinholes closed for a change that was then refused, each with its owner, nonce and the lease it had left. */
+  private async reopen(pinholes: readonly Pinhole[]): Promise<void> {
+    for (const { id, expiresAt, createdBy, ...request } of pinholes) {
+      await this.pinholes.openPinhole({ ...request, leaseSeconds: this.pinholes.remainingSeconds({ expiresAt }) }, createdBy).catch((err: unknown) => {
+        this.requests.refusedBy(err, createdBy.address, `pcp pinhole reopen ${id}`);
+      });
     }
   }
 

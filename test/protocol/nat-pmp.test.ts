@@ -6,7 +6,7 @@ import type { Plugin } from '../../core/plugins/types.js';
 import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
 import { silentLogger } from '../../core/logger.js';
 import { systemClock } from '../../core/clock.js';
-import { startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
+import { refusingPeer, startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
 import {
   NAT_PMP_EXTERNAL_ADDRESS_REQUEST,
   PCP,
@@ -404,6 +404,23 @@ describe('PCP version 2 (RFC 6887)', () => {
     expect([...f.mappings.values()].map((m) => m.remoteHost)).toEqual(['198.51.100.8']);
     expect(await pcp(f, mapRequest({ ...MAP, options: [filterOption('0.0.0.0', 0)] }))).toMatchObject({ result: 0 });
     expect([...f.mappings.values()].map((m) => m.remoteHost)).toEqual(['']);
+  });
+
+  it('a new FILTER that is refused (a policy, PREFER_FAILURE with the port taken) leaves the mapping as it was', async () => {
+    const f = await start({ plugins: [refusingPeer('198.51.100.9')] });
+    expect(await pcp(f, mapRequest({ ...MAP, options: [filterOption('198.51.100.7')] }))).toMatchObject({ result: 0, map: { externalPort: 7000 } });
+    const held = () => [...f.mappings.values()].map((m) => `${m.remoteHost} ${m.externalPort} ${m.internalClient}:${m.internalPort} ${m.ownerNonce}`);
+    const before = held();
+    expect(before).toEqual([`198.51.100.7 7000 ${CLIENT}:7000 ${NONCE.toString('hex')}`]);
+    expect(await pcp(f, mapRequest({ ...MAP, options: [filterOption('198.51.100.9')] }))).toMatchObject({ result: PCP.result.NOT_AUTHORIZED });
+    expect(held()).toEqual(before);
+    await f.mappings.add(upnpRequest({ externalPort: 7100, internalClient: OTHER_CLIENT, internalPort: 7100 }), { address: OTHER_CLIENT, via: 'upnp-igd:2' });
+    const preferred = mapRequest({ ...MAP, suggestedPort: 7100, options: [filterOption('198.51.100.8'), PREFER_FAILURE] });
+    expect(await pcp(f, preferred)).toMatchObject({ result: PCP.result.CANNOT_PROVIDE_EXTERNAL });
+    expect(held().filter((m) => m.endsWith(NONCE.toString('hex')))).toEqual(before);
+    // Its lease is the one it had.
+    const mapping = [...f.mappings.values()].find((m) => m.internalPort === 7000)!;
+    expect(f.mappings.remainingSeconds(mapping)).toBeGreaterThan(3500);
   });
 
   it('FILTER the table cannot hold: several peers EXCESSIVE_REMOTE_PEERS, a prefix or a remote port UNSUPP_OPTION', async () => {
