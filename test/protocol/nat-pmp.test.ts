@@ -468,13 +468,14 @@ describe('PCP version 2 (RFC 6887)', () => {
   it('§7-§8 malformed requests get MALFORMED_REQUEST or MALFORMED_OPTION; responses and scraps are dropped', async () => {
     const f = await start();
     const map = mapRequest(MAP);
-    expect(await pcp(f, Buffer.concat([map, Buffer.alloc(2)]))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
+    // Both are long lifetime errors (RFC 6887 §7.4: 30 minutes recommended): the same request will not do better soon.
+    expect(await pcp(f, Buffer.concat([map, Buffer.alloc(2)]))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST, lifetime: 1800 });
     expect(await pcp(f, map.subarray(0, 48))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
     expect(await pcp(f, announceRequest(CLIENT).subarray(0, 20))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
     expect(await pcp(f, Buffer.concat([map, Buffer.alloc(1104 - map.length)]))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
     const overrun = mapRequest({ ...MAP, options: [filterOption('198.51.100.7')] });
     overrun.writeUInt16BE(40, 62);
-    expect(await pcp(f, overrun)).toMatchObject({ result: PCP.result.MALFORMED_OPTION });
+    expect(await pcp(f, overrun)).toMatchObject({ result: PCP.result.MALFORMED_OPTION, lifetime: 1800 });
     expect(await pcp(f, mapRequest({ ...MAP, options: [PREFER_FAILURE, PREFER_FAILURE] }))).toMatchObject({ result: PCP.result.MALFORMED_OPTION });
     expect(await pcp(f, mapRequest({ ...MAP, protocol: 0 }))).toMatchObject({ result: PCP.result.UNSUPP_PROTOCOL });
     expect(await pcp(f, mapRequest({ ...MAP, protocol: 132 }))).toMatchObject({ result: PCP.result.UNSUPP_PROTOCOL });
