@@ -355,6 +355,16 @@ describe('PCP version 2 (RFC 6887)', () => {
     expect(g.mappings.get({ remoteHost: '', externalPort: 7000, protocol: 'TCP' })?.internalClient).toBe(OTHER_CLIENT);
   });
 
+  it("§13.1 a THIRD_PARTY naming the sender's own address is MALFORMED_REQUEST, whether THIRD_PARTY is allowed or not", async () => {
+    for (const allowThirdParty of [false, true]) {
+      const f = await start({ options: { allowThirdParty } });
+      const answer = await pcp(f, mapRequest({ ...MAP, options: [thirdPartyOption(CLIENT)] }));
+      expect(answer, `allowThirdParty ${allowThirdParty}`).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
+      expect(f.mappings.size).toBe(0);
+      await f.close();
+    }
+  });
+
   it('THIRD_PARTY allowed still meets secure mode: NOT_AUTHORIZED', async () => {
     const f = await start({ options: { allowThirdParty: true } });
     expect(await pcp(f, mapRequest({ ...MAP, options: [thirdPartyOption(OTHER_CLIENT)] }))).toMatchObject({ result: PCP.result.NOT_AUTHORIZED });
