@@ -98,15 +98,16 @@ export class Ipv6Map implements MapFamily {
 
 /**
  * The pinhole's remote side for the FILTER options (RFC 6887 §13.3). A pinhole holds one remote
- * host (or any) and one remote port (or any): no FILTER → any; one FILTER with prefix 0 → any host,
- * its port; prefix 128 → that host, its port; several → EXCESSIVE_REMOTE_PEERS; another prefix
- * length → UNSUPP_OPTION (a pinhole cannot hold a prefix); an IPv4 peer → MALFORMED_OPTION.
+ * host (or any) and one remote port (or any): no FILTER → any; one FILTER with prefix 0 → "no
+ * filter" (§13.3), any host and port, whatever port it names; prefix 128 → that host, its port;
+ * several → EXCESSIVE_REMOTE_PEERS; another prefix length → UNSUPP_OPTION (a pinhole cannot hold a
+ * prefix); an IPv4 peer → MALFORMED_OPTION.
  */
 function remotePeerOf(filters: PcpRequest['options']['filters']): { remoteHost: string; remotePort: number } | { refused: PcpResult } {
   if (filters.length === 0) return { remoteHost: '', remotePort: 0 };
   if (filters.length > 1) return { refused: PcpResult.EXCESSIVE_REMOTE_PEERS };
   const [filter] = filters as [PcpRequest['options']['filters'][number]];
-  if (filter.prefixLength === 0) return { remoteHost: '', remotePort: filter.remotePort };
+  if (filter.prefixLength === 0) return { remoteHost: '', remotePort: 0 };
   if (isIPv4(filter.remoteAddress)) return { refused: PcpResult.MALFORMED_OPTION };
   if (filter.prefixLength !== 128) return { refused: PcpResult.UNSUPP_OPTION };
   return { remoteHost: filter.remoteAddress, remotePort: filter.remotePort };

@@ -177,6 +177,14 @@ describe('PCP MAP for an IPv6 internal host: a pinhole', () => {
     expect(mappings.pinholes.size).toBe(1);
   });
 
+  it('§13.3 a FILTER with prefix length 0 is "no filter": the pinhole is open to any peer and any port, whatever port it names', async () => {
+    const { mappings, ask } = handler();
+    const nonce = randomBytes(12);
+    expect((await ask(HOST, { nonce, options: [filterOption('2001:db8:ffff::5', 128, 443)] })).result).toBe(PCP.result.SUCCESS);
+    expect((await ask(HOST, { nonce, options: [filterOption('::', 0, 443)] })).result).toBe(PCP.result.SUCCESS);
+    expect([...mappings.pinholes.values()]).toMatchObject([{ remoteHost: '', remotePort: 0, internalPort: 8080 }]);
+  });
+
   it('a new FILTER that is refused leaves the pinhole as it was (its peer, nonce and lease)', async () => {
     const { mappings, ask } = handler({ plugins: [refusingPeer('2001:db8:ffff::9')] });
     const nonce = randomBytes(12);
