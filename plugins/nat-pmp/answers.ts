@@ -104,8 +104,9 @@ export function describeRefusal(refusal: Refusal): string {
 }
 
 /**
- * RFC 6887 §7.4: how long an error answer holds. Errors that will not change until the admin acts
- * are long (30 min); the others short (30 s), so the client tries again soon.
+ * RFC 6887 §7.4: how long an error answer holds, as the RFC classifies each error: a long lifetime
+ * error 30 min (the same request will not do better soon: a malformed one included), a short one
+ * 30 s, so the client tries again soon (CANNOT_PROVIDE_EXTERNAL "depends on the reason": short).
  */
 export function errorLifetime(result: PcpResult): number {
   return LONG_ERRORS.has(result) ? 1800 : 30;
@@ -114,8 +115,10 @@ export function errorLifetime(result: PcpResult): number {
 const LONG_ERRORS = new Set<PcpResult>([
   PcpResult.UNSUPP_VERSION,
   PcpResult.NOT_AUTHORIZED,
+  PcpResult.MALFORMED_REQUEST,
   PcpResult.UNSUPP_OPCODE,
   PcpResult.UNSUPP_OPTION,
+  PcpResult.MALFORMED_OPTION,
   PcpResult.UNSUPP_PROTOCOL,
   PcpResult.ADDRESS_MISMATCH,
   PcpResult.EXCESSIVE_REMOTE_PEERS,

@@ -64,12 +64,15 @@ export type NatPmpRequest =
   /** An opcode NAT-PMP does not define: answered with result 5. */
   | { readonly kind: 'unsupported-opcode'; readonly opcode: number }
   /** Too short for its opcode: dropped (NAT-PMP has no result code for it). */
-  | { readonly kind: 'malformed' };
+  | { readonly kind: 'malformed' }
+  /** Opcode 128 or more: a response, not a request (RFC 6886 §3.5: silently ignored). */
+  | { readonly kind: 'response' };
 
 /** A version-0 request (the caller checked the version octet). */
 export function parseNatPmp(packet: Buffer): NatPmpRequest {
   if (packet.length < 2) return { kind: 'malformed' };
   const opcode = packet[1]!;
+  if ((opcode & RESPONSE_BIT) !== 0) return { kind: 'response' };
   if (opcode === NatPmpOpcode.externalAddress) return { kind: 'external-address' };
   if (opcode !== NatPmpOpcode.mapUdp && opcode !== NatPmpOpcode.mapTcp) return { kind: 'unsupported-opcode', opcode };
   if (packet.length < 12) return { kind: 'malformed' };
@@ -109,11 +112,19 @@ export function natPmpMapResponse(
   return out;
 }
 
-/** RFC 6886 §3.5: the 8-octet answer to an opcode or version it does not support. */
+/** RFC 6886 §3.5: the 8-octet answer to an opcode it does not support (opcode + 128, result 5). */
 export function natPmpErrorResponse(opcode: number, result: NatPmpResult, epoch: number): Buffer {
   const out = Buffer.alloc(8);
   out[1] = (RESPONSE_BIT | opcode) & 0xff;
   out.writeUInt16BE(result, 2);
+  out.writeUInt32BE(epoch >>> 0, 4);
+  return out;
+}
+
+/** RFC 6886 §3.5: the "Unsupported Version" answer, as the RFC draws it: version 0, OP = 0, result 1, the epoch. */
+export function natPmpUnsupportedVersionResponse(epoch: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeUInt16BE(NatPmpResult.unsupportedVersion, 2);
   out.writeUInt32BE(epoch >>> 0, 4);
   return out;
 }

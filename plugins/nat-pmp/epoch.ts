@@ -19,35 +19,54 @@ interface StoredEpoch {
  * its mappings and maps again. So it survives a restart that keeps the state (it is kept in the
  * state directory, next to the mappings), and starts again when the state is lost or the external
  * address changes. Without a state directory it counts from the process start.
+ *
+ * While the daemon runs it counts on the monotonic clock, so a step of the wall clock (NTP setting
+ * the time of a gateway without a real-time clock, a correction back) neither makes it go back nor
+ * jump; the wall clock only carries it across a restart (where the start was kept).
  */
 export class Epoch {
+  /** The monotonic time at which the epoch began (earlier than the process when it was kept across a restart). */
+  private origin: number;
+
   private constructor(
+    /** Wall-clock milliseconds at which the epoch began, as kept in the file. */
     private startedAt: number,
     private externalAddress: string | null,
-    private readonly now: () => number,
+    private readonly monotonicNow: () => number,
+    private readonly wallNow: () => number,
     private readonly file: string | undefined,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.origin = monotonicNow() - (wallNow() - startedAt);
+  }
 
   /** Counts from now on the monotonic clock; nothing is kept. */
   static inMemory(monotonicNow: () => number, logger: Logger): Epoch {
-    return new Epoch(monotonicNow(), null, monotonicNow, undefined, logger);
+    return new Epoch(monotonicNow(), null, monotonicNow, monotonicNow, undefined, logger);
   }
 
-  /** Reads the epoch kept in `stateDir`, or starts one there. Never throws: a file that cannot be used starts a new epoch. */
-  static async persisted(stateDir: string, logger: Logger, wallNow: () => number = Date.now): Promise<Epoch> {
+  /**
+   * Reads the epoch kept in `stateDir`, or starts one there, then counts on `monotonicNow`. Never
+   * throws: a file that cannot be used starts a new epoch.
+   */
+  static async persisted(
+    stateDir: string,
+    logger: Logger,
+    wallNow: () => number = Date.now,
+    monotonicNow: () => number = () => performance.now(),
+  ): Promise<Epoch> {
     const file = join(stateDir, EPOCH_FILE);
     const stored = await readStored(file, logger);
     // A start in the future means the wall clock went back: the count would be wrong, start again.
-    if (stored && stored.startedAt <= wallNow()) return new Epoch(stored.startedAt, stored.externalAddress, wallNow, file, logger);
-    const epoch = new Epoch(wallNow(), stored?.externalAddress ?? null, wallNow, file, logger);
+    if (stored && stored.startedAt <= wallNow()) return new Epoch(stored.startedAt, stored.externalAddress, monotonicNow, wallNow, file, logger);
+    const epoch = new Epoch(wallNow(), stored?.externalAddress ?? null, monotonicNow, wallNow, file, logger);
     await epoch.save();
     return epoch;
   }
 
   /** Seconds since the epoch began (what every response carries). */
   seconds(): number {
-    return Math.min(0xffffffff, Math.max(0, Math.floor((this.now() - this.startedAt) / 1000)));
+    return Math.min(0xffffffff, Math.max(0, Math.floor((this.monotonicNow() - this.origin) / 1000)));
   }
 
   /**
@@ -58,7 +77,10 @@ export class Epoch {
     if (address === undefined || address === this.externalAddress) return false;
     const first = this.externalAddress === null;
     this.externalAddress = address;
-    if (!first) this.startedAt = this.now();
+    if (!first) {
+      this.startedAt = this.wallNow();
+      this.origin = this.monotonicNow();
+    }
     await this.save();
     return !first;
   }

@@ -11,7 +11,7 @@ import {
   type Logger,
 } from 'upnpd';
 import { ANNOUNCEMENTS, Announcer } from './announcer.js';
-import { NAT_PMP_VERSION, NatPmpResult, natPmpErrorResponse } from './codec.js';
+import { NAT_PMP_VERSION, natPmpUnsupportedVersionResponse } from './codec.js';
 import type { Epoch } from './epoch.js';
 import { MappingRequests } from './mapping-requests.js';
 import { NatPmpHandler } from './nat-pmp-handler.js';
@@ -205,8 +205,11 @@ export class NatPmpFrontEnd implements FrontEnd {
     // NAT-PMP is IPv4-only (RFC 6886): version 0 over IPv6 is dropped, it has nothing to tell an IPv6 host.
     if (packet[0] === NAT_PMP_VERSION) return ipv6 ? undefined : this.natPmp.handle(packet, client);
     if (this.options.pcp) return this.pcp.handle(packet, client);
-    // Without PCP, any other version is one NAT-PMP does not support (RFC 6886 §3.5).
-    return packet.length >= 2 ? natPmpErrorResponse(packet[1]! & 0x7f, NatPmpResult.unsupportedVersion, this.epoch.seconds()) : undefined;
+    // Without PCP, any other version is one NAT-PMP does not support (RFC 6886 §3.5); but one with
+    // the top bit of its second octet set is a response (PCP's R bit, RFC 6887 §8.3), never answered:
+    // answering it could keep two servers answering each other.
+    if (packet.length < 2 || (packet[1]! & 0x80) !== 0) return undefined;
+    return natPmpUnsupportedVersionResponse(this.epoch.seconds());
   }
 
   /** One round of announcements: NAT-PMP's external address, then PCP's ANNOUNCE, from each LAN address that announces. */

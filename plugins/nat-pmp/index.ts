@@ -21,7 +21,7 @@ export const natPmp = definePlugin({
     const plugin: Plugin = {
       name: 'nat-pmp',
       async provision() {
-        epoch = config.stateDir ? await Epoch.persisted(config.stateDir, logger) : Epoch.inMemory(() => clock.now(), logger);
+        epoch = config.stateDir ? await Epoch.persisted(config.stateDir, logger, Date.now, () => clock.now()) : Epoch.inMemory(() => clock.now(), logger);
       },
       frontEnd: (context) => new NatPmpFrontEnd(context, options, epoch ?? Epoch.inMemory(() => clock.now(), logger)),
     };

@@ -87,6 +87,21 @@ export class MappingRequests {
     }
   }
 
+  /**
+   * Puts back mappings deleted for a change that was then refused (a PCP FILTER moved to a peer a
+   * policy refuses): a refused request changes nothing. Each keeps its owner, nonce and the lease
+   * it had left; one that cannot be put back is logged.
+   */
+  async putBack(mappings: readonly PortMapping[]): Promise<void> {
+    for (const { expiresAt, createdBy, ...request } of mappings) {
+      const leaseSeconds = expiresAt === null ? request.leaseSeconds : this.context.mappings.remainingSeconds({ expiresAt });
+      await this.context.mappings.add({ ...request, leaseSeconds }, createdBy).catch((err: unknown) => {
+        const what = `${request.protocol} ${request.externalPort} to ${request.internalClient}:${request.internalPort}`;
+        this.context.logger.error({ err, client: createdBy.address }, `could not put back ${what} after a refused change: ${describeRefusal(refusalOf(err))}`);
+      });
+    }
+  }
+
   /** What the client is told: the lease left (a mapping another protocol holds longer keeps its longer lease). */
   private lifetimeLeft(mapping: PortMapping, granted: number): number {
     if (mapping.expiresAt === null) return granted;

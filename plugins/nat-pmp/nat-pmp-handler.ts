@@ -17,6 +17,7 @@ export class NatPmpHandler {
     const request = parseNatPmp(packet);
     switch (request.kind) {
       case 'malformed':
+      case 'response':
         return undefined;
       case 'unsupported-opcode':
         return natPmpErrorResponse(request.opcode, NatPmpResult.unsupportedOpcode, this.epoch());

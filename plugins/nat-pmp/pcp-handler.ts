@@ -67,6 +67,9 @@ export class PcpHandler {
 
   private async map(request: MapRequest, client: string): Promise<Buffer> {
     const thirdParty = request.options.thirdParty;
+    // RFC 6887 §13.1: a THIRD_PARTY naming the sender itself MUST be MALFORMED_REQUEST (so that such
+    // a request fails alike on servers that do and do not implement THIRD_PARTY).
+    if (thirdParty !== undefined && sameAddress(thirdParty, client)) return this.error(request.opcode, PcpResult.MALFORMED_REQUEST, request.body);
     if (thirdParty !== undefined && !this.options.allowThirdParty) return this.error(request.opcode, PcpResult.NOT_AUTHORIZED, request.body);
     const internalClient = thirdParty ?? client;
     // MAP does not cross families: the internal host is of the sender's family (no IPv6 side: mismatch).
@@ -167,6 +170,8 @@ class Ipv4Map implements MapFamily {
       exactPort: options.preferFailure && map.suggestedExternalPort !== 0,
     });
     if (!outcome.ok) {
+      // Refused: the mapping stays as it was, to its old remote host.
+      await this.requests.putBack(moved);
       // PREFER_FAILURE: the suggested port is taken or refused (RFC 6887 §13.2).
       return { refused: options.preferFailure && portUnavailable(outcome.refusal) ? PcpResult.CANNOT_PROVIDE_EXTERNAL : outcome.answer.pcp };
     }

@@ -5,7 +5,7 @@ import type { MappingRequests } from './mapping-requests.js';
 import { PROTOCOLS, echoedOptions, sameAddress, type MapAnswer, type MapFamily, type MapRequest } from './pcp-handler.js';
 
 /** The pinhole operations PCP uses (the same MappingService calls as WANIPv6FirewallControl). */
-export type PinholeOperations = Pick<FrontEndMappings, 'pinholesSupported' | 'pinholes' | 'openPinhole' | 'closePinhole'>;
+export type PinholeOperations = Pick<FrontEndMappings, 'pinholesSupported' | 'pinholes' | 'openPinhole' | 'closePinhole' | 'remainingSeconds'>;
 
 /**
  * MAP for an IPv6 internal host (RFC 6887 §11, with no translation): a firewall pinhole in the one
@@ -67,7 +67,19 @@ export class Ipv6Map implements MapFamily {
       await this.pinholes.openPinhole(ask, requester);
       return { lifetime: leaseSeconds, externalPort: map.internalPort, externalAddress: internalClient, options: echoed };
     } catch (err) {
-      return { refused: this.requests.refusedBy(err, client, `pcp pinhole ${protocol} [${internalClient}]:${map.internalPort}`).answer.pcp };
+      const refused = this.requests.refusedBy(err, client, `pcp pinhole ${protocol} [${internalClient}]:${map.internalPort}`).answer.pcp;
+      // Refused: the pinhole stays as it was, to its old remote peer.
+      await this.reopen(moved);
+      return { refused };
+    }
+  }
+
+  /** Opens again pinholes closed for a change that was then refused, each with its owner, nonce and the lease it had left. */
+  private async reopen(pinholes: readonly Pinhole[]): Promise<void> {
+    for (const { id, expiresAt, createdBy, ...request } of pinholes) {
+      await this.pinholes.openPinhole({ ...request, leaseSeconds: this.pinholes.remainingSeconds({ expiresAt }) }, createdBy).catch((err: unknown) => {
+        this.requests.refusedBy(err, createdBy.address, `pcp pinhole reopen ${id}`);
+      });
     }
   }
 
@@ -86,15 +98,16 @@ export class Ipv6Map implements MapFamily {
 
 /**
  * The pinhole's remote side for the FILTER options (RFC 6887 §13.3). A pinhole holds one remote
- * host (or any) and one remote port (or any): no FILTER → any; one FILTER with prefix 0 → any host,
- * its port; prefix 128 → that host, its port; several → EXCESSIVE_REMOTE_PEERS; another prefix
- * length → UNSUPP_OPTION (a pinhole cannot hold a prefix); an IPv4 peer → MALFORMED_OPTION.
+ * host (or any) and one remote port (or any): no FILTER → any; one FILTER with prefix 0 → "no
+ * filter" (§13.3), any host and port, whatever port it names; prefix 128 → that host, its port;
+ * several → EXCESSIVE_REMOTE_PEERS; another prefix length → UNSUPP_OPTION (a pinhole cannot hold a
+ * prefix); an IPv4 peer → MALFORMED_OPTION.
  */
 function remotePeerOf(filters: PcpRequest['options']['filters']): { remoteHost: string; remotePort: number } | { refused: PcpResult } {
   if (filters.length === 0) return { remoteHost: '', remotePort: 0 };
   if (filters.length > 1) return { refused: PcpResult.EXCESSIVE_REMOTE_PEERS };
   const [filter] = filters as [PcpRequest['options']['filters'][number]];
-  if (filter.prefixLength === 0) return { remoteHost: '', remotePort: filter.remotePort };
+  if (filter.prefixLength === 0) return { remoteHost: '', remotePort: 0 };
   if (isIPv4(filter.remoteAddress)) return { refused: PcpResult.MALFORMED_OPTION };
   if (filter.prefixLength !== 128) return { refused: PcpResult.UNSUPP_OPTION };
   return { remoteHost: filter.remoteAddress, remotePort: filter.remotePort };

@@ -6,7 +6,7 @@ import type { Plugin } from '../../core/plugins/types.js';
 import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
 import { silentLogger } from '../../core/logger.js';
 import { systemClock } from '../../core/clock.js';
-import { startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
+import { refusingPeer, startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
 import {
   NAT_PMP_EXTERNAL_ADDRESS_REQUEST,
   PCP,
@@ -171,9 +171,31 @@ describe('NAT-PMP version 0 (RFC 6886)', () => {
     expect(answer).toMatchObject({ version: 0, opcode: 131, result: 5, length: 8 });
   });
 
-  it('§3.5 without PCP, another version gets result 1 (unsupported version)', async () => {
+  it('§3.5 an opcode of 128 or more is a response: never answered (two servers would answer each other forever)', async () => {
+    const f = await start();
+    // What a NAT-PMP server answers (an external address, a mapping, result 5) sent back to it.
+    const responses = [
+      Buffer.from([0, 128, 0, 0, 0, 0, 0, 9, 203, 0, 113, 1]),
+      Buffer.from([0, 130, 0, 0, 0, 0, 0, 9, 0x13, 0x88, 0x13, 0x88, 0, 0, 0x0e, 0x10]),
+      Buffer.from([0, 131, 0, 5, 0, 0, 0, 9]),
+      Buffer.from([0, 255]),
+    ];
+    for (const packet of responses) expect(await f.send(packet, CLIENT, 300), `opcode ${packet[1]}`).toBeUndefined();
+    expect(f.mappings.size).toBe(0);
+    expect(await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).toMatchObject({ opcode: 128, result: 0 });
+  });
+
+  it('§3.5 without PCP, another version gets the Unsupported Version answer: version 0, OP 0, result 1, the epoch', async () => {
     const f = await start({ options: { pcp: false } });
-    expect(await natPmp(f, announceRequest(CLIENT))).toMatchObject({ version: 0, result: 1, length: 8 });
+    const epoch = (await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).epoch;
+    expect(await natPmp(f, announceRequest(CLIENT))).toEqual({ version: 0, opcode: 0, result: 1, epoch, length: 8 });
+    expect(
+      await natPmp(f, mapRequest({ client: CLIENT, nonce: randomBytes(12), protocol: PCP.protocol.tcp, internalPort: 5000, lifetime: 3600 })),
+    ).toMatchObject({ version: 0, opcode: 0, result: 1 });
+    // A PCP response (R bit set: a PCP server's answer to that answer) is not answered again.
+    const pcpAnswer = Buffer.alloc(24);
+    pcpAnswer.set([2, 0x80, 0, 1]);
+    expect(await f.send(pcpAnswer, CLIENT, 300)).toBeUndefined();
   });
 
   it('maps the refusals of policies and the lifecycle to result codes 2, 3 and 4', async () => {
@@ -333,6 +355,16 @@ describe('PCP version 2 (RFC 6887)', () => {
     expect(g.mappings.get({ remoteHost: '', externalPort: 7000, protocol: 'TCP' })?.internalClient).toBe(OTHER_CLIENT);
   });
 
+  it("§13.1 a THIRD_PARTY naming the sender's own address is MALFORMED_REQUEST, whether THIRD_PARTY is allowed or not", async () => {
+    for (const allowThirdParty of [false, true]) {
+      const f = await start({ options: { allowThirdParty } });
+      const answer = await pcp(f, mapRequest({ ...MAP, options: [thirdPartyOption(CLIENT)] }));
+      expect(answer, `allowThirdParty ${allowThirdParty}`).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
+      expect(f.mappings.size).toBe(0);
+      await f.close();
+    }
+  });
+
   it('THIRD_PARTY allowed still meets secure mode: NOT_AUTHORIZED', async () => {
     const f = await start({ options: { allowThirdParty: true } });
     expect(await pcp(f, mapRequest({ ...MAP, options: [thirdPartyOption(OTHER_CLIENT)] }))).toMatchObject({ result: PCP.result.NOT_AUTHORIZED });
@@ -384,6 +416,23 @@ describe('PCP version 2 (RFC 6887)', () => {
     expect([...f.mappings.values()].map((m) => m.remoteHost)).toEqual(['']);
   });
 
+  it('a new FILTER that is refused (a policy, PREFER_FAILURE with the port taken) leaves the mapping as it was', async () => {
+    const f = await start({ plugins: [refusingPeer('198.51.100.9')] });
+    expect(await pcp(f, mapRequest({ ...MAP, options: [filterOption('198.51.100.7')] }))).toMatchObject({ result: 0, map: { externalPort: 7000 } });
+    const held = () => [...f.mappings.values()].map((m) => `${m.remoteHost} ${m.externalPort} ${m.internalClient}:${m.internalPort} ${m.ownerNonce}`);
+    const before = held();
+    expect(before).toEqual([`198.51.100.7 7000 ${CLIENT}:7000 ${NONCE.toString('hex')}`]);
+    expect(await pcp(f, mapRequest({ ...MAP, options: [filterOption('198.51.100.9')] }))).toMatchObject({ result: PCP.result.NOT_AUTHORIZED });
+    expect(held()).toEqual(before);
+    await f.mappings.add(upnpRequest({ externalPort: 7100, internalClient: OTHER_CLIENT, internalPort: 7100 }), { address: OTHER_CLIENT, via: 'upnp-igd:2' });
+    const preferred = mapRequest({ ...MAP, suggestedPort: 7100, options: [filterOption('198.51.100.8'), PREFER_FAILURE] });
+    expect(await pcp(f, preferred)).toMatchObject({ result: PCP.result.CANNOT_PROVIDE_EXTERNAL });
+    expect(held().filter((m) => m.endsWith(NONCE.toString('hex')))).toEqual(before);
+    // Its lease is the one it had.
+    const mapping = [...f.mappings.values()].find((m) => m.internalPort === 7000)!;
+    expect(f.mappings.remainingSeconds(mapping)).toBeGreaterThan(3500);
+  });
+
   it('FILTER the table cannot hold: several peers EXCESSIVE_REMOTE_PEERS, a prefix or a remote port UNSUPP_OPTION', async () => {
     const f = await start();
     const answer = (options: MapRequestSpec['options']) => pcp(f, mapRequest({ ...MAP, options }));
@@ -429,13 +478,14 @@ describe('PCP version 2 (RFC 6887)', () => {
   it('§7-§8 malformed requests get MALFORMED_REQUEST or MALFORMED_OPTION; responses and scraps are dropped', async () => {
     const f = await start();
     const map = mapRequest(MAP);
-    expect(await pcp(f, Buffer.concat([map, Buffer.alloc(2)]))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
+    // Both are long lifetime errors (RFC 6887 §7.4: 30 minutes recommended): the same request will not do better soon.
+    expect(await pcp(f, Buffer.concat([map, Buffer.alloc(2)]))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST, lifetime: 1800 });
     expect(await pcp(f, map.subarray(0, 48))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
     expect(await pcp(f, announceRequest(CLIENT).subarray(0, 20))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
     expect(await pcp(f, Buffer.concat([map, Buffer.alloc(1104 - map.length)]))).toMatchObject({ result: PCP.result.MALFORMED_REQUEST });
     const overrun = mapRequest({ ...MAP, options: [filterOption('198.51.100.7')] });
     overrun.writeUInt16BE(40, 62);
-    expect(await pcp(f, overrun)).toMatchObject({ result: PCP.result.MALFORMED_OPTION });
+    expect(await pcp(f, overrun)).toMatchObject({ result: PCP.result.MALFORMED_OPTION, lifetime: 1800 });
     expect(await pcp(f, mapRequest({ ...MAP, options: [PREFER_FAILURE, PREFER_FAILURE] }))).toMatchObject({ result: PCP.result.MALFORMED_OPTION });
     expect(await pcp(f, mapRequest({ ...MAP, protocol: 0 }))).toMatchObject({ result: PCP.result.UNSUPP_PROTOCOL });
     expect(await pcp(f, mapRequest({ ...MAP, protocol: 132 }))).toMatchObject({ result: PCP.result.UNSUPP_PROTOCOL });

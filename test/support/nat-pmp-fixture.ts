@@ -1,4 +1,5 @@
 import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/config/schema.js';
+import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import type { ExternalAddress, FrontEndContext } from '../../core/front-end.js';
 import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limits.js';
 import { silentLogger } from '../../core/logger.js';
@@ -87,3 +88,20 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
 }
 
 export type NatPmpFixture = Awaited<ReturnType<typeof startNatPmp>>;
+
+/** A policy that refuses (606) any mapping or pinhole restricted to `remoteHost` (a PCP FILTER to that peer). */
+export function refusingPeer(remoteHost: string): Plugin {
+  const check = (request: { readonly remoteHost: string }) => {
+    if (request.remoteHost === remoteHost) throw new UpnpError(UpnpErrorCode.NotAuthorized, `${remoteHost} refused by the test`);
+  };
+  return {
+    name: 'refuse-peer',
+    hooks: {
+      beforeMap: (request) => check(request),
+      beforePinhole: (request) => {
+        check(request);
+        return request;
+      },
+    },
+  };
+}

@@ -59,6 +59,8 @@ describe('packet codec', () => {
     expect(parseNatPmp(request)).toEqual({ kind: 'map', protocol: 'TCP', internalPort: 5000, suggestedExternalPort: 8080, lifetime: 3600 });
     expect(parseNatPmp(request.subarray(0, 11))).toEqual({ kind: 'malformed' });
     expect(parseNatPmp(Buffer.from([0, 7]))).toEqual({ kind: 'unsupported-opcode', opcode: 7 });
+    expect(parseNatPmp(Buffer.from([0, 128]))).toEqual({ kind: 'response' });
+    expect(parseNatPmp(Buffer.from([0, 0x87]))).toEqual({ kind: 'response' });
   });
 });
 
@@ -123,40 +125,66 @@ describe('epoch (RFC 6886 §3.6, RFC 6887 §8.5)', () => {
   const dir = useTempDir('upnpd-epoch-');
   let wall = 1_700_000_000_000;
   const wallNow = () => wall;
+  // Each Epoch is given both clocks; time passing moves both (a restart's new process included).
+  let monotonic = 5_000;
+  const monotonicNow = () => monotonic;
+  const persisted = () => Epoch.persisted(dir.path, silentLogger, wallNow, monotonicNow);
+  const pass = (ms: number) => {
+    wall += ms;
+    monotonic += ms;
+  };
 
   it('counts seconds from the start of the state and survives a restart with the same state directory', async () => {
-    const first = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    const first = await persisted();
     await first.externalAddressIs('203.0.113.1');
-    wall += 90_000;
+    pass(90_000);
     expect(first.seconds()).toBe(90);
-    const again = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    const again = await persisted();
     await again.externalAddressIs('203.0.113.1');
     expect(again.seconds()).toBe(90);
   });
 
   it('starts again when the external address changes (also across a restart), not when it first appears or goes away', async () => {
-    const epoch = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    const epoch = await persisted();
     expect(await epoch.externalAddressIs('203.0.113.1')).toBe(false);
-    wall += 50_000;
+    pass(50_000);
     expect(await epoch.externalAddressIs(undefined)).toBe(false);
     expect(epoch.seconds()).toBe(50);
     expect(await epoch.externalAddressIs('203.0.113.9')).toBe(true);
     expect(epoch.seconds()).toBe(0);
-    wall += 10_000;
-    const restarted = await Epoch.persisted(dir.path, silentLogger, wallNow);
+    pass(10_000);
+    const restarted = await persisted();
     expect(await restarted.externalAddressIs('203.0.113.10')).toBe(true);
     expect(restarted.seconds()).toBe(0);
   });
 
   it('starts again when the state is lost, unreadable, or begins in the future (the wall clock went back)', async () => {
-    const epoch = await Epoch.persisted(dir.path, silentLogger, wallNow);
-    wall += 30_000;
+    const epoch = await persisted();
+    pass(30_000);
     expect(epoch.seconds()).toBe(30);
     writeFileSync(join(dir.path, EPOCH_FILE), 'not json');
-    expect((await Epoch.persisted(dir.path, silentLogger, wallNow)).seconds()).toBe(0);
+    expect((await persisted()).seconds()).toBe(0);
     const stored = JSON.parse(readFileSync(join(dir.path, EPOCH_FILE), 'utf8')) as { startedAt: number };
     writeFileSync(join(dir.path, EPOCH_FILE), JSON.stringify({ ...stored, version: 1, startedAt: wall + 3_600_000, externalAddress: null }));
-    expect((await Epoch.persisted(dir.path, silentLogger, wallNow)).seconds()).toBe(0);
+    expect((await persisted()).seconds()).toBe(0);
+  });
+
+  it('counts on the monotonic clock while running: a step of the wall clock, back or forward, moves it neither way', async () => {
+    const epoch = await persisted();
+    await epoch.externalAddressIs('203.0.113.1');
+    pass(40_000);
+    expect(epoch.seconds()).toBe(40);
+    wall -= 3_600_000;
+    pass(1_000);
+    expect(epoch.seconds()).toBe(41);
+    wall += 86_400_000;
+    pass(1_000);
+    expect(epoch.seconds()).toBe(42);
+    // A new epoch (another external address) counts on the monotonic clock too.
+    await epoch.externalAddressIs('203.0.113.2');
+    wall -= 60_000;
+    pass(5_000);
+    expect(epoch.seconds()).toBe(5);
   });
 
   it('without a state directory counts from the process start on the monotonic clock', async () => {

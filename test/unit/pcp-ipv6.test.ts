@@ -5,13 +5,14 @@ import type { FrontEndContext } from '../../core/front-end.js';
 import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limits.js';
 import { silentLogger } from '../../core/logger.js';
 import { Ipv6Lan } from '../../core/net/ipv6.js';
+import type { Plugin } from '../../core/plugins/types.js';
 import { addressBytes, addressText, parsePcp } from '../../plugins/nat-pmp/codec.js';
 import { MappingRequests } from '../../plugins/nat-pmp/mapping-requests.js';
 import { natPmpOptionsSchema } from '../../plugins/nat-pmp/options.js';
 import { PcpHandler } from '../../plugins/nat-pmp/pcp-handler.js';
 import { Ipv6Map } from '../../plugins/nat-pmp/pcp-pinholes.js';
 import { RecordingBackend, makeMappings } from '../support/fakes.js';
-import { SettableExternalAddress, startNatPmp, type NatPmpFixture } from '../support/nat-pmp-fixture.js';
+import { SettableExternalAddress, refusingPeer, startNatPmp, type NatPmpFixture } from '../support/nat-pmp-fixture.js';
 import {
   NAT_PMP_EXTERNAL_ADDRESS_REQUEST,
   PCP,
@@ -30,14 +31,14 @@ const HOST = '2001:db8:1::10';
 const OTHER_HOST = '2001:db8:1::20';
 
 /** The PCP handler with IPv6 MAP over a MappingService with an in-memory backend (pinholes unless told). */
-function handler(options: { pinholes?: boolean; allowThirdParty?: boolean } = {}) {
+function handler(options: { pinholes?: boolean; allowThirdParty?: boolean; plugins?: Plugin[] } = {}) {
   const config: ResolvedConfig = {
     ...configSchema.parse({ dryRun: true, limits: { stateChanges: { burst: 10_000, perSecond: 10_000 } } }),
     source: 'test',
     lanFromCommandLine: false,
     plugins: [],
   };
-  const { mappings, clock } = makeMappings({ backend: new RecordingBackend({ pinholes: options.pinholes ?? true }) });
+  const { mappings, clock } = makeMappings({ backend: new RecordingBackend({ pinholes: options.pinholes ?? true }), plugins: options.plugins ?? [] });
   const external = new SettableExternalAddress('203.0.113.1');
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
   const context: FrontEndContext = { mappings, lan: [], lanIpv6: new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
@@ -174,6 +175,25 @@ describe('PCP MAP for an IPv6 internal host: a pinhole', () => {
       PCP.result.EXCESSIVE_REMOTE_PEERS,
     );
     expect(mappings.pinholes.size).toBe(1);
+  });
+
+  it('§13.3 a FILTER with prefix length 0 is "no filter": the pinhole is open to any peer and any port, whatever port it names', async () => {
+    const { mappings, ask } = handler();
+    const nonce = randomBytes(12);
+    expect((await ask(HOST, { nonce, options: [filterOption('2001:db8:ffff::5', 128, 443)] })).result).toBe(PCP.result.SUCCESS);
+    expect((await ask(HOST, { nonce, options: [filterOption('::', 0, 443)] })).result).toBe(PCP.result.SUCCESS);
+    expect([...mappings.pinholes.values()]).toMatchObject([{ remoteHost: '', remotePort: 0, internalPort: 8080 }]);
+  });
+
+  it('a new FILTER that is refused leaves the pinhole as it was (its peer, nonce and lease)', async () => {
+    const { mappings, ask } = handler({ plugins: [refusingPeer('2001:db8:ffff::9')] });
+    const nonce = randomBytes(12);
+    expect((await ask(HOST, { nonce, options: [filterOption('2001:db8:ffff::5', 128, 443)] })).result).toBe(PCP.result.SUCCESS);
+    const held = () => [...mappings.pinholes.values()].map((p) => `[${p.remoteHost}]:${p.remotePort} ${p.internalPort} ${p.ownerNonce} ${p.leaseSeconds}`);
+    const before = held();
+    expect(before).toEqual([`[2001:db8:ffff::5]:443 8080 ${nonce.toString('hex')} 600`]);
+    expect((await ask(HOST, { nonce, options: [filterOption('2001:db8:ffff::9', 128, 443)] })).result).toBe(PCP.result.NOT_AUTHORIZED);
+    expect(held()).toEqual(before);
   });
 
   it('PREFER_FAILURE: another external port or address than the internal ones is CANNOT_PROVIDE_EXTERNAL; without it the internal ones are answered', async () => {
