@@ -19,6 +19,7 @@ import { dryRun } from '../plugins/dry-run/index.js';
 import { iptables } from '../plugins/iptables/index.js';
 import { logging } from '../plugins/logging/index.js';
 import { nftables } from '../plugins/nftables/index.js';
+import { lanTarget } from '../plugins/lan-target/index.js';
 import { secureMode } from '../plugins/secure-mode/index.js';
 import { natPmp } from '../plugins/nat-pmp/index.js';
 import { description } from '../plugins/description/index.js';
@@ -52,7 +53,7 @@ export const DRY_RUN_WAN_INTERFACE = 'wan0';
  * default), in this order before the listed plugins: the description is cleaned before any other
  * plugin sees it. See README "Security defaults".
  */
-const DEFAULT_POLICIES: readonly (() => AnyPluginSpec)[] = [() => description(), () => reservedPorts(), () => remoteHost(), () => quota()];
+const DEFAULT_POLICIES: readonly (() => AnyPluginSpec)[] = [() => description(), () => lanTarget(), () => reservedPorts(), () => remoteHost(), () => quota()];
 
 /** A plugin spec with the place it came from, for messages. */
 interface PlacedSpec<S extends AnyPluginSpec = AnyPluginSpec> {

@@ -9,10 +9,11 @@ import { silentLogger } from '../../core/logger.js';
 import type { LeasePolicy } from '../../core/mapping/service.js';
 import type { ExternalAddressChangeEvent, Plugin } from '../../core/plugins/types.js';
 import type { InterfaceAddress, LinkState, NetworkInfo, WanCounters } from '../../core/net/network-info.js';
-import { CLOCK, LAN_ADDRESSES, LOGGER, REFUSALS } from '../../core/plugins/tokens.js';
-import { RefusalRegistry } from '../../core/plugins/refusals.js';
+import { CLOCK, LOGGER, REFUSALS } from '../../core/plugins/tokens.js';
+import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
 import { systemClock } from '../../core/clock.js';
 import { UpnpIgdFrontEnd, type HttpLimits } from '../../core/upnp/index.js';
+import { LanTargetPolicy } from '../../plugins/lan-target/index.js';
 import { SecureModePolicy } from '../../plugins/secure-mode/index.js';
 import { type RecordingBackend, makeMappings } from '../support/fakes.js';
 import type { Ipv6Lan } from '../../core/net/ipv6.js';
@@ -123,7 +124,7 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
     lanFromCommandLine: false,
     plugins: [],
   };
-  const policies = [...(options.secureMode === false ? [] : [secureModeFor(lan)]), ...(options.plugins ?? [])];
+  const policies = [...defaultPoliciesFor(lan, options.secureMode !== false), ...(options.plugins ?? [])];
   const { mappings, backend, clock } = makeMappings({ plugins: policies, lease: options.lease, backend: options.backend });
   const ssdpPort = await freeUdpPort();
   const externalAddressChanges: ExternalAddressChangeEvent[] = [];
@@ -172,13 +173,21 @@ export async function startIgd(options: IgdFixtureOptions = {}) {
   };
 }
 
-export function secureModeFor(lan: readonly InterfaceAddress[]): SecureModePolicy {
+/** The policies the daemon adds by default that decide who may map to whom: lan-target, and secure mode when on. */
+export function defaultPoliciesFor(lan: readonly InterfaceAddress[], secure: boolean): Plugin[] {
+  return [lanTargetFor(lan), ...(secure ? [secureModePolicy()] : [])];
+}
+
+export function secureModePolicy(): SecureModePolicy {
   const child = rootContainer.createChildContainer();
-  child.register(LAN_ADDRESSES, { useValue: lan });
   child.register(REFUSALS, { useValue: new RefusalRegistry() });
   child.register(LOGGER, { useValue: silentLogger });
   child.register(CLOCK, { useValue: systemClock });
   return child.resolve(SecureModePolicy);
+}
+
+export function lanTargetFor(lan: readonly InterfaceAddress[]): LanTargetPolicy {
+  return new LanTargetPolicy(lan, new RefusalReporter('lan-target', new RefusalRegistry(), silentLogger, systemClock));
 }
 
 async function freeUdpPort(): Promise<number> {

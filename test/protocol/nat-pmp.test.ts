@@ -353,6 +353,12 @@ describe('PCP version 2 (RFC 6887)', () => {
     const g = await start({ options: { allowThirdParty: true }, secureMode: false });
     expect(await pcp(g, mapRequest({ ...MAP, options: [thirdPartyOption(OTHER_CLIENT)] }))).toMatchObject({ result: 0 });
     expect(g.mappings.get({ remoteHost: '', externalPort: 7000, protocol: 'TCP' })?.internalClient).toBe(OTHER_CLIENT);
+    // Never to a host outside the LAN, nor its broadcast address (lan-target holds without secure mode).
+    for (const outside of ['8.8.8.8', '127.255.255.255']) {
+      const answer = await pcp(g, mapRequest({ ...MAP, internalPort: 7001, suggestedPort: 7001, options: [thirdPartyOption(outside)] }));
+      expect(answer, outside).toMatchObject({ result: PCP.result.NOT_AUTHORIZED });
+    }
+    expect(g.mappings.size).toBe(1);
   });
 
   it("§13.1 a THIRD_PARTY naming the sender's own address is MALFORMED_REQUEST, whether THIRD_PARTY is allowed or not", async () => {

@@ -9,7 +9,7 @@ import type { Plugin } from '../../core/plugins/types.js';
 import { Epoch } from '../../plugins/nat-pmp/epoch.js';
 import { NatPmpFrontEnd } from '../../plugins/nat-pmp/front-end.js';
 import { natPmpOptionsSchema } from '../../plugins/nat-pmp/options.js';
-import { secureModeFor } from '../protocol/fixture.js';
+import { defaultPoliciesFor } from '../protocol/fixture.js';
 import { makeMappings } from './fakes.js';
 import { exchange } from './pcp-client.js';
 
@@ -57,7 +57,7 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
     lanFromCommandLine: fixture.lanFromCommandLine ?? false,
     plugins: [],
   };
-  const policies = [...(fixture.secureMode === false ? [] : [secureModeFor(lan)]), ...(fixture.plugins ?? [])];
+  const policies = [...defaultPoliciesFor(lan, fixture.secureMode !== false), ...(fixture.plugins ?? [])];
   const { mappings, backend, clock } = makeMappings({ plugins: policies });
   const external = new SettableExternalAddress(TEST_EXTERNAL_IP);
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);

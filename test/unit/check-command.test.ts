@@ -53,7 +53,13 @@ describe('upnpd check', () => {
     );
     const r = await run(['--config', file]);
     expect(r.code).toBe(0);
-    expect(r.out).toBe(`${file}: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)\n`);
+    expect(r.out).toBe(`${file}: valid (plugins: description, lan-target, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)\n`);
+  });
+
+  it('runs lan-target without secure mode too: secureMode false lets a client map for other LAN hosts, never for hosts outside the LAN', async () => {
+    const file = configFile(`export default { lan: ['br-lan'], wan: 'eth0', backend: 'nftables', secureMode: false };\n`);
+    const r = await run(['--config', file]);
+    expect(r.out).toBe(`${file}: valid (plugins: description, lan-target, reserved-ports, remote-host, quota, nftables, logging, nat-pmp)\n`);
   });
 
   it('names interfaces this machine lacks as a warning, not an error', async () => {
@@ -88,7 +94,7 @@ describeRequiring('the configuration in /etc/upnpd/, found from any directory', 
     const script = `mount -t tmpfs none /etc && mkdir /etc/upnpd && printf '%s\\n' '${config}' > /etc/upnpd/upnpd.config.mjs && cd / && exec "${process.execPath}" "${bin}" check`;
     const r = await execa('unshare', ['-m', 'sh', '-c', script], { reject: false, timeout: 30_000 });
     expect(r.stdout).toBe(
-      '/etc/upnpd/upnpd.config.mjs: valid (plugins: description, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)',
+      '/etc/upnpd/upnpd.config.mjs: valid (plugins: description, lan-target, reserved-ports, remote-host, quota, secure-mode, nftables, logging, nat-pmp)',
     );
     expect(r.exitCode).toBe(0);
   });
