@@ -145,6 +145,9 @@ describe('grantedTimeoutSeconds', () => {
     ['Second-1', MIN_SUBSCRIPTION_SECONDS],
     ['Second-1800', 1800],
     ['Second-99999999', MAX_SUBSCRIPTION_SECONDS],
+    // More digits than a 32-bit count holds is still "as long as you give": the longest, not the shortest.
+    ['Second-99999999999', MAX_SUBSCRIPTION_SECONDS],
+    [`Second-${'9'.repeat(400)}`, MAX_SUBSCRIPTION_SECONDS],
     ['Second-infinite', MAX_SUBSCRIPTION_SECONDS],
     ['infinite', MIN_SUBSCRIPTION_SECONDS],
     ['Second-', MIN_SUBSCRIPTION_SECONDS],

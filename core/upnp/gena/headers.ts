@@ -29,7 +29,7 @@ export interface GenaParseLimits {
 }
 
 const SID_PATTERN = /^uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const TIMEOUT_PATTERN = /^second-(\d{1,10})$/i;
+const TIMEOUT_PATTERN = /^second-(\d+)$/i;
 
 /**
  * Reads a SUBSCRIBE or UNSUBSCRIBE request (UDA 1.1 §4.1) from its method and headers. Pure: the
