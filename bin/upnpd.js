@@ -12,5 +12,17 @@
 import { main } from '../dist/app/cli.js';
 
 process.exitCode = await main(process.argv.slice(2));
+// Output to a pipe is written asynchronously: process.exit() would drop what the pipe could not take
+// yet (`upnpd list --json | jq` got the first 64 KiB). An empty write calls back once all before it is
+// out; a reader that is gone (`| head`: EPIPE) wants no more.
+await Promise.all(
+  [process.stdout, process.stderr].map(
+    (stream) =>
+      new Promise((resolve) => {
+        stream.once('error', () => resolve(undefined));
+        stream.write('', () => resolve(undefined));
+      }),
+  ),
+);
 // Sockets and timers are closed by then; exit explicitly so a stray handle cannot keep us alive.
 setImmediate(() => process.exit());

@@ -24,8 +24,10 @@ const ALLOWED: RateDecision = { allowed: true };
 /**
  * One token bucket per client (a client is a source IP address). Shared by every front-end that
  * passes it the same client key, so a host cannot get twice the rate by speaking two protocols.
- * Memory stays bounded: beyond MAX_TRACKED_CLIENTS, full buckets (clients idle long enough to have
- * nothing to remember) are forgotten, then the oldest.
+ * Memory stays bounded: beyond MAX_TRACKED_CLIENTS, the client idle the longest is forgotten (most
+ * often a full bucket: nothing to remember), in O(1). Not the first one seen: sources arriving one
+ * after another (PCP over IPv6 or UDP from many addresses) would then reset a flooding host's empty
+ * bucket, and a walk of every bucket for each new source cost a millisecond a packet.
  */
 export class ClientRateLimiter {
   private readonly buckets = new Map<string, Bucket>();
@@ -58,18 +60,14 @@ export class ClientRateLimiter {
     if (bucket) {
       bucket.tokens = Math.min(this.limit.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.limit.perSecond);
       bucket.at = now;
+      // Moved to the end: the Map's order is then the order of last use, the idlest first.
+      this.buckets.delete(client);
+      this.buckets.set(client, bucket);
       return bucket;
     }
-    if (this.buckets.size >= this.maxClients) this.forget(now);
+    if (this.buckets.size >= this.maxClients) this.buckets.delete(this.buckets.keys().next().value!);
     const fresh = { tokens: this.limit.burst, at: now };
     this.buckets.set(client, fresh);
     return fresh;
-  }
-
-  private forget(now: number): void {
-    const fullAfterMs = (this.limit.burst / this.limit.perSecond) * 1000;
-    for (const [client, bucket] of this.buckets) if (now - bucket.at >= fullAfterMs) this.buckets.delete(client);
-    // Still full: the oldest entry goes (Map iteration is insertion order).
-    if (this.buckets.size >= this.maxClients) this.buckets.delete(this.buckets.keys().next().value!);
   }
 }

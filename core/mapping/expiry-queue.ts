@@ -15,7 +15,17 @@ export class ExpiryQueue {
 
   push(at: number, key: MappingKey): void {
     this.heap.push({ at, key: keyOf(key) });
-    let i = this.heap.length - 1;
+    this.siftUp(this.heap.length - 1);
+  }
+
+  /** Replaces every entry with `entries` (the leases that still matter), dropping the stale ones. */
+  rebuild(entries: Iterable<ExpiryEntry>): void {
+    this.heap.length = 0;
+    for (const { at, key } of entries) this.push(at, key);
+  }
+
+  private siftUp(start: number): void {
+    let i = start;
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (this.heap[parent]!.at <= this.heap[i]!.at) break;

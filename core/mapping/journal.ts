@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../clock.js';
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Pinhole } from './pinhole.js';
@@ -72,6 +73,8 @@ export class DurableMappingJournal implements MappingJournal {
     private readonly logger: Logger,
     private readonly options: JournalOptions = DEFAULT_JOURNAL_OPTIONS,
     private readonly wallClock: () => number = Date.now,
+    /** Paces the error log: monotonic, so that a wall clock set back (NTP) cannot silence it for as long. */
+    private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {
     this.status = { state: 'ok', since: this.isoNow(), directory: file.directory };
   }
@@ -146,7 +149,7 @@ export class DurableMappingJournal implements MappingJournal {
     this.writeErrors++;
     if (!this.failing) this.status = { state: 'failing', since: this.isoNow(), lastError: error, directory: this.file.directory };
     else this.status = { ...this.status, lastError: error };
-    const now = this.wallClock();
+    const now = this.clock.now();
     if (now - this.lastErrorLog < this.options.errorLogIntervalMs) return;
     this.lastErrorLog = now;
     this.logger.error(

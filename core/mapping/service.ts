@@ -107,6 +107,9 @@ type StagedChange = { readonly change: QueuedChange } & ({ readonly outcome: Out
 /** Changes applied in one backend transaction at most (requests arriving together are coalesced). */
 const MAX_BATCH = 512;
 
+/** Stale expiry entries allowed beyond the table's size before the queue is rebuilt. */
+const STALE_EXPIRIES_SLACK = 1024;
+
 /** When an expiry pass failed (backend error), the next try waits this long. */
 const EXPIRY_RETRY_MS = 30_000;
 
@@ -789,8 +792,21 @@ export class MappingService implements MappingView {
         if (n.hook === 'onMapped' && n.event.mapping.expiresAt !== null) this.expiries.push(n.event.mapping.expiresAt, n.event.mapping);
       }
     }
+    // A renewal leaves its older entry behind until that one comes due (up to lease.maxSeconds): a
+    // host renewing one mapping 32 times a second would grow the queue by millions a day. Once
+    // stale entries outnumber the table, the queue is rebuilt from it (amortised O(1) per change).
+    if (this.expiries.size > 2 * this.table.size + STALE_EXPIRIES_SLACK) this.expiries.rebuild(this.leasesOfTable());
     this.scheduleExpiry();
     if (changed) for (const listener of this.changeListeners) listener();
+  }
+
+  /** Entries in the expiry queue, stale ones included (bounded by about twice the table). */
+  get queuedExpiries(): number {
+    return this.expiries.size;
+  }
+
+  private *leasesOfTable(): Generator<{ at: number; key: MappingKey }> {
+    for (const m of this.table.values()) if (m.expiresAt !== null) yield { at: m.expiresAt, key: m };
   }
 
   /** Answers each change and sends its notifications (after the commit, so they see the new table). */

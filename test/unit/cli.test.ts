@@ -168,6 +168,42 @@ describe('the upnpd command', () => {
     }
   });
 
+  it('writes all of `list --json` to a pipe before it exits (a large table is more than a pipe holds)', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    const runtimeDir = join(stateDir, 'run');
+    try {
+      const file = new MappingStateFile(stateDir, silentLogger);
+      // 5 clients of 100 mappings each (within the default quota): about 150 KB of JSON.
+      const saved = Array.from({ length: 500 }, (_, i) => {
+        const client = `127.0.0.${2 + Math.floor(i / 100)}`;
+        return {
+          ...{ remoteHost: '', externalPort: 20_000 + i, protocol: 'TCP' as const, internalClient: client, internalPort: 20_000 + i },
+          ...{ enabled: true, description: `kept ${'x'.repeat(100)}`, leaseSeconds: 3600, expiresAt: 0, createdBy: { address: client, via: 'upnp-igd:2' } },
+        };
+      });
+      await file.save(saved, () => 3_600_000);
+      const daemon = upnpd(['--dry-run', '--log-level', 'info', '--state-dir', stateDir, '--runtime-dir', runtimeDir]);
+      try {
+        await daemon.waitFor(/control socket/);
+        // Through a shell pipe (a FIFO: 64 KiB) to a reader slower than upnpd (`| jq`, `| less`).
+        const pipeline = '"$0" "$1" list --json --runtime-dir "$2" | { sleep 0.5; cat; }';
+        const list = spawn('sh', ['-c', pipeline, process.execPath, BIN, runtimeDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+        started.add(list);
+        let output = '';
+        list.stdout.on('data', (d) => (output += d));
+        const code = await new Promise((resolve) => list.on('close', resolve));
+        expect(code).toBe(0);
+        expect(output.length).toBeGreaterThan(100_000);
+        expect((JSON.parse(output) as { mappings: unknown[] }).mappings).toHaveLength(500);
+      } finally {
+        daemon.signal('SIGTERM');
+        await daemon.exited;
+      }
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('starts without persistence, saying so, when the state directory cannot be created (the start never fails for the state)', async () => {
     const blocker = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
     try {

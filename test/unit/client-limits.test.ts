@@ -45,6 +45,19 @@ describe('ClientRateLimiter (a token bucket per client)', () => {
     expect(limiter.take('10.0.0.3').allowed).toBe(false);
   });
 
+  it('keeps the bucket of a host that is still sending when new sources keep arriving (it is not reset)', () => {
+    const limiter = new ClientRateLimiter(LIMIT, new ManualClock(), 2);
+    for (let i = 0; i < 3; i++) limiter.take('10.0.0.2');
+    limiter.take('10.0.0.3');
+    // 10.0.0.2 floods on: refused, and still the one sending.
+    expect(limiter.take('10.0.0.2').allowed).toBe(false);
+    for (let source = 10; source < 100; source++) {
+      limiter.take(`10.0.1.${source}`);
+      expect(limiter.take('10.0.0.2').allowed).toBe(false);
+    }
+    expect(limiter.trackedClients).toBe(2);
+  });
+
   it('refuses a limit that could never admit anything', () => {
     expect(() => new ClientRateLimiter({ burst: 0, perSecond: 1, reason: 'x' }, new ManualClock())).toThrow(/burst/);
   });

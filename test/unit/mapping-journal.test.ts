@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { toUpnpFault } from '../../core/errors.js';
 import { DurableMappingJournal, type WriteFailurePolicy } from '../../core/mapping/journal.js';
-import { JOURNAL_FILE, MAPPINGS_FILE, MappingStateFile } from '../../core/mapping/state-file.js';
+import { JOURNAL_FILE, MAPPINGS_FILE, MappingStateFile, type LeaseHolder } from '../../core/mapping/state-file.js';
 import { keyString, type MappingRequest } from '../../core/mapping/types.js';
 import { ManualClock, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
 import { MemoryStateFs } from '../support/memory-state-fs.js';
@@ -180,6 +180,28 @@ describe.each(['ENOSPC', 'EROFS', 'EIO'] as const)('when the state cannot be wri
     expect(await codeOf(mappings.add(request(5), client))).toBe(200);
     expect(journal.persistence.state).toBe('ok');
     expect(await restart()).toEqual(['TCP/1/>192.168.1.10:1', 'TCP/5/>192.168.1.10:5']);
+  });
+
+  it('logs the failure again after a minute even when the wall clock was set back meanwhile (NTP)', async () => {
+    const fs = new MemoryStateFs();
+    const logger = new RecordingLogger();
+    const clock = new ManualClock();
+    const { mappings } = makeMappings({ clock });
+    let wallShift = 0;
+    const wall = () => WALL_NOW + clock.now() + wallShift;
+    const file = new MappingStateFile(DIR, logger, wall, fs);
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    mappings.persistTo(new DurableMappingJournal(file, table, logger, { compactAfterRecords: 1000, errorLogIntervalMs: 60_000 }, wall, clock), 'refuse');
+    const errors = () => logger.lines.filter((l) => l.level === 'error' && /cannot write the mapping state/.test(l.message)).length;
+    fs.failWith = code;
+    await codeOf(mappings.add(request(1), client));
+    expect(errors()).toBe(1);
+    // The clock was a day ahead: NTP sets it back. The disk keeps failing (tried every 5 s).
+    wallShift = -86_400_000;
+    await clock.advance(50_000);
+    expect(errors()).toBe(1);
+    await clock.advance(20_000);
+    expect(errors()).toBe(2);
   });
 
   it('recovers by itself, without a request, once writes work again', async () => {

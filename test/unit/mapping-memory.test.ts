@@ -85,4 +85,24 @@ describe('lease expiry timer', () => {
     await clock.advance(900_000);
     expect(mappings.size).toBe(0);
   });
+
+  it('keeps the queue of leases bounded when a host renews the same long leases over and over, and still expires each on time', async () => {
+    const clock = new ManualClock();
+    const { mappings } = makeMappings({ clock });
+    // Two mappings of a week, renewed 10,000 times each (5 minutes at the default rate limit):
+    // each renewal left its older entry queued for the rest of the week.
+    for (let i = 0; i < 10_000; i++) {
+      await Promise.all([mappings.add(request(8000, 604_800), CLIENT), mappings.add(request(8001, 3_600), CLIENT)]);
+      if (i % 100 === 0) await clock.advance(1_000);
+    }
+    expect(mappings.queuedExpiries).toBeLessThanOrEqual(2 * mappings.size + 1_024 + 2);
+    // The last renewal of 8001 was just now: its hour ends 3,600 s from now, not before.
+    await clock.advance(3_599_000);
+    expect(mappings.size).toBe(2);
+    await clock.advance(2_000);
+    expect([...mappings.values()].map((m) => m.externalPort)).toEqual([8000]);
+    await clock.advance(604_800_000);
+    expect(mappings.size).toBe(0);
+    expect(mappings.queuedExpiries).toBe(0);
+  });
 });
