@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import Module, { createRequire, register } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cosmiconfig } from 'cosmiconfig';
 import type { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
@@ -132,10 +133,37 @@ const require = createRequire(import.meta.url);
  * file: import by modification time instead (and drop CommonJS's cache entry).
  */
 async function loadFresh(filepath: string): Promise<unknown> {
+  registerSelfResolution();
   const { mtimeMs } = await stat(filepath);
   delete require.cache[filepath];
   const module = (await import(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}`)) as { default?: unknown };
   return module.default ?? module;
+}
+
+let selfResolutionRegistered = false;
+
+/**
+ * Lets a config file anywhere import or require `upnpd` (see resolve-upnpd.ts); once per process.
+ * `require` in a `.cjs` config does not go through the ES module hooks: its resolution falls back
+ * the same way, to this package's own entries.
+ */
+function registerSelfResolution(): void {
+  if (selfResolutionRegistered) return;
+  selfResolutionRegistered = true;
+  // Compiled, the hooks sit beside this file; run from the TypeScript sources (the tests) there is
+  // no .js to give the hooks thread, and the sources resolve `upnpd` by the repository's own name.
+  const hooks = new URL('./resolve-upnpd.js', import.meta.url);
+  if (existsSync(fileURLToPath(hooks))) register(hooks, { data: { selfURL: import.meta.url } });
+  const loader = Module as unknown as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
+  const resolveFilename = loader._resolveFilename;
+  loader._resolveFilename = function (request, ...rest) {
+    try {
+      return resolveFilename.call(this, request, ...rest);
+    } catch (err) {
+      if ((request !== 'upnpd' && !request.startsWith('upnpd/')) || (err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+      return require.resolve(request);
+    }
+  };
 }
 
 /**

@@ -202,6 +202,35 @@ describe('the upnpd command', () => {
     }
   });
 
+  it('loads a config kept outside any node_modules tree (/etc/upnpd) that imports or requires upnpd by name, as README shows', async () => {
+    // /etc/upnpd has no node_modules above it, and `npm link` puts upnpd where ES modules never look.
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-etc-'));
+    try {
+      await writeFile(
+        join(dir, 'upnpd.config.js'),
+        "import { defineConfig, logging } from 'upnpd';\nimport { keyString } from 'upnpd/backend';\n" +
+          "export default defineConfig({ dryRun: true, lease: { maxSeconds: typeof keyString === 'function' ? 7200 : -1 }, plugins: [logging({ stdout: 'json' })] });\n",
+      );
+      const esm = upnpd(['check'], dir);
+      expect(await esm.exited).toBe(0);
+      expect(esm.output()).toContain(`${join(dir, 'upnpd.config.js')}: valid`);
+
+      await rm(join(dir, 'upnpd.config.js'));
+      await writeFile(join(dir, 'upnpd.config.cjs'), "const { defineConfig } = require('upnpd');\nmodule.exports = defineConfig({ dryRun: true });\n");
+      const cjs = upnpd(['check'], dir);
+      expect(await cjs.exited).toBe(0);
+      expect(cjs.output()).toContain(`${join(dir, 'upnpd.config.cjs')}: valid`);
+
+      // A package the config names that exists nowhere is still an error naming the file.
+      await writeFile(join(dir, 'upnpd.config.cjs'), "require('upnpd-missing-plugin');\nmodule.exports = {};\n");
+      const missing = upnpd(['check'], dir);
+      expect(await missing.exited).toBe(2);
+      expect(missing.output()).toContain(`${join(dir, 'upnpd.config.cjs')}: cannot load: Cannot find module 'upnpd-missing-plugin'`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits with status 2 for an unknown flag or a bad flag value, naming the flag', async () => {
     const unknown = upnpd(['--frobnicate']);
     expect(await unknown.exited).toBe(2);
