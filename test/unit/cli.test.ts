@@ -182,6 +182,23 @@ describe('the upnpd command', () => {
     }
   });
 
+  it('survives a SIGHUP that comes before its configuration is read, and starts', async () => {
+    // A config file that takes a while to load keeps the start in the window before the daemon's
+    // own SIGHUP handler; Node's default would end the process there.
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-slow-config-'));
+    try {
+      await writeFile(join(dir, 'upnpd.config.mjs'), 'export default await new Promise((resolve) => setTimeout(() => resolve({ dryRun: true }), 3000));\n');
+      const run = upnpd(['--runtime-dir', join(dir, 'run')], dir);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      run.signal('SIGHUP');
+      await run.waitFor(/upnpd running/, 15_000);
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stops cleanly on SIGINT too', async () => {
     const run = upnpd(['--dry-run']);
     await run.waitFor(/upnpd running/);
