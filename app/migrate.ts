@@ -135,8 +135,19 @@ function migrateLinuxIgd(settings: readonly Setting[]): Migrated {
 function migrateMiniupnpd(settings: readonly Setting[], rules: readonly string[]): Migrated {
   const m: Migrated = { config: [], plugins: [], notes: [], imports: new Set(['defineConfig']) };
   const lan: string[] = [];
+  // friendly_name and enable_upnp both land in `upnp`: one object, or the second would replace the first.
+  const upnp: string[] = [];
+  const upnpWhy: string[] = [];
   for (const { key, value } of settings) {
     switch (key) {
+      case 'enable_natpmp':
+      case 'enable_pcp_pmp':
+        m.config.push(['natPmp', String(yes(value)), `${key}: NAT-PMP and PCP on UDP 5351`]);
+        break;
+      case 'enable_upnp':
+        upnp.push(`enabled: ${yes(value)}`);
+        upnpWhy.push(key);
+        break;
       case 'ext_ifname':
         m.config.push(['wan', JSON.stringify(value)]);
         break;
@@ -157,7 +168,8 @@ function migrateMiniupnpd(settings: readonly Setting[], rules: readonly string[]
         if (/^\d+$/.test(value) && Number(value) >= 1 && Number(value) <= 604800) m.config.push(['lease', `{ maxSeconds: ${Number(value)} }`, 'max_lifetime']);
         break;
       case 'friendly_name':
-        m.config.push(['upnp', `{ friendlyName: ${JSON.stringify(value.slice(0, 64))} }`, 'friendly_name']);
+        upnp.push(`friendlyName: ${JSON.stringify(value.slice(0, 64))}`);
+        upnpWhy.push(key);
         break;
       case 'upnp_forward_chain':
       case 'upnp_nat_chain':
@@ -167,6 +179,7 @@ function migrateMiniupnpd(settings: readonly Setting[], rules: readonly string[]
         m.notes.push(`${key} = ${value}: no equivalent in upnpd (yet), left out`);
     }
   }
+  if (upnp.length > 0) m.config.push(['upnp', `{ ${upnp.join(', ')} }`, upnpWhy.join(', ')]);
   if (lan.length > 0) m.config.unshift(['lan', JSON.stringify(lan)]);
   m.config.push(['backend', "'nftables'", "miniupnpd's firewall is chosen when it is built: 'iptables' if yours was miniupnpd-iptables"]);
   if (rules.length > 0) {

@@ -34,19 +34,50 @@ export function request(path: string, body: ControlRequest): Promise<ControlResp
     let reply = '';
     socket.setEncoding('utf8');
     socket.setTimeout(CONTROL_LIMITS.clientTimeoutMs, () => socket.destroy(new Error('the daemon did not answer in time')));
+    // The idle timeout alone lets a peer that trickles bytes keep the command waiting for ever.
+    const deadline = setTimeout(() => socket.destroy(new Error('the daemon did not finish its answer in time')), CONTROL_LIMITS.clientDeadlineMs);
+    socket.once('close', () => clearTimeout(deadline));
     socket.once('connect', () => socket.write(`${JSON.stringify(body)}\n`));
-    socket.on('data', (chunk: string) => (reply += chunk));
-    socket.once('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error(`no upnpd answers on ${path} (is it running? another --runtime-dir?)`) : err),
-    );
+    socket.on('data', (chunk: string) => {
+      reply += chunk;
+      if (reply.length > CONTROL_LIMITS.maxReplyChars) socket.destroy(notOurs(path));
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => reject(connectError(err, path)));
     socket.once('end', () => {
+      let parsed: unknown;
       try {
-        resolve(JSON.parse(reply) as ControlResponse);
+        parsed = JSON.parse(reply);
       } catch {
         reject(new Error(`unreadable answer from ${path}`));
+        return;
       }
+      if (isResponseTo(body, parsed)) resolve(parsed);
+      else reject(notOurs(path));
     });
   });
+}
+
+function connectError(err: NodeJS.ErrnoException, path: string): Error {
+  if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return new Error(`no upnpd answers on ${path} (is it running? another --runtime-dir?)`);
+  if (err.code === 'EACCES' || err.code === 'EPERM')
+    return new Error(`${path}: permission denied: the control socket is the daemon's user's only (run as that user, e.g. with sudo)`);
+  return err;
+}
+
+function notOurs(path: string): Error {
+  return new Error(`${path} answered something that is not upnpd's control protocol (another program's socket, or another upnpd version?)`);
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Whether `reply` has the shape upnpd answers `body` with: what the commands print reads it. */
+function isResponseTo(body: ControlRequest, reply: unknown): reply is ControlResponse {
+  if (!isRecord(reply)) return false;
+  if (reply.ok === false) return typeof reply.error === 'string';
+  if (reply.ok !== true || !isRecord(reply.result)) return false;
+  const result = reply.result;
+  if (body.command === 'status') return typeof result.version === 'string' && isRecord(result.mappings) && isRecord(result.frontEnds);
+  return Array.isArray(result.mappings) && Array.isArray(result.pinholes);
 }
 
 function mappingLine(m: ListedMapping): string {
@@ -125,11 +156,12 @@ export async function controlCommand(
     body = { command: 'delete-pinhole', uniqueId: Number(id) };
   } else if (command === 'delete') {
     const [protocol, port] = positionals;
-    if (positionals.length !== 2 || !/^(tcp|udp)$/i.test(protocol ?? '') || !/^\d{1,5}$/.test(port ?? '')) {
-      err.write(`upnpd delete: give PROTOCOL (TCP or UDP) and EXTERNAL_PORT\n${CONTROL_USAGE}`);
+    const portNumber = /^\d{1,5}$/.test(port ?? '') ? Number(port) : 0;
+    if (positionals.length !== 2 || !/^(tcp|udp)$/i.test(protocol ?? '') || portNumber < 1 || portNumber > 65535) {
+      err.write(`upnpd delete: give PROTOCOL (TCP or UDP) and EXTERNAL_PORT (1-65535)\n${CONTROL_USAGE}`);
       return 2;
     }
-    body = { command: 'delete', protocol: protocol!.toUpperCase() as 'TCP' | 'UDP', externalPort: Number(port), remoteHost: values['remote-host'] ?? '' };
+    body = { command: 'delete', protocol: protocol!.toUpperCase() as 'TCP' | 'UDP', externalPort: portNumber, remoteHost: values['remote-host'] ?? '' };
   } else if (command === 'purge') {
     body = { command: 'purge', client: values.client };
   } else {

@@ -50,4 +50,12 @@ export interface Listing {
 }
 
 /** Bounds of the control channel: it is local and owner-only, but still never unbounded. */
-export const CONTROL_LIMITS = { maxRequestBytes: 4096, idleMs: 5_000, clientTimeoutMs: 10_000 } as const;
+export const CONTROL_LIMITS = {
+  maxRequestBytes: 4096,
+  idleMs: 5_000,
+  clientTimeoutMs: 10_000,
+  /** The longest a command waits for a whole answer, however it trickles in. */
+  clientDeadlineMs: 60_000,
+  /** What a command reads at most: a list of the largest table is a few MB; more is not upnpd's answer. */
+  maxReplyChars: 64 * 1024 * 1024,
+} as const;

@@ -8,7 +8,7 @@ import { messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { MAX_PINHOLE_ID, type Pinhole } from '../../core/mapping/pinhole.js';
 import type { PortMapping } from '../../core/mapping/types.js';
-import { canonicalIPv6 } from '../../core/net/ipv6.js';
+import { canonicalIPv6, isIpv4Mapped, parseIpv6 } from '../../core/net/ipv6.js';
 import { CONTROL_LIMITS, SOCKET_NAME, type ControlRequest, type ControlResponse, type ListedMapping, type ListedPinhole, type Listing } from './protocol.js';
 
 /** The admin, as the lifecycle's notifications and log lines name who removed a mapping. */
@@ -115,7 +115,9 @@ export function parseRequest(line: string): ControlRequest {
       if (client === undefined) return { command: 'purge' };
       if (typeof client !== 'string' || !(isIPv4(client) || isIPv6(client))) throw new Error('--client must be an IPv4 or IPv6 address');
       // Pinholes hold canonical IPv6 addresses: 2001:DB8:0::1 names the same client as 2001:db8::1.
-      return { command: 'purge', client: isIPv6(client) ? canonicalIPv6(client) : client };
+      // An IPv4-mapped address (::ffff:192.168.1.10, as a dual-stack socket shows a peer) is that
+      // IPv4 client, whose mappings name it in dotted form.
+      return { command: 'purge', client: isIPv6(client) ? (ipv4OfMapped(client) ?? canonicalIPv6(client)) : client };
     }
     default:
       throw new Error(`unknown command ${JSON.stringify(value.command)}`);
@@ -157,6 +159,12 @@ function answers(path: string): Promise<boolean> {
     });
     probe.once('error', () => resolve(false));
   });
+}
+
+function ipv4OfMapped(address: string): string | undefined {
+  const value = parseIpv6(address)?.value;
+  if (value === undefined || !isIpv4Mapped(value)) return undefined;
+  return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join('.');
 }
 
 async function usableDir(dir: string): Promise<boolean> {

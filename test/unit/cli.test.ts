@@ -218,6 +218,23 @@ describe('the upnpd command', () => {
     }
   });
 
+  it('survives a SIGHUP that comes before its configuration is read, and starts', async () => {
+    // A config file that takes a while to load keeps the start in the window before the daemon's
+    // own SIGHUP handler; Node's default would end the process there.
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-slow-config-'));
+    try {
+      await writeFile(join(dir, 'upnpd.config.mjs'), 'export default await new Promise((resolve) => setTimeout(() => resolve({ dryRun: true }), 3000));\n');
+      const run = upnpd(['--runtime-dir', join(dir, 'run')], dir);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      run.signal('SIGHUP');
+      await run.waitFor(/upnpd running/, 15_000);
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stops cleanly on SIGINT too', async () => {
     const run = upnpd(['--dry-run']);
     await run.waitFor(/upnpd running/);
@@ -233,6 +250,35 @@ describe('the upnpd command', () => {
       const run = upnpd(['--config', file]);
       expect(await run.exited).toBe(2);
       expect(run.output()).toContain(`${file}: lease.maxSeconds:`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('loads a config kept outside any node_modules tree (/etc/upnpd) that imports or requires upnpd by name, as README shows', async () => {
+    // /etc/upnpd has no node_modules above it, and `npm link` puts upnpd where ES modules never look.
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-etc-'));
+    try {
+      await writeFile(
+        join(dir, 'upnpd.config.js'),
+        "import { defineConfig, logging } from 'upnpd';\nimport { keyString } from 'upnpd/backend';\n" +
+          "export default defineConfig({ dryRun: true, lease: { maxSeconds: typeof keyString === 'function' ? 7200 : -1 }, plugins: [logging({ stdout: 'json' })] });\n",
+      );
+      const esm = upnpd(['check'], dir);
+      expect(await esm.exited).toBe(0);
+      expect(esm.output()).toContain(`${join(dir, 'upnpd.config.js')}: valid`);
+
+      await rm(join(dir, 'upnpd.config.js'));
+      await writeFile(join(dir, 'upnpd.config.cjs'), "const { defineConfig } = require('upnpd');\nmodule.exports = defineConfig({ dryRun: true });\n");
+      const cjs = upnpd(['check'], dir);
+      expect(await cjs.exited).toBe(0);
+      expect(cjs.output()).toContain(`${join(dir, 'upnpd.config.cjs')}: valid`);
+
+      // A package the config names that exists nowhere is still an error naming the file.
+      await writeFile(join(dir, 'upnpd.config.cjs'), "require('upnpd-missing-plugin');\nmodule.exports = {};\n");
+      const missing = upnpd(['check'], dir);
+      expect(await missing.exited).toBe(2);
+      expect(missing.output()).toContain(`${join(dir, 'upnpd.config.cjs')}: cannot load: Cannot find module 'upnpd-missing-plugin'`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -285,6 +331,35 @@ describe('the upnpd command', () => {
       for (const port of [7000, 7001, 8000]) {
         expect((await soapAction(url, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: port, NewProtocol: 'TCP' })).status).toBe(200);
       }
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('on SIGHUP reads again the files the config file imports (ES module and CommonJS), not only the config file', async () => {
+    // Outside the repository, as /etc/upnpd is: the config keeps a setting in a file of its own.
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-etc-'));
+    try {
+      await writeFile(join(dir, 'port.mjs'), 'export const httpPort = 0;\n');
+      await writeFile(join(dir, 'level.cjs'), "module.exports = { logLevel: 'info' };\n");
+      await writeFile(
+        join(dir, 'upnpd.config.mjs'),
+        "import { httpPort } from './port.mjs';\nimport level from './level.cjs';\nexport default { dryRun: true, httpPort, logLevel: level.logLevel };\n",
+      );
+      const run = upnpd(['--runtime-dir', join(dir, 'run')], dir);
+      const url = await run.waitFor(DESCRIPTION_URL);
+      await run.waitFor(/upnpd running/);
+      await writeFile(join(dir, 'port.mjs'), 'export const httpPort = 5999;\n');
+      run.signal('SIGHUP');
+      await run.waitFor(/these changes need a restart: httpPort/);
+      await writeFile(join(dir, 'level.cjs'), "module.exports = { logLevel: 'debug' };\n");
+      run.signal('SIGHUP');
+      await run.waitFor(/need a restart: httpPort[\s\S]*need a restart: httpPort/);
+      expect(run.output()).not.toMatch(/"level":20,/);
+      await soap(url, 'GetExternalIPAddress');
+      await run.waitFor(/"level":20,.*GetExternalIPAddress/);
       run.signal('SIGTERM');
       expect(await run.exited).toBe(0);
     } finally {

@@ -76,6 +76,18 @@ describe('pinholes in the control socket', () => {
     await expect(answer(daemon, parseRequest('{"command":"delete-pinhole","uniqueId":3}'))).rejects.toThrow('no pinhole 3');
   });
 
+  it('purge --client with an IPv4-mapped address (::ffff:a.b.c.d, either spelling) removes that IPv4 client\u2019s mappings', async () => {
+    for (const spelling of ['::ffff:192.168.77.10', '::FFFF:c0a8:4d0a']) {
+      const { daemon } = await gateway();
+      const purged = (await answer(daemon, parseRequest(JSON.stringify({ command: 'purge', client: spelling })))) as Listing;
+      expect(
+        purged.mappings.map((m) => m.externalPort),
+        spelling,
+      ).toEqual([7000]);
+      expect(purged.pinholes).toEqual([]);
+    }
+  });
+
   it('purge --client closes that IPv6 client’s pinholes (written any way), purge alone closes every mapping and pinhole', async () => {
     const { daemon, mappings, backend } = await gateway();
     const one = (await answer(daemon, parseRequest('{"command":"purge","client":"2001:DB8:77:0::10"}'))) as Listing;

@@ -114,6 +114,40 @@ describe('the control socket', () => {
     });
   });
 
+  it("says so, with status 1 and no stack trace, when the socket answers something that is not upnpd's control protocol", async () => {
+    // Another program's socket (or another version's), answering a JSON line of its own.
+    for (const [name, answer] of [
+      ['other-a', '{"ok":true,"result":{}}'],
+      ['other-b', '{"hello":1}'],
+      ['other-c', 'null'],
+    ] as const) {
+      const dir = join(scratch, name);
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(dir, { recursive: true });
+      const other = createServer((socket) => socket.once('data', () => socket.end(`${answer}\n`)));
+      await new Promise<void>((resolve) => other.listen(join(dir, 'upnpd.sock'), resolve));
+      try {
+        for (const command of [['status'], ['list'], ['purge'], ['status', '--json']]) {
+          const result = await upnpd([...command, '--runtime-dir', dir]);
+          expect(result, `${name} ${command.join(' ')}`).toMatchObject({ code: 1, stdout: '' });
+          expect(result.stderr).toBe(
+            `upnpd ${command[0]}: ${join(dir, 'upnpd.sock')} answered something that is not upnpd's control protocol (another program's socket, or another upnpd version?)\n`,
+          );
+        }
+      } finally {
+        other.close();
+      }
+    }
+  });
+
+  it('refuses an external port outside 1-65535 before asking the daemon (usage: 2)', async () => {
+    for (const port of ['0', '65536', '99999']) {
+      const result = await upnpd(['delete', 'TCP', port, '--runtime-dir', join(scratch, 'nobody-here')]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('EXTERNAL_PORT (1-65535)');
+    }
+  });
+
   it('replaces a stale socket left by a crash, and leaves a live one to its daemon', async () => {
     const dir = join(scratch, 'run-b');
     // A socket file nobody answers on, as a kill -9 leaves it.

@@ -99,13 +99,26 @@ describe('upnpd migrate', () => {
     expect(module).toContain('httpPort: 5000,');
     expect(module).toContain('secureMode: true,');
     expect(module).toContain('lease: { maxSeconds: 86400 },');
-    expect(module).toContain('upnp: { friendlyName: "Home gateway" },');
+    expect(module).toContain('upnp: { enabled: true, friendlyName: "Home gateway" },');
+    expect(module).toContain('natPmp: true,');
     expect(module).toContain(`permissions({ rules: ["allow 1024-65535 192.168.1.0/24 1024-65535","deny 0-65535 0.0.0.0/0 0-65535"], defaultAction: 'deny' }),`);
-    expect(module).toMatch(/^\/\/ - enable_natpmp = yes: no equivalent/m);
+    expect(module).not.toMatch(/enable_(natpmp|upnp) = yes: no equivalent/);
     const result = await checks(module);
     expect(result.code).toBe(0);
     // The interfaces are those of the gateway, not of this machine: warnings only.
     expect(result.err).toContain('warning: interface "br-lan" does not exist on this machine');
+  });
+
+  it('keeps NAT-PMP/PCP or UPnP off where the miniupnpd.conf turned them off (as NixOS writes it), in one upnp object', async () => {
+    const conf = 'ext_ifname=eth0\nenable_natpmp=no\nenable_upnp=no\nfriendly_name=Box\nlistening_ip=br-lan\n';
+    const { module } = migrateText(conf, 'miniupnpd.conf');
+    expect(module).toContain('natPmp: false,');
+    expect(module).toContain('upnp: { enabled: false, friendlyName: "Box" },');
+    expect(module.match(/^\s*upnp:/gm)).toHaveLength(1);
+    expect(module).not.toContain('no equivalent');
+    expect((await checks(module)).code).toBe(0);
+    const { module: older } = migrateText('ext_ifname=eth0\nenable_pcp_pmp=no\n', 'miniupnpd.conf');
+    expect(older).toContain('natPmp: false,');
   });
 
   it('prints to stdout and exits 0; a missing file exits 2 naming it', async () => {
