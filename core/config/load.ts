@@ -7,7 +7,6 @@ import { cosmiconfig } from 'cosmiconfig';
 import type { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
 import type { AnyPluginSpec } from '../plugins/types.js';
-import { LOAD_MARKER } from './resolve-upnpd.js';
 import { configSchema, type ResolvedConfig, type UserConfig } from './schema.js';
 
 export const CONFIG_FILE_NAMES = ['upnpd.config.js', 'upnpd.config.mjs', 'upnpd.config.cjs'];
@@ -128,27 +127,18 @@ async function findConfigFile(cwd: string, options: LoadConfigOptions): Promise<
 
 const require = createRequire(import.meta.url);
 
-/** How many times a config file was loaded: each load imports it, and what it imports, afresh. */
-let loads = 0;
-
 /**
- * Loads a JavaScript config file as it is on disk now, with the files of the admin's it imports.
- * cosmiconfig's own loader uses a plain `import()`, which Node caches for the life of the process,
- * so a SIGHUP reload would see the old file: each load imports it under a URL of its own
- * (resolve-upnpd.ts carries that to the files it imports), and drops CommonJS's cache entries
- * outside packages and upnpd.
+ * Loads a JavaScript config file as it is on disk now. cosmiconfig's own loader uses a plain
+ * `import()`, which Node caches for the life of the process, so a SIGHUP reload would see the old
+ * file: import by modification time instead (and drop CommonJS's cache entry).
  */
 async function loadFresh(filepath: string): Promise<unknown> {
   registerSelfResolution();
-  for (const cached of Object.keys(require.cache)) if (!cached.includes('/node_modules/') && !cached.startsWith(PACKAGE_ROOT)) delete require.cache[cached];
-  const url = pathToFileURL(filepath);
-  url.searchParams.set(LOAD_MARKER, String(++loads));
-  const module = (await import(url.href)) as { default?: unknown };
+  const { mtimeMs } = await stat(filepath);
+  delete require.cache[filepath];
+  const module = (await import(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}`)) as { default?: unknown };
   return module.default ?? module;
 }
-
-/** This package's root directory (core/config/ or dist/core/config/ is below it). */
-const PACKAGE_ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/core/') ? '../../../' : '../../', import.meta.url));
 
 let selfResolutionRegistered = false;
 
@@ -163,7 +153,7 @@ function registerSelfResolution(): void {
   // Compiled, the hooks sit beside this file; run from the TypeScript sources (the tests) there is
   // no .js to give the hooks thread, and the sources resolve `upnpd` by the repository's own name.
   const hooks = new URL('./resolve-upnpd.js', import.meta.url);
-  if (existsSync(fileURLToPath(hooks))) register(hooks, { data: { selfURL: import.meta.url, packageRoot: pathToFileURL(PACKAGE_ROOT).href } });
+  if (existsSync(fileURLToPath(hooks))) register(hooks, { data: { selfURL: import.meta.url } });
   const loader = Module as unknown as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
   const resolveFilename = loader._resolveFilename;
   loader._resolveFilename = function (request, ...rest) {

@@ -338,35 +338,6 @@ describe('the upnpd command', () => {
     }
   });
 
-  it('on SIGHUP reads again the files the config file imports (ES module and CommonJS), not only the config file', async () => {
-    // Outside the repository, as /etc/upnpd is: the config keeps a setting in a file of its own.
-    const dir = await mkdtemp(join(tmpdir(), 'upnpd-etc-'));
-    try {
-      await writeFile(join(dir, 'port.mjs'), 'export const httpPort = 0;\n');
-      await writeFile(join(dir, 'level.cjs'), "module.exports = { logLevel: 'info' };\n");
-      await writeFile(
-        join(dir, 'upnpd.config.mjs'),
-        "import { httpPort } from './port.mjs';\nimport level from './level.cjs';\nexport default { dryRun: true, httpPort, logLevel: level.logLevel };\n",
-      );
-      const run = upnpd(['--runtime-dir', join(dir, 'run')], dir);
-      const url = await run.waitFor(DESCRIPTION_URL);
-      await run.waitFor(/upnpd running/);
-      await writeFile(join(dir, 'port.mjs'), 'export const httpPort = 5999;\n');
-      run.signal('SIGHUP');
-      await run.waitFor(/these changes need a restart: httpPort/);
-      await writeFile(join(dir, 'level.cjs'), "module.exports = { logLevel: 'debug' };\n");
-      run.signal('SIGHUP');
-      await run.waitFor(/need a restart: httpPort[\s\S]*need a restart: httpPort/);
-      expect(run.output()).not.toMatch(/"level":20,/);
-      await soap(url, 'GetExternalIPAddress');
-      await run.waitFor(/"level":20,.*GetExternalIPAddress/);
-      run.signal('SIGTERM');
-      expect(await run.exited).toBe(0);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
   it('reloads on SIGHUP and says which changes need a restart', async () => {
     const dir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
     try {
