@@ -3,7 +3,7 @@ import { HeapTrimmer } from './heap-trimmer.js';
 import { persistedBootId } from './boot-id.js';
 import type { ResolvedConfig } from './config/schema.js';
 import { ConfigError, messageOf } from './errors.js';
-import type { LeaseHolder } from './mapping/state-file.js';
+import type { LeaseHolder, RestoredState } from './mapping/state-file.js';
 import type { Pinhole } from './mapping/pinhole.js';
 import type { CommandRunner } from './command-runner.js';
 import { DEFAULT_NEIGHBOUR_SETTINGS, LanHosts, NeighbourCache } from './net/lan-hosts.js';
@@ -217,7 +217,7 @@ export class Daemon {
     const limits = new ClientLimits(clientLimitSettings(config.limits), logger, clock);
     // One watcher of the external address for every front-end; the plugins hear of its changes.
     const wan = new WanConnection({ externalIp: config.externalIp, wan: config.wan, network, clock, logger });
-    const builders = frontEndBuilders(config, driver, { mappings, limits, wan, clock, logger, network, bootId });
+    const builders = frontEndBuilders(config, driver, { mappings, limits, wan, clock, logger, network, bootId, restoredState: state.restored });
     const frontEnds: FrontEnd[] = [];
     for (const build of builders) frontEnds.push(await build(lan, lanIpv6));
     const daemon = new Daemon(
@@ -476,6 +476,7 @@ interface FrontEndServices {
   readonly network: NetworkInfo;
   /** BOOTID.UPNP.ORG kept in the state directory, if there is one. */
   readonly bootId: number | undefined;
+  readonly restoredState: RestoredState;
 }
 
 /**
@@ -498,7 +499,7 @@ function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services
   const plugins = driver.plugins.flatMap((plugin): FrontEndBuilder[] => {
     const factory = plugin.frontEnd;
     if (!factory) return [];
-    const context = { mappings, limits, external: wan, clock, logger: logger.child({ plugin: plugin.name }), config };
+    const context = { mappings, limits, external: wan, clock, logger: logger.child({ plugin: plugin.name }), config, restoredState: services.restoredState };
     return [(lan, lanIpv6) => Promise.resolve(factory({ ...context, lan, lanIpv6 }))];
   });
   return [...(config.upnp.enabled ? [upnpBuilder] : []), ...plugins];
@@ -508,9 +509,11 @@ function frontEndBuilders(config: ResolvedConfig, driver: PluginDriver, services
 interface StateDirectory {
   readonly journal?: DurableMappingJournal;
   readonly status: PersistenceStatus;
+  /** What the start found of the state kept before it. */
+  readonly restored: RestoredState;
 }
 
-const NO_STATE_DIRECTORY: StateDirectory = { status: { state: 'off', since: new Date().toISOString() } };
+const NO_STATE_DIRECTORY: StateDirectory = { status: { state: 'off', since: new Date().toISOString() }, restored: 'none' };
 
 /**
  * With a state directory: reinstalls the mappings kept there (snapshot and journal; leases that
@@ -574,11 +577,11 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
       { err, stateDir },
       `cannot write the mapping state to ${stateDir} (${lastError}); running WITHOUT persistence: mappings will not survive a restart`,
     );
-    return { status: { state: 'unavailable', since: new Date().toISOString(), lastError, directory: stateDir } };
+    return { status: { state: 'unavailable', since: new Date().toISOString(), lastError, directory: stateDir }, restored: loaded.state };
   }
   const journal = new DurableMappingJournal(file, table, logger);
   mappings.persistTo(journal, config.state.onWriteFailure);
-  return { journal, status: journal.persistence };
+  return { journal, status: journal.persistence, restored: loaded.state };
 }
 
 function pinholeCounts(pinholes: Iterable<Pinhole>): DaemonStatus['pinholes'] {

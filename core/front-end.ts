@@ -3,6 +3,7 @@ import type { ResolvedConfig } from './config/schema.js';
 import type { ClientLimits } from './limits/client-limits.js';
 import type { Logger } from './logger.js';
 import type { MappingService } from './mapping/service.js';
+import type { RestoredState } from './mapping/state-file.js';
 import type { Ipv6Lan } from './net/ipv6.js';
 import type { InterfaceAddress } from './net/network-info.js';
 
@@ -84,6 +85,13 @@ export interface FrontEndContext {
   readonly logger: Logger;
   /** The daemon's config (`dryRun`, `stateDir`, ...). */
   readonly config: ResolvedConfig;
+  /**
+   * What the start found of the mappings kept in the state directory: `intact`, `none` (no state
+   * directory, or nothing kept: a first start) or `lost` (a file could not be read and was set
+   * aside). A protocol that tells its clients when the gateway lost their mappings (the NAT-PMP/PCP
+   * epoch) starts that again unless it is `intact`.
+   */
+  readonly restoredState: RestoredState;
 }
 
 /**

@@ -55,6 +55,7 @@ export {
 export type { Clock } from './clock.js';
 // For protocol front-end plugins (Plugin.frontEnd): what the daemon hands them.
 export type { ExternalAddress, FrontEnd, FrontEndContext, FrontEndFactory, FrontEndMappings, LanAddresses } from './front-end.js';
+export type { RestoredState } from './mapping/state-file.js';
 export type { AddAnyOptions } from './mapping/service.js';
 export type { ClientLimits, ClientLimitSettings } from './limits/client-limits.js';
 export type { RateDecision } from './limits/rate-limiter.js';

@@ -46,7 +46,17 @@ export interface LoadedMappings {
   readonly expired: number;
   /** Entries that are not valid mappings (each is logged), skipped. */
   readonly invalid: number;
+  /** Whether what was kept came back: see RestoredState. */
+  readonly state: RestoredState;
 }
+
+/**
+ * What a start found of the state kept before it: `intact` (the snapshot read, and the journal if
+ * there was one); `none` (no snapshot: a first start, or one deleted); `lost` (a file that could
+ * not be read, set aside: mappings a client was told it had may be gone). A protocol whose clients
+ * must learn that the gateway lost its state (PCP and NAT-PMP: their epoch starts again) reads it.
+ */
+export type RestoredState = 'intact' | 'none' | 'lost';
 
 /** What one journal line changes: a mapping added or replaced, or the key of one removed. */
 export interface MappingChanges {
@@ -138,6 +148,8 @@ interface ReadEntry {
 export class MappingStateFile {
   readonly path: string;
   readonly journalPath: string;
+  /** Files set aside as unreadable by the loads so far. */
+  private filesSetAside = 0;
 
   constructor(
     readonly directory: string,
@@ -190,7 +202,7 @@ export class MappingStateFile {
       }
       mappings.push({ ...request, remainingMs: expiresAtWallMs === null ? null : leaseLeft(expiresAtWallMs, now, writtenAt, request.leaseSeconds) });
     }
-    return { mappings, pinholes, expired, invalid };
+    return { mappings, pinholes, expired, invalid, state: this.filesSetAside > 0 ? 'lost' : snapshot ? 'intact' : 'none' };
   }
 
   /** Copies the snapshot and the journal next to themselves as `<file>.<why>-<time>`; returns the snapshot copy's path. */
@@ -336,6 +348,7 @@ export class MappingStateFile {
 
   /** Moves an unusable file aside (when the directory allows it) and says so; the start goes on without it. */
   private async setAside(path: string, problem: string): Promise<void> {
+    this.filesSetAside += 1;
     const aside = `${path}.unreadable-${this.timestamp()}`;
     try {
       await this.fs.rename(path, aside);

@@ -85,6 +85,16 @@ export class Epoch {
     return !first;
   }
 
+  /**
+   * Starts a new epoch now: the gateway lost the mappings its clients were told of (RFC 6887 §8.5,
+   * RFC 6886 §3.6: clients seeing the epoch start again map once more).
+   */
+  async startAgain(): Promise<void> {
+    this.startedAt = this.wallNow();
+    this.origin = this.monotonicNow();
+    await this.save();
+  }
+
   private async save(): Promise<void> {
     if (!this.file) return;
     const stored: StoredEpoch = { version: 1, startedAt: this.startedAt, externalAddress: this.externalAddress };

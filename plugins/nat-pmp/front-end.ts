@@ -71,6 +71,12 @@ export class NatPmpFrontEnd implements FrontEnd {
   }
 
   async start(): Promise<void> {
+    // Mappings kept before were lost, or none were kept: clients must learn it from a new epoch.
+    if (this.context.restoredState !== 'intact') {
+      await this.epoch.startAgain();
+      if (this.context.restoredState === 'lost')
+        this.log.warn('the mappings kept in the state directory were lost: the NAT-PMP/PCP epoch starts again, so clients map again');
+    }
     await this.epoch.externalAddressIs(this.context.external.externalAddress);
     await this.listenOnServed();
     this.unsubscribe = this.context.external.onChange((current) => {

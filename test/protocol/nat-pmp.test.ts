@@ -1,12 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
+import type { RestoredState } from '../../core/mapping/state-file.js';
 import type { MappingRequest, Requester } from '../../core/mapping/types.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
 import { silentLogger } from '../../core/logger.js';
 import { systemClock } from '../../core/clock.js';
-import { refusingPeer, startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
+import { TEST_EXTERNAL_IP, refusingPeer, startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
+import { Epoch } from '../../plugins/nat-pmp/epoch.js';
 import {
   NAT_PMP_EXTERNAL_ADDRESS_REQUEST,
   PCP,
@@ -255,6 +260,32 @@ describe('NAT-PMP version 0 (RFC 6886)', () => {
     const before = (await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).epoch;
     await f.clock.advance(5_000);
     expect((await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).epoch).toBe(before + 5);
+  });
+
+  it('§3.6 (RFC 6887 §8.5) the epoch kept in the state directory goes on when the mappings came back, and starts again when they were lost', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upnpd-epoch-lost-'));
+    try {
+      let wall = 1_700_000_000_000;
+      const kept = await Epoch.persisted(dir, silentLogger, () => wall);
+      await kept.externalAddressIs(TEST_EXTERNAL_IP);
+      // A restart 1000 s later.
+      wall += 1_000_000;
+      const epochSeen = async (restoredState: RestoredState) => {
+        const f = await startNatPmp({ restoredState, epoch: await Epoch.persisted(dir, silentLogger, () => wall) });
+        try {
+          return (await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).epoch;
+        } finally {
+          await f.close();
+        }
+      };
+      expect(await epochSeen('intact')).toBeGreaterThanOrEqual(1000);
+      expect(await epochSeen('lost')).toBeLessThan(5);
+      // The new epoch is the one kept from then on.
+      wall += 30_000;
+      expect(await epochSeen('intact')).toBe(30);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

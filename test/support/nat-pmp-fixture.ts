@@ -5,6 +5,7 @@ import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limi
 import { silentLogger } from '../../core/logger.js';
 import { Ipv6Lan } from '../../core/net/ipv6.js';
 import type { InterfaceAddress } from '../../core/net/network-info.js';
+import type { RestoredState } from '../../core/mapping/state-file.js';
 import type { Plugin } from '../../core/plugins/types.js';
 import { Epoch } from '../../plugins/nat-pmp/epoch.js';
 import { NatPmpFrontEnd } from '../../plugins/nat-pmp/front-end.js';
@@ -42,6 +43,10 @@ export interface NatPmpFixtureOptions {
   readonly lanIpv6?: Ipv6Lan;
   /** As with `--lan`: in dry-run, LAN interfaces named on the command line. */
   readonly lanFromCommandLine?: boolean;
+  /** The epoch (default: one in memory, from now). */
+  readonly epoch?: Epoch;
+  /** What the daemon's start found of the kept state (default: intact). */
+  readonly restoredState?: RestoredState;
 }
 
 /**
@@ -61,13 +66,19 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
   const { mappings, backend, clock } = makeMappings({ plugins: policies });
   const external = new SettableExternalAddress(TEST_EXTERNAL_IP);
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
-  const context: FrontEndContext = { mappings, lan, lanIpv6: fixture.lanIpv6 ?? new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
+  const context: FrontEndContext = {
+    mappings,
+    lan,
+    lanIpv6: fixture.lanIpv6 ?? new Ipv6Lan([]),
+    limits,
+    external,
+    clock,
+    logger: silentLogger,
+    config,
+    restoredState: fixture.restoredState ?? 'intact',
+  };
   const options = natPmpOptionsSchema.parse({ port: 0, ...fixture.options });
-  const frontEnd = new NatPmpFrontEnd(
-    context,
-    options,
-    Epoch.inMemory(() => clock.now(), silentLogger),
-  );
+  const frontEnd = new NatPmpFrontEnd(context, options, fixture.epoch ?? Epoch.inMemory(() => clock.now(), silentLogger));
   await frontEnd.start();
   const port = Number(new URL(frontEnd.describe()[0]!).port);
   return {

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { statusPage } from '../../app/admin/page.js';
@@ -94,6 +95,30 @@ describe('the front-end slot (Plugin.frontEnd)', () => {
       await daemon.stop();
     }
     expect(recording.events).toEqual(['start 1', 'stop 1']);
+  });
+});
+
+describe('what a front-end is told of the state kept before the start (restoredState)', () => {
+  const dir = useTempDir('upnpd-restored-');
+  async function restoredStateSeen(stateDir: string | undefined): Promise<string | undefined> {
+    const recording = recordingFrontEnd();
+    const daemon = await Daemon.start(config({ upnp: { enabled: false }, ...(stateDir && { stateDir }) }), {
+      logger: new RecordingLogger(),
+      plugins: [backendPluginFor(new RecordingBackend()), recording.plugin],
+      lan: [LAN_A],
+      network: new LoopbackNetwork([LAN_A]),
+    });
+    await daemon.stop();
+    return recording.built[0]?.restoredState;
+  }
+
+  it('none without a state directory or at its first start, intact after, lost when a kept file could not be read', async () => {
+    expect(await restoredStateSeen(undefined)).toBe('none');
+    expect(await restoredStateSeen(dir.path)).toBe('none');
+    expect(await restoredStateSeen(dir.path)).toBe('intact');
+    writeFileSync(new MappingStateFile(dir.path, silentLogger).path, '{ torn by a power cut');
+    expect(await restoredStateSeen(dir.path)).toBe('lost');
+    expect(await restoredStateSeen(dir.path)).toBe('intact');
   });
 });
 

@@ -41,7 +41,17 @@ function handler(options: { pinholes?: boolean; allowThirdParty?: boolean; plugi
   const { mappings, clock } = makeMappings({ backend: new RecordingBackend({ pinholes: options.pinholes ?? true }), plugins: options.plugins ?? [] });
   const external = new SettableExternalAddress('203.0.113.1');
   const limits = new ClientLimits(clientLimitSettings(config.limits), silentLogger, clock);
-  const context: FrontEndContext = { mappings, lan: [], lanIpv6: new Ipv6Lan([]), limits, external, clock, logger: silentLogger, config };
+  const context: FrontEndContext = {
+    mappings,
+    lan: [],
+    lanIpv6: new Ipv6Lan([]),
+    limits,
+    external,
+    clock,
+    logger: silentLogger,
+    config,
+    restoredState: 'intact',
+  };
   const natPmpOptions = natPmpOptionsSchema.parse({ allowThirdParty: options.allowThirdParty ?? false });
   const requests = new MappingRequests(context, natPmpOptions);
   const pcp = new PcpHandler(
