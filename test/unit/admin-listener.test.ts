@@ -68,6 +68,17 @@ describe('the admin listener', () => {
     expect(await (await fetch(`${admin}/metrics`)).text()).toMatch(/^upnpd_refusals_total\{policy="reserved-ports",rule="[^"]+"\} [1-9]/m);
   });
 
+  it('counts actions a client makes up under one label: a LAN host cannot add series (or entries in memory) per name', async () => {
+    const { url, admin } = await daemonWithAdmin();
+    for (let i = 0; i < 20; i++) expect((await soapAction(url, `Bogus${i}`)).status).toBe(500);
+    // Actions the service has keep their own label.
+    await soapAction(url, 'GetExternalIPAddress');
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    expect(metrics).not.toContain('Bogus');
+    expect(metrics).toContain('upnpd_requests_total{action="unknown",result="401"} 20');
+    expect(metrics).toContain('upnpd_requests_total{action="GetExternalIPAddress",result="ok"} 1');
+  });
+
   it('deletes only with the page token, from its own origin, under its own Host name', async () => {
     const { url, admin } = await daemonWithAdmin();
     await soapAction(url, 'AddPortMapping', mapping(9002));
