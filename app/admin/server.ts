@@ -63,10 +63,11 @@ export async function startAdminServer(
   server.requestTimeout = ADMIN_LIMITS.requestTimeoutMs;
   const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const origin = `http://${authority}`;
+  // The names the page is served under: its address, and localhost (what an admin types).
+  const authorities = new Set([authority, `localhost:${port}`]);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const hostHeader = req.headers.host;
-    if (hostHeader !== authority && hostHeader !== `localhost:${port}`) return void res.writeHead(421).end('wrong Host\n');
+    if (!authorities.has(req.headers.host ?? '')) return void res.writeHead(421).end('wrong Host\n');
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
@@ -91,7 +92,8 @@ export async function startAdminServer(
   async function deleteMapping(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const site = req.headers['sec-fetch-site'];
     const sentOrigin = req.headers.origin;
-    if ((sentOrigin !== undefined && sentOrigin !== origin) || (site !== undefined && site !== 'same-origin'))
+    // The page's own origin is the one it was opened under: http://localhost:PORT sends that Origin.
+    if ((sentOrigin !== undefined && sentOrigin !== `http://${req.headers.host}`) || (site !== undefined && site !== 'same-origin'))
       return void res.writeHead(403).end('cross-site request refused\n');
     if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? '')) return void res.writeHead(415).end();
     let body = '';
