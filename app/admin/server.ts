@@ -11,6 +11,9 @@ import { statusPage } from './page.js';
 /** Bounds of the admin listener: it is meant for loopback, but a browser tab is not trusted either. */
 export const ADMIN_LIMITS = { maxBodyBytes: 4096, requestTimeoutMs: 10_000, maxConnections: 16 } as const;
 
+/** What the page says after a Delete, which redirects to /?deleted=1 (removed) or /?deleted=0 (gone already). */
+const DELETE_NOTICES: Readonly<Record<string, string>> = { '1': 'Deleted.', '0': 'Nothing was deleted: it was gone already.' };
+
 export function parseListen(listen: string): { host: string; port: number } {
   const match = /^\[?([^\]]+)\]?:(\d{1,5})$/.exec(listen);
   const host = match?.[1] ?? '';
@@ -68,12 +71,12 @@ export async function startAdminServer(
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!authorities.has(req.headers.host ?? '')) return void res.writeHead(421).end('wrong Host\n');
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query = ''] = (req.url ?? '/').split('?');
     if (req.method === 'GET' && path === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
       return void res.end(await registry.metrics());
     }
-    if (req.method === 'GET' && path === '/') return page(res);
+    if (req.method === 'GET' && path === '/') return page(res, DELETE_NOTICES[new URLSearchParams(query).get('deleted') ?? '']);
     if (req.method === 'POST' && path === '/delete') return deleteMapping(req, res);
     res.writeHead(404).end('not found\n');
   }

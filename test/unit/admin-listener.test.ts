@@ -102,7 +102,12 @@ describe('the admin listener', () => {
     expect(await (await fetch(`${admin}/`)).text()).toContain('game 9002');
     const ok = await post({ origin: admin }, { ...fields, token });
     expect(ok.status).toBe(303);
-    expect(await (await fetch(`${admin}/`)).text()).not.toContain('game 9002');
+    const after = await (await fetch(new URL(ok.headers.get('location')!, admin))).text();
+    expect(after).not.toContain('game 9002');
+    expect(after).toContain('<p class="notice">Deleted.</p>');
+    // Again: that mapping is gone; the page says nothing was deleted.
+    const again = await post({ origin: admin }, { ...fields, token });
+    expect(await (await fetch(new URL(again.headers.get('location')!, admin))).text()).toContain('<p class="notice">Nothing was deleted');
   });
 
   it('deletes from the page opened as http://localhost:PORT/ (a Host it serves), not only from http://127.0.0.1:PORT/', async () => {
