@@ -29,6 +29,10 @@ export function isLoopback(host: string): boolean {
 /** Refuses, before anything starts, an admin address that is not loopback unless allowed. */
 export function checkAdminListen(listen: string, allowNonLoopback: boolean): void {
   const { host } = parseListen(listen);
+  // Requests must name the listener's address in Host (no DNS rebinding): under 0.0.0.0 or :: none
+  // could, and every request but localhost's was answered 421.
+  if (host === '0.0.0.0' || host === '::')
+    throw new ConfigError(`admin.listen: ${host} is every address; give the one address to serve on (requests must name it in their Host header)`);
   if (!isLoopback(host) && !allowNonLoopback) {
     throw new ConfigError(
       `admin.listen: ${host} is not a loopback address; the admin page can delete mappings, so set admin.allowNonLoopback: true to serve it there`,

@@ -6,6 +6,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DESCRIPTION_URL, freePort, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
+import { checkAdminListen } from '../../app/admin/server.js';
 
 // The admin listener of a real daemon (dry-run on loopback): /metrics, the status page, its delete buttons.
 
@@ -134,6 +135,13 @@ describe('the admin listener', () => {
       body: form({ token, protocol: 'TCP', externalPort: '9004', remoteHost: '' }),
     });
     expect(crossSite.status).toBe(403);
+  });
+
+  it('refuses every address (0.0.0.0, ::), where no request could name the listener in its Host', () => {
+    expect(() => checkAdminListen('0.0.0.0:9191', true)).toThrow(/0\.0\.0\.0 is every address/);
+    expect(() => checkAdminListen('[::]:9191', true)).toThrow(/:: is every address/);
+    expect(() => checkAdminListen('192.0.2.1:9191', true)).not.toThrow();
+    expect(() => checkAdminListen('127.0.0.1:9191', false)).not.toThrow();
   });
 
   it('refuses a non-loopback address unless the config allows it (exit 2, before anything starts)', async () => {
