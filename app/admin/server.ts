@@ -11,6 +11,9 @@ import { statusPage } from './page.js';
 /** Bounds of the admin listener: it is meant for loopback, but a browser tab is not trusted either. */
 export const ADMIN_LIMITS = { maxBodyBytes: 4096, requestTimeoutMs: 10_000, maxConnections: 16 } as const;
 
+/** What the page says after a Delete, which redirects to /?deleted=1 (removed) or /?deleted=0 (gone already). */
+const DELETE_NOTICES: Readonly<Record<string, string>> = { '1': 'Deleted.', '0': 'Nothing was deleted: it was gone already.' };
+
 export function parseListen(listen: string): { host: string; port: number } {
   const match = /^\[?([^\]]+)\]?:(\d{1,5})$/.exec(listen);
   const host = match?.[1] ?? '';
@@ -26,6 +29,10 @@ export function isLoopback(host: string): boolean {
 /** Refuses, before anything starts, an admin address that is not loopback unless allowed. */
 export function checkAdminListen(listen: string, allowNonLoopback: boolean): void {
   const { host } = parseListen(listen);
+  // Requests must name the listener's address in Host (no DNS rebinding): under 0.0.0.0 or :: none
+  // could, and every request but localhost's was answered 421.
+  if (host === '0.0.0.0' || host === '::')
+    throw new ConfigError(`admin.listen: ${host} is every address; give the one address to serve on (requests must name it in their Host header)`);
   if (!isLoopback(host) && !allowNonLoopback) {
     throw new ConfigError(
       `admin.listen: ${host} is not a loopback address; the admin page can delete mappings, so set admin.allowNonLoopback: true to serve it there`,
@@ -63,16 +70,17 @@ export async function startAdminServer(
   server.requestTimeout = ADMIN_LIMITS.requestTimeoutMs;
   const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const origin = `http://${authority}`;
+  // The names the page is served under: its address, and localhost (what an admin types).
+  const authorities = new Set([authority, `localhost:${port}`]);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const hostHeader = req.headers.host;
-    if (hostHeader !== authority && hostHeader !== `localhost:${port}`) return void res.writeHead(421).end('wrong Host\n');
-    const path = (req.url ?? '/').split('?')[0];
+    if (!authorities.has(req.headers.host ?? '')) return void res.writeHead(421).end('wrong Host\n');
+    const [path, query = ''] = (req.url ?? '/').split('?');
     if (req.method === 'GET' && path === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
       return void res.end(await registry.metrics());
     }
-    if (req.method === 'GET' && path === '/') return page(res);
+    if (req.method === 'GET' && path === '/') return page(res, DELETE_NOTICES[new URLSearchParams(query).get('deleted') ?? '']);
     if (req.method === 'POST' && path === '/delete') return deleteMapping(req, res);
     res.writeHead(404).end('not found\n');
   }
@@ -91,7 +99,8 @@ export async function startAdminServer(
   async function deleteMapping(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const site = req.headers['sec-fetch-site'];
     const sentOrigin = req.headers.origin;
-    if ((sentOrigin !== undefined && sentOrigin !== origin) || (site !== undefined && site !== 'same-origin'))
+    // The page's own origin is the one it was opened under: http://localhost:PORT sends that Origin.
+    if ((sentOrigin !== undefined && sentOrigin !== `http://${req.headers.host}`) || (site !== undefined && site !== 'same-origin'))
       return void res.writeHead(403).end('cross-site request refused\n');
     if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? '')) return void res.writeHead(415).end();
     let body = '';

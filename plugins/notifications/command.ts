@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Logger } from 'upnpd';
 import { NOTIFICATION_EVENTS, type NotificationEvent, type NotificationEventName, type NotificationSink } from './plugin.js';
 import { DeliveryQueue } from './queue.js';
@@ -47,24 +47,44 @@ export class CommandNotifier implements NotificationSink {
 
   private run(event: NotificationEvent): Promise<void> {
     return new Promise((resolve) => {
-      execFile(
-        this.options.path,
-        [...this.options.args],
-        {
-          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...environmentOf(event) },
-          timeout: this.options.timeoutMs,
-          killSignal: 'SIGKILL',
-          maxBuffer: 64 * 1024,
-        },
-        (err) => {
-          if (err)
-            this.logger.warn(
-              { command: this.options.path, event: event.event },
-              `notification command ${this.options.path} failed for ${event.event}: ${err.message}`,
-            );
-          resolve();
-        },
+      // A process group of its own, so that the time limit ends what the program started too (a
+      // script's hung curl): killing the program alone left those running, one more per event.
+      // Its output is not read: nothing can hold this run once the program is gone.
+      const child = spawn(this.options.path, [...this.options.args], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...environmentOf(event) },
+        detached: true,
+        stdio: 'ignore',
+      });
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        killGroup(child.pid);
+      }, this.options.timeoutMs);
+      let finished = false;
+      const done = (problem: string | undefined) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        if (problem)
+          this.logger.warn(
+            { command: this.options.path, event: event.event },
+            `notification command ${this.options.path} failed for ${event.event}: ${problem}`,
+          );
+        resolve();
+      };
+      child.once('error', (err) => done(err.message));
+      child.once('exit', (code, signal) =>
+        done(timedOut ? `killed after ${this.options.timeoutMs} ms` : code === 0 ? undefined : signal ? `killed by ${signal}` : `exit status ${code}`),
       );
     });
+  }
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Gone already.
   }
 }

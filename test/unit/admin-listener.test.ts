@@ -6,6 +6,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DESCRIPTION_URL, freePort, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
+import { checkAdminListen } from '../../app/admin/server.js';
 
 // The admin listener of a real daemon (dry-run on loopback): /metrics, the status page, its delete buttons.
 
@@ -32,15 +33,21 @@ async function daemonWithAdmin(): Promise<{ run: UpnpdRun; url: string; admin: s
   return { run, url, admin: `http://127.0.0.1:${port}` };
 }
 
-/** A GET with another Host header (fetch does not let one set it): what a DNS-rebinding page sends. */
-function statusWithHost(url: string, host: string): Promise<number | undefined> {
+/** A request under another Host header (fetch does not let one set it): a DNS-rebinding page's, or a browser's that opened the page by another name. */
+function requestWithHost(
+  url: string,
+  host: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number | undefined; location: string | undefined; body: string }> {
   return new Promise((resolve, reject) => {
-    request(url, { headers: { host } }, (res) => {
-      res.resume();
-      resolve(res.statusCode);
-    })
-      .on('error', reject)
-      .end();
+    const req = request(url, { method: options.method ?? 'GET', headers: { ...options.headers, host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode, location: res.headers.location, body }));
+    });
+    req.on('error', reject);
+    req.end(options.body);
   });
 }
 
@@ -68,6 +75,17 @@ describe('the admin listener', () => {
     expect(await (await fetch(`${admin}/metrics`)).text()).toMatch(/^upnpd_refusals_total\{policy="reserved-ports",rule="[^"]+"\} [1-9]/m);
   });
 
+  it('counts actions a client makes up under one label: a LAN host cannot add series (or entries in memory) per name', async () => {
+    const { url, admin } = await daemonWithAdmin();
+    for (let i = 0; i < 20; i++) expect((await soapAction(url, `Bogus${i}`)).status).toBe(500);
+    // Actions the service has keep their own label.
+    await soapAction(url, 'GetExternalIPAddress');
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    expect(metrics).not.toContain('Bogus');
+    expect(metrics).toContain('upnpd_requests_total{action="unknown",result="401"} 20');
+    expect(metrics).toContain('upnpd_requests_total{action="GetExternalIPAddress",result="ok"} 1');
+  });
+
   it('deletes only with the page token, from its own origin, under its own Host name', async () => {
     const { url, admin } = await daemonWithAdmin();
     await soapAction(url, 'AddPortMapping', mapping(9002));
@@ -81,11 +99,49 @@ describe('the admin listener', () => {
     expect((await post({}, { ...fields, token: 'f'.repeat(48) })).status).toBe(403);
     expect((await post({ origin: 'http://evil.example' }, { ...fields, token })).status).toBe(403);
     expect((await post({ 'sec-fetch-site': 'cross-site' }, { ...fields, token })).status).toBe(403);
-    expect(await statusWithHost(`${admin}/`, 'rebound.example:80')).toBe(421);
+    expect((await requestWithHost(`${admin}/`, 'rebound.example:80')).status).toBe(421);
     expect(await (await fetch(`${admin}/`)).text()).toContain('game 9002');
     const ok = await post({ origin: admin }, { ...fields, token });
     expect(ok.status).toBe(303);
-    expect(await (await fetch(`${admin}/`)).text()).not.toContain('game 9002');
+    const after = await (await fetch(new URL(ok.headers.get('location')!, admin))).text();
+    expect(after).not.toContain('game 9002');
+    expect(after).toContain('<p class="notice">Deleted.</p>');
+    // Again: that mapping is gone; the page says nothing was deleted.
+    const again = await post({ origin: admin }, { ...fields, token });
+    expect(await (await fetch(new URL(again.headers.get('location')!, admin))).text()).toContain('<p class="notice">Nothing was deleted');
+  });
+
+  it('deletes from the page opened as http://localhost:PORT/ (a Host it serves), not only from http://127.0.0.1:PORT/', async () => {
+    const { url, admin } = await daemonWithAdmin();
+    await soapAction(url, 'AddPortMapping', mapping(9004));
+    const byName = `localhost:${new URL(admin).port}`;
+    const page = await requestWithHost(`${admin}/`, byName);
+    expect(page.body).toContain('game 9004');
+    const token = /name="token" value="([0-9a-f]+)"/.exec(page.body)?.[1] ?? '';
+    // What the browser sends for the page's own form there: its Origin is http://localhost:PORT.
+    const deleted = await requestWithHost(`${admin}/delete`, byName, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: `http://${byName}`, 'sec-fetch-site': 'same-origin' },
+      body: form({ token, protocol: 'TCP', externalPort: '9004', remoteHost: '' }),
+    });
+    expect(deleted.status).toBe(303);
+    expect(deleted.location).toBe('/?deleted=1');
+    expect((await requestWithHost(`${admin}/`, byName)).body).not.toContain('game 9004');
+    // That name is no way in for another origin.
+    await soapAction(url, 'AddPortMapping', mapping(9004));
+    const crossSite = await requestWithHost(`${admin}/delete`, byName, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://localhost:1', 'sec-fetch-site': 'same-site' },
+      body: form({ token, protocol: 'TCP', externalPort: '9004', remoteHost: '' }),
+    });
+    expect(crossSite.status).toBe(403);
+  });
+
+  it('refuses every address (0.0.0.0, ::), where no request could name the listener in its Host', () => {
+    expect(() => checkAdminListen('0.0.0.0:9191', true)).toThrow(/0\.0\.0\.0 is every address/);
+    expect(() => checkAdminListen('[::]:9191', true)).toThrow(/:: is every address/);
+    expect(() => checkAdminListen('192.0.2.1:9191', true)).not.toThrow();
+    expect(() => checkAdminListen('127.0.0.1:9191', false)).not.toThrow();
   });
 
   it('refuses a non-loopback address unless the config allows it (exit 2, before anything starts)', async () => {

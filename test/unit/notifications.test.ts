@@ -189,6 +189,22 @@ describe('notifications: command', () => {
     expect(logger.messages()).toContainEqual(expect.stringMatching(/notification command .*slow\.sh failed for mapped/));
   });
 
+  it('past its time limit, kills what the program started too (a shell script whose curl hangs)', async () => {
+    const pidFile = join(scratch, 'child.pid');
+    const script = join(scratch, 'starts-a-child.sh');
+    writeFileSync(script, `#!/bin/sh\nsleep 30 &\necho $! > ${pidFile}\nwait\n`, { mode: 0o755 });
+    const logger = new RecordingLogger();
+    const plugin = pluginWith({ command: { path: script, timeoutMs: 300 } }, logger);
+    void plugin.hooks!.onMapped!({ mapping: MAPPING, previous: undefined, requester: REQUESTER });
+    await until(() => logger.messages().some((m) => m.includes('failed for mapped')));
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    // Dead, or a zombie its new parent has not reaped yet.
+    const alive = () => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    await until(() => !alive());
+    expect(alive()).toBe(false);
+    await plugin.cleanup?.();
+  });
+
   it('refuses a relative path and options for neither sink, naming the key', () => {
     expect(() => notifications({ command: { path: 'notify.sh' } }).optionsSchema!.parse({ command: { path: 'notify.sh' } })).toThrow(/absolute path/);
     expect(notifications({}).optionsSchema!.safeParse({}).success).toBe(false);

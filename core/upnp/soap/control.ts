@@ -46,6 +46,9 @@ interface ActionTarget {
 
 const QUERY_STATE_VARIABLE_TYPE = 'urn:schemas-upnp-org:control-1-0';
 
+/** What requests naming an action this controlURL does not have are counted under. */
+const UNKNOWN_ACTION = 'unknown';
+
 /** Admits a state-changing action of `peer`, or says when to retry (a per-client rate limit). */
 export type StateChangeGate = (peer: string, action: string) => RateDecision;
 
@@ -132,7 +135,7 @@ export class SoapControl {
       this.count(action.name, 'ok');
       return this.reply(service.serviceType, action.name, outputValues(typedBy, action, result ?? {}));
     } catch (err) {
-      return this.fault(err, log);
+      return this.fault(err, log, countedName(control, call.action));
     }
   }
 
@@ -149,13 +152,24 @@ export class SoapControl {
     return { status: 200, headers: RESPONSE_HEADERS, body: soapResponse(serviceType, action, values) };
   }
 
-  private fault(err: unknown, log: Record<string, unknown>): HttpReply {
+  private fault(err: unknown, log: Record<string, unknown>, counted: string): HttpReply {
     const fault = toUpnpFault(err);
-    this.count(typeof log.action === 'string' ? log.action : 'unknown', fault.upnpCode);
+    this.count(counted, fault.upnpCode);
     if (fault.upnpCode === UpnpErrorCode.ActionFailed) this.logger.warn({ ...log, err }, `action failed: ${messageOf(err)}`);
     else this.logger.debug({ ...log, upnpCode: fault.upnpCode, reason: messageOf(err) }, 'action refused');
     return { status: 500, headers: RESPONSE_HEADERS, body: soapFault(fault) };
   }
+}
+
+/**
+ * The name a request is counted under: the action it named when this controlURL has one by that
+ * name, else UNKNOWN_ACTION. The body's element name is the client's to choose: counted as sent,
+ * each made-up name would add an entry to `answered` for the life of the daemon and a series to
+ * upnpd_requests_total.
+ */
+function countedName(control: ControlEndpoint, name: string): string {
+  const known = name === 'QueryStateVariable' || [control.endpoint.service, control.sibling?.service].some((s) => s?.actions.some((a) => a.name === name));
+  return known ? name : UNKNOWN_ACTION;
 }
 
 function outputValues(service: ServiceAtVersion, action: ActionSpec, result: ActionResult): OutputValue[] {
