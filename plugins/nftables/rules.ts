@@ -454,14 +454,21 @@ export function buildResyncScript(
 
 const elementsSchema = namedObject.extend({ elem: z.array(z.unknown()).optional() });
 
-/** The number of mappings in `rules` that the installed ones lack, by identity (key and target). */
-function missingCount(installed: readonly RuleSpec[], expected: readonly RuleSpec[]): number {
+/**
+ * The number of mappings in `expected` that the installed ones lack, and of installed ones that
+ * `expected` does not hold (they forward too), by identity (key and target).
+ */
+function mismatchCounts(installed: readonly RuleSpec[], expected: readonly RuleSpec[]): { missing: number; surplus: number } {
   const identity = (r: RuleSpec) => `${dnatKey(r)}>${dnatTarget(r)}`;
   const have = new Set(installed.map(identity));
-  return expected.filter((r) => !have.has(identity(r))).length;
+  const wanted = new Set(expected.map(identity));
+  return {
+    missing: expected.filter((r) => !have.has(identity(r))).length,
+    surplus: installed.filter((r) => !wanted.has(identity(r))).length,
+  };
 }
 
-/** What is missing from upnpd's own table, from `nft -j list table <family> <table>`. */
+/** What is missing from upnpd's own table, or there that the table does not hold, from `nft -j list table <family> <table>`. */
 export function ownTableProblems(json: string, options: NftablesOptions, expected: readonly RuleSpec[]): string[] {
   const own = ownTable(options);
   const what = `table ${ref(own)}`;
@@ -476,8 +483,10 @@ export function ownTableProblems(json: string, options: NftablesOptions, expecte
     .filter(here)
     .filter((r) => r.chain === PREROUTING_CHAIN);
   if (dnatRules.length < 2) problems.push(`${2 - dnatRules.length} of the 2 DNAT rules of chain ${PREROUTING_CHAIN} of ${what}`);
-  const missing = missingCount(parseInstalledRules(json, options), expected);
+  const { missing, surplus } = mismatchCounts(parseInstalledRules(json, options), expected);
   if (missing > 0) problems.push(`${missing} of ${expected.length} mapping(s) in the maps of ${what}`);
+  // A reload of a ruleset saved while an old mapping was held brings its element back.
+  if (surplus > 0) problems.push(`${surplus} element(s) in the maps of ${what} that the table does not hold`);
   return problems;
 }
 
@@ -511,6 +520,7 @@ export function forwardProblems(
     const wanted = new Set(expected.map(acceptElement)).size;
     const found = set.elem?.length ?? 0;
     if (found < wanted) problems.push(`${wanted - found} of ${wanted} element(s) of set ${forward.acceptSet} of ${what}`);
+    if (found > wanted) problems.push(`${found - wanted} element(s) of set ${forward.acceptSet} of ${what} that the table does not hold`);
   }
   const place = pinholePlace(options);
   if (place) problems.push(...pinholeProblems(objects, place, pinholes));

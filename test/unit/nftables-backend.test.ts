@@ -6,6 +6,7 @@ import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
 import { MONITOR_ARGS } from '../../plugins/nftables/monitor.js';
+import { parseInstalledRules } from '../../plugins/nftables/rules.js';
 import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { GOLDEN_ADMIN_TABLE, GOLDEN_LISTING, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
@@ -323,6 +324,16 @@ describe('nftables plugin', () => {
 
 describe('NftablesBackend.check', () => {
   const mappingsMissing = (missing: readonly string[]) => missing.filter((m) => m.includes('mapping(s)'));
+
+  it('names the elements of mappings the table does not hold (a reload of a ruleset saved while an old mapping was held)', async () => {
+    const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: GOLDEN_LISTING } : undefined));
+    const backend = backendWith(runner, { wanInterface: 'wan0' });
+    const installed = parseInstalledRules(GOLDEN_LISTING, nftablesOptionsSchema.parse({ wanInterface: 'wan0' }));
+    expect(installed.length).toBeGreaterThan(1);
+    const surplus = (missing: readonly string[]) => missing.filter((m) => m.includes('does not hold'));
+    expect(surplus((await backend.check(installed)).missing)).toEqual([]);
+    expect(surplus((await backend.check(installed.slice(1))).missing)).toEqual(['1 element(s) in the maps of table inet upnpd that the table does not hold']);
+  });
 
   it('answers for what is expected now when nft lists the same as at the last check (GOLDEN_LISTING has tcp 8080 → 192.168.1.10:80, not 8081) (the parse is reused, never the answer for other rules)', async () => {
     const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: GOLDEN_LISTING } : undefined));
