@@ -388,6 +388,14 @@ function ruleFrom(remoteHost: string, protocol: unknown, externalPort: unknown, 
   return rule;
 }
 
+/** An element of the accept set as `nft -j` lists it (`{ concat: [address, protocol, port] }`), written as acceptElement writes it. */
+function acceptElementOfListing(element: unknown): string {
+  const parts: unknown[] = element && typeof element === 'object' && 'concat' in element && Array.isArray(element.concat) ? element.concat : [element];
+  const [address, protocol, port] = parts;
+  const known = protocolOf(protocol);
+  return `${String(address)} . ${known ? nftProtocol(known) : String(protocol)} . ${String(port)}`;
+}
+
 /** nft prints protocols by name; a number is accepted too (IANA: 6 TCP, 17 UDP). */
 function protocolOf(value: unknown): Protocol | undefined {
   if (value === 'tcp' || value === 6) return 'TCP';
@@ -517,10 +525,13 @@ export function forwardProblems(
   if (!set) {
     problems.push(`set ${forward.acceptSet} of ${what}`);
   } else {
-    const wanted = new Set(expected.map(acceptElement)).size;
-    const found = set.elem?.length ?? 0;
-    if (found < wanted) problems.push(`${wanted - found} of ${wanted} element(s) of set ${forward.acceptSet} of ${what}`);
-    if (found > wanted) problems.push(`${found - wanted} element(s) of set ${forward.acceptSet} of ${what} that the table does not hold`);
+    // By content, not by count: a reload of a save of the admin's table brings back the elements it held then.
+    const wanted = new Set(expected.map(acceptElement));
+    const found = new Set((set.elem ?? []).map(acceptElementOfListing));
+    const lacking = [...wanted].filter((element) => !found.has(element)).length;
+    const surplus = [...found].filter((element) => !wanted.has(element)).length;
+    if (lacking > 0) problems.push(`${lacking} of ${wanted.size} element(s) of set ${forward.acceptSet} of ${what}`);
+    if (surplus > 0) problems.push(`${surplus} element(s) of set ${forward.acceptSet} of ${what} that the table does not hold`);
   }
   const place = pinholePlace(options);
   if (place) problems.push(...pinholeProblems(objects, place, pinholes));

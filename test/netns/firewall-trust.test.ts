@@ -185,4 +185,22 @@ describeNetns('a daemon on nftables (forwardJump) and a reload of a ruleset save
     expect(await gateway.testbed.gateway.exec('nft', ['list', 'ruleset'])).not.toMatch(/\b7611\b/);
     expect(await reaches(7610)).toBe(true);
   });
+  it("a reload of only the admin's table from a save with another mapping in the accept set: the mapping held now forwards again", async () => {
+    const { family, table } = NFT_ADMIN_FORWARD_CHAIN;
+    const exec = (args: string[], input?: string) => gateway.testbed.gateway.exec('nft', args, input === undefined ? {} : { input });
+    const map = async (...args: string[]) => {
+      const run = await upnpc(gateway.testbed.lan, ['-u', gateway.daemon.url, ...args]);
+      expect(run.exitCode, run.output).toBe(0);
+    };
+    await map('-a', a.lanClient, '7620', '7620', 'TCP', '3600');
+    // fw4 saved the admin's table (with upnpd's accept set in it) while 7620 was held.
+    const saved = await exec(['list', 'table', family, table]);
+    await map('-d', '7620', 'TCP');
+    await map('-a', a.lanClient, '7621', '7621', 'TCP', '3600');
+    expect(await reaches(7621)).toBe(true);
+    await exec(['-f', '-'], `table ${family} ${table}\ndelete table ${family} ${table}\n${saved}\n`);
+    await new Promise((resolve) => setTimeout(resolve, RESTORED_WITHIN_MS));
+    expect(await reaches(7621)).toBe(true);
+    expect(await exec(['list', 'table', family, table])).not.toMatch(/\b7620\b/);
+  });
 });
