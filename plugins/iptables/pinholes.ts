@@ -163,5 +163,9 @@ export function pinholeProblems(saved: SavedPinholeRules, options: PinholeRuleOp
   const installed = new Set(saved.installed.map((p) => pinholeRuleString(p.rule)));
   const missing = expected.filter((r) => !installed.has(pinholeRuleString(r))).length;
   if (missing > 0) problems.push(`the rules of ${missing} of ${expected.length} pinhole(s)`);
+  // A reload of an old save brings back pinholes closed since: they would let the WAN in for good.
+  const wanted = new Set(expected.map(pinholeRuleString));
+  const surplus = [...installed].filter((rule) => !wanted.has(rule)).length;
+  if (surplus > 0) problems.push(`the rules of ${surplus} pinhole(s) that the table does not hold`);
   return problems;
 }

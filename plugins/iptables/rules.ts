@@ -617,7 +617,8 @@ function hasJump(saved: SavedRuleset, table: IptablesTable, target: string, opti
 /**
  * What is missing of upnpd's rules in `saved` for the mappings `expected`: its own chains, the
  * jumps to them from the built-in chains, and mappings whose rules are not both installed in
- * shard chains a packet reaches.
+ * shard chains a packet reaches; and what is there too many: rules of mappings `expected` does
+ * not hold, or a mapping's rules twice.
  */
 export function integrityProblems(saved: SavedRuleset, options: IptablesRuleOptions, expected: readonly RuleSpec[]): string[] {
   const problems: string[] = [];
@@ -628,8 +629,13 @@ export function integrityProblems(saved: SavedRuleset, options: IptablesRuleOpti
     if (!hasJump(saved, table, own, options)) problems.push(`the jump from ${BUILT_IN_CHAIN[table]} to ${own} (${table})`);
   }
   const identity = (r: RuleSpec) => mappingComment(r, options.comment);
-  const installed = new Set(installedMappings(saved, options).map(identity));
+  const installedList = installedMappings(saved, options).map(identity);
+  const installed = new Set(installedList);
   const missing = expected.filter((r) => !installed.has(identity(r))).length;
   if (missing > 0) problems.push(`the rules of ${missing} of ${expected.length} mapping(s)`);
+  // Rules the table does not hold (a reload of a save taken while an old mapping was held), or a mapping's rules twice: they forward too.
+  const wanted = new Set(expected.map(identity));
+  const surplus = installedList.length - [...installed].filter((id) => wanted.has(id)).length;
+  if (surplus > 0) problems.push(`${surplus} rule pair(s) installed that the table does not hold`);
   return problems;
 }

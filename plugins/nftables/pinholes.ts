@@ -175,5 +175,9 @@ export function pinholeProblems(
   const installed = new Set(parseInstalledPinholes(objects, place).map((p) => pinholeRuleString(p.rule)));
   const missing = expected.filter((r) => !installed.has(pinholeRuleString(r))).length;
   if (missing > 0) problems.push(`${missing} of ${expected.length} pinhole(s) in the sets of table ${place.table}`);
+  // A reload of an old save brings back pinholes closed since: they would let the WAN in for good.
+  const wanted = new Set(expected.map(pinholeRuleString));
+  const surplus = [...installed].filter((rule) => !wanted.has(rule)).length;
+  if (surplus > 0) problems.push(`${surplus} pinhole(s) in the sets of table ${place.table} that the table does not hold`);
   return problems;
 }

@@ -388,6 +388,14 @@ function ruleFrom(remoteHost: string, protocol: unknown, externalPort: unknown, 
   return rule;
 }
 
+/** An element of the accept set as `nft -j` lists it (`{ concat: [address, protocol, port] }`), written as acceptElement writes it. */
+function acceptElementOfListing(element: unknown): string {
+  const parts: unknown[] = element && typeof element === 'object' && 'concat' in element && Array.isArray(element.concat) ? element.concat : [element];
+  const [address, protocol, port] = parts;
+  const known = protocolOf(protocol);
+  return `${String(address)} . ${known ? nftProtocol(known) : String(protocol)} . ${String(port)}`;
+}
+
 /** nft prints protocols by name; a number is accepted too (IANA: 6 TCP, 17 UDP). */
 function protocolOf(value: unknown): Protocol | undefined {
   if (value === 'tcp' || value === 6) return 'TCP';
@@ -454,14 +462,21 @@ export function buildResyncScript(
 
 const elementsSchema = namedObject.extend({ elem: z.array(z.unknown()).optional() });
 
-/** The number of mappings in `rules` that the installed ones lack, by identity (key and target). */
-function missingCount(installed: readonly RuleSpec[], expected: readonly RuleSpec[]): number {
+/**
+ * The number of mappings in `expected` that the installed ones lack, and of installed ones that
+ * `expected` does not hold (they forward too), by identity (key and target).
+ */
+function mismatchCounts(installed: readonly RuleSpec[], expected: readonly RuleSpec[]): { missing: number; surplus: number } {
   const identity = (r: RuleSpec) => `${dnatKey(r)}>${dnatTarget(r)}`;
   const have = new Set(installed.map(identity));
-  return expected.filter((r) => !have.has(identity(r))).length;
+  const wanted = new Set(expected.map(identity));
+  return {
+    missing: expected.filter((r) => !have.has(identity(r))).length,
+    surplus: installed.filter((r) => !wanted.has(identity(r))).length,
+  };
 }
 
-/** What is missing from upnpd's own table, from `nft -j list table <family> <table>`. */
+/** What is missing from upnpd's own table, or there that the table does not hold, from `nft -j list table <family> <table>`. */
 export function ownTableProblems(json: string, options: NftablesOptions, expected: readonly RuleSpec[]): string[] {
   const own = ownTable(options);
   const what = `table ${ref(own)}`;
@@ -476,8 +491,10 @@ export function ownTableProblems(json: string, options: NftablesOptions, expecte
     .filter(here)
     .filter((r) => r.chain === PREROUTING_CHAIN);
   if (dnatRules.length < 2) problems.push(`${2 - dnatRules.length} of the 2 DNAT rules of chain ${PREROUTING_CHAIN} of ${what}`);
-  const missing = missingCount(parseInstalledRules(json, options), expected);
+  const { missing, surplus } = mismatchCounts(parseInstalledRules(json, options), expected);
   if (missing > 0) problems.push(`${missing} of ${expected.length} mapping(s) in the maps of ${what}`);
+  // A reload of a ruleset saved while an old mapping was held brings its element back.
+  if (surplus > 0) problems.push(`${surplus} element(s) in the maps of ${what} that the table does not hold`);
   return problems;
 }
 
@@ -508,9 +525,13 @@ export function forwardProblems(
   if (!set) {
     problems.push(`set ${forward.acceptSet} of ${what}`);
   } else {
-    const wanted = new Set(expected.map(acceptElement)).size;
-    const found = set.elem?.length ?? 0;
-    if (found < wanted) problems.push(`${wanted - found} of ${wanted} element(s) of set ${forward.acceptSet} of ${what}`);
+    // By content, not by count: a reload of a save of the admin's table brings back the elements it held then.
+    const wanted = new Set(expected.map(acceptElement));
+    const found = new Set((set.elem ?? []).map(acceptElementOfListing));
+    const lacking = [...wanted].filter((element) => !found.has(element)).length;
+    const surplus = [...found].filter((element) => !wanted.has(element)).length;
+    if (lacking > 0) problems.push(`${lacking} of ${wanted.size} element(s) of set ${forward.acceptSet} of ${what}`);
+    if (surplus > 0) problems.push(`${surplus} element(s) of set ${forward.acceptSet} of ${what} that the table does not hold`);
   }
   const place = pinholePlace(options);
   if (place) problems.push(...pinholeProblems(objects, place, pinholes));

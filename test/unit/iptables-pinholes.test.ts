@@ -65,6 +65,11 @@ describe('ip6tables-save -c, read back', () => {
     ]);
   });
 
+  it('reports the rules of pinholes the table does not hold (a reload of a save taken while they were open)', () => {
+    const saved = parsePinholeSave(SAVED, OPTIONS);
+    expect(pinholeProblems(saved, OPTIONS, [saved.installed[0]!.rule])).toEqual(['the rules of 1 pinhole(s) that the table does not hold']);
+  });
+
   it('resync replaces the jump and declares (flushes) the chain before adding the pinholes; shutdown removes all of it', () => {
     const saved = parsePinholeSave(SAVED, OPTIONS);
     expect(buildPinholeResyncScript(saved, [], OPTIONS)).toBe(`*filter

@@ -548,6 +548,13 @@ describe('integrityProblems and buildResyncScript (reconciliation)', () => {
     expect(integrityProblems(parseSave(SAVED), options(), [web, dns, half])).toEqual(['the rules of 1 of 3 mapping(s)']);
   });
 
+  it('counts the rules of a mapping the table no longer holds (a reload of an old save), and the rules of one mapping twice', () => {
+    expect(integrityProblems(parseSave(SAVED), options(), [dns])).toEqual(['1 rule pair(s) installed that the table does not hold']);
+    const twice = SAVED.replace(/^(-A [^\n]*"upnpd map tcp\/8080 [^\n]*\n)/gm, '$1$1');
+    expect(twice.split('upnpd map tcp/8080').length).toBe(SAVED.split('upnpd map tcp/8080').length * 2 - 1);
+    expect(integrityProblems(parseSave(twice), options(), [web, dns])).toEqual(['1 rule pair(s) installed that the table does not hold']);
+  });
+
   it('counts the mappings behind a lost dispatch rule as missing', () => {
     const cut = parseSave(SAVED.replace(/^-A UPNPD-PREROUTING -p tcp -m tcp --dport 4096:8191 .*\n/m, ''));
     expect(integrityProblems(cut, options(), [web, dns])).toEqual(['the rules of 1 of 2 mapping(s)']);

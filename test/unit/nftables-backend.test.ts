@@ -6,6 +6,7 @@ import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
 import { MONITOR_ARGS } from '../../plugins/nftables/monitor.js';
+import { forwardProblems, parseInstalledRules } from '../../plugins/nftables/rules.js';
 import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
 import { GOLDEN_ADMIN_TABLE, GOLDEN_LISTING, mapping } from '../../plugins/nftables/testing/golden-scripts.js';
@@ -323,6 +324,36 @@ describe('nftables plugin', () => {
 
 describe('NftablesBackend.check', () => {
   const mappingsMissing = (missing: readonly string[]) => missing.filter((m) => m.includes('mapping(s)'));
+
+  it('compares the accept set in the admin table by content: the same count with a stale element is one missing and one too many', () => {
+    const listing = (...elem: unknown[]) =>
+      JSON.stringify({
+        nftables: [
+          { chain: { family: 'inet', table: 'filter', name: 'forward', handle: 1 } },
+          { set: { family: 'inet', table: 'filter', name: 'upnpd-accept', elem } },
+        ],
+      });
+    const options = { ...nftablesOptionsSchema.parse(WITH_JUMP), forwardJump: GOLDEN_ADMIN_TABLE };
+    const ofSet = (problems: readonly string[]) => problems.filter((p) => p.includes('of set upnpd-accept'));
+    const held = listing({ concat: ['192.168.1.10', 'tcp', 80] });
+    expect(ofSet(forwardProblems(held, options, [web]))).toEqual([]);
+    const other = mapping('UDP', 9000, '192.168.1.11', 9000);
+    expect(ofSet(forwardProblems(held, options, [other]))).toEqual([
+      '1 of 1 element(s) of set upnpd-accept of table inet filter',
+      '1 element(s) of set upnpd-accept of table inet filter that the table does not hold',
+    ]);
+    expect(ofSet(forwardProblems(listing({ concat: ['192.168.1.11', 17, 9000] }), options, [other]))).toEqual([]);
+  });
+
+  it('names the elements of mappings the table does not hold (a reload of a ruleset saved while an old mapping was held)', async () => {
+    const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: GOLDEN_LISTING } : undefined));
+    const backend = backendWith(runner, { wanInterface: 'wan0' });
+    const installed = parseInstalledRules(GOLDEN_LISTING, nftablesOptionsSchema.parse({ wanInterface: 'wan0' }));
+    expect(installed.length).toBeGreaterThan(1);
+    const surplus = (missing: readonly string[]) => missing.filter((m) => m.includes('does not hold'));
+    expect(surplus((await backend.check(installed)).missing)).toEqual([]);
+    expect(surplus((await backend.check(installed.slice(1))).missing)).toEqual(['1 element(s) in the maps of table inet upnpd that the table does not hold']);
+  });
 
   it('answers for what is expected now when nft lists the same as at the last check (GOLDEN_LISTING has tcp 8080 → 192.168.1.10:80, not 8081) (the parse is reused, never the answer for other rules)', async () => {
     const runner = new FakeNft((call) => (call.args.join(' ') === '-j list table inet upnpd' ? { stdout: GOLDEN_LISTING } : undefined));
