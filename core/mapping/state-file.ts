@@ -148,7 +148,7 @@ interface ReadEntry {
 export class MappingStateFile {
   readonly path: string;
   readonly journalPath: string;
-  /** Files set aside as unreadable by the loads so far. */
+  /** Files set aside as unreadable by the load under way (what makes its state `lost`). */
   private filesSetAside = 0;
 
   constructor(
@@ -168,6 +168,7 @@ export class MappingStateFile {
 
   /** The stored mappings whose leases have not ended: the snapshot with the journal replayed over it. Never throws. */
   async load(): Promise<LoadedMappings> {
+    this.filesSetAside = 0;
     const entries = new Map<string, ReadEntry>();
     const pinholeEntries = new Map<number, StoredPinhole>();
     let invalid = 0;
