@@ -116,10 +116,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (daemon) void run(daemon);
     else stopAsked = (started) => void run(started);
   };
-  // SIGHUP's default would end the process too; a reload waits for a running daemon.
+  // SIGHUP's default would end the process too; a reload waits for a running daemon. One asked for
+  // during the start (which may take long: a large table to restore, a firewall to wait for) runs
+  // once it has finished: the admin may have edited the file after it was read.
+  let reloadAsked = false;
   const reload = () => {
     if (!daemon) {
-      logger.warn('SIGHUP during the start: ignored (the configuration has just been read)');
+      if (!reloadAsked) logger.info('SIGHUP during the start: the configuration is read again once the start has finished');
+      reloadAsked = true;
       return;
     }
     const running = daemon;
@@ -152,6 +156,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       });
     }
     notifySystemd(logger);
+    if (reloadAsked && !stopping) reload();
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
     logger.fatal({ err, code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);

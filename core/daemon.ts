@@ -425,8 +425,11 @@ export class Daemon {
         this.logger.info({ removed }, `removed ${removed} mapping(s) at shutdown`);
       }
       await this.mappings.close();
-      await this.driver.cleanup();
+      // Logged before the plugins clean up: the logging plugin, cleaned up last, closes syslog, and
+      // the admin's syslog is where this last line is looked for. A cleanup that fails after it is
+      // still logged (to stdout once syslog is closed).
       this.logger.info('upnpd stopped');
+      await this.driver.cleanup();
     })();
     return this.stopping;
   }

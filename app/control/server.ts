@@ -209,7 +209,14 @@ export async function startControlServer(daemon: Daemon, runtimeDir: string, log
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => resolve());
+      // The socket is bound inside listen(), before it returns: under this umask it is created 0600,
+      // so there is no moment in which another user of a directory they can enter may connect.
+      const umask = process.umask(0o177);
+      try {
+        server.listen(path, () => resolve());
+      } finally {
+        process.umask(umask);
+      }
     });
     await chmod(path, 0o600);
   } catch (err) {

@@ -1,3 +1,4 @@
+import { createSocket } from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -68,6 +69,16 @@ async function soap(descriptionUrl: string, action: string, args: Record<string,
     body: `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:${action} xmlns:u="${serviceType}">${body}</u:${action}></s:Body></s:Envelope>`,
   });
   return response.text();
+}
+
+/** Saves `count` mappings of 127.0.0.1 in stateDir, as a daemon would have: a start then takes a while to reinstall them. */
+async function saveMappingsOfOneClient(stateDir: string, count: number): Promise<void> {
+  const createdBy = { address: '127.0.0.1', via: 'upnp-igd:2' };
+  const saved = Array.from({ length: count }, (_, i) => ({
+    ...{ remoteHost: '', externalPort: 20_000 + i, protocol: 'TCP' as const, internalClient: '127.0.0.1', internalPort: 20_000 + i },
+    ...{ enabled: true, description: 'kept', leaseSeconds: 3600, expiresAt: 0, createdBy },
+  }));
+  await new MappingStateFile(stateDir, silentLogger).save(saved, () => 3_600_000);
 }
 
 describe('the upnpd command', () => {
@@ -146,13 +157,7 @@ describe('the upnpd command', () => {
     // Inside the repository, so that the config file can import 'upnpd'.
     const stateDir = await mkdtemp(join(REPO, 'test', '.tmp-cli-'));
     try {
-      const file = new MappingStateFile(stateDir, silentLogger);
-      const createdBy = { address: '127.0.0.1', via: 'upnp-igd:2' };
-      const saved = Array.from({ length: 3000 }, (_, i) => ({
-        ...{ remoteHost: '', externalPort: 20_000 + i, protocol: 'TCP' as const, internalClient: '127.0.0.1', internalPort: 20_000 + i },
-        ...{ enabled: true, description: 'kept', leaseSeconds: 3600, expiresAt: 0, createdBy },
-      }));
-      await file.save(saved, () => 3_600_000);
+      await saveMappingsOfOneClient(stateDir, 3000);
       // 3000 mappings of one client: more than the default quota allows.
       await mkdir(join(stateDir, 'config'));
       const config = join(stateDir, 'config', 'upnpd.config.js');
@@ -165,6 +170,32 @@ describe('the upnpd command', () => {
       expect(run.output()).toMatch(/restored 3000 mapping\(s\)[\s\S]*removed 3000 mapping\(s\) at shutdown[\s\S]*upnpd stopped/);
     } finally {
       await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends its last line, "upnpd stopped", to syslog too, not only to stdout', async () => {
+    const receiver = createSocket('udp4');
+    const received: string[] = [];
+    receiver.on('message', (datagram) => received.push(datagram.toString()));
+    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-syslog-stop-'));
+    try {
+      const config = join(dir, 'upnpd.config.mjs');
+      const { port } = receiver.address();
+      await writeFile(
+        config,
+        `import { logging } from 'upnpd';\nexport default { dryRun: true, plugins: [logging({ syslog: { host: '127.0.0.1', port: ${port} } })] };\n`,
+      );
+      const run = upnpd(['--config', config, '--log-level', 'info', '--runtime-dir', join(dir, 'run')]);
+      await run.waitFor(DESCRIPTION_URL);
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+      expect(run.output()).toMatch(/upnpd stopped/);
+      expect(received.some((line) => line.includes('SIGTERM: shutting down'))).toBe(true);
+      expect(received.filter((line) => line.includes('upnpd stopped'))).toHaveLength(1);
+    } finally {
+      receiver.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -335,6 +366,27 @@ describe('the upnpd command', () => {
       expect(await run.exited).toBe(0);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads its configuration again once a long start has finished, when a SIGHUP came during it', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'upnpd-state-'));
+    try {
+      await saveMappingsOfOneClient(stateDir, 3000);
+      await mkdir(join(stateDir, 'config'));
+      const config = join(stateDir, 'config', 'upnpd.config.mjs');
+      const configWith = (extra: string) => `import { quota } from 'upnpd';\nexport default { dryRun: true, ${extra}plugins: [quota({ perClient: 3000 })] };\n`;
+      await writeFile(config, configWith(''));
+      const run = upnpd(['--config', config, '--log-level', 'info', '--state-dir', stateDir, '--runtime-dir', join(stateDir, 'run')]);
+      await run.waitFor(/dry-run: no WAN interface given/); // logged as the start begins
+      await writeFile(config, configWith('httpPort: 5999, '));
+      run.signal('SIGHUP');
+      await run.waitFor(/these changes need a restart: httpPort/);
+      expect(run.output()).toMatch(/SIGHUP during the start[\s\S]*upnpd running[\s\S]*these changes need a restart: httpPort/);
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
     }
   });
 
