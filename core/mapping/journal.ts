@@ -96,8 +96,19 @@ export class DurableMappingJournal implements MappingJournal {
       if (this.failing || this.records >= this.options.compactAfterRecords) {
         await this.writeSnapshot(changes);
       } else {
-        await this.file.append(changes, (m) => this.table.remainingMs(m));
-        this.records += 1;
+        await this.file
+          .append(changes, (m) => this.table.remainingMs(m))
+          .then(
+            () => (this.records += 1),
+            // The journal may end in a partial line now, or be gone (its directory removed): the batch is written whole instead.
+            (err: unknown) => {
+              this.logger.warn(
+                { err, file: this.file.journalPath },
+                `cannot append to ${this.file.journalPath} (${messageOf(err)}); writing the whole state instead`,
+              );
+              return this.writeSnapshot(changes);
+            },
+          );
       }
     } catch (err) {
       this.failed(err);
@@ -131,6 +142,8 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   private async writeSnapshot(changes: MappingChanges): Promise<void> {
+    // The directory may have been removed while upnpd runs: created again, as at start.
+    await this.file.prepare();
     const byKey = new Map<string, PortMapping>();
     for (const m of this.table.mappings()) byKey.set(keyString(m), m);
     for (const k of changes.unmapped) byKey.delete(keyString(k));

@@ -1,3 +1,5 @@
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toUpnpFault } from '../../core/errors.js';
 import { DurableMappingJournal, type WriteFailurePolicy } from '../../core/mapping/journal.js';
@@ -5,6 +7,8 @@ import { JOURNAL_FILE, MAPPINGS_FILE, MappingStateFile, type LeaseHolder } from 
 import { keyString, type MappingRequest } from '../../core/mapping/types.js';
 import { ManualClock, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
 import { MemoryStateFs } from '../support/memory-state-fs.js';
+import { useTempDir } from '../support/temp-dir.js';
+import { APPEND_HANDLE_IDLE_MS } from '../../core/mapping/state-fs.js';
 
 const DIR = '/var/lib/upnpd';
 const SNAPSHOT = `${DIR}/${MAPPINGS_FILE}`;
@@ -226,5 +230,37 @@ describe.each(['ENOSPC', 'EROFS', 'EIO'] as const)('when the state cannot be wri
     await clock.advance(5_000);
     await settle(20);
     expect(await restart()).toEqual(['TCP/7/>192.168.1.10:7']);
+  });
+});
+
+describe('when the state directory is removed while upnpd runs', () => {
+  const temp = useTempDir('upnpd-journal-');
+
+  it('writes the state whole into the directory made again: what is answered survives a restart, and new mappings are not refused', async () => {
+    const dir = join(temp.path, 'state');
+    const logger = new RecordingLogger();
+    const { mappings } = makeMappings({ clock: new ManualClock() });
+    const file = new MappingStateFile(dir, logger);
+    await file.prepare();
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    const journal = new DurableMappingJournal(file, table, logger);
+    mappings.persistTo(journal, 'refuse');
+    const restart = async () => (await new MappingStateFile(dir, logger).load()).mappings.map((m) => m.externalPort);
+    try {
+      await mappings.add(request(1), client);
+      rmSync(dir, { recursive: true });
+      // Right after: the journal is still open (appends keep coming).
+      expect(await codeOf(mappings.add(request(2), client))).toBe(200);
+      expect(await restart()).toEqual([1, 2]);
+      rmSync(dir, { recursive: true });
+      // Later: the journal was closed meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, APPEND_HANDLE_IDLE_MS + 200));
+      expect(await codeOf(mappings.add(request(3), client))).toBe(200);
+      expect(existsSync(dir)).toBe(true);
+      expect(await restart()).toEqual([1, 2, 3]);
+      expect(journal.persistence.state).toBe('ok');
+    } finally {
+      await file.close();
+    }
   });
 });
