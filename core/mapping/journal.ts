@@ -21,8 +21,9 @@ export type WriteFailurePolicy = 'refuse' | 'best-effort';
 
 /**
  * Whether acknowledged mappings are being kept across restarts: `ok`; `failing` (the last write
- * failed: disk full, read-only, I/O error); `unavailable` (the state directory could not be used
- * at start: running without persistence); `off` (no state directory configured).
+ * failed: disk full, read-only, I/O error); `unavailable` (the state directory could not be written
+ * at start, nor since: as `failing`, tried again with each change and every few seconds); `off`
+ * (no state directory configured).
  */
 export interface PersistenceStatus {
   readonly state: 'ok' | 'failing' | 'unavailable' | 'off';
@@ -80,7 +81,18 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   get failing(): boolean {
-    return this.status.state === 'failing';
+    return this.status.state === 'failing' || this.status.state === 'unavailable';
+  }
+
+  /**
+   * The snapshot at start could not be written (the daemon logged why): `unavailable` until a write
+   * works, and meanwhile failing as after any failed write (new mappings as `onWriteFailure` says,
+   * the next write a whole snapshot).
+   */
+  startedUnavailable(err: unknown): void {
+    this.writeErrors++;
+    this.lastErrorLog = this.clock.now();
+    this.status = { state: 'unavailable', since: this.isoNow(), lastError: errorText(err), directory: this.file.directory };
   }
 
   get persistence(): PersistenceStatus {
@@ -157,8 +169,7 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   private failed(err: unknown): void {
-    const code = (err as NodeJS.ErrnoException).code;
-    const error = code ? `${code}: ${messageOf(err)}` : messageOf(err);
+    const error = errorText(err);
     this.writeErrors++;
     if (!this.failing) this.status = { state: 'failing', since: this.isoNow(), lastError: error, directory: this.file.directory };
     else this.status = { ...this.status, lastError: error };
@@ -174,4 +185,9 @@ export class DurableMappingJournal implements MappingJournal {
   private isoNow(): string {
     return new Date(this.wallClock()).toISOString();
   }
+}
+
+function errorText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code ? `${code}: ${messageOf(err)}` : messageOf(err);
 }

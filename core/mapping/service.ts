@@ -225,6 +225,8 @@ export class MappingService implements MappingView {
   persistTo(journal: MappingJournal, onWriteFailure: WriteFailurePolicy): void {
     this.journal = journal;
     this.onWriteFailure = onWriteFailure;
+    // Already failing (the state could not be written at start): tried again without a request too.
+    if (journal.failing) this.scheduleJournalRetry();
   }
 
   /**

@@ -6,7 +6,7 @@ import { DurableMappingJournal, type WriteFailurePolicy } from '../../core/mappi
 import { JOURNAL_FILE, MAPPINGS_FILE, MappingStateFile, type LeaseHolder } from '../../core/mapping/state-file.js';
 import { keyString, type MappingRequest } from '../../core/mapping/types.js';
 import { ManualClock, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
-import { MemoryStateFs } from '../support/memory-state-fs.js';
+import { MemoryStateFs, fsError } from '../support/memory-state-fs.js';
 import { useTempDir } from '../support/temp-dir.js';
 import { APPEND_HANDLE_IDLE_MS } from '../../core/mapping/state-fs.js';
 
@@ -219,6 +219,25 @@ describe.each(['ENOSPC', 'EROFS', 'EIO'] as const)('when the state cannot be wri
     await settle(20);
     expect(journal.persistence.state).toBe('ok');
     expect(await restart()).toEqual([]);
+  });
+
+  it('recovers by itself, without a request, when it could not write at start either', async () => {
+    const fs = new MemoryStateFs();
+    const logger = new RecordingLogger();
+    const clock = new ManualClock();
+    const { mappings } = makeMappings({ clock });
+    const file = new MappingStateFile(DIR, logger, () => WALL_NOW, fs);
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    const journal = new DurableMappingJournal(file, table, logger, { compactAfterRecords: 1000, errorLogIntervalMs: 60_000 }, () => WALL_NOW, clock);
+    await mappings.restore([{ ...request(1), remainingMs: 600_000, createdBy: client }]);
+    journal.startedUnavailable(fsError(code, SNAPSHOT));
+    mappings.persistTo(journal, 'refuse');
+    expect(journal.persistence.state).toBe('unavailable');
+    expect(journal.persistence.lastError).toContain(code);
+    await clock.advance(5_000);
+    await settle(20);
+    expect(journal.persistence.state).toBe('ok');
+    expect((await new MappingStateFile(DIR, logger, () => WALL_NOW, fs).load()).mappings.map((m) => m.externalPort)).toEqual([1]);
   });
 
   it("with onWriteFailure 'best-effort', grants new mappings in memory and writes them once it can", async () => {
