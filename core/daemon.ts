@@ -259,6 +259,7 @@ export class Daemon {
     if (!(config.dryRun && !config.lanFromCommandLine)) daemon.watchLan(lan, network, builders, rememberOwnPorts);
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000, maxCheckShare: config.reconcile.maxCheckShare });
+    if (state.journal) mappings.watchWallClock();
     logger.info(
       {
         backend: driver.backendName,

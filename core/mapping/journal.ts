@@ -14,7 +14,15 @@ export interface MappingJournal {
   record(changes: MappingChanges): Promise<void>;
   /** True after a failed write, until a write works again. */
   readonly failing: boolean;
+  /** Writes the state whole if the wall clock stepped since it was last written (called now and then, in the mapping queue). */
+  rewriteAfterWallClockStep?(): Promise<void>;
 }
+
+/**
+ * How far the wall clock may move against the monotonic one between writes before the state is
+ * written whole again: beyond NTP's slewing, an NTP step or an admin's `date -s`.
+ */
+export const WALL_CLOCK_STEP_MS = 5_000;
 
 /** What to do with a new mapping while the state cannot be written. */
 export type WriteFailurePolicy = 'refuse' | 'best-effort';
@@ -67,6 +75,8 @@ export class DurableMappingJournal implements MappingJournal {
   private status: PersistenceStatus;
   private lastErrorLog = -Infinity;
   private writeErrors = 0;
+  /** Wall-clock minus monotonic time when the state was last written whole: leases end at wall-clock times computed with it. */
+  private wallOffset: number;
 
   constructor(
     private readonly file: MappingStateFile,
@@ -78,6 +88,7 @@ export class DurableMappingJournal implements MappingJournal {
     private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {
     this.status = { state: 'ok', since: this.isoNow(), directory: file.directory };
+    this.wallOffset = this.currentWallOffset();
   }
 
   get failing(): boolean {
@@ -105,7 +116,7 @@ export class DurableMappingJournal implements MappingJournal {
     if (empty && !this.failing) return;
     try {
       // After a failed write the journal may end in a partial line: never append after it, rewrite both files.
-      if (this.failing || this.records >= this.options.compactAfterRecords) {
+      if (this.failing || this.records >= this.options.compactAfterRecords || this.wallClockStepped()) {
         await this.writeSnapshot(changes);
       } else {
         await this.file
@@ -145,6 +156,22 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   /**
+   * A wall clock that stepped (NTP setting a gateway that booted at 1970, a correction back) left
+   * the stored leases ending at times computed with the old one: a restart would drop them as ended,
+   * or keep them too long. Writes them whole with the new one. Between batches, in the mapping queue.
+   */
+  async rewriteAfterWallClockStep(): Promise<void> {
+    if (this.closed || this.failing || !this.wallClockStepped()) return;
+    const moved = Math.round((this.currentWallOffset() - this.wallOffset) / 1000);
+    this.logger.info({ movedSeconds: moved }, `the wall clock moved by ${moved} s: the mapping state is written again with the leases' new end times`);
+    try {
+      await this.writeSnapshot({ mapped: [], unmapped: [] });
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /**
    * At shutdown, after the last compaction: records nothing more, so that the rules removed at
    * shutdown are reinstalled at the next start.
    */
@@ -164,8 +191,18 @@ export class DurableMappingJournal implements MappingJournal {
     for (const p of this.table.pinholes?.() ?? []) pinholes.set(p.id, p);
     for (const id of changes.closedPinholes ?? []) pinholes.delete(id);
     for (const p of changes.pinholes ?? []) pinholes.set(p.id, p);
+    const wallOffset = this.currentWallOffset();
     await this.file.save(byKey.values(), (m) => this.table.remainingMs(m), pinholes.values());
     this.records = 0;
+    this.wallOffset = wallOffset;
+  }
+
+  private currentWallOffset(): number {
+    return this.wallClock() - this.clock.now();
+  }
+
+  private wallClockStepped(): boolean {
+    return Math.abs(this.currentWallOffset() - this.wallOffset) > WALL_CLOCK_STEP_MS;
   }
 
   private failed(err: unknown): void {

@@ -283,3 +283,31 @@ describe('when the state directory is removed while upnpd runs', () => {
     }
   });
 });
+
+describe('when the wall clock steps while upnpd runs (NTP on a gateway without a real-time clock)', () => {
+  it('writes the leases again with their new wall-clock ends, so a crash after the step does not drop them as ended', async () => {
+    const fs = new MemoryStateFs();
+    const logger = new RecordingLogger();
+    const clock = new ManualClock();
+    const { mappings } = makeMappings({ clock });
+    // Booted with the clock at 1970; NTP sets it right later on.
+    let wallShift = -WALL_NOW;
+    const wall = () => WALL_NOW + clock.now() + wallShift;
+    const file = new MappingStateFile(DIR, logger, wall, fs);
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    mappings.persistTo(new DurableMappingJournal(file, table, logger, { compactAfterRecords: 1000, errorLogIntervalMs: 60_000 }, wall, clock), 'refuse');
+    mappings.watchWallClock();
+    try {
+      await mappings.add(request(1), client);
+      await clock.advance(60_000);
+      wallShift = 0;
+      // No change comes after the step; then the power goes.
+      await clock.advance(60_000);
+      const loaded = await new MappingStateFile(DIR, logger, wall, fs).load();
+      expect(loaded.mappings.map((m) => [m.externalPort, m.remainingMs])).toEqual([[1, 3_600_000 - 120_000]]);
+      expect(logger.messages()).toContainEqual(expect.stringMatching(/wall clock .*moved/));
+    } finally {
+      await mappings.close();
+    }
+  });
+});
