@@ -135,6 +135,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.on('SIGHUP', reload);
+  process.on('SIGXFSZ', ignoreFileSizeSignal);
 
   try {
     // A second signal during the start gives up on it (the start may wait on the firewall).
@@ -169,6 +170,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         ['SIGTERM', stop],
         ['SIGINT', stop],
         ['SIGHUP', reload],
+        ['SIGXFSZ', ignoreFileSizeSignal],
       ] as const)
         process.off(signal, handler);
   }
@@ -179,6 +181,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   await output.flush();
   return exitCode;
 }
+
+/**
+ * A write past the file-size limit (RLIMIT_FSIZE: systemd's LimitFSIZE=, a shell's ulimit -f)
+ * raises SIGXFSZ. Node ignores it, but signal-exit (execa's and write-file-atomic's exit hook)
+ * catches it and, when its handler is the only one, raises it again: the daemon ended at the
+ * first state write past the limit. With a listener of ours the write fails with EFBIG instead,
+ * and the journal handles it as a full disk (state.onWriteFailure).
+ */
+function ignoreFileSizeSignal(): void {}
 
 /**
  * Under systemd (`Type=notify`, `NotifyAccess=all` in contrib/systemd/upnpd.service): tells it the

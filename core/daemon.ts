@@ -259,6 +259,7 @@ export class Daemon {
     if (!(config.dryRun && !config.lanFromCommandLine)) daemon.watchLan(lan, network, builders, rememberOwnPorts);
     // The rules restored at the start are the first the reconciler keeps an eye on.
     mappings.reconciler.start({ intervalMs: config.reconcile.intervalSeconds * 1000, maxCheckShare: config.reconcile.maxCheckShare });
+    if (state.journal) mappings.watchWallClock();
     logger.info(
       {
         backend: driver.backendName,
@@ -572,17 +573,18 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
     );
   }
   const table = { mappings: () => mappings.values(), pinholes: () => mappings.pinholes.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+  const journal = new DurableMappingJournal(file, table, logger);
   try {
     await file.save(table.mappings(), table.remainingMs, table.pinholes());
   } catch (err) {
-    const lastError = `${(err as NodeJS.ErrnoException).code ?? 'error'}: ${messageOf(err)}`;
+    // Kept as after a write failed while running: the policy holds, and a write that works ends it.
+    journal.startedUnavailable(err);
+    const meanwhile = config.state.onWriteFailure === 'refuse' ? 'new mappings are refused' : 'new mappings are kept in memory only';
     logger.error(
       { err, stateDir },
-      `cannot write the mapping state to ${stateDir} (${lastError}); running WITHOUT persistence: mappings will not survive a restart`,
+      `cannot write the mapping state to ${stateDir} (${journal.persistence.lastError}); running WITHOUT persistence until a write works (tried with each change and every few seconds): ${meanwhile} until then`,
     );
-    return { status: { state: 'unavailable', since: new Date().toISOString(), lastError, directory: stateDir }, restored: loaded.state };
   }
-  const journal = new DurableMappingJournal(file, table, logger);
   mappings.persistTo(journal, config.state.onWriteFailure);
   return { journal, status: journal.persistence, restored: loaded.state };
 }

@@ -14,15 +14,24 @@ export interface MappingJournal {
   record(changes: MappingChanges): Promise<void>;
   /** True after a failed write, until a write works again. */
   readonly failing: boolean;
+  /** Writes the state whole if the wall clock stepped since it was last written (called now and then, in the mapping queue). */
+  rewriteAfterWallClockStep?(): Promise<void>;
 }
+
+/**
+ * How far the wall clock may move against the monotonic one between writes before the state is
+ * written whole again: beyond NTP's slewing, an NTP step or an admin's `date -s`.
+ */
+export const WALL_CLOCK_STEP_MS = 5_000;
 
 /** What to do with a new mapping while the state cannot be written. */
 export type WriteFailurePolicy = 'refuse' | 'best-effort';
 
 /**
  * Whether acknowledged mappings are being kept across restarts: `ok`; `failing` (the last write
- * failed: disk full, read-only, I/O error); `unavailable` (the state directory could not be used
- * at start: running without persistence); `off` (no state directory configured).
+ * failed: disk full, read-only, I/O error); `unavailable` (the state directory could not be written
+ * at start, nor since: as `failing`, tried again with each change and every few seconds); `off`
+ * (no state directory configured).
  */
 export interface PersistenceStatus {
   readonly state: 'ok' | 'failing' | 'unavailable' | 'off';
@@ -66,6 +75,8 @@ export class DurableMappingJournal implements MappingJournal {
   private status: PersistenceStatus;
   private lastErrorLog = -Infinity;
   private writeErrors = 0;
+  /** Wall-clock minus monotonic time when the state was last written whole: leases end at wall-clock times computed with it. */
+  private wallOffset: number;
 
   constructor(
     private readonly file: MappingStateFile,
@@ -77,10 +88,22 @@ export class DurableMappingJournal implements MappingJournal {
     private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {
     this.status = { state: 'ok', since: this.isoNow(), directory: file.directory };
+    this.wallOffset = this.currentWallOffset();
   }
 
   get failing(): boolean {
-    return this.status.state === 'failing';
+    return this.status.state === 'failing' || this.status.state === 'unavailable';
+  }
+
+  /**
+   * The snapshot at start could not be written (the daemon logged why): `unavailable` until a write
+   * works, and meanwhile failing as after any failed write (new mappings as `onWriteFailure` says,
+   * the next write a whole snapshot).
+   */
+  startedUnavailable(err: unknown): void {
+    this.writeErrors++;
+    this.lastErrorLog = this.clock.now();
+    this.status = { state: 'unavailable', since: this.isoNow(), lastError: errorText(err), directory: this.file.directory };
   }
 
   get persistence(): PersistenceStatus {
@@ -93,11 +116,22 @@ export class DurableMappingJournal implements MappingJournal {
     if (empty && !this.failing) return;
     try {
       // After a failed write the journal may end in a partial line: never append after it, rewrite both files.
-      if (this.failing || this.records >= this.options.compactAfterRecords) {
+      if (this.failing || this.records >= this.options.compactAfterRecords || this.wallClockStepped()) {
         await this.writeSnapshot(changes);
       } else {
-        await this.file.append(changes, (m) => this.table.remainingMs(m));
-        this.records += 1;
+        await this.file
+          .append(changes, (m) => this.table.remainingMs(m))
+          .then(
+            () => (this.records += 1),
+            // The journal may end in a partial line now, or be gone (its directory removed): the batch is written whole instead.
+            (err: unknown) => {
+              this.logger.warn(
+                { err, file: this.file.journalPath },
+                `cannot append to ${this.file.journalPath} (${messageOf(err)}); writing the whole state instead`,
+              );
+              return this.writeSnapshot(changes);
+            },
+          );
       }
     } catch (err) {
       this.failed(err);
@@ -122,6 +156,22 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   /**
+   * A wall clock that stepped (NTP setting a gateway that booted at 1970, a correction back) left
+   * the stored leases ending at times computed with the old one: a restart would drop them as ended,
+   * or keep them too long. Writes them whole with the new one. Between batches, in the mapping queue.
+   */
+  async rewriteAfterWallClockStep(): Promise<void> {
+    if (this.closed || this.failing || !this.wallClockStepped()) return;
+    const moved = Math.round((this.currentWallOffset() - this.wallOffset) / 1000);
+    this.logger.info({ movedSeconds: moved }, `the wall clock moved by ${moved} s: the mapping state is written again with the leases' new end times`);
+    try {
+      await this.writeSnapshot({ mapped: [], unmapped: [] });
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /**
    * At shutdown, after the last compaction: records nothing more, so that the rules removed at
    * shutdown are reinstalled at the next start.
    */
@@ -131,6 +181,8 @@ export class DurableMappingJournal implements MappingJournal {
   }
 
   private async writeSnapshot(changes: MappingChanges): Promise<void> {
+    // The directory may have been removed while upnpd runs: created again, as at start.
+    await this.file.prepare();
     const byKey = new Map<string, PortMapping>();
     for (const m of this.table.mappings()) byKey.set(keyString(m), m);
     for (const k of changes.unmapped) byKey.delete(keyString(k));
@@ -139,13 +191,22 @@ export class DurableMappingJournal implements MappingJournal {
     for (const p of this.table.pinholes?.() ?? []) pinholes.set(p.id, p);
     for (const id of changes.closedPinholes ?? []) pinholes.delete(id);
     for (const p of changes.pinholes ?? []) pinholes.set(p.id, p);
+    const wallOffset = this.currentWallOffset();
     await this.file.save(byKey.values(), (m) => this.table.remainingMs(m), pinholes.values());
     this.records = 0;
+    this.wallOffset = wallOffset;
+  }
+
+  private currentWallOffset(): number {
+    return this.wallClock() - this.clock.now();
+  }
+
+  private wallClockStepped(): boolean {
+    return Math.abs(this.currentWallOffset() - this.wallOffset) > WALL_CLOCK_STEP_MS;
   }
 
   private failed(err: unknown): void {
-    const code = (err as NodeJS.ErrnoException).code;
-    const error = code ? `${code}: ${messageOf(err)}` : messageOf(err);
+    const error = errorText(err);
     this.writeErrors++;
     if (!this.failing) this.status = { state: 'failing', since: this.isoNow(), lastError: error, directory: this.file.directory };
     else this.status = { ...this.status, lastError: error };
@@ -161,4 +222,9 @@ export class DurableMappingJournal implements MappingJournal {
   private isoNow(): string {
     return new Date(this.wallClock()).toISOString();
   }
+}
+
+function errorText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code ? `${code}: ${messageOf(err)}` : messageOf(err);
 }

@@ -116,6 +116,9 @@ const EXPIRY_RETRY_MS = 30_000;
 /** While the journal cannot be written, it is tried again this often even when no change comes. */
 const JOURNAL_RETRY_MS = 5_000;
 
+/** How often the wall clock is compared with the monotonic one (a step makes the journal write the state whole). */
+const WALL_CLOCK_CHECK_MS = 10_000;
+
 /** Ports an AddAnyPortMapping may be moved to when the asked one is not available. */
 const PORT_REFUSALS = new Set<number>([UpnpErrorCode.ConflictInMappingEntry, UpnpErrorCode.ConflictWithOtherMechanisms, UpnpErrorCode.NotAuthorized]);
 
@@ -142,6 +145,7 @@ export class MappingService implements MappingView {
   private journal: MappingJournal | undefined;
   private onWriteFailure: WriteFailurePolicy = 'refuse';
   private journalRetryTimer: unknown = undefined;
+  private wallClockTimer: unknown = undefined;
   /** Set while a batch is staged with a journal that cannot be written, under the 'refuse' policy. */
   private refusingNewMappings = false;
   private isOwnEndpoint: (address: string, port: number) => boolean = () => false;
@@ -225,6 +229,8 @@ export class MappingService implements MappingView {
   persistTo(journal: MappingJournal, onWriteFailure: WriteFailurePolicy): void {
     this.journal = journal;
     this.onWriteFailure = onWriteFailure;
+    // Already failing (the state could not be written at start): tried again without a request too.
+    if (journal.failing) this.scheduleJournalRetry();
   }
 
   /**
@@ -537,9 +543,24 @@ export class MappingService implements MappingView {
     });
   }
 
+  /**
+   * From now on, checks every few seconds whether the wall clock stepped, and if so has the journal
+   * write the state whole (leases are stored as wall-clock ends). The daemon starts it.
+   */
+  watchWallClock(): void {
+    if (this.closed) return;
+    this.wallClockTimer = this.clock.setTimer(() => {
+      const journal = this.journal;
+      const check = journal?.rewriteAfterWallClockStep ? this.exclusive(() => journal.rewriteAfterWallClockStep!()) : Promise.resolve();
+      void check.catch(() => undefined).then(() => this.watchWallClock());
+    }, WALL_CLOCK_CHECK_MS);
+  }
+
   /** Stops expiry and refuses further changes. Queued changes still finish. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.wallClockTimer !== undefined) this.clock.clearTimer(this.wallClockTimer);
+    this.wallClockTimer = undefined;
     this.clearExpiryTimer();
     if (this.journalRetryTimer !== undefined) this.clock.clearTimer(this.journalRetryTimer);
     this.journalRetryTimer = undefined;

@@ -133,8 +133,8 @@ const journalLineSchema = z.object({
 });
 
 /** An entry read back, with the wall-clock time it was written (a bound on its lease). */
-interface ReadEntry {
-  readonly stored: StoredMapping;
+interface ReadEntry<T = StoredMapping> {
+  readonly stored: T;
   readonly writtenAt: number;
 }
 
@@ -170,16 +170,16 @@ export class MappingStateFile {
   async load(): Promise<LoadedMappings> {
     this.filesSetAside = 0;
     const entries = new Map<string, ReadEntry>();
-    const pinholeEntries = new Map<number, StoredPinhole>();
+    const pinholeEntries = new Map<number, ReadEntry<StoredPinhole>>();
     let invalid = 0;
     const snapshot = await this.readSnapshot();
     if (snapshot) {
+      const savedAt = Date.parse(snapshot.savedAt);
       for (const [index, entry] of (snapshot.pinholes ?? []).entries()) {
         const stored = this.validPinhole(entry, `${this.path}: pinholes[${index}]`);
-        if (stored) pinholeEntries.set(stored.id, stored);
+        if (stored) pinholeEntries.set(stored.id, { stored, writtenAt: savedAt });
         else invalid += 1;
       }
-      const savedAt = Date.parse(snapshot.savedAt);
       for (const [index, entry] of snapshot.mappings.entries()) {
         const stored = this.validMapping(entry, `${this.path}: mappings[${index}]`);
         if (stored) entries.set(keyString(stored), { stored, writtenAt: savedAt });
@@ -190,9 +190,10 @@ export class MappingStateFile {
     let expired = 0;
     const now = this.wallClock();
     const pinholes: RestoredPinhole[] = [];
-    for (const { expiresAtWallMs, ...pinhole } of pinholeEntries.values()) {
+    for (const { stored, writtenAt } of pinholeEntries.values()) {
+      const { expiresAtWallMs, ...pinhole } = stored;
       if (expiresAtWallMs <= now) expired += 1;
-      else pinholes.push({ ...pinhole, remainingMs: Math.min(expiresAtWallMs - now, pinhole.leaseSeconds * 1000) });
+      else pinholes.push({ ...pinhole, remainingMs: leaseLeft(expiresAtWallMs, now, writtenAt, pinhole.leaseSeconds) });
     }
     const mappings: RestoredMapping[] = [];
     for (const { stored, writtenAt } of entries.values()) {
@@ -269,7 +270,7 @@ export class MappingStateFile {
   }
 
   /** Replays the journal's lines over `entries`; returns how many entries were invalid. A torn last line (a crash mid-write) is ignored. */
-  private async replayJournal(entries: Map<string, ReadEntry>, pinholes: Map<number, StoredPinhole>): Promise<number> {
+  private async replayJournal(entries: Map<string, ReadEntry>, pinholes: Map<number, ReadEntry<StoredPinhole>>): Promise<number> {
     let text: string | undefined;
     try {
       text = await this.fs.readText(this.journalPath);
@@ -307,7 +308,7 @@ export class MappingStateFile {
         }
         if ('pin' in change) {
           const stored = this.validPinhole(change.pin, where);
-          if (stored) pinholes.set(stored.id, stored);
+          if (stored) pinholes.set(stored.id, { stored, writtenAt: record.t });
           else invalid += 1;
           continue;
         }
@@ -398,7 +399,7 @@ function storedPinholeOf(p: Pinhole, remainingMs: (entry: LeaseHolder) => number
 }
 
 /**
- * The lease time left at start. The wall clock can be wrong at boot (no real-time clock, NTP not
+ * The lease time left at start (of a mapping or a pinhole). The wall clock can be wrong at boot (no real-time clock, NTP not
  * synced yet): a clock behind the write time would stretch the lease, so it is never longer than
  * what was left when written, nor than the lease the client asked for.
  */

@@ -120,6 +120,9 @@ export const nodeStateFs: StateFs = {
     const kept = appendHandle(path);
     try {
       const handle = await kept;
+      // Removed while kept open (the state directory deleted, the journal replaced): what is written
+      // through it is on no path a restart reads. Refused, so that the journal writes its state whole.
+      if ((await handle.stat()).nlink === 0) throw Object.assign(new Error(`${path} was removed while upnpd had it open`), { code: 'ENOENT' });
       const data = Buffer.from(text, 'utf8');
       // O_APPEND: each write lands at the end; a short write (a full disk) continues where it stopped.
       for (let written = 0; written < data.length;) written += (await handle.write(data, written, data.length - written)).bytesWritten;

@@ -12,6 +12,20 @@ const BIN = join(REPO, 'bin', 'upnpd.js');
  */
 export const DESCRIPTION_URL = /upnpd running[^\n]*?(http:\/\/127\.0\.0\.1:\d+\/[^\s"';]+?\.xml)/;
 
+/** The arguments of an AddPortMapping of TCP `port` to the same port of 127.0.0.1 (the loopback daemon's client). */
+export function addPortMappingArgs(port: number, description: string, leaseSeconds = 3600): Record<string, string | number> {
+  return {
+    NewRemoteHost: '',
+    NewExternalPort: port,
+    NewProtocol: 'TCP',
+    NewInternalPort: port,
+    NewInternalClient: '127.0.0.1',
+    NewEnabled: 1,
+    NewPortMappingDescription: description,
+    NewLeaseDuration: leaseSeconds,
+  };
+}
+
 /** One run of the real `upnpd` command (bin/upnpd.js → dist/), as a user would start it after `npm ci`. */
 export interface UpnpdRun {
   /** Everything it wrote so far, stdout and stderr interleaved. */

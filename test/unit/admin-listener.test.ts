@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DESCRIPTION_URL, freePort, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
+import { DESCRIPTION_URL, addPortMappingArgs, freePort, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
 import { checkAdminListen } from '../../app/admin/server.js';
 
@@ -13,16 +13,7 @@ import { checkAdminListen } from '../../app/admin/server.js';
 const scratch = mkdtempSync(join(tmpdir(), 'upnpd-admin-'));
 
 function mapping(port: number): Record<string, string | number> {
-  return {
-    NewRemoteHost: '',
-    NewExternalPort: port,
-    NewProtocol: 'TCP',
-    NewInternalPort: port,
-    NewInternalClient: '127.0.0.1',
-    NewEnabled: 1,
-    NewPortMappingDescription: `&lt;b&gt;game ${port}&lt;/b&gt;`,
-    NewLeaseDuration: 3600,
-  };
+  return addPortMappingArgs(port, `&lt;b&gt;game ${port}&lt;/b&gt;`);
 }
 
 async function daemonWithAdmin(): Promise<{ run: UpnpdRun; url: string; admin: string }> {

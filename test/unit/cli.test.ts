@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import { readSavedState } from '../support/saved-state.js';
-import { DESCRIPTION_URL, soapAction } from '../support/upnpd-process.js';
+import { DESCRIPTION_URL, addPortMappingArgs, soapAction } from '../support/upnpd-process.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const BIN = join(REPO, 'bin', 'upnpd.js');
@@ -28,9 +28,13 @@ afterEach(() => {
 });
 
 /** Runs the installed entry point (bin/upnpd.js → dist/), as a user would after `npm ci`. */
-function upnpd(args: string[], cwd = REPO): Run {
+function upnpd(args: string[], cwd = REPO, options: { readonly fileSizeLimitBlocks?: number } = {}): Run {
   if (!existsSync(join(REPO, 'dist', 'app', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  // A file-size limit (RLIMIT_FSIZE, in the shell's 512-byte blocks) is set by a shell that then becomes upnpd.
+  const limit = options.fileSizeLimitBlocks;
+  const [command, commandArgs] =
+    limit === undefined ? [process.execPath, [BIN, ...args]] : ['sh', ['-c', `ulimit -f ${limit} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
+  const child = spawn(command, commandArgs, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
   started.add(child);
   let output = '';
   child.stdout.on('data', (d) => (output += d));
@@ -246,6 +250,32 @@ describe('the upnpd command', () => {
       expect(await run.exited).toBe(0);
     } finally {
       await rm(blocker, { recursive: true, force: true });
+    }
+  });
+
+  it('under a file-size limit, a state write past it fails as on a full disk and the daemon runs on (SIGXFSZ does not end it)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-fsize-'));
+    try {
+      // 4 KiB (8 blocks of 512 bytes): a few journal lines fit, not 40.
+      const run = upnpd(['--dry-run', '--runtime-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')], REPO, { fileSizeLimitBlocks: 8 });
+      const url = await run.waitFor(DESCRIPTION_URL);
+      const answered: number[] = [];
+      let refused = false;
+      for (let port = 20001; port <= 20040 && !refused; port++) {
+        const body = await soap(url, 'AddPortMapping', addPortMappingArgs(port, 'd'.repeat(200), 600));
+        if (body.includes('<errorCode>501</errorCode>')) refused = true;
+        else answered.push(port);
+      }
+      expect(refused).toBe(true);
+      expect(run.output()).toMatch(/cannot write the mapping state .*EFBIG/);
+      // Still serving.
+      expect(await soap(url, 'GetExternalIPAddress')).toContain('<NewExternalIPAddress>203.0.113.1</NewExternalIPAddress>');
+      run.signal('SIGTERM');
+      expect(await run.exited).toBe(0);
+      const restored = await new MappingStateFile(join(dir, 'state'), silentLogger).load();
+      expect(restored.mappings.map((m) => m.externalPort)).toEqual(answered);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -151,6 +151,44 @@ describe('Daemon start with a hostile or broken state directory', () => {
       expect(logger.messages()).toContainEqual(expect.stringMatching(/mappings\.json cannot be read .*moved it to .*mappings\.json\.unreadable-/));
       expect(readdirSync(temp.path).filter((n) => n.startsWith('mappings.json.unreadable-'))).toHaveLength(1);
       expect(daemon.persistence.state).toBe('ok');
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('when the state cannot be written at start, refuses new mappings as it does after a write failed while running, and persists again once it can', async () => {
+    writeFileSync(join(temp.path, 'mappings.json'), JSON.stringify({ version: 1, savedAt: new Date().toISOString(), mappings: [stored({})] }));
+    // Where the snapshot's temporary file goes, a directory: the write at start fails (EISDIR), as on a full disk.
+    const blocker = join(temp.path, `mappings.json.tmp-${process.pid}`);
+    mkdirSync(blocker);
+    const { daemon, logger } = await start(temp.path);
+    const add = (externalPort: number) =>
+      daemon.mappings.add(
+        {
+          remoteHost: '',
+          externalPort,
+          protocol: 'UDP',
+          internalClient: '127.0.0.1',
+          internalPort: externalPort,
+          enabled: true,
+          description: '',
+          leaseSeconds: 60,
+        },
+        { address: '127.0.0.1', via: 'upnp-igd:2' },
+      );
+    try {
+      expect([...daemon.mappings.values()].map((m) => m.externalPort)).toEqual([20000]);
+      expect(daemon.persistence.state).toBe('unavailable');
+      expect(daemon.persistence.lastError).toMatch(/^EISDIR/);
+      expect(logger.messages()).toContainEqual(expect.stringMatching(/cannot write the mapping state .*new mappings are refused/));
+      // Answered with success, it would be gone after a restart: refused (501), as while running.
+      await expect(add(20010)).rejects.toMatchObject({ upnpCode: 501 });
+      expect(daemon.mappings.get({ remoteHost: '', externalPort: 20010, protocol: 'UDP' })).toBeUndefined();
+      rmdirSync(blocker);
+      await add(20011);
+      expect(daemon.persistence.state).toBe('ok');
+      const restored = await new MappingStateFile(temp.path, silentLogger).load();
+      expect(restored.mappings.map((m) => m.externalPort)).toEqual([20000, 20011]);
     } finally {
       await daemon.stop();
     }

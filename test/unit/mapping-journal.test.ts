@@ -1,10 +1,14 @@
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toUpnpFault } from '../../core/errors.js';
 import { DurableMappingJournal, type WriteFailurePolicy } from '../../core/mapping/journal.js';
 import { JOURNAL_FILE, MAPPINGS_FILE, MappingStateFile, type LeaseHolder } from '../../core/mapping/state-file.js';
 import { keyString, type MappingRequest } from '../../core/mapping/types.js';
 import { ManualClock, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
-import { MemoryStateFs } from '../support/memory-state-fs.js';
+import { MemoryStateFs, fsError } from '../support/memory-state-fs.js';
+import { useTempDir } from '../support/temp-dir.js';
+import { APPEND_HANDLE_IDLE_MS } from '../../core/mapping/state-fs.js';
 
 const DIR = '/var/lib/upnpd';
 const SNAPSHOT = `${DIR}/${MAPPINGS_FILE}`;
@@ -217,6 +221,25 @@ describe.each(['ENOSPC', 'EROFS', 'EIO'] as const)('when the state cannot be wri
     expect(await restart()).toEqual([]);
   });
 
+  it('recovers by itself, without a request, when it could not write at start either', async () => {
+    const fs = new MemoryStateFs();
+    const logger = new RecordingLogger();
+    const clock = new ManualClock();
+    const { mappings } = makeMappings({ clock });
+    const file = new MappingStateFile(DIR, logger, () => WALL_NOW, fs);
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    const journal = new DurableMappingJournal(file, table, logger, { compactAfterRecords: 1000, errorLogIntervalMs: 60_000 }, () => WALL_NOW, clock);
+    await mappings.restore([{ ...request(1), remainingMs: 600_000, createdBy: client }]);
+    journal.startedUnavailable(fsError(code, SNAPSHOT));
+    mappings.persistTo(journal, 'refuse');
+    expect(journal.persistence.state).toBe('unavailable');
+    expect(journal.persistence.lastError).toContain(code);
+    await clock.advance(5_000);
+    await settle(20);
+    expect(journal.persistence.state).toBe('ok');
+    expect((await new MappingStateFile(DIR, logger, () => WALL_NOW, fs).load()).mappings.map((m) => m.externalPort)).toEqual([1]);
+  });
+
   it("with onWriteFailure 'best-effort', grants new mappings in memory and writes them once it can", async () => {
     const { fs, clock, mappings, journal, restart } = persisted({ onWriteFailure: 'best-effort' });
     fs.failWith = code;
@@ -226,5 +249,65 @@ describe.each(['ENOSPC', 'EROFS', 'EIO'] as const)('when the state cannot be wri
     await clock.advance(5_000);
     await settle(20);
     expect(await restart()).toEqual(['TCP/7/>192.168.1.10:7']);
+  });
+});
+
+describe('when the state directory is removed while upnpd runs', () => {
+  const temp = useTempDir('upnpd-journal-');
+
+  it('writes the state whole into the directory made again: what is answered survives a restart, and new mappings are not refused', async () => {
+    const dir = join(temp.path, 'state');
+    const logger = new RecordingLogger();
+    const { mappings } = makeMappings({ clock: new ManualClock() });
+    const file = new MappingStateFile(dir, logger);
+    await file.prepare();
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    const journal = new DurableMappingJournal(file, table, logger);
+    mappings.persistTo(journal, 'refuse');
+    const restart = async () => (await new MappingStateFile(dir, logger).load()).mappings.map((m) => m.externalPort);
+    try {
+      await mappings.add(request(1), client);
+      rmSync(dir, { recursive: true });
+      // Right after: the journal is still open (appends keep coming).
+      expect(await codeOf(mappings.add(request(2), client))).toBe(200);
+      expect(await restart()).toEqual([1, 2]);
+      rmSync(dir, { recursive: true });
+      // Later: the journal was closed meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, APPEND_HANDLE_IDLE_MS + 200));
+      expect(await codeOf(mappings.add(request(3), client))).toBe(200);
+      expect(existsSync(dir)).toBe(true);
+      expect(await restart()).toEqual([1, 2, 3]);
+      expect(journal.persistence.state).toBe('ok');
+    } finally {
+      await file.close();
+    }
+  });
+});
+
+describe('when the wall clock steps while upnpd runs (NTP on a gateway without a real-time clock)', () => {
+  it('writes the leases again with their new wall-clock ends, so a crash after the step does not drop them as ended', async () => {
+    const fs = new MemoryStateFs();
+    const logger = new RecordingLogger();
+    const clock = new ManualClock();
+    const { mappings } = makeMappings({ clock });
+    // Booted with the clock at 1970; NTP sets it right later on.
+    let wallShift = -WALL_NOW;
+    const wall = () => WALL_NOW + clock.now() + wallShift;
+    const file = new MappingStateFile(DIR, logger, wall, fs);
+    const table = { mappings: () => mappings.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+    mappings.persistTo(new DurableMappingJournal(file, table, logger, { compactAfterRecords: 1000, errorLogIntervalMs: 60_000 }, wall, clock), 'refuse');
+    mappings.watchWallClock();
+    try {
+      await mappings.add(request(1), client);
+      await clock.advance(60_000);
+      wallShift = 0;
+      // No change comes after the step; then the power goes.
+      await clock.advance(60_000);
+      const loaded = await new MappingStateFile(DIR, logger, wall, fs).load();
+      expect(loaded.mappings.map((m) => [m.externalPort, m.remainingMs])).toEqual([[1, 3_600_000 - 120_000]]);
+      expect(logger.messages()).toContainEqual(expect.stringMatching(/wall clock .*moved/));
+    } finally {
+      await mappings.close();
+    }
   });
 });

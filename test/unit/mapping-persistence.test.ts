@@ -5,6 +5,7 @@ import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile, type RestoredMapping } from '../../core/mapping/state-file.js';
 import type { MappedEvent, Plugin } from '../../core/plugins/types.js';
+import type { Pinhole } from '../../core/mapping/pinhole.js';
 import type { PortMapping } from '../../core/mapping/types.js';
 import { DEFAULT_LEASE, RecordingLogger, makeMappings, settle } from '../support/fakes.js';
 import { readSavedState } from '../support/saved-state.js';
@@ -152,6 +153,37 @@ describe('MappingStateFile, with a wall clock that is wrong at boot', () => {
     expect(loaded.mappings.map((m) => [m.externalPort, m.remainingMs])).toEqual([
       [1, 30 * 60_000],
       [2, HOUR_MS],
+    ]);
+  });
+});
+
+describe('MappingStateFile, pinholes with a wall clock that is wrong at boot', () => {
+  const temp = useTempDir('upnpd-state-');
+  const pinhole = (id: number, expiresAt: number): Pinhole => ({
+    id,
+    remoteHost: '',
+    remotePort: 0,
+    internalClient: '2001:db8::10',
+    internalPort: 8000 + id,
+    protocol: 'TCP',
+    leaseSeconds: 3600,
+    expiresAt,
+    createdBy: { address: '2001:db8::10', via: 'upnp-igd:2' },
+  });
+
+  it('never gives a pinhole more time than it had left when written, in the snapshot or the journal', async () => {
+    let wall = WALL_NOW;
+    const file = new MappingStateFile(temp.path, silentLogger, () => wall);
+    const left = (p: { readonly expiresAt: number | null }) => p.expiresAt;
+    // 30 minutes left of one-hour leases: one in the snapshot, one in a journal line.
+    await file.save([], left, [pinhole(1, 30 * 60_000)]);
+    await file.append({ mapped: [], unmapped: [], pinholes: [pinhole(2, 30 * 60_000)] }, left);
+
+    wall = WALL_NOW - 365 * 24 * HOUR_MS; // booted with the clock a year behind
+    const loaded = await file.load();
+    expect(loaded.pinholes.map((p) => [p.id, p.remainingMs])).toEqual([
+      [1, 30 * 60_000],
+      [2, 30 * 60_000],
     ]);
   });
 });

@@ -65,6 +65,16 @@ describe('nodeStateFs appends through a file kept open', () => {
     expect(readFileSync(path, 'utf8')).toBe('0\n1\n2\n3\n4\nagain\n');
   });
 
+  it('fails an append to the file it keeps open once that file was removed (its directory deleted), instead of writing to no path', async () => {
+    const path = join(dir, 'journal');
+    await nodeStateFs.append(path, 'one\n');
+    rmSync(path);
+    await expect(nodeStateFs.append(path, 'two\n')).rejects.toMatchObject({ code: 'ENOENT' });
+    // Not kept: the next append creates the file again.
+    await nodeStateFs.append(path, 'three\n');
+    expect(readFileSync(path, 'utf8')).toBe('three\n');
+  });
+
   it('fails an append it cannot make, and appends again once it can', async () => {
     const path = join(dir, 'missing-directory', 'journal');
     await expect(nodeStateFs.append(path, 'x\n')).rejects.toMatchObject({ code: 'ENOENT' });
