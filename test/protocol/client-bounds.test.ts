@@ -6,6 +6,7 @@ import { systemClock } from '../../core/clock.js';
 import { DEFAULT_CLIENT_LIMITS } from '../../core/limits/client-limits.js';
 import { Refusals } from '../../core/limits/refusals.js';
 import { silentLogger } from '../../core/logger.js';
+import { DEFAULT_HTTP_LIMITS } from '../../core/upnp/http/server.js';
 import { SsdpAdvertiser } from '../../core/upnp/ssdp/advertiser.js';
 import { addArgs, rawRequest, soap, startIgd, type IgdFixture } from './fixture.js';
 
@@ -78,6 +79,39 @@ describe('one host holding idle, slow-header and slow-body connections', () => {
 
     expect(statuses).toEqual(Array.from({ length: 29 }, () => 200));
     expect(f.frontEnd.limits.stats().refused['connections-per-client']).toBeGreaterThanOrEqual(96 - DEFAULT_CLIENT_LIMITS.connectionsPerClient);
+  });
+});
+
+describe('one host holding connections from sixteen addresses and more', () => {
+  let f: IgdFixture;
+  const held: Socket[] = [];
+  beforeAll(async () => {
+    f = await startIgd(DEFAULTS);
+  });
+  afterAll(async () => {
+    for (const socket of held) socket.destroy();
+    await f.close();
+  });
+
+  it('cannot keep another host out: its connections give way to the host holding fewer', async () => {
+    // 20 addresses at their maximum: more than the 128 connections a listening address takes.
+    const sources = Array.from({ length: 20 }, (_, i) => `127.0.3.${i + 1}`);
+    for (const source of sources) for (let i = 0; i < DEFAULT_CLIENT_LIMITS.connectionsPerClient; i++) held.push(await openFrom(f.port, source));
+    await sleep(200);
+    expect(held.filter((s) => !s.destroyed).length).toBe(DEFAULT_HTTP_LIMITS.maxConnections);
+
+    const from = { localAddress: VICTIM };
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      statuses.push((await soap(f, 'GetExternalIPAddress', {}, from)).status);
+      statuses.push((await soap(f, 'AddPortMapping', addArgs({ NewInternalClient: VICTIM, NewExternalPort: 6100, NewInternalPort: 6100 }), from)).status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+    // The other host's connections took the places of some of the biggest holders' connections, one each at most.
+    await sleep(100);
+    const left = held.filter((s) => !s.destroyed).length;
+    expect(left).toBeLessThan(DEFAULT_HTTP_LIMITS.maxConnections);
+    expect(left).toBeGreaterThanOrEqual(DEFAULT_HTTP_LIMITS.maxConnections - statuses.length);
   });
 });
 

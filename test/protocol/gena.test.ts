@@ -441,6 +441,23 @@ describe('limits', () => {
     expect((await subscribe(a.url())).status).toBe(503);
     expect((await subscribe(b.url(), CLIENT_B)).status).toBe(503);
   });
+
+  it('a full table held by one client gives way to another: the oldest subscriptions of the biggest holder are dropped', async () => {
+    // As one host subscribing from 32 addresses (8 each) fills the default 256.
+    const { subscribe, send } = await startPublisher({ maxSubscriptionsPerClient: 4, maxSubscriptions: 4 });
+    const a = await Receiver.start(CLIENT_A);
+    const b = await Receiver.start(CLIENT_B);
+    const held = [];
+    for (let i = 0; i < 4; i++) held.push((await subscribe(a.url())).sid);
+    expect((await subscribe(b.url(), CLIENT_B)).status).toBe(200);
+    expect((await subscribe(b.url(), CLIENT_B)).status).toBe(200);
+    // Two each now: neither takes from the other.
+    expect((await subscribe(b.url(), CLIENT_B)).status).toBe(503);
+    expect((await subscribe(a.url())).status).toBe(503);
+    const renewals = [];
+    for (const sid of held) renewals.push((await send('SUBSCRIBE', { sid, timeout: 'Second-1800' })).status);
+    expect(renewals).toEqual([412, 412, 200, 200]);
+  });
 });
 
 describe('unreachable subscribers', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../core/config/schema.js';
 import { ClientLimits, DEFAULT_CLIENT_LIMITS, clientLimitSettings } from '../../core/limits/client-limits.js';
 import { ClientSlots } from '../../core/limits/client-slots.js';
+import { FairShare } from '../../core/limits/fair-share.js';
 import { ClientRateLimiter } from '../../core/limits/rate-limiter.js';
 import { REFUSAL_LOG_LIMITS, Refusals } from '../../core/limits/refusals.js';
 import { isReadOnlyAction } from '../../core/upnp/soap/control.js';
@@ -70,6 +71,30 @@ describe('ClientSlots (connections held per client)', () => {
     slots.release('a');
     expect(slots.heldBy('a')).toBe(1);
     expect(slots.acquire('a')).toBe(true);
+  });
+});
+
+describe('FairShare (a total shared between clients)', () => {
+  it('when full, gives a client holding two fewer than the biggest holder the place of its oldest item', () => {
+    const share = new FairShare<string>(4);
+    for (const item of ['a1', 'a2', 'a3']) expect(share.add('a', item)).toEqual({ admitted: true });
+    expect(share.add('b', 'b1')).toEqual({ admitted: true });
+    expect(share.add('c', 'c1')).toEqual({ admitted: true, evicted: 'a1' });
+    // a holds 2, b and c 1 each: nobody holds two more than b, so b's second is refused.
+    expect(share.add('b', 'b2')).toEqual({ admitted: false });
+    expect(share.add('d', 'd1')).toEqual({ admitted: true, evicted: 'a2' });
+    expect(share.size).toBe(4);
+  });
+
+  it('frees the place of an item deleted, and ignores the delete of one evicted', () => {
+    const share = new FairShare<string>(2);
+    share.add('a', 'a1');
+    share.add('a', 'a2');
+    expect(share.add('b', 'b1')).toEqual({ admitted: true, evicted: 'a1' });
+    share.delete('a', 'a1');
+    expect(share.size).toBe(2);
+    share.delete('b', 'b1');
+    expect(share.add('a', 'a3')).toEqual({ admitted: true });
   });
 });
 

@@ -1,3 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { toUpnpFault } from '../../core/errors.js';
 import type { MappingRequest, MappingView, PolicyContext, PortMapping, Requester } from '../../core/mapping/types.js';
@@ -224,6 +230,31 @@ describe('reserved ports', () => {
       expect(await new ProcNetSockets({ now: () => 0 }).isListening('TCP', port)).toBe(true);
     } finally {
       server.close();
+    }
+  });
+
+  it('reads a TCP table only up to its first socket that is not listening (a LAN host can add tens of thousands of TIME_WAIT ones)', async () => {
+    // The table is a pipe whose writer gives the listening sockets and one in TIME_WAIT, then no
+    // end: as a real table read a page at a time, thousands of pages long. Only its head is needed.
+    const root = mkdtempSync(join(tmpdir(), 'upnpd-proc-net-'));
+    execFileSync('mkfifo', [join(root, 'tcp')]);
+    const writer = open(join(root, 'tcp'), 'w');
+    try {
+      const answer = new ProcNetSockets({ now: () => 0 }, root).isListening('TCP', 8080);
+      await (
+        await writer
+      ).write(
+        [
+          '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+          '   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0',
+          '   1: 0100007F:C350 0200007F:1F90 06 00000000:00000000 03:00000F2B 00000000     0        0 0 3 0',
+          '',
+        ].join('\n'),
+      );
+      expect(await Promise.race([answer, sleep(3_000).then(() => 'still reading')])).toBe(true);
+    } finally {
+      await (await writer).close();
+      rmSync(root, { recursive: true, force: true });
     }
   });
 

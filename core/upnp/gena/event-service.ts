@@ -54,7 +54,8 @@ const DEFAULT_LIMITS: Omit<Limits, 'maxSubscriptionsPerClient'> = {
 /**
  * GENA eventing (UDA 1.1 §4): answers SUBSCRIBE / UNSUBSCRIBE on the eventSubURLs and sends
  * NOTIFY to the subscribers. A full table refuses new subscriptions with 503 (UDA: a publisher
- * unable to accept a subscription answers 5xx).
+ * unable to accept a subscription answers 5xx), except from a subscriber holding at least two
+ * fewer than the biggest holder, whose oldest subscription then gives way.
  */
 export class EventService {
   private readonly logger: Logger;
@@ -79,7 +80,7 @@ export class EventService {
       maxSubscriptionsPerClient: options.maxSubscriptionsPerClient,
     };
     this.serverString = options.serverString ?? serverString();
-    this.registry = new SubscriptionRegistry(options.clock ?? systemClock, this.logger);
+    this.registry = new SubscriptionRegistry(options.clock ?? systemClock, this.logger, this.settings.maxSubscriptions);
   }
 
   /** Answers a SUBSCRIBE or UNSUBSCRIBE for `service`. Never throws. */
@@ -127,10 +128,7 @@ export class EventService {
   }
 
   private subscribe(res: ServerResponse, service: EventedService, peer: string, request: Extract<GenaRequest, { kind: 'subscribe' }>): void {
-    if (this.registry.countFrom(peer) >= this.settings.maxSubscriptionsPerClient || this.registry.size >= this.settings.maxSubscriptions) {
-      this.logger.info({ peer, eventPath: service.eventPath }, 'subscription refused: too many subscriptions');
-      return this.respond(res, 503);
-    }
+    if (this.registry.countFrom(peer) >= this.settings.maxSubscriptionsPerClient) return this.refuseSubscription(res, service, peer);
     const initial = service.variables();
     assertStateVariables(initial);
     const sid = `uuid:${randomUUID()}`;
@@ -149,8 +147,11 @@ export class EventService {
       },
       logger: this.logger,
     });
+    const { added, displaced } = this.registry.add(subscription, request.timeoutSeconds);
+    if (!added) return this.refuseSubscription(res, service, peer);
+    if (displaced)
+      this.logger.info({ sid: displaced.sid, peer: displaced.peer, for: peer }, 'subscription dropped: the table is full and its holder holds the most');
     subscription.enqueue(initial);
-    this.registry.add(subscription, request.timeoutSeconds);
     // The initial event (SEQ 0) may only follow the response that tells the subscriber its SID.
     res.on('finish', () => subscription.start());
     res.on('close', () => {
@@ -158,6 +159,11 @@ export class EventService {
     });
     this.logger.debug({ sid, peer, eventPath: service.eventPath, timeoutSeconds: request.timeoutSeconds }, 'subscribed');
     this.respond(res, 200, { SID: sid, TIMEOUT: `Second-${request.timeoutSeconds}` });
+  }
+
+  private refuseSubscription(res: ServerResponse, service: EventedService, peer: string): void {
+    this.logger.info({ peer, eventPath: service.eventPath }, 'subscription refused: too many subscriptions');
+    this.respond(res, 503);
   }
 
   private renew(res: ServerResponse, service: EventedService, peer: string, request: Extract<GenaRequest, { kind: 'renew' }>): void {

@@ -1,4 +1,5 @@
 import type { Clock } from '../../clock.js';
+import { FairShare } from '../../limits/fair-share.js';
 import type { Logger } from '../../logger.js';
 import type { Subscription } from './subscription.js';
 
@@ -7,14 +8,23 @@ interface Entry {
   expiryTimer: unknown;
 }
 
-/** The live subscriptions by SID, each with its expiry timer. Removing one stops its deliveries. */
+/**
+ * The live subscriptions by SID, each with its expiry timer. Removing one stops its deliveries. At
+ * most `maxSubscriptions` live at once; when full, a subscriber holding at least two fewer than the
+ * biggest holder takes the place of that holder's oldest subscription (FairShare), so one host
+ * subscribing from many addresses cannot keep another host from its events.
+ */
 export class SubscriptionRegistry {
   private readonly entries = new Map<string, Entry>();
+  private readonly shares: FairShare<string>;
 
   constructor(
     private readonly clock: Clock,
     private readonly logger: Logger,
-  ) {}
+    maxSubscriptions: number,
+  ) {
+    this.shares = new FairShare(maxSubscriptions);
+  }
 
   get size(): number {
     return this.entries.size;
@@ -35,8 +45,13 @@ export class SubscriptionRegistry {
     return [...this.entries.values()].map((e) => e.subscription).filter((s) => s.eventPath === eventPath);
   }
 
-  add(subscription: Subscription, timeoutSeconds: number): void {
+  /** Adds `subscription` unless the registry is full and no holder has two more than its peer; says which subscription gave way, if one did. */
+  add(subscription: Subscription, timeoutSeconds: number): { added: boolean; displaced?: Subscription } {
+    const share = this.shares.add(subscription.peer, subscription.sid);
+    if (!share.admitted) return { added: false };
+    const displaced = share.evicted === undefined ? undefined : this.remove(share.evicted);
     this.entries.set(subscription.sid, { subscription, expiryTimer: this.expireAfter(subscription.sid, timeoutSeconds) });
+    return displaced ? { added: true, displaced } : { added: true };
   }
 
   /** Restarts the expiry timer; false when the SID is not live. */
@@ -52,6 +67,7 @@ export class SubscriptionRegistry {
     const entry = this.entries.get(sid);
     if (!entry) return undefined;
     this.entries.delete(sid);
+    this.shares.delete(entry.subscription.peer, sid);
     this.clock.clearTimer(entry.expiryTimer);
     entry.subscription.cancel();
     return entry.subscription;

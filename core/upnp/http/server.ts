@@ -3,6 +3,7 @@ import { isIPv4, type Socket } from 'node:net';
 import { messageOf } from '../../errors.js';
 import { DEFAULT_CLIENT_LIMITS } from '../../limits/client-limits.js';
 import { ClientSlots } from '../../limits/client-slots.js';
+import { FairShare } from '../../limits/fair-share.js';
 import type { Refusals } from '../../limits/refusals.js';
 import type { Logger } from '../../logger.js';
 import { Ipv6Lan, parseIpv6, type Ipv6InterfaceAddress } from '../../net/ipv6.js';
@@ -19,8 +20,10 @@ export interface HttpLimits {
   /** Request body (larger: 413). */
   readonly maxBodyBytes: number;
   /**
-   * Open connections per listening address; more are dropped. With `maxConnectionsPerClient` at 8,
-   * sixteen hosts at their maximum are needed to fill it; an idle connection costs a few KB.
+   * Open connections per listening address; an idle connection costs a few KB. With
+   * `maxConnectionsPerClient` at 8, sixteen addresses at their maximum fill it: then a client
+   * holding at least two fewer than the biggest holder takes the place of that holder's oldest
+   * connection (FairShare), any other new connection is closed at once.
    */
   readonly maxConnections: number;
   /**
@@ -205,9 +208,11 @@ export class UpnpHttpServer {
       requireHostHeader: true,
     });
     server.maxHeadersCount = limits.maxHeaderCount;
-    server.maxConnections = limits.maxConnections;
+    // Not `server.maxConnections`: Node would close every connection past it, a host holding fewer
+    // than the others included; `shares` keeps the total and gives room to such a host.
+    const shares = new FairShare<Socket>(limits.maxConnections);
     // No `server.timeout` (a timer per connection): `this.idle` closes idle connections.
-    server.on('connection', (socket: Socket) => this.admit(socket));
+    server.on('connection', (socket: Socket) => this.admit(socket, shares));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, false));
     // Answering `Expect: 100-continue` ourselves lets an oversized or refused request get its final status first.
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
@@ -219,16 +224,29 @@ export class UpnpHttpServer {
    * written to a host already holding its share, and nothing waits on it. (A 503 would have to
    * wait for the request it answers, which a slow or idle connection never finishes sending.)
    */
-  private admit(socket: Socket): void {
+  private admit(socket: Socket, shares: FairShare<Socket>): void {
     const client = normalizeAddress(socket.remoteAddress ?? '');
     if (!this.connections.acquire(client)) {
       this.options.refusals?.refuse('connections-per-client', client, `more than ${this.limits.maxConnectionsPerClient} HTTP connections per client`);
       socket.destroy();
       return;
     }
+    const share = shares.add(client, socket);
+    if (!share.admitted) {
+      this.connections.release(client);
+      this.options.refusals?.refuse('connections-per-client', client, `all ${shares.total} HTTP connections of this address held, none by a bigger holder`);
+      socket.destroy();
+      return;
+    }
+    if (share.evicted) {
+      const holder = normalizeAddress(share.evicted.remoteAddress ?? '');
+      this.options.refusals?.refuse('connections-per-client', holder, 'HTTP connections: its oldest closed for a client holding fewer');
+      share.evicted.destroy();
+    }
     this.idle.add(socket);
     socket.once('close', () => {
       this.connections.release(client);
+      shares.delete(client, socket);
       this.idle.delete(socket);
     });
   }
