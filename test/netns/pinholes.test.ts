@@ -384,6 +384,33 @@ for (const backend of [NFTABLES, IPTABLES])
       expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
     });
 
+    it("a deleted pinhole's UniqueID is not given out again at once: the old ID answers 704 NoSuchEntry, the new pinhole has its own", async () => {
+      const first = await fromLan('-A', 'empty', '0', v6.lanClient, '4446', TCP, LEASE);
+      expectSucceeded(first);
+      expectSucceeded(await fromLan('-D', uniqueIdOf(first)));
+      const again = await fromLan('-A', 'empty', '0', v6.lanClient, '4446', TCP, LEASE);
+      expectSucceeded(again);
+      expect(uniqueIdOf(again)).not.toBe(uniqueIdOf(first));
+      expectRefused(await fromLan('-D', uniqueIdOf(first)), 704);
+      expectRefused(await fromLan('-C', uniqueIdOf(first)), 704);
+      expectRefused(await fromLan('-K', uniqueIdOf(first)), 704);
+      expect(await toLan.tcp(v6.lanClient, 4446)).toBe(true);
+      expectSucceeded(await fromLan('-D', uniqueIdOf(again)));
+      expectRefused(await fromLan('-D', uniqueIdOf(again)), 704);
+      expect(await toLan.tcpBlocked(v6.lanClient, 4446)).toBe(true);
+    });
+
+    it('a pinhole the firewall lost is deleted at once all the same (before a repair put it back), and stays closed', async () => {
+      const run = await fromLan('-A', 'empty', '0', v6.lanClient, '4445', TCP, LEASE);
+      expectSucceeded(run);
+      await backend.losePinholes(testbed);
+      expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
+      expect((JSON.parse(await admin('list', '--json')) as Listing).pinholes.map((p) => p.uniqueId)).not.toContain(Number(uniqueIdOf(run)));
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      expect(await pinholeElements()).not.toContain(`${v6.lanClient} . tcp . 4445`);
+      expect(await toLan.tcpBlocked(v6.lanClient, 4445)).toBe(true);
+    });
+
     it('the remote host, remote port and protocol of a pinhole filter real packets; the wildcards admit any', async () => {
       // One remote port, any remote host (UDP).
       const port = await fromLan('-A', 'empty', '4000', v6.lanClient, '5001', UDP, LEASE);
