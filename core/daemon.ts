@@ -555,6 +555,7 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
       );
     }
   }
+  mappings.resumePinholeIds(loaded.lastPinholeId);
   if (loaded.pinholes.length > 0) {
     const restored = await mappings.restorePinholes(loaded.pinholes);
     logger.info(
@@ -568,9 +569,14 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
       `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`,
     );
   }
-  const table = { mappings: () => mappings.values(), pinholes: () => mappings.pinholes.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+  const table = {
+    mappings: () => mappings.values(),
+    pinholes: () => mappings.pinholes.values(),
+    lastPinholeId: () => mappings.lastGivenPinholeId,
+    remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m),
+  };
   try {
-    await file.save(table.mappings(), table.remainingMs, table.pinholes());
+    await file.save(table.mappings(), table.remainingMs, table.pinholes(), table.lastPinholeId());
   } catch (err) {
     const lastError = `${(err as NodeJS.ErrnoException).code ?? 'error'}: ${messageOf(err)}`;
     logger.error(

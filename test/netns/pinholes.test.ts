@@ -155,6 +155,7 @@ for (const backend of [NFTABLES, IPTABLES])
     let testbed: Testbed;
     let scratchDir: string | undefined;
     let daemon: RunningDaemon | undefined;
+    let daemonArgs: string[] = [];
 
     const fromLan = (...args: string[]) => upnpc(testbed.lan, ['-u', daemon!.url, ...args]);
     const fromLan2 = (...args: string[]) => upnpc(testbed.lan2, ['-u', daemon!.url, ...args]);
@@ -184,7 +185,7 @@ for (const backend of [NFTABLES, IPTABLES])
         '',
       ];
       await writeFile(configFile, config.join('\n'));
-      daemon = await startDaemonInGateway(testbed, [
+      daemonArgs = [
         '--lan',
         testbed.lanInterface,
         '--wan',
@@ -193,7 +194,10 @@ for (const backend of [NFTABLES, IPTABLES])
         configFile,
         '--runtime-dir',
         join(scratchDir, 'run'),
-      ]);
+        '--state-dir',
+        join(scratchDir, 'state'),
+      ];
+      daemon = await startDaemonInGateway(testbed, daemonArgs);
     });
     afterAll(async () => {
       try {
@@ -409,6 +413,25 @@ for (const backend of [NFTABLES, IPTABLES])
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       expect(await pinholeElements()).not.toContain(`${v6.lanClient} . tcp . 4445`);
       expect(await toLan.tcpBlocked(v6.lanClient, 4445)).toBe(true);
+    });
+
+    it('a restart keeps the pinholes whose leases have not ended (same UniqueID, packets pass) and not one that ended meanwhile, whose UniqueID is not given out again', async () => {
+      const kept = await fromLan('-A', 'empty', '0', v6.lanClient, '4447', TCP, LEASE);
+      const ended = await fromLan('-A', 'empty', '0', v6.lanClient, '4448', TCP, String(SHORT_LEASE_SECONDS));
+      for (const run of [kept, ended]) expectSucceeded(run);
+      await daemon!.stop();
+      await new Promise((resolve) => setTimeout(resolve, SHORT_LEASE_SECONDS * 1000));
+      daemon = await startDaemonInGateway(testbed, daemonArgs);
+      expect(await eventually(async () => (await pinholeElements()).some((e) => e.endsWith('tcp . 4447')), SETTLE_MS)).toBe(true);
+      expect(await toLan.tcp(v6.lanClient, 4447)).toBe(true);
+      expect(await toLan.tcpBlocked(v6.lanClient, 4448)).toBe(true);
+      expectRefused(await fromLan('-D', uniqueIdOf(ended)), 704);
+      // A new pinhole does not take the UniqueID of the one that ended (a client still holding it would renew or delete another's).
+      const next = await fromLan('-A', 'empty', '0', v6.lanClient, '4449', TCP, LEASE);
+      expectSucceeded(next);
+      expect([uniqueIdOf(kept), uniqueIdOf(ended)]).not.toContain(uniqueIdOf(next));
+      expectRefused(await fromLan('-U', uniqueIdOf(ended), LEASE), 704);
+      for (const run of [kept, next]) expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
     });
 
     it('the remote host, remote port and protocol of a pinhole filter real packets; the wildcards admit any', async () => {
