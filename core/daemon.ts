@@ -559,6 +559,7 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
       );
     }
   }
+  mappings.resumePinholeIds(loaded.lastPinholeId);
   if (loaded.pinholes.length > 0) {
     const restored = await mappings.restorePinholes(loaded.pinholes);
     logger.info(
@@ -572,10 +573,15 @@ async function restoreMappings(stateDir: string, config: ResolvedConfig, mapping
       `no mapping to restore from ${file.path} (${loaded.expired} expired, ${loaded.invalid} invalid)`,
     );
   }
-  const table = { mappings: () => mappings.values(), pinholes: () => mappings.pinholes.values(), remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m) };
+  const table = {
+    mappings: () => mappings.values(),
+    pinholes: () => mappings.pinholes.values(),
+    lastPinholeId: () => mappings.lastGivenPinholeId,
+    remainingMs: (m: LeaseHolder) => mappings.leaseLeftMs(m),
+  };
   const journal = new DurableMappingJournal(file, table, logger);
   try {
-    await file.save(table.mappings(), table.remainingMs, table.pinholes());
+    await file.save(table.mappings(), table.remainingMs, table.pinholes(), table.lastPinholeId());
   } catch (err) {
     // Kept as after a write failed while running: the policy holds, and a write that works ends it.
     journal.startedUnavailable(err);

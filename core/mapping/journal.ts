@@ -61,6 +61,8 @@ export interface TableSource {
   mappings(): Iterable<PortMapping>;
   /** IPv6 pinholes (absent: none). */
   pinholes?(): Iterable<Pinhole>;
+  /** The last pinhole UniqueID given out (absent: 0). */
+  lastPinholeId?(): number;
   remainingMs(entry: LeaseHolder): number | null;
 }
 
@@ -192,7 +194,7 @@ export class DurableMappingJournal implements MappingJournal {
     for (const id of changes.closedPinholes ?? []) pinholes.delete(id);
     for (const p of changes.pinholes ?? []) pinholes.set(p.id, p);
     const wallOffset = this.currentWallOffset();
-    await this.file.save(byKey.values(), (m) => this.table.remainingMs(m), pinholes.values());
+    await this.file.save(byKey.values(), (m) => this.table.remainingMs(m), pinholes.values(), this.table.lastPinholeId?.());
     this.records = 0;
     this.wallOffset = wallOffset;
   }

@@ -5,6 +5,7 @@ import { ExpiryQueue } from './expiry-queue.js';
 import type { MappingFirewall, MappingHooks } from './hooks.js';
 import type { MappingJournal, WriteFailurePolicy } from './journal.js';
 import {
+  MAX_PINHOLE_ID,
   pinholeOf,
   pinholeRuleOf,
   pinholeRuleString,
@@ -314,6 +315,16 @@ export class MappingService implements MappingView {
       for (const p of closed) draft.removePinhole(p.id);
       return { result: closed, notifications: closed.map((pinhole) => ({ hook: 'onPinhole' as const, event: { pinhole, requester, change } })) };
     });
+  }
+
+  /** The last UniqueID given out (0: none yet), which the state file keeps across a restart. */
+  get lastGivenPinholeId(): number {
+    return this.lastPinholeId;
+  }
+
+  /** At start, before restorePinholes: the last UniqueID given out before the stop, so that the next pinhole does not take it (nor one before it). */
+  resumePinholeIds(lastId: number): void {
+    if (Number.isInteger(lastId) && lastId >= 1 && lastId <= MAX_PINHOLE_ID) this.lastPinholeId = lastId;
   }
 
   /** Reinstalls pinholes kept across a restart (in one transaction), asking the policies again; returns how many were restored. */

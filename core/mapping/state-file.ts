@@ -42,6 +42,8 @@ export interface LoadedMappings {
   readonly mappings: readonly RestoredMapping[];
   /** IPv6 pinholes whose leases have not ended. */
   readonly pinholes: readonly RestoredPinhole[];
+  /** The last UniqueID given out before the stop (0: none known), so that the next start does not give it again at once. */
+  readonly lastPinholeId: number;
   /** Leases that ended while upnpd was not running. */
   readonly expired: number;
   /** Entries that are not valid mappings (each is logged), skipped. */
@@ -117,6 +119,8 @@ const snapshotSchema = z.object({
   savedAt: z.string(),
   mappings: z.array(z.unknown()),
   pinholes: z.array(z.unknown()).optional(),
+  /** The last UniqueID given out (absent in files of earlier releases and of tables that never had a pinhole); checked on its own, so a bad one costs only itself. */
+  lastPinholeId: z.unknown().optional(),
 });
 
 /** One journal line: the wall-clock time of the write and the batch's changes, in order. */
@@ -186,7 +190,10 @@ export class MappingStateFile {
         else invalid += 1;
       }
     }
-    invalid += await this.replayJournal(entries, pinholeEntries);
+    // Older snapshots do not say: the highest UniqueID they hold is the best guess.
+    const kept = pinholeIdSchema.safeParse(snapshot?.lastPinholeId);
+    const ids = { last: kept.success ? kept.data : Math.max(0, ...pinholeEntries.keys()) };
+    invalid += await this.replayJournal(entries, pinholeEntries, ids);
     let expired = 0;
     const now = this.wallClock();
     const pinholes: RestoredPinhole[] = [];
@@ -204,7 +211,7 @@ export class MappingStateFile {
       }
       mappings.push({ ...request, remainingMs: expiresAtWallMs === null ? null : leaseLeft(expiresAtWallMs, now, writtenAt, request.leaseSeconds) });
     }
-    return { mappings, pinholes, expired, invalid, state: this.filesSetAside > 0 ? 'lost' : snapshot ? 'intact' : 'none' };
+    return { mappings, pinholes, lastPinholeId: ids.last, expired, invalid, state: this.filesSetAside > 0 ? 'lost' : snapshot ? 'intact' : 'none' };
   }
 
   /** Copies the snapshot and the journal next to themselves as `<file>.<why>-<time>`; returns the snapshot copy's path. */
@@ -218,9 +225,14 @@ export class MappingStateFile {
 
   /**
    * Compaction: replaces the snapshot with these mappings, then empties the journal. `remainingMs`
-   * gives each one's lease left now (null: permanent).
+   * gives each one's lease left now (null: permanent); `lastPinholeId` is the last UniqueID given out (0: none).
    */
-  async save(mappings: Iterable<PortMapping>, remainingMs: (entry: LeaseHolder) => number | null, pinholes: Iterable<Pinhole> = []): Promise<void> {
+  async save(
+    mappings: Iterable<PortMapping>,
+    remainingMs: (entry: LeaseHolder) => number | null,
+    pinholes: Iterable<Pinhole> = [],
+    lastPinholeId = 0,
+  ): Promise<void> {
     const now = this.wallClock();
     const stored = [...mappings].map((m) => storedOf(m, remainingMs(m), now));
     const storedPinholes = [...pinholes].map((p) => storedPinholeOf(p, remainingMs, now));
@@ -230,6 +242,7 @@ export class MappingStateFile {
       savedAt: new Date(now).toISOString(),
       mappings: stored,
       ...(storedPinholes.length > 0 && { pinholes: storedPinholes }),
+      ...(lastPinholeId > 0 && { lastPinholeId }),
     };
     await this.fs.replace(this.path, `${JSON.stringify(snapshot, null, 1)}\n`);
     await this.fs.replace(this.journalPath, '');
@@ -270,7 +283,7 @@ export class MappingStateFile {
   }
 
   /** Replays the journal's lines over `entries`; returns how many entries were invalid. A torn last line (a crash mid-write) is ignored. */
-  private async replayJournal(entries: Map<string, ReadEntry>, pinholes: Map<number, ReadEntry<StoredPinhole>>): Promise<number> {
+  private async replayJournal(entries: Map<string, ReadEntry>, pinholes: Map<number, ReadEntry<StoredPinhole>>, ids: { last: number }): Promise<number> {
     let text: string | undefined;
     try {
       text = await this.fs.readText(this.journalPath);
@@ -308,8 +321,12 @@ export class MappingStateFile {
         }
         if ('pin' in change) {
           const stored = this.validPinhole(change.pin, where);
-          if (stored) pinholes.set(stored.id, { stored, writtenAt: record.t });
-          else invalid += 1;
+          if (!stored) invalid += 1;
+          else {
+            // One the table does not hold yet was opened then, under the next UniqueID (a renewal keeps its own).
+            if (!pinholes.has(stored.id)) ids.last = stored.id;
+            pinholes.set(stored.id, { stored, writtenAt: record.t });
+          }
           continue;
         }
         if ('unmap' in change) {

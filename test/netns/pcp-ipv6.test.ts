@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { PCP, announceRequest, mapRequest, parsePcpResponse, thirdPartyOption, type MapRequestSpec } from '../support/pcp-client.js';
+import { PCP, announceRequest, filterOption, mapRequest, parsePcpResponse, thirdPartyOption, type MapRequestSpec } from '../support/pcp-client.js';
 import { describeNetns, type TestNamespace } from './netns.js';
 import { exchangeIn } from './pcp-exchange.js';
 import {
@@ -16,6 +16,7 @@ import {
   udpReachable,
   upnpc,
   useTestbedDaemon,
+  type ReachabilityOptions,
 } from './topology.js';
 
 // PCP MAP for IPv6 end to end: the daemon in the gateway (nftables backend, the admin's inet
@@ -59,9 +60,10 @@ describeNetns('PCP MAP for IPv6: pinholes through the NAT-PMP/PCP front-end (nft
   };
   const toLan = {
     tcp: (port: number) => tcpReachable(bed.testbed.wan, v6.lanClient, port, bed.testbed.lan, PASSES_MS),
-    udp: (port: number) => udpReachable(bed.testbed.wan, v6.lanClient, port, bed.testbed.lan, PASSES_MS),
+    udp: (port: number, from: ReachabilityOptions = {}) => udpReachable(bed.testbed.wan, v6.lanClient, port, bed.testbed.lan, PASSES_MS, from),
     tcpBlocked: async (port: number) => !(await tcpReachable(bed.testbed.wan, v6.lanClient, port, bed.testbed.lan, BLOCKED_MS)),
-    udpBlocked: async (port: number) => !(await udpReachable(bed.testbed.wan, v6.lanClient, port, bed.testbed.lan, BLOCKED_MS)),
+    udpBlocked: async (port: number, from: ReachabilityOptions = {}) =>
+      !(await udpReachable(bed.testbed.wan, v6.lanClient, port, bed.testbed.lan, BLOCKED_MS, from)),
   };
 
   it('listens for PCP on the LAN IPv6 addresses, global and link-local; ANNOUNCE over IPv6 is answered on both', async () => {
@@ -109,6 +111,27 @@ describeNetns('PCP MAP for IPv6: pinholes through the NAT-PMP/PCP front-end (nft
     expect((await pcp({ nonce, protocol: PCP.protocol.udp, internalPort: 5060, lifetime: 0 })).result).toBe(PCP.result.SUCCESS);
     expect(await toLan.tcpBlocked(8080)).toBe(true);
     expect(await toLan.udpBlocked(5060)).toBe(true);
+  });
+
+  it('MAP with a FILTER admits only that remote peer (host and port); a new FILTER replaces the old one; the delete closes it', async () => {
+    const nonce = randomBytes(12);
+    const peer = { sourceAddress: v6.wanHost, sourcePort: 4300 };
+    const filtered = await pcp({ nonce, protocol: PCP.protocol.udp, internalPort: 5070, options: [filterOption(v6.wanHost, 128, 4300)] });
+    expect(filtered.result).toBe(PCP.result.SUCCESS);
+    expect(await toLan.udp(5070, peer)).toBe(true);
+    expect(await toLan.udpBlocked(5070, { ...peer, sourcePort: 4301 })).toBe(true);
+    expect(await toLan.udpBlocked(5070, { ...peer, sourceAddress: v6.wanHostAlt })).toBe(true);
+
+    // The same MAP with another FILTER (the other remote host, any port): the old peer is shut out.
+    const moved = await pcp({ nonce, protocol: PCP.protocol.udp, internalPort: 5070, options: [filterOption(v6.wanHostAlt, 128, 0)] });
+    expect(moved.result).toBe(PCP.result.SUCCESS);
+    expect(await toLan.udp(5070, { sourceAddress: v6.wanHostAlt, sourcePort: 4302 })).toBe(true);
+    expect(await toLan.udpBlocked(5070, peer)).toBe(true);
+    const listing = await bed.testbed.gateway.exec('nft', ['list', 'table', 'inet', 'filter']);
+    expect(listing.match(new RegExp(`${v6.lanClient} \\. udp \\. 5070`, 'g'))).toHaveLength(1);
+
+    expect((await pcp({ nonce, protocol: PCP.protocol.udp, internalPort: 5070, lifetime: 0 })).result).toBe(PCP.result.SUCCESS);
+    expect(await toLan.udpBlocked(5070, { sourceAddress: v6.wanHostAlt, sourcePort: 4303 })).toBe(true);
   });
 
   it("a second LAN client cannot map to the first client's address (its own address is the internal one; THIRD_PARTY is refused)", async () => {

@@ -80,6 +80,10 @@ interface BackendUnderTest {
   pinholesInKernel(testbed: Testbed): Promise<string[]>;
   /** What a firewall reload does to upnpd's pinhole rules. */
   losePinholes(testbed: Testbed): Promise<void>;
+  /** The admin's saved firewall (`nft list ruleset`, `ip6tables-save`), as netfilter-persistent or nftables.conf keep it. */
+  saveFirewall(testbed: Testbed): Promise<string>;
+  /** The admin's ways of loading such a save again. */
+  readonly reloads: ReadonlyArray<{ readonly name: string; readonly reload: (testbed: Testbed, saved: string) => Promise<void> }>;
 }
 
 /** The admin's inet forward chain drops (both families); pinholes are a set in it (forwardJump). */
@@ -96,6 +100,19 @@ const NFTABLES: BackendUnderTest = {
     return [...listing.matchAll(/2001:db8:7[78]::[0-9a-f]+ \. (tcp|udp) \. \d+/g)].map((m) => m[0]);
   },
   losePinholes: (testbed) => testbed.gateway.exec('nft', ['flush', 'set', 'inet', 'filter', 'upnpd-pinholes']).then(() => undefined),
+  saveFirewall: (testbed) => testbed.gateway.exec('nft', ['list', 'ruleset']),
+  reloads: [
+    // nftables.service (and an nftables.conf written by `nft list ruleset`) replaces the whole ruleset.
+    {
+      name: 'nft -f after flush ruleset',
+      reload: (testbed, saved) => testbed.gateway.exec('nft', ['-f', '-'], { input: `flush ruleset\n${saved}` }).then(() => undefined),
+    },
+    // Without the flush, nft adds what the save holds to what is there (the set elements among it).
+    {
+      name: 'nft -f on top of the running ruleset',
+      reload: (testbed, saved) => testbed.gateway.exec('nft', ['-f', '-'], { input: saved }).then(() => undefined),
+    },
+  ],
 };
 
 /** ip6tables' FORWARD drops (as the testbed's iptables FORWARD does for IPv4); pinholes are ACCEPT rules in upnpd's chain. */
@@ -120,6 +137,16 @@ const IPTABLES: BackendUnderTest = {
     return [...saved.matchAll(/upnpd pinhole (tcp|udp) from \S+ port \d+ to (\S+) port (\d+)/g)].map((m) => `${m[2]} . ${m[1]} . ${m[3]}`);
   },
   losePinholes: (testbed) => testbed.gateway.exec('ip6tables', ['-F', 'UPNPD-PINHOLES']).then(() => undefined),
+  saveFirewall: (testbed) => testbed.gateway.exec('ip6tables-save', ['-t', 'filter']),
+  reloads: [
+    // netfilter-persistent: the filter table replaced by the save.
+    { name: 'ip6tables-restore', reload: (testbed, saved) => testbed.gateway.exec('ip6tables-restore', [], { input: saved }).then(() => undefined) },
+    // --noflush: the chains the save declares are flushed and refilled, the rest is added to.
+    {
+      name: 'ip6tables-restore --noflush',
+      reload: (testbed, saved) => testbed.gateway.exec('ip6tables-restore', ['--noflush'], { input: saved }).then(() => undefined),
+    },
+  ],
 };
 
 for (const backend of [NFTABLES, IPTABLES])
@@ -128,6 +155,7 @@ for (const backend of [NFTABLES, IPTABLES])
     let testbed: Testbed;
     let scratchDir: string | undefined;
     let daemon: RunningDaemon | undefined;
+    let daemonArgs: string[] = [];
 
     const fromLan = (...args: string[]) => upnpc(testbed.lan, ['-u', daemon!.url, ...args]);
     const fromLan2 = (...args: string[]) => upnpc(testbed.lan2, ['-u', daemon!.url, ...args]);
@@ -157,7 +185,7 @@ for (const backend of [NFTABLES, IPTABLES])
         '',
       ];
       await writeFile(configFile, config.join('\n'));
-      daemon = await startDaemonInGateway(testbed, [
+      daemonArgs = [
         '--lan',
         testbed.lanInterface,
         '--wan',
@@ -166,7 +194,10 @@ for (const backend of [NFTABLES, IPTABLES])
         configFile,
         '--runtime-dir',
         join(scratchDir, 'run'),
-      ]);
+        '--state-dir',
+        join(scratchDir, 'state'),
+      ];
+      daemon = await startDaemonInGateway(testbed, daemonArgs);
     });
     afterAll(async () => {
       try {
@@ -356,6 +387,101 @@ for (const backend of [NFTABLES, IPTABLES])
       expect(await toLan.tcp(v6.lanClient, 4444)).toBe(true);
       expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
     });
+
+    it("a deleted pinhole's UniqueID is not given out again at once: the old ID answers 704 NoSuchEntry, the new pinhole has its own", async () => {
+      const first = await fromLan('-A', 'empty', '0', v6.lanClient, '4446', TCP, LEASE);
+      expectSucceeded(first);
+      expectSucceeded(await fromLan('-D', uniqueIdOf(first)));
+      const again = await fromLan('-A', 'empty', '0', v6.lanClient, '4446', TCP, LEASE);
+      expectSucceeded(again);
+      expect(uniqueIdOf(again)).not.toBe(uniqueIdOf(first));
+      expectRefused(await fromLan('-D', uniqueIdOf(first)), 704);
+      expectRefused(await fromLan('-C', uniqueIdOf(first)), 704);
+      expectRefused(await fromLan('-K', uniqueIdOf(first)), 704);
+      expect(await toLan.tcp(v6.lanClient, 4446)).toBe(true);
+      expectSucceeded(await fromLan('-D', uniqueIdOf(again)));
+      expectRefused(await fromLan('-D', uniqueIdOf(again)), 704);
+      expect(await toLan.tcpBlocked(v6.lanClient, 4446)).toBe(true);
+    });
+
+    it('a pinhole the firewall lost is deleted at once all the same (before a repair put it back), and stays closed', async () => {
+      const run = await fromLan('-A', 'empty', '0', v6.lanClient, '4445', TCP, LEASE);
+      expectSucceeded(run);
+      await backend.losePinholes(testbed);
+      expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
+      expect((JSON.parse(await admin('list', '--json')) as Listing).pinholes.map((p) => p.uniqueId)).not.toContain(Number(uniqueIdOf(run)));
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      expect(await pinholeElements()).not.toContain(`${v6.lanClient} . tcp . 4445`);
+      expect(await toLan.tcpBlocked(v6.lanClient, 4445)).toBe(true);
+    });
+
+    it('a restart keeps the pinholes whose leases have not ended (same UniqueID, packets pass) and not one that ended meanwhile, whose UniqueID is not given out again', async () => {
+      const kept = await fromLan('-A', 'empty', '0', v6.lanClient, '4447', TCP, LEASE);
+      const ended = await fromLan('-A', 'empty', '0', v6.lanClient, '4448', TCP, String(SHORT_LEASE_SECONDS));
+      for (const run of [kept, ended]) expectSucceeded(run);
+      await daemon!.stop();
+      await new Promise((resolve) => setTimeout(resolve, SHORT_LEASE_SECONDS * 1000));
+      daemon = await startDaemonInGateway(testbed, daemonArgs);
+      expect(await eventually(async () => (await pinholeElements()).some((e) => e.endsWith('tcp . 4447')), SETTLE_MS)).toBe(true);
+      expect(await toLan.tcp(v6.lanClient, 4447)).toBe(true);
+      expect(await toLan.tcpBlocked(v6.lanClient, 4448)).toBe(true);
+      expectRefused(await fromLan('-D', uniqueIdOf(ended)), 704);
+      // A new pinhole does not take the UniqueID of the one that ended (a client still holding it would renew or delete another's).
+      const next = await fromLan('-A', 'empty', '0', v6.lanClient, '4449', TCP, LEASE);
+      expectSucceeded(next);
+      expect([uniqueIdOf(kept), uniqueIdOf(ended)]).not.toContain(uniqueIdOf(next));
+      expectRefused(await fromLan('-U', uniqueIdOf(ended), LEASE), 704);
+      for (const run of [kept, next]) expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
+    });
+
+    it('the remote host, remote port and protocol of a pinhole filter real packets; the wildcards admit any', async () => {
+      // One remote port, any remote host (UDP).
+      const port = await fromLan('-A', 'empty', '4000', v6.lanClient, '5001', UDP, LEASE);
+      // One remote host and port (TCP; each source port once per destination: TIME_WAIT).
+      const hostPort = await fromLan('-A', v6.wanHost, '4100', v6.lanClient, '5002', TCP, LEASE);
+      expectSucceeded(port);
+      expectSucceeded(hostPort);
+      expect(await toLan.udp(v6.lanClient, 5001, { sourcePort: 4000 })).toBe(true);
+      expect(await toLan.udp(v6.lanClient, 5001, { sourcePort: 4000, sourceAddress: v6.wanHostAlt })).toBe(true);
+      expect(await toLan.udpBlocked(v6.lanClient, 5001, { sourcePort: 4001 })).toBe(true);
+      expect(await toLan.tcpBlocked(v6.lanClient, 5001, { sourcePort: 4000 })).toBe(true);
+      expect(await toLan.tcp(v6.lanClient, 5002, { sourcePort: 4100, sourceAddress: v6.wanHost })).toBe(true);
+      expect(await toLan.tcpBlocked(v6.lanClient, 5002, { sourcePort: 4100, sourceAddress: v6.wanHostAlt })).toBe(true);
+      expect(await toLan.tcpBlocked(v6.lanClient, 5002, { sourcePort: 4101, sourceAddress: v6.wanHost })).toBe(true);
+      expect(await toLan.udpBlocked(v6.lanClient, 5002, { sourcePort: 4102, sourceAddress: v6.wanHost })).toBe(true);
+      // A pinhole's address is that host alone: the client's second address stays closed.
+      expect(await toLan.udpBlocked(LAN_CLIENT_SECOND, 5001, { sourcePort: 4000 })).toBe(true);
+      for (const run of [port, hostPort]) expectSucceeded(await fromLan('-D', uniqueIdOf(run)));
+      expect(await toLan.udpBlocked(v6.lanClient, 5001, { sourcePort: 4000 })).toBe(true);
+    });
+
+    for (const { name, reload } of backend.reloads)
+      it(`a reload (${name}) of a firewall saved while pinholes were open does not reopen them once deleted or expired`, async () => {
+        const deleted = await fromLan('-A', v6.wanHost, '0', v6.lanClient, '8443', TCP, LEASE);
+        const expired = await fromLan('-A', 'empty', '0', v6.lanClient, '8444', UDP, String(SHORT_LEASE_SECONDS));
+        const kept = await fromLan('-A', 'empty', '0', v6.lanClient, '8445', UDP, LEASE);
+        for (const run of [deleted, expired, kept]) expectSucceeded(run);
+        const saved = await backend.saveFirewall(testbed);
+        expect(saved).toMatch(/8443/);
+        const closedInKernel = async () => !(await pinholeElements()).some((e) => / \. (tcp \. 8443|udp \. 8444)$/.test(e));
+        expectSucceeded(await fromLan('-D', uniqueIdOf(deleted)));
+        expect(await eventually(closedInKernel, SHORT_LEASE_SECONDS * 1000 + SETTLE_MS)).toBe(true);
+        const surplusRepairs = () => daemon!.output().match(/had lost part of upnpd's rules[^\n]*that the table does not hold/g)?.length ?? 0;
+        const repairsBefore = surplusRepairs();
+
+        await reload(testbed, saved);
+        // The daemon closes them again within a bounded time (what the kernel holds, then real packets).
+        const closedAgain = await eventually(closedInKernel, SETTLE_MS);
+        expect(await toLan.tcpBlocked(v6.lanClient, 8443, { sourceAddress: v6.wanHost })).toBe(true);
+        expect(await toLan.udpBlocked(v6.lanClient, 8444)).toBe(true);
+        expect(closedAgain).toBe(true);
+        // It did so because it saw them come back (a proof that the reload brought them back).
+        expect(surplusRepairs()).toBeGreaterThan(repairsBefore);
+        // The pinhole still held passes, and the admin's own rules are what the save holds.
+        expect(await toLan.udp(v6.lanClient, 8445)).toBe(true);
+        expect(await toLan.tcpBlocked(v6.lanClient, 8446)).toBe(true);
+        expectSucceeded(await fromLan('-D', uniqueIdOf(kept)));
+      });
 
     // Last: it renumbers the LAN.
     it('a LAN prefix change closes the pinholes to addresses that left the LAN, in the table and the kernel; the new prefix keeps its own', async () => {

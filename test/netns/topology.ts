@@ -219,6 +219,8 @@ export async function firewallSnapshot(ns: TestNamespace, flavour: IptablesFlavo
 export interface ReachabilityOptions {
   /** Binds the sending socket to this address (e.g. TESTBED_ADDRESSES.wanHostAlt, a second remote host). */
   readonly sourceAddress?: string;
+  /** Binds the sending socket to this port (a remote-port-restricted mapping or pinhole); TCP leaves it in TIME_WAIT, so use each once per destination. */
+  readonly sourcePort?: number;
   /** The port the listener binds, when the gateway translates it (default: `port`). */
   readonly listenPort?: number;
 }
@@ -242,8 +244,8 @@ require('node:net').createServer((socket) => {
 `;
 
 const TCP_SENDER = `
-const [host, port, payload, localAddress, timeout] = process.argv.slice(1);
-const socket = require('node:net').connect({ host, port: Number(port), localAddress: localAddress || undefined });
+const [host, port, payload, localAddress, timeout, localPort] = process.argv.slice(1);
+const socket = require('node:net').connect({ host, port: Number(port), localAddress: localAddress || undefined, localPort: Number(localPort) || undefined });
 socket.setTimeout(Number(timeout), () => process.exit(2));
 socket.on('connect', () => socket.end(payload));
 socket.on('close', () => process.exit(0));
@@ -260,11 +262,11 @@ socket.bind(port, '::', () => console.log('LISTENING'));
 
 // Datagrams may be lost (e.g. while ARP resolves): send one every 100 ms until the time is up.
 const UDP_SENDER = `
-const [host, port, payload, localAddress, timeout] = process.argv.slice(1);
+const [host, port, payload, localAddress, timeout, localPort] = process.argv.slice(1);
 const socket = require('node:dgram').createSocket(require('node:net').isIPv6(host) ? 'udp6' : 'udp4');
 socket.on('error', () => {});
 let left = Math.max(1, Math.ceil(Number(timeout) / 100));
-socket.bind(0, localAddress || undefined, () => {
+socket.bind(Number(localPort) || 0, localAddress || undefined, () => {
   const send = () => {
     if (left-- <= 0) process.exit(0);
     socket.send(payload, Number(port), host, () => setTimeout(send, 100));
@@ -324,6 +326,7 @@ async function payloadArrives(
       payload,
       options.sourceAddress ?? '',
       String(timeoutMs),
+      String(options.sourcePort ?? 0),
     ]);
     try {
       // A sender that gives up (TCP reset or timeout) ends the check early.

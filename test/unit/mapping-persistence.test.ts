@@ -48,7 +48,7 @@ describe('MappingStateFile', () => {
     const file = new MappingStateFile(dir, silentLogger, () => WALL_NOW);
     await file.prepare();
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    expect(await file.load()).toEqual({ mappings: [], pinholes: [], expired: 0, invalid: 0, state: 'none' });
+    expect(await file.load()).toEqual({ mappings: [], pinholes: [], lastPinholeId: 0, expired: 0, invalid: 0, state: 'none' });
   });
 
   it('keeps each lease as the wall-clock time it ends, and gives back the time left when read later', async () => {
@@ -65,6 +65,7 @@ describe('MappingStateFile', () => {
     expect(loaded).toEqual({
       mappings: [restored(8080, 50 * 60_000), restored(9000, null, { protocol: 'UDP', remoteHost: '203.0.113.7' })],
       pinholes: [],
+      lastPinholeId: 0,
       expired: 0,
       invalid: 0,
       state: 'intact',
@@ -108,7 +109,7 @@ describe('MappingStateFile', () => {
     const file = new MappingStateFile(dir, logger, () => WALL_NOW);
     await file.prepare();
     writeFileSync(file.path, '{"version": 1, "mappings": [');
-    expect(await file.load()).toEqual({ mappings: [], pinholes: [], expired: 0, invalid: 0, state: 'lost' });
+    expect(await file.load()).toEqual({ mappings: [], pinholes: [], lastPinholeId: 0, expired: 0, invalid: 0, state: 'lost' });
     expect(readdirSync(dir)).toEqual(['mappings.json.unreadable-2026-11-24T12-00-00-000Z']);
     expect(logger.lines).toEqual([
       { level: 'error', message: expect.stringMatching(/mappings\.json is not a mappings file upnpd can read .*moved it to .*unreadable-2026/) as unknown },

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import type { MappingRequest } from '../../core/mapping/types.js';
 import { describePinhole } from '../../plugins/logging/mapping-log.js';
 import { QuotaPolicy } from '../../plugins/quota/policy.js';
 import { RecordingBackend, faultOf, makeMappings } from '../support/fakes.js';
+import { useTempDir } from '../support/temp-dir.js';
 
 // IPv6 pinholes in the mapping lifecycle, as WANIPv6FirewallControl:1 describes them: a UniqueID
 // per pinhole, owned by the host that opened it, a lease of its own, one backend transaction per
@@ -219,6 +220,53 @@ describe('pinholes in the state directory', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('UniqueIDs across a restart', () => {
+  const stateDir = useTempDir('upnpd-pinhole-ids-');
+
+  it('the last UniqueID given out is kept (snapshot and journal), so that a restart does not give again that of a pinhole closed or ended before the stop', async () => {
+    let wall = 1_700_000_000_000;
+    const file = new MappingStateFile(stateDir.path, silentLogger, () => wall);
+    await file.prepare();
+    const { mappings } = setUp();
+    const leaseLeft = (e: Parameters<typeof mappings.leaseLeftMs>[0]) => mappings.leaseLeftMs(e);
+    const kept = await mappings.openPinhole(pinhole(), HOST_A);
+    const closed = await mappings.openPinhole(pinhole({ internalPort: 22 }), HOST_A);
+    await mappings.closePinhole(closed.id, HOST_A);
+    await file.save([], leaseLeft, mappings.pinholes.values(), mappings.lastGivenPinholeId);
+    expect((await file.load()).lastPinholeId).toBe(closed.id);
+    // Opened after the snapshot (a journal line), and its lease ends while upnpd is stopped.
+    const ended = await mappings.openPinhole(pinhole({ internalPort: 23, leaseSeconds: 60 }), HOST_A);
+    await file.append({ mapped: [], unmapped: [], pinholes: [ended] }, leaseLeft);
+    // A renewal of an older pinhole, journalled after it, is no new UniqueID.
+    await file.append({ mapped: [], unmapped: [], pinholes: [await mappings.updatePinhole(kept.id, 3600, HOST_A)] }, leaseLeft);
+
+    wall += 120_000;
+    const loaded = await file.load();
+    expect(loaded.pinholes.map((p) => p.id)).toEqual([kept.id]);
+    expect(loaded.lastPinholeId).toBe(ended.id);
+    const restarted = setUp();
+    restarted.mappings.resumePinholeIds(loaded.lastPinholeId);
+    expect(await restarted.mappings.restorePinholes(loaded.pinholes)).toBe(1);
+    const next = await restarted.mappings.openPinhole(pinhole({ internalPort: 4000 }), HOST_A);
+    expect([kept.id, closed.id, ended.id]).not.toContain(next.id);
+    expect(next.id).toBe(ended.id + 1);
+  });
+
+  it('a snapshot of an earlier release (no lastPinholeId) resumes after the highest UniqueID it holds; a bad lastPinholeId costs only itself', async () => {
+    const file = new MappingStateFile(stateDir.path, silentLogger, () => 1_700_000_000_000);
+    await file.prepare();
+    const { mappings } = setUp();
+    await mappings.openPinhole(pinhole(), HOST_A);
+    const second = await mappings.openPinhole(pinhole({ internalPort: 22 }), HOST_A);
+    await file.save([], (e) => mappings.leaseLeftMs(e), mappings.pinholes.values());
+    expect((await file.load()).lastPinholeId).toBe(second.id);
+    const snapshot = JSON.parse(await readFile(file.path, 'utf8')) as Record<string, unknown>;
+    await writeFile(file.path, JSON.stringify({ ...snapshot, lastPinholeId: 'seven' }));
+    const loaded = await file.load();
+    expect([loaded.state, loaded.pinholes.length, loaded.lastPinholeId]).toEqual(['intact', 2, second.id]);
   });
 });
 
