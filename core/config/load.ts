@@ -88,10 +88,10 @@ async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig:
     if (options.configFile && code === 'ENOENT') throw new ConfigError(`${where}: no such file`);
     throw new ConfigError(`${where}: cannot load: ${messageOf(err)}`);
   }
-  // An empty file loads as null.
-  const config: unknown = result?.config;
-  if (config === undefined || config === null) return { fileConfig: {}, source: where };
-  if (typeof config !== 'object' || Array.isArray(config)) {
+  // cosmiconfig gives no result for an empty file; the loader wraps what the module exports.
+  const config = (result?.config as LoadedModule | undefined)?.exported;
+  if (config === undefined) throw new ConfigError(`${where}: exports no configuration (export default defineConfig({...}))`);
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new ConfigError(`${where}: must export an object (export default defineConfig({...}))`);
   }
   return { fileConfig: config as Record<string, unknown>, source: where };
@@ -140,12 +140,13 @@ const require = createRequire(import.meta.url);
  * a dry-run daemon 71.7 MB with its config beside a `node_modules/upnpd`, 79.2 MB with the same
  * config in /tmp). A `node_modules/upnpd` link beside the config avoids it (README, "Install").
  */
-async function loadFresh(filepath: string): Promise<unknown> {
+async function loadFresh(filepath: string): Promise<LoadedModule> {
   const { mtimeMs } = await stat(filepath);
-  const load = async (attempt: string) => {
+  const load = async (attempt: string): Promise<LoadedModule> => {
     delete require.cache[filepath];
+    // A CommonJS file's module.exports is its default export; an ES module without one exports no configuration.
     const module = (await import(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`)) as { default?: unknown };
-    return module.default ?? module;
+    return { exported: module.default };
   };
   try {
     return await load('');
@@ -155,6 +156,14 @@ async function loadFresh(filepath: string): Promise<unknown> {
     // Under a URL of its own: Node keeps the failed load's module record.
     return load('&resolve=upnpd');
   }
+}
+
+/**
+ * What a config file's loader hands cosmiconfig: the default export, wrapped so that cosmiconfig
+ * neither reads an undefined or null export as "no file" nor looks into the configuration itself.
+ */
+interface LoadedModule {
+  readonly exported: unknown;
 }
 
 /** Whether a load failed because `upnpd` (or `upnpd/…`) could not be found from the config file. */

@@ -93,6 +93,23 @@ describe('configuration', () => {
     expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: must export an object (export default defineConfig({...}))`);
   });
 
+  it.each([
+    ['an empty file', 'upnpd.config.mjs', ''],
+    ['no default export', 'upnpd.config.mjs', `export const lan = ['br-lan'];\n`],
+    ['a default export of undefined', 'upnpd.config.mjs', 'export default undefined;\n'],
+  ])('names the file when it exports no configuration: %s', async (_what, name, body) => {
+    const file = await writeConfig(name, body);
+    expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: exports no configuration (export default defineConfig({...}))`);
+  });
+
+  it.each([
+    ['export default null', 'upnpd.config.mjs', 'export default null;\n'],
+    ['module.exports = null', 'upnpd.config.cjs', 'module.exports = null;\n'],
+  ])('requires an object, not null: %s', async (_what, name, body) => {
+    const file = await writeConfig(name, body);
+    expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: must export an object (export default defineConfig({...}))`);
+  });
+
   it('validates plugin options with the plugin schema, naming the entry and the key', async () => {
     const message = await errorOf(loadConfig({ cwd: dir, systemConfigDir: dir, overrides: { plugins: [quota({ maxPerClient: 0 })] } }));
     expect(message).toMatch(/^\(no config file\): plugins\[0\] \(quota\)\.maxPerClient: .*>=1/);
