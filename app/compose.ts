@@ -14,7 +14,7 @@ import type { Logger } from '../core/logger.js';
 import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
 import { OS_READERS, hostFindings, logFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
-import { systemNetwork, type NetworkInfo } from '../core/net/network-info.js';
+import { systemNetwork, type InterfaceAddress, type NetworkInfo } from '../core/net/network-info.js';
 import { dryRun } from '../plugins/dry-run/index.js';
 import { iptables } from '../plugins/iptables/index.js';
 import { logging } from '../plugins/logging/index.js';
@@ -145,7 +145,7 @@ export function createPlugins(placed: readonly PlacedSpec[], container: Dependen
       return p.spec.create(childContainer(container, p.spec.name, parsedOptions(p), logger));
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new PluginRegistrationError(`plugin "${p.spec.name}" could not be created: ${messageOf(err)}`);
+      throw new PluginRegistrationError(`${p.where}: could not be created: ${messageOf(err)}`);
     }
   });
 }
@@ -170,6 +170,33 @@ export interface StartOptions {
   readonly hostReaders?: HostReaders | false;
 }
 
+/** What the plugins' container holds besides the config (the tokens of README "Writing a plugin"). */
+export interface PluginServices {
+  readonly logger: Logger;
+  readonly logOutput: LogOutput;
+  readonly network: NetworkInfo;
+  readonly clock: Clock;
+  readonly commandRunner: CommandRunner;
+  readonly lan: readonly InterfaceAddress[];
+  readonly mappingView: MappingViewSlot;
+  readonly refusals: RefusalRegistry;
+}
+
+/** The container every plugin's child container comes from: the daemon's, and `upnpd check`'s. */
+export function pluginContainer(config: ResolvedConfig, services: PluginServices): DependencyContainer {
+  const container = rootContainer.createChildContainer();
+  container.register(CONFIG, { useValue: config });
+  container.register(LOGGER, { useValue: services.logger });
+  container.register(CLOCK, { useValue: services.clock });
+  container.register(NETWORK_INFO, { useValue: services.network });
+  container.register(COMMAND_RUNNER, { useValue: services.commandRunner });
+  container.register(LAN_ADDRESSES, { useValue: services.lan });
+  container.register(LOG_OUTPUT, { useValue: services.logOutput });
+  container.register(MAPPINGS, { useValue: services.mappingView });
+  container.register(REFUSALS, { useValue: services.refusals });
+  return container;
+}
+
 /** The composition root: chooses and builds the plugins for a config, then starts the daemon with them. */
 export async function startDaemon(givenConfig: ResolvedConfig, options: StartOptions): Promise<Daemon> {
   const { logger } = options;
@@ -179,18 +206,17 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   const clock = options.clock ?? systemClock;
   const lan = lanAddresses(config, network);
   const mappingView = new MappingViewSlot();
-
-  const container = rootContainer.createChildContainer();
-  container.register(CONFIG, { useValue: config });
-  container.register(LOGGER, { useValue: logger });
-  container.register(CLOCK, { useValue: clock });
-  container.register(NETWORK_INFO, { useValue: network });
-  container.register(COMMAND_RUNNER, { useValue: options.commandRunner ?? new ExecaCommandRunner() });
-  container.register(LAN_ADDRESSES, { useValue: lan });
-  container.register(LOG_OUTPUT, { useValue: options.logOutput });
-  container.register(MAPPINGS, { useValue: mappingView });
   const refusals = new RefusalRegistry();
-  container.register(REFUSALS, { useValue: refusals });
+  const container = pluginContainer(config, {
+    logger,
+    logOutput: options.logOutput,
+    network,
+    clock,
+    commandRunner: options.commandRunner ?? new ExecaCommandRunner(),
+    lan,
+    mappingView,
+    refusals,
+  });
 
   const plugins = createPlugins(specs, container, config, logger);
   const running = specs.map((placed, index) => ({ placed, plugin: plugins[index]! }));
