@@ -69,7 +69,7 @@ interface PlacedSpec<S extends AnyPluginSpec = AnyPluginSpec> {
  * `natPmp` is false; `natPmp: false` also drops a listed natPmp()).
  */
 export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
-  const listed = config.plugins.map((spec, index) => ({ spec, where: `${config.source}: plugins[${index}] (${spec.name})` }));
+  const listed = config.plugins.map((spec, index) => ({ spec, where: `${config.source}: plugins[${config.pluginIndexes?.[index] ?? index}] (${spec.name})` }));
   const listedBackends = listed.filter((p): p is PlacedSpec<BackendSpec> => p.spec.kind === 'backend');
   if (listedBackends.length > 1) {
     throw new ConfigError(`${config.source}: plugins: only one firewall backend may be listed, found ${listedBackends.map((p) => p.spec.name).join(', ')}`);

@@ -58,13 +58,17 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
     );
   }
 
+  const listed = parsed.data.plugins.flatMap((spec, index) => (spec ? [{ spec, index }] : []));
+  const pluginIndexes = listed.map((entry) => entry.index);
   const plugins = parsePluginOptions(
-    parsed.data.plugins.filter((p): p is AnyPluginSpec => Boolean(p)),
+    listed.map((entry) => entry.spec),
+    pluginIndexes,
     source,
   );
   return {
     ...parsed.data,
     plugins,
+    pluginIndexes,
     source,
     lanFromCommandLine: overrides.lan !== undefined && overrides.lan.length > 0,
     flags: Object.fromEntries(Object.keys(withoutUndefined(overrides)).map((key) => [key, options.flagNames?.[key as keyof UserConfig] ?? key])),
@@ -203,13 +207,13 @@ function registerSelfResolution(): void {
  * the file and key path. The schema is consumed: a spec without one holds parsed options, which is
  * how the composition root knows not to parse them again.
  */
-function parsePluginOptions(specs: AnyPluginSpec[], source: string): AnyPluginSpec[] {
+function parsePluginOptions(specs: AnyPluginSpec[], indexes: readonly number[], source: string): AnyPluginSpec[] {
   const problems: string[] = [];
   const validated = specs.map((spec, index): AnyPluginSpec => {
     if (!spec.optionsSchema) return spec;
     const parsed = spec.optionsSchema.safeParse(spec.options);
     if (parsed.success) return { ...spec, options: parsed.data, optionsSchema: undefined };
-    problems.push(formatIssues(parsed.error.issues, () => source, `plugins[${index}] (${spec.name})`));
+    problems.push(formatIssues(parsed.error.issues, () => source, `plugins[${indexes[index]}] (${spec.name})`));
     return spec;
   });
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));

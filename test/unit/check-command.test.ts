@@ -90,11 +90,11 @@ describe('upnpd check', () => {
       `import { definePlugin } from ${JSON.stringify(PUBLIC_API)};\n` +
         `class Broken { constructor() { throw new TypeError('no token for me'); } }\n` +
         `const broken = definePlugin({ name: 'broken', create: () => new Broken() });\n` +
-        `export default { lan: ['br-lan'], backend: 'nftables', plugins: [broken()] };\n`,
+        `export default { lan: ['br-lan'], backend: 'nftables', plugins: [false, broken()] };\n`,
     );
     const r = await run(['--config', file]);
     expect(r).toMatchObject({ code: 2, out: '' });
-    expect(r.err).toBe(`upnpd check: ${file}: plugins[0] (broken): could not be created: no token for me\n`);
+    expect(r.err).toBe(`upnpd check: ${file}: plugins[1] (broken): could not be created: no token for me\n`);
   });
 
   it('exits 2 for a file the daemon would refuse for want of a LAN interface (not in dry-run)', async () => {

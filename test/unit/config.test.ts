@@ -115,6 +115,11 @@ describe('configuration', () => {
     expect(message).toMatch(/^\(no config file\): plugins\[0\] \(quota\)\.maxPerClient: .*>=1/);
   });
 
+  it('names a plugin by its place in the file, falsy entries before it counted', async () => {
+    const message = await errorOf(loadConfig({ cwd: dir, systemConfigDir: dir, overrides: { plugins: [false, null, quota({ maxPerClient: 0 })] } }));
+    expect(message).toMatch(/^\(no config file\): plugins\[2\] \(quota\)\.maxPerClient: /);
+  });
+
   it('ignores falsy plugin entries (so `cond && plugin()` works) and applies plugin option defaults', async () => {
     const config = await loadConfig({ cwd: dir, overrides: { plugins: [false, null, undefined, quota()] } });
     expect(config.plugins.map((p) => [p.name, p.options])).toEqual([['quota', { maxPerClient: 16 }]]);
