@@ -149,7 +149,7 @@ async function loadFresh(filepath: string): Promise<LoadedModule> {
   const load = async (attempt: string): Promise<LoadedModule> => {
     delete require.cache[filepath];
     // A CommonJS file's module.exports is its default export; an ES module without one exports no configuration.
-    const module = (await import(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`)) as { default?: unknown };
+    const module = (await importSettled(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`)) as { default?: unknown };
     return { exported: module.default };
   };
   try {
@@ -159,6 +159,32 @@ async function loadFresh(filepath: string): Promise<LoadedModule> {
     registerSelfResolution();
     // Under a URL of its own: Node keeps the failed load's module record.
     return load('&resolve=upnpd');
+  }
+}
+
+/**
+ * `import(url)`, whose failure is only its own rejection. When a CommonJS package that an ES module
+ * config imports throws while it loads (a `require` of a module that is not installed), Node 20
+ * also reports the same error as an unhandled rejection of a promise of its own, after the
+ * import's rejection was handled: without a listener that ends the process with a stack trace
+ * instead of the message naming the file. That report is ignored; any other unhandled rejection
+ * meanwhile is left to the other listeners, or thrown as Node does when there is none.
+ */
+async function importSettled(url: string): Promise<unknown> {
+  let failure: unknown;
+  const ignoreOurs = (reason: unknown) => {
+    if (reason === failure) return;
+    if (process.listenerCount('unhandledRejection') === 1) throw reason;
+  };
+  process.on('unhandledRejection', ignoreOurs);
+  try {
+    return await import(url);
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    // Node reports unhandled rejections after the microtasks of this turn: listen until the next one.
+    setImmediate(() => process.off('unhandledRejection', ignoreOurs));
   }
 }
 

@@ -284,6 +284,26 @@ describe('the upnpd command', () => {
     }
   });
 
+  it('a config whose import of a CommonJS package fails while it loads exits 2 naming the file, without a crash (Node 20 also reports the error as an unhandled rejection)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-badcjs-'));
+    try {
+      await mkdir(join(dir, 'node_modules', 'broken-cjs'), { recursive: true });
+      await writeFile(join(dir, 'node_modules', 'broken-cjs', 'package.json'), '{ "name": "broken-cjs", "main": "index.js" }\n');
+      await writeFile(join(dir, 'node_modules', 'broken-cjs', 'index.js'), "require('upnpd-nowhere-to-be-found');\nmodule.exports = {};\n");
+      for (const line of ["import 'broken-cjs';", "import broken from 'broken-cjs';"]) {
+        await writeFile(join(dir, 'upnpd.config.mjs'), `${line}\nexport default { dryRun: true };\n`);
+        for (const args of [['check'], ['--runtime-dir', dir]]) {
+          const run = upnpd(args, dir);
+          expect(await run.exited, `${line} ${args[0]}`).toBe(2);
+          expect(run.output()).toContain(`${join(dir, 'upnpd.config.mjs')}: cannot load: Cannot find module 'upnpd-nowhere-to-be-found'`);
+          expect(run.output()).not.toMatch(/^Node\.js v|^\s+at /m);
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits with status 2 for an unknown flag or a bad flag value, naming the flag', async () => {
     const unknown = upnpd(['--frobnicate']);
     expect(await unknown.exited).toBe(2);
