@@ -1,9 +1,10 @@
 import 'reflect-metadata';
-import { inject, injectable } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   MAPPINGS,
+  inject,
+  injectable,
+  z,
   PLUGIN_OPTIONS,
   UpnpError,
   UpnpErrorCode,
