@@ -47,7 +47,8 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
   --version             print the version
 
 Signals: SIGTERM/SIGINT stop cleanly (rules removed unless keepRulesOnShutdown); SIGHUP reloads the
-configuration (log level and lease policy apply at once; other changes are named as needing a restart).
+configuration (log level, lease policy and the policy plugins' options apply at once; other changes
+are named as needing a restart).
 `;
 
 /** Runs the daemon until a signal stops it; resolves with the exit status. */
