@@ -11,6 +11,9 @@ import { configSchema, type ResolvedConfig, type UserConfig } from './schema.js'
 
 export const CONFIG_FILE_NAMES = ['upnpd.config.js', 'upnpd.config.mjs', 'upnpd.config.cjs'];
 
+/** How long loading a config file may take: its top-level awaits and exported promise included. */
+export const CONFIG_LOAD_TIMEOUT_MS = 30_000;
+
 /** Where a config file is looked for after the working directory and its parents. */
 export const SYSTEM_CONFIG_DIR = '/etc/upnpd';
 
@@ -30,6 +33,8 @@ export interface LoadConfigOptions {
   readonly onSkip?: (dir: string, error: Error) => void;
   /** How the search looks at a path; `fs.stat` unless a test injects another. */
   readonly stat?: (path: string) => Promise<{ isFile(): boolean }>;
+  /** How long a config file may take to load (an async config); CONFIG_LOAD_TIMEOUT_MS unless a test names another. */
+  readonly loadTimeoutMs?: number;
   /** Values from command-line flags; they win over the file. */
   readonly overrides?: Partial<UserConfig>;
   /** For messages: the flag each overridden key came from, e.g. { httpPort: '--http-port' }. */
@@ -79,7 +84,9 @@ async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig:
   // cosmiconfig only loads: its search cannot add /etc/upnpd and fails on an unreadable directory.
   const explorer = cosmiconfig('upnpd', {
     cache: false,
-    loaders: { '.js': loadFresh, '.mjs': loadFresh, '.cjs': loadFresh },
+    loaders: Object.fromEntries(
+      ['.js', '.mjs', '.cjs'].map((ext) => [ext, (file: string) => loadFresh(file, options.loadTimeoutMs ?? CONFIG_LOAD_TIMEOUT_MS)]),
+    ),
   });
   const cwd = options.cwd ?? process.cwd();
   const where = options.configFile ? resolve(cwd, options.configFile) : await findConfigFile(cwd, options);
@@ -144,13 +151,12 @@ const require = createRequire(import.meta.url);
  * a dry-run daemon 71.7 MB with its config beside a `node_modules/upnpd`, 79.2 MB with the same
  * config in /tmp). A `node_modules/upnpd` link beside the config avoids it (README, "Install").
  */
-async function loadFresh(filepath: string): Promise<LoadedModule> {
+async function loadFresh(filepath: string, timeoutMs: number): Promise<LoadedModule> {
   const { mtimeMs } = await stat(filepath);
   const load = async (attempt: string): Promise<LoadedModule> => {
     delete require.cache[filepath];
     // A CommonJS file's module.exports is its default export; an ES module without one exports no configuration.
-    const module = (await importSettled(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`)) as { default?: unknown };
-    return { exported: module.default };
+    return importSettled(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`, timeoutMs);
   };
   try {
     return await load('');
@@ -163,28 +169,35 @@ async function loadFresh(filepath: string): Promise<LoadedModule> {
 }
 
 /**
- * `import(url)`, whose failure is only its own rejection. When a CommonJS package that an ES module
- * config imports throws while it loads (a `require` of a module that is not installed), Node 20
- * also reports the same error as an unhandled rejection of a promise of its own, after the
- * import's rejection was handled: without a listener that ends the process with a stack trace
- * instead of the message naming the file. That report is ignored; any other unhandled rejection
- * meanwhile is left to the other listeners, or thrown as Node does when there is none.
+ * Imports a config module and settles its default export: an async config (a top-level await, a
+ * default export that is a promise) is what it resolves to, and its rejection is the load's error.
+ * Rejections the module left unhandled while it loaded are its errors too, rather than a crash with
+ * a stack trace: Node 20, for one, reports a CommonJS package that throws while an ES module
+ * imports it (a `require` of a module not installed) a second time that way, after the import's
+ * own rejection. A load that has not settled after `timeoutMs` fails (otherwise a top-level await
+ * that never settles ends the process with status 13 and no word).
  */
-async function importSettled(url: string): Promise<unknown> {
-  let failure: unknown;
-  const ignoreOurs = (reason: unknown) => {
-    if (reason === failure) return;
-    if (process.listenerCount('unhandledRejection') === 1) throw reason;
-  };
-  process.on('unhandledRejection', ignoreOurs);
+async function importSettled(url: string, timeoutMs: number): Promise<LoadedModule> {
+  const unhandled: unknown[] = [];
+  const collect = (reason: unknown) => void unhandled.push(reason);
+  process.on('unhandledRejection', collect);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`did not finish loading in ${timeoutMs / 1000} s (a top-level await or an exported promise that never settles)`)),
+      timeoutMs,
+    );
+  });
   try {
-    return await import(url);
-  } catch (err) {
-    failure = err;
-    throw err;
+    const load = async () => ({ exported: await ((await import(url)) as { default?: unknown }).default });
+    const loaded = await Promise.race([load(), timeout]);
+    // Node reports unhandled rejections after the microtasks of a turn: wait for the next one.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (unhandled.length > 0) throw unhandled[0];
+    return loaded;
   } finally {
-    // Node reports unhandled rejections after the microtasks of this turn: listen until the next one.
-    setImmediate(() => process.off('unhandledRejection', ignoreOurs));
+    clearTimeout(timer);
+    setImmediate(() => process.off('unhandledRejection', collect));
   }
 }
 

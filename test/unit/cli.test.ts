@@ -304,6 +304,25 @@ describe('the upnpd command', () => {
     }
   });
 
+  it('a config whose promise rejects (its default export, a top-level await, one it leaves unhandled) exits 2 naming the file, without a crash', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'upnpd-reject-'));
+    try {
+      for (const body of [
+        "export default Promise.reject(new Error('no secret'));",
+        "await Promise.reject(new Error('no secret'));\nexport default { dryRun: true };",
+        "Promise.reject(new Error('no secret'));\nexport default { dryRun: true };",
+      ]) {
+        await writeFile(join(dir, 'upnpd.config.mjs'), `${body}\n`);
+        const run = upnpd(['check'], dir);
+        expect(await run.exited, body).toBe(2);
+        expect(run.output()).toContain(`${join(dir, 'upnpd.config.mjs')}: cannot load: no secret`);
+        expect(run.output()).not.toMatch(/^Node\.js v|^\s+at /m);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits with status 2 for an unknown flag or a bad flag value, naming the flag', async () => {
     const unknown = upnpd(['--frobnicate']);
     expect(await unknown.exited).toBe(2);
