@@ -155,7 +155,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     notifySystemd(logger);
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
-    logger.fatal({ err, code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
+    // A mistake in the configuration is told by its message (the file and key); a stack trace is for upnpd's own failures.
+    logger.fatal({ ...(usage ? {} : { err }), code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     await output.flush();
     return usage ? EXIT_USAGE : EXIT_FAILURE;
