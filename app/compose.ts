@@ -81,7 +81,8 @@ export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
   if (!placed.some((p) => p.spec.name === 'logging')) placed.push({ spec: logging(), where: '(default) logging' });
   if (config.natPmp && !placed.some((p) => p.spec.name === 'nat-pmp')) placed.push({ spec: natPmp(), where: '(default) nat-pmp' });
   if (!config.natPmp) placed = placed.filter((p) => p.spec.name !== 'nat-pmp');
-  return placed;
+  // The description is cleaned before any other plugin sees it, also when the config lists description() after others.
+  return [...placed.filter((p) => p.spec.name === 'description'), ...placed.filter((p) => p.spec.name !== 'description')];
 }
 
 function chooseBackend(config: ResolvedConfig, listed: PlacedSpec<BackendSpec> | undefined): PlacedSpec<BackendSpec> {
