@@ -1,14 +1,10 @@
 import { loadConfig } from '../core/config/load.js';
 import type { ResolvedConfig } from '../core/config/schema.js';
 import { messageOf, ConfigError } from '../core/errors.js';
-import { systemClock } from '../core/clock.js';
 import { ExecaCommandRunner } from '../core/command-runner.js';
 import { lanAddresses } from '../core/daemon.js';
-import { createRootLogger } from '../core/logging.js';
-import { MappingViewSlot } from '../core/mapping/view-slot.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from '../core/net/network-info.js';
-import { RefusalRegistry } from '../core/plugins/refusals.js';
-import { assemblePlugins, createPlugins, dryRunDefaults, pluginContainer } from './compose.js';
+import { assemblePlugins, createPlugins, dryRunDefaults, inertServices, pluginContainer } from './compose.js';
 import { parseCommandLine } from './command-line.js';
 
 export const CHECK_USAGE = `Usage: upnpd check [--config FILE] [the daemon's options]
@@ -54,18 +50,8 @@ export async function check(
       if (parsed && !parsed.success) throw new ConfigError(`${where}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
     }
     // Built as at start (a plugin's create may throw), then dropped: create starts nothing, provision does.
-    const { logger, output } = createRootLogger({ level: 'silent', stream: err });
-    const services = {
-      logger,
-      logOutput: output,
-      network,
-      clock: systemClock,
-      commandRunner: new ExecaCommandRunner(),
-      lan: lanToCheck(config, network),
-      mappingView: new MappingViewSlot(),
-      refusals: new RefusalRegistry(),
-    };
-    createPlugins(plugins, pluginContainer(config, services), config, logger);
+    const services = inertServices(network, new ExecaCommandRunner(), lanToCheck(config, network));
+    createPlugins(plugins, pluginContainer(config, services), config, services.logger);
     for (const iface of missingInterfaces(config, network)) {
       err.write(`upnpd check: warning: interface "${iface}" does not exist on this machine or has no IPv4 address (fine if the file is for another host)\n`);
     }

@@ -11,7 +11,7 @@ import { firewallPlugin } from '../core/plugins/define.js';
 import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from '../core/plugins/tokens.js';
 import { isPluginSpec, type AnyPluginSpec, type BackendContext, type BackendSpec, type FirewallBackend, type Plugin } from '../core/plugins/types.js';
 import type { Logger } from '../core/logger.js';
-import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
+import { LOG_OUTPUT, createRootLogger, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
 import { OS_READERS, hostFindings, logFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
 import { systemNetwork, type InterfaceAddress, type NetworkInfo } from '../core/net/network-info.js';
@@ -183,7 +183,13 @@ export interface PluginServices {
   readonly refusals: RefusalRegistry;
 }
 
-/** The container every plugin's child container comes from: the daemon's, and `upnpd check`'s. */
+/** Services to build plugins with and start none (`upnpd check`, `upnpd doctor`): nothing is logged. */
+export function inertServices(network: NetworkInfo, commandRunner: CommandRunner, lan: readonly InterfaceAddress[]): PluginServices {
+  const { logger, output } = createRootLogger({ level: 'silent' });
+  return { logger, logOutput: output, network, clock: systemClock, commandRunner, lan, mappingView: new MappingViewSlot(), refusals: new RefusalRegistry() };
+}
+
+/** The container every plugin's child container comes from: the daemon's, `upnpd check`'s and `upnpd doctor`'s. */
 export function pluginContainer(config: ResolvedConfig, services: PluginServices): DependencyContainer {
   const container = rootContainer.createChildContainer();
   container.register(CONFIG, { useValue: config });
