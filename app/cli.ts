@@ -47,7 +47,8 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
   --version             print the version
 
 Signals: SIGTERM/SIGINT stop cleanly (rules removed unless keepRulesOnShutdown); SIGHUP reloads the
-configuration (log level and lease policy apply at once; other changes are named as needing a restart).
+configuration (log level, lease policy and the policy plugins' options apply at once; other changes
+are named as needing a restart).
 `;
 
 /** Runs the daemon until a signal stops it; resolves with the exit status. */
@@ -160,7 +161,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (reloadAsked && !stopping) reload();
   } catch (err) {
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
-    logger.fatal({ err, code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
+    // A mistake in the configuration is told by its message (the file and key); a stack trace is for upnpd's own failures.
+    logger.fatal({ ...(usage ? {} : { err }), code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     await output.flush();
     return usage ? EXIT_USAGE : EXIT_FAILURE;

@@ -11,10 +11,10 @@ import { firewallPlugin } from '../core/plugins/define.js';
 import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, MAPPINGS, NETWORK_INFO, PLUGIN_OPTIONS, REFUSALS } from '../core/plugins/tokens.js';
 import { isPluginSpec, type AnyPluginSpec, type BackendContext, type BackendSpec, type FirewallBackend, type Plugin } from '../core/plugins/types.js';
 import type { Logger } from '../core/logger.js';
-import { LOG_OUTPUT, type LogOutput } from '../core/logging.js';
+import { LOG_OUTPUT, createRootLogger, type LogOutput } from '../core/logging.js';
 import { MappingViewSlot } from '../core/mapping/view-slot.js';
 import { OS_READERS, hostFindings, logFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
-import { systemNetwork, type NetworkInfo } from '../core/net/network-info.js';
+import { systemNetwork, type InterfaceAddress, type NetworkInfo } from '../core/net/network-info.js';
 import { dryRun } from '../plugins/dry-run/index.js';
 import { iptables } from '../plugins/iptables/index.js';
 import { logging } from '../plugins/logging/index.js';
@@ -69,7 +69,7 @@ interface PlacedSpec<S extends AnyPluginSpec = AnyPluginSpec> {
  * `natPmp` is false; `natPmp: false` also drops a listed natPmp()).
  */
 export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
-  const listed = config.plugins.map((spec, index) => ({ spec, where: `${config.source}: plugins[${index}] (${spec.name})` }));
+  const listed = config.plugins.map((spec, index) => ({ spec, where: `${config.source}: plugins[${config.pluginIndexes?.[index] ?? index}] (${spec.name})` }));
   const listedBackends = listed.filter((p): p is PlacedSpec<BackendSpec> => p.spec.kind === 'backend');
   if (listedBackends.length > 1) {
     throw new ConfigError(`${config.source}: plugins: only one firewall backend may be listed, found ${listedBackends.map((p) => p.spec.name).join(', ')}`);
@@ -81,7 +81,8 @@ export function assemblePlugins(config: ResolvedConfig): PlacedSpec[] {
   if (!placed.some((p) => p.spec.name === 'logging')) placed.push({ spec: logging(), where: '(default) logging' });
   if (config.natPmp && !placed.some((p) => p.spec.name === 'nat-pmp')) placed.push({ spec: natPmp(), where: '(default) nat-pmp' });
   if (!config.natPmp) placed = placed.filter((p) => p.spec.name !== 'nat-pmp');
-  return placed;
+  // The description is cleaned before any other plugin sees it, also when the config lists description() after others.
+  return [...placed.filter((p) => p.spec.name === 'description'), ...placed.filter((p) => p.spec.name !== 'description')];
 }
 
 function chooseBackend(config: ResolvedConfig, listed: PlacedSpec<BackendSpec> | undefined): PlacedSpec<BackendSpec> {
@@ -145,7 +146,7 @@ export function createPlugins(placed: readonly PlacedSpec[], container: Dependen
       return p.spec.create(childContainer(container, p.spec.name, parsedOptions(p), logger));
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new PluginRegistrationError(`plugin "${p.spec.name}" could not be created: ${messageOf(err)}`);
+      throw new PluginRegistrationError(`${p.where}: could not be created: ${messageOf(err)}`);
     }
   });
 }
@@ -170,6 +171,39 @@ export interface StartOptions {
   readonly hostReaders?: HostReaders | false;
 }
 
+/** What the plugins' container holds besides the config (the tokens of README "Writing a plugin"). */
+export interface PluginServices {
+  readonly logger: Logger;
+  readonly logOutput: LogOutput;
+  readonly network: NetworkInfo;
+  readonly clock: Clock;
+  readonly commandRunner: CommandRunner;
+  readonly lan: readonly InterfaceAddress[];
+  readonly mappingView: MappingViewSlot;
+  readonly refusals: RefusalRegistry;
+}
+
+/** Services to build plugins with and start none (`upnpd check`, `upnpd doctor`): nothing is logged. */
+export function inertServices(network: NetworkInfo, commandRunner: CommandRunner, lan: readonly InterfaceAddress[]): PluginServices {
+  const { logger, output } = createRootLogger({ level: 'silent' });
+  return { logger, logOutput: output, network, clock: systemClock, commandRunner, lan, mappingView: new MappingViewSlot(), refusals: new RefusalRegistry() };
+}
+
+/** The container every plugin's child container comes from: the daemon's, `upnpd check`'s and `upnpd doctor`'s. */
+export function pluginContainer(config: ResolvedConfig, services: PluginServices): DependencyContainer {
+  const container = rootContainer.createChildContainer();
+  container.register(CONFIG, { useValue: config });
+  container.register(LOGGER, { useValue: services.logger });
+  container.register(CLOCK, { useValue: services.clock });
+  container.register(NETWORK_INFO, { useValue: services.network });
+  container.register(COMMAND_RUNNER, { useValue: services.commandRunner });
+  container.register(LAN_ADDRESSES, { useValue: services.lan });
+  container.register(LOG_OUTPUT, { useValue: services.logOutput });
+  container.register(MAPPINGS, { useValue: services.mappingView });
+  container.register(REFUSALS, { useValue: services.refusals });
+  return container;
+}
+
 /** The composition root: chooses and builds the plugins for a config, then starts the daemon with them. */
 export async function startDaemon(givenConfig: ResolvedConfig, options: StartOptions): Promise<Daemon> {
   const { logger } = options;
@@ -179,18 +213,17 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
   const clock = options.clock ?? systemClock;
   const lan = lanAddresses(config, network);
   const mappingView = new MappingViewSlot();
-
-  const container = rootContainer.createChildContainer();
-  container.register(CONFIG, { useValue: config });
-  container.register(LOGGER, { useValue: logger });
-  container.register(CLOCK, { useValue: clock });
-  container.register(NETWORK_INFO, { useValue: network });
-  container.register(COMMAND_RUNNER, { useValue: options.commandRunner ?? new ExecaCommandRunner() });
-  container.register(LAN_ADDRESSES, { useValue: lan });
-  container.register(LOG_OUTPUT, { useValue: options.logOutput });
-  container.register(MAPPINGS, { useValue: mappingView });
   const refusals = new RefusalRegistry();
-  container.register(REFUSALS, { useValue: refusals });
+  const container = pluginContainer(config, {
+    logger,
+    logOutput: options.logOutput,
+    network,
+    clock,
+    commandRunner: options.commandRunner ?? new ExecaCommandRunner(),
+    lan,
+    mappingView,
+    refusals,
+  });
 
   const plugins = createPlugins(specs, container, config, logger);
   const running = specs.map((placed, index) => ({ placed, plugin: plugins[index]! }));

@@ -1,17 +1,13 @@
 import { access, constants, mkdir } from 'node:fs/promises';
-import { container as rootContainer } from 'tsyringe';
 import { ExecaCommandRunner, type CommandRunner } from '../core/command-runner.js';
 import { loadConfig } from '../core/config/load.js';
 import type { ResolvedConfig } from '../core/config/schema.js';
 import { lanAddresses } from '../core/daemon.js';
 import { messageOf } from '../core/errors.js';
-import { silentLogger } from '../core/logger.js';
 import { OsNetworkInfo, type NetworkInfo } from '../core/net/network-info.js';
-import { CLOCK, COMMAND_RUNNER, CONFIG, LAN_ADDRESSES, LOGGER, NETWORK_INFO } from '../core/plugins/tokens.js';
 import type { Finding } from '../core/plugins/types.js';
-import { systemClock } from '../core/clock.js';
 import { OS_READERS, hostFindings, otherIgdFindings, preStartFindings, type HostReaders } from './checks/index.js';
-import { assemblePlugins, createPlugins, dryRunDefaults } from './compose.js';
+import { assemblePlugins, createPlugins, dryRunDefaults, inertServices, pluginContainer } from './compose.js';
 import { parseCommandLine } from './command-line.js';
 
 export const DOCTOR_USAGE = `Usage: upnpd doctor [--json] [the daemon's options]
@@ -21,6 +17,8 @@ firewall tools and kernel support the chosen backend needs, the state directory,
 the forward path, the WAN and LAN addresses, the ports, other IGDs on the LAN. Prints a checklist
 (ok / warning / error, each with its fix); exits 0 when nothing is an error, 1 otherwise.
 `;
+
+const CONFIG_FIX = 'correct the file or flag it names (upnpd --help lists the flags)';
 
 export interface DoctorEnvironment {
   readonly network?: NetworkInfo;
@@ -44,17 +42,20 @@ export async function doctorFindings(givenConfig: ResolvedConfig, env: DoctorEnv
     lan = undefined;
   }
 
-  const container = rootContainer.createChildContainer();
-  container.register(CONFIG, { useValue: config });
-  container.register(LOGGER, { useValue: silentLogger });
-  container.register(CLOCK, { useValue: systemClock });
-  container.register(NETWORK_INFO, { useValue: network });
-  container.register(COMMAND_RUNNER, { useValue: commands });
-  container.register(LAN_ADDRESSES, { useValue: lan ?? [] });
+  const services = inertServices(network, commands, lan ?? []);
+  const container = pluginContainer(config, services);
+  // The other plugins are built as at start (a plugin's create may throw); the backend below, whose
+  // check reports an unknown or missing one.
+  const others = placedOrNone(config)?.filter((p) => p.spec.kind !== 'backend') ?? [];
+  try {
+    createPlugins(others, container, config, services.logger);
+  } catch (err) {
+    findings[0] = { check: 'config', severity: 'error', message: messageOf(err), fix: CONFIG_FIX };
+  }
   let firewall;
   try {
     const backendSpecs = assemblePlugins(config).filter((p) => p.spec.kind === 'backend');
-    firewall = createPlugins(backendSpecs, container, config, silentLogger)[0]?.firewall;
+    firewall = createPlugins(backendSpecs, container, config, services.logger)[0]?.firewall;
     const capabilities = await firewall?.probe();
     findings.push({
       check: 'firewall',
@@ -81,6 +82,14 @@ export async function doctorFindings(givenConfig: ResolvedConfig, env: DoctorEnv
   findings.push(...(await hostFindings(config, network, readers, firewall)));
   if (lan) findings.push(...(await otherIgdFindings(config, lan, readers)));
   return findings;
+}
+
+function placedOrNone(config: ResolvedConfig): ReturnType<typeof assemblePlugins> | undefined {
+  try {
+    return assemblePlugins(config);
+  } catch {
+    return undefined;
+  }
 }
 
 async function stateDirFinding(stateDir: string): Promise<Finding> {
@@ -126,7 +135,7 @@ export async function doctor(argv: readonly string[], out: NodeJS.WritableStream
     const config = await loadConfig(commandLine.load);
     findings = await doctorFindings(config, env);
   } catch (err) {
-    findings = [{ check: 'config', severity: 'error', message: messageOf(err), fix: 'correct the file or flag it names (upnpd --help lists the flags)' }];
+    findings = [{ check: 'config', severity: 'error', message: messageOf(err), fix: CONFIG_FIX }];
   }
   const failed = findings.some((f) => f.severity === 'error');
   out.write(json ? `${JSON.stringify({ ok: !failed, findings }, null, 2)}\n` : `${formatFindings(findings)}\n`);

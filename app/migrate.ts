@@ -158,6 +158,7 @@ function migrateMiniupnpd(settings: readonly Setting[], rules: readonly string[]
         if (/^[\w.@:-]{1,15}$/.test(value) && !/^\d+\.\d+\.\d+\.\d+/.test(value)) lan.push(value);
         else m.notes.push(`listening_ip = ${value}: give the LAN interface's name in \`lan\` (upnpd serves every address of it)`);
         break;
+      case 'port': // miniupnpd's older name of http_port (its options.c takes both)
       case 'http_port':
         if (/^\d+$/.test(value) && Number(value) <= 65535) m.config.push(['httpPort', String(Number(value))]);
         break;

@@ -4,6 +4,9 @@ import 'reflect-metadata';
 export { defineConfig, type UserConfig, type ResolvedConfig } from './config/schema.js';
 // The zod upnpd validates options with (4.x): a plugin's optionsSchema must come from it.
 export { z } from 'zod';
+// The tsyringe upnpd builds plugins with: a plugin class's @injectable() must register with this
+// one (a copy of its own keeps its own registry: "TypeInfo not known"), and a config in /etc/upnpd finds no other.
+export { inject, injectable } from 'tsyringe';
 export { definePlugin, defineBackend, firewallPlugin } from './plugins/define.js';
 export { HOOK_KINDS } from './plugins/types.js';
 export type {

@@ -11,6 +11,9 @@ import { configSchema, type ResolvedConfig, type UserConfig } from './schema.js'
 
 export const CONFIG_FILE_NAMES = ['upnpd.config.js', 'upnpd.config.mjs', 'upnpd.config.cjs'];
 
+/** How long loading a config file may take: its top-level awaits and exported promise included. */
+export const CONFIG_LOAD_TIMEOUT_MS = 30_000;
+
 /** Where a config file is looked for after the working directory and its parents. */
 export const SYSTEM_CONFIG_DIR = '/etc/upnpd';
 
@@ -30,6 +33,8 @@ export interface LoadConfigOptions {
   readonly onSkip?: (dir: string, error: Error) => void;
   /** How the search looks at a path; `fs.stat` unless a test injects another. */
   readonly stat?: (path: string) => Promise<{ isFile(): boolean }>;
+  /** How long a config file may take to load (an async config); CONFIG_LOAD_TIMEOUT_MS unless a test names another. */
+  readonly loadTimeoutMs?: number;
   /** Values from command-line flags; they win over the file. */
   readonly overrides?: Partial<UserConfig>;
   /** For messages: the flag each overridden key came from, e.g. { httpPort: '--http-port' }. */
@@ -58,13 +63,17 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Resol
     );
   }
 
+  const listed = parsed.data.plugins.flatMap((spec, index) => (spec ? [{ spec, index }] : []));
+  const pluginIndexes = listed.map((entry) => entry.index);
   const plugins = parsePluginOptions(
-    parsed.data.plugins.filter((p): p is AnyPluginSpec => Boolean(p)),
+    listed.map((entry) => entry.spec),
+    pluginIndexes,
     source,
   );
   return {
     ...parsed.data,
     plugins,
+    pluginIndexes,
     source,
     lanFromCommandLine: overrides.lan !== undefined && overrides.lan.length > 0,
     flags: Object.fromEntries(Object.keys(withoutUndefined(overrides)).map((key) => [key, options.flagNames?.[key as keyof UserConfig] ?? key])),
@@ -75,7 +84,9 @@ async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig:
   // cosmiconfig only loads: its search cannot add /etc/upnpd and fails on an unreadable directory.
   const explorer = cosmiconfig('upnpd', {
     cache: false,
-    loaders: { '.js': loadFresh, '.mjs': loadFresh, '.cjs': loadFresh },
+    loaders: Object.fromEntries(
+      ['.js', '.mjs', '.cjs'].map((ext) => [ext, (file: string) => loadFresh(file, options.loadTimeoutMs ?? CONFIG_LOAD_TIMEOUT_MS)]),
+    ),
   });
   const cwd = options.cwd ?? process.cwd();
   const where = options.configFile ? resolve(cwd, options.configFile) : await findConfigFile(cwd, options);
@@ -88,10 +99,10 @@ async function readConfigFile(options: LoadConfigOptions): Promise<{ fileConfig:
     if (options.configFile && code === 'ENOENT') throw new ConfigError(`${where}: no such file`);
     throw new ConfigError(`${where}: cannot load: ${messageOf(err)}`);
   }
-  // An empty file loads as null.
-  const config: unknown = result?.config;
-  if (config === undefined || config === null) return { fileConfig: {}, source: where };
-  if (typeof config !== 'object' || Array.isArray(config)) {
+  // cosmiconfig gives no result for an empty file; the loader wraps what the module exports.
+  const config = (result?.config as LoadedModule | undefined)?.exported;
+  if (config === undefined) throw new ConfigError(`${where}: exports no configuration (export default defineConfig({...}))`);
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new ConfigError(`${where}: must export an object (export default defineConfig({...}))`);
   }
   return { fileConfig: config as Record<string, unknown>, source: where };
@@ -140,12 +151,12 @@ const require = createRequire(import.meta.url);
  * a dry-run daemon 71.7 MB with its config beside a `node_modules/upnpd`, 79.2 MB with the same
  * config in /tmp). A `node_modules/upnpd` link beside the config avoids it (README, "Install").
  */
-async function loadFresh(filepath: string): Promise<unknown> {
+async function loadFresh(filepath: string, timeoutMs: number): Promise<LoadedModule> {
   const { mtimeMs } = await stat(filepath);
-  const load = async (attempt: string) => {
+  const load = async (attempt: string): Promise<LoadedModule> => {
     delete require.cache[filepath];
-    const module = (await import(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`)) as { default?: unknown };
-    return module.default ?? module;
+    // A CommonJS file's module.exports is its default export; an ES module without one exports no configuration.
+    return importSettled(`${pathToFileURL(filepath).href}?mtime=${mtimeMs}${attempt}`, timeoutMs);
   };
   try {
     return await load('');
@@ -155,6 +166,47 @@ async function loadFresh(filepath: string): Promise<unknown> {
     // Under a URL of its own: Node keeps the failed load's module record.
     return load('&resolve=upnpd');
   }
+}
+
+/**
+ * Imports a config module and settles its default export: an async config (a top-level await, a
+ * default export that is a promise) is what it resolves to, and its rejection is the load's error.
+ * Rejections the module left unhandled while it loaded are its errors too, rather than a crash with
+ * a stack trace: Node 20, for one, reports a CommonJS package that throws while an ES module
+ * imports it (a `require` of a module not installed) a second time that way, after the import's
+ * own rejection. A load that has not settled after `timeoutMs` fails (otherwise a top-level await
+ * that never settles ends the process with status 13 and no word).
+ */
+async function importSettled(url: string, timeoutMs: number): Promise<LoadedModule> {
+  const unhandled: unknown[] = [];
+  const collect = (reason: unknown) => void unhandled.push(reason);
+  process.on('unhandledRejection', collect);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`did not finish loading in ${timeoutMs / 1000} s (a top-level await or an exported promise that never settles)`)),
+      timeoutMs,
+    );
+  });
+  try {
+    const load = async () => ({ exported: await ((await import(url)) as { default?: unknown }).default });
+    const loaded = await Promise.race([load(), timeout]);
+    // Node reports unhandled rejections after the microtasks of a turn: wait for the next one.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (unhandled.length > 0) throw unhandled[0];
+    return loaded;
+  } finally {
+    clearTimeout(timer);
+    setImmediate(() => process.off('unhandledRejection', collect));
+  }
+}
+
+/**
+ * What a config file's loader hands cosmiconfig: the default export, wrapped so that cosmiconfig
+ * neither reads an undefined or null export as "no file" nor looks into the configuration itself.
+ */
+interface LoadedModule {
+  readonly exported: unknown;
 }
 
 /** Whether a load failed because `upnpd` (or `upnpd/…`) could not be found from the config file. */
@@ -194,13 +246,13 @@ function registerSelfResolution(): void {
  * the file and key path. The schema is consumed: a spec without one holds parsed options, which is
  * how the composition root knows not to parse them again.
  */
-function parsePluginOptions(specs: AnyPluginSpec[], source: string): AnyPluginSpec[] {
+function parsePluginOptions(specs: AnyPluginSpec[], indexes: readonly number[], source: string): AnyPluginSpec[] {
   const problems: string[] = [];
   const validated = specs.map((spec, index): AnyPluginSpec => {
     if (!spec.optionsSchema) return spec;
     const parsed = spec.optionsSchema.safeParse(spec.options);
     if (parsed.success) return { ...spec, options: parsed.data, optionsSchema: undefined };
-    problems.push(formatIssues(parsed.error.issues, () => source, `plugins[${index}] (${spec.name})`));
+    problems.push(formatIssues(parsed.error.issues, () => source, `plugins[${indexes[index]}] (${spec.name})`));
     return spec;
   });
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));

@@ -149,6 +149,8 @@ export interface ResolvedConfig extends Omit<ParsedConfig, 'plugins'> {
   /** The keys set by a command-line flag, with the flag (e.g. `{ backend: '--backend' }`), so that messages name it. */
   readonly flags?: Readonly<Partial<Record<keyof UserConfig, string>>>;
   readonly plugins: readonly AnyPluginSpec[];
+  /** For messages: the index in the file's `plugins` of each of `plugins` (falsy entries are left out of it). */
+  readonly pluginIndexes?: readonly number[];
 }
 
 /** Typed identity helper for upnpd.config.js. */

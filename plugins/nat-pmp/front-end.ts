@@ -83,7 +83,15 @@ export class NatPmpFrontEnd implements FrontEnd {
       void this.epoch.externalAddressIs(current).then(() => this.startAnnouncing());
     });
     this.startAnnouncing();
-    this.log.info({ addresses: this.describe() }, `NAT-PMP${this.options.pcp ? ' and PCP' : ''} listening on ${this.describe().join(', ')}`);
+    this.logListening('');
+  }
+
+  /** Where it listens now; a warning when that is nowhere (each address that failed was logged as an error). */
+  private logListening(why: string): void {
+    const addresses = this.describe();
+    const protocols = `NAT-PMP${this.options.pcp ? ' and PCP' : ''}`;
+    if (addresses.length > 0) this.log.info({ addresses }, `${why}${protocols} listening on ${addresses.join(', ')}`);
+    else this.log.warn({ addresses }, `${why}${protocols} listening on no address: no ${protocols.replace(' and ', ' or ')} request is answered`);
   }
 
   /**
@@ -101,10 +109,7 @@ export class NatPmpFrontEnd implements FrontEnd {
       .then(() => this.listenOnServed())
       .then((added) => {
         if (added.some((l) => !l.ipv6)) this.startAnnouncing();
-        this.log.info(
-          { addresses: this.describe() },
-          `LAN addresses changed: NAT-PMP${this.options.pcp ? ' and PCP' : ''} listening on ${this.describe().join(', ')}`,
-        );
+        this.logListening('LAN addresses changed: ');
         return true;
       });
   }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import type { Plugin } from '../../core/plugins/types.js';
 import { RefusalRegistry, RefusalReporter } from '../../core/plugins/refusals.js';
 import { silentLogger } from '../../core/logger.js';
 import { systemClock } from '../../core/clock.js';
+import { RecordingLogger } from '../support/fakes.js';
 import { TEST_EXTERNAL_IP, refusingPeer, startNatPmp, type NatPmpFixture, type NatPmpFixtureOptions } from '../support/nat-pmp-fixture.js';
 import { Epoch } from '../../plugins/nat-pmp/epoch.js';
 import {
@@ -543,5 +545,24 @@ describe('PCP version 2 (RFC 6887)', () => {
     }
     expect(await pcp(f, announceRequest(CLIENT))).toMatchObject({ result: 0 });
     expect(await natPmp(f, NAT_PMP_EXTERNAL_ADDRESS_REQUEST)).toMatchObject({ result: 0 });
+  });
+});
+
+describe('where NAT-PMP/PCP listens', () => {
+  it('says it listens on no address when its port is taken everywhere, rather than "listening on " and nothing', async () => {
+    const taken = createSocket('udp4');
+    await new Promise<void>((resolve) => taken.bind(0, '127.0.0.1', resolve));
+    try {
+      const logger = new RecordingLogger();
+      await start({ logger, options: { port: taken.address().port } });
+      expect(logger.lines.filter((l) => l.message.includes('listening on'))).toEqual([
+        { level: 'warn', message: 'NAT-PMP and PCP listening on no address: no NAT-PMP or PCP request is answered' },
+      ]);
+      expect(logger.lines.some((l) => l.level === 'error' && l.message.startsWith(`NAT-PMP/PCP cannot listen on 127.0.0.1 port ${taken.address().port}`))).toBe(
+        true,
+      );
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -2,7 +2,7 @@ import { configSchema, type ResolvedConfig, type UserConfig } from '../../core/c
 import { UpnpError, UpnpErrorCode } from '../../core/errors.js';
 import type { ExternalAddress, FrontEndContext } from '../../core/front-end.js';
 import { ClientLimits, clientLimitSettings } from '../../core/limits/client-limits.js';
-import { silentLogger } from '../../core/logger.js';
+import { silentLogger, type Logger } from '../../core/logger.js';
 import { Ipv6Lan } from '../../core/net/ipv6.js';
 import type { InterfaceAddress } from '../../core/net/network-info.js';
 import type { RestoredState } from '../../core/mapping/state-file.js';
@@ -47,6 +47,8 @@ export interface NatPmpFixtureOptions {
   readonly epoch?: Epoch;
   /** What the daemon's start found of the kept state (default: intact). */
   readonly restoredState?: RestoredState;
+  /** The front-end's logger (default: silent). */
+  readonly logger?: Logger;
 }
 
 /**
@@ -73,14 +75,16 @@ export async function startNatPmp(fixture: NatPmpFixtureOptions = {}) {
     limits,
     external,
     clock,
-    logger: silentLogger,
+    logger: fixture.logger ?? silentLogger,
     config,
     restoredState: fixture.restoredState ?? 'intact',
   };
   const options = natPmpOptionsSchema.parse({ port: 0, ...fixture.options });
   const frontEnd = new NatPmpFrontEnd(context, options, fixture.epoch ?? Epoch.inMemory(() => clock.now(), silentLogger));
   await frontEnd.start();
-  const port = Number(new URL(frontEnd.describe()[0]!).port);
+  // 0 when it listens nowhere (its port taken).
+  const listening = frontEnd.describe()[0];
+  const port = listening ? Number(new URL(listening).port) : 0;
   return {
     frontEnd,
     mappings,

@@ -78,11 +78,31 @@ describe('upnpd check', () => {
       code: 2,
       err: expect.stringContaining(`${badOption}: plugins[0] (nftables).tabel: unknown key`) as unknown,
     });
-    const unknownBackend = configFile(`export default { backend: 'pf' };\n`);
+    const unknownBackend = configFile(`export default { lan: ['br-lan'], backend: 'pf' };\n`);
     expect(await run(['--config', unknownBackend])).toMatchObject({
       code: 2,
       err: expect.stringContaining('backend: unknown firewall backend "pf"; available: iptables, nftables, dry-run') as unknown,
     });
+  });
+
+  it('builds the plugins as the daemon does: one whose constructor throws exits 2 naming the file and its entry', async () => {
+    const file = configFile(
+      `import { definePlugin } from ${JSON.stringify(PUBLIC_API)};\n` +
+        `class Broken { constructor() { throw new TypeError('no token for me'); } }\n` +
+        `const broken = definePlugin({ name: 'broken', create: () => new Broken() });\n` +
+        `export default { lan: ['br-lan'], backend: 'nftables', plugins: [false, broken()] };\n`,
+    );
+    const r = await run(['--config', file]);
+    expect(r).toMatchObject({ code: 2, out: '' });
+    expect(r.err).toBe(`upnpd check: ${file}: plugins[1] (broken): could not be created: no token for me\n`);
+  });
+
+  it('exits 2 for a file the daemon would refuse for want of a LAN interface (not in dry-run)', async () => {
+    const file = configFile(`export default { backend: 'nftables' };\n`);
+    const r = await run(['--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`${file}: lan: no LAN interface given`);
+    expect((await run(['--config', file, '--dry-run'])).code).toBe(0);
   });
 });
 

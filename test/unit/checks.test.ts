@@ -18,7 +18,7 @@ import {
 import { configSchema, type ResolvedConfig } from '../../core/config/schema.js';
 import { createRootLogger } from '../../core/logging.js';
 import type { InterfaceAddress, NetworkInfo } from '../../core/net/network-info.js';
-import { defineBackend } from '../../core/plugins/define.js';
+import { defineBackend, definePlugin } from '../../core/plugins/define.js';
 import type { Finding } from '../../core/plugins/types.js';
 import { udnsForLan } from '../../core/upnp/index.js';
 import { forwardPathFindings } from '../../plugins/nftables/diagnose.js';
@@ -221,6 +221,18 @@ describe('upnpd doctor', () => {
         'ip-forwarding',
       ),
     ).toEqual([]);
+  });
+
+  it('builds the plugins as the daemon does: one whose create throws makes the config an error, naming its entry', async () => {
+    const broken = definePlugin({
+      name: 'broken',
+      create: () => {
+        throw new Error('no token');
+      },
+    });
+    const findings = await doctorFindings(config({}, [memory(), broken()]), env('1\n'));
+    expect(findings[0]).toMatchObject({ check: 'config', severity: 'error', message: 'test: plugins[1] (broken): could not be created: no token' });
+    expect(bySeverity(findings, 'firewall')).toEqual(['ok']);
   });
 
   it('a LAN interface without an address is an error there', async () => {

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { MappingStateFile } from '../../core/mapping/state-file.js';
 import { readSavedState } from '../support/saved-state.js';
+import { useTempDir } from '../support/temp-dir.js';
 import { DESCRIPTION_URL, addPortMappingArgs, soapAction } from '../support/upnpd-process.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -435,5 +436,61 @@ describe('the upnpd command', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a config file that fails while it loads or builds', () => {
+  const scratch = useTempDir('upnpd-badcfg-');
+
+  it('a config whose import of a CommonJS package fails while it loads exits 2 naming the file, without a crash (Node 20 also reports the error as an unhandled rejection)', async () => {
+    const dir = scratch.path;
+    await mkdir(join(dir, 'node_modules', 'broken-cjs'), { recursive: true });
+    await writeFile(join(dir, 'node_modules', 'broken-cjs', 'package.json'), '{ "name": "broken-cjs", "main": "index.js" }\n');
+    await writeFile(join(dir, 'node_modules', 'broken-cjs', 'index.js'), "require('upnpd-nowhere-to-be-found');\nmodule.exports = {};\n");
+    for (const line of ["import 'broken-cjs';", "import broken from 'broken-cjs';"]) {
+      await writeFile(join(dir, 'upnpd.config.mjs'), `${line}\nexport default { dryRun: true };\n`);
+      for (const args of [['check'], ['--runtime-dir', dir]]) {
+        const run = upnpd(args, dir);
+        expect(await run.exited, `${line} ${args[0]}`).toBe(2);
+        expect(run.output()).toContain(`${join(dir, 'upnpd.config.mjs')}: cannot load: Cannot find module 'upnpd-nowhere-to-be-found'`);
+        expect(run.output()).not.toMatch(/^Node\.js v|^\s+at /m);
+      }
+    }
+  });
+
+  it('a config whose promise rejects (its default export, a top-level await, one it leaves unhandled) exits 2 naming the file, without a crash', async () => {
+    const dir = scratch.path;
+    for (const body of [
+      "export default Promise.reject(new Error('no secret'));",
+      "await Promise.reject(new Error('no secret'));\nexport default { dryRun: true };",
+      "Promise.reject(new Error('no secret'));\nexport default { dryRun: true };",
+    ]) {
+      await writeFile(join(dir, 'upnpd.config.mjs'), `${body}\n`);
+      const run = upnpd(['check'], dir);
+      expect(await run.exited, body).toBe(2);
+      expect(run.output()).toContain(`${join(dir, 'upnpd.config.mjs')}: cannot load: no secret`);
+      expect(run.output()).not.toMatch(/^Node\.js v|^\s+at /m);
+    }
+  });
+
+  it('a plugin whose constructor throws stops the start with exit 2 and a log naming the file and entry, without a stack trace', async () => {
+    const dir = scratch.path;
+    await writeFile(
+      join(dir, 'upnpd.config.mjs'),
+      "import { definePlugin } from 'upnpd';\nconst broken = definePlugin({ name: 'broken', create: () => { throw new Error('no token'); } });\n" +
+        'export default { dryRun: true, plugins: [broken()] };\n',
+    );
+    const run = upnpd(['--runtime-dir', dir], dir);
+    expect(await run.exited).toBe(2);
+    const message = `${join(dir, 'upnpd.config.mjs')}: plugins[0] (broken): could not be created: no token`;
+    expect(run.output()).toContain(`upnpd: ${message}\n`);
+    const fatal = run
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string; err?: unknown })
+      .find((record) => record.level === 60);
+    expect(fatal).toMatchObject({ msg: `upnpd could not start: ${message}` });
+    expect(fatal?.err).toBeUndefined();
   });
 });

@@ -93,9 +93,48 @@ describe('configuration', () => {
     expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: must export an object (export default defineConfig({...}))`);
   });
 
+  it.each([
+    ['an empty file', 'upnpd.config.mjs', ''],
+    ['no default export', 'upnpd.config.mjs', `export const lan = ['br-lan'];\n`],
+    ['a default export of undefined', 'upnpd.config.mjs', 'export default undefined;\n'],
+  ])('names the file when it exports no configuration: %s', async (_what, name, body) => {
+    const file = await writeConfig(name, body);
+    expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: exports no configuration (export default defineConfig({...}))`);
+  });
+
+  it.each([
+    ['export default null', 'upnpd.config.mjs', 'export default null;\n'],
+    ['module.exports = null', 'upnpd.config.cjs', 'module.exports = null;\n'],
+  ])('requires an object, not null: %s', async (_what, name, body) => {
+    const file = await writeConfig(name, body);
+    expect(await errorOf(loadConfig({ cwd: dir }))).toBe(`${file}: must export an object (export default defineConfig({...}))`);
+  });
+
+  it('loads an async config: a default export that is a promise, a top-level await', async () => {
+    await writeConfig('upnpd.config.mjs', `export default Promise.resolve({ wan: 'ppp0' });\n`);
+    expect((await loadConfig({ cwd: dir })).wan).toBe('ppp0');
+    await writeConfig('upnpd.config.mjs', `const wan = await new Promise((resolve) => setTimeout(() => resolve('ppp1'), 10));\nexport default { wan };\n`);
+    expect((await loadConfig({ cwd: dir })).wan).toBe('ppp1');
+  });
+
+  it.each([
+    ['a top-level await', 'await new Promise(() => {});\nexport default {};\n'],
+    ['an exported promise', 'export default new Promise(() => {});\n'],
+  ])('fails a load that never settles (%s) after its time, naming the file', async (_what, body) => {
+    const file = await writeConfig('upnpd.config.mjs', body);
+    expect(await errorOf(loadConfig({ cwd: dir, loadTimeoutMs: 200 }))).toBe(
+      `${file}: cannot load: did not finish loading in 0.2 s (a top-level await or an exported promise that never settles)`,
+    );
+  });
+
   it('validates plugin options with the plugin schema, naming the entry and the key', async () => {
     const message = await errorOf(loadConfig({ cwd: dir, systemConfigDir: dir, overrides: { plugins: [quota({ maxPerClient: 0 })] } }));
     expect(message).toMatch(/^\(no config file\): plugins\[0\] \(quota\)\.maxPerClient: .*>=1/);
+  });
+
+  it('names a plugin by its place in the file, falsy entries before it counted', async () => {
+    const message = await errorOf(loadConfig({ cwd: dir, systemConfigDir: dir, overrides: { plugins: [false, null, quota({ maxPerClient: 0 })] } }));
+    expect(message).toMatch(/^\(no config file\): plugins\[2\] \(quota\)\.maxPerClient: /);
   });
 
   it('ignores falsy plugin entries (so `cond && plugin()` works) and applies plugin option defaults', async () => {

@@ -56,12 +56,12 @@ function sink(): { stream: Writable; text: () => string } {
 }
 
 /** Writes the migrated module where `upnpd check` can load it (importing upnpd's sources), and checks it. */
-async function checks(module: string): Promise<{ code: number; err: string }> {
+async function checks(module: string, flags: string[] = []): Promise<{ code: number; err: string }> {
   const file = join(scratch, `m${Math.random().toString(36).slice(2)}.config.mjs`);
   writeFileSync(file, module.replace("from 'upnpd'", `from ${JSON.stringify(PUBLIC_API)}`));
   const out = sink();
   const err = sink();
-  const code = await check(['--config', file], out.stream, err.stream, NO_INTERFACES);
+  const code = await check(['--config', file, ...flags], out.stream, err.stream, NO_INTERFACES);
   return { code, err: err.text() };
 }
 
@@ -88,7 +88,9 @@ describe('upnpd migrate', () => {
     ]) {
       expect(module).toMatch(new RegExp(`^// - ${key} = `, 'm'));
     }
-    expect(await checks(module)).toEqual({ code: 0, err: '' });
+    // linux-igd took its interfaces on the command line (the note says so): so does the daemon, and check as it.
+    expect(await checks(module, ['--lan', 'br-lan', '--wan', 'eth0'])).toEqual({ code: 0, err: expect.not.stringContaining('error') as unknown });
+    expect(await checks(module)).toMatchObject({ code: 2, err: expect.stringContaining('lan: no LAN interface given') as unknown });
   });
 
   it('turns a miniupnpd.conf into interfaces, port, secure mode, leases and its allow/deny lines verbatim', async () => {
@@ -119,6 +121,12 @@ describe('upnpd migrate', () => {
     expect((await checks(module)).code).toBe(0);
     const { module: older } = migrateText('ext_ifname=eth0\nenable_pcp_pmp=no\n', 'miniupnpd.conf');
     expect(older).toContain('natPmp: false,');
+  });
+
+  it("reads miniupnpd's older name of the HTTP port, port=, as http_port= (miniupnpd's options.c takes both)", () => {
+    const { module } = migrateText('ext_ifname=eth0\nlistening_ip=br-lan\nport=5555\n', 'miniupnpd.conf');
+    expect(module).toContain('httpPort: 5555,');
+    expect(module).not.toContain('port = 5555');
   });
 
   it('prints to stdout and exits 0; a missing file exits 2 naming it', async () => {

@@ -1,14 +1,16 @@
 import 'reflect-metadata';
-import { inject, injectable } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   MAPPINGS,
+  inject,
+  injectable,
+  z,
   PLUGIN_OPTIONS,
   UpnpError,
   UpnpErrorCode,
   defineBackend,
   definePlugin,
+  description,
   type MappingRequest,
   type MappingView,
   type Plugin,
@@ -106,6 +108,26 @@ describe('a third-party policy plugin written as the README shows', () => {
       });
     });
   }
+
+  it("sees the description already cleaned, also an order: 'pre' plugin listed before description() (README: the description policy always runs first)", async () => {
+    const seen: string[] = [];
+    const early = definePlugin({
+      name: 'early',
+      create: (): Plugin => ({
+        name: 'early',
+        order: 'pre',
+        hooks: {
+          beforeMap: (request) => {
+            seen.push(request.description);
+          },
+        },
+      }),
+    });
+    await withDaemon([early(), description({ maxBytes: 8 })], async (daemon) => {
+      await daemon.mappings.add({ ...request(40020), description: 'forged\nline and more' }, CLIENT);
+      expect(seen).toEqual(['forgedli']);
+    });
+  });
 
   it('reads the table through MAPPINGS in a hook: read only, without the lifecycle methods', async () => {
     let view: MappingView | undefined;

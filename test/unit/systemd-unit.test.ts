@@ -16,12 +16,12 @@ const scratch = mkdtempSync(join(tmpdir(), 'upnpd-systemd-'));
 /** `systemd-analyze verify` of the unit with ExecStart pointing at this checkout's command (it must exist). */
 async function verify(unitText: string): Promise<{ exitCode: number; complaints: string }> {
   const file = join(scratch, 'upnpd.service');
-  writeFileSync(file, unitText.replace('ExecStart=/usr/bin/upnpd', `ExecStart=${join(REPO, 'bin', 'upnpd.js')}`));
+  writeFileSync(file, unitText.replace('ExecStart=upnpd ', `ExecStart=${join(REPO, 'bin', 'upnpd.js')} `));
   const r = await execa('systemd-analyze', ['verify', file], { reject: false });
   return { exitCode: r.exitCode ?? -1, complaints: `${r.stdout}${r.stderr}`.trim() };
 }
 
-describeRequiring('the systemd unit', missingPrograms(['systemd-analyze', 'systemd-notify', 'python3']), () => {
+describeRequiring('the systemd unit', missingPrograms(['systemd-analyze', 'systemd-notify', 'systemd-path', 'python3']), () => {
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
   it('passes systemd-analyze verify without a single complaint', async () => {
@@ -31,6 +31,14 @@ describeRequiring('the systemd unit', missingPrograms(['systemd-analyze', 'syste
   it('(the check above can fail: an unknown key is a complaint)', async () => {
     const { complaints } = await verify(UNIT.replace('[Service]', '[Service]\nNoSuchSetting=yes'));
     expect(complaints).toMatch(/Unknown key 'NoSuchSetting'/);
+  });
+
+  it('starts the upnpd command wherever `npm link` put it: /usr/local/bin (Debian nodejs) or /usr/bin (NodeSource)', async () => {
+    const program = /^ExecStart=(\S+)/m.exec(UNIT)?.[1];
+    // A name without a slash is looked up in systemd's own search path.
+    expect(program).toBe('upnpd');
+    const searched = (await execa('systemd-path', ['search-binaries-default'])).stdout.trim().split(':');
+    expect(searched).toEqual(expect.arrayContaining(['/usr/local/bin', '/usr/bin']));
   });
 
   it('runs the daemon hardened, with the directories and capabilities it needs and no more', () => {
