@@ -226,7 +226,9 @@ export class DurableMappingJournal implements MappingJournal {
   }
 }
 
+/** The error with its errno code in front (Node's messages of file system errors begin with it already). */
 function errorText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
-  return code ? `${code}: ${messageOf(err)}` : messageOf(err);
+  const message = messageOf(err);
+  return code && !message.startsWith(`${code}:`) ? `${code}: ${message}` : message;
 }

@@ -27,6 +27,8 @@ interface StoredEpoch {
 export class Epoch {
   /** The monotonic time at which the epoch began (earlier than the process when it was kept across a restart). */
   private origin: number;
+  /** Whether the last save failed (logged as an error once, until a save works again). */
+  private saveFailing = false;
 
   private constructor(
     /** Wall-clock milliseconds at which the epoch began, as kept in the file. */
@@ -102,11 +104,14 @@ export class Epoch {
       await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 });
       await writeFile(`${this.file}.tmp`, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
       await rename(`${this.file}.tmp`, this.file);
+      if (this.saveFailing) this.logger.info({ file: this.file }, `the NAT-PMP/PCP epoch is kept in ${this.file} again`);
+      this.saveFailing = false;
     } catch (err) {
-      this.logger.error(
-        { err, file: this.file },
-        `cannot keep the NAT-PMP/PCP epoch in ${this.file}: ${messageOf(err)}; a restart will look like a reset to clients`,
-      );
+      // Once per outage: every save until one works (the start, each address change) would say the same.
+      const message = `cannot keep the NAT-PMP/PCP epoch in ${this.file}: ${messageOf(err)}; a restart will look like a reset to clients`;
+      if (this.saveFailing) this.logger.debug({ err, file: this.file }, message);
+      else this.logger.error({ err, file: this.file }, message);
+      this.saveFailing = true;
     }
   }
 }

@@ -233,7 +233,7 @@ describe.each(['ENOSPC', 'EROFS', 'EIO'] as const)('when the state cannot be wri
     journal.startedUnavailable(fsError(code, SNAPSHOT));
     mappings.persistTo(journal, 'refuse');
     expect(journal.persistence.state).toBe('unavailable');
-    expect(journal.persistence.lastError).toContain(code);
+    expect(journal.persistence.lastError, 'the code is not said twice').toBe(`${code}: injected, ${SNAPSHOT}`);
     await clock.advance(5_000);
     await settle(20);
     expect(journal.persistence.state).toBe('ok');

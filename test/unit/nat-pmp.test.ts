@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { answerFor, portUnavailable, refusalOf, type Refusal } from '../../plugi
 import { PCP_MAX_MESSAGE, PcpResult, addressBytes, addressText, parseNatPmp, parsePcp, pcpResponse } from '../../plugins/nat-pmp/codec.js';
 import { EPOCH_FILE, Epoch } from '../../plugins/nat-pmp/epoch.js';
 import { natPmpOptionsSchema } from '../../plugins/nat-pmp/options.js';
-import { ManualClock } from '../support/fakes.js';
+import { ManualClock, RecordingLogger } from '../support/fakes.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 describe('packet codec', () => {
@@ -133,6 +133,22 @@ describe('epoch (RFC 6886 §3.6, RFC 6887 §8.5)', () => {
     wall += ms;
     monotonic += ms;
   };
+
+  it('says once that it cannot keep the epoch, not at every save, and says when it can again', async () => {
+    const logger = new RecordingLogger();
+    const blocked = join(dir.path, 'not-a-directory');
+    writeFileSync(blocked, '');
+    const epoch = await Epoch.persisted(join(blocked, 'state'), logger, wallNow, monotonicNow);
+    await epoch.externalAddressIs('203.0.113.1');
+    await epoch.externalAddressIs('203.0.113.2');
+    await epoch.startAgain();
+    const errors = () => logger.lines.filter((line) => line.level === 'error' && line.message.includes('cannot keep the NAT-PMP/PCP epoch'));
+    expect(errors()).toHaveLength(1);
+    rmSync(blocked);
+    await epoch.startAgain();
+    expect(logger.lines.at(-1)).toMatchObject({ level: 'info', message: expect.stringContaining('is kept in') as unknown });
+    expect(readFileSync(join(blocked, 'state', EPOCH_FILE), 'utf8')).toContain('203.0.113.2');
+  });
 
   it('counts seconds from the start of the state and survives a restart with the same state directory', async () => {
     const first = await persisted();
