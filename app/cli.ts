@@ -206,7 +206,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 function lockedDirectories(config: Pick<ResolvedConfig, 'stateDir' | 'runtimeDir' | 'dryRun' | 'backend'>): LockedDirectory[] {
   const directories: LockedDirectory[] = [];
   if (config.stateDir) directories.push({ dir: config.stateDir, role: 'state directory', instead: 'give this one another --state-dir' });
-  if (!config.dryRun && config.backend !== 'dry-run') directories.push({ dir: config.runtimeDir, role: "runtime directory (and this host's firewall)" });
+  if (!config.dryRun && config.backend !== 'dry-run')
+    directories.push({ dir: config.runtimeDir, role: 'runtime directory', also: "and changes this host's firewall" });
   return directories;
 }
 

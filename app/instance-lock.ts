@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { UpnpdError, messageOf } from '../core/errors.js';
@@ -26,8 +26,10 @@ export class InstanceLockedError extends UpnpdError {
 /** What a start locks: the directory and what it is, for messages. */
 export interface LockedDirectory {
   readonly dir: string;
-  /** e.g. `state directory`: "another upnpd (pid 1234) runs on the state directory /var/lib/upnpd". */
+  /** e.g. `state directory`: "another upnpd (pid 1234) is running on the state directory /var/lib/upnpd". */
   readonly role: string;
+  /** What the other one does besides, after the directory: "and changes this host's firewall". */
+  readonly also?: string;
   /** What the admin can do besides stopping that one: "give this one another --state-dir". */
   readonly instead?: string;
 }
@@ -38,8 +40,8 @@ export interface InstanceLock {
 
 /**
  * Locks each directory for this process's life, or throws InstanceLockedError naming the pid of the
- * upnpd that holds one. The lock is a Unix socket in Linux's abstract namespace, named by the
- * directory's key file: the kernel releases it when the process ends however it ends (kill -9, a
+ * upnpd that holds one. The lock is a Unix socket in Linux's abstract namespace (one per network
+ * namespace: a firewall's scope), named by the directory (lockName): the kernel releases it when the process ends however it ends (kill -9, a
  * power cut), so a crash never leaves a lock behind, and a pid reused by another program does not
  * matter. Taking it is atomic: of two upnpd starting at once, one gets it. The holder answers a
  * connection with its pid, for the message. A directory whose key cannot be read nor created is not
@@ -50,21 +52,23 @@ export async function lockInstance(directories: readonly LockedDirectory[], logg
   const release = () => Promise.all(held.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => undefined);
   try {
     for (const locked of directories) {
-      let key: string;
+      let name: string;
       try {
-        key = await lockKey(locked.dir);
+        name = await lockName(locked.dir);
       } catch (err) {
         logger.warn({ dir: locked.dir, err }, `cannot lock the ${locked.role} ${locked.dir} (${messageOf(err)}): a second upnpd on it would not be refused`);
         continue;
       }
-      const server = await listenAbstract(`\0upnpd/${key}`, locked.dir);
+      const server = await listenAbstract(name, locked.dir);
       if (server) {
         held.push(server);
         continue;
       }
-      const pid = await holderPid(`\0upnpd/${key}`);
+      const holder = await holderOf(name);
+      const pid = holder?.pid === undefined ? 'pid unknown' : `pid ${holder.pid}`;
+      const alias = holder?.dir !== undefined && holder.dir !== locked.dir ? ` (which it names ${holder.dir})` : '';
       throw new InstanceLockedError(
-        `another upnpd (${pid === undefined ? 'pid unknown' : `pid ${pid}`}) is running on the ${locked.role} ${locked.dir}; ` +
+        `another upnpd (${pid}) is running on the ${locked.role} ${locked.dir}${alias}${locked.also ? ` ${locked.also}` : ''}; ` +
           `not starting a second one (stop that one first${locked.instead ? `, or ${locked.instead}` : ''})`,
       );
     }
@@ -73,6 +77,17 @@ export async function lockInstance(directories: readonly LockedDirectory[], logg
     throw err;
   }
   return { release };
+}
+
+/**
+ * The abstract socket name of the directory's lock: its key and its device and inode, so that a
+ * path that leads to it otherwise (a symbolic link, a bind mount) names the same lock, and a copy
+ * of the directory (its key file too) does not.
+ */
+async function lockName(dir: string): Promise<string> {
+  const key = await lockKey(dir);
+  const { dev, ino } = await stat(dir);
+  return `\0upnpd/${key}/${dev}:${ino}`;
 }
 
 /** The directory's lock key: read, or created once (0600, atomically: of two starts at once, both read the one that was linked first). */
@@ -119,16 +134,16 @@ function listenAbstract(name: string, dir: string): Promise<Server | undefined> 
   });
 }
 
-/** The pid the holder of the lock `name` answers with; undefined when it does not say (in time). */
-function holderPid(name: string): Promise<number | undefined> {
+/** The pid (and the directory's path) the holder of the lock `name` answers with; undefined when it does not say (in time). */
+function holderOf(name: string): Promise<{ pid: number; dir?: string } | undefined> {
   return new Promise((resolve) => {
     let answer = '';
     const probe = createConnection(name);
     const done = () => {
       probe.destroy();
       try {
-        const { upnpd, pid } = JSON.parse(answer) as { upnpd?: unknown; pid?: unknown };
-        resolve(upnpd === true && Number.isInteger(pid) ? (pid as number) : undefined);
+        const { upnpd, pid, dir } = JSON.parse(answer) as { upnpd?: unknown; pid?: unknown; dir?: unknown };
+        resolve(upnpd === true && Number.isInteger(pid) ? { pid: pid as number, ...(typeof dir === 'string' && { dir }) } : undefined);
       } catch {
         resolve(undefined);
       }

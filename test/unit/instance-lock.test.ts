@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InstanceLockedError, LOCK_KEY_FILE, lockInstance, type InstanceLock } from '../../app/instance-lock.js';
@@ -127,6 +127,20 @@ describe('lockInstance', () => {
     held.push(await lockInstance([directory(dir)], silentLogger));
     expect(readFileSync(join(dir, LOCK_KEY_FILE), 'utf8')).toMatch(/^[0-9a-f]{32}\n$/);
     await expect(lockInstance([directory(dir)], silentLogger)).rejects.toBeInstanceOf(InstanceLockedError);
+  });
+
+  it("is the same lock through another path to the directory (a symbolic link), naming the holder's path; a copy of the directory, key and all, is another", async () => {
+    const dir = join(temp.path, 'state');
+    held.push(await lockInstance([directory(dir)], silentLogger));
+    const link = join(temp.path, 'link');
+    symlinkSync(dir, link);
+    await expect(lockInstance([directory(link)], silentLogger)).rejects.toThrow(
+      `another upnpd (pid ${process.pid}) is running on the state directory ${link} (which it names ${dir}); not starting a second one`,
+    );
+    const copy = join(temp.path, 'copy');
+    cpSync(dir, copy, { recursive: true });
+    expect(readFileSync(join(copy, LOCK_KEY_FILE), 'utf8')).toBe(readFileSync(join(dir, LOCK_KEY_FILE), 'utf8'));
+    held.push(await lockInstance([directory(copy)], silentLogger));
   });
 
   it('does not stop a start when the directory cannot be created (the start never fails for the state)', async () => {

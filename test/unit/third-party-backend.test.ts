@@ -287,7 +287,9 @@ describe('the upnpd command with a third-party backend listed in the config', ()
       const second = startUpnpd(firewallArgs(), { cwd: outside });
       expect(await second.exitCode()).toBe(1);
       const pid = first.records()[0]!.pid as number;
-      expect(second.output()).toContain(`another upnpd (pid ${pid}) is running on the runtime directory (and this host's firewall) ${runtimeDir()}`);
+      expect(second.output()).toContain(
+        `another upnpd (pid ${pid}) is running on the runtime directory ${runtimeDir()} and changes this host's firewall; not starting a second one`,
+      );
       // Its backend never started: the first one's rules are as they were, and apply was called once (the mapping).
       expect(readFileSync(rulesFile(), 'utf8')).toBe(rules);
       expect(readFileSync(applyCalls(), 'utf8').trim().split('\n')).toHaveLength(1);
