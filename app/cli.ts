@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { execFile } from 'node:child_process';
 import { loadConfig } from '../core/config/load.js';
+import type { ResolvedConfig } from '../core/config/schema.js';
 import type { Daemon } from '../core/daemon.js';
 import { ConfigError, PluginRegistrationError, UpnpdError, messageOf } from '../core/errors.js';
 import { createRootLogger } from '../core/logging.js';
@@ -8,6 +9,7 @@ import { upnpdVersion } from '../core/upnp/http/server-string.js';
 import { parseCommandLine, type CommandLine } from './command-line.js';
 import { startDaemon } from './compose.js';
 import { startControlServer, type ControlServer } from './control/server.js';
+import { InstanceLockedError, lockInstance, type InstanceLock, type LockedDirectory } from './instance-lock.js';
 import type { AdminServer } from './admin/server.js';
 
 export const EXIT_OK = 0;
@@ -41,7 +43,8 @@ UPnP Internet Gateway Device daemon. Options override upnpd.config.js (or .mjs/.
                                                                                   [config: runtimeDir]
   --state-dir DIR       keep the mappings (DIR/mappings.json + mappings.journal,
                         on disk before each answer, reinstalled at start with the
-                        lease time they had left) and the SSDP BOOTID             [config: stateDir]
+                        lease time they had left) and the SSDP BOOTID; one upnpd
+                        per DIR (a second exits 1)                                [config: stateDir]
   --log-level LEVEL     fatal | error | warn | info | debug | trace | silent       [config: logLevel]
   --help                print this help
   --version             print the version
@@ -138,13 +141,18 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGHUP', reload);
   process.on('SIGXFSZ', ignoreFileSizeSignal);
 
+  let lock: InstanceLock | undefined;
   try {
+    // Before anything is read or changed: a second upnpd would write the first one's journal and,
+    // its backend starting, flush the first one's chains.
+    lock = await lockInstance(lockedDirectories(config), logger);
     // A second signal during the start gives up on it (the start may wait on the firewall).
     const started = await Promise.race([
       startDaemon(config, { logger, logOutput: output, onFirewallApply: applyTimes?.record }),
       exited.then((code) => ({ abandoned: code })),
     ]);
     if ('abandoned' in started) {
+      await lock.release();
       await output.flush();
       return started.abandoned;
     }
@@ -160,9 +168,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     notifySystemd(logger);
     if (reloadAsked && !stopping) reload();
   } catch (err) {
+    await lock?.release();
     const usage = err instanceof ConfigError || err instanceof PluginRegistrationError;
-    // A mistake in the configuration is told by its message (the file and key); a stack trace is for upnpd's own failures.
-    logger.fatal({ ...(usage ? {} : { err }), code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
+    // A mistake in the configuration is told by its message (the file and key), as is another upnpd
+    // running; a stack trace is for upnpd's own failures.
+    const told = usage || err instanceof InstanceLockedError;
+    logger.fatal({ ...(told ? {} : { err }), code: err instanceof UpnpdError ? err.code : undefined }, `upnpd could not start: ${messageOf(err)}`);
     process.stderr.write(`upnpd: ${messageOf(err)}\n`);
     await output.flush();
     return usage ? EXIT_USAGE : EXIT_FAILURE;
@@ -180,8 +191,24 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, `unhandled rejection: ${messageOf(reason)}`));
   const exitCode = await exited;
+  await lock?.release();
   await output.flush();
   return exitCode;
+}
+
+/**
+ * What a daemon locks for its life (app/instance-lock.ts): its state directory, whose journal a
+ * second upnpd would write too; and, when it changes the firewall, its runtime directory, which
+ * the one started by hand shares with the systemd unit's (/run/upnpd): a second one's backend
+ * start-up would flush the first one's chains. A dry-run (a laptop, tests) changes no firewall and
+ * locks only a state directory it is given.
+ */
+function lockedDirectories(config: Pick<ResolvedConfig, 'stateDir' | 'runtimeDir' | 'dryRun' | 'backend'>): LockedDirectory[] {
+  const directories: LockedDirectory[] = [];
+  if (config.stateDir) directories.push({ dir: config.stateDir, role: 'state directory', instead: 'give this one another --state-dir' });
+  if (!config.dryRun && config.backend !== 'dry-run')
+    directories.push({ dir: config.runtimeDir, role: 'runtime directory', also: "and changes this host's firewall" });
+  return directories;
 }
 
 /**

@@ -211,6 +211,23 @@ describe('the upnpd command with a third-party backend listed in the config', ()
 
   afterEach(() => killStartedDaemons());
 
+  const runtimeDir = () => join(outside, 'run');
+  /** The daemon on file-fw, not in dry-run (LAN on loopback), its control socket in the test's folder. */
+  const firewallArgs = () => [
+    '--config',
+    configFile(),
+    '--backend',
+    'file-fw',
+    '--lan',
+    'lo',
+    '--external-ip',
+    '203.0.113.1',
+    '--http-port',
+    '0',
+    '--runtime-dir',
+    runtimeDir(),
+  ];
+
   /** Stops a daemon with SIGTERM and expects a clean exit. */
   async function stop(run: UpnpdRun): Promise<void> {
     run.signal('SIGTERM');
@@ -231,9 +248,7 @@ describe('the upnpd command with a third-party backend listed in the config', ()
   });
 
   it('--backend file-fw (no dry-run, LAN on loopback) installs the mapping through it, and its shutdown runs on SIGTERM', { timeout: 30_000 }, async () => {
-    const run = startUpnpd(['--config', configFile(), '--backend', 'file-fw', '--lan', 'lo', '--external-ip', '203.0.113.1', '--http-port', '0'], {
-      cwd: outside,
-    });
+    const run = startUpnpd(firewallArgs(), { cwd: outside });
     const url = await run.waitFor(DESCRIPTION_URL);
     // The description URL is printed when UPnP listens; "running" once every front-end (NAT-PMP too) does.
     await run.waitFor(/upnpd running: backend file-fw;/);
@@ -257,6 +272,36 @@ describe('the upnpd command with a third-party backend listed in the config', ()
       { remove: [expected], add: [] },
     ]);
   });
+
+  it(
+    "a second daemon changing the firewall with the same runtime directory is refused, naming the first one; the first one's rules stay",
+    { timeout: 30_000 },
+    async () => {
+      const first = startUpnpd(firewallArgs(), { cwd: outside });
+      const url = await first.waitFor(DESCRIPTION_URL);
+      await first.waitFor(/upnpd running: backend file-fw;/);
+      expect((await soapAction(url, 'AddPortMapping', MAPPING)).body).toContain('AddPortMappingResponse');
+      const rules = readFileSync(rulesFile(), 'utf8');
+
+      // By hand, with no state directory of its own: only the runtime directory is shared.
+      const second = startUpnpd(firewallArgs(), { cwd: outside });
+      expect(await second.exitCode()).toBe(1);
+      const pid = first.records()[0]!.pid as number;
+      expect(second.output()).toContain(
+        `another upnpd (pid ${pid}) is running on the runtime directory ${runtimeDir()} and changes this host's firewall; not starting a second one`,
+      );
+      // Its backend never started: the first one's rules are as they were, and apply was called once (the mapping).
+      expect(readFileSync(rulesFile(), 'utf8')).toBe(rules);
+      expect(readFileSync(applyCalls(), 'utf8').trim().split('\n')).toHaveLength(1);
+      // A dry-run one changes no firewall: it may share the runtime directory (it serves no control socket then).
+      const dryRun = startUpnpd(['--config', configFile(), '--backend', 'file-fw', '--dry-run', '--http-port', '0', '--runtime-dir', runtimeDir()], {
+        cwd: outside,
+      });
+      await dryRun.waitFor(/upnpd running/);
+      await stop(dryRun);
+      await stop(first);
+    },
+  );
 
   it('an unknown --backend exits with status 2 and lists the available backends, the listed one included', async () => {
     const run = startUpnpd(['--config', configFile(), '--backend', 'nope'], { cwd: outside });
