@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, readlink, stat, unlink, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { UpnpdError, messageOf } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
 /**
- * The file in a directory whose random content names the lock of that directory. Only who may read
- * the directory (0700: root, for /var/lib/upnpd and /run/upnpd) learns the name: another local user
- * cannot take the lock first and keep upnpd from starting.
+ * The file in a directory whose random content names the lock of that directory. The name is not a
+ * secret (/proc/net/unix lists it while upnpd runs): another local user may take it first, and is
+ * then told apart by the kernel (socketOwner), so that it cannot keep upnpd from starting.
  */
 export const LOCK_KEY_FILE = 'upnpd.lock-key';
 
@@ -64,8 +64,19 @@ export async function lockInstance(directories: readonly LockedDirectory[], logg
         held.push(server);
         continue;
       }
+      // The name is not secret (/proc/net/unix shows it to every local user): who holds it is asked
+      // of the kernel. Only a process of this user (root, for the daemon) keeps this one from starting.
+      const owner = await socketOwner(name);
+      if (owner === undefined || owner.uid !== process.geteuid?.()) {
+        const who = owner === undefined ? 'a process this user cannot see' : `pid ${owner.pid}, uid ${owner.uid}`;
+        logger.warn(
+          { dir: locked.dir, owner },
+          `the lock of the ${locked.role} ${locked.dir} is held by ${who}, not an upnpd of this user: starting without it (a second upnpd on it would not be refused)`,
+        );
+        continue;
+      }
       const holder = await holderOf(name);
-      const pid = holder?.pid === undefined ? 'pid unknown' : `pid ${holder.pid}`;
+      const pid = `pid ${owner.pid}`;
       const alias = holder?.dir !== undefined && holder.dir !== locked.dir ? ` (which it names ${holder.dir})` : '';
       throw new InstanceLockedError(
         `another upnpd (${pid}) is running on the ${locked.role} ${locked.dir}${alias}${locked.also ? ` ${locked.also}` : ''}; ` +
@@ -84,7 +95,7 @@ export async function lockInstance(directories: readonly LockedDirectory[], logg
  * path that leads to it otherwise (a symbolic link, a bind mount) names the same lock, and a copy
  * of the directory (its key file too) does not.
  */
-async function lockName(dir: string): Promise<string> {
+export async function lockName(dir: string): Promise<string> {
   const key = await lockKey(dir);
   const { dev, ino } = await stat(dir);
   return `\0upnpd/${key}/${dev}:${ino}`;
@@ -134,7 +145,36 @@ function listenAbstract(name: string, dir: string): Promise<Server | undefined> 
   });
 }
 
-/** The pid (and the directory's path) the holder of the lock `name` answers with; undefined when it does not say (in time). */
+/**
+ * The process holding the listening abstract socket `name`, as the kernel tells it: its inode in
+ * /proc/net/unix (abstract names are shown with `@` for each NUL, trailing ones included), then the
+ * process with a descriptor on that inode. Undefined when none is found (one of another user, for
+ * a start that is not root). Only read when a lock is taken already.
+ */
+async function socketOwner(name: string): Promise<{ pid: number; uid: number } | undefined> {
+  const shown = `@${name.slice(1)}`;
+  const table = await readFile('/proc/net/unix', 'latin1').catch(() => '');
+  const inode = table
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .find((fields) => fields[7] !== undefined && fields[7].replace(/@+$/, '') === shown)?.[6];
+  if (inode === undefined) return undefined;
+  const target = `socket:[${inode}]`;
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fds = await readdir(`/proc/${entry}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      if ((await readlink(`/proc/${entry}/fd/${fd}`).catch(() => '')) !== target) continue;
+      const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+      // Uid: real, effective, saved, filesystem.
+      const uid = /^Uid:\s+\d+\s+(\d+)/m.exec(status)?.[1];
+      return uid === undefined ? undefined : { pid: Number(entry), uid: Number(uid) };
+    }
+  }
+  return undefined;
+}
+
+/** The directory's path the holder of the lock `name` answers with (and the pid it says); undefined when it does not say (in time). */
 function holderOf(name: string): Promise<{ pid: number; dir?: string } | undefined> {
   return new Promise((resolve) => {
     let answer = '';

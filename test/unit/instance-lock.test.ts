@@ -1,9 +1,10 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InstanceLockedError, LOCK_KEY_FILE, lockInstance, type InstanceLock } from '../../app/instance-lock.js';
+import { InstanceLockedError, LOCK_KEY_FILE, lockInstance, lockName, type InstanceLock } from '../../app/instance-lock.js';
 import { silentLogger } from '../../core/logger.js';
+import { RecordingLogger } from '../support/fakes.js';
 import { useTempDir } from '../support/temp-dir.js';
 import { DESCRIPTION_URL, addPortMappingArgs, killStartedDaemons, soapAction, startUpnpd, type UpnpdRun } from '../support/upnpd-process.js';
 
@@ -30,6 +31,9 @@ async function daemon(stateDir: string, runtimeDir: string): Promise<{ run: Upnp
 }
 
 const held: InstanceLock[] = [];
+
+/** Listens on the abstract socket named by its argument (without the leading NUL) and answers as an upnpd would, with a pid not its own. */
+const SQUATTER = `require('node:net').createServer((s) => s.end('{"upnpd":true,"pid":1}\\n')).listen({ path: '\\0' + process.argv[1] }, () => console.log('ready'));`;
 afterEach(async () => {
   killStartedDaemons();
   await Promise.all(held.splice(0).map((lock) => lock.release()));
@@ -108,6 +112,27 @@ describe('lockInstance', () => {
     await expect(refused).rejects.toThrow(`another upnpd (pid ${process.pid}) is running on the state directory ${dir}`);
     await held.pop()!.release();
     held.push(await lockInstance([directory(dir)], silentLogger));
+  });
+
+  it('is not kept from starting by another user who took the lock’s name first (the name is no secret: /proc/net/unix lists it)', async () => {
+    const dir = join(temp.path, 'state');
+    const name = await lockName(dir);
+    // A local user (nobody) listening on the name, and claiming to be an upnpd at that.
+    const squatter = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', SQUATTER, name.slice(1)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        squatter.stdout.once('data', () => resolve());
+        squatter.once('exit', (code) => reject(new Error(`the squatter ended (${code})`)));
+      });
+      const logger = new RecordingLogger();
+      held.push(await lockInstance([directory(dir)], logger));
+      expect(logger.lines).toContainEqual({ level: 'warn', message: expect.stringContaining(`is held by pid ${squatter.pid}`) as unknown });
+      expect(logger.messages().join('\n')).toContain('uid 65534, not an upnpd of this user: starting without it');
+    } finally {
+      squatter.kill('SIGKILL');
+    }
   });
 
   it('keeps nothing it took when a later directory is held (a refused start holds no lock)', async () => {
