@@ -2,10 +2,11 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 
 /** What a bound refused; the compiler keeps the counters complete. */
-export type RefusalKind = 'connections-per-client' | 'state-change-rate' | 'm-search-rate' | 'm-search-queue';
+export type RefusalKind = 'connections-per-client' | 'pipelined-requests' | 'state-change-rate' | 'm-search-rate' | 'm-search-queue';
 
 const KINDS = {
   'connections-per-client': 1,
+  'pipelined-requests': 1,
   'state-change-rate': 1,
   'm-search-rate': 1,
   'm-search-queue': 1,

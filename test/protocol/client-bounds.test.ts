@@ -214,7 +214,13 @@ describe('a client walking a table of 5000 mappings', () => {
       { localAddress: WALKER },
     );
     expect(list.status).toBe(200);
-    expect(f.frontEnd.limits.stats().refused).toEqual({ 'connections-per-client': 0, 'state-change-rate': 0, 'm-search-rate': 0, 'm-search-queue': 0 });
+    expect(f.frontEnd.limits.stats().refused).toEqual({
+      'connections-per-client': 0,
+      'pipelined-requests': 0,
+      'state-change-rate': 0,
+      'm-search-rate': 0,
+      'm-search-queue': 0,
+    });
   });
 });
 

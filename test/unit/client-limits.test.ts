@@ -125,7 +125,13 @@ describe('ClientLimits (shared by every front-end)', () => {
     const limits = new ClientLimits({ ...DEFAULT_CLIENT_LIMITS, stateChanges: LIMIT }, new RecordingLogger(), new ManualClock());
     const decisions = [1, 2, 3, 4].map(() => limits.admitStateChange('10.0.0.2', 'AddPortMapping').allowed);
     expect(decisions).toEqual([true, true, true, false]);
-    expect(limits.stats().refused).toEqual({ 'connections-per-client': 0, 'state-change-rate': 1, 'm-search-rate': 0, 'm-search-queue': 0 });
+    expect(limits.stats().refused).toEqual({
+      'connections-per-client': 0,
+      'pipelined-requests': 0,
+      'state-change-rate': 1,
+      'm-search-rate': 0,
+      'm-search-queue': 0,
+    });
   });
 });
 

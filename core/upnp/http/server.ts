@@ -9,6 +9,7 @@ import type { Logger } from '../../logger.js';
 import { Ipv6Lan, parseIpv6, type Ipv6InterfaceAddress } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
 import { IdleConnections } from './idle-connections.js';
+import { PipelinedRequests, type PipelineBounds } from './pipelined-requests.js';
 import { UpnpServerResponse, sendReply, statusReply } from './reply.js';
 import type { RequestHandler } from './routes.js';
 
@@ -54,6 +55,9 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   keepAliveTimeoutMs: 5_000,
 };
 
+/** How pipelined requests are served (PipelinedRequests). No UPnP client pipelines. */
+const PIPELINE_BOUNDS: PipelineBounds = { perTurn: 8, perConnection: 128 };
+
 export interface UpnpHttpServerOptions {
   /** The LAN addresses to listen on; their subnets are the only peers served. */
   readonly lan: readonly InterfaceAddress[];
@@ -92,6 +96,14 @@ export class UpnpHttpServer {
   private lanIpv6: Ipv6Lan;
   private readonly connections: ClientSlots;
   private readonly idle: IdleConnections;
+  private readonly pipelined = new PipelinedRequests(
+    PIPELINE_BOUNDS,
+    (req, res, expectsContinue) => void this.serve(req, res, expectsContinue),
+    (socket) => {
+      const client = normalizeAddress(socket.remoteAddress ?? '');
+      this.options.refusals?.refuse('pipelined-requests', client, `more than ${PIPELINE_BOUNDS.perConnection} requests pipelined on a connection`);
+    },
+  );
   private boundPort = 0;
 
   constructor(private readonly options: UpnpHttpServerOptions) {
@@ -213,9 +225,9 @@ export class UpnpHttpServer {
     const shares = new FairShare<Socket>(limits.maxConnections);
     // No `server.timeout` (a timer per connection): `this.idle` closes idle connections.
     server.on('connection', (socket: Socket) => this.admit(socket, shares));
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, false));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, false));
     // Answering `Expect: 100-continue` ourselves lets an oversized or refused request get its final status first.
-    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res, true));
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, true));
     return server;
   }
 
@@ -249,6 +261,12 @@ export class UpnpHttpServer {
       shares.delete(client, socket);
       this.idle.delete(socket);
     });
+  }
+
+  /** Serves a request now, or later when it is pipelined behind one not yet answered (PipelinedRequests). */
+  private receive(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    if (PipelinedRequests.waits(res)) this.pipelined.defer(req, res, expectsContinue);
+    else void this.serve(req, res, expectsContinue);
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {

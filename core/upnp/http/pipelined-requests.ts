@@ -1,0 +1,98 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** Serves one request (the server's own `serve`). */
+export type ServeRequest = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => void;
+
+export interface PipelineBounds {
+  /** Pipelined requests served per turn of the event loop, all connections together. */
+  readonly perTurn: number;
+  /**
+   * Requests waiting on one connection; at one more the connection is closed. Node reads 64 KB at
+   * a time: a read of tiny requests is over a thousand, each waiting request and its response a few
+   * KB of heap.
+   */
+  readonly perConnection: number;
+}
+
+/**
+ * Requests pipelined on a connection behind one not yet answered, served one at a time per
+ * connection and a few per turn of the event loop, so that a host pipelining hundreds of requests
+ * on each of its connections cannot make the turns long for everyone else.
+ *
+ * Node's parser reads up to 64 KB of a connection at once and emits every request in it in the same
+ * turn; their responses wait, in order, for the one before (Node gives a response its socket once
+ * the one before it is finished: until then `res.socket` is null). Served at once, a chunk of a
+ * hundred pipelined requests on each of eighty connections held the loop for hundreds of
+ * milliseconds a turn, and a request needing several turns (a journal write, a firewall command)
+ * took seconds. Here such a request waits until its response has the socket, then for its place
+ * in a queue shared by all connections, taken `perTurn` at a time in a later turn (in turn across
+ * connections, each having one ready at most); the connection is not read meanwhile, and closed
+ * when more than `perConnection` wait (without that bound, 128 connections pipelining tiny
+ * requests, a thousand and more a read, held 1.2 GB waiting). A request that has its socket when it arrives
+ * (nothing pipelined: every real UPnP client) is served at once and costs nothing here.
+ */
+export class PipelinedRequests {
+  private readonly ready: (() => void)[] = [];
+  /** Requests waiting per connection; it is read again when none is left. */
+  private readonly waiting = new WeakMap<Socket, number>();
+  private scheduled = false;
+
+  constructor(
+    private readonly bounds: PipelineBounds,
+    private readonly serve: ServeRequest,
+    /** Told of a connection closed for holding too many (before it is closed). */
+    private readonly onTooMany: (socket: Socket) => void,
+  ) {
+    if (!(bounds.perTurn >= 1) || !(bounds.perConnection >= 1)) throw new Error('at least one pipelined request must be served per turn and per connection');
+  }
+
+  /** Whether `res` waits for an earlier response on its connection (then `defer` it). */
+  static waits(res: ServerResponse): boolean {
+    return !res.socket;
+  }
+
+  /** Serves `req` once its response has the connection, in a later turn; stops reading the connection meanwhile. */
+  defer(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    const socket = req.socket;
+    // The rest of a read whose connection was closed: Node still emits its requests.
+    if (socket.destroyed) return;
+    const waiting = (this.waiting.get(socket) ?? 0) + 1;
+    if (waiting > this.bounds.perConnection) {
+      this.onTooMany(socket);
+      socket.destroy();
+      return;
+    }
+    this.waiting.set(socket, waiting);
+    // Every time: Node resumes reading on its own after a drain of the socket's writes.
+    socket.pause();
+    res.once('socket', () => {
+      this.ready.push(() => this.take(req, res, expectsContinue));
+      this.schedule();
+    });
+  }
+
+  private take(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    const socket = req.socket;
+    const left = (this.waiting.get(socket) ?? 1) - 1;
+    if (left > 0) this.waiting.set(socket, left);
+    else {
+      this.waiting.delete(socket);
+      // Read the rest (this request's body included, when the read ended inside it).
+      if (!socket.destroyed) socket.resume();
+    }
+    if (!socket.destroyed) this.serve(req, res, expectsContinue);
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.drain());
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    for (const next of this.ready.splice(0, this.bounds.perTurn)) next();
+    if (this.ready.length > 0) this.schedule();
+  }
+}
