@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DESCRIPTION_URL } from '../test/support/upnpd-process.js';
+import { DESCRIPTION_URL, addPortMappingArgs } from '../test/support/upnpd-process.js';
 import { findWanIpConnection } from './load/description.js';
 import { HttpClient } from './load/http-client.js';
 import { SoapClient, SoapFault } from './load/soap-client.js';
@@ -67,16 +67,7 @@ try {
         const port = 10_000 + i;
         let answer = 'ok';
         try {
-          await soap.call('AddPortMapping', {
-            NewRemoteHost: '',
-            NewExternalPort: port,
-            NewProtocol: 'TCP',
-            NewInternalPort: port,
-            NewInternalClient: '127.0.0.1',
-            NewEnabled: 1,
-            NewPortMappingDescription: text,
-            NewLeaseDuration: 3600,
-          });
+          await soap.call('AddPortMapping', addPortMappingArgs(port, text));
         } catch (err) {
           answer = err instanceof SoapFault ? String(err.code) : (err as Error).message.slice(0, 80);
         }

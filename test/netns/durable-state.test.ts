@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { describeRequiring } from '../support/requirements.js';
 import { oneClientLoadConfig } from '../support/load-limits.js';
-import { DESCRIPTION_URL, killStartedDaemons, soapAction, startUpnpd } from '../support/upnpd-process.js';
+import { DESCRIPTION_URL, addPortMappingArgs, killStartedDaemons, soapAction, startUpnpd } from '../support/upnpd-process.js';
 
 // The state directory on a small or read-only filesystem: a tmpfs mounted in a private mount
 // namespace (`unshare -m`), never in the root one. The daemon runs in dry-run on loopback; what
@@ -84,18 +84,7 @@ cp -a "$STATE/." "$COPY/"
   };
 }
 
-function addArgs(port: number) {
-  return {
-    NewRemoteHost: '',
-    NewExternalPort: port,
-    NewProtocol: 'TCP',
-    NewInternalPort: port,
-    NewInternalClient: '127.0.0.1',
-    NewEnabled: 1,
-    NewPortMappingDescription: `durable ${port}`,
-    NewLeaseDuration: 3600,
-  };
-}
+const addArgs = (port: number) => addPortMappingArgs(port, `durable ${port}`);
 
 /** Sends the calls, `CONCURRENCY` at a time; returns the UPnP outcome of each: 200, or the fault's errorCode. */
 async function callAll(url: string, calls: ReadonlyArray<{ action: string; args: Record<string, string | number> }>): Promise<number[]> {
