@@ -1,4 +1,4 @@
-// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] --variant 'NAME|COMMAND|ENTRY' …`:
+// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] [--backend nftables|iptables|iptables-nft] --variant 'NAME|COMMAND|ENTRY' …`:
 // upnpd's memory and CPU per request on the bench's testbed, for launcher or build variants run
 // interleaved (A, B, A, B, …) so that the shared machine's noise falls on all of them alike.
 // COMMAND replaces the shebang (`env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`; empty: the
@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
-import { upnpd } from './daemons/upnpd.js';
+import { upnpd, upnpdIptables, upnpdIptablesNft } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
 import { cpuSeconds, medianResidentBytes, parseVmRss, processTree } from './process-stats.js';
@@ -28,6 +28,8 @@ const { values } = parseArgs({
     mappings: { type: 'string', default: '5000' },
     requests: { type: 'string', default: '3000' },
     variant: { type: 'string', multiple: true, default: ['current||'] },
+    /** The firewall backend, as the full bench runs it: nftables, iptables (x_tables) or iptables-nft. */
+    backend: { type: 'string', default: 'nftables' },
     /** Sends the daemon SIGUSR2 after each sample (for a preload that dumps its heap figures then). */
     signal: { type: 'boolean', default: false },
   },
@@ -36,6 +38,9 @@ const variants = values.variant.map((v) => {
   const [name = '', command = '', entry = ''] = v.split('|');
   return { name, command, entry };
 });
+const BACKENDS = { nftables: upnpd, iptables: upnpdIptables, 'iptables-nft': upnpdIptablesNft } as const;
+if (!Object.hasOwn(BACKENDS, values.backend)) throw new Error(`--backend: one of ${Object.keys(BACKENDS).join(', ')}, not ${values.backend}`);
+const daemon = BACKENDS[values.backend as keyof typeof BACKENDS];
 const repeats = Number(values.repeats);
 const mappings = Number(values.mappings);
 const requests = Number(values.requests);
@@ -62,7 +67,7 @@ async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
 
 /** How often over 10 s (a sample each 100 ms) the daemon runs a child beyond its long-lived ones, and their RSS then. */
 async function shortLivedChildren(pid: number): Promise<string> {
-  const longLived = /^(nft (--echo )?monitor|ip -o monitor|nft -i)/;
+  const longLived = /^(nft (--echo )?monitor|ip -o monitor|nft -i|ip6?tables(-legacy|-nft)?-restore )/;
   let seen = 0;
   let total = 0;
   const samples = 100;
@@ -126,7 +131,7 @@ try {
       else delete process.env.BENCH_UPNPD_COMMAND;
       if (variant.entry) process.env.BENCH_UPNPD_ENTRY = variant.entry;
       else delete process.env.BENCH_UPNPD_ENTRY;
-      const running = await upnpd.start(gateway);
+      const running = await daemon.start(gateway);
       const log = (text: string) => process.stderr.write(`[${variant.name} #${repeat + 1}] ${text}\n`);
       try {
         await generator.run({ kind: 'discover', descriptionUrl: running.descriptionUrl, timeoutMs: 30_000 });

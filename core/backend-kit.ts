@@ -30,6 +30,23 @@ export function isValidRule(rule: RuleSpec): boolean {
 }
 
 /**
+ * Whether two lists hold records with the same fields and values in the same order (flat records
+ * of strings and numbers, such as RuleSpec and PinholeRule): what a backend compares to reuse the
+ * answer of its last integrity check when neither the listing nor what was expected changed.
+ */
+export function sameRecords<T extends object>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) {
+    const x = a[i] as Record<string, unknown>;
+    const y = b[i] as Record<string, unknown>;
+    const keys = Object.keys(x);
+    if (keys.length !== Object.keys(y).length) return false;
+    for (const k of keys) if (x[k] !== y[k]) return false;
+  }
+  return true;
+}
+
+/**
  * Throws a BackendError naming the first rule that is not a well-formed IPv4 port mapping. The core
  * validates requests; this guards the one place where values become firewall arguments.
  */

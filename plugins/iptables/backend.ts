@@ -13,7 +13,7 @@ import {
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { isEmptyChangeSet, pinholeRuleString, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
+import { isEmptyChangeSet, pinholeRuleString, sameRecords, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
 import {
   buildPinholeResyncScript,
   buildPinholeScript,
@@ -36,6 +36,7 @@ import {
   inverseOf,
   ip6ProgramsOf,
   parseSave,
+  stableSaveText,
   programsOf,
   renderCommands,
   shardsOfRules,
@@ -76,6 +77,12 @@ export class IptablesBackend implements FirewallBackend {
    * undefined under x_tables, or once the session could not be started: then each runs its own.
    */
   private session: RestoreSession | undefined;
+  /**
+   * The last check's listing (without what changes while the rules do not), what it expected and
+   * its answer: check reuses the answer while both are the same. Parsing 5000 mappings' rules at
+   * every check left megabytes of garbage and most of the idle CPU.
+   */
+  private lastCheck: { listing: string; expected: readonly RuleSpec[]; missing: readonly string[] } | undefined;
 
   constructor(
     private readonly options: IptablesOptions,
@@ -251,7 +258,16 @@ export class IptablesBackend implements FirewallBackend {
 
   /** Reads nat and filter once (iptables-save): upnpd's chains, the jumps to them, every mapping's rules. */
   async check(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<IntegrityReport> {
-    const missing = integrityProblems(await this.readRuleset(), this.ruleOptions, expected);
+    const output = await this.readSaveOutput();
+    const listing = stableSaveText(output);
+    const last = this.lastCheck;
+    let missing: string[];
+    if (last && last.listing === listing && sameRecords(last.expected, expected)) {
+      missing = [...last.missing];
+    } else {
+      missing = integrityProblems(parseSave(output), this.ruleOptions, expected);
+      this.lastCheck = { listing, expected, missing: [...missing] };
+    }
     if (this.pinholes) missing.push(...pinholeProblems(await this.readPinholes(), this.pinholeOptions, pinholes));
     return { missing };
   }
@@ -308,10 +324,15 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   private async readRuleset(): Promise<SavedRuleset> {
+    return parseSave(await this.readSaveOutput());
+  }
+
+  /** iptables-save's nat and filter tables. */
+  private async readSaveOutput(): Promise<string> {
     const outputs = await Promise.all(
       (['nat', 'filter'] as const).map(async (table) => (await this.mustRun(`reading the ${table} table`, this.programs.save, ['-t', table])).stdout),
     );
-    return parseSave(outputs.join('\n'));
+    return outputs.join('\n');
   }
 
   private async restore(what: string, script: string): Promise<void> {

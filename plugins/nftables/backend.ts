@@ -12,7 +12,7 @@ import {
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { pinholeRuleString, ruleOf, type CommandRunner } from 'upnpd/backend';
+import { pinholeRuleString, ruleOf, sameRecords, type CommandRunner } from 'upnpd/backend';
 import { parseInstalledPinholes } from './pinholes.js';
 import type { ForwardJump, NftablesOptions } from './options.js';
 import {
@@ -369,17 +369,4 @@ function describeJump(jump: ForwardJump): string {
 function errorText(stderr: string): string {
   const lines = stderr.trim().split('\n');
   return lines.slice(0, ERROR_LINES).join('\n') + (lines.length > ERROR_LINES ? `\n... (${lines.length - ERROR_LINES} more lines)` : '');
-}
-
-/** Whether two lists hold records with the same fields and values in the same order (flat records of strings and numbers). */
-function sameRecords<T extends object>(a: readonly T[], b: readonly T[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) {
-    const x = a[i] as Record<string, unknown>;
-    const y = b[i] as Record<string, unknown>;
-    const keys = Object.keys(x);
-    if (keys.length !== Object.keys(y).length) return false;
-    for (const k of keys) if (x[k] !== y[k]) return false;
-  }
-  return true;
 }
