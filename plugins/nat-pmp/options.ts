@@ -5,6 +5,26 @@ const port = z.number().int().min(1).max(65535);
 /** RFC 6887 §15: lifetimes a server should grant, at least 120 s, at most 24 h. */
 export const DEFAULT_LIFETIME = { minSeconds: 120, maxSeconds: 86_400 } as const;
 
+/**
+ * Requests read per client (source address) before any is parsed or answered: a token bucket,
+ * beyond which a request is dropped unanswered. RFC 6887 §8.3 lets a server overloaded by requests
+ * from one client silently discard them, as clients retry (RFC 6886 §3.1: from 250 ms, doubling;
+ * RFC 6887 §8.1.1: from 3 s). A real client sends a handful at start and one per mapping per
+ * renewal (a BitTorrent client: the external address, TCP and UDP for each port); the burst is
+ * twice the state-change one (limits.stateChanges), so a client mapping a full burst at once is
+ * answered, and a refused state change is still answered "out of resources" up to this rate.
+ * Beyond it, a flood costs the daemon a read and a lookup a packet, and a host whose address a
+ * flooder spoofs receives at most this many answers a second.
+ */
+export const DEFAULT_REQUEST_RATE = { burst: 128, perSecond: 64 } as const;
+
+const requestRate = z
+  .object({
+    burst: z.number().int().min(1).max(100_000).default(DEFAULT_REQUEST_RATE.burst),
+    perSecond: z.number().positive().max(100_000).default(DEFAULT_REQUEST_RATE.perSecond),
+  })
+  .strict();
+
 /** The natPmp plugin's options (README "NAT-PMP and PCP"). */
 export const natPmpOptionsSchema = z
   .object({
@@ -28,6 +48,8 @@ export const natPmpOptionsSchema = z
     allowThirdParty: z.boolean().default(false),
     /** Announce the external address on start and when it changes (RFC 6886 §3.2.1). Never in dry-run. */
     announce: z.boolean().default(true),
+    /** Token bucket of requests read per client; beyond it they are dropped unanswered (DEFAULT_REQUEST_RATE). */
+    requestsPerClient: requestRate.default(requestRate.parse({})),
     /** The server port: 5351 (RFC 6886). Another only for tests. */
     port: z.number().int().min(0).max(65535).default(5351),
   })

@@ -220,6 +220,7 @@ describe('a client walking a table of 5000 mappings', () => {
       'state-change-rate': 0,
       'm-search-rate': 0,
       'm-search-queue': 0,
+      'datagram-rate': 0,
     });
   });
 });

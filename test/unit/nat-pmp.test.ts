@@ -108,6 +108,7 @@ describe('options', () => {
       lifetime: { minSeconds: 120, maxSeconds: 86_400 },
       allowThirdParty: false,
       announce: true,
+      requestsPerClient: { burst: 128, perSecond: 64 },
       port: 5351,
     });
   });
