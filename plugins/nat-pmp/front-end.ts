@@ -1,6 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import {
   ClientRateLimiter,
+  ClientSlots,
   SubnetSet,
   messageOf,
   type FrontEnd,
@@ -12,7 +13,7 @@ import {
   type Logger,
 } from 'upnpd';
 import { ANNOUNCEMENTS, Announcer } from './announcer.js';
-import { NAT_PMP_VERSION, natPmpUnsupportedVersionResponse } from './codec.js';
+import { NAT_PMP_VERSION, asksForMapping, natPmpUnsupportedVersionResponse } from './codec.js';
 import type { Epoch } from './epoch.js';
 import { MappingRequests } from './mapping-requests.js';
 import { NatPmpHandler } from './nat-pmp-handler.js';
@@ -55,7 +56,10 @@ export class NatPmpFrontEnd implements FrontEnd {
   private unsubscribe: (() => void) | undefined;
   /** Requests read per client (options.requestsPerClient); those beyond are dropped before they are parsed. */
   private readonly requestRate: ClientRateLimiter;
-  private readonly counts = { answered: 0, dropped: 0, notLan: 0, rateLimited: 0 };
+  /** Map and delete requests waiting for the mapping lifecycle (options.pending), per client; `pending` in all. */
+  private readonly waiting: ClientSlots;
+  private pending = 0;
+  private readonly counts = { answered: 0, dropped: 0, notLan: 0, rateLimited: 0, busy: 0 };
 
   constructor(
     private readonly context: FrontEndContext,
@@ -73,6 +77,7 @@ export class NatPmpFrontEnd implements FrontEnd {
     this.announcer = new Announcer(context.clock, () => this.announce());
     const reason = 'NAT-PMP/PCP requests per client (natPmp requestsPerClient)';
     this.requestRate = new ClientRateLimiter({ ...options.requestsPerClient, reason }, context.clock);
+    this.waiting = new ClientSlots(options.pending.perClient);
   }
 
   async start(): Promise<void> {
@@ -171,7 +176,7 @@ export class NatPmpFrontEnd implements FrontEnd {
   }
 
   status(): Readonly<Record<string, unknown>> {
-    return { addresses: this.describe(), epoch: this.epoch.seconds(), pcp: this.options.pcp, ...this.counts };
+    return { addresses: this.describe(), epoch: this.epoch.seconds(), pcp: this.options.pcp, ...this.counts, pending: this.pending };
   }
 
   private listen(lan: InterfaceAddress, bound: string, ipv6: boolean): Promise<Listener> {
@@ -208,7 +213,24 @@ export class NatPmpFrontEnd implements FrontEnd {
       this.context.limits.refusals.refuse('datagram-rate', peer.address, this.requestRate.limit.reason);
       return;
     }
-    void this.respond(listener, packet, peer);
+    // RFC 6887 §8.3 again, for an overload by all clients: past the requests that may wait for the
+    // mapping lifecycle, those that would are dropped too, so that a stalled lifecycle holds a
+    // bounded number of them. Those answered at once (the external address, errors) wait for nothing.
+    const waits = asksForMapping(packet);
+    if (waits && (this.pending >= this.options.pending.total || !this.waiting.acquire(peer.address))) {
+      this.counts.busy += 1;
+      this.context.limits.refusals.refuse('datagrams-pending', peer.address, 'NAT-PMP/PCP requests waiting for the mapping lifecycle (natPmp pending)');
+      return;
+    }
+    if (!waits) {
+      void this.respond(listener, packet, peer);
+      return;
+    }
+    this.pending += 1;
+    void this.respond(listener, packet, peer).finally(() => {
+      this.pending -= 1;
+      this.waiting.release(peer.address);
+    });
   }
 
   private async respond(listener: Listener, packet: Buffer, peer: RemoteInfo): Promise<void> {

@@ -18,6 +18,17 @@ export const DEFAULT_LIFETIME = { minSeconds: 120, maxSeconds: 86_400 } as const
  */
 export const DEFAULT_REQUEST_RATE = { burst: 128, perSecond: 64 } as const;
 
+/**
+ * Map and delete requests waiting for the mapping lifecycle at once, per client and in all. They
+ * wait behind every change queued before them (a firewall transaction, a state-file write): while
+ * the lifecycle stalls (a firewall holding its lock, slow flash), requests still read would
+ * otherwise pile up without bound, as UPnP's cannot (a connection holds one request; 128
+ * connections per address). A real client waits for each answer before the next request
+ * (libnatpmp, libtorrent, Tailscale); the per-client bound is the request burst, so one host
+ * mapping all of it at once waits in full, and the total leaves room for eight such hosts.
+ */
+export const DEFAULT_PENDING = { perClient: 128, total: 1024 } as const;
+
 const requestRate = z
   .object({
     burst: z.number().int().min(1).max(100_000).default(DEFAULT_REQUEST_RATE.burst),
@@ -50,6 +61,15 @@ export const natPmpOptionsSchema = z
     announce: z.boolean().default(true),
     /** Token bucket of requests read per client; beyond it they are dropped unanswered (DEFAULT_REQUEST_RATE). */
     requestsPerClient: requestRate.default(requestRate.parse({})),
+    /** Requests waiting for the mapping lifecycle, per client and in all; beyond, they are dropped unanswered (DEFAULT_PENDING). */
+    pending: z
+      .object({
+        perClient: z.number().int().min(1).max(100_000).default(DEFAULT_PENDING.perClient),
+        total: z.number().int().min(1).max(1_000_000).default(DEFAULT_PENDING.total),
+      })
+      .strict()
+      .refine((p) => p.perClient <= p.total, { message: 'perClient must not be greater than total' })
+      .default({ ...DEFAULT_PENDING }),
     /** The server port: 5351 (RFC 6886). Another only for tests. */
     port: z.number().int().min(0).max(65535).default(5351),
   })

@@ -221,6 +221,7 @@ describe('a client walking a table of 5000 mappings', () => {
       'm-search-rate': 0,
       'm-search-queue': 0,
       'datagram-rate': 0,
+      'datagrams-pending': 0,
     });
   });
 });

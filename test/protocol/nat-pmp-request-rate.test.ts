@@ -10,7 +10,10 @@ const OTHER = '127.0.0.3';
 
 let fixture: NatPmpFixture | undefined;
 const sockets: Socket[] = [];
+/** Firewalls stalled by a test, let go before the fixture closes (a failed test leaves one stalled). */
+const stalls: Array<() => void> = [];
 afterEach(async () => {
+  for (const release of stalls.splice(0)) release();
   for (const socket of sockets.splice(0)) socket.close();
   await fixture?.close();
   fixture = undefined;
@@ -83,5 +86,36 @@ describe('requests read per client (RFC 6887 §8.3: an overloading client may be
     await vi.waitFor(() => expect(client.answers).toHaveLength(2 * requests.length));
     expect(client.answers.every((a) => parseNatPmpResponse(a).result === 0)).toBe(true);
     expect(f.frontEnd.status()).toMatchObject({ rateLimited: 0 });
+  });
+});
+
+describe('requests waiting for the mapping lifecycle (RFC 6887 §8.3: a server overloaded by all clients may silently discard requests)', () => {
+  /** Holds every firewall change until released, as a firewall that stalls (xtables lock held, slow flash) does. */
+  function stallBackend(f: NatPmpFixture): () => void {
+    const apply = f.backend.apply.bind(f.backend);
+    let release!: () => void;
+    const stalled = new Promise<void>((resolve) => (release = resolve));
+    f.backend.apply = (changes) => stalled.then(() => apply(changes));
+    stalls.push(release);
+    return release;
+  }
+
+  it('are bounded per client and in all while the lifecycle stalls: the others are dropped, those waiting are answered, a cheap request still is', async () => {
+    const f = await start({ options: { pending: { perClient: 8, total: 16 } } });
+    const release = stallBackend(f);
+    const hosts = await Promise.all(['127.0.0.10', '127.0.0.11', '127.0.0.12', '127.0.0.13'].map((a) => host(f, a)));
+    for (const [i, h] of hosts.entries()) {
+      await h.send(Array.from({ length: 50 }, (_, n) => natPmpMapRequest('tcp', 10_000 + i * 100 + n, 10_000 + i * 100 + n, 3600)));
+    }
+    // Two hosts hold 8 each; the 34 others of theirs and all 100 of the last two were dropped.
+    expect(f.frontEnd.status()).toMatchObject({ pending: 16, busy: 184 });
+    expect(f.limits.stats().refused['datagrams-pending']).toBe(184);
+    release();
+    await vi.waitFor(() => expect(hosts.map((h) => h.answers.length)).toEqual([8, 8, 0, 0]));
+    expect(f.mappings.size).toBe(16);
+    expect(f.frontEnd.status()).toMatchObject({ pending: 0 });
+    // Nothing waits now: the host dropped is answered.
+    await hosts[3]!.send([natPmpMapRequest('tcp', 20_000, 20_000, 3600)]);
+    await vi.waitFor(() => expect(hosts[3]!.answers).toHaveLength(1));
   });
 });

@@ -132,6 +132,7 @@ describe('ClientLimits (shared by every front-end)', () => {
       'm-search-rate': 0,
       'm-search-queue': 0,
       'datagram-rate': 0,
+      'datagrams-pending': 0,
     });
   });
 });

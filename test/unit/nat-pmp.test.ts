@@ -109,6 +109,7 @@ describe('options', () => {
       allowThirdParty: false,
       announce: true,
       requestsPerClient: { burst: 128, perSecond: 64 },
+      pending: { perClient: 128, total: 1024 },
       port: 5351,
     });
   });
