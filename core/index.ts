@@ -61,7 +61,8 @@ export type { ExternalAddress, FrontEnd, FrontEndContext, FrontEndFactory, Front
 export type { RestoredState } from './mapping/state-file.js';
 export type { AddAnyOptions } from './mapping/service.js';
 export type { ClientLimits, ClientLimitSettings } from './limits/client-limits.js';
-export type { RateDecision } from './limits/rate-limiter.js';
+export { ClientRateLimiter, type RateDecision, type RateLimit } from './limits/rate-limiter.js';
+export { ClientSlots } from './limits/client-slots.js';
 export { protocolOf } from './mapping/types.js';
 export type { CommandRunner, CommandResult } from './command-runner.js';
 export type { Logger, LogLevel } from './logger.js';

@@ -2,7 +2,8 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 
 /** What a bound refused; the compiler keeps the counters complete. */
-export type RefusalKind = 'connections-per-client' | 'pipelined-requests' | 'state-change-rate' | 'm-search-rate' | 'm-search-queue';
+export type RefusalKind =
+  'connections-per-client' | 'pipelined-requests' | 'state-change-rate' | 'm-search-rate' | 'm-search-queue' | 'datagram-rate' | 'datagrams-pending';
 
 const KINDS = {
   'connections-per-client': 1,
@@ -10,6 +11,8 @@ const KINDS = {
   'state-change-rate': 1,
   'm-search-rate': 1,
   'm-search-queue': 1,
+  'datagram-rate': 1,
+  'datagrams-pending': 1,
 } as const satisfies Record<RefusalKind, 1>;
 
 /** Refusals counted since start, by kind, for the metrics to come. */

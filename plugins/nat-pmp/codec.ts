@@ -29,6 +29,12 @@ export type NatPmpResult = (typeof NatPmpResult)[keyof typeof NatPmpResult];
 /** PCP opcodes we know (RFC 6887 §19.2). PEER is known but not served (UNSUPP_OPCODE). */
 export const PcpOpcode = { announce: 0, map: 1, peer: 2 } as const;
 
+/** Whether a datagram asks for a mapping or its deletion (NAT-PMP map, PCP MAP): the requests that wait on the mapping lifecycle. */
+export function asksForMapping(packet: Buffer): boolean {
+  if (packet[0] === NAT_PMP_VERSION) return packet[1] === NatPmpOpcode.mapUdp || packet[1] === NatPmpOpcode.mapTcp;
+  return packet[0] === PCP_VERSION && packet[1] === PcpOpcode.map;
+}
+
 /** PCP result codes (RFC 6887 §7.4). */
 export const PcpResult = {
   SUCCESS: 0,

@@ -1,5 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import {
+  ClientRateLimiter,
+  ClientSlots,
   SubnetSet,
   messageOf,
   type FrontEnd,
@@ -11,7 +13,7 @@ import {
   type Logger,
 } from 'upnpd';
 import { ANNOUNCEMENTS, Announcer } from './announcer.js';
-import { NAT_PMP_VERSION, natPmpUnsupportedVersionResponse } from './codec.js';
+import { NAT_PMP_VERSION, asksForMapping, natPmpUnsupportedVersionResponse } from './codec.js';
 import type { Epoch } from './epoch.js';
 import { MappingRequests } from './mapping-requests.js';
 import { NatPmpHandler } from './nat-pmp-handler.js';
@@ -52,7 +54,12 @@ export class NatPmpFrontEnd implements FrontEnd {
   /** The listeners that send announcements (LAN addresses other than loopback, multicast interface set). */
   private announcing: Listener[] = [];
   private unsubscribe: (() => void) | undefined;
-  private readonly counts = { answered: 0, dropped: 0, notLan: 0 };
+  /** Requests read per client (options.requestsPerClient); those beyond are dropped before they are parsed. */
+  private readonly requestRate: ClientRateLimiter;
+  /** Map and delete requests waiting for the mapping lifecycle (options.pending), per client; `pending` in all. */
+  private readonly waiting: ClientSlots;
+  private pending = 0;
+  private readonly counts = { answered: 0, dropped: 0, notLan: 0, rateLimited: 0, busy: 0 };
 
   constructor(
     private readonly context: FrontEndContext,
@@ -68,6 +75,9 @@ export class NatPmpFrontEnd implements FrontEnd {
     this.natPmp = new NatPmpHandler(requests, external, seconds);
     this.pcp = new PcpHandler(requests, options, external, seconds, new Ipv6Map(requests, context.mappings));
     this.announcer = new Announcer(context.clock, () => this.announce());
+    const reason = 'NAT-PMP/PCP requests per client (natPmp requestsPerClient)';
+    this.requestRate = new ClientRateLimiter({ ...options.requestsPerClient, reason }, context.clock);
+    this.waiting = new ClientSlots(options.pending.perClient);
   }
 
   async start(): Promise<void> {
@@ -166,7 +176,7 @@ export class NatPmpFrontEnd implements FrontEnd {
   }
 
   status(): Readonly<Record<string, unknown>> {
-    return { addresses: this.describe(), epoch: this.epoch.seconds(), pcp: this.options.pcp, ...this.counts };
+    return { addresses: this.describe(), epoch: this.epoch.seconds(), pcp: this.options.pcp, ...this.counts, pending: this.pending };
   }
 
   private listen(lan: InterfaceAddress, bound: string, ipv6: boolean): Promise<Listener> {
@@ -177,7 +187,7 @@ export class NatPmpFrontEnd implements FrontEnd {
         reject(err);
       });
       const listener: Listener = { lan, socket, bound, ipv6 };
-      socket.on('message', (packet, peer) => void this.receive(listener, packet, peer));
+      socket.on('message', (packet, peer) => this.receive(listener, packet, peer));
       socket.bind(this.options.port, bound, () => {
         socket.removeAllListeners('error');
         socket.on('error', (err) => this.log.warn({ err, address: bound }, `NAT-PMP socket on ${bound}: ${messageOf(err)}`));
@@ -186,7 +196,8 @@ export class NatPmpFrontEnd implements FrontEnd {
     });
   }
 
-  private async receive(listener: Listener, packet: Buffer, peer: RemoteInfo): Promise<void> {
+  /** What is dropped is dropped here, at once and cheaply: a flood is read no slower than it must be. */
+  private receive(listener: Listener, packet: Buffer, peer: RemoteInfo): void {
     // Never anything from outside the LAN (a WAN host sending to the LAN address through the gateway).
     // IPv6: a peer on a LAN prefix or link-local, on the interface of the address it was sent to.
     const lan = listener.ipv6 ? this.lanIpv6.interfaceOf(peer.address) === listener.lan.interface : this.lanSubnets.contains(peer.address);
@@ -194,6 +205,35 @@ export class NatPmpFrontEnd implements FrontEnd {
       this.counts.notLan += 1;
       return;
     }
+    // RFC 6887 §8.3: requests from a client that overloads the server may be silently discarded
+    // (the client retries). Answering each would cost the daemon its time with everyone else and
+    // send a LAN host whose address is spoofed one answer per packet.
+    if (!this.requestRate.take(peer.address).allowed) {
+      this.counts.rateLimited += 1;
+      this.context.limits.refusals.refuse('datagram-rate', peer.address, this.requestRate.limit.reason);
+      return;
+    }
+    // RFC 6887 §8.3 again, for an overload by all clients: past the requests that may wait for the
+    // mapping lifecycle, those that would are dropped too, so that a stalled lifecycle holds a
+    // bounded number of them. Those answered at once (the external address, errors) wait for nothing.
+    const waits = asksForMapping(packet);
+    if (waits && (this.pending >= this.options.pending.total || !this.waiting.acquire(peer.address))) {
+      this.counts.busy += 1;
+      this.context.limits.refusals.refuse('datagrams-pending', peer.address, 'NAT-PMP/PCP requests waiting for the mapping lifecycle (natPmp pending)');
+      return;
+    }
+    if (!waits) {
+      void this.respond(listener, packet, peer);
+      return;
+    }
+    this.pending += 1;
+    void this.respond(listener, packet, peer).finally(() => {
+      this.pending -= 1;
+      this.waiting.release(peer.address);
+    });
+  }
+
+  private async respond(listener: Listener, packet: Buffer, peer: RemoteInfo): Promise<void> {
     let answer: Buffer | undefined;
     try {
       answer = await this.answer(packet, peer.address, listener.ipv6);

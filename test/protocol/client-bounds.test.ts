@@ -220,6 +220,8 @@ describe('a client walking a table of 5000 mappings', () => {
       'state-change-rate': 0,
       'm-search-rate': 0,
       'm-search-queue': 0,
+      'datagram-rate': 0,
+      'datagrams-pending': 0,
     });
   });
 });

@@ -131,6 +131,8 @@ describe('ClientLimits (shared by every front-end)', () => {
       'state-change-rate': 1,
       'm-search-rate': 0,
       'm-search-queue': 0,
+      'datagram-rate': 0,
+      'datagrams-pending': 0,
     });
   });
 });

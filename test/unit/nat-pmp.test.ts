@@ -108,6 +108,8 @@ describe('options', () => {
       lifetime: { minSeconds: 120, maxSeconds: 86_400 },
       allowThirdParty: false,
       announce: true,
+      requestsPerClient: { burst: 128, perSecond: 64 },
+      pending: { perClient: 128, total: 1024 },
       port: 5351,
     });
   });
