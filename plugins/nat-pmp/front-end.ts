@@ -245,10 +245,15 @@ export class NatPmpFrontEnd implements FrontEnd {
       this.counts.dropped += 1;
       return;
     }
-    this.counts.answered += 1;
-    listener.socket.send(answer, peer.port, peer.address, (err) => {
-      if (err) this.log.debug({ err, client: peer.address }, `could not answer ${peer.address}: ${messageOf(err)}`);
-    });
+    const unsent = (err: unknown) => this.log.debug({ err, client: peer.address }, `could not answer ${peer.address}: ${messageOf(err)}`);
+    try {
+      listener.socket.send(answer, peer.port, peer.address, (err) => err && unsent(err));
+      this.counts.answered += 1;
+    } catch (err) {
+      // The socket closed while the request waited (a LAN change, shutdown): the change is made,
+      // the client asks again and is answered from the new socket.
+      unsent(err);
+    }
   }
 
   private answer(packet: Buffer, client: string, ipv6: boolean): Promise<Buffer | undefined> | Buffer | undefined {

@@ -118,4 +118,26 @@ describe('requests waiting for the mapping lifecycle (RFC 6887 §8.3: a server o
     await hosts[3]!.send([natPmpMapRequest('tcp', 20_000, 20_000, 3600)]);
     await vi.waitFor(() => expect(hosts[3]!.answers).toHaveLength(1));
   });
+
+  it('a request answered after the front-end stopped (a LAN change, shutdown) is made, its answer dropped, and nothing is thrown', async () => {
+    const f = await start();
+    const release = stallBackend(f);
+    const client = await host(f, FLOODER);
+    await client.send([natPmpMapRequest('tcp', 7000, 7000, 3600)]);
+    expect(f.frontEnd.status()).toMatchObject({ pending: 1 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await f.frontEnd.stop();
+      release();
+      await vi.waitFor(() => expect(f.frontEnd.status()).toMatchObject({ pending: 0 }));
+      await settle(20);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+    expect(f.mappings.size).toBe(1);
+    expect(client.answers).toHaveLength(0);
+  });
 });
