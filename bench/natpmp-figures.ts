@@ -1,6 +1,6 @@
 import type { FigureRow, Sizes } from './figures.js';
 
-const RAISED = 'limits.stateChanges raised';
+const RAISED = 'limits.stateChanges and requestsPerClient raised';
 
 /**
  * The NAT-PMP rows of the results table (measured by natpmp-rows.ts, against the nftables

@@ -22,8 +22,9 @@ const REQUESTS_PER_CYCLE = 2;
 export const NAT_PMP_GROUPS = {
   /**
    * Map+delete cycles from 1 client and from 8 clients (8 LAN addresses, one each). One address
-   * sends far more than upnpd's per-client limit on state changes (`limits.stateChanges`, 32 a
-   * second), so this group raises that limit (and only that one), or it would measure the limit.
+   * sends far more than upnpd's per-client limits on state changes (`limits.stateChanges`, 32 a
+   * second) and on NAT-PMP requests read (`natPmp({ requestsPerClient })`, 64 a second), so this
+   * group raises those two (and only those), or it would measure the limits.
    */
   natPmpRequests: measureNatPmpRequests,
   /** Map the table's worth of mappings from the 100 LAN hosts in turn, the per-client rate limit at its default. */

@@ -185,8 +185,13 @@ async function writeStateFile(stateDir: string, persisted: PersistedMappings): P
  */
 const BENCH_QUOTA = { total: 20_000 } as const;
 
-/** `limits.stateChanges` for the rows that raise it: the schema's ceiling, far above any rate measured here. */
+/**
+ * The per-client limits of the rows that raise them (one LAN address sending far more than a real
+ * client): `limits.stateChanges` and the NAT-PMP front-end's `requestsPerClient`, at the schemas'
+ * ceilings, far above any rate measured here.
+ */
 const RAISED_STATE_CHANGES = { perSecond: 100_000, burst: 100_000 } as const;
+const RAISED_NAT_PMP_REQUESTS = { perSecond: 100_000, burst: 100_000 } as const;
 
 /** The config file: only what the command line cannot say. */
 function upnpdConfig(backend: 'nftables' | 'iptables', flavour: 'iptables' | 'iptables-legacy', raiseClientRateLimits: boolean, packageEntry: string): string {
@@ -194,10 +199,10 @@ function upnpdConfig(backend: 'nftables' | 'iptables', flavour: 'iptables' | 'ip
   const firewall =
     backend === 'nftables' ? `nftables({ forwardJump: { family: '${family}', table: '${table}', chain: '${chain}' } })` : `iptables({ flavour: '${flavour}' })`;
   return [
-    `import { ${backend}, quota } from '${packageEntry}';`,
+    `import { ${backend}, natPmp, quota } from '${packageEntry}';`,
     '',
     'export default {',
-    `  plugins: [${firewall}, quota(${JSON.stringify(BENCH_QUOTA)})],`,
+    `  plugins: [${firewall}, quota(${JSON.stringify(BENCH_QUOTA)})${raiseClientRateLimits ? `, natPmp({ requestsPerClient: ${JSON.stringify(RAISED_NAT_PMP_REQUESTS)} })` : ''}],`,
     ...(raiseClientRateLimits ? [`  limits: { stateChanges: ${JSON.stringify(RAISED_STATE_CHANGES)} },`] : []),
     '};',
     '',

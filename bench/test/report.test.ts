@@ -42,7 +42,7 @@ describe('results table', () => {
 
   it('shows only the rows a comparison measures when it names them (the iptables pair has no NAT-PMP rows)', () => {
     const input = { profile, upnpd: daemon('upnpd', [{ extIp1: 1, natPmpCycles1: 2 }]), miniupnpd: daemon('miniupnpd', [{ extIp1: 1, natPmpCycles1: 2 }]) };
-    const natPmpLabel = 'NAT-PMP map+delete, 1 client (limits.stateChanges raised)';
+    const natPmpLabel = 'NAT-PMP map+delete, 1 client (limits.stateChanges and requestsPerClient raised)';
     expect(rowOf(resultsTable(input), natPmpLabel).slice(2)).toEqual(['2', '2', '1.00', 'upnpd 1.0×']);
     const upnpOnly = resultsTable({ ...input, figures: ['extIp1', 'addAll'] });
     const labels = upnpOnly
