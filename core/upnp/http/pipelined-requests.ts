@@ -1,8 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
+/**
+ * What a request's Expect asks: `continue` (100-continue: sent once the request is accepted),
+ * `unmet` (anything else: answered 417), undefined without Expect.
+ */
+export type Expectation = 'continue' | 'unmet' | undefined;
+
 /** Serves one request (the server's own `serve`). */
-export type ServeRequest = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => void;
+export type ServeRequest = (req: IncomingMessage, res: ServerResponse, expect: Expectation) => void;
 
 export interface PipelineBounds {
   /** Pipelined requests served per turn of the event loop, all connections together. */
@@ -54,7 +60,7 @@ export class PipelinedRequests {
   }
 
   /** Serves `req` once its response has the connection, in a later turn; stops reading the connection meanwhile. */
-  defer(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+  defer(req: IncomingMessage, res: ServerResponse, expect: Expectation): void {
     const socket = req.socket;
     // The rest of a read whose connection was closed meanwhile (an idle sweep): not parsed further.
     if (socket.destroyed) return stopParsing(socket);
@@ -69,12 +75,12 @@ export class PipelinedRequests {
     // Every time: Node resumes reading on its own after a drain of the socket's writes.
     socket.pause();
     res.once('socket', () => {
-      this.ready.push(() => this.take(req, res, expectsContinue));
+      this.ready.push(() => this.take(req, res, expect));
       this.schedule();
     });
   }
 
-  private take(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+  private take(req: IncomingMessage, res: ServerResponse, expect: Expectation): void {
     const socket = req.socket;
     const left = (this.waiting.get(socket) ?? 1) - 1;
     if (left > 0) this.waiting.set(socket, left);
@@ -83,7 +89,7 @@ export class PipelinedRequests {
       // Read the rest (this request's body included, when the read ended inside it).
       if (!socket.destroyed) socket.resume();
     }
-    if (!socket.destroyed) this.serve(req, res, expectsContinue);
+    if (!socket.destroyed) this.serve(req, res, expect);
   }
 
   private schedule(): void {
