@@ -1,3 +1,4 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { connect } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,7 +6,7 @@ import { addArgs, argsXml, envelope, soap, startIgd, WANIP, type IgdFixture } fr
 
 /**
  * Requests pipelined on one connection (no UPnP client does it; a hostile host can): answered in
- * order, and a host pipelining a hundred at a time on each of its connections from ten addresses
+ * order, and a host pipelining sixteen at a time on each of its connections from ten addresses
  * does not slow another host's requests down. The LAN is 127.0.0.0/8, so 127.0.0.x are different
  * hosts.
  */
@@ -100,27 +101,55 @@ describe('pipelined requests', () => {
 
   it('are answered in order, also when the connection is read in parts mid-request', async () => {
     const get = `GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1:${f.port}\r\n\r\n`;
-    const requests = Array.from({ length: 40 }, (_, i) => (i % 4 === 3 ? get : soapRequest(f.port, 'GetExternalIPAddress')));
+    const requests = Array.from({ length: 15 }, (_, i) => (i % 4 === 3 ? get : soapRequest(f.port, 'GetExternalIPAddress')));
     const last = soapRequest(f.port, 'GetStatusInfo');
     const split = last.length - 40;
-    const responses = await pipeline(f.port, [requests.join('') + last.slice(0, split), last.slice(split)], 41);
-    expect(responses.map((r) => r.status)).toEqual(Array.from({ length: 41 }, () => 200));
-    responses.slice(0, 40).forEach((r, i) => expect(r.body).toContain(i % 4 === 3 ? '<root' : 'GetExternalIPAddressResponse'));
-    expect(responses[40]!.body).toContain('GetStatusInfoResponse');
+    const responses = await pipeline(f.port, [requests.join('') + last.slice(0, split), last.slice(split)], 16);
+    expect(responses.map((r) => r.status)).toEqual(Array.from({ length: 16 }, () => 200));
+    responses.slice(0, 15).forEach((r, i) => expect(r.body).toContain(i % 4 === 3 ? '<root' : 'GetExternalIPAddressResponse'));
+    expect(responses[15]!.body).toContain('GetStatusInfoResponse');
   });
 
-  it('beyond 128 waiting on one connection close it (a refusal counted), those before answered', async () => {
+  it('beyond 16 waiting on one connection close it (a refusal counted), those before answered', async () => {
     const tiny = `GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1:${f.port}\r\n\r\n`;
     const before = f.frontEnd.limits.stats().refused['pipelined-requests'];
     const responses = await pipeline(f.port, [tiny.repeat(1000)], 1000);
     expect(responses.length).toBeGreaterThan(0);
-    expect(responses.length).toBeLessThan(1000);
+    expect(responses.length).toBeLessThanOrEqual(17);
     expect(responses.every((r) => r.status === 200 && r.body.includes('<root'))).toBe(true);
     expect(f.frontEnd.limits.stats().refused['pipelined-requests']).toBe(before + 1);
   });
 
-  it('a hundred at a time on 80 connections from ten hosts do not slow another host down', async () => {
-    const depth = 100;
+  // Every request Node makes (an IncomingMessage and a ServerResponse, about 2 KB of heap) is
+  // published on http.server.request.start. Parsed to the end, the 2000 tiny requests of one write
+  // (under 64 KB, one read) made 2000 of each, alive until the connection's close: from 128
+  // connections, 700 MB. Those without Host or with an Expect other than 100-continue Node answered
+  // itself, without a 'request' for PipelinedRequests to count: none was refused.
+  it.each([
+    ['a Host not ours', () => 'Host: x\r\n', 400],
+    ['without Host', () => '', 400],
+    ['with an Expect not 100-continue', (port: number) => `Host: 127.0.0.1:${port}\r\nExpect: a\r\n`, 417],
+  ])('the rest of the read of a connection closed for too many is not parsed: requests %s', async (_, headers, status) => {
+    const tiny = `GET / HTTP/1.1\r\n${headers(f.port)}\r\n`;
+    let made = 0;
+    const count = () => made++;
+    subscribe('http.server.request.start', count);
+    try {
+      const before = f.frontEnd.limits.stats().refused['pipelined-requests'];
+      const responses = await pipeline(f.port, [tiny.repeat(2000)], 2000);
+      expect(f.frontEnd.limits.stats().refused['pipelined-requests']).toBe(before + 1);
+      // The first is answered (and closes the connection), those behind it are not.
+      expect(responses.map((r) => r.status)).toEqual([status]);
+    } finally {
+      unsubscribe('http.server.request.start', count);
+    }
+    // The first, the 16 waiting behind it and the one refused: 18 (more if the write came in several reads).
+    expect(made).toBeGreaterThanOrEqual(18);
+    expect(made).toBeLessThan(100);
+  });
+
+  it('sixteen at a time on 80 connections from ten hosts do not slow another host down', async () => {
+    const depth = 16;
     const worker = new Worker(FLOOD, { eval: true, workerData: { port: f.port, batch: soapRequest(f.port, 'GetExternalIPAddress').repeat(depth), depth } });
     const messages: unknown[] = [];
     const next = () => new Promise((resolve) => worker.once('message', resolve));
@@ -146,7 +175,7 @@ describe('pipelined requests', () => {
       expect(times.get).toHaveLength(10);
       expect(median(times.get)).toBeLessThan(150);
       expect(median(times.add)).toBeLessThan(250);
-      // The flood was answered meanwhile (every request, in rounds of a hundred).
+      // The flood was answered meanwhile (every request, in rounds of sixteen).
       expect(messages).toEqual(['flooding', expect.any(Number)]);
       expect(messages[1]).toBeGreaterThanOrEqual(8 * depth);
     } finally {

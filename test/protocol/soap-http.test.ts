@@ -210,7 +210,25 @@ describe('SOAP over HTTP', () => {
 
     it('refuses HTTP/1.1 without Host', async () => {
       const head = [`POST ${CONTROL} HTTP/1.1`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n');
-      expect((await rawRequest(f.port, head, GET_IP)).status).toBe(400);
+      const result = await rawRequest(f.port, head, GET_IP);
+      expect(result.status).toBe(400);
+      expect(result.headers['connection']).toBe('close');
+    });
+
+    it('answers HTTP/1.0 without Host', async () => {
+      const head = [`POST ${CONTROL} HTTP/1.0`, `Content-Length: ${GET_IP.length}`, `SOAPAction: "${SERVICE}#GetExternalIPAddress"`].join('\r\n');
+      expect((await rawRequest(f.port, head, GET_IP)).status).toBe(200);
+    });
+
+    it('answers an Expect other than 100-continue with 417 (RFC 9110 §10.1.1)', async () => {
+      const head = [
+        `POST ${CONTROL} HTTP/1.1`,
+        `Host: 127.0.0.1:${f.port}`,
+        `Content-Length: ${GET_IP.length}`,
+        `SOAPAction: "${SERVICE}#GetExternalIPAddress"`,
+        'Expect: 200-ok',
+      ].join('\r\n');
+      expect((await rawRequest(f.port, head, GET_IP)).status).toBe(417);
     });
   });
 

@@ -9,7 +9,7 @@ import type { Logger } from '../../logger.js';
 import { Ipv6Lan, parseIpv6, type Ipv6InterfaceAddress } from '../../net/ipv6.js';
 import { SubnetSet, normalizeAddress, type InterfaceAddress } from '../../net/network-info.js';
 import { IdleConnections } from './idle-connections.js';
-import { PipelinedRequests, type PipelineBounds } from './pipelined-requests.js';
+import { PipelinedRequests, type Expectation, type PipelineBounds } from './pipelined-requests.js';
 import { UpnpServerResponse, sendReply, statusReply } from './reply.js';
 import type { RequestHandler } from './routes.js';
 
@@ -55,8 +55,14 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   keepAliveTimeoutMs: 5_000,
 };
 
-/** How pipelined requests are served (PipelinedRequests). No UPnP client pipelines. */
-const PIPELINE_BOUNDS: PipelineBounds = { perTurn: 8, perConnection: 128 };
+/**
+ * How pipelined requests are served (PipelinedRequests). No UPnP client pipelines. Sixteen waiting
+ * per connection: each request and its response are about 2 KB of heap, and 128 connections
+ * keeping 128 waiting each (a round of 128 pipelined requests, the next once they are answered)
+ * held 40 MB live and the daemon's resident size grew by 150 MB; with 16, by no more than a flood
+ * of one request per connection grows it.
+ */
+const PIPELINE_BOUNDS: PipelineBounds = { perTurn: 8, perConnection: 16 };
 
 export interface UpnpHttpServerOptions {
   /** The LAN addresses to listen on; their subnets are the only peers served. */
@@ -98,7 +104,7 @@ export class UpnpHttpServer {
   private readonly idle: IdleConnections;
   private readonly pipelined = new PipelinedRequests(
     PIPELINE_BOUNDS,
-    (req, res, expectsContinue) => void this.serve(req, res, expectsContinue),
+    (req, res, expect) => void this.serve(req, res, expect),
     (socket) => {
       const client = normalizeAddress(socket.remoteAddress ?? '');
       this.options.refusals?.refuse('pipelined-requests', client, `more than ${PIPELINE_BOUNDS.perConnection} requests pipelined on a connection`);
@@ -217,7 +223,9 @@ export class UpnpHttpServer {
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       // How often Node checks the two timeouts above; its default (30 s) would let slow clients linger.
       connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
-      requireHostHeader: true,
+      // An HTTP/1.1 request without Host is refused by `refusal`: answered by Node, it would never
+      // come here, and neither would the 2000 such requests behind it in one read (PipelinedRequests).
+      requireHostHeader: false,
     });
     server.maxHeadersCount = limits.maxHeaderCount;
     // Not `server.maxConnections`: Node would close every connection past it, a host holding fewer
@@ -225,9 +233,11 @@ export class UpnpHttpServer {
     const shares = new FairShare<Socket>(limits.maxConnections);
     // No `server.timeout` (a timer per connection): `this.idle` closes idle connections.
     server.on('connection', (socket: Socket) => this.admit(socket, shares));
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, false));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, undefined));
     // Answering `Expect: 100-continue` ourselves lets an oversized or refused request get its final status first.
-    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, true));
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, 'continue'));
+    // Any other expectation is answered 417 (RFC 9110 §10.1.1) here too, pipelined ones bounded with the others.
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.receive(req, res, 'unmet'));
     return server;
   }
 
@@ -264,19 +274,19 @@ export class UpnpHttpServer {
   }
 
   /** Serves a request now, or later when it is pipelined behind one not yet answered (PipelinedRequests). */
-  private receive(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
-    if (PipelinedRequests.waits(res)) this.pipelined.defer(req, res, expectsContinue);
-    else void this.serve(req, res, expectsContinue);
+  private receive(req: IncomingMessage, res: ServerResponse, expect: Expectation): void {
+    if (PipelinedRequests.waits(res)) this.pipelined.defer(req, res, expect);
+    else void this.serve(req, res, expect);
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+  private async serve(req: IncomingMessage, res: ServerResponse, expect: Expectation): Promise<void> {
     const peer = normalizeAddress(req.socket.remoteAddress ?? '');
-    const refusal = this.refusal(req, peer);
+    const refusal = this.refusal(req, peer) ?? (expect === 'unmet' ? 417 : undefined);
     if (refusal) {
       this.options.logger.debug({ peer, method: req.method, url: req.url, status: refusal }, 'HTTP request refused');
       return sendReply(res, statusReply(refusal, { close: true }));
     }
-    if (expectsContinue) res.writeContinue();
+    if (expect === 'continue') res.writeContinue();
     try {
       await this.options.handler(req, res, peer);
     } catch (err) {
@@ -290,13 +300,14 @@ export class UpnpHttpServer {
   private refusal(req: IncomingMessage, peer: string): number | undefined {
     if (!this.lanSubnets.contains(peer) && !this.lanIpv6.contains(peer)) return 403;
     const host = req.headers.host;
-    // HTTP/1.1 requests without Host never get here (Node answers 400); HTTP/1.0 may omit it.
     if (host !== undefined) {
       const target = parseHost(host);
       // Node keeps the first of several Host lines; RFC 9112 §3.2 wants the request refused (400).
       if (!target || hostLines(req.rawHeaders) > 1) return 400;
       if (!this.isOurs(target)) return 403;
     }
+    // RFC 9112 §3.2: a request without Host is refused (400); HTTP/1.0 may omit it.
+    else if (req.httpVersion !== '1.0') return 400;
     // A browser names the page that sent the request: only a page served by us may (design §10,
     // Filet-O-Firewall). `null` (a sandboxed or file: page) is from elsewhere too.
     const origin = req.headers.origin;
