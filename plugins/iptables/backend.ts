@@ -82,7 +82,7 @@ export class IptablesBackend implements FirewallBackend {
    * its answer: check reuses the answer while both are the same. Parsing 5000 mappings' rules at
    * every check left megabytes of garbage and most of the idle CPU.
    */
-  private lastCheck: { listing: string; expected: readonly RuleSpec[]; missing: readonly string[] } | undefined;
+  private lastCheck: { listing: readonly string[]; expected: readonly RuleSpec[]; missing: readonly string[] } | undefined;
 
   constructor(
     private readonly options: IptablesOptions,
@@ -258,14 +258,15 @@ export class IptablesBackend implements FirewallBackend {
 
   /** Reads nat and filter once (iptables-save): upnpd's chains, the jumps to them, every mapping's rules. */
   async check(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<IntegrityReport> {
-    const output = await this.readSaveOutput();
-    const listing = stableSaveText(output);
+    const outputs = await this.readSaveOutputs();
+    // Per table, each output copied once (the garbage a check leaves is about the size of its listing).
+    const listing = outputs.map(stableSaveText);
     const last = this.lastCheck;
     let missing: string[];
-    if (last && last.listing === listing && sameRecords(last.expected, expected)) {
+    if (last && listing.every((text, i) => text === last.listing[i]) && sameRecords(last.expected, expected)) {
       missing = [...last.missing];
     } else {
-      missing = integrityProblems(parseSave(output), this.ruleOptions, expected);
+      missing = integrityProblems(parseSave(outputs.join('\n')), this.ruleOptions, expected);
       this.lastCheck = { listing, expected, missing: [...missing] };
     }
     if (this.pinholes) missing.push(...pinholeProblems(await this.readPinholes(), this.pinholeOptions, pinholes));
@@ -324,15 +325,14 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   private async readRuleset(): Promise<SavedRuleset> {
-    return parseSave(await this.readSaveOutput());
+    return parseSave((await this.readSaveOutputs()).join('\n'));
   }
 
-  /** iptables-save's nat and filter tables. */
-  private async readSaveOutput(): Promise<string> {
-    const outputs = await Promise.all(
+  /** iptables-save's nat and filter tables, in that order. */
+  private readSaveOutputs(): Promise<string[]> {
+    return Promise.all(
       (['nat', 'filter'] as const).map(async (table) => (await this.mustRun(`reading the ${table} table`, this.programs.save, ['-t', table])).stdout),
     );
-    return outputs.join('\n');
   }
 
   private async restore(what: string, script: string): Promise<void> {
