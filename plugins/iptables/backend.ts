@@ -80,7 +80,7 @@ export class IptablesBackend implements FirewallBackend {
   /**
    * The last check's listing (without what changes while the rules do not), what it expected and
    * its answer: check reuses the answer while both are the same. Parsing 5000 mappings' rules at
-   * every check left megabytes of garbage and most of the idle CPU.
+   * every check left megabytes of garbage each time (the CPU a check costs is mostly iptables-save's).
    */
   private lastCheck: { listing: readonly string[]; expected: readonly RuleSpec[]; missing: readonly string[] } | undefined;
 
