@@ -1,7 +1,7 @@
 /** upnpd's public API for configuration files and plugin authors (`import … from 'upnpd'`). */
 // tsyringe needs the Reflect metadata API before any plugin class is decorated.
 import 'reflect-metadata';
-export { defineConfig, type UserConfig, type ResolvedConfig } from './config/schema.js';
+export { defineConfig, rateLimitSchema, type UserConfig, type ResolvedConfig } from './config/schema.js';
 // The zod upnpd validates options with (4.x): a plugin's optionsSchema must come from it.
 export { z } from 'zod';
 // The tsyringe upnpd builds plugins with: a plugin class's @injectable() must register with this

@@ -51,7 +51,8 @@ export const upnpSchema = z
   })
   .strict();
 
-const rate = (defaults: { burst: number; perSecond: number }) =>
+/** A token bucket's settings (`burst` at once, then `perSecond`) with these defaults: every per-client rate limit's schema, the plugins' included. */
+export const rateLimitSchema = (defaults: { burst: number; perSecond: number }) =>
   z
     .object({
       burst: z.number().int().min(1).max(100_000).default(defaults.burst),
@@ -65,9 +66,9 @@ export const limitsSchema = z
     /** HTTP connections one client may hold open at once. */
     connectionsPerClient: z.number().int().min(1).max(1024).default(DEFAULT_CLIENT_LIMITS.connectionsPerClient),
     /** Token bucket for state-changing requests (add/delete mappings, SUBSCRIBE) per client. */
-    stateChanges: rate(DEFAULT_CLIENT_LIMITS.stateChanges).default(rate(DEFAULT_CLIENT_LIMITS.stateChanges).parse({})),
+    stateChanges: rateLimitSchema(DEFAULT_CLIENT_LIMITS.stateChanges).default(rateLimitSchema(DEFAULT_CLIENT_LIMITS.stateChanges).parse({})),
     /** Token bucket for M-SEARCHes per source. */
-    mSearch: rate(DEFAULT_CLIENT_LIMITS.mSearch).default(rate(DEFAULT_CLIENT_LIMITS.mSearch).parse({})),
+    mSearch: rateLimitSchema(DEFAULT_CLIENT_LIMITS.mSearch).default(rateLimitSchema(DEFAULT_CLIENT_LIMITS.mSearch).parse({})),
   })
   .strict();
 

@@ -216,14 +216,13 @@ export class NatPmpFrontEnd implements FrontEnd {
     // RFC 6887 §8.3 again, for an overload by all clients: past the requests that may wait for the
     // mapping lifecycle, those that would are dropped too, so that a stalled lifecycle holds a
     // bounded number of them. Those answered at once (the external address, errors) wait for nothing.
-    const waits = asksForMapping(packet);
-    if (waits && (this.pending >= this.options.pending.total || !this.waiting.acquire(peer.address))) {
-      this.counts.busy += 1;
-      this.context.limits.refusals.refuse('datagrams-pending', peer.address, 'NAT-PMP/PCP requests waiting for the mapping lifecycle (natPmp pending)');
+    if (!asksForMapping(packet)) {
+      void this.respond(listener, packet, peer);
       return;
     }
-    if (!waits) {
-      void this.respond(listener, packet, peer);
+    if (this.pending >= this.options.pending.total || !this.waiting.acquire(peer.address)) {
+      this.counts.busy += 1;
+      this.context.limits.refusals.refuse('datagrams-pending', peer.address, 'NAT-PMP/PCP requests waiting for the mapping lifecycle (natPmp pending)');
       return;
     }
     this.pending += 1;

@@ -1,4 +1,4 @@
-import { z } from 'upnpd';
+import { rateLimitSchema, z } from 'upnpd';
 
 const port = z.number().int().min(1).max(65535);
 
@@ -29,12 +29,7 @@ export const DEFAULT_REQUEST_RATE = { burst: 128, perSecond: 64 } as const;
  */
 export const DEFAULT_PENDING = { perClient: 128, total: 1024 } as const;
 
-const requestRate = z
-  .object({
-    burst: z.number().int().min(1).max(100_000).default(DEFAULT_REQUEST_RATE.burst),
-    perSecond: z.number().positive().max(100_000).default(DEFAULT_REQUEST_RATE.perSecond),
-  })
-  .strict();
+const requestRate = rateLimitSchema(DEFAULT_REQUEST_RATE);
 
 /** The natPmp plugin's options (README "NAT-PMP and PCP"). */
 export const natPmpOptionsSchema = z
