@@ -1,7 +1,7 @@
 import { loadConfig } from '../core/config/load.js';
 import type { ResolvedConfig } from '../core/config/schema.js';
 import { messageOf, ConfigError } from '../core/errors.js';
-import { ExecaCommandRunner } from '../core/command-runner.js';
+import { ProcessCommandRunner } from '../core/command-runner.js';
 import { lanAddresses } from '../core/daemon.js';
 import { OsNetworkInfo, type InterfaceAddress, type NetworkInfo } from '../core/net/network-info.js';
 import { assemblePlugins, createPlugins, dryRunDefaults, inertServices, pluginContainer } from './compose.js';
@@ -50,7 +50,7 @@ export async function check(
       if (parsed && !parsed.success) throw new ConfigError(`${where}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
     }
     // Built as at start (a plugin's create may throw), then dropped: create starts nothing, provision does.
-    const services = inertServices(network, new ExecaCommandRunner(), lanToCheck(config, network));
+    const services = inertServices(network, new ProcessCommandRunner(), lanToCheck(config, network));
     createPlugins(plugins, pluginContainer(config, services), config, services.logger);
     for (const iface of missingInterfaces(config, network)) {
       err.write(`upnpd check: warning: interface "${iface}" does not exist on this machine or has no IPv4 address (fine if the file is for another host)\n`);

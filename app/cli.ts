@@ -213,7 +213,7 @@ function lockedDirectories(config: Pick<ResolvedConfig, 'stateDir' | 'runtimeDir
 
 /**
  * A write past the file-size limit (RLIMIT_FSIZE: systemd's LimitFSIZE=, a shell's ulimit -f)
- * raises SIGXFSZ. Node ignores it, but signal-exit (execa's and write-file-atomic's exit hook)
+ * raises SIGXFSZ. Node ignores it, but signal-exit (write-file-atomic's exit hook)
  * catches it and, when its handler is the only one, raises it again: the daemon ended at the
  * first state write past the limit. With a listener of ours the write fails with EFBIG instead,
  * and the journal handles it as a full disk (state.onWriteFailure).

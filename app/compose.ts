@@ -2,7 +2,7 @@
 import 'reflect-metadata';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { systemClock, type Clock } from '../core/clock.js';
-import { ExecaCommandRunner, type CommandRunner } from '../core/command-runner.js';
+import { ProcessCommandRunner, type CommandRunner } from '../core/command-runner.js';
 import { formatIssues } from '../core/config/load.js';
 import type { ResolvedConfig } from '../core/config/schema.js';
 import { Daemon, lanAddresses } from '../core/daemon.js';
@@ -219,7 +219,7 @@ export async function startDaemon(givenConfig: ResolvedConfig, options: StartOpt
     logOutput: options.logOutput,
     network,
     clock,
-    commandRunner: options.commandRunner ?? new ExecaCommandRunner(),
+    commandRunner: options.commandRunner ?? new ProcessCommandRunner(),
     lan,
     mappingView,
     refusals,

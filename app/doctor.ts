@@ -1,5 +1,5 @@
 import { access, constants, mkdir } from 'node:fs/promises';
-import { ExecaCommandRunner, type CommandRunner } from '../core/command-runner.js';
+import { ProcessCommandRunner, type CommandRunner } from '../core/command-runner.js';
 import { loadConfig } from '../core/config/load.js';
 import type { ResolvedConfig } from '../core/config/schema.js';
 import { lanAddresses } from '../core/daemon.js';
@@ -30,7 +30,7 @@ export interface DoctorEnvironment {
 export async function doctorFindings(givenConfig: ResolvedConfig, env: DoctorEnvironment = {}): Promise<Finding[]> {
   const config = dryRunDefaults(givenConfig);
   const network = env.network ?? new OsNetworkInfo();
-  const commands = env.commands ?? new ExecaCommandRunner();
+  const commands = env.commands ?? new ProcessCommandRunner();
   const readers = env.readers ?? OS_READERS;
   const findings: Finding[] = [{ check: 'config', severity: 'ok', message: `configuration valid: ${config.source}` }];
 

@@ -12,7 +12,7 @@ export { canonicalIPv6 } from './net/ipv6.js';
 export { INTERFACE_NAME } from './net/network-info.js';
 export { interfaceName } from './config/schema.js';
 export type { CommandExit, CommandResult, CommandRunner, RunningCommand, StartOptions } from './command-runner.js';
-export { CommandOutput, HelperSlot, endCommand, type SlotProcess } from './command-runner.js';
+export { CommandOutput, HelperSlot, endCommand, runCommand, startCommand, type SlotProcess, type StartCommandOptions } from './command-runner.js';
 
 function isPort(port: number): boolean {
   return Number.isInteger(port) && port >= 1 && port <= 65535;

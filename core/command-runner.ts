@@ -1,5 +1,6 @@
-import type { Readable, Writable } from 'node:stream';
-import { execa } from 'execa';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { onExit } from 'signal-exit';
 
 export interface CommandResult {
   readonly exitCode: number;
@@ -50,53 +51,131 @@ export interface StartOptions {
 /** The C locale, so that the messages upnpd parses or quotes are the same on every machine. */
 const COMMAND_ENV = { LC_ALL: 'C' };
 
-export class ExecaCommandRunner implements CommandRunner {
-  async run(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
-    const result = await execa(file, args, {
-      input: options.input,
-      timeout: options.timeoutMs ?? 30_000,
-      reject: false,
-      stripFinalNewline: false,
-      env: COMMAND_ENV,
-    });
-    if (result.failed && result.exitCode === undefined) {
-      const err = new Error(`cannot run ${file}: ${result.shortMessage}`);
-      (err as NodeJS.ErrnoException).code = (result as unknown as { code?: string }).code;
-      throw err;
-    }
-    return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+/** Output a command may print before it is killed as runaway (a listing of 5000 mappings is about 2 MB). */
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** After a timeout's SIGTERM, how long a command has before SIGKILL. */
+const FORCE_KILL_AFTER_MS = 5_000;
+
+/**
+ * Runs programs with node:child_process. (It used execa until 2026-12: execa loads some 260
+ * modules for features upnpd does not use, about 3 MB of the daemon's memory; what upnpd needs of
+ * it is the little below.)
+ */
+export class ProcessCommandRunner implements CommandRunner {
+  run(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+    return runCommand(file, args, options);
   }
 
   start(file: string, args: readonly string[], options: StartOptions = {}): RunningCommand {
-    return startWithExeca(file, args, options.env, options.stdout);
+    return startCommand(file, args, { env: options.env, stdout: options.stdout });
   }
 }
 
-/** `execa` for a long-running child: streams, not buffers; killed if upnpd exits first (execa's cleanup). */
-export function startWithExeca(file: string, args: readonly string[], env: Readonly<Record<string, string>> = {}, stdout = false): RunningCommand {
-  const subprocess = execa(file, args, {
-    buffer: false,
-    reject: false,
-    stdin: 'pipe',
-    stdout: stdout ? 'pipe' : 'ignore',
-    stderr: 'pipe',
-    env: { ...COMMAND_ENV, ...env },
+/**
+ * Runs `file` to its end with `input` on its standard input (none: /dev/null) and collects its
+ * output as text. Resolves with any exit code; rejects (with the errno `code`, such as ENOENT) only
+ * when the program cannot be started, or is ended by a signal: its timeout (SIGTERM, then SIGKILL
+ * after 5 s), too much output, or another process.
+ */
+export function runCommand(file: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...COMMAND_ENV },
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let outputBytes = 0;
+    let killedFor: string | undefined;
+    const kill = (why: string) => {
+      if (killedFor !== undefined) return;
+      killedFor = why;
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), FORCE_KILL_AFTER_MS).unref();
+    };
+    const collect = (into: Buffer[]) => (chunk: Buffer) => {
+      outputBytes += chunk.length;
+      if (outputBytes > MAX_OUTPUT_BYTES) kill(`more than ${MAX_OUTPUT_BYTES} bytes of output`);
+      else into.push(chunk);
+    };
+    child.stdout?.on('data', collect(stdout));
+    child.stderr?.on('data', collect(stderr));
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timer = setTimeout(() => kill(`timed out after ${timeoutMs} ms`), timeoutMs);
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(Object.assign(new Error(`cannot run ${file}: ${err.message}`), { code: err.code }));
+    });
+    child.once('close', (exitCode, signal) => {
+      clearTimeout(timer);
+      if (exitCode === null) {
+        reject(new Error(`cannot run ${file}: ${killedFor ?? `killed by ${signal}`}`));
+        return;
+      }
+      resolve({ exitCode, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') });
+    });
+    if (child.stdin) {
+      // A program that exits without reading all its input: its exit code says what happened.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(options.input);
+    }
   });
-  const exited = subprocess.then(
-    (result): CommandExit =>
-      result.failed && result.exitCode === undefined && result.signal === undefined
-        ? { error: result.shortMessage }
-        : { exitCode: result.exitCode, signal: result.signal },
-    (err: unknown): CommandExit => ({ error: String(err) }),
-  );
+}
+
+/**
+ * Long-running children still alive, killed when upnpd exits, also on a crash or a signal it does
+ * not handle itself (signal-exit, as execa did), so that no `ip monitor` or `nft monitor` is left behind.
+ */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killOnExit(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    onExit(() => {
+      for (const running of liveChildren) running.kill('SIGKILL');
+    });
+  }
+  liveChildren.add(child);
+}
+
+export interface StartCommandOptions {
+  /** Added to upnpd's environment (which gets LC_ALL=C). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Keep its standard output to read (otherwise /dev/null). */
+  readonly stdout?: boolean;
+  /** Its standard input: a pipe to write to (the default) or /dev/null. */
+  readonly stdin?: 'pipe' | 'ignore';
+  /** Its standard error: a pipe to read (the default) or /dev/null. */
+  readonly stderr?: 'pipe' | 'ignore';
+  /**
+   * Its own process group: a Ctrl-C meant for upnpd does not reach it, and it is not killed when
+   * upnpd exits (the syslog helper sends what it has read, upnpd's last words, then ends itself).
+   */
+  readonly detached?: boolean;
+}
+
+/** A long-running child: streams, not collected output; killed if upnpd exits first (unless detached). */
+export function startCommand(file: string, args: readonly string[], options: StartCommandOptions = {}): RunningCommand {
+  const child = spawn(file, args, {
+    stdio: [options.stdin ?? 'pipe', options.stdout ? 'pipe' : 'ignore', options.stderr ?? 'pipe'],
+    env: { ...process.env, ...COMMAND_ENV, ...options.env },
+    detached: options.detached ?? false,
+  });
+  if (!options.detached) killOnExit(child);
+  const exited = new Promise<CommandExit>((resolve) => {
+    child.once('error', (err) => resolve({ error: err.message }));
+    child.once('close', (exitCode, signal) => resolve(exitCode === null ? { signal: signal ?? undefined } : { exitCode }));
+  }).finally(() => liveChildren.delete(child));
   return {
-    pid: subprocess.pid,
-    stdin: subprocess.stdin,
-    stderr: subprocess.stderr,
-    ...(stdout && subprocess.stdout && { stdout: subprocess.stdout }),
+    pid: child.pid,
+    // Streams the options left out are /dev/null: an empty stream stands in for them.
+    stdin: child.stdin ?? new PassThrough(),
+    stderr: child.stderr ?? new PassThrough(),
+    ...(options.stdout && child.stdout && { stdout: child.stdout }),
     exited,
     kill: () => {
-      subprocess.kill('SIGKILL');
+      child.kill('SIGKILL');
     },
   };
 }

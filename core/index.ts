@@ -64,7 +64,9 @@ export type { ClientLimits, ClientLimitSettings } from './limits/client-limits.j
 export { ClientRateLimiter, type RateDecision, type RateLimit } from './limits/rate-limiter.js';
 export { ClientSlots } from './limits/client-slots.js';
 export { protocolOf } from './mapping/types.js';
-export type { CommandRunner, CommandResult } from './command-runner.js';
+export type { CommandRunner, CommandResult, CommandExit, RunningCommand, StartCommandOptions } from './command-runner.js';
+// For plugins that keep a helper program running (the syslog output's `logger`).
+export { startCommand } from './command-runner.js';
 export type { Logger, LogLevel } from './logger.js';
 export { SubnetSet, broadcastAddress, networkAddress, type InterfaceAddress, type NetworkInfo } from './net/network-info.js';
 export { Ipv6Lan, formatIpv6, parseIpv6, type Ipv6InterfaceAddress, type Ipv6Prefix, type ParsedIpv6 } from './net/ipv6.js';

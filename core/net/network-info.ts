@@ -2,7 +2,7 @@ import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { isIP, isIPv4 } from 'node:net';
 import { createInterface } from 'node:readline';
-import { execa } from 'execa';
+import { startCommand } from '../command-runner.js';
 import type { Logger } from '../logger.js';
 import { readIpv6Addresses, type Ipv6InterfaceAddress } from './ipv6.js';
 
@@ -157,21 +157,14 @@ export class OsNetworkInfo implements NetworkInfo {
    */
   private startMonitor(): () => void {
     let stopped = false;
-    let running: { kill(signal: 'SIGKILL'): void } | undefined;
+    let running: { kill(): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
     let failuresInARow = 0;
     /** Whether the admin was last told that the events stopped (told once per stop, and once when they are back). */
     let reportedDown = false;
     const run = (restarted: boolean) => {
       const startedAt = performance.now();
-      const monitor = execa('ip', ['-o', 'monitor', 'label', 'address', 'neigh'], {
-        buffer: false,
-        reject: false,
-        stdin: 'ignore',
-        stdout: 'pipe',
-        stderr: 'ignore',
-        env: { LC_ALL: 'C' },
-      });
+      const monitor = startCommand('ip', ['-o', 'monitor', 'label', 'address', 'neigh'], { stdin: 'ignore', stdout: true, stderr: 'ignore' });
       running = monitor;
       if (monitor.stdout) {
         createInterface({ input: monitor.stdout }).on('line', (line) => {
@@ -193,31 +186,29 @@ export class OsNetworkInfo implements NetworkInfo {
         }, this.restarts.settleMs);
         timer.unref();
       }
-      void monitor
-        .catch(() => undefined)
-        .then((result) => {
-          if (stopped) return;
-          // Whoever relies on the neighbour events hears that they stopped.
-          for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'lost' });
-          if (performance.now() - startedAt >= this.restarts.stableMs) failuresInARow = 0;
-          const delays = this.restarts.delaysMs;
-          const delay = delays[Math.min(failuresInARow, delays.length - 1)]!;
-          if (!reportedDown) {
-            reportedDown = true;
-            const why = result?.signal ? `killed by ${result.signal}` : typeof result?.exitCode === 'number' ? `exit code ${result.exitCode}` : 'could not run';
-            this.restarts.report?.(`ip monitor ended (${why}): address and neighbour events stop until it runs again; retrying in ${delay / 1000} s`, 'warn');
-          }
-          failuresInARow++;
-          clearTimeout(timer);
-          timer = setTimeout(() => run(true), delay);
-          timer.unref();
-        });
+      void monitor.exited.then((result) => {
+        if (stopped) return;
+        // Whoever relies on the neighbour events hears that they stopped.
+        for (const watcher of [...this.neighbourWatchers]) watcher({ kind: 'lost' });
+        if (performance.now() - startedAt >= this.restarts.stableMs) failuresInARow = 0;
+        const delays = this.restarts.delaysMs;
+        const delay = delays[Math.min(failuresInARow, delays.length - 1)]!;
+        if (!reportedDown) {
+          reportedDown = true;
+          const why = result.signal ? `killed by ${result.signal}` : typeof result.exitCode === 'number' ? `exit code ${result.exitCode}` : 'could not run';
+          this.restarts.report?.(`ip monitor ended (${why}): address and neighbour events stop until it runs again; retrying in ${delay / 1000} s`, 'warn');
+        }
+        failuresInARow++;
+        clearTimeout(timer);
+        timer = setTimeout(() => run(true), delay);
+        timer.unref();
+      });
     };
     run(false);
     return () => {
       stopped = true;
       clearTimeout(timer);
-      running?.kill('SIGKILL');
+      running?.kill();
     };
   }
 }

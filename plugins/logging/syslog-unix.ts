@@ -1,5 +1,4 @@
-import { execa, type ResultPromise } from 'execa';
-import type { Clock, LogRecord } from 'upnpd';
+import { startCommand, type Clock, type CommandExit, type LogRecord, type RunningCommand } from 'upnpd';
 import type { DropCounter } from './drops.js';
 import type { SyslogFormat } from './options.js';
 import { priority, severityOf, type FacilityName } from './priority.js';
@@ -24,7 +23,11 @@ export interface UnixSyslogOptions {
   readonly command?: string;
 }
 
-type Helper = ResultPromise<{ stdin: 'pipe'; stdout: 'ignore'; stderr: 'pipe'; buffer: false; reject: false }>;
+/** The running `logger`, and how it ended once it has. */
+interface Helper {
+  readonly command: RunningCommand;
+  exit?: CommandExit;
+}
 
 /**
  * Syslog to a local unix datagram socket (/dev/log). Node has no unix datagram sockets, and a
@@ -55,13 +58,11 @@ export class UnixSyslogDestination implements SyslogDestination {
   /** Starts the helper; throws when it cannot be run at all (util-linux missing). */
   async start(): Promise<void> {
     const helper = this.spawn();
-    await new Promise<void>((resolve, reject) => {
-      helper.once('spawn', resolve);
-      helper.once('error', (err) => {
-        this.closing = true;
-        reject(new Error(`syslog: cannot run "${this.command}" (util-linux logger, Debian package bsdutils): ${err.message}`));
-      });
-    });
+    // A program that cannot be started has no pid, and its exit says why.
+    if (helper.command.pid !== undefined) return;
+    this.closing = true;
+    const exit = await helper.command.exited;
+    throw new Error(`syslog: cannot run "${this.command}" (util-linux logger, Debian package bsdutils): ${exit.error ?? 'not started'}`);
   }
 
   write(record: LogRecord): void {
@@ -71,16 +72,17 @@ export class UnixSyslogDestination implements SyslogDestination {
       this.drops.drop(`the syslog helper "${this.command}" is not running${this.lastHelperError ? ` (${this.lastHelperError})` : ''}`);
       return;
     }
-    if (helper.stdin.writableLength > MAX_QUEUED_BYTES) {
+    const { stdin } = helper.command;
+    if (stdin.writableLength > MAX_QUEUED_BYTES) {
       this.drops.drop(`the syslog helper is not keeping up (${MAX_QUEUED_BYTES} bytes queued)`);
       return;
     }
     const pri = priority(this.options.facility, severityOf(record.level));
-    helper.stdin.write(`<${pri}>${truncateUtf8(messageText(record), MAX_TEXT_BYTES)}\n`);
+    stdin.write(`<${pri}>${truncateUtf8(messageText(record), MAX_TEXT_BYTES)}\n`);
   }
 
   flush(): Promise<void> {
-    const stdin = this.helper?.stdin;
+    const stdin = this.helper?.command.stdin;
     if (!stdin || stdin.writableLength === 0) return Promise.resolve();
     return settleWithin(new Promise((resolve) => stdin.once('drain', resolve)), SETTLE_TIMEOUT_MS);
   }
@@ -90,11 +92,11 @@ export class UnixSyslogDestination implements SyslogDestination {
     this.closing = true;
     const helper = this.helper;
     if (!helper) return;
-    helper.stdin.end();
-    await settleWithin(helper, SETTLE_TIMEOUT_MS);
-    if (helper.exitCode === null && helper.signalCode === null) {
-      helper.kill();
-      await settleWithin(helper, SETTLE_TIMEOUT_MS);
+    helper.command.stdin.end();
+    await settleWithin(helper.command.exited, SETTLE_TIMEOUT_MS);
+    if (!helper.exit) {
+      helper.command.kill();
+      await settleWithin(helper.command.exited, SETTLE_TIMEOUT_MS);
     }
     this.helper = undefined;
   }
@@ -122,30 +124,22 @@ export class UnixSyslogDestination implements SyslogDestination {
       String(HELPER_MAX_MESSAGE_BYTES),
       ...(this.options.format === 'rfc5424' ? ['--rfc5424=notq'] : []),
     ];
-    const helper: Helper = execa(this.command, args, {
-      stdin: 'pipe',
-      stdout: 'ignore',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
+    const helper: Helper = {
       // Its own process group: a Ctrl-C meant for the daemon must not end syslog before the daemon's last words.
-      detached: true,
-      env: { LC_ALL: 'C' },
-    });
+      command: startCommand(this.command, args, { detached: true }),
+    };
+    const { stdin, stderr, exited } = helper.command;
     // A write after the helper died fails with EPIPE; the exit below already accounts for it.
-    helper.stdin.on('error', () => {});
-    helper.stderr.setEncoding('utf8');
-    helper.stderr.on('data', (chunk: string) => {
+    stdin.on('error', () => {});
+    stderr.setEncoding('utf8');
+    stderr.on('data', (chunk: string) => {
       this.lastHelperError = chunk.trim().split('\n').at(-1) ?? '';
     });
-    void helper.then((result) => {
+    void exited.then((exit) => {
+      helper.exit = exit;
       if (this.helper === helper) this.helper = undefined;
       if (this.closing) return;
-      const how = result.signal
-        ? `signal ${result.signal}`
-        : result.exitCode !== undefined
-          ? `exit code ${result.exitCode}`
-          : result.shortMessage?.split('\n')[0];
+      const how = exit.signal ? `signal ${exit.signal}` : exit.exitCode !== undefined ? `exit code ${exit.exitCode}` : exit.error;
       this.drops.drop(`the syslog helper exited (${how})`);
     });
     this.helper = helper;

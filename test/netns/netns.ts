@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { startWithExeca, type CommandResult, type CommandRunner, type RunningCommand } from '../../core/command-runner.js';
+import { startCommand, type CommandResult, type CommandRunner, type RunningCommand } from '../../core/command-runner.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
 
 /**
@@ -48,7 +48,7 @@ export class TestNamespace {
       },
       start(file, args, options = {}): RunningCommand {
         // `ip netns exec` execs the program, so the pid is the program's own.
-        return startWithExeca('ip', ['netns', 'exec', name, file, ...args], options.env, options.stdout);
+        return startCommand('ip', ['netns', 'exec', name, file, ...args], options);
       },
     };
   }
