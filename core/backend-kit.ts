@@ -2,6 +2,7 @@
  * `upnpd/backend`: helpers for firewall backend authors, as the shipped backends use them. Rules
  * are data (RuleSpec); these compare, copy and check them.
  */
+import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { BackendError } from './errors.js';
 import type { RuleSpec } from './mapping/types.js';
@@ -30,11 +31,20 @@ export function isValidRule(rule: RuleSpec): boolean {
 }
 
 /**
+ * A digest of a listing (SHA-256), for telling whether it changed since the last check without
+ * keeping it: with 5000 mappings a listing is a string of a megabyte or more.
+ */
+export function listingDigest(text: string): string {
+  return createHash('sha256').update(text).digest('base64');
+}
+
+/**
  * Whether two lists hold records with the same fields and values in the same order (flat records
  * of strings and numbers, such as RuleSpec and PinholeRule): what a backend compares to reuse the
  * answer of its last integrity check when neither the listing nor what was expected changed.
  */
 export function sameRecords<T extends object>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i += 1) {
     const x = a[i] as Record<string, unknown>;

@@ -55,9 +55,9 @@ export interface ReconcileStats {
 /** What the reconciler needs of the mapping lifecycle: the table (the truth) and its queue. */
 export interface ReconcileSource {
   /** The rules the table says must be installed. */
-  expectedRules(): RuleSpec[];
+  expectedRules(): readonly RuleSpec[];
   /** The IPv6 pinholes the table says must be open (checked and resynced by backends with `check`/`resync`). */
-  expectedPinholes(): PinholeRule[];
+  expectedPinholes(): readonly PinholeRule[];
   /** Runs `task` in the change queue, alone (never concurrently with a batch). */
   exclusive<T>(task: () => Promise<T>): Promise<T>;
   /** Whether changes are being applied right now (a periodic check then waits). */

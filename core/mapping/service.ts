@@ -168,8 +168,8 @@ export class MappingService implements MappingView {
     this.reconciler = new Reconciler(
       firewall,
       {
-        expectedRules: () => [...this.table.values()].filter((m) => m.enabled).map(ruleOf),
-        expectedPinholes: () => [...this.table.pinholes.values()].map(pinholeRuleOf),
+        expectedRules: () => this.table.enabledRules(),
+        expectedPinholes: () => this.table.pinholeRules(),
         exclusive: (task) => this.exclusive(task),
         busy: () => this.draining !== undefined,
         repaired: (event) => this.hooks.onRepaired(event),

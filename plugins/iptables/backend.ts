@@ -13,7 +13,7 @@ import {
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { isEmptyChangeSet, pinholeRuleString, sameRecords, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
+import { isEmptyChangeSet, listingDigest, pinholeRuleString, sameRecords, sameRule, type CommandResult, type CommandRunner } from 'upnpd/backend';
 import {
   buildPinholeResyncScript,
   buildPinholeScript,
@@ -78,7 +78,7 @@ export class IptablesBackend implements FirewallBackend {
    */
   private session: RestoreSession | undefined;
   /**
-   * The last check's listing (without what changes while the rules do not), what it expected and
+   * The last check's listing (its digest, without what changes while the rules do not), what it expected and
    * its answer: check reuses the answer while both are the same. Parsing 5000 mappings' rules at
    * every check left megabytes of garbage each time (the CPU a check costs is mostly iptables-save's).
    */
@@ -260,7 +260,7 @@ export class IptablesBackend implements FirewallBackend {
   async check(expected: readonly RuleSpec[], pinholes: readonly PinholeRule[] = []): Promise<IntegrityReport> {
     const outputs = await this.readSaveOutputs();
     // Per table, each output copied once (the garbage a check leaves is about the size of its listing).
-    const listing = outputs.map(stableSaveText);
+    const listing = outputs.map((output) => listingDigest(stableSaveText(output)));
     const last = this.lastCheck;
     let missing: string[];
     if (last && listing.every((text, i) => text === last.listing[i]) && sameRecords(last.expected, expected)) {

@@ -12,7 +12,7 @@ import {
   type ResolvedConfig,
   type RuleSpec,
 } from 'upnpd';
-import { pinholeRuleString, ruleOf, sameRecords, type CommandRunner } from 'upnpd/backend';
+import { listingDigest, pinholeRuleString, ruleOf, sameRecords, type CommandRunner } from 'upnpd/backend';
 import { parseInstalledPinholes } from './pinholes.js';
 import type { ForwardJump, NftablesOptions } from './options.js';
 import {
@@ -61,7 +61,7 @@ export class NftablesBackend implements FirewallBackend {
   private session: NftSession | undefined;
   /** The running `nft monitor` (see watch) and who hears of what it reports. */
   private monitor: RulesetMonitor | undefined;
-  /** The last check's listings, what it was given and its answer (check reuses it while all of them are the same). */
+  /** The last check's listings (as digests), what it was given and its answer (check reuses it while all of them are the same). */
   private lastCheck:
     | {
         key: string;
@@ -186,12 +186,14 @@ export class NftablesBackend implements FirewallBackend {
     // answer, without parsing the listings again (with 5000 mappings the parse left about 10 MB of
     // garbage every 2 s, which kept the heap from settling). The answer depends on nothing else.
     const key = `${own.exitCode}:${admin?.exitCode}`;
+    const ownDigest = listingDigest(own.stdout);
+    const adminDigest = admin && listingDigest(admin.stdout);
     const last = this.lastCheck;
     if (
       last &&
       last.key === key &&
-      last.own === own.stdout &&
-      last.admin === admin?.stdout &&
+      last.own === ownDigest &&
+      last.admin === adminDigest &&
       sameRecords(last.expected, expected) &&
       sameRecords(last.pinholes, pinholes)
     )
@@ -199,7 +201,7 @@ export class NftablesBackend implements FirewallBackend {
     const missing = own.exitCode === 0 ? ownTableProblems(own.stdout, this.options, expected) : [`table ${this.tableName()}`];
     // The admin's table gone: nothing to jump from (it is checked again once it is back).
     if (jump && admin?.exitCode === 0) missing.push(...forwardProblems(admin.stdout, { ...this.options, forwardJump: jump }, expected, pinholes));
-    this.lastCheck = { key, own: own.stdout, admin: admin?.stdout, expected, pinholes, missing: [...missing] };
+    this.lastCheck = { key, own: ownDigest, admin: adminDigest, expected, pinholes, missing: [...missing] };
     return { missing };
   }
 

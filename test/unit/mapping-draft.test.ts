@@ -244,3 +244,19 @@ describe('MappingDraft pinholes', () => {
     );
   });
 });
+
+describe('what the table says the firewall must hold', () => {
+  it('is the same array while nothing is committed, and a new one with the change after a commit', () => {
+    const table = new MappingTable();
+    table.commit([mapping(1000, CLIENTS[0]!, 1000), { ...mapping(1001, CLIENTS[1]!, 1001), enabled: false }], []);
+    const rules = table.enabledRules();
+    expect(rules.map((r) => r.externalPort)).toEqual([1000]);
+    expect(table.enabledRules()).toBe(rules);
+    expect(Object.isFrozen(rules)).toBe(true);
+
+    table.commit([mapping(1002, CLIENTS[2]!, 1002)], [keyString(mapping(1000, CLIENTS[0]!, 1000))]);
+    expect(table.enabledRules()).not.toBe(rules);
+    expect(table.enabledRules().map((r) => r.externalPort)).toEqual([1002]);
+    expect(rules.map((r) => r.externalPort)).toEqual([1000]);
+  });
+});
