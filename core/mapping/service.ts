@@ -471,7 +471,7 @@ export class MappingService implements MappingView {
         this.checkTarget(adjusted);
         const existing = draft.get(adjusted);
         if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
-        const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy);
+        const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy, draft.siblingOf(adjusted.internalClient));
         draft.put(mapping);
         notifications.push({ hook: 'onMapped', event: { mapping, previous: undefined, requester: createdBy, restored: true } });
       } catch (err) {
@@ -639,7 +639,8 @@ export class MappingService implements MappingView {
     const same = existing && sameRule(ruleOf(existing), ruleOf(adjusted)) ? existing : undefined;
     const owned = same?.ownerNonce !== undefined && adjusted.ownerNonce === undefined ? { ...adjusted, ownerNonce: same.ownerNonce } : adjusted;
     const lease = this.leaseOf(adjusted.leaseSeconds, same, requester);
-    const mapping = portMappingOf({ ...owned, leaseSeconds: lease.leaseSeconds }, lease.expiresAt, requester);
+    const sibling = existing ?? draft.siblingOf(adjusted.internalClient);
+    const mapping = portMappingOf({ ...owned, leaseSeconds: lease.leaseSeconds }, lease.expiresAt, requester, sibling);
     draft.put(mapping);
     return { mapping, previous: existing };
   }

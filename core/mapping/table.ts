@@ -163,6 +163,8 @@ export class MappingDraft implements MappingView {
    */
   private sizeChange = 0;
   private readonly heldChange = new Map<string, number>();
+  /** The mapping put last for each internal client (see siblingOf). */
+  private readonly lastPutOf = new Map<string, PortMapping>();
   /**
    * What each put or remove replaced, newest last: a savepoint is a length of this log, and a
    * rollback undoes back to it (copying the staged changes at each savepoint was quadratic too).
@@ -254,7 +256,20 @@ export class MappingDraft implements MappingView {
     for (const [k, m] of this.staged) if (m && (this.reinserted.has(k) || this.original.get(k) === undefined)) yield m;
   }
 
+  /**
+   * A mapping to `internalClient`, staged in this draft or held by the table, for a new mapping of
+   * that client to share strings with (portMappingOf). It may be one this draft removed or rolled
+   * back: only its values are read.
+   */
+  siblingOf(internalClient: string): PortMapping | undefined {
+    const staged = this.lastPutOf.get(internalClient);
+    if (staged) return staged;
+    for (const held of this.table.ofClient(internalClient)) return held;
+    return undefined;
+  }
+
   put(mapping: PortMapping): void {
+    this.lastPutOf.set(mapping.internalClient, mapping);
     const k = keyString(mapping);
     const before = this.stage(k, mapping);
     if (this.staged.get(k) === null) {
@@ -403,6 +418,7 @@ export class MappingDraft implements MappingView {
     this.stagedPinholes.clear();
     this.original.clear();
     this.stagedKeyOf.clear();
+    this.lastPutOf.clear();
     this.sizeChange = 0;
     this.heldChange.clear();
     this.undo.length = 0;
