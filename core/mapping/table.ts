@@ -1,6 +1,17 @@
 import { MAX_PINHOLE_ID, pinholeRuleOf, pinholeRuleString, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
 import type { MappingChanges } from './state-file.js';
-import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type Protocol, type RuleSpec } from './types.js';
+import {
+  keyString,
+  ownString,
+  ruleOf,
+  sameRule,
+  type ChangeSet,
+  type MappingKey,
+  type MappingView,
+  type PortMapping,
+  type Protocol,
+  type RuleSpec,
+} from './types.js';
 
 /**
  * The mappings, in a stable order (the order GetGenericPortMappingEntry indexes). Lookup by key
@@ -62,7 +73,8 @@ export class MappingTable implements MappingView {
       if (before && this.pinholeIdByRule.get(pinholeRuleString(before)) === id) this.pinholeIdByRule.delete(pinholeRuleString(before));
       if (pinhole) {
         this.pinholesById.set(id, pinhole);
-        this.pinholeIdByRule.set(pinholeRuleString(pinhole), id);
+        // Flat: built as a template, the rule's text is a tree of a dozen pieces (300 bytes).
+        this.pinholeIdByRule.set(ownString(pinholeRuleString(pinhole)), id);
       } else {
         this.pinholesById.delete(id);
       }

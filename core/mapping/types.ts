@@ -77,10 +77,11 @@ function sharedString(text: string, ...held: ReadonlyArray<string | undefined>):
 }
 
 /**
- * The same text in a string of its own. A string read out of a request (a regular expression's
- * match, a slice) can be a view into the whole request text in V8, and a mapping kept it alive:
- * 5000 mappings held 5000 SOAP envelopes (3 MB) through their internalClient. V8 makes such views
- * only of 13 characters or more; shorter strings are copies already.
+ * The same text in a flat string of its own. A string read out of a request (a regular
+ * expression's match, a slice) can be a view into the whole request text in V8, and a mapping kept
+ * it alive: 5000 mappings held 5000 SOAP envelopes (3 MB) through their internalClient. A string
+ * built by concatenation (a template) is a tree of its pieces, several times the size of its text.
+ * V8 makes views and trees only of 13 characters or more; shorter strings are flat copies already.
  */
 export function ownString(text: string): string {
   // A JSON round trip copies every code unit, lone surrogates included.
