@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import { canonicalIPv6 } from '../net/ipv6.js';
-import type { MappingView, Protocol, Requester } from './types.js';
+import { ownString, type MappingView, type Protocol, type Requester } from './types.js';
 
 /**
  * IPv6 pinholes: holes in the gateway's firewall that let WAN hosts reach a LAN host's IPv6 port
@@ -79,18 +79,19 @@ export interface PinholeEvent {
   readonly change: 'opened' | 'renewed' | 'deleted' | 'expired' | 'shutdown' | 'restored';
 }
 
+/** A pinhole whose strings are its own (see ownString), its internal client the requester's address when it is that (kept once). */
 export function pinholeOf(request: PinholeRequest, id: number, expiresAt: number, createdBy: Requester): Pinhole {
   return {
     id,
-    remoteHost: request.remoteHost,
+    remoteHost: ownString(request.remoteHost),
     remotePort: request.remotePort,
-    internalClient: request.internalClient,
+    internalClient: request.internalClient === createdBy.address ? createdBy.address : ownString(request.internalClient),
     internalPort: request.internalPort,
     protocol: request.protocol,
     leaseSeconds: request.leaseSeconds,
     expiresAt,
     createdBy,
-    ...(request.ownerNonce !== undefined && { ownerNonce: request.ownerNonce }),
+    ...(request.ownerNonce !== undefined && { ownerNonce: ownString(request.ownerNonce) }),
   };
 }
 

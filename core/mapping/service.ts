@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { BackendError, UpnpError, UpnpErrorCode, messageOf, upnpErrorIn } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { ExpiryQueue } from './expiry-queue.js';
+import { ExpiryQueue, hasLease, type LeasedMapping } from './expiry-queue.js';
 import type { MappingFirewall, MappingHooks } from './hooks.js';
 import type { MappingJournal, WriteFailurePolicy } from './journal.js';
 import {
@@ -471,7 +471,7 @@ export class MappingService implements MappingView {
         this.checkTarget(adjusted);
         const existing = draft.get(adjusted);
         if (existing) throw new UpnpError(UpnpErrorCode.ConflictInMappingEntry, `${adjusted.protocol} ${adjusted.externalPort} is restored twice`);
-        const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy);
+        const mapping = portMappingOf(adjusted, this.restoredExpiry(remainingMs), createdBy, draft.siblingOf(adjusted.internalClient));
         draft.put(mapping);
         notifications.push({ hook: 'onMapped', event: { mapping, previous: undefined, requester: createdBy, restored: true } });
       } catch (err) {
@@ -587,8 +587,8 @@ export class MappingService implements MappingView {
     const due = this.expiries.popDue(now);
     const run = this.enqueue((draft) => {
       const expired: PortMapping[] = [];
-      for (const { key } of due) {
-        const mapping = draft.get(key);
+      for (const queued of due) {
+        const mapping = draft.get(queued);
         if (!mapping || mapping.expiresAt === null || mapping.expiresAt > now) continue;
         draft.remove(mapping);
         expired.push(mapping);
@@ -611,7 +611,7 @@ export class MappingService implements MappingView {
     });
     // Not removed after all (the firewall refused): they are due again at the next pass.
     run.catch(() => {
-      for (const { at, key } of due) this.expiries.push(at, key);
+      for (const mapping of due) this.expiries.push(mapping);
     });
     return run;
   }
@@ -639,7 +639,8 @@ export class MappingService implements MappingView {
     const same = existing && sameRule(ruleOf(existing), ruleOf(adjusted)) ? existing : undefined;
     const owned = same?.ownerNonce !== undefined && adjusted.ownerNonce === undefined ? { ...adjusted, ownerNonce: same.ownerNonce } : adjusted;
     const lease = this.leaseOf(adjusted.leaseSeconds, same, requester);
-    const mapping = portMappingOf({ ...owned, leaseSeconds: lease.leaseSeconds }, lease.expiresAt, requester);
+    const sibling = existing ?? draft.siblingOf(adjusted.internalClient);
+    const mapping = portMappingOf({ ...owned, leaseSeconds: lease.leaseSeconds }, lease.expiresAt, requester, sibling);
     draft.put(mapping);
     return { mapping, previous: existing };
   }
@@ -821,7 +822,7 @@ export class MappingService implements MappingView {
     for (const entry of staged) {
       if (!('outcome' in entry)) continue;
       for (const n of entry.outcome.notifications) {
-        if (n.hook === 'onMapped' && n.event.mapping.expiresAt !== null) this.expiries.push(n.event.mapping.expiresAt, n.event.mapping);
+        if (n.hook === 'onMapped' && hasLease(n.event.mapping)) this.expiries.push(n.event.mapping);
       }
     }
     // A renewal leaves its older entry behind until that one comes due (up to lease.maxSeconds): a
@@ -837,8 +838,8 @@ export class MappingService implements MappingView {
     return this.expiries.size;
   }
 
-  private *leasesOfTable(): Generator<{ at: number; key: MappingKey }> {
-    for (const m of this.table.values()) if (m.expiresAt !== null) yield { at: m.expiresAt, key: m };
+  private *leasesOfTable(): Generator<LeasedMapping> {
+    for (const m of this.table.values()) if (hasLease(m)) yield m;
   }
 
   /** Answers each change and sends its notifications (after the commit, so they see the new table). */
@@ -860,7 +861,7 @@ export class MappingService implements MappingView {
 
   private scheduleExpiry(): void {
     if (this.closed) return;
-    this.expiries.dropWhile((at, key) => this.table.get(key)?.expiresAt !== at);
+    this.expiries.dropWhile((queued) => this.table.get(queued) !== queued);
     // Pinholes are few next to mappings (a host's few services): their earliest lease is found by a walk.
     let next = this.expiries.peekTime();
     for (const p of this.table.pinholes.values()) if (next === undefined || p.expiresAt < next) next = p.expiresAt;

@@ -1,6 +1,17 @@
 import { MAX_PINHOLE_ID, pinholeRuleOf, pinholeRuleString, samePinholeRule, type Pinhole, type PinholeRule, type PinholeView } from './pinhole.js';
 import type { MappingChanges } from './state-file.js';
-import { keyString, ruleOf, sameRule, type ChangeSet, type MappingKey, type MappingView, type PortMapping, type Protocol, type RuleSpec } from './types.js';
+import {
+  keyString,
+  ownString,
+  ruleOf,
+  sameRule,
+  type ChangeSet,
+  type MappingKey,
+  type MappingView,
+  type PortMapping,
+  type Protocol,
+  type RuleSpec,
+} from './types.js';
 
 /**
  * The mappings, in a stable order (the order GetGenericPortMappingEntry indexes). Lookup by key
@@ -81,7 +92,8 @@ export class MappingTable implements MappingView {
       if (before && this.pinholeIdByRule.get(pinholeRuleString(before)) === id) this.pinholeIdByRule.delete(pinholeRuleString(before));
       if (pinhole) {
         this.pinholesById.set(id, pinhole);
-        this.pinholeIdByRule.set(pinholeRuleString(pinhole), id);
+        // Flat: built as a template, the rule's text is a tree of a dozen pieces (300 bytes).
+        this.pinholeIdByRule.set(ownString(pinholeRuleString(pinhole)), id);
       } else {
         this.pinholesById.delete(id);
       }
@@ -182,6 +194,8 @@ export class MappingDraft implements MappingView {
    */
   private sizeChange = 0;
   private readonly heldChange = new Map<string, number>();
+  /** The mapping put last for each internal client (see siblingOf). */
+  private readonly lastPutOf = new Map<string, PortMapping>();
   /**
    * What each put or remove replaced, newest last: a savepoint is a length of this log, and a
    * rollback undoes back to it (copying the staged changes at each savepoint was quadratic too).
@@ -273,7 +287,20 @@ export class MappingDraft implements MappingView {
     for (const [k, m] of this.staged) if (m && (this.reinserted.has(k) || this.original.get(k) === undefined)) yield m;
   }
 
+  /**
+   * A mapping to `internalClient`, staged in this draft or held by the table, for a new mapping of
+   * that client to share strings with (portMappingOf). It may be one this draft removed or rolled
+   * back: only its values are read.
+   */
+  siblingOf(internalClient: string): PortMapping | undefined {
+    const staged = this.lastPutOf.get(internalClient);
+    if (staged) return staged;
+    for (const held of this.table.ofClient(internalClient)) return held;
+    return undefined;
+  }
+
   put(mapping: PortMapping): void {
+    this.lastPutOf.set(mapping.internalClient, mapping);
     const k = keyString(mapping);
     const before = this.stage(k, mapping);
     if (this.staged.get(k) === null) {
@@ -422,6 +449,7 @@ export class MappingDraft implements MappingView {
     this.stagedPinholes.clear();
     this.original.clear();
     this.stagedKeyOf.clear();
+    this.lastPutOf.clear();
     this.sizeChange = 0;
     this.heldChange.clear();
     this.undo.length = 0;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BackendError, type ChangeSet, type PinholeRule, type Protocol, type RuleSpec } from 'upnpd';
-import { assertValidRules, isValidRule, keyString, ruleOf } from 'upnpd/backend';
+import { assertValidRules, isValidRule, keyString } from 'upnpd/backend';
 import { INTERFACE_NAME, type ForwardJump, type NftablesOptions } from './options.js';
 import { existingPinholeSets, pinholeChangeLines, pinholeInitLines, pinholeProblems, pinholeRemovalLines, type PinholePlace } from './pinholes.js';
 
@@ -223,7 +223,8 @@ function script(lines: readonly string[]): string {
  * 5 mappings installed as with 5000.
  */
 export class InstalledMappings {
-  private readonly byKey = new Map<string, RuleSpec>();
+  /** Each mapping's key → its accept-set element (all that a removal needs to know of it). */
+  private readonly byKey = new Map<string, string>();
   private readonly acceptUsers = new Map<string, number>();
 
   constructor(rules: Iterable<RuleSpec> = []) {
@@ -245,22 +246,21 @@ export class InstalledMappings {
   /** Records a change set that took effect: its removals, then its additions. */
   record(changes: ChangeSet): void {
     for (const rule of changes.remove) this.drop(keyString(rule));
-    for (const rule of changes.add) this.put(ruleOf(rule));
+    for (const rule of changes.add) this.put(rule);
   }
 
   private put(rule: RuleSpec): void {
     const key = keyString(rule);
     this.drop(key);
-    this.byKey.set(key, rule);
     const element = acceptElement(rule);
+    this.byKey.set(key, element);
     this.acceptUsers.set(element, this.users(element) + 1);
   }
 
   private drop(key: string): void {
-    const rule = this.byKey.get(key);
-    if (!rule) return;
+    const element = this.byKey.get(key);
+    if (element === undefined) return;
     this.byKey.delete(key);
-    const element = acceptElement(rule);
     const left = this.users(element) - 1;
     if (left > 0) this.acceptUsers.set(element, left);
     else this.acceptUsers.delete(element);
@@ -300,8 +300,13 @@ function dnatTarget(r: RuleSpec): string {
   return `${r.internalClient} . ${r.internalPort}`;
 }
 
+/**
+ * Joined rather than written as a template: V8 builds a template of 13 characters or more as a tree
+ * of string pieces, which InstalledMappings kept per mapping (about 150 bytes, against 40 for the
+ * flat string that join builds).
+ */
 function acceptElement(r: RuleSpec): string {
-  return `${r.internalClient} . ${nftProtocol(r.protocol)} . ${r.internalPort}`;
+  return [r.internalClient, nftProtocol(r.protocol), r.internalPort].join(' . ');
 }
 
 // ---------------------------------------------------------------------------------------------

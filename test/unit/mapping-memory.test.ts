@@ -51,6 +51,38 @@ describe('ownString', () => {
   });
 });
 
+describe("a host's mappings", () => {
+  // Which string a mapping holds cannot be seen from JavaScript (equal strings are the same value);
+  // the requester object can: mappings that share it share its strings too (portMappingOf).
+  const asked = (externalPort: number) => request(externalPort, 3600);
+  /** A requester as a front-end makes one for each request: equal, never the same object. */
+  const requester = () => ({ ...CLIENT });
+
+  it('share one requester object, whether added one by one or in one batch', async () => {
+    const { mappings } = makeMappings();
+    const first = await mappings.add(asked(6001), requester());
+    const [second, third] = await Promise.all([mappings.add(asked(6002), requester()), mappings.add(asked(6003), requester())]);
+    expect(second.createdBy).toBe(first.createdBy);
+    expect(third.createdBy).toBe(first.createdBy);
+  });
+
+  it('keep a requester of their own when it differs (another protocol)', async () => {
+    const { mappings } = makeMappings();
+    const first = await mappings.add(asked(6001), requester());
+    const other = await mappings.add(asked(6002), { address: CLIENT.address, via: 'nat-pmp' });
+    expect(other.createdBy).toEqual({ address: CLIENT.address, via: 'nat-pmp' });
+    expect(other.createdBy).not.toBe(first.createdBy);
+  });
+
+  it('restored in one batch share one requester object too', async () => {
+    const { mappings } = makeMappings();
+    await mappings.restore([6001, 6002, 6003].map((port) => ({ ...asked(port), remainingMs: 60_000, createdBy: requester() })));
+    const [a, b, c] = [...mappings.values()];
+    expect(b!.createdBy).toBe(a!.createdBy);
+    expect(c!.createdBy).toBe(a!.createdBy);
+  });
+});
+
 describe('lease expiry timer', () => {
   it('is armed once for a run of adds whose leases end later than the first, and still expires each lease on time', async () => {
     const clock = new CountingClock();
