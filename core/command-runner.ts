@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { onExit } from 'signal-exit';
 
@@ -155,9 +157,39 @@ export interface StartCommandOptions {
   readonly detached?: boolean;
 }
 
-/** A long-running child: streams, not collected output; killed if upnpd exits first (unless detached). */
+/** Where `file` is found as the shell would look for it (PATH unless it names a path), if it is an executable file. */
+function programPath(file: string): string | undefined {
+  const candidates = file.includes('/') ? [file] : (process.env.PATH ?? '').split(':').map((dir) => join(dir || '.', file));
+  return candidates.find((candidate) => {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return statSync(candidate).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * The program and arguments that start `file` with a parent-death signal (SIGKILL) through
+ * util-linux's `setpriv`, so that the helper dies with upnpd even when no exit hook runs (SIGKILL,
+ * the OOM killer): a monitor left behind would run beside the next upnpd's own, unseen. Only when
+ * both are found: a missing `file` is then spawned directly, and fails as such (ENOENT).
+ */
+function withParentDeathSignal(file: string, args: readonly string[]): [string, readonly string[]] {
+  const setpriv = programPath('setpriv');
+  if (!setpriv || !programPath(file)) return [file, args];
+  // setpriv execs the program: the pid and the command line are the program's own.
+  return [setpriv, ['--pdeathsig', 'KILL', '--', file, ...args]];
+}
+
+/**
+ * A long-running child: streams, not collected output; killed if upnpd exits first, also when it
+ * is killed (see withParentDeathSignal), unless detached.
+ */
 export function startCommand(file: string, args: readonly string[], options: StartCommandOptions = {}): RunningCommand {
-  const child = spawn(file, args, {
+  const [program, argv] = options.detached ? [file, args] : withParentDeathSignal(file, args);
+  const child = spawn(program, argv, {
     stdio: [options.stdin ?? 'pipe', options.stdout ? 'pipe' : 'ignore', options.stderr ?? 'pipe'],
     env: { ...process.env, ...COMMAND_ENV, ...options.env },
     detached: options.detached ?? false,

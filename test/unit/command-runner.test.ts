@@ -115,6 +115,11 @@ describe('startCommand: a long-running program', () => {
       expect(await eventually(() => !isRunning(pid))).toBe(true);
     });
 
+    it('when it is killed outright (SIGKILL, which no exit hook sees: setpriv gives it a parent-death signal)', async () => {
+      const pid = await orphanCandidate("process.kill(process.pid, 'SIGKILL');");
+      expect(await eventually(() => !isRunning(pid))).toBe(true);
+    });
+
     it('on a signal that ends it (SIGTERM without a handler of its own)', async () => {
       const pid = await orphanCandidate("process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000);");
       expect(await eventually(() => !isRunning(pid))).toBe(true);
