@@ -99,7 +99,7 @@ try {
     const port = FIRST_PORT + daemons.length;
     const entry = join(root!, 'bin/upnpd.js');
     // As the shebang runs it, plus the flags given.
-    const args = ['MALLOC_ARENA_MAX=1', process.execPath, '--max-semi-space-size=1', '--expose-gc', ...nodeFlags, entry];
+    const args = ['MALLOC_ARENA_MAX=1', process.execPath, '--max-semi-space-size=1', '--max-old-space-size=512', '--expose-gc', ...nodeFlags, entry];
     args.push('--dry-run', '--no-ipv6', '--log-level', 'warn', '--http-port', String(port), '--runtime-dir', join(runtimeDir, String(port)));
     // One client adds every mapping of the walk: the default rate and quota would refuse most.
     if (entries > 0) args.push('--config', unlimitedConfig(root!, port));
@@ -108,9 +108,13 @@ try {
   }
   if (values.floor) {
     const port = FIRST_PORT + 99;
-    const floor = spawn(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', floorProgram('127.0.0.1', port, '203.0.113.1')], {
-      stdio: ['ignore', 'ignore', 'ignore'],
-    });
+    const floor = spawn(
+      process.execPath,
+      ['--max-semi-space-size=1', '--max-old-space-size=512', '--input-type=module', '-e', floorProgram('127.0.0.1', port, '203.0.113.1')],
+      {
+        stdio: ['ignore', 'ignore', 'ignore'],
+      },
+    );
     daemons.push({ name: 'node:http floor', process: floor });
     await answering(new URL(`http://127.0.0.1:${port}/rootDesc.xml`), 'node:http floor');
   }

@@ -28,6 +28,7 @@ function startFloor(gateway: GatewaySetup, externalAddress: string) {
     'MALLOC_ARENA_MAX=1',
     process.execPath,
     '--max-semi-space-size=1',
+    '--max-old-space-size=512',
     // Profiled alike when upnpd is (bench/README.md, "Profiling").
     ...(process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
     '--input-type=module',
