@@ -79,20 +79,27 @@ async function main(argv: readonly string[]): Promise<number> {
   const { lan, lan2, gateway: gw, wan } = bench.testbed;
   log(`testbed: namespaces ${[lan, lan2, gw, wan].map((ns) => ns.name).join(', ')}`);
   const stopOnSignal = removeOnSignal(bench);
+  // Set before the first group runs, so that a run cut short writes what it measured.
+  const schedule = new Schedule<DaemonUnderTest, GroupName>(profile.repeats, deadline - FINISH_RESERVE_MS);
+  let current = 'before the first group';
   const watchdog = setTimeout(() => {
-    process.stderr.write(`bench: still running ${CLEANUP_GRACE_MS / 1000} s after the ${profile.budgetMs / 60_000}-minute budget: stopping\n`);
-    void bench.destroy().finally(() => process.exit(1));
+    const cut = `cut short ${CLEANUP_GRACE_MS / 1000} s after the ${profile.budgetMs / 60_000}-minute budget, in ${current} (it and what was to follow are not measured)`;
+    process.stderr.write(`bench: ${cut}: stopping\n`);
+    errors.push(cut);
+    void bench
+      .destroy()
+      .finally(() => writeReport())
+      .finally(() => process.exit(1));
   }, profile.budgetMs + CLEANUP_GRACE_MS);
-  let schedule: Schedule<DaemonUnderTest, GroupName>;
   try {
     const generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, profile.budgetMs + CLEANUP_GRACE_MS);
     const gateway = gatewaySetup(bench, HTTP_PORT);
-    schedule = new Schedule(profile.repeats, deadline - FINISH_RESERVE_MS);
     for (let repeat = 1; repeat <= profile.repeats; repeat += 1) {
       // Alternate the order so that drift (a warming machine, other load) hits both alike.
       const tasks = comparisons.flatMap((c) => tasksOf(c, repeat));
       for (const { daemon, group } of schedule.tasks(repeat, tasks)) {
         log(`${daemon.name}, ${group}, repeat ${repeat}`);
+        current = `${daemon.name}'s ${group} group, repeat ${repeat}`;
         const measurement = await schedule.timed(daemon, group, () =>
           GROUPS[group](daemon, { gateway, profile, generator, log: (line) => log(`  ${daemon.name} #${repeat}: ${line}`) }),
         );
@@ -110,32 +117,37 @@ async function main(argv: readonly string[]): Promise<number> {
     await bench.destroy();
   }
 
-  const daemonResults = (daemon: DaemonUnderTest, compared: readonly DaemonUnderTest[]): DaemonResults => {
-    const { samples, notes } = results.get(daemon)!;
-    return { name: daemon.name, version: versions.get(daemon)!, samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, compared), ...notes } };
-  };
-  const sections: Section[] = [];
-  for (const c of comparisons) {
-    const pair = [c.upnpd, c.miniupnpd];
-    sections.push({
-      title: c.title,
-      ...(c.natPmp ? {} : { figures: UPNP_FIGURE_KEYS }),
-      upnpd: daemonResults(c.upnpd, pair),
-      miniupnpd: daemonResults(c.miniupnpd, pair),
-      others: c.others.map((o) => daemonResults(o.daemon, [])),
-    });
-  }
-  const report = { profile, date: new Date(), machine: machine(), sections, errors, shortfall: schedule.shortfall() };
-  for (const section of sections) {
-    process.stdout.write(`\n${section.title}\n\n${resultsTable({ profile, ...section })}\n`);
-    for (const note of notesList({ profile, ...section })) process.stdout.write(`- ${note}\n`);
-  }
-  for (const error of errors) process.stdout.write(`ERROR ${error}\n`);
-  const file = resultsFile(profile, report.date);
-  mkdirSync(new URL('./', file), { recursive: true });
-  writeFileSync(file, resultsMarkdown(report));
-  log(`results written to ${file.pathname} (${((performance.now() - started) / 1000).toFixed(0)} s in all)`);
+  writeReport();
   return errors.length === 0 ? 0 : 1;
+
+  /** Prints the tables and writes bench/results/<date>-<mode>.md with what was measured. */
+  function writeReport(): void {
+    const daemonResults = (daemon: DaemonUnderTest, compared: readonly DaemonUnderTest[]): DaemonResults => {
+      const { samples, notes } = results.get(daemon)!;
+      return { name: daemon.name, version: versions.get(daemon)!, samples: samples.filter(Boolean), notes: { ...persistenceNote(daemon, compared), ...notes } };
+    };
+    const sections: Section[] = [];
+    for (const c of comparisons) {
+      const pair = [c.upnpd, c.miniupnpd];
+      sections.push({
+        title: c.title,
+        ...(c.natPmp ? {} : { figures: UPNP_FIGURE_KEYS }),
+        upnpd: daemonResults(c.upnpd, pair),
+        miniupnpd: daemonResults(c.miniupnpd, pair),
+        others: c.others.map((o) => daemonResults(o.daemon, [])),
+      });
+    }
+    const report = { profile, date: new Date(), machine: machine(), sections, errors, shortfall: schedule.shortfall() };
+    for (const section of sections) {
+      process.stdout.write(`\n${section.title}\n\n${resultsTable({ profile, ...section })}\n`);
+      for (const note of notesList({ profile, ...section })) process.stdout.write(`- ${note}\n`);
+    }
+    for (const error of errors) process.stdout.write(`ERROR ${error}\n`);
+    const file = resultsFile(profile, report.date);
+    mkdirSync(new URL('./', file), { recursive: true });
+    writeFileSync(file, resultsMarkdown(report));
+    log(`results written to ${file.pathname} (${((performance.now() - started) / 1000).toFixed(0)} s in all)`);
+  }
 }
 
 /** upnpd against miniupnpd with one firewall backend, and what is shown beside them. */
