@@ -9,7 +9,9 @@
 //   its next collection when the limit is 2 GiB or more, and 1.3 to 2 below, so a burst (5000
 //   mappings added, then walked) leaves fewer pages behind. The node process with 5000 mappings
 //   settled (bench/rss-probe.ts): 70.3–71.2 MB in four runs with a limit of 256 or 512 MiB, against
-//   71.0–82.0 in four without. A connection flood's garbage is bounded alike. By the heap's size
+//   71.0–82.0 in four without. A connection flood's garbage is bounded alike. It costs CPU: more
+//   collections, 17–31 µs more daemon CPU per GetExternalIPAddress on new connections (5–10 %;
+//   bench/loopback-ab.ts, two runs of 8 and 10 interleaved rounds). By the heap's size
 //   per mapping (about 0.6 KB) some 500,000 mappings fit, an estimate; for more, run node with these
 //   flags and a larger --max-old-space-size;
 // - `gc`, with which core/heap-trimmer.ts gives a burst's garbage back once the burst is over
