@@ -69,7 +69,7 @@ export class ProcessCommandRunner implements CommandRunner {
   }
 
   start(file: string, args: readonly string[], options: StartOptions = {}): RunningCommand {
-    return startCommand(file, args, { env: options.env, stdout: options.stdout });
+    return startCommand(file, args, options);
   }
 }
 
@@ -141,11 +141,8 @@ function killOnExit(child: ChildProcess): void {
   liveChildren.add(child);
 }
 
-export interface StartCommandOptions {
-  /** Added to upnpd's environment (which gets LC_ALL=C). */
-  readonly env?: Readonly<Record<string, string>>;
-  /** Keep its standard output to read (otherwise /dev/null). */
-  readonly stdout?: boolean;
+/** StartOptions (env: added to upnpd's, which gets LC_ALL=C; stdout: kept to read, else /dev/null), and: */
+export interface StartCommandOptions extends StartOptions {
   /** Its standard input: a pipe to write to (the default) or /dev/null. */
   readonly stdin?: 'pipe' | 'ignore';
   /** Its standard error: a pipe to read (the default) or /dev/null. */

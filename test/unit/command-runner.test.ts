@@ -105,23 +105,19 @@ describe('startCommand: a long-running program', () => {
       return pid;
     }
 
-    it('on a normal exit', async () => {
-      const pid = await orphanCandidate('process.exit(0);');
-      expect(await eventually(() => !isRunning(pid))).toBe(true);
-    });
-
-    it('on a crash (an uncaught exception)', async () => {
-      const pid = await orphanCandidate("throw new Error('crash');");
-      expect(await eventually(() => !isRunning(pid))).toBe(true);
-    });
-
-    it('when it is killed outright (SIGKILL, which no exit hook sees: setpriv gives it a parent-death signal)', async () => {
-      const pid = await orphanCandidate("process.kill(process.pid, 'SIGKILL');");
-      expect(await eventually(() => !isRunning(pid))).toBe(true);
-    });
-
-    it('on a signal that ends it (SIGTERM without a handler of its own)', async () => {
-      const pid = await orphanCandidate("process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000);");
+    it.each([
+      { when: 'on a normal exit', ending: 'process.exit(0);' },
+      { when: 'on a crash (an uncaught exception)', ending: "throw new Error('crash');" },
+      {
+        when: 'when it is killed outright (SIGKILL, which no exit hook sees: setpriv gives it a parent-death signal)',
+        ending: "process.kill(process.pid, 'SIGKILL');",
+      },
+      {
+        when: 'on a signal that ends it (SIGTERM without a handler of its own)',
+        ending: "process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000);",
+      },
+    ])('$when', async ({ ending }) => {
+      const pid = await orphanCandidate(ending);
       expect(await eventually(() => !isRunning(pid))).toBe(true);
     });
   });
