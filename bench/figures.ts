@@ -56,6 +56,7 @@ export const FIGURES = {
   connectRatio: { label: () => '  last / first connect latency', unit: '×', better: 'none' },
   rssIdle: { label: () => 'RSS idle', unit: 'MB', better: 'lower' },
   rssMapped: { label: (s: Sizes) => `RSS with ${s.mappings} mappings, settled`, unit: 'MB', better: 'lower' },
+  rssMappedMain: { label: () => '  of it the daemon process alone (without helpers such as nft monitor)', unit: 'MB', better: 'lower' },
   idleCpuMapped: { label: (s: Sizes) => `  idle daemon CPU with ${s.mappings} mappings (children included)`, unit: 'ms/s', better: 'lower' },
   startEmpty: { label: () => 'start-up, no mappings', unit: 's', better: 'lower' },
   startPersisted: { label: (s: Sizes) => `start-up with ${s.mappings} persisted mappings`, unit: 's', better: 'lower' },

@@ -6,7 +6,7 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings, RunningDaemon } 
 import { median, type FigureKey, type Notes, type Sample } from './figures.js';
 import type { LoadGenerator } from './load/remote.js';
 import type { ConnectionMode, ThroughputResult } from './load/protocol.js';
-import { SETTLE_QUIET_MS, cpuSeconds, medianResidentBytes, processGone, settledResidentBytes } from './process-stats.js';
+import { SETTLE_QUIET_MS, cpuSeconds, medianResidentSizes, processGone, settledResidentSizes } from './process-stats.js';
 import type { BenchProfile } from './profile.js';
 
 /** The benchmark's mappings: TCP, external = internal port, to the LAN client. */
@@ -76,8 +76,9 @@ async function measureRequests(daemon: DaemonUnderTest, context: MeasureContext)
   return withDaemon(daemon, context, undefined, sample, async (running, startSeconds) => {
     sample.startEmpty = startSeconds;
     await sleep(SETTLE_MS);
-    sample.rssIdle = (await medianResidentBytes(running.pid)) / MB;
-    context.log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB`);
+    const sizes = await medianResidentSizes(running.pid);
+    sample.rssIdle = sizes.total / MB;
+    context.log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB (${sizes.parts})`);
     for (const { phase, constantAnswer } of REQUEST_PHASES) {
       if (constantAnswer || !daemon.answersOnly) await phase({ ...context, running, sample });
     }
@@ -259,9 +260,11 @@ async function settledMemory({ running, profile, log, sample }: PhaseContext): P
   // trimmer's collection, the last nft session) has had IDLE_CPU_SETTLE_MS.
   await new Promise((resolve) => setTimeout(resolve, IDLE_CPU_SETTLE_MS));
   const [cpuBefore, wallBefore] = [cpuSeconds(running.pid), performance.now()];
-  sample.rssMapped = (await settledResidentBytes(running.pid, SETTLE_QUIET_MS - IDLE_CPU_SETTLE_MS)) / MB;
+  const sizes = await settledResidentSizes(running.pid, SETTLE_QUIET_MS - IDLE_CPU_SETTLE_MS);
+  sample.rssMapped = sizes.total / MB;
+  sample.rssMappedMain = sizes.main / MB;
   sample.idleCpuMapped = ((cpuSeconds(running.pid) - cpuBefore) * 1e6) / (performance.now() - wallBefore);
-  log(`RSS with ${profile.mappings} mappings (settled): ${sample.rssMapped.toFixed(1)} MB; idle CPU ${sample.idleCpuMapped.toFixed(1)} ms/s`);
+  log(`RSS with ${profile.mappings} mappings (settled): ${sample.rssMapped.toFixed(1)} MB (${sizes.parts}); idle CPU ${sample.idleCpuMapped.toFixed(1)} ms/s`);
 }
 
 async function listInPages({ generator, profile, log, sample }: PhaseContext): Promise<void> {

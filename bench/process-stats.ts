@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
+const MB = 1024 * 1024;
+
 /**
  * A daemon's resident set size in bytes: VmRSS of /proc/PID/status, plus that of each process it
  * runs (upnpd's long-lived `nft -i`), since that memory is part of what the daemon costs. Pages
@@ -24,16 +26,51 @@ export const RSS_SAMPLES = { count: 5, intervalMs: 1_000 } as const;
  * about the daemon.
  */
 export async function medianResidentBytes(pid: number): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < RSS_SAMPLES.count; i += 1) {
-    if (i > 0) await new Promise((resolve) => setTimeout(resolve, RSS_SAMPLES.intervalMs));
-    samples.push(residentBytes(pid));
-  }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)]!;
+  return (await medianResidentSizes(pid)).total;
 }
 
-/** The quiet wait of settledResidentBytes. */
+/** What a daemon's tree holds: the total (residentBytes), the daemon's own process, and who holds what. */
+export interface ResidentSizes {
+  readonly total: number;
+  /** The daemon's own process alone, without the helpers it runs (`nft monitor`, `ip monitor`, ...). */
+  readonly main: number;
+  /** Each process of the sample whose total is the median, in MB: "71.2 upnpd.js + 5.7 nft --echo monitor". */
+  readonly parts: string;
+}
+
+/**
+ * medianResidentBytes with the daemon's own process's share beside it (their medians over the same
+ * samples), and the processes of the median sample named, so that a report can tell what the
+ * daemon holds from what its helpers held when sampled.
+ */
+export async function medianResidentSizes(pid: number): Promise<ResidentSizes> {
+  const samples: Array<{ total: number; main: number; parts: string }> = [];
+  for (let i = 0; i < RSS_SAMPLES.count; i += 1) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, RSS_SAMPLES.intervalMs));
+    const parts = processTree(pid).map((p) => ({ p, bytes: readOrUndefined(`/proc/${p}/status`, vmRssOrZero) ?? 0 }));
+    samples.push({
+      total: parts.reduce((sum, { bytes }) => sum + bytes, 0),
+      main: parts[0]!.bytes,
+      parts: parts.map(({ p, bytes }) => `${(bytes / MB).toFixed(1)} ${commandOf(p)}`).join(' + '),
+    });
+  }
+  const middle = Math.floor(samples.length / 2);
+  const byTotal = [...samples].sort((a, b) => a.total - b.total);
+  const mains = samples.map((s) => s.main).sort((a, b) => a - b);
+  return { total: byTotal[middle]!.total, main: mains[middle]!, parts: byTotal[middle]!.parts };
+}
+
+/** A process's program and first arguments, for a log line ("nft --echo monitor"). */
+function commandOf(pid: number): string {
+  const argv = readOrUndefined(`/proc/${pid}/cmdline`, (text) => text.split('\0').filter(Boolean)) ?? [];
+  if (argv.length === 0) return '(exited)';
+  // The daemon itself is `node [flags] .../upnpd.js`: its script names it better than node does.
+  const script = argv.find((arg) => /\.(?:js|ts)$/.test(arg));
+  const words = script ? [script.split('/').pop()!] : [argv[0]!.split('/').pop()!, ...argv.slice(1, 3)];
+  return words.join(' ').slice(0, 40);
+}
+
+/** The quiet wait of settledResidentSizes. */
 export const SETTLE_QUIET_MS = 15_000;
 
 /**
@@ -42,9 +79,9 @@ export const SETTLE_QUIET_MS = 15_000;
  * allocation calms down, so an earlier sample measures garbage rather than what the daemon holds.
  * Both daemons get the same wait.
  */
-export async function settledResidentBytes(pid: number, quietMs = SETTLE_QUIET_MS): Promise<number> {
+export async function settledResidentSizes(pid: number, quietMs = SETTLE_QUIET_MS): Promise<ResidentSizes> {
   await new Promise((resolve) => setTimeout(resolve, quietMs));
-  return medianResidentBytes(pid);
+  return medianResidentSizes(pid);
 }
 
 export function parseVmRss(status: string): number {
