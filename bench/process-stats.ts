@@ -34,7 +34,7 @@ export interface ResidentSizes {
   readonly total: number;
   /** The daemon's own process alone, without the helpers it runs (`nft monitor`, `ip monitor`, ...). */
   readonly main: number;
-  /** Each process of the sample whose total is the median, in MB: "71.2 upnpd.js + 5.7 nft --echo monitor". */
+  /** Each process of the sample whose total is the median, in MB: "71.2 upnpd.js (anon 29.2, file 42.0) + 5.7 nft --echo monitor". */
   readonly parts: string;
 }
 
@@ -51,13 +51,21 @@ export async function medianResidentSizes(pid: number): Promise<ResidentSizes> {
     samples.push({
       total: parts.reduce((sum, { bytes }) => sum + bytes, 0),
       main: parts[0]!.bytes,
-      parts: parts.map(({ p, bytes }) => `${(bytes / MB).toFixed(1)} ${commandOf(p)}`).join(' + '),
+      parts: parts.map(({ p, bytes }) => `${(bytes / MB).toFixed(1)} ${commandOf(p)}${p === pid ? residentKinds(p) : ''}`).join(' + '),
     });
   }
   const middle = Math.floor(samples.length / 2);
   const byTotal = [...samples].sort((a, b) => a.total - b.total);
   const mains = samples.map((s) => s.main).sort((a, b) => a - b);
   return { total: byTotal[middle]!.total, main: mains[middle]!, parts: byTotal[middle]!.parts };
+}
+
+/** " (anon 29.2, file 42.0)": a process's anonymous memory (heaps, stacks) and the file pages it touched (its binary, libraries). */
+function residentKinds(pid: number): string {
+  const status = readOrUndefined(`/proc/${pid}/status`, (text) => text);
+  if (status === undefined) return '';
+  const mb = (field: string) => (Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024).toFixed(1);
+  return ` (anon ${mb('RssAnon')}, file ${mb('RssFile')})`;
 }
 
 /** A process's program and first arguments, for a log line ("nft --echo monitor"). */

@@ -1,4 +1,4 @@
-// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] [--backend nftables|iptables|iptables-nft] --variant 'NAME|COMMAND|ENTRY' …`:
+// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] [--walks N] [--backend nftables|iptables|iptables-nft] --variant 'NAME|COMMAND|ENTRY' …`:
 // upnpd's memory and CPU per request on the bench's testbed, for launcher or build variants run
 // interleaved (A, B, A, B, …) so that the shared machine's noise falls on all of them alike.
 // COMMAND replaces the shebang (`env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`; empty: the
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '2' },
     mappings: { type: 'string', default: '5000' },
     requests: { type: 'string', default: '3000' },
+    /** Walks of the mappings before the settled sample (the full bench makes three: new connections, upnpc -l, keep-alive). */
+    walks: { type: 'string', default: '1' },
     variant: { type: 'string', multiple: true, default: ['current||'] },
     /** The firewall backend, as the full bench runs it: nftables, iptables (x_tables) or iptables-nft. */
     backend: { type: 'string', default: 'nftables' },
@@ -44,6 +46,7 @@ const daemon = BACKENDS[values.backend as keyof typeof BACKENDS];
 const repeats = Number(values.repeats);
 const mappings = Number(values.mappings);
 const requests = Number(values.requests);
+const walks = Number(values.walks);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -148,7 +151,9 @@ try {
         const afterRequests = await sampleRss(running.pid);
         log(`GetExternalIPAddress ${cpu.toFixed(1)} µs CPU each; then ${afterRequests.mb.toFixed(1)} MB (${afterRequests.parts})`);
         await generator.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: mappings, checkpoints: [mappings], maxMs: 300_000 });
-        await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: mappings + 1, maxMs: 120_000 });
+        for (let walk = 0; walk < walks; walk += 1) {
+          await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: mappings + 1, maxMs: 120_000 });
+        }
         await sleep(15_000);
         const mapped = await sampleRss(running.pid);
         log(`${mappings} mappings, settled: ${mapped.mb.toFixed(1)} MB (${mapped.parts})`);

@@ -67,7 +67,7 @@ describe('process memory', () => {
       expect(sizes.main).toBeGreaterThan(1024 * 1024);
       // The child's share (a few hundred kB for sleep) is in the total and not in the main process's.
       expect(sizes.total - sizes.main).toBeGreaterThanOrEqual(childBytes * 0.5);
-      expect(sizes.parts).toMatch(/^\d+\.\d \S+ \+ .*\d+\.\d sleep 31\b/);
+      expect(sizes.parts).toMatch(/^\d+\.\d \S+ \(anon \d+\.\d, file \d+\.\d\) \+ .*\d+\.\d sleep 31\b/);
     } finally {
       child.kill('SIGKILL');
       await once(child, 'exit');
