@@ -51,7 +51,7 @@ export async function medianResidentSizes(pid: number): Promise<ResidentSizes> {
     samples.push({
       total: parts.reduce((sum, { bytes }) => sum + bytes, 0),
       main: parts[0]!.bytes,
-      parts: parts.map(({ p, bytes }) => `${(bytes / MB).toFixed(1)} ${commandOf(p)}${p === pid ? residentKinds(p) : ''}`).join(' + '),
+      parts: parts.map(({ p, bytes }) => `${(bytes / MB).toFixed(1)} ${commandOf(p)}${p === pid ? ` (${residentKinds(p)})` : ''}`).join(' + '),
     });
   }
   const middle = Math.floor(samples.length / 2);
@@ -60,12 +60,12 @@ export async function medianResidentSizes(pid: number): Promise<ResidentSizes> {
   return { total: byTotal[middle]!.total, main: mains[middle]!, parts: byTotal[middle]!.parts };
 }
 
-/** " (anon 29.2, file 42.0)": a process's anonymous memory (heaps, stacks) and the file pages it touched (its binary, libraries). */
-function residentKinds(pid: number): string {
+/** "anon 29.2, file 42.0": a process's anonymous memory (heaps, stacks) and the file pages it touched (its binary, libraries), in MB. */
+export function residentKinds(pid: number): string {
   const status = readOrUndefined(`/proc/${pid}/status`, (text) => text);
-  if (status === undefined) return '';
+  if (status === undefined) return 'exited';
   const mb = (field: string) => (Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024).toFixed(1);
-  return ` (anon ${mb('RssAnon')}, file ${mb('RssFile')})`;
+  return `anon ${mb('RssAnon')}, file ${mb('RssFile')}`;
 }
 
 /** A process's program and first arguments, for a log line ("nft --echo monitor"). */

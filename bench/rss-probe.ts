@@ -1,4 +1,4 @@
-// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] [--walks N] [--backend nftables|iptables|iptables-nft] --variant 'NAME|COMMAND|ENTRY' …`:
+// `npx tsx bench/rss-probe.ts [--repeats N] [--mappings N] [--requests N] [--walks N | --as-bench] [--backend nftables|iptables|iptables-nft] --variant 'NAME|COMMAND|ENTRY' …`:
 // upnpd's memory and CPU per request on the bench's testbed, for launcher or build variants run
 // interleaved (A, B, A, B, …) so that the shared machine's noise falls on all of them alike.
 // COMMAND replaces the shebang (`env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`; empty: the
@@ -11,9 +11,10 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
 import { upnpd, upnpdIptables, upnpdIptablesNft } from './daemons/upnpd.js';
+import { measureConnectLatency } from './dataplane/measure.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
-import { cpuSeconds, medianResidentBytes, parseVmRss, processTree } from './process-stats.js';
+import { cpuSeconds, medianResidentBytes, parseVmRss, processTree, residentKinds } from './process-stats.js';
 import { createBenchTestbed, gatewaySetup, removeOnSignal } from './testbed.js';
 
 const HTTP_PORT = 49152;
@@ -29,6 +30,12 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '3000' },
     /** Walks of the mappings before the settled sample (the full bench makes three: new connections, upnpc -l, keep-alive). */
     walks: { type: 'string', default: '1' },
+    /**
+     * After the adds, what the full bench's table group does before its settled sample instead of
+     * the walks: connect latency through the first and last mapping, the walk on new connections,
+     * `upnpc -l`, the walk on one kept connection.
+     */
+    'as-bench': { type: 'boolean', default: false },
     variant: { type: 'string', multiple: true, default: ['current||'] },
     /** The firewall backend, as the full bench runs it: nftables, iptables (x_tables) or iptables-nft. */
     backend: { type: 'string', default: 'nftables' },
@@ -102,17 +109,6 @@ function ownResidentBytes(pid: number): number {
   }
 }
 
-/** A process's resident memory by kind: anonymous (heaps, stacks) and file-backed (the binary and libraries it touched). */
-function residentKinds(pid: number): string {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024;
-    return `anon ${kB('RssAnon').toFixed(1)}, file ${kB('RssFile').toFixed(1)}`;
-  } catch {
-    return 'exited';
-  }
-}
-
 interface Row {
   idle: number;
   cpu: number;
@@ -155,8 +151,15 @@ try {
         const afterRequests = await sampleRss(running.pid);
         log(`GetExternalIPAddress ${cpu.toFixed(1)} µs CPU each; then ${afterRequests.mb.toFixed(1)} MB (${afterRequests.parts})`);
         await generator.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: mappings, checkpoints: [mappings], maxMs: 300_000 });
-        for (let walk = 0; walk < walks; walk += 1) {
+        if (values['as-bench']) {
+          await measureConnectLatency(gateway.testbed, { ports: [20000, 20000 + mappings - 1], samples: 200, warmup: 20 });
           await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: mappings + 1, maxMs: 120_000 });
+          await gateway.testbed.lan.runner().run('upnpc', ['-u', running.descriptionUrl, '-l'], { timeoutMs: 120_000 });
+          await generator.run({ kind: 'listByIndex', connection: 'keep-alive', maxEntries: mappings + 1, maxMs: 120_000 });
+        } else {
+          for (let walk = 0; walk < walks; walk += 1) {
+            await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: mappings + 1, maxMs: 120_000 });
+          }
         }
         await sleep(15_000);
         const mapped = await sampleRss(running.pid);
