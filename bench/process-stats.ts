@@ -61,7 +61,7 @@ export async function medianResidentSizes(pid: number): Promise<ResidentSizes> {
 }
 
 /** "anon 29.2, file 42.0": a process's anonymous memory (heaps, stacks) and the file pages it touched (its binary, libraries), in MB. */
-export function residentKinds(pid: number): string {
+function residentKinds(pid: number): string {
   const status = readOrUndefined(`/proc/${pid}/status`, (text) => text);
   if (status === undefined) return 'exited';
   const mb = (field: string) => (Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024).toFixed(1);

@@ -3,7 +3,7 @@
 // interleaved (A, B, A, B, …) so that the shared machine's noise falls on all of them alike.
 // COMMAND replaces the shebang (`env MALLOC_ARENA_MAX=1 node --max-semi-space-size=1`; empty: the
 // shebang of ENTRY's bin/upnpd.js), ENTRY a bin/upnpd.js (empty: this tree's). Per variant and
-// repeat: RSS idle (median of 5 samples a second apart, 5 s after start, medianResidentBytes), the daemon's CPU per
+// repeat: RSS idle (median of 5 samples a second apart, 5 s after start, medianResidentSizes), the daemon's CPU per
 // GetExternalIPAddress on a new connection (after a warm-up), RSS after those requests, and RSS
 // with N mappings added from the bench's 100 LAN hosts and walked, settled (median of 5 samples
 // after 15 s quiet), and the CPU it then uses in 30 s without requests; each figure with the processes it adds up.
@@ -14,7 +14,7 @@ import { upnpd, upnpdIptables, upnpdIptablesNft } from './daemons/upnpd.js';
 import { measureConnectLatency } from './dataplane/measure.js';
 import { median } from './figures.js';
 import { LoadGenerator } from './load/remote.js';
-import { cpuSeconds, medianResidentBytes, parseVmRss, processTree, residentKinds } from './process-stats.js';
+import { cpuSeconds, medianResidentSizes, parseVmRss, processTree } from './process-stats.js';
 import { createBenchTestbed, gatewaySetup, removeOnSignal } from './testbed.js';
 
 const HTTP_PORT = 49152;
@@ -57,22 +57,11 @@ const walks = Number(values.walks);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The tree's RSS (medianResidentBytes), and each process's own share in a sample taken after. */
+/** The tree's RSS and each process's share in the median sample (medianResidentSizes). */
 async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
-  const mb = (await medianResidentBytes(pid)) / MB;
-  const parts = processTree(pid)
-    .map((p) => {
-      let command = '(exited)';
-      try {
-        command = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 3).join(' ');
-      } catch {
-        // Gone since the tree was read.
-      }
-      return `${(ownResidentBytes(p) / MB).toFixed(1)} ${p === pid ? `node (${residentKinds(p)})` : command.slice(0, 30)}`;
-    })
-    .join(' + ');
+  const { total, parts } = await medianResidentSizes(pid);
   if (values.signal) process.kill(pid, 'SIGUSR2');
-  return { mb, parts };
+  return { mb: total / MB, parts };
 }
 
 /** How often over 10 s (a sample each 100 ms) the daemon runs a child beyond its long-lived ones, and their RSS then. */
