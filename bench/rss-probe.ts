@@ -122,6 +122,8 @@ try {
       const running = await daemon.start(gateway);
       const log = (text: string) => process.stderr.write(`[${variant.name} #${repeat + 1}] ${text}\n`);
       try {
+        // Which build and launcher ran, as the kernel saw it started.
+        log(`runs ${readFileSync(`/proc/${running.pid}/cmdline`, 'utf8').split('\0').join(' ').trim()}`);
         await generator.run({ kind: 'discover', descriptionUrl: running.descriptionUrl, timeoutMs: 30_000 });
         await sleep(5000);
         const idle = await sampleRss(running.pid);

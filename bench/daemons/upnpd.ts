@@ -14,9 +14,20 @@ import type { DaemonUnderTest, GatewaySetup, PersistedMappings } from './types.j
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
-/** The public API the config file imports its plugins from: that of the tree the daemon runs from. */
-const defaultPackageEntry = () =>
-  pathToFileURL(join(process.env.BENCH_UPNPD_ENTRY ? join(dirname(process.env.BENCH_UPNPD_ENTRY), '..') : REPO_ROOT, 'dist/core/index.js')).href;
+
+/**
+ * What a daemon runs: `build`'s bin/upnpd.js, else BENCH_UPNPD_ENTRY's (another build's
+ * bin/upnpd.js), else this tree's; and the public API its config file imports the plugins from,
+ * that of the same build. Read when the daemon starts, not when this module loads:
+ * bench/rss-probe.ts sets BENCH_UPNPD_ENTRY for each variant after importing it.
+ */
+export function buildToRun(build?: { readonly root: string }): { entry: string; packageEntry: string } {
+  const fromEnv = process.env.BENCH_UPNPD_ENTRY;
+  const root = build?.root ?? (fromEnv ? join(dirname(fromEnv), '..') : REPO_ROOT);
+  const entry = build ? join(build.root, 'bin/upnpd.js') : (fromEnv ?? DAEMON_ENTRY);
+  return { entry, packageEntry: pathToFileURL(join(root, 'dist/core/index.js')).href };
+}
+
 /** Where upnpd's nftables backend keeps its rules by default. */
 const UPNPD_TABLE = { family: 'inet', table: 'upnpd' } as const;
 /** upnpd removes every mapping at shutdown (one nft transaction); give it time with 5000. */
@@ -55,10 +66,6 @@ function upnpdWith(
   flavour: 'iptables' | 'iptables-legacy' = 'iptables-legacy',
   build?: { readonly name: string; readonly root: string },
 ): DaemonUnderTest {
-  // BENCH_UPNPD_ENTRY runs another build's bin/upnpd.js (bench/rss-probe.ts).
-  const entry = build ? join(build.root, 'bin/upnpd.js') : (process.env.BENCH_UPNPD_ENTRY ?? DAEMON_ENTRY);
-  // The config imports the plugins from the build that runs it.
-  const packageEntry = build ? pathToFileURL(join(build.root, 'dist/core/index.js')).href : defaultPackageEntry();
   return {
     name: build?.name ?? (backend === 'nftables' ? 'upnpd' : flavour === 'iptables' ? 'upnpd (iptables-nft)' : 'upnpd (iptables)'),
     persistence: { supported: true },
@@ -73,6 +80,7 @@ function upnpdWith(
 
     async start(gateway: GatewaySetup, persisted) {
       const { testbed, httpPort } = gateway;
+      const { entry, packageEntry } = buildToRun(build);
       const dir = join(gateway.workDir, 'upnpd');
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });

@@ -1,0 +1,28 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { buildToRun } from '../daemons/upnpd.js';
+
+const THIS_TREE = fileURLToPath(new URL('../../', import.meta.url));
+
+describe('the upnpd build a benchmark runs', () => {
+  const saved = process.env.BENCH_UPNPD_ENTRY;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.BENCH_UPNPD_ENTRY;
+    else process.env.BENCH_UPNPD_ENTRY = saved;
+  });
+
+  it("is this tree's bin/upnpd.js with this tree's public API by default", () => {
+    delete process.env.BENCH_UPNPD_ENTRY;
+    expect(buildToRun()).toEqual({ entry: `${THIS_TREE}bin/upnpd.js`, packageEntry: `file://${THIS_TREE}dist/core/index.js` });
+  });
+
+  it('follows BENCH_UPNPD_ENTRY set after the module was imported (rss-probe sets it per variant)', () => {
+    process.env.BENCH_UPNPD_ENTRY = '/tmp/variant-b/bin/upnpd.js';
+    expect(buildToRun()).toEqual({ entry: '/tmp/variant-b/bin/upnpd.js', packageEntry: 'file:///tmp/variant-b/dist/core/index.js' });
+  });
+
+  it("is a named build's, whatever the environment says", () => {
+    process.env.BENCH_UPNPD_ENTRY = '/tmp/variant-b/bin/upnpd.js';
+    expect(buildToRun({ root: '/tmp/baseline' })).toEqual({ entry: '/tmp/baseline/bin/upnpd.js', packageEntry: 'file:///tmp/baseline/dist/core/index.js' });
+  });
+});
