@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { floorProgram } from './daemons/node-floor.js';
+import { shebangOf } from './daemons/upnpd.js';
 import { median } from './figures.js';
 import { findWanIpConnection } from './load/description.js';
 import { HttpClient } from './load/http-client.js';
@@ -98,8 +99,9 @@ try {
     const [root, ...nodeFlags] = rest.split('@');
     const port = FIRST_PORT + daemons.length;
     const entry = join(root!, 'bin/upnpd.js');
-    // As the shebang runs it, plus the flags given.
-    const args = ['MALLOC_ARENA_MAX=1', process.execPath, '--max-semi-space-size=1', '--max-old-space-size=512', '--expose-gc', ...nodeFlags, entry];
+    // As its shebang runs it, plus the flags given.
+    const shebang = shebangOf(entry);
+    const args = [...shebang.variables, process.execPath, ...shebang.nodeFlags, ...nodeFlags, entry];
     args.push('--dry-run', '--no-ipv6', '--log-level', 'warn', '--http-port', String(port), '--runtime-dir', join(runtimeDir, String(port)));
     // One client adds every mapping of the walk: the default rate and quota would refuse most.
     if (entries > 0) args.push('--config', unlimitedConfig(root!, port));
@@ -108,12 +110,11 @@ try {
   }
   if (values.floor) {
     const port = FIRST_PORT + 99;
+    const shebang = shebangOf(join(REPO_ROOT, 'bin/upnpd.js'));
     const floor = spawn(
-      process.execPath,
-      ['--max-semi-space-size=1', '--max-old-space-size=512', '--input-type=module', '-e', floorProgram('127.0.0.1', port, '203.0.113.1')],
-      {
-        stdio: ['ignore', 'ignore', 'ignore'],
-      },
+      'env',
+      [...shebang.variables, process.execPath, ...shebang.nodeFlags, '--input-type=module', '-e', floorProgram('127.0.0.1', port, '203.0.113.1')],
+      { stdio: ['ignore', 'ignore', 'ignore'] },
     );
     daemons.push({ name: 'node:http floor', process: floor });
     await answering(new URL(`http://127.0.0.1:${port}/rootDesc.xml`), 'node:http floor');

@@ -5,11 +5,19 @@ import type { Logger } from './logger.js';
 export interface HeapTrimmerOptions {
   /** How often the heap size is looked at. */
   readonly intervalMs: number;
-  /** Growth over the size after the last collection that is worth a collection once it stops. */
+  /** Growth over the smallest size since the last collection that is worth a collection once it stops. */
   readonly growthBytes: number;
 }
 
-export const DEFAULT_HEAP_TRIMMING: HeapTrimmerOptions = { intervalMs: 5_000, growthBytes: 16 * 1024 * 1024 };
+/**
+ * 4 MB: a burst of reads after a burst of changes (5000 mappings added, then walked three times)
+ * grows the heap by 7 to 14 MB past the collection that followed the adds. With 16 MB that growth
+ * stayed (the node process settled at 80.7-82.7 MB instead of 74.4-75.8, bench/rss-probe.ts
+ * --as-bench) until V8's own memory reducer came, 25 to 40 s later or not at all. An idle daemon
+ * with 5000 mappings grows about 1 MB a minute (the periodic firewall check), so this rarely
+ * collects when nothing happens.
+ */
+export const DEFAULT_HEAP_TRIMMING: HeapTrimmerOptions = { intervalMs: 5_000, growthBytes: 4 * 1024 * 1024 };
 
 /**
  * Gives a burst's garbage back to the system once the burst is over.
@@ -18,15 +26,16 @@ export const DEFAULT_HEAP_TRIMMING: HeapTrimmerOptions = { intervalMs: 5_000, gr
  * and V8 collects old space only when allocation pushes it to: once the burst stops, nothing does,
  * and the daemon keeps the garbage's pages (measured: 155 MB resident with 5000 mappings, of which
  * 20 MB live). So every `intervalMs` this looks at the heap size; when it has grown by at least
- * `growthBytes` since the last collection and did not grow over the last interval, it collects
- * (two full collections, about 35 ms with 5000 mappings), after which V8 releases the emptied pages.
+ * `growthBytes` since the last collection (or since V8 shrank it below that, on its own) and did
+ * not grow over the last interval, it collects (two full collections, about 35 ms with 5000
+ * mappings), after which V8 releases the emptied pages.
  *
  * It needs `gc`, which Node exposes with --expose-gc (the `upnpd` command's shebang passes it).
  * Without it, it does nothing.
  */
 export class HeapTrimmer {
   private timer: unknown;
-  private afterLastCollection: number;
+  private smallestSinceCollection: number;
   private lastSize: number;
 
   constructor(
@@ -36,7 +45,7 @@ export class HeapTrimmer {
     private readonly heapSize: () => number = () => getHeapStatistics().total_heap_size,
     private readonly options: HeapTrimmerOptions = DEFAULT_HEAP_TRIMMING,
   ) {
-    this.afterLastCollection = this.lastSize = heapSize();
+    this.smallestSinceCollection = this.lastSize = heapSize();
   }
 
   /** Whether it can collect at all (Node was started with --expose-gc). */
@@ -62,7 +71,9 @@ export class HeapTrimmer {
     const size = this.heapSize();
     const settled = size <= this.lastSize;
     this.lastSize = size;
-    if (!this.collect || !settled || size - this.afterLastCollection < this.options.growthBytes) return false;
+    // V8 collects too (its memory reducer shrinks an idle heap): growth counts from the smallest size since.
+    this.smallestSinceCollection = Math.min(this.smallestSinceCollection, size);
+    if (!this.collect || !settled || size - this.smallestSinceCollection < this.options.growthBytes) return false;
     const started = this.clock.now();
     this.collect();
     const after = this.heapSize();
@@ -70,7 +81,7 @@ export class HeapTrimmer {
       { heapBefore: size, heapAfter: after, ms: Math.round(this.clock.now() - started) },
       `heap trimmed after a burst: ${mb(size)} → ${mb(after)} MB`,
     );
-    this.afterLastCollection = this.lastSize = after;
+    this.smallestSinceCollection = this.lastSize = after;
     return true;
   }
 

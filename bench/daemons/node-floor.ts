@@ -1,5 +1,10 @@
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
+import { fileURLToPath } from 'node:url';
 import type { DaemonUnderTest, GatewaySetup } from './types.js';
+import { shebangOf } from './upnpd.js';
+
+/** Whose shebang the floor runs with: this tree's upnpd command. */
+const THIS_TREE_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
 
 const CONTROL_PATH = '/ctl/IPConn';
 const SERVICE_TYPE = 'urn:schemas-upnp-org:service:WANIPConnection:1';
@@ -23,12 +28,12 @@ export function nodeFloor(externalAddress: string): DaemonUnderTest {
 function startFloor(gateway: GatewaySetup, externalAddress: string) {
   const { testbed, httpPort } = gateway;
   const address = testbed.addresses.gatewayLan;
+  const shebang = shebangOf(THIS_TREE_ENTRY);
   const server = NamespaceProcess.start(testbed.gateway, [
     'env',
-    'MALLOC_ARENA_MAX=1',
+    ...shebang.variables,
     process.execPath,
-    '--max-semi-space-size=1',
-    '--max-old-space-size=512',
+    ...shebang.nodeFlags,
     // Profiled alike when upnpd is (bench/README.md, "Profiling").
     ...(process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
     '--input-type=module',

@@ -160,11 +160,17 @@ function daemonCommand(entry: string): string[] {
   if (command?.length) return [...command, entry];
   const extraFlags = process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
   if (extraFlags.length === 0) return [entry];
+  const { variables, nodeFlags } = shebangOf(entry);
+  return ['env', ...variables, 'node', ...nodeFlags, ...extraFlags, entry];
+}
+
+/** The environment variables and node flags of a bin/upnpd.js's `#!/usr/bin/env -S VAR=value … node --flag …` line. */
+export function shebangOf(entry: string): { variables: string[]; nodeFlags: string[] } {
   const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(entry, 'utf8').split('\n')[0] ?? '');
   const words = shebang?.[1]?.split(/\s+/) ?? [];
   const node = words.indexOf('node');
   if (node < 0) throw new Error(`${entry}: expected a "#!/usr/bin/env -S [VAR=value ...] node [flags]" line`);
-  return ['env', ...words.slice(0, node), 'node', ...words.slice(node + 1), ...extraFlags, entry];
+  return { variables: words.slice(0, node), nodeFlags: words.slice(node + 1) };
 }
 
 /** `mappings.json` as upnpd saves it (written by upnpd's own MappingStateFile), holding the persisted mappings. */

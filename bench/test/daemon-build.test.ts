@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { buildToRun } from '../daemons/upnpd.js';
+import { readFileSync } from 'node:fs';
+import { buildToRun, shebangOf } from '../daemons/upnpd.js';
 
 const THIS_TREE = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -24,5 +25,13 @@ describe('the upnpd build a benchmark runs', () => {
   it("is a named build's, whatever the environment says", () => {
     process.env.BENCH_UPNPD_ENTRY = '/tmp/variant-b/bin/upnpd.js';
     expect(buildToRun({ root: '/tmp/baseline' })).toEqual({ entry: '/tmp/baseline/bin/upnpd.js', packageEntry: 'file:///tmp/baseline/dist/core/index.js' });
+  });
+
+  it("runs with its shebang's variables and node flags (the floor and loopback-ab take them from there too)", () => {
+    const entry = `${THIS_TREE}bin/upnpd.js`;
+    const { variables, nodeFlags } = shebangOf(entry);
+    expect(variables).toContain('MALLOC_ARENA_MAX=1');
+    expect(nodeFlags).toContain('--expose-gc');
+    expect(readFileSync(entry, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S ${[...variables, 'node', ...nodeFlags].join(' ')}`);
   });
 });

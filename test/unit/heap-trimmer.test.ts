@@ -60,6 +60,33 @@ describe('HeapTrimmer', () => {
     expect(trimmer.check()).toBe(true);
   });
 
+  it('counts growth from where V8 shrank the heap on its own since its last collection', () => {
+    const { heap, collect, size } = fakeHeap(40 * MB, 20 * MB);
+    const trimmer = new HeapTrimmer(new ManualClock(), silentLogger, collect, size, OPTIONS);
+    heap.size = 22 * MB; // V8's memory reducer, not the trimmer
+    trimmer.check();
+    heap.size = 40 * MB; // the next burst: 18 MB over 22, though not over the 40 it started at
+    trimmer.check();
+    expect(trimmer.check()).toBe(true);
+  });
+
+  it('by default takes back what a walk of the table leaves after the adds were collected', async () => {
+    const clock = new ManualClock();
+    const { heap, collect, size } = fakeHeap(16 * MB, 23 * MB);
+    const trimmer = new HeapTrimmer(clock, silentLogger, collect, size);
+    trimmer.start();
+    heap.size = 33 * MB; // 5000 adds
+    await clock.advance(10_000);
+    expect(heap.collections).toBe(1);
+    heap.size = 30 * MB; // three walks of the table: 7 MB more, measured on the bench's testbed
+    await clock.advance(10_000);
+    expect(heap.collections).toBe(2);
+    heap.size = 24 * MB; // then an idle table's periodic checks
+    await clock.advance(60_000);
+    expect(heap.collections).toBe(2);
+    trimmer.stop();
+  });
+
   it('does nothing without --expose-gc, and stops with the daemon', async () => {
     const clock = new ManualClock();
     const idle = new HeapTrimmer(clock, silentLogger, undefined, () => 500 * MB, OPTIONS);
