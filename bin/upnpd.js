@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072 node --max-semi-space-size=1 --max-old-space-size=512 --expose-gc
+#!/usr/bin/env -S MALLOC_ARENA_MAX=1 node --max-semi-space-size=1 --max-old-space-size=512 --expose-gc
 // Entry point installed as `upnpd`. The TypeScript sources are compiled to dist/ by `npm ci`
 // (the "prepare" script) or `npm run build`.
 // The settings keep a gateway daemon small (bench/README.md has the measurements):
@@ -17,12 +17,7 @@
 // - `gc`, with which core/heap-trimmer.ts gives a burst's garbage back once the burst is over
 //   (5000 mappings: 157 MB → 89 MB);
 // - one malloc arena instead of one per thread: the threads that allocate while requests are
-//   served otherwise each keep an arena's worth of freed memory (89 MB → 80 MB);
-// - malloc's thresholds fixed at their defaults (128 KiB): set, glibc stops raising them each time
-//   a large block (a 1 MB listing of the firewall table read by the periodic check) is freed, so
-//   such blocks keep being mapped and unmapped instead of staying in malloc's heap. The node
-//   process's malloc heap: 5.8–6.3 MB against 7.8–8.5, idle 65.6–66.1 MB against 68.9–69.0 (two
-//   interleaved pairs of bench/rss-probe.ts --as-bench, nftables, 5000 mappings).
+//   served otherwise each keep an arena's worth of freed memory (89 MB → 80 MB).
 // They apply when the file is executed (`upnpd`, `./bin/upnpd.js`), not to `node bin/upnpd.js`.
 
 // Node's default for SIGHUP ends the process, and the daemon takes it (a reload) only once its
