@@ -1,10 +1,6 @@
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
-import { fileURLToPath } from 'node:url';
 import type { DaemonUnderTest, GatewaySetup } from './types.js';
-import { shebangOf } from './upnpd.js';
-
-/** Whose shebang the floor runs with: this tree's upnpd command. */
-const THIS_TREE_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
+import { DAEMON_ENTRY, shebangOf } from './upnpd.js';
 
 const CONTROL_PATH = '/ctl/IPConn';
 const SERVICE_TYPE = 'urn:schemas-upnp-org:service:WANIPConnection:1';
@@ -28,7 +24,7 @@ export function nodeFloor(externalAddress: string): DaemonUnderTest {
 function startFloor(gateway: GatewaySetup, externalAddress: string) {
   const { testbed, httpPort } = gateway;
   const address = testbed.addresses.gatewayLan;
-  const shebang = shebangOf(THIS_TREE_ENTRY);
+  const shebang = shebangOf(DAEMON_ENTRY);
   const server = NamespaceProcess.start(testbed.gateway, [
     'env',
     ...shebang.variables,

@@ -13,7 +13,8 @@ import { BENCH_DESCRIPTION, BENCH_LEASE_SECONDS } from '../load/protocol.js';
 import type { DaemonUnderTest, GatewaySetup, PersistedMappings } from './types.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
+/** This tree's upnpd command. */
+export const DAEMON_ENTRY = fileURLToPath(new URL('../../bin/upnpd.js', import.meta.url));
 
 /**
  * What a daemon runs: `build`'s bin/upnpd.js, else BENCH_UPNPD_ENTRY's (another build's
