@@ -32,7 +32,7 @@ export async function medianResidentBytes(pid: number): Promise<number> {
 /** What a daemon's tree holds: the total (residentBytes), the daemon's own process, and who holds what. */
 export interface ResidentSizes {
   readonly total: number;
-  /** The daemon's own process alone, without the helpers it runs (`nft monitor`, `ip monitor`, ...). */
+  /** The daemon's own process alone, without the helpers it runs (`xtables-monitor`, `ip monitor`, ...). */
   readonly main: number;
   /** Each process of the sample whose total is the median, in MB: "71.2 upnpd.js (anon 29.2, file 42.0) + 5.7 nft --echo monitor". */
   readonly parts: string;

@@ -66,7 +66,7 @@ async function sampleRss(pid: number): Promise<{ mb: number; parts: string }> {
 
 /** How often over 10 s (a sample each 100 ms) the daemon runs a child beyond its long-lived ones, and their RSS then. */
 async function shortLivedChildren(pid: number): Promise<string> {
-  const longLived = /^(nft (--echo )?monitor|ip -o monitor|nft -i|ip6?tables(-legacy|-nft)?-restore )/;
+  const longLived = /^(nft (--echo )?monitor|xtables-monitor --event|ip -o monitor|nft -i|ip6?tables(-legacy|-nft)?-restore )/;
   let seen = 0;
   let total = 0;
   const samples = 100;

@@ -42,7 +42,7 @@ const NFT_TIMEOUT_MS = 60_000;
 /** Lines of nft's error output quoted in a BackendError (it echoes the offending script lines). */
 const ERROR_LINES = 12;
 
-/** A long-lived `nft monitor` (watchRuleset) and the one listener it reports to, if any. */
+/** A long-lived ruleset monitor (watchRuleset) and the one listener it reports to, if any. */
 interface RulesetMonitor {
   readonly stop: () => void;
   listener: (() => void) | undefined;
@@ -59,7 +59,7 @@ export class NftablesBackend implements FirewallBackend {
   private readonly wanInterface: string | undefined;
   /** Runs change sets; undefined where nft has no interactive mode, and each change set runs its own `nft -f -`. */
   private session: NftSession | undefined;
-  /** The running `nft monitor` (see watch) and who hears of what it reports. */
+  /** The running ruleset monitor (see watch) and who hears of what it reports. */
   private monitor: RulesetMonitor | undefined;
   /** The last check's listings (as digests), what it was given and its answer (check reuses it while all of them are the same). */
   private lastCheck:
@@ -118,8 +118,9 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   /**
-   * nft monitor's cache holds what exists when it starts, elements included (MONITOR_ARGS): started
-   * here, while upnpd's table is still empty, rather than once the persisted mappings are back.
+   * Where xtables-monitor is missing, nft monitor watches, and its cache holds what exists when it
+   * starts, elements included (NFT_MONITOR): started here, while upnpd's table is still empty,
+   * rather than once the persisted mappings are back.
    */
   private startMonitor(): RulesetMonitor {
     if (!this.monitor) {
@@ -229,7 +230,7 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   /**
-   * Reports deleted tables (`nft --echo monitor destroy tables`), so that a flushed ruleset or a
+   * Reports deleted tables (`xtables-monitor --event`, else `nft monitor`), so that a flushed ruleset or a
    * reloaded admin table is repaired at once: through the monitor init started, which ends when
    * watching ends (the daemon stops; also when it keeps its rules at shutdown) or at shutdown.
    */

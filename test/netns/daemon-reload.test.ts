@@ -22,7 +22,7 @@ import {
 // The admin reloads the firewall under a running upnpd (OpenWrt's fw4, firewalld, a script that
 // starts with `flush ruleset`). The mappings must forward again within 5 s without any client
 // asking, and a client's next request must not be answered 501. With nftables the kernel's events
-// (`nft monitor`) trigger the repair; iptables has none, and its periodic check (2 s) does.
+// (xtables-monitor, else `nft monitor`) trigger the repair; iptables has none, and its periodic check (2 s) does.
 //
 // To see the broken state with real packets, the daemon is paused (SIGSTOP) from just before the
 // reload until the traffic check is done: otherwise it may repair faster than a check can prove the
@@ -70,7 +70,7 @@ async function nftablesWithForwardJump(testbed: Testbed, scratchDir: string): Pr
     configFile,
     [
       `import { defineConfig, nftables } from ${JSON.stringify(PUBLIC_API)};`,
-      // The periodic check is put far off: only `nft monitor`'s events can bring the mappings back in time.
+      // The periodic check is put far off: only the ruleset monitor's events can bring the mappings back in time.
       `export default defineConfig({ reconcile: { intervalSeconds: 60 }, plugins: [${NFT_FORWARD_JUMP_PLUGIN}] });`,
       '',
     ].join('\n'),

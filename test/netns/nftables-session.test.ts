@@ -8,7 +8,6 @@ import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
 import { NftablesBackend } from '../../plugins/nftables/backend.js';
 import { nftablesOptionsSchema } from '../../plugins/nftables/options.js';
-import { MONITOR_ARGS } from '../../plugins/nftables/monitor.js';
 import { DEFAULT_SESSION_LIMITS, NFT_SESSION_ENV, NftSession } from '../../plugins/nftables/session.js';
 import { mapping } from '../../plugins/nftables/testing/golden-scripts.js';
 import { describeNetns, TestNamespace } from './netns.js';
@@ -29,21 +28,21 @@ function commandOf(pid: number): string | undefined {
   }
 }
 
-describeNetns('the nft -i session against a real kernel', ['nft'], () => {
+describeNetns('the nft -i session against a real kernel', ['nft', 'stdbuf', 'xtables-monitor'], () => {
   let ns: TestNamespace;
   const nft = (args: string[], input?: string) => ns.exec('nft', args, { input });
   const ports = async () => (await nft(['list', 'set', 'inet', 't', 'ports'])).replace(/\s+/g, ' ');
-  /** The nft processes in this namespace (`ip netns pids`: other tests run nft in namespaces of their own). */
-  /** The `nft` processes in the namespace whose command line is `nft ARGS`. */
-  const nftPids = async (args = '-i') => {
+  /** The processes in this namespace whose command line is `command` (`ip netns pids`: other tests run nft in namespaces of their own). */
+  const nftPids = async (command = 'nft -i') => {
     const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
     return stdout
       .split('\n')
       .filter(Boolean)
       .map(Number)
-      .filter((pid) => commandOf(pid) === `nft ${args}`);
+      .filter((pid) => commandOf(pid) === command);
   };
-  const monitorPids = () => nftPids(MONITOR_ARGS.join(' '));
+  /** The ruleset monitor: stdbuf has exec'd xtables-monitor. */
+  const monitorPids = () => nftPids('xtables-monitor --event');
   const sessionIn = (limits = {}) => new NftSession(() => ns.runner().start('nft', ['-i'], { env: NFT_SESSION_ENV }), { ...DEFAULT_SESSION_LIMITS, ...limits });
 
   beforeEach(async () => {
@@ -86,7 +85,7 @@ describeNetns('the nft -i session against a real kernel', ['nft'], () => {
     expect(await nftPids()).toEqual([]);
   });
 
-  it('the backend keeps one nft for its change sets, starts another after that one is killed, and ends it at shutdown; its one nft monitor as well', async () => {
+  it('the backend keeps one nft for its change sets, starts another after that one is killed, and ends it at shutdown; its one ruleset monitor (xtables-monitor) as well', async () => {
     const backend = new NftablesBackend(nftablesOptionsSchema.parse({ wanInterface: 'wan0' }), ns.runner(), silentLogger, undefined);
     await backend.probe();
     await backend.init();

@@ -5,7 +5,7 @@ import type { CommandResult, CommandRunner, RunningCommand } from '../../core/co
 import { BackendError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { NftablesBackend, nftables } from '../../plugins/nftables/index.js';
-import { MONITOR_ARGS } from '../../plugins/nftables/monitor.js';
+import { RULESET_MONITORS } from '../../plugins/nftables/monitor.js';
 import { forwardProblems, parseInstalledRules } from '../../plugins/nftables/rules.js';
 import { backendFromSpec } from 'upnpd/testing';
 import { nftablesOptionsSchema, type NftablesUserOptions } from '../../plugins/nftables/options.js';
@@ -25,7 +25,7 @@ interface Call {
 class FakeNft implements CommandRunner {
   readonly calls: Call[] = [];
   readonly sessions: FakeInteractiveNft[] = [];
-  /** Each `nft --echo monitor destroy tables` started; write a line to its stdout to play an event. */
+  /** Each ruleset monitor started (xtables-monitor, or nft monitor); write a line to its stdout to play an event. */
   readonly monitors: Array<{ readonly stdout: PassThrough; killed: boolean; startedAfterCalls: number }> = [];
   constructor(private readonly respond: (call: Call) => Partial<CommandResult> | undefined = () => undefined) {}
 
@@ -37,7 +37,7 @@ class FakeNft implements CommandRunner {
   }
 
   start(file: string, args: readonly string[], options: { env?: Readonly<Record<string, string>> } = {}): RunningCommand {
-    if (args.join(' ') === MONITOR_ARGS.join(' ')) {
+    if (RULESET_MONITORS.some((m) => m.file === file && m.args.join(' ') === args.join(' '))) {
       const monitor = { stdout: new PassThrough(), killed: false, startedAfterCalls: this.calls.length };
       this.monitors.push(monitor);
       let exit!: (e: { signal: NodeJS.Signals }) => void;
@@ -214,7 +214,7 @@ describe('NftablesBackend init, list, shutdown', () => {
     expect(afterInit).toContain('add element inet filter upnpd-accept { 192.168.1.10 . tcp . 80 }');
   });
 
-  it('starts one nft --echo monitor right after init creates the table (its cache then holds no element), reports its losses to watch, and ends it when watching ends', async () => {
+  it('starts one ruleset monitor right after init creates the table (an nft monitor started then caches no element), reports its losses to watch, and ends it when watching ends', async () => {
     const runner = new FakeNft();
     const backend = backendWith(runner, { wanInterface: 'wan0' });
     await backend.init();
@@ -224,7 +224,7 @@ describe('NftablesBackend init, list, shutdown', () => {
     let losses = 0;
     const stopWatching = backend.watch(() => losses++);
     expect(runner.monitors).toHaveLength(1); // watch uses the monitor init started
-    runner.monitors[0]!.stdout.write('add element inet upnpd dnat-any { tcp . 80 : 192.168.77.10 . 80 }\ndelete table inet upnpd\n');
+    runner.monitors[0]!.stdout.write('NEWGEN: GENID=7 PID=2001 NAME=nft\n EVENT: nft: DEL table: table upnpd inet flags 0 use 0 handle 2\n');
     await new Promise((resolve) => setImmediate(resolve));
     expect(losses).toBe(1);
     stopWatching(); // the daemon stops (also when it keeps its rules and never calls shutdown)
