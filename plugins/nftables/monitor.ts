@@ -96,13 +96,26 @@ export function watchRuleset(
   let restartTimer: NodeJS.Timeout | undefined;
   let choice = 0;
 
-  const begin = (restarted: boolean) => {
+  /** Moves on to the next program when there is one (true), after `program` could not run at all. */
+  const fallBack = (program: RulesetMonitorProgram, why: string, details: object): boolean => {
+    if (choice + 1 >= programs.length) return false;
+    choice++;
+    logger.info(details, `nftables: cannot run ${program.name} (${why}); watching the ruleset with ${programs[choice]!.name}`);
+    return true;
+  };
+  const begin = (restarted: boolean): void => {
     restartTimer = undefined;
     if (stopped) return;
     const program = programs[choice]!;
     const started = Date.now();
     let stderr = '';
-    child = runner.start(program.file, program.args, { stdout: true });
+    try {
+      child = runner.start(program.file, program.args, { stdout: true });
+    } catch (err) {
+      if (fallBack(program, messageOf(err), { err })) return begin(restarted);
+      logger.warn({ err }, `nftables: cannot run ${program.name}: ${messageOf(err)}; firewall changes are noticed by the periodic check only`);
+      return;
+    }
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-STDERR_KEPT)));
     if (child.stdout) {
@@ -113,12 +126,7 @@ export function watchRuleset(
     if (restarted) onChange();
     void child.exited.then((exit) => {
       if (stopped) return;
-      if (couldNotRun(exit) && choice + 1 < programs.length) {
-        choice++;
-        logger.info({ exit }, `nftables: cannot run ${program.name} (${describeExit(exit)}); watching the ruleset with ${programs[choice]!.name}`);
-        begin(restarted);
-        return;
-      }
+      if (couldNotRun(exit) && fallBack(program, describeExit(exit), { exit })) return begin(restarted);
       // A monitor that ran a while and then ended starts again soon; one that cannot start, ever later.
       delayMs = Date.now() - started > RESTART_DELAY_MS.max ? RESTART_DELAY_MS.first : Math.min(delayMs * 2, RESTART_DELAY_MS.max);
       const lost = program.lostEvents?.(stderr) === true;
@@ -130,11 +138,7 @@ export function watchRuleset(
       restartTimer.unref();
     });
   };
-  try {
-    begin(false);
-  } catch (err) {
-    logger.warn({ err }, `nftables: cannot run ${programs[choice]!.name}: ${messageOf(err)}`);
-  }
+  begin(false);
   return () => {
     stopped = true;
     if (restartTimer) clearTimeout(restartTimer);

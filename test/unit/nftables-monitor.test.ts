@@ -149,6 +149,26 @@ describe('the ruleset monitor', () => {
     expect(runner.started[1]!.killed).toBe(true);
   });
 
+  it('falls back when starting throws, and where nothing can run, says so once and leaves it to the periodic check', async () => {
+    const tried: string[] = [];
+    const runner: CommandRunner = {
+      run: () => Promise.reject(new Error('not used')),
+      start: (file) => {
+        tried.push(file);
+        throw new Error(`spawn ${file} EACCES`);
+      },
+    };
+    const { lines, logger } = recordingLogger();
+    const stop = watchRuleset(runner, logger, () => {});
+    await settle();
+    stop();
+    expect(tried).toEqual(['stdbuf', 'nft']);
+    expect(lines).toEqual([
+      { level: 'info', message: 'nftables: cannot run xtables-monitor (spawn stdbuf EACCES); watching the ruleset with nft monitor' },
+      { level: 'warn', message: 'nftables: cannot run nft monitor: spawn nft EACCES; firewall changes are noticed by the periodic check only' },
+    ]);
+  });
+
   it('keeps one monitor running; when it ends it warns, starts it again, and reports a possible loss once the new one runs', async () => {
     const runner = new FakeMonitors();
     const { lines, logger } = recordingLogger();
