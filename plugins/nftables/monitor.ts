@@ -32,9 +32,9 @@ export interface RulesetMonitorProgram {
  * inet flags 0 use 0 handle 2`, and one `NEWGEN` line per transaction (upnpd's change sets too,
  * none per element). It writes with stdio's buffering, which holds lines back while its output is
  * a pipe, hence `stdbuf -oL`. A transaction with tens of thousands of elements (an admin loading
- * a blocklist set) overflows its socket buffer and it exits ("No buffer space available"; 10,000
- * elements in one, as upnpd's resync of 5000 mappings, do not): it is started again and a check
- * covers what it missed.
+ * a blocklist set) can overflow its socket buffer, fewer while it is kept from reading (40,000 did
+ * on kernel 6.18; 10,000, as upnpd's resync of 5000 mappings, did not), and it exits ("No buffer
+ * space available"): it is started again and a check covers what it missed.
  */
 export const XTABLES_MONITOR: RulesetMonitorProgram = {
   name: 'xtables-monitor',
