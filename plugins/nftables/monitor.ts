@@ -52,7 +52,7 @@ export const XTABLES_MONITOR: RulesetMonitorProgram = {
  *
  * nft 1.0.6 loads the whole ruleset into a cache as it starts, every element of every set
  * included: 17 MB with upnpd's 5000 mappings present, 36 MB with an admin's 50,000-address
- * blocklist set (3.9 MB, 1.9 MB, against xtables-monitor). `--echo` keeps events from adding to
+ * blocklist set (xtables-monitor: 1.9 MB in both). `--echo` keeps events from adding to
  * that cache (without it, every element of a named set or map it hears of: 4.2 MB with an empty
  * table, 15.6 MB after 5000 mappings were added). So the backend starts its monitor with its own
  * table empty, right after init, and keeps it running.
