@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { startCommand, type CommandResult, type CommandRunner, type RunningCommand } from '../../core/command-runner.js';
 import { describeRequiring, missingPrograms } from '../support/requirements.js';
@@ -51,6 +52,22 @@ export class TestNamespace {
         return startCommand('ip', ['netns', 'exec', name, file, ...args], options);
       },
     };
+  }
+
+  /** The processes in this namespace whose command line is exactly `commandLine` (arguments joined by spaces). */
+  async pidsRunning(commandLine: string): Promise<number[]> {
+    const { stdout } = await execa('ip', ['netns', 'pids', this.name]);
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') === commandLine;
+        } catch {
+          return false; // exited meanwhile
+        }
+      });
   }
 
   async destroy(): Promise<void> {

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { execa } from 'execa';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { NFT_MONITOR, XTABLES_MONITOR, watchRuleset, type RulesetMonitorProgram } from '../../plugins/nftables/monitor.js';
@@ -40,28 +39,13 @@ describeNetns('the ruleset monitor against a real kernel', ['nft', 'stdbuf', 'xt
   let ns: TestNamespace;
   const nft = (input: string) => ns.exec('nft', ['-f', '-'], { input, timeoutMs: 60_000 });
 
-  /** Pids in the namespace running `commandLine`. */
-  const pidsOf = async (commandLine: string): Promise<number[]> => {
-    const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
-    return stdout
-      .split('\n')
-      .filter(Boolean)
-      .map(Number)
-      .filter((pid) => {
-        try {
-          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') === commandLine;
-        } catch {
-          return false;
-        }
-      });
-  };
   /** Resident memory of a process in kB. */
   const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
   /** Waits until the monitor runs, and a little more: it subscribes to the kernel's events as it starts. */
   const running = async (program: RulesetMonitorProgram): Promise<number> => {
-    await expect.poll(() => pidsOf(COMMAND_LINE.get(program)!), { timeout: 5_000 }).toHaveLength(1);
+    await expect.poll(() => ns.pidsRunning(COMMAND_LINE.get(program)!), { timeout: 5_000 }).toHaveLength(1);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    return (await pidsOf(COMMAND_LINE.get(program)!))[0]!;
+    return (await ns.pidsRunning(COMMAND_LINE.get(program)!))[0]!;
   };
 
   beforeEach(async () => {
@@ -92,7 +76,7 @@ describeNetns('the ruleset monitor against a real kernel', ['nft', 'stdbuf', 'xt
     } finally {
       stop();
     }
-    await expect.poll(() => pidsOf(COMMAND_LINE.get(program)!), { timeout: 5_000 }).toEqual([]);
+    await expect.poll(() => ns.pidsRunning(COMMAND_LINE.get(program)!), { timeout: 5_000 }).toEqual([]);
   });
 
   it("with an admin's 50,000-address set present, xtables-monitor stays small where nft monitor caches every element", async () => {

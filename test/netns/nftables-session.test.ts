@@ -1,8 +1,7 @@
 import 'reflect-metadata';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import type { RuleSpec } from '../../core/mapping/types.js';
@@ -20,29 +19,14 @@ const PORTS = `table inet t {
 const portMappings = (count: number, from = 10_000): RuleSpec[] => Array.from({ length: count }, (_, i) => mapping('TCP', from + i, '192.168.77.10', from + i));
 
 /** The command line of a process, its arguments joined by spaces. */
-function commandOf(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
-  } catch {
-    return undefined; // exited meanwhile
-  }
-}
-
 describeNetns('the nft -i session against a real kernel', ['nft', 'stdbuf', 'xtables-monitor'], () => {
   let ns: TestNamespace;
   const nft = (args: string[], input?: string) => ns.exec('nft', args, { input });
   const ports = async () => (await nft(['list', 'set', 'inet', 't', 'ports'])).replace(/\s+/g, ' ');
-  /** The processes in this namespace whose command line is `command` (`ip netns pids`: other tests run nft in namespaces of their own). */
-  const nftPids = async (command = 'nft -i') => {
-    const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
-    return stdout
-      .split('\n')
-      .filter(Boolean)
-      .map(Number)
-      .filter((pid) => commandOf(pid) === command);
-  };
+  /** The `nft -i` sessions in this namespace (other tests run nft in namespaces of their own). */
+  const nftPids = () => ns.pidsRunning('nft -i');
   /** The ruleset monitor: stdbuf has exec'd xtables-monitor. */
-  const monitorPids = () => nftPids('xtables-monitor --event');
+  const monitorPids = () => ns.pidsRunning('xtables-monitor --event');
   const sessionIn = (limits = {}) => new NftSession(() => ns.runner().start('nft', ['-i'], { env: NFT_SESSION_ENV }), { ...DEFAULT_SESSION_LIMITS, ...limits });
 
   beforeEach(async () => {
