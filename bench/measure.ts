@@ -62,7 +62,7 @@ type Phase = (context: PhaseContext) => Promise<void>;
 
 /**
  * The phases of the `requests` group, in order, as data. A daemon that serves only a constant
- * (Node's floor) runs the GetExternalIPAddress phases alone (DaemonUnderTest.answersOnly).
+ * (Node's floor) runs the GetExternalIPAddress phases alone (DaemonUnderTest.floor).
  */
 const REQUEST_PHASES: ReadonlyArray<{ readonly phase: Phase; readonly constantAnswer: boolean }> = [
   { phase: warmUp, constantAnswer: true },
@@ -80,7 +80,7 @@ async function measureRequests(daemon: DaemonUnderTest, context: MeasureContext)
     sample.rssIdle = sizes.total / MB;
     context.log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB (${sizes.parts})`);
     for (const { phase, constantAnswer } of REQUEST_PHASES) {
-      if (constantAnswer || !daemon.answersOnly) await phase({ ...context, running, sample });
+      if (daemon.floor === undefined || (constantAnswer && daemon.floor === 'constant answers')) await phase({ ...context, running, sample });
     }
     return {};
   });
@@ -144,13 +144,25 @@ async function addDeleteCycles({ generator, profile, log, running, sample }: Pha
   }
 }
 
-/** The phases of the `table` group, in order; the last may crash miniupnpd 2.3.1 (see bench/README.md). */
-const TABLE_PHASES: readonly Phase[] = [addTable, connectLatency, walkTable, walkTableWithUpnpc, walkTableKeepAlive, settledMemory, listInPages];
+/**
+ * The phases of the `table` group, in order, as data; the last may crash miniupnpd 2.3.1 (see
+ * bench/README.md). The x_tables floor, which only adds, runs the adds and the connections through them.
+ */
+const TABLE_PHASES: ReadonlyArray<{ readonly phase: Phase; readonly addsOnly: boolean }> = [
+  { phase: addTable, addsOnly: true },
+  { phase: connectLatency, addsOnly: true },
+  { phase: walkTable, addsOnly: false },
+  { phase: walkTableWithUpnpc, addsOnly: false },
+  { phase: walkTableKeepAlive, addsOnly: false },
+  { phase: settledMemory, addsOnly: false },
+  { phase: listInPages, addsOnly: false },
+];
 
 async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
   const sample: Sample = {};
   return withDaemon(daemon, context, undefined, sample, async (running) => {
-    for (const phase of TABLE_PHASES) {
+    for (const { phase, addsOnly } of TABLE_PHASES) {
+      if (daemon.floor !== undefined && !(addsOnly && daemon.floor === 'adds')) continue;
       const note = await phase({ ...context, running, sample }).then(
         () => undefined,
         (err: unknown) => {

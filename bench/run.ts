@@ -9,6 +9,7 @@ import { MINIUPNPD_PATH, miniupnpd, probeMiniupnpd, unpackedMiniupnpdIptables } 
 import type { DaemonUnderTest } from './daemons/types.js';
 import { upnpd, upnpdIptables, upnpdIptablesNft } from './daemons/upnpd.js';
 import { nodeFloor } from './daemons/node-floor.js';
+import { xtablesFloor } from './daemons/xtables-floor.js';
 import { TESTBED_ADDRESSES } from '../test/netns/topology.js';
 import { FIGURE_KEYS, type Notes, type Sample } from './figures.js';
 import { NAT_PMP_FIGURE_KEYS } from './natpmp-figures.js';
@@ -155,7 +156,7 @@ interface Comparison {
   readonly title: string;
   readonly upnpd: DaemonUnderTest;
   readonly miniupnpd: DaemonUnderTest;
-  /** Shown beside them, without a ratio (Node's floor, upnpd with iptables-nft), each with the groups it runs. */
+  /** Shown beside them, without a ratio (the floors, upnpd with iptables-nft), each with the groups it runs. */
   readonly others: readonly { readonly daemon: DaemonUnderTest; readonly groups: readonly GroupName[] }[];
   /** Whether the pair runs the NAT-PMP and pinhole groups too (the nftables pair only). */
   readonly natPmp: boolean;
@@ -186,10 +187,13 @@ async function comparisonsToRun(installedVersion: string, which: BenchProfile['c
   }
   comparisons.push({
     title:
-      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP and IPv6 pinhole rows run with the nftables backends. Beside them, upnpd with the default flavour iptables-nft (nf_tables underneath; the table rows only)',
+      'iptables backends (x_tables: upnpd with iptables-legacy, miniupnpd-iptables unpacked from its Debian package); UPnP rows only, the NAT-PMP and IPv6 pinhole rows run with the nftables backends. Beside them, upnpd with the default flavour iptables-nft (nf_tables underneath; the table rows only) and the x_tables floor (one iptables-legacy-restore per AddPortMapping, nothing else: the add and connect rows only)',
     upnpd: upnpdIptables,
     miniupnpd: miniupnpd({ name: 'miniupnpd (iptables)', version: iptablesBuild.version, path: iptablesBuild.path!, backend: 'iptables' }),
-    others: [{ daemon: upnpdIptablesNft, groups: ['table'] }],
+    others: [
+      { daemon: upnpdIptablesNft, groups: ['table'] },
+      { daemon: xtablesFloor, groups: ['table'] },
+    ],
     natPmp: false,
   });
   return comparisons;

@@ -1,9 +1,10 @@
 import { NamespaceProcess } from '../../test/netns/namespace-process.js';
+import type { TestNamespace } from '../../test/netns/netns.js';
 import type { DaemonUnderTest, GatewaySetup } from './types.js';
 import { DAEMON_ENTRY, shebangOf } from './upnpd.js';
 
 const CONTROL_PATH = '/ctl/IPConn';
-const SERVICE_TYPE = 'urn:schemas-upnp-org:service:WANIPConnection:1';
+export const SERVICE_TYPE = 'urn:schemas-upnp-org:service:WANIPConnection:1';
 
 /**
  * Node's own floor: a bare `node:http` server (default options, nothing else loaded) answering
@@ -15,7 +16,7 @@ export function nodeFloor(externalAddress: string): DaemonUnderTest {
   return {
     name: 'node:http floor',
     persistence: { supported: false, reason: 'a constant answer, no mappings' },
-    answersOnly: true,
+    floor: 'constant answers',
     version: () => Promise.resolve(`node:http floor: Node.js ${process.version}, createServer() with default options`),
     start: (gateway) => Promise.resolve(startFloor(gateway, externalAddress)),
   };
@@ -24,18 +25,7 @@ export function nodeFloor(externalAddress: string): DaemonUnderTest {
 function startFloor(gateway: GatewaySetup, externalAddress: string) {
   const { testbed, httpPort } = gateway;
   const address = testbed.addresses.gatewayLan;
-  const shebang = shebangOf(DAEMON_ENTRY);
-  const server = NamespaceProcess.start(testbed.gateway, [
-    'env',
-    ...shebang.variables,
-    process.execPath,
-    ...shebang.nodeFlags,
-    // Profiled alike when upnpd is (bench/README.md, "Profiling").
-    ...(process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
-    '--input-type=module',
-    '-e',
-    floorProgram(address, httpPort, externalAddress),
-  ]);
+  const server = startFloorProgram(testbed.gateway, floorProgram(address, httpPort, externalAddress));
   return {
     pid: server.pid,
     descriptionUrl: `http://${address}:${httpPort}/rootDesc.xml`,
@@ -48,14 +38,40 @@ function startFloor(gateway: GatewaySetup, externalAddress: string) {
   };
 }
 
+/** A floor's `node -e` program in `namespace`, run with the Node and shebang flags of upnpd's. */
+export function startFloorProgram(namespace: TestNamespace, program: string): NamespaceProcess {
+  const shebang = shebangOf(DAEMON_ENTRY);
+  return NamespaceProcess.start(namespace, [
+    'env',
+    ...shebang.variables,
+    process.execPath,
+    ...shebang.nodeFlags,
+    // Profiled alike when upnpd is (bench/README.md, "Profiling").
+    ...(process.env.BENCH_UPNPD_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+    '--input-type=module',
+    '-e',
+    program,
+  ]);
+}
+
+/** The least description a control point finds the WANIPConnection service in (the floors' own). */
+export const FLOOR_DESCRIPTION =
+  '<?xml version="1.0"?><root xmlns="urn:schemas-upnp-org:device-1-0"><device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>' +
+  `<serviceList><service><serviceType>${SERVICE_TYPE}</serviceType><controlURL>${CONTROL_PATH}</controlURL></service></serviceList></device></root>`;
+
+export function soapEnvelope(body: string): string {
+  return (
+    '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>' +
+    `${body}</s:Body></s:Envelope>`
+  );
+}
+
 /** The floor's whole program: what any HTTP server in Node does for a request, and no more. */
 export function floorProgram(address: string, port: number, externalAddress: string): string {
-  const description =
-    '<?xml version="1.0"?><root xmlns="urn:schemas-upnp-org:device-1-0"><device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>' +
-    `<serviceList><service><serviceType>${SERVICE_TYPE}</serviceType><controlURL>${CONTROL_PATH}</controlURL></service></serviceList></device></root>`;
-  const answer =
-    '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>' +
-    `<u:GetExternalIPAddressResponse xmlns:u="${SERVICE_TYPE}"><NewExternalIPAddress>${externalAddress}</NewExternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>`;
+  const description = FLOOR_DESCRIPTION;
+  const answer = soapEnvelope(
+    `<u:GetExternalIPAddressResponse xmlns:u="${SERVICE_TYPE}"><NewExternalIPAddress>${externalAddress}</NewExternalIPAddress></u:GetExternalIPAddressResponse>`,
+  );
   return `
 import { createServer } from 'node:http';
 const description = ${JSON.stringify(description)};

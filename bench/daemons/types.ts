@@ -46,8 +46,12 @@ export type Persistence = { readonly supported: true } | { readonly supported: f
 export interface DaemonUnderTest {
   readonly name: string;
   readonly persistence: Persistence;
-  /** Serves a constant GetExternalIPAddress answer and nothing else (Node's floor): only those phases run. */
-  readonly answersOnly?: boolean;
+  /**
+   * A floor serves only what its phases measure, and only those run: a constant
+   * GetExternalIPAddress answer (Node's floor), or AddPortMapping's rules committed one mapping at
+   * a time (the x_tables floor).
+   */
+  readonly floor?: 'constant answers' | 'adds';
   /** Version line(s) for the results file. */
   version(): Promise<string>;
   /** Starts the daemon in the gateway namespace; resolves once its process runs (not yet serving). */
