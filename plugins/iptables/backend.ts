@@ -57,9 +57,10 @@ const SYNC_CHAIN_SUFFIX = '.sync';
 
 /**
  * The iptables backend: per mapping a DNAT rule in nat and (optionally) an ACCEPT rule in filter,
- * in upnpd's own chains (or the built-in ones), each change set applied by one
- * `iptables-restore --noflush` run. Rules carry a comment tag, which is how they are listed and
- * removed; nobody else's rules are touched.
+ * in upnpd's leaf chains, dispatched to from its own chains (or the built-in ones); each change set
+ * applied by one `iptables-restore --noflush` run. Its jumps and dispatch rules carry a comment
+ * tag, which is how they are found in the built-in chains; mappings are read back from the rules
+ * in the leaf chains. Nobody else's rules are touched.
  */
 export class IptablesBackend implements FirewallBackend {
   private readonly programs: IptablesPrograms;

@@ -42,8 +42,12 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const) {
     let baseline: string;
 
     const reaches = (port: number, timeoutMs = PASSES_MS) => tcpReachable(testbed.wan, a.gatewayWan, port, testbed.lan, timeoutMs);
-    const upnpdRules = async () => (await firewallSnapshot(testbed.gateway, flavour)).filter((line) => line.includes('upnpd'));
-    const mappingRules = async (port: number) => (await upnpdRules()).filter((line) => line.includes(`upnpd map tcp/${port} `));
+    // upnpd's tagged jumps and dispatch rules, and the mapping rules in its chains (the chains themselves
+    // not: the iptables-restore session's sync chain comes and goes).
+    const upnpdRules = async () => (await firewallSnapshot(testbed.gateway, flavour)).filter((line) => line.includes('upnpd') || line.startsWith('-A UPNPD-'));
+    /** The DNAT and ACCEPT rules of a mapping of TCP `port` to the same port, in upnpd's leaf chains. */
+    const mappingRules = async (port: number) =>
+      (await upnpdRules()).filter((line) => new RegExp(`^-A UPNPD-\\S+\\.t[0-9a-f]{3} .*--dport ${port} -j (DNAT|ACCEPT)\\b`).test(line));
     const eventuallyReaches = async (port: number) => {
       const started = Date.now();
       while (Date.now() - started < RESTORED_WITHIN_MS) if (await reaches(port, PROBE_MS)) return true;

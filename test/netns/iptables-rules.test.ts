@@ -72,12 +72,12 @@ for (const flavour of ['iptables', 'iptables-legacy'] as const satisfies readonl
         // iptables-save prints our rules exactly as we wrote them (inserted ones as -A): what -D and list() rely on.
         const written = install
           .split('\n')
-          .filter((l) => /^-[AI] /.test(l) && l.includes('"upnpd map '))
+          .filter((l) => /^-[AI] UPNPD-\S+ .* -j (DNAT|ACCEPT)\b/.test(l))
           .map((l) => l.replace(/^-I /, '-A '))
           .sort();
         const ours = (await ns.exec(programs.save, []))
           .split('\n')
-          .filter((l) => l.includes('"upnpd map '))
+          .filter((l) => /^-A UPNPD-\S+ .* -j (DNAT|ACCEPT)\b/.test(l))
           .sort();
         expect(ours).toEqual(written);
 

@@ -82,8 +82,8 @@ describe('installedMappings with many mappings', () => {
     const saved = buildRestoreScript({ remove: [], add: specs }, options).script.replace(/^-I /gm, '-A ');
     const lines = saved.split('\n');
     // The ACCEPT of the mapping on 20007 is gone; the rules of 20009 leaked twice (nat and filter).
-    const withoutAccept = lines.filter((l) => !(l.startsWith('-A UPNPD-FORWARD.') && l.includes('tcp/20007 ')));
-    const duplicated = withoutAccept.flatMap((l) => (l.includes('tcp/20009 ') ? [l, l] : [l]));
+    const withoutAccept = lines.filter((l) => !(l.startsWith('-A UPNPD-FORWARD.') && l.includes('--dport 20007 ')));
+    const duplicated = withoutAccept.flatMap((l) => (l.includes('--dport 20009 ') ? [l, l] : [l]));
     const installed = installedMappings(parseSave(duplicated.join('\n')), options);
     const expected = specs.filter((s) => s.externalPort !== 20007).flatMap((s) => (s.externalPort === 20009 ? [s, s] : [s]));
     expect(installed).toEqual(expected);

@@ -9,7 +9,7 @@ import {
   installedMappings,
   integrityProblems,
   iptablesOptionsSchema,
-  mappingOfComment,
+  mappingOfDnatRule,
   parseSave,
   renderCommands,
   shardsOfRules,
@@ -81,10 +81,10 @@ describe('buildRestoreScript: the rules of a mapping', () => {
     expect(inSettledShards({ remove: [], add: [rule(8080, { internalPort: 80 })] })).toBe(
       script(
         '*nat',
-        '-A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j DNAT --to-destination 192.168.77.10:80',
+        '-A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.168.77.10:80',
         'COMMIT',
         '*filter',
-        '-A UPNPD-FORWARD.t001 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j ACCEPT',
+        '-A UPNPD-FORWARD.t001 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -j ACCEPT',
         'COMMIT',
       ),
     );
@@ -94,10 +94,10 @@ describe('buildRestoreScript: the rules of a mapping', () => {
     expect(inSettledShards({ remove: [rule(5000, { protocol: 'UDP' })], add: [] })).toBe(
       script(
         '*nat',
-        '-D UPNPD-PREROUTING.u04e -i wan0 -p udp -m udp --dport 5000 -m comment --comment "upnpd map udp/5000 to 192.168.77.10:5000" -j DNAT --to-destination 192.168.77.10:5000',
+        '-D UPNPD-PREROUTING.u04e -i wan0 -p udp -m udp --dport 5000 -j DNAT --to-destination 192.168.77.10:5000',
         'COMMIT',
         '*filter',
-        '-D UPNPD-FORWARD.u04e -d 192.168.77.10/32 -i wan0 -p udp -m udp --dport 5000 -m comment --comment "upnpd map udp/5000 to 192.168.77.10:5000" -j ACCEPT',
+        '-D UPNPD-FORWARD.u04e -d 192.168.77.10/32 -i wan0 -p udp -m udp --dport 5000 -j ACCEPT',
         'COMMIT',
       ),
     );
@@ -108,12 +108,12 @@ describe('buildRestoreScript: the rules of a mapping', () => {
     expect(inSettledShards({ remove: [rule(6000)], add: [replacement] })).toBe(
       script(
         '*nat',
-        '-D UPNPD-PREROUTING.t05d -i wan0 -p tcp -m tcp --dport 6000 -m comment --comment "upnpd map tcp/6000 to 192.168.77.10:6000" -j DNAT --to-destination 192.168.77.10:6000',
-        '-A UPNPD-PREROUTING.t05d -i wan0 -p tcp -m tcp --dport 6000 -m comment --comment "upnpd map tcp/6000 to 192.168.77.11:6001" -j DNAT --to-destination 192.168.77.11:6001',
+        '-D UPNPD-PREROUTING.t05d -i wan0 -p tcp -m tcp --dport 6000 -j DNAT --to-destination 192.168.77.10:6000',
+        '-A UPNPD-PREROUTING.t05d -i wan0 -p tcp -m tcp --dport 6000 -j DNAT --to-destination 192.168.77.11:6001',
         'COMMIT',
         '*filter',
-        '-D UPNPD-FORWARD.t05d -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 6000 -m comment --comment "upnpd map tcp/6000 to 192.168.77.10:6000" -j ACCEPT',
-        '-A UPNPD-FORWARD.t05d -d 192.168.77.11/32 -i wan0 -p tcp -m tcp --dport 6001 -m comment --comment "upnpd map tcp/6000 to 192.168.77.11:6001" -j ACCEPT',
+        '-D UPNPD-FORWARD.t05d -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 6000 -j ACCEPT',
+        '-A UPNPD-FORWARD.t05d -d 192.168.77.11/32 -i wan0 -p tcp -m tcp --dport 6001 -j ACCEPT',
         'COMMIT',
       ),
     );
@@ -123,12 +123,12 @@ describe('buildRestoreScript: the rules of a mapping', () => {
     expect(inSettledShards({ remove: [], add: [rule(7000), rule(7000, { remoteHost: '203.0.113.3', internalClient: '192.168.77.11' })] })).toBe(
       script(
         '*nat',
-        '-A UPNPD-PREROUTING.t06d -i wan0 -p tcp -m tcp --dport 7000 -m comment --comment "upnpd map tcp/7000 to 192.168.77.10:7000" -j DNAT --to-destination 192.168.77.10:7000',
-        '-I UPNPD-PREROUTING.t06d -s 203.0.113.3/32 -i wan0 -p tcp -m tcp --dport 7000 -m comment --comment "upnpd map tcp/7000 to 192.168.77.11:7000 from 203.0.113.3" -j DNAT --to-destination 192.168.77.11:7000',
+        '-A UPNPD-PREROUTING.t06d -i wan0 -p tcp -m tcp --dport 7000 -j DNAT --to-destination 192.168.77.10:7000',
+        '-I UPNPD-PREROUTING.t06d -s 203.0.113.3/32 -i wan0 -p tcp -m tcp --dport 7000 -j DNAT --to-destination 192.168.77.11:7000',
         'COMMIT',
         '*filter',
-        '-A UPNPD-FORWARD.t06d -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 7000 -m comment --comment "upnpd map tcp/7000 to 192.168.77.10:7000" -j ACCEPT',
-        '-I UPNPD-FORWARD.t06d -s 203.0.113.3/32 -d 192.168.77.11/32 -i wan0 -p tcp -m tcp --dport 7000 -m comment --comment "upnpd map tcp/7000 to 192.168.77.11:7000 from 203.0.113.3" -j ACCEPT',
+        '-A UPNPD-FORWARD.t06d -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 7000 -j ACCEPT',
+        '-I UPNPD-FORWARD.t06d -s 203.0.113.3/32 -d 192.168.77.11/32 -i wan0 -p tcp -m tcp --dport 7000 -j ACCEPT',
         'COMMIT',
       ),
     );
@@ -136,11 +136,7 @@ describe('buildRestoreScript: the rules of a mapping', () => {
 
   it('touches only the nat table when insertForwardRules is off', () => {
     expect(inSettledShards({ remove: [], add: [rule(8000)] }, options({ insertForwardRules: false }))).toBe(
-      script(
-        '*nat',
-        '-A UPNPD-PREROUTING.t07d -i wan0 -p tcp -m tcp --dport 8000 -m comment --comment "upnpd map tcp/8000 to 192.168.77.10:8000" -j DNAT --to-destination 192.168.77.10:8000',
-        'COMMIT',
-      ),
+      script('*nat', '-A UPNPD-PREROUTING.t07d -i wan0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 192.168.77.10:8000', 'COMMIT'),
     );
   });
 
@@ -181,7 +177,7 @@ describe('buildRestoreScript: shard chains', () => {
         '-A UPNPD-PREROUTING -p tcp -m tcp --dport 4096:8191 -m comment --comment "upnpd shard" -j UPNPD-PREROUTING.t1',
         '-N UPNPD-PREROUTING.t07e',
         '-A UPNPD-PREROUTING.t1 -p tcp -m tcp --dport 8064:8127 -m comment --comment "upnpd shard" -j UPNPD-PREROUTING.t07e',
-        '-A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j DNAT --to-destination 192.168.77.10:80',
+        '-A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.168.77.10:80',
         'COMMIT',
       ),
     );
@@ -205,7 +201,7 @@ describe('buildRestoreScript: shard chains', () => {
     expect(out).toBe(
       script(
         '*nat',
-        '-D UPNPD-PREROUTING.u3ff -i wan0 -p udp -m udp --dport 65535 -m comment --comment "upnpd map udp/65535 to 192.168.77.10:65535" -j DNAT --to-destination 192.168.77.10:65535',
+        '-D UPNPD-PREROUTING.u3ff -i wan0 -p udp -m udp --dport 65535 -j DNAT --to-destination 192.168.77.10:65535',
         '-D UPNPD-PREROUTING.uf -p udp -m udp --dport 65472:65535 -m comment --comment "upnpd shard" -j UPNPD-PREROUTING.u3ff',
         '-X UPNPD-PREROUTING.u3ff',
         '-D UPNPD-PREROUTING -p udp -m udp --dport 61440:65535 -m comment --comment "upnpd shard" -j UPNPD-PREROUTING.uf',
@@ -234,7 +230,7 @@ describe('buildRestoreScript: shard chains', () => {
     const seed = options({ forwardChain: 'FORWARD', preroutingChain: 'PREROUTING', wanInterface: 'ppp0', comment: 'igd' });
     const out = buildRestoreScript({ remove: [], add: [rule(9000)] }, seed).script;
     expect(out).toContain('-A PREROUTING -p tcp -m tcp --dport 8192:12287 -m comment --comment "igd shard" -j UPNPD-PREROUTING.t2');
-    expect(out).toContain('-A UPNPD-PREROUTING.t08c -i ppp0 -p tcp -m tcp --dport 9000 -m comment --comment "igd map tcp/9000 to 192.168.77.10:9000" -j DNAT');
+    expect(out).toContain('-A UPNPD-PREROUTING.t08c -i ppp0 -p tcp -m tcp --dport 9000 -j DNAT --to-destination 192.168.77.10:9000');
     expect(out).toContain('-A FORWARD -p tcp -m tcp --dport 8192:12287 -m comment --comment "igd shard" -j UPNPD-FORWARD.t2');
   });
 
@@ -256,10 +252,10 @@ describe('buildRestoreScript: shard chains', () => {
 describe('renderCommands', () => {
   it('gives the iptables commands equivalent to the script, shell-quoted, in the same order', () => {
     expect(renderCommands({ remove: [rule(80)], add: [rule(80, { remoteHost: '203.0.113.3' })] }, options(), shardsOfRules([rule(80)], options()))).toEqual([
-      "iptables -t nat -D UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment 'upnpd map tcp/80 to 192.168.77.10:80' -j DNAT --to-destination 192.168.77.10:80",
-      "iptables -t nat -I UPNPD-PREROUTING.t001 -s 203.0.113.3/32 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment 'upnpd map tcp/80 to 192.168.77.10:80 from 203.0.113.3' -j DNAT --to-destination 192.168.77.10:80",
-      "iptables -t filter -D UPNPD-FORWARD.t001 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment 'upnpd map tcp/80 to 192.168.77.10:80' -j ACCEPT",
-      "iptables -t filter -I UPNPD-FORWARD.t001 -s 203.0.113.3/32 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment 'upnpd map tcp/80 to 192.168.77.10:80 from 203.0.113.3' -j ACCEPT",
+      'iptables -t nat -D UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:80',
+      'iptables -t nat -I UPNPD-PREROUTING.t001 -s 203.0.113.3/32 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:80',
+      'iptables -t filter -D UPNPD-FORWARD.t001 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -j ACCEPT',
+      'iptables -t filter -I UPNPD-FORWARD.t001 -s 203.0.113.3/32 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -j ACCEPT',
     ]);
   });
 
@@ -281,8 +277,8 @@ describe('tableAtLine', () => {
 
 // What iptables-save (1.8.9, nf_tables) printed in a test namespace with upnpd's chains and three
 // mappings (tcp/9000 lost its ACCEPT rule), next to rules of the admin and of another program
-// (quotes and escapes in their comments).
-const SAVED = `# Generated by iptables-save v1.8.9 (nf_tables) on Sun Dec  6 10:00:58 2026
+// (quotes and escapes in their comments), when upnpd still wrote a comment into each mapping rule.
+const SAVED_WITH_MAPPING_COMMENTS = `# Generated by iptables-save v1.8.9 (nf_tables) on Sun Dec  6 10:00:58 2026
 *nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -336,6 +332,9 @@ COMMIT
 COMMIT
 # Completed on Sun Dec  6 10:00:58 2026
 `;
+
+/** The same as upnpd writes the mapping rules now, without a comment. */
+const SAVED = SAVED_WITH_MAPPING_COMMENTS.replace(/ -m comment --comment "upnpd map [^"]*"/g, '');
 
 // What iptables-save (1.8.9, nf_tables) printed with the single-chain layout of upnpd before its
 // shard chains (every mapping's rule straight in UPNPD-PREROUTING and UPNPD-FORWARD).
@@ -406,7 +405,7 @@ describe('parseSave and installedMappings', () => {
   });
 
   it('shows a leaked duplicate twice', () => {
-    const duplicated = SAVED.replace(/^(-A UPNPD-(PREROUTING|FORWARD)\.t0\w+ .*tcp\/8080.*)$/gm, '$1\n$1');
+    const duplicated = SAVED.replace(/^(-A UPNPD-PREROUTING\.t07e .*|-A UPNPD-FORWARD\.t001 .*)$/gm, '$1\n$1');
     expect(installedMappings(parseSave(duplicated), options()).map((r) => r.externalPort)).toEqual([8080, 8080, 53]);
   });
 
@@ -418,14 +417,46 @@ describe('parseSave and installedMappings', () => {
     expect(installedMappings(parseSave(asSaved), options())).toEqual(specs);
   });
 
+  it('pairs two mappings to the same internal client and port with one ACCEPT rule each', () => {
+    const specs = [rule(8080, { internalPort: 80 }), rule(8081, { internalPort: 80 })];
+    const asSaved = buildRestoreScript({ remove: [], add: specs }, options()).script;
+    expect(asSaved.match(/-j ACCEPT$/gm)).toHaveLength(2);
+    expect(installedMappings(parseSave(asSaved), options())).toEqual(specs);
+    const oneAccept = asSaved.replace(/^-A UPNPD-FORWARD\.t001 .*-j ACCEPT\n/m, '');
+    expect(installedMappings(parseSave(oneAccept), options())).toEqual([specs[0]]);
+  });
+
+  it('takes the mapping rules of the previous version, which carried a comment each, for none (a resync writes them anew)', () => {
+    expect(installedMappings(parseSave(SAVED_WITH_MAPPING_COMMENTS), options())).toEqual([]);
+    expect(installedMappings(parseSave(SAVED_WITH_MAPPING_COMMENTS), options({ insertForwardRules: false }))).toEqual([]);
+  });
+
+  const leafRule = (line: string) => parseSave(`*nat\n${line}\nCOMMIT\n`).rules[0]!;
+  it('reads a mapping from exactly the DNAT rule upnpd writes, in the leaf of its port', () => {
+    expect(
+      mappingOfDnatRule(leafRule('-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:8080'), options()),
+    ).toEqual({
+      protocol: 'TCP',
+      externalPort: 80,
+      internalClient: '192.168.77.10',
+      internalPort: 8080,
+      remoteHost: '',
+    });
+  });
+
   it.each([
-    ['upnpd jump'],
-    ['upnpd map tcp/80 to 192.168.77.10'],
-    ['upnpd map tcp/80 to 192.168.77.10:80 from'],
-    ['upnpdx map tcp/80 to 192.168.77.10:80'],
-    ['other map tcp/80 to 192.168.77.10:80'],
-  ])('does not take the comment %j for a mapping', (comment) => {
-    expect(mappingOfComment(comment, 'upnpd')).toBeUndefined();
+    ['in another leaf', '-A UPNPD-PREROUTING.t002 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:80'],
+    ['on another interface', '-A UPNPD-PREROUTING.t001 -i wan1 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:80'],
+    ['with a comment', '-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment x -j DNAT --to-destination 192.168.77.10:80'],
+    ['with another match', '-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -m limit --limit 1/sec -j DNAT --to-destination 192.168.77.10:80'],
+    ['from a network', '-A UPNPD-PREROUTING.t001 -s 203.0.113.0/24 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:80'],
+    ['to a port range', '-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10:80-90'],
+    ['to an address and no port', '-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.77.10'],
+    ['for a port range', '-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80:81 -j DNAT --to-destination 192.168.77.10:80'],
+    ['for port 0', '-A UPNPD-PREROUTING.t000 -i wan0 -p tcp -m tcp --dport 0 -j DNAT --to-destination 192.168.77.10:80'],
+    ['not a DNAT', '-A UPNPD-PREROUTING.t001 -i wan0 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 80'],
+  ])('takes no DNAT rule %s for a mapping', (_, line) => {
+    expect(mappingOfDnatRule(leafRule(line), options())).toBeUndefined();
   });
 });
 
@@ -550,8 +581,8 @@ describe('integrityProblems and buildResyncScript (reconciliation)', () => {
 
   it('counts the rules of a mapping the table no longer holds (a reload of an old save), and the rules of one mapping twice', () => {
     expect(integrityProblems(parseSave(SAVED), options(), [dns])).toEqual(['1 rule pair(s) installed that the table does not hold']);
-    const twice = SAVED.replace(/^(-A [^\n]*"upnpd map tcp\/8080 [^\n]*\n)/gm, '$1$1');
-    expect(twice.split('upnpd map tcp/8080').length).toBe(SAVED.split('upnpd map tcp/8080').length * 2 - 1);
+    const twice = SAVED.replace(/^(-A UPNPD-PREROUTING\.t07e .*|-A UPNPD-FORWARD\.t001 .*)$/gm, '$1\n$1');
+    expect(twice.split('\n').length).toBe(SAVED.split('\n').length + 2);
     expect(integrityProblems(parseSave(twice), options(), [web, dns])).toEqual(['1 rule pair(s) installed that the table does not hold']);
   });
 
@@ -591,7 +622,7 @@ describe('integrityProblems and buildResyncScript (reconciliation)', () => {
         '-I PREROUTING -m comment --comment "upnpd jump" -j UPNPD-PREROUTING',
         '-A UPNPD-PREROUTING -p tcp -m tcp --dport 4096:8191 -m comment --comment "upnpd shard" -j UPNPD-PREROUTING.t1',
         '-A UPNPD-PREROUTING.t1 -p tcp -m tcp --dport 8064:8127 -m comment --comment "upnpd shard" -j UPNPD-PREROUTING.t07e',
-        '-A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j DNAT --to-destination 192.168.77.10:80',
+        '-A UPNPD-PREROUTING.t07e -i wan0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.168.77.10:80',
         'COMMIT',
         '*filter',
         '-D FORWARD -m comment --comment "upnpd jump" -j UPNPD-FORWARD',
@@ -601,7 +632,7 @@ describe('integrityProblems and buildResyncScript (reconciliation)', () => {
         '-I FORWARD -m comment --comment "upnpd jump" -j UPNPD-FORWARD',
         '-A UPNPD-FORWARD -p tcp -m tcp --dport 0:4095 -m comment --comment "upnpd shard" -j UPNPD-FORWARD.t0',
         '-A UPNPD-FORWARD.t0 -p tcp -m tcp --dport 64:127 -m comment --comment "upnpd shard" -j UPNPD-FORWARD.t001',
-        '-A UPNPD-FORWARD.t001 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -m comment --comment "upnpd map tcp/8080 to 192.168.77.10:80" -j ACCEPT',
+        '-A UPNPD-FORWARD.t001 -d 192.168.77.10/32 -i wan0 -p tcp -m tcp --dport 80 -j ACCEPT',
         'COMMIT',
       ),
     );
