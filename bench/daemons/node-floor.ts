@@ -59,6 +59,7 @@ export const FLOOR_DESCRIPTION =
   '<?xml version="1.0"?><root xmlns="urn:schemas-upnp-org:device-1-0"><device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>' +
   `<serviceList><service><serviceType>${SERVICE_TYPE}</serviceType><controlURL>${CONTROL_PATH}</controlURL></service></serviceList></device></root>`;
 
+/** A SOAP response around `body` (an action's response element, or a fault). */
 export function soapEnvelope(body: string): string {
   return (
     '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>' +

@@ -61,8 +61,11 @@ const added = ${JSON.stringify(added)};
 const invalidAction = ${JSON.stringify(fault(401))};
 const actionFailed = ${JSON.stringify(fault(501))};
 const chain = ${JSON.stringify(chain)};
+const escaped = (text) => text.replace(/[<&]/g, ' ');
 const field = (body, name) => new RegExp('<' + name + '>([^<]*)</' + name + '>').exec(body)?.[1];
+// A failed spawn may report both 'error' and 'close': the first answers.
 const reply = (res, status, body) => {
+  if (res.headersSent) return;
   res.writeHead(status, { 'Content-Type': 'text/xml; charset="utf-8"', 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
 };
@@ -87,10 +90,10 @@ const server = createServer((req, res) => {
     const restore = spawn('iptables-legacy-restore', ['-w', '10', '--noflush'], { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     restore.stderr.on('data', (chunk) => (stderr += chunk));
-    restore.on('error', (err) => reply(res, 500, actionFailed.replace('ERRORTEXT', err.message)));
+    restore.on('error', (err) => reply(res, 500, actionFailed.replace('ERRORTEXT', escaped(err.message))));
     restore.on('close', (code) => {
       if (code === 0) reply(res, 200, added);
-      else reply(res, 500, actionFailed.replace('ERRORTEXT', 'iptables-legacy-restore exit ' + code + ': ' + stderr.trim().replace(/[<&]/g, ' ')));
+      else reply(res, 500, actionFailed.replace('ERRORTEXT', escaped('iptables-legacy-restore exit ' + code + ': ' + stderr.trim())));
     });
     restore.stdin.end(script);
   });
