@@ -108,4 +108,13 @@ describe('stableSaveText keeps what iptables-save says about the rules, not when
     );
     expect(stableSaveText(before.replace('--dport 80', '--dport 81'))).not.toBe(stableSaveText(before));
   });
+
+  it('reads line by line: a last line without its end, counters only at the end of a chain line, a rule with brackets kept', () => {
+    expect(stableSaveText('*filter\n:FORWARD DROP [3:180]\nCOMMIT\n# Completed')).toBe('*filter\n:FORWARD DROP\nCOMMIT\n');
+    expect(stableSaveText('*filter\n:FORWARD DROP [3:180]')).toBe('*filter\n:FORWARD DROP');
+    expect(stableSaveText(':FORWARD DROP [3:180] x\n')).toBe(':FORWARD DROP [3:180] x\n');
+    const rule = '-A FORWARD -m comment --comment "[1:2]" -j ACCEPT\n';
+    expect(stableSaveText(rule)).toBe(rule);
+    expect(stableSaveText('')).toBe('');
+  });
 });
