@@ -113,7 +113,14 @@ try {
     const shebang = shebangOf(join(REPO_ROOT, 'bin/upnpd.js'));
     const floor = spawn(
       'env',
-      [...shebang.variables, process.execPath, ...shebang.nodeFlags, '--input-type=module', '-e', floorProgram('127.0.0.1', port, '203.0.113.1')],
+      [
+        ...shebang.variables,
+        process.execPath,
+        ...shebang.nodeFlags,
+        '--input-type=module',
+        '-e',
+        floorProgram('127.0.0.1', port, '203.0.113.1', { entries: 0, client: '127.0.0.1' }),
+      ],
       { stdio: ['ignore', 'ignore', 'ignore'] },
     );
     daemons.push({ name: 'node:http floor', process: floor });

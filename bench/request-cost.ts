@@ -35,7 +35,7 @@ const repeats = Number(values.repeats);
 const concurrency = Number(values.concurrency);
 const probe = await probeMiniupnpd();
 const all: DaemonUnderTest[] = [
-  ...(values.cycles ? [] : [nodeFloor(TESTBED_ADDRESSES.gatewayWan)]),
+  ...(values.cycles ? [] : [nodeFloor(TESTBED_ADDRESSES.gatewayWan, 0)]),
   upnpd,
   // Another build (its bin/ and dist/) for an A/B run interleaved with this one.
   ...(process.env.BENCH_UPNPD_BASELINE ? [upnpdBaseline(process.env.BENCH_UPNPD_BASELINE)] : []),

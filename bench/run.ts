@@ -68,7 +68,7 @@ async function main(argv: readonly string[]): Promise<number> {
     await build();
   }
 
-  const comparisons = await comparisonsToRun(probe.version, profile.comparisons);
+  const comparisons = await comparisonsToRun(probe.version, profile);
   const daemons = comparisons.flatMap((c) => [c.upnpd, c.miniupnpd, ...c.others.map((o) => o.daemon)]);
   const results = new Map<DaemonUnderTest, { samples: Sample[]; notes: Notes }>(daemons.map((d) => [d, { samples: [], notes: {} }]));
   const errors: string[] = [];
@@ -168,14 +168,14 @@ interface Comparison {
  * UPnP rows only), unless `--no-iptables` or that build cannot be had (said in the log; the
  * nftables comparison runs all the same).
  */
-async function comparisonsToRun(installedVersion: string, which: BenchProfile['comparisons']): Promise<Comparison[]> {
+async function comparisonsToRun(installedVersion: string, { comparisons: which, mappings }: BenchProfile): Promise<Comparison[]> {
   const comparisons: Comparison[] = [];
   if (which !== 'iptables') {
     comparisons.push({
       title: "nftables backends (miniupnpd-nftables as installed), with Node's floor; the NAT-PMP and IPv6 pinhole rows run with these backends only",
       upnpd,
       miniupnpd: miniupnpd({ name: 'miniupnpd', version: installedVersion, path: MINIUPNPD_PATH, backend: 'nftables' }),
-      others: [{ daemon: nodeFloor(TESTBED_ADDRESSES.gatewayWan), groups: ['requests'] }],
+      others: [{ daemon: nodeFloor(TESTBED_ADDRESSES.gatewayWan, mappings), groups: ['requests', 'table'] }],
       natPmp: true,
     });
   }
@@ -202,7 +202,7 @@ async function comparisonsToRun(installedVersion: string, which: BenchProfile['c
 /**
  * The groups each daemon of a comparison runs in one repeat, the daemons' order alternating
  * between repeats. The persisted start-up is measured once both daemons can persist, the NAT-PMP
- * groups where the comparison says; Node's floor runs the request phases only.
+ * groups where the comparison says; the floors run the phases they serve (DaemonUnderTest.floor).
  */
 function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: DaemonUnderTest; group: GroupName }> {
   const pair = repeat % 2 === 1 ? [comparison.upnpd, comparison.miniupnpd] : [comparison.miniupnpd, comparison.upnpd];

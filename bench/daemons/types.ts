@@ -42,16 +42,18 @@ export interface RunningDaemon {
 
 export type Persistence = { readonly supported: true } | { readonly supported: false; readonly reason: string };
 
+/**
+ * What a floor serves: constant answers (Node's floor: GetExternalIPAddress, and the entries of a
+ * walk), or AddPortMapping's rules committed one mapping at a time (the x_tables floor).
+ */
+export type Floor = 'constant answers' | 'adds';
+
 /** One of the daemons the benchmark compares, started the same way on the same gateway. */
 export interface DaemonUnderTest {
   readonly name: string;
   readonly persistence: Persistence;
-  /**
-   * A floor serves only what its phases measure, and only those run: a constant
-   * GetExternalIPAddress answer (Node's floor), or AddPortMapping's rules committed one mapping at
-   * a time (the x_tables floor).
-   */
-  readonly floor?: 'constant answers' | 'adds';
+  /** A floor serves only what its phases measure, and only those run (Floor). */
+  readonly floor?: Floor;
   /** Version line(s) for the results file. */
   version(): Promise<string>;
   /** Starts the daemon in the gateway namespace; resolves once its process runs (not yet serving). */

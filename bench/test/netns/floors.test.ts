@@ -1,15 +1,19 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { describeNetns } from '../../../test/netns/netns.js';
+import { parseUpnpcListing } from '../../../test/netns/topology.js';
 import { measureConnectLatency } from '../../dataplane/measure.js';
+import { nodeFloor } from '../../daemons/node-floor.js';
 import type { GatewaySetup, RunningDaemon } from '../../daemons/types.js';
 import { xtablesFloor } from '../../daemons/xtables-floor.js';
 import { LoadGenerator } from '../../load/remote.js';
 import { processGone } from '../../process-stats.js';
 import { createBenchTestbed, gatewaySetup, type BenchTestbed } from '../../testbed.js';
 
-const LIFETIME_MS = 60_000;
+const LIFETIME_MS = 90_000;
+/** The entries Node's floor answers as if it held them. */
+const ENTRIES = 7;
 
-describeNetns('benchmark harness (x_tables floor)', ['ip', 'nft', 'iptables-legacy-restore', 'iptables-legacy-save'], () => {
+describeNetns("benchmark harness (the floors: x_tables and Node's)", ['ip', 'nft', 'upnpc', 'iptables-legacy-restore', 'iptables-legacy-save'], () => {
   let bench: BenchTestbed;
   let generator: LoadGenerator;
   let floor: RunningDaemon | undefined;
@@ -18,8 +22,11 @@ describeNetns('benchmark harness (x_tables floor)', ['ip', 'nft', 'iptables-lega
     bench = await createBenchTestbed(LIFETIME_MS);
     generator = await LoadGenerator.start(bench.testbed.lan, bench.testbed.addresses.lanClient, bench.lanHosts, LIFETIME_MS);
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await floor?.stop().catch(() => {});
+    floor = undefined;
+  });
+  afterAll(async () => {
     await generator?.stop();
     await bench?.destroy();
   });
@@ -45,5 +52,28 @@ describeNetns('benchmark harness (x_tables floor)', ['ip', 'nft', 'iptables-lega
     floor = undefined;
     expect(processGone(pid)).toBe(true);
     expect(await bench.testbed.gateway.exec('iptables-legacy-save', [])).not.toMatch(/MINIUPNPD|DNAT|ACCEPT$/m);
+  });
+
+  it('answers the walks as if it held its entries: the generator and upnpc -l list them all, then fault 713; it stops on SIGTERM', async () => {
+    floor = await nodeFloor(bench.testbed.addresses.gatewayWan, ENTRIES).start(gatewaySetup(bench, 49152));
+    await generator.run({ kind: 'discover', descriptionUrl: floor.descriptionUrl, timeoutMs: 20_000 });
+
+    for (const connection of ['close', 'keep-alive'] as const) {
+      const walked = await generator.run({ kind: 'listByIndex', connection, maxEntries: ENTRIES + 5, maxMs: 20_000 });
+      expect(walked.entries).toBe(ENTRIES);
+    }
+
+    const upnpc = await bench.testbed.lan.runner().run('upnpc', ['-u', floor.descriptionUrl, '-l'], { timeoutMs: 20_000 });
+    expect(upnpc.exitCode).toBe(0);
+    expect(upnpc.stdout).toContain(`ExternalIPAddress = ${bench.testbed.addresses.gatewayWan}`);
+    const listed = parseUpnpcListing(upnpc.stdout);
+    expect(listed.map((m) => m.externalPort)).toEqual(Array.from({ length: ENTRIES }, (_, i) => 20000 + i));
+    expect(listed.every((m) => m.internalClient === bench.testbed.addresses.lanClient && m.protocol === 'TCP')).toBe(true);
+    expect(upnpc.stdout).toContain('713');
+
+    const pid = floor.pid;
+    await floor.stop();
+    floor = undefined;
+    expect(processGone(pid)).toBe(true);
   });
 });
