@@ -70,6 +70,14 @@ export function soapEnvelope(body: string): string {
   );
 }
 
+/** A UPnP fault's response body (the floors'). */
+export function floorFault(code: number, description: string): string {
+  return soapEnvelope(
+    '<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail>' +
+      `<UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${code}</errorCode><errorDescription>${description}</errorDescription></UPnPError></detail></s:Fault>`,
+  );
+}
+
 /** What the floor answers GetGenericPortMappingEntry with: entries 0 to `entries` - 1, TCP, port 20000 + i to `client`. */
 export interface FloorEntries {
   readonly entries: number;
@@ -88,10 +96,7 @@ export function floorProgram(address: string, port: number, externalAddress: str
       `<NewProtocol>TCP</NewProtocol><NewInternalPort>PORT</NewInternalPort><NewInternalClient>${table.client}</NewInternalClient><NewEnabled>1</NewEnabled>` +
       '<NewPortMappingDescription>floor</NewPortMappingDescription><NewLeaseDuration>0</NewLeaseDuration></u:GetGenericPortMappingEntryResponse>',
   ).split('PORT');
-  const noSuchEntry = soapEnvelope(
-    '<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0">' +
-      '<errorCode>713</errorCode><errorDescription>SpecifiedArrayIndexInvalid</errorDescription></UPnPError></detail></s:Fault>',
-  );
+  const noSuchEntry = floorFault(713, 'SpecifiedArrayIndexInvalid');
   return `
 import { createServer } from 'node:http';
 const description = ${JSON.stringify(description)};

@@ -1,6 +1,6 @@
 import { MINIUPNPD_IPTABLES, legacyFirewallScript } from './miniupnpd-config.js';
 import { resetLegacyTables } from './miniupnpd.js';
-import { FLOOR_DESCRIPTION, SERVICE_TYPE, soapEnvelope, startFloorProgram } from './node-floor.js';
+import { FLOOR_DESCRIPTION, SERVICE_TYPE, floorFault, soapEnvelope, startFloorProgram } from './node-floor.js';
 import type { DaemonUnderTest, GatewaySetup, RunningDaemon } from './types.js';
 
 /**
@@ -48,11 +48,7 @@ async function startFloor(gateway: GatewaySetup): Promise<RunningDaemon> {
  */
 export function xtablesFloorProgram(address: string, port: number, chain: string): string {
   const added = soapEnvelope(`<u:AddPortMappingResponse xmlns:u="${SERVICE_TYPE}"></u:AddPortMappingResponse>`);
-  const fault = (code: number) =>
-    soapEnvelope(
-      '<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail>' +
-        `<UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>${code}</errorCode><errorDescription>ERRORTEXT</errorDescription></UPnPError></detail></s:Fault>`,
-    );
+  const fault = (code: number) => floorFault(code, 'ERRORTEXT');
   return `
 import { createServer } from 'node:http';
 import { spawn } from 'node:child_process';
