@@ -2,7 +2,7 @@ import { NAT_PMP_FIGURES } from './natpmp-figures.js';
 import { PINHOLE_FIGURES } from './pinhole-figures.js';
 import type { BenchProfile } from './profile.js';
 
-export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'ms/s' | 'MB' | '×';
+export type Unit = 'req/s' | 'cycles/s' | 's' | 'µs' | 'ms/s' | 'MB' | '×' | '%';
 
 export interface FigureSpec {
   readonly label: string;
@@ -31,6 +31,16 @@ export const FIGURES = {
   extIp8: { label: () => 'GetExternalIPAddress, 8 clients (8 LAN hosts)', unit: 'req/s', better: 'higher' },
   extIpCpu1: { label: () => '  daemon CPU per GetExternalIPAddress (1 client)', unit: 'µs', better: 'lower' },
   extIpCpu: { label: () => '  daemon CPU per GetExternalIPAddress (8 clients)', unit: 'µs', better: 'lower' },
+  extIpGeneratorBusy1: { label: () => '  generator busy (1 client): its CPU time over the phase, % of one core', unit: '%', better: 'none' },
+  extIpGeneratorBusy8: {
+    label: () => '  generator busy (8 clients): its CPU time over the phase, % of one core (at 100 the generator is the limit)',
+    unit: '%',
+    better: 'none',
+  },
+  extIpC1: { label: () => 'GetExternalIPAddress, 1 client, sent by a C client (ApacheBench)', unit: 'req/s', better: 'higher' },
+  extIpC8: { label: () => 'GetExternalIPAddress, 8 clients (8 LAN hosts), sent by a C client (ApacheBench)', unit: 'req/s', better: 'higher' },
+  extIpCCpu1: { label: () => '  daemon CPU per GetExternalIPAddress (ApacheBench, 1 client)', unit: 'µs', better: 'lower' },
+  extIpCCpu8: { label: () => '  daemon CPU per GetExternalIPAddress (ApacheBench, 8 clients)', unit: 'µs', better: 'lower' },
   extIpKeepAlive1: { label: () => 'GetExternalIPAddress, 1 client, keep-alive', unit: 'req/s', better: 'higher' },
   extIpKeepAlive8: { label: () => 'GetExternalIPAddress, 8 clients, keep-alive', unit: 'req/s', better: 'higher' },
   extIpKeepAliveCpu: { label: () => '  daemon CPU per GetExternalIPAddress (8 clients, keep-alive)', unit: 'µs', better: 'lower' },

@@ -5,7 +5,8 @@ import { measureConnectLatency } from './dataplane/measure.js';
 import type { DaemonUnderTest, Floor, GatewaySetup, PersistedMappings, RunningDaemon } from './daemons/types.js';
 import { median, type FigureKey, type Notes, type Sample } from './figures.js';
 import type { LoadGenerator } from './load/remote.js';
-import type { ConnectionMode, ThroughputResult } from './load/protocol.js';
+import { runApacheBench } from './load/apache-bench.js';
+import type { ConnectionMode, DiscoverResult, ThroughputResult } from './load/protocol.js';
 import { SETTLE_QUIET_MS, cpuSeconds, medianResidentSizes, processGone, settledResidentSizes } from './process-stats.js';
 import type { BenchProfile } from './profile.js';
 
@@ -52,9 +53,10 @@ export const GROUPS = {
 
 export type GroupName = keyof typeof GROUPS;
 
-/** What a phase works with: the daemon running, and where its figures go. */
+/** What a phase works with: the daemon running, its WANIPConnection service, and where its figures go. */
 interface PhaseContext extends MeasureContext {
   readonly running: RunningDaemon;
+  readonly service: DiscoverResult;
   readonly sample: Sample;
 }
 
@@ -68,19 +70,20 @@ const REQUEST_PHASES: ReadonlyArray<{ readonly phase: Phase; readonly constantAn
   { phase: warmUp, constantAnswer: true },
   { phase: (c) => externalAddress(c, 'close'), constantAnswer: true },
   { phase: (c) => externalAddress(c, 'keep-alive'), constantAnswer: true },
+  { phase: externalAddressFromC, constantAnswer: true },
   { phase: addDeleteCycles, constantAnswer: false },
 ];
 
 async function measureRequests(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
   const sample: Sample = {};
-  return withDaemon(daemon, context, undefined, sample, async (running, startSeconds) => {
+  return withDaemon(daemon, context, undefined, sample, async (running, startSeconds, service) => {
     sample.startEmpty = startSeconds;
     await sleep(SETTLE_MS);
     const sizes = await medianResidentSizes(running.pid);
     sample.rssIdle = sizes.total / MB;
     context.log(`start-up ${startSeconds.toFixed(3)} s, RSS ${sample.rssIdle.toFixed(1)} MB (${sizes.parts})`);
     for (const { phase, constantAnswer } of REQUEST_PHASES) {
-      if (daemon.floor === undefined || (constantAnswer && daemon.floor === 'constant answers')) await phase({ ...context, running, sample });
+      if (daemon.floor === undefined || (constantAnswer && daemon.floor === 'constant answers')) await phase({ ...context, running, service, sample });
     }
     return {};
   });
@@ -118,17 +121,56 @@ async function warmUp({ generator, gateway, log }: PhaseContext): Promise<void> 
 async function externalAddress({ generator, profile, log, running, sample, gateway }: PhaseContext, connection: ConnectionMode): Promise<void> {
   const expectedAddress = gateway.testbed.addresses.gatewayWan;
   const keys = {
-    close: { 1: { rate: 'extIp1', cpu: 'extIpCpu1' }, 8: { rate: 'extIp8', cpu: 'extIpCpu' } },
-    'keep-alive': { 1: { rate: 'extIpKeepAlive1', cpu: undefined }, 8: { rate: 'extIpKeepAlive8', cpu: 'extIpKeepAliveCpu' } },
-  } as const satisfies Record<ConnectionMode, Record<1 | 8, { rate: FigureKey; cpu: FigureKey | undefined }>>;
+    close: {
+      1: { rate: 'extIp1', cpu: 'extIpCpu1', generatorBusy: 'extIpGeneratorBusy1' },
+      8: { rate: 'extIp8', cpu: 'extIpCpu', generatorBusy: 'extIpGeneratorBusy8' },
+    },
+    'keep-alive': {
+      1: { rate: 'extIpKeepAlive1', cpu: undefined, generatorBusy: undefined },
+      8: { rate: 'extIpKeepAlive8', cpu: 'extIpKeepAliveCpu', generatorBusy: undefined },
+    },
+  } as const satisfies Record<ConnectionMode, Record<1 | 8, { rate: FigureKey; cpu: FigureKey | undefined; generatorBusy: FigureKey | undefined }>>;
   for (const concurrency of [1, 8] as const) {
     const { result, cpuPerOp } = await withCpu(running.pid, () =>
       generator.run({ kind: 'getExternalIp', connection, concurrency, ...throughputLimits(profile), expectedAddress }),
     );
-    const { rate: rateKey, cpu: cpuKey } = keys[connection][concurrency];
+    const { rate: rateKey, cpu: cpuKey, generatorBusy: busyKey } = keys[connection][concurrency];
+    const generatorBusy = (100 * result.cpuMs) / result.elapsedMs;
     sample[rateKey] = rate(result);
     if (cpuKey) sample[cpuKey] = cpuPerOp;
-    log(`GetExternalIPAddress, ${concurrency} client(s), ${connection}: ${rate(result).toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
+    if (busyKey) sample[busyKey] = generatorBusy;
+    log(
+      `GetExternalIPAddress, ${concurrency} client(s), ${connection}: ${rate(result).toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each, ` +
+        `the generator busy ${generatorBusy.toFixed(0)} % of a core`,
+    );
+  }
+}
+
+const AB_MAX_REQUESTS = 50_000;
+
+/**
+ * GetExternalIPAddress from 1 and from 8 clients (LAN hosts) sent by ApacheBench, a C client
+ * (bench/load/apache-bench.ts): the generator's rows above are limited by the generator itself on
+ * this 2-core machine (its busy share says so), these by the daemon.
+ */
+async function externalAddressFromC({ gateway, profile, log, running, service, sample }: PhaseContext): Promise<void> {
+  const { throughput } = profile;
+  for (const clients of [1, 8] as const) {
+    const before = cpuSeconds(running.pid);
+    const result = await runApacheBench(gateway.testbed.lan.runner(), {
+      controlUrl: new URL(service.controlUrl),
+      serviceType: service.serviceType,
+      sources: gateway.lanHosts.slice(0, clients),
+      // ab keeps a record per request it may send: 50,000 (its own bound with -t) is 10,000 a second for 5 s.
+      requestsPerSource: Math.min(AB_MAX_REQUESTS, Math.ceil(throughput.maxOps / clients)),
+      maxSeconds: Math.ceil(throughput.measureMs / 1000),
+      workDir: gateway.workDir,
+    });
+    const cpuPerOp = ((cpuSeconds(running.pid) - before) * 1e6) / result.requests;
+    const rateOfC = result.requests / result.seconds;
+    sample[clients === 1 ? 'extIpC1' : 'extIpC8'] = rateOfC;
+    sample[clients === 1 ? 'extIpCCpu1' : 'extIpCCpu8'] = cpuPerOp;
+    log(`GetExternalIPAddress from ApacheBench, ${clients} client(s): ${rateOfC.toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
   }
 }
 
@@ -161,13 +203,13 @@ const TABLE_PHASES: ReadonlyArray<{ readonly phase: Phase; readonly floors: read
 
 async function measureTable(daemon: DaemonUnderTest, context: MeasureContext): Promise<Measurement> {
   const sample: Sample = {};
-  return withDaemon(daemon, context, undefined, sample, async (running) => {
+  return withDaemon(daemon, context, undefined, sample, async (running, _startSeconds, service) => {
     // The adds warm a daemon's HTTP path up before the walks; Node's floor, which does not add, is
     // warmed up as in the requests group, lest its walks measure V8 compiling its code.
-    if (daemon.floor === 'constant answers') await warmUp({ ...context, running, sample });
+    if (daemon.floor === 'constant answers') await warmUp({ ...context, running, service, sample });
     for (const { phase, floors } of TABLE_PHASES) {
       if (daemon.floor !== undefined && !floors.includes(daemon.floor)) continue;
-      const note = await phase({ ...context, running, sample }).then(
+      const note = await phase({ ...context, running, service, sample }).then(
         () => undefined,
         (err: unknown) => {
           if (phase !== listInPages || !processGone(running.pid)) throw err;
@@ -312,7 +354,7 @@ export async function withDaemon(
   context: MeasureContext,
   persisted: PersistedMappings | undefined,
   sample: Sample,
-  body: (running: RunningDaemon, startSeconds: number) => Promise<Notes>,
+  body: (running: RunningDaemon, startSeconds: number, service: DiscoverResult) => Promise<Notes>,
 ): Promise<Measurement> {
   const errors: string[] = [];
   let notes: Notes = {};
@@ -321,14 +363,14 @@ export async function withDaemon(
   let serving = false;
   try {
     running = await daemon.start(context.gateway, persisted);
-    await context.generator.run({
+    const service = await context.generator.run({
       kind: 'discover',
       descriptionUrl: running.descriptionUrl,
       timeoutMs: context.profile.startTimeoutMs,
       awaitMappingPort: persisted ? persisted.firstPort + persisted.count - 1 : undefined,
     });
     serving = true;
-    notes = await body(running, (performance.now() - start) / 1000);
+    notes = await body(running, (performance.now() - start) / 1000, service);
   } catch (err) {
     if (persisted && running && !serving) {
       // Still reinstalling when the time was up: that is the figure's result (a lower bound), not a harness failure.

@@ -121,6 +121,7 @@ export function formatValue(value: number | undefined, unit: Unit): string {
     case 'req/s':
     case 'cycles/s':
     case 'µs':
+    case '%':
       return Math.round(value).toLocaleString('en-US');
     case 's':
       return value < 10 ? value.toFixed(3) : value.toFixed(1);

@@ -216,7 +216,7 @@ function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: Daemon
 
 /** Why the benchmark cannot run here (not root, no `ip netns`, no nft, no upnpc), or undefined. */
 async function preflight(): Promise<string | undefined> {
-  const packages = { ip: 'iproute2', nft: 'nftables', upnpc: 'miniupnpc' } as const;
+  const packages = { ip: 'iproute2', nft: 'nftables', upnpc: 'miniupnpc', ab: 'apache2-utils' } as const;
   for (const [program, debianPackage] of Object.entries(packages)) {
     if (!(await haveProgram(program))) return `${program} is not installed (Debian package ${debianPackage})`;
   }

@@ -88,6 +88,8 @@ export interface ThroughputResult {
   readonly elapsedMs: number;
   /** Operations of the warm-up before it (they cost the daemon CPU too). */
   readonly warmupOps: number;
+  /** The generator's own CPU time (user + system) over the measured time. */
+  readonly cpuMs: number;
 }
 
 export interface AddMappingsResult {

@@ -4,6 +4,7 @@ import { buildNeeded } from '../../build.js';
 import { measureConnectLatency } from '../../dataplane/measure.js';
 import { upnpd } from '../../daemons/upnpd.js';
 import type { GatewaySetup, RunningDaemon } from '../../daemons/types.js';
+import { runApacheBench } from '../../load/apache-bench.js';
 import { LoadGenerator } from '../../load/remote.js';
 import { processGone, residentBytes } from '../../process-stats.js';
 import { createBenchTestbed, gatewaySetup, type BenchTestbed } from '../../testbed.js';
@@ -11,8 +12,9 @@ import { createBenchTestbed, gatewaySetup, type BenchTestbed } from '../../testb
 const LIFETIME_MS = 60_000;
 
 // The harness end to end with upnpd (miniupnpd is not among the CI packages): testbed with STUN
-// server, daemon adapter, load generator in the LAN namespace, data-plane probe from the WAN host.
-describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
+// server, daemon adapter, load generator and ApacheBench in the LAN namespace, data-plane probe
+// from the WAN host.
+describeNetns('benchmark harness (upnpd)', ['ip', 'nft', 'ab'], () => {
   let bench: BenchTestbed;
   let generator: LoadGenerator;
   let daemon: RunningDaemon | undefined;
@@ -46,6 +48,16 @@ describeNetns('benchmark harness (upnpd)', ['ip', 'nft'], () => {
       expectedAddress: '203.0.113.1',
     });
     expect(rate.ops).toBe(20);
+    // ApacheBench from two LAN hosts: every answer a 200 of the same length, or it throws.
+    const fromC = await runApacheBench(bench.testbed.lan.runner(), {
+      controlUrl: new URL(found.controlUrl),
+      serviceType: found.serviceType,
+      sources: bench.lanHosts.slice(0, 2),
+      requestsPerSource: 20,
+      maxSeconds: 10,
+      workDir: bench.workDir,
+    });
+    expect(fromC.requests).toBe(40);
     const added = await generator.run({ kind: 'addMappings', connection: 'close', firstPort: 20000, count: 5, checkpoints: [5], maxMs: 20_000 });
     expect(added.added).toBe(5);
     expect(await generator.run({ kind: 'listByIndex', connection: 'close', maxEntries: 10, maxMs: 10_000 })).toMatchObject({ entries: 5 });
