@@ -5,8 +5,9 @@ import { soapEnvelope } from './soap-client.js';
 
 /**
  * GetExternalIPAddress sent by ApacheBench (`ab`, Debian's apache2-utils): a C client that spends
- * a few tens of µs per request where the generator (Node, bench/load/main.ts) spends 300–400, so
- * that on this 2-core machine the daemon, not the client, is what limits the rate. Each `ab` runs
+ * 10–20 µs of user CPU per request, and the kernel 105–125 µs for its connection, where the
+ * generator (Node, bench/load/main.ts) spends 300–400 in all, so that on this 2-core machine the
+ * daemon, not the client, is what limits the rate. Each `ab` runs
  * one request at a time on a new connection per request (no `-k`), sent with `Connection: close`,
  * from one LAN host (`-B`); 8 clients are 8 `ab` at once from 8 LAN hosts. ab checks the status
  * (Non-2xx) and that every answer has the first one's length; the answer's content is checked by
