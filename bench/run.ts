@@ -214,7 +214,7 @@ function tasksOf(comparison: Comparison, repeat: number): Array<{ daemon: Daemon
   ];
 }
 
-/** Why the benchmark cannot run here (not root, no `ip netns`, no nft, no upnpc), or undefined. */
+/** Why the benchmark cannot run here (not root, no `ip netns`, no nft, no upnpc, no ab), or undefined. */
 async function preflight(): Promise<string | undefined> {
   const packages = { ip: 'iproute2', nft: 'nftables', upnpc: 'miniupnpc', ab: 'apache2-utils' } as const;
   for (const [program, debianPackage] of Object.entries(packages)) {
