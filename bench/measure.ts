@@ -155,21 +155,28 @@ const AB_MAX_REQUESTS = 50_000;
  */
 async function externalAddressFromC({ gateway, profile, log, running, service, sample }: PhaseContext): Promise<void> {
   const { throughput } = profile;
+  const keys = { 1: { rate: 'extIpC1', cpu: 'extIpCCpu1' }, 8: { rate: 'extIpC8', cpu: 'extIpCCpu8' } } as const satisfies Record<
+    1 | 8,
+    { rate: FigureKey; cpu: FigureKey }
+  >;
   for (const clients of [1, 8] as const) {
-    const before = cpuSeconds(running.pid);
-    const result = await runApacheBench(gateway.testbed.lan.runner(), {
-      controlUrl: new URL(service.controlUrl),
-      serviceType: service.serviceType,
-      sources: gateway.lanHosts.slice(0, clients),
-      // ab keeps a record per request it may send: 50,000 (its own bound with -t) is 10,000 a second for 5 s.
-      requestsPerSource: Math.min(AB_MAX_REQUESTS, Math.ceil(throughput.maxOps / clients)),
-      maxSeconds: Math.ceil(throughput.measureMs / 1000),
-      workDir: gateway.workDir,
-    });
-    const cpuPerOp = ((cpuSeconds(running.pid) - before) * 1e6) / result.requests;
+    const { result, cpuPerOp } = await withCpuPer(
+      running.pid,
+      () =>
+        runApacheBench(gateway.testbed.lan.runner(), {
+          controlUrl: new URL(service.controlUrl),
+          serviceType: service.serviceType,
+          sources: gateway.lanHosts.slice(0, clients),
+          // ab keeps a record per request it may send: 50,000 (its own bound with -t) is 10,000 a second for 5 s.
+          requestsPerSource: Math.min(AB_MAX_REQUESTS, Math.ceil(throughput.maxOps / clients)),
+          maxSeconds: Math.ceil(throughput.measureMs / 1000),
+          workDir: gateway.workDir,
+        }),
+      (answered) => answered.requests,
+    );
     const rateOfC = result.requests / result.seconds;
-    sample[clients === 1 ? 'extIpC1' : 'extIpC8'] = rateOfC;
-    sample[clients === 1 ? 'extIpCCpu1' : 'extIpCCpu8'] = cpuPerOp;
+    sample[keys[clients].rate] = rateOfC;
+    sample[keys[clients].cpu] = cpuPerOp;
     log(`GetExternalIPAddress from ApacheBench, ${clients} client(s): ${rateOfC.toFixed(0)} req/s, ${cpuPerOp.toFixed(0)} µs CPU each`);
   }
 }
@@ -395,10 +402,15 @@ export async function withDaemon(
  * Runs a throughput phase and charges the daemon's CPU time (children included) to its
  * operations, warm-up included: a rate can be capped by the generator, CPU per operation cannot.
  */
-export async function withCpu(pid: number, phase: () => Promise<ThroughputResult>): Promise<{ result: ThroughputResult; cpuPerOp: number }> {
+export function withCpu(pid: number, phase: () => Promise<ThroughputResult>): Promise<{ result: ThroughputResult; cpuPerOp: number }> {
+  return withCpuPer(pid, phase, (result) => result.ops + result.warmupOps);
+}
+
+/** Runs a phase and charges the daemon's CPU time (children included) to the operations `count` finds in its result. */
+async function withCpuPer<R>(pid: number, phase: () => Promise<R>, count: (result: R) => number): Promise<{ result: R; cpuPerOp: number }> {
   const before = cpuSeconds(pid);
   const result = await phase();
-  return { result, cpuPerOp: ((cpuSeconds(pid) - before) * 1e6) / (result.ops + result.warmupOps) };
+  return { result, cpuPerOp: ((cpuSeconds(pid) - before) * 1e6) / count(result) };
 }
 
 function rate(result: ThroughputResult): number {
